@@ -1,0 +1,5 @@
+import sys
+
+from napari_ribseg.cli import main
+
+sys.exit(main())

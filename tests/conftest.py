@@ -1,0 +1,24 @@
+"""Shared fixtures: small deterministic data on the CPU, no network, no user folders touched."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_API", "pyqt5")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path_factory, monkeypatch):
+    """Keep user models and projects of tests out of the real home folder."""
+    root = tmp_path_factory.mktemp("ribseg-home")
+    monkeypatch.setenv("RIBSEG_MODEL_DIR", str(root / "models"))
+    monkeypatch.setenv("RIBSEG_CACHE_DIR", str(root / "cache"))
+    return root
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)

@@ -1,0 +1,199 @@
+"""Turning raw pixel arrays into the float32 [0, 1] frames of a :class:`~napari_ribseg.core.stack.Stack`.
+
+Every reader ends here, so the intensity rules are the same for all formats:
+
+* ``bool`` -> 0/1, ``uint8`` -> /255, ``uint16`` -> /65535 (a reader may pass another full-scale
+  value, e.g. DICOM's ``2**BitsStored - 1``);
+* any other dtype (floats, signed or 32-bit integers): kept if every value lies in [0, 1], otherwise
+  min-max scaled with the *global* minimum and maximum of the whole stack (not per frame, so the
+  brightness of frames stays comparable); a constant stack outside [0, 1] becomes zeros;
+* NaN or infinite values raise :class:`StackReadError` naming the file and the first bad frame;
+* colour (a trailing axis of 3 or 4 samples) becomes ITU-R BT.601 luma ``0.299 R + 0.587 G + 0.114 B``
+  (alpha ignored); 2 samples (grey + alpha) keep the grey sample.
+
+Conversion runs over chunks of frames into one preallocated float32 array, so a memory-mapped source
+is paged in a chunk at a time and never held in memory next to its float copy; a float32 source that
+is already in [0, 1] and grey is returned as it is (a memory map stays a memory map).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from napari_ribseg.core.errors import StackReadError
+
+#: ITU-R BT.601 luma weights for R, G, B.
+LUMA_601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+# About 64 MiB of float32 output per chunk: large enough to be fast, small enough to stay cheap.
+_CHUNK_BYTES = 64 * 2**20
+
+_FIXED_SCALE = {np.dtype(bool): 1.0, np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+def full_scale(dtype: np.dtype) -> float | None:
+    """The value that maps to 1.0 for ``dtype``, or ``None`` when the float rule applies."""
+    return _FIXED_SCALE.get(np.dtype(dtype))
+
+
+def is_numeric(array: np.ndarray) -> bool:
+    """True for bool, integer and real floating arrays (the dtypes a stack can come from)."""
+    return array.dtype.kind in "biuf"
+
+
+def luma(samples: np.ndarray) -> np.ndarray:
+    """Grey value of colour samples on the last axis (2: grey+alpha, 3: RGB, 4: RGBA) as float32."""
+    n = samples.shape[-1]
+    if n in (1, 2):
+        return samples[..., 0].astype(np.float32)
+    if n in (3, 4):
+        rgb = samples[..., :3].astype(np.float32)
+        return rgb @ LUMA_601
+    raise ValueError(f"cannot convert {n} colour samples to grey")
+
+
+def arrange_frames(
+    array: np.ndarray, source: str | os.PathLike, *, colour: bool | None = None
+) -> tuple[np.ndarray, bool]:
+    """View ``array`` as (frames, H, W) or (frames, H, W, samples); return it and whether it is colour.
+
+    ``colour=None`` guesses: a trailing axis of 3 or 4 is colour when the two axes before it are
+    larger than 4 (an RGB image, not three 4-pixel-wide frames). Singleton axes other than height and
+    width are dropped (e.g. (N, 1, H, W) or (H, W, 1)). Anything that is still more than 3-D apart
+    from the colour axis raises :class:`StackReadError` naming the shape.
+    """
+    original_shape = array.shape
+    if colour is None:
+        colour = (
+            array.ndim >= 3 and array.shape[-1] in (3, 4) and min(array.shape[-3:-1], default=0) > 4
+        )
+    if colour:
+        if array.ndim < 3:
+            raise StackReadError(f"{source}: colour data must be at least 3-D, got {original_shape}")
+        # A single sample is grey; two are grey + alpha.
+        if array.shape[-1] == 1:
+            array, colour = array[..., 0], False
+    elif array.ndim >= 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    spatial = 3 if colour else 2
+    while array.ndim > spatial + 1:
+        lead = array.shape[: array.ndim - spatial]
+        if 1 not in lead:
+            break
+        array = array.reshape(tuple(s for s in lead if s != 1) + array.shape[-spatial:])
+    if array.ndim == spatial:
+        array = array[np.newaxis]
+    if array.ndim != spatial + 1:
+        raise StackReadError(
+            f"{source}: cannot read an array of shape {original_shape} as frames x height x width; "
+            "expected 2-D, 3-D, or up to 5-D with a trailing colour axis of 3 or 4"
+        )
+    if array.shape[0] == 0:
+        raise StackReadError(f"{source}: contains zero frames (shape {original_shape})")
+    if 0 in array.shape[1:3]:
+        raise StackReadError(f"{source}: frames are empty (shape {original_shape})")
+    return array, bool(colour)
+
+
+def _chunk_len(frame_shape: tuple[int, ...]) -> int:
+    return max(1, _CHUNK_BYTES // max(1, 4 * int(np.prod(frame_shape))))
+
+
+def _check_finite(chunk: np.ndarray, start: int, source: str | os.PathLike) -> None:
+    if chunk.dtype.kind != "f":
+        return
+    ok = np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1)
+    if not ok.all():
+        bad = start + int(np.argmin(ok))
+        raise StackReadError(
+            f"{source}: frame {bad} contains NaN or infinite values; expected finite intensities"
+        )
+
+
+def to_unit_frames(
+    raw: np.ndarray,
+    source: str | os.PathLike,
+    *,
+    colour: bool = False,
+    scale: float | None = None,
+) -> tuple[np.ndarray, dict]:
+    """Convert (N, H, W[, samples]) raw data to float32 (N, H, W) in [0, 1].
+
+    Returns the frames and a dict describing the scaling (stored in ``Stack.metadata``). ``scale``
+    overrides the full-scale value of integer data.
+    """
+    if not is_numeric(raw):
+        raise StackReadError(f"{source}: pixel data of dtype {raw.dtype} is not numeric")
+    if scale is None:
+        scale = full_scale(raw.dtype)
+    n = raw.shape[0]
+    step = _chunk_len(raw.shape[1:3])
+
+    if scale is None and not colour and raw.dtype == np.float32:
+        # Check before copying: a float32 [0, 1] source (e.g. a memory-mapped TIFF) is used as is.
+        lo, hi = np.inf, -np.inf
+        for start in range(0, n, step):
+            chunk = raw[start : start + step]
+            _check_finite(chunk, start, source)
+            lo, hi = min(lo, float(chunk.min())), max(hi, float(chunk.max()))
+        if lo >= 0.0 and hi <= 1.0:
+            return raw, {"method": "none"}
+
+    out = np.empty((n, *raw.shape[1:3]), dtype=np.float32)
+    lo, hi = np.inf, -np.inf
+    for start in range(0, n, step):
+        chunk = np.asarray(raw[start : start + step])
+        _check_finite(chunk, start, source)
+        grey = luma(chunk) if colour else chunk.astype(np.float32)
+        if scale is not None:
+            grey /= np.float32(scale)
+        else:
+            lo, hi = min(lo, float(grey.min())), max(hi, float(grey.max()))
+        out[start : start + len(chunk)] = grey
+    if scale is not None:
+        # DICOM's BitsStored may be smaller than the data: values above full scale are clipped.
+        np.clip(out, 0.0, 1.0, out=out)
+        return out, {"method": "divide", "divisor": float(scale)}
+    if lo >= 0.0 and hi <= 1.0:
+        return out, {"method": "none"}
+    for start in range(0, n, step):
+        block = out[start : start + step]
+        if hi > lo:
+            block -= np.float32(lo)
+            block /= np.float32(hi - lo)
+            np.clip(block, 0.0, 1.0, out=block)
+        else:
+            block[...] = 0.0
+    return out, {"method": "minmax", "min": lo, "max": hi}
+
+
+def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np.ndarray:
+    """Binarise a 2-D mask (or (H, W, samples) colour mask) to uint8 0/1.
+
+    Rule: colour masks take the maximum over R, G, B (alpha ignored). Integer masks whose maximum is
+    above half of their dtype's range (> 127 for 8-bit, > 32767 for 16-bit) are thresholded at half the
+    range, which equals ``> 0`` for clean 0/255 masks and removes JPEG ringing and interpolation grey;
+    other integer masks (0/1, small label values) use ``> 0``. Float masks use ``> 0.5`` when their
+    maximum is at most 1, else ``> 127.5`` (0..255 stored as float).
+    """
+    if mask.ndim == 3 and mask.shape[-1] in (2, 3, 4):
+        mask = mask[..., :1] if mask.shape[-1] == 2 else mask[..., :3]
+        mask = mask.max(axis=-1)
+    if mask.ndim != 2:
+        raise StackReadError(f"{source}: a mask must be 2-D, got shape {mask.shape}")
+    if mask.dtype == bool:
+        return mask.astype(np.uint8)
+    if mask.dtype.kind in "iu":
+        half = np.iinfo(mask.dtype).max // 2
+        top = mask.max() if mask.size else 0
+        threshold = half if top > half else 0
+        return (mask > threshold).astype(np.uint8)
+    if mask.dtype.kind == "f":
+        if not np.isfinite(mask).all():
+            raise StackReadError(f"{source}: mask contains NaN or infinite values")
+        threshold = 0.5 if (mask.max() if mask.size else 0) <= 1.0 else 127.5
+        return (mask > threshold).astype(np.uint8)
+    raise StackReadError(f"{source}: mask of dtype {mask.dtype} is not numeric")

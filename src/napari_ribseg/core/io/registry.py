@@ -1,0 +1,170 @@
+"""The one reader registry: every path becomes a :class:`Stack` through :func:`read_stack`.
+
+The npe2 reader, the ``ribseg`` CLI and the training data loader all ask :func:`find_reader` and
+:func:`read_stack`; no other code opens ultrasound files. ``find_reader`` only looks at the name, the
+first bytes of a file or the names in a folder, so it is cheap and never raises.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from napari_ribseg.core.errors import StackReadError, UnsupportedFormatError
+from napari_ribseg.core.stack import Stack
+
+#: Extensions of single images that a frame folder may hold.
+FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key putting ``frame2`` before ``frame10`` (digit runs compare as numbers)."""
+    parts = _DIGITS.split(name.lower())
+    return tuple((0, int(p), p) if p.isdigit() else (1, 0, p) for p in parts if p != "")
+
+
+def natural_sorted(paths: list[Path]) -> list[Path]:
+    """``paths`` in natural order of their names."""
+    return sorted(paths, key=lambda p: natural_key(p.name))
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """Image files directly in ``folder`` (hidden files skipped), in natural order."""
+    return natural_sorted(
+        [
+            p
+            for p in folder.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in FRAME_SUFFIXES
+        ]
+    )
+
+
+def _head(path: Path, n: int = 1024) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
+def _is_dicom(path: Path) -> bool:
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        return True
+    # Scanners often write DICOM without an extension: the "DICM" magic follows a 128-byte preamble.
+    return path.suffix == "" and _head(path, 132)[128:132] == b"DICM"
+
+
+def _is_tiff(path: Path) -> bool:
+    return path.suffix.lower() in (".tif", ".tiff")
+
+
+def _is_folder(path: Path) -> bool:
+    return path.is_dir() and any(True for _ in frame_files(path))
+
+
+def _suffix_in(*suffixes: str) -> Callable[[Path], bool]:
+    return lambda path: path.is_file() and path.suffix.lower() in suffixes
+
+
+@dataclass(frozen=True)
+class StackReader:
+    """One format: ``accepts(path)`` is a cheap check, ``read(path, variable)`` builds the Stack."""
+
+    name: str
+    description: str
+    accepts: Callable[[Path], bool]
+    read: Callable[[Path, str | None], Stack]
+
+    def __call__(self, path: str | os.PathLike, *, variable: str | None = None) -> Stack:
+        return self.read(Path(path), variable)
+
+
+def _read_tiff(path: Path, variable: str | None) -> Stack:
+    from napari_ribseg.core.io import tiff
+
+    return tiff.read_tiff(path)
+
+
+def _read_folder(path: Path, variable: str | None) -> Stack:
+    from napari_ribseg.core.io import frame_folder
+
+    return frame_folder.read_frame_folder(path)
+
+
+def _read_dicom(path: Path, variable: str | None) -> Stack:
+    from napari_ribseg.core.io import dicom
+
+    return dicom.read_dicom(path)
+
+
+def _read_video(path: Path, variable: str | None) -> Stack:
+    from napari_ribseg.core.io import video
+
+    return video.read_video(path)
+
+
+def _read_mat(path: Path, variable: str | None) -> Stack:
+    from napari_ribseg.core.io import matlab
+
+    return matlab.read_mat(path, variable=variable)
+
+
+def _read_numpy(path: Path, variable: str | None) -> Stack:
+    from napari_ribseg.core.io import numpy_files
+
+    return numpy_files.read_numpy(path, variable=variable)
+
+
+#: Readers in the order they are asked.
+READERS: tuple[StackReader, ...] = (
+    StackReader("tiff", "TIFF / OME-TIFF / ImageJ stack", lambda p: p.is_file() and _is_tiff(p), _read_tiff),
+    StackReader("dicom", "DICOM (single- or multi-frame)", lambda p: p.is_file() and _is_dicom(p), _read_dicom),
+    StackReader("video", "video (mp4, avi, mov)", _suffix_in(".mp4", ".avi", ".mov"), _read_video),
+    StackReader("mat", "MATLAB .mat (v5 and v7.3)", _suffix_in(".mat"), _read_mat),
+    StackReader("numpy", "NumPy .npy / .npz", _suffix_in(".npy", ".npz"), _read_numpy),
+    StackReader("frame-folder", "folder of frames (png, jpg, bmp, tif)", _is_folder, _read_folder),
+)  # fmt: skip
+
+
+def find_reader(path: str | os.PathLike) -> StackReader | None:
+    """The reader that handles ``path``, or ``None``; never raises."""
+    try:
+        path = Path(path)
+        for reader in READERS:
+            if reader.accepts(path):
+                return reader
+    except (OSError, ValueError):
+        # Unreadable, missing or oddly named paths simply have no reader.
+        return None
+    return None
+
+
+def read_stack(path: str | os.PathLike, *, variable: str | None = None) -> Stack:
+    """Read any supported file or frame folder as a float32 (frames, H, W) stack in [0, 1].
+
+    ``variable`` names the array to take from a .mat or .npz file (default: the largest). Raises
+    :class:`StackReadError` (or its subclass :class:`UnsupportedFormatError`) naming the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise StackReadError(f"{path}: no such file or folder")
+    reader = find_reader(path)
+    if reader is None:
+        if path.is_dir():
+            raise StackReadError(
+                f"{path}: folder contains no image frames; expected files ending in "
+                + ", ".join(FRAME_SUFFIXES)
+            )
+        known = ", ".join(r.description for r in READERS)
+        raise UnsupportedFormatError(
+            f"{path}: unsupported format {path.suffix or '(no extension)'!r}; readable: {known}"
+        )
+    if variable is not None and reader.name not in ("mat", "numpy"):
+        raise StackReadError(
+            f"{path}: variable={variable!r} only applies to .mat and .npz files, not {reader.description}"
+        )
+    stack = reader.read(path, variable)
+    stack.metadata.setdefault("reader", reader.name)
+    return stack

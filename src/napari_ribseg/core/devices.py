@@ -70,7 +70,9 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
         return torch.device("cpu")
     if kind == "mps":
         if index not in (None, "0"):
-            raise DeviceError(f"device {spec!r} does not exist: Apple MPS has a single device 'mps'")
+            raise DeviceError(
+                f"device {spec!r} does not exist: Apple MPS has a single device 'mps'"
+            )
         if not _mps_available():
             raise DeviceError(
                 f"device {spec!r} requested but Apple MPS is not available here "

@@ -72,7 +72,9 @@ def arrange_frames(
         )
     if colour:
         if array.ndim < 3:
-            raise StackReadError(f"{source}: colour data must be at least 3-D, got {original_shape}")
+            raise StackReadError(
+                f"{source}: colour data must be at least 3-D, got {original_shape}"
+            )
         # A single sample is grey; two are grey + alpha.
         if array.shape[-1] == 1:
             array, colour = array[..., 0], False

@@ -35,13 +35,7 @@ def natural_sorted(paths: list[Path]) -> list[Path]:
 
 def frame_files(folder: Path) -> list[Path]:
     """Image files directly in ``folder`` (hidden files skipped), in natural order."""
-    return natural_sorted(
-        [
-            p
-            for p in folder.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in FRAME_SUFFIXES
-        ]
-    )
+    return natural_sorted([p for p in folder.iterdir() if _is_frame(p)])
 
 
 def _head(path: Path, n: int = 1024) -> bytes:
@@ -60,8 +54,15 @@ def _is_tiff(path: Path) -> bool:
     return path.suffix.lower() in (".tif", ".tiff")
 
 
+def _is_frame(path: Path) -> bool:
+    return (
+        path.suffix.lower() in FRAME_SUFFIXES and not path.name.startswith(".") and path.is_file()
+    )
+
+
 def _is_folder(path: Path) -> bool:
-    return path.is_dir() and any(True for _ in frame_files(path))
+    # Stops at the first image: napari probes folders that may hold many thousands of files.
+    return path.is_dir() and any(_is_frame(p) for p in path.iterdir())
 
 
 def _suffix_in(*suffixes: str) -> Callable[[Path], bool]:
@@ -106,15 +107,15 @@ def _read_video(path: Path, variable: str | None) -> Stack:
 
 
 def _read_mat(path: Path, variable: str | None) -> Stack:
-    from napari_ribseg.core.io import matlab
+    from napari_ribseg.core.io import containers
 
-    return matlab.read_mat(path, variable=variable)
+    return containers.read_mat(path, variable=variable)
 
 
 def _read_numpy(path: Path, variable: str | None) -> Stack:
-    from napari_ribseg.core.io import numpy_files
+    from napari_ribseg.core.io import containers
 
-    return numpy_files.read_numpy(path, variable=variable)
+    return containers.read_numpy(path, variable=variable)
 
 
 #: Readers in the order they are asked.
@@ -135,8 +136,8 @@ def find_reader(path: str | os.PathLike) -> StackReader | None:
         for reader in READERS:
             if reader.accepts(path):
                 return reader
-    except (OSError, ValueError):
-        # Unreadable, missing or oddly named paths simply have no reader.
+    except (OSError, ValueError, TypeError):
+        # Unreadable, missing, oddly named or non-path inputs simply have no reader.
         return None
     return None
 

@@ -296,9 +296,9 @@ def macs_per_frame(model: nn.Module, input_size: int | None = None) -> int:
         elif isinstance(module, nn.Conv2d):
             handles.append(module.register_forward_hook(conv_hook))
     try:
-        device = next(model.parameters()).device
+        ref = next(model.parameters())
         with torch.no_grad():
-            model(torch.zeros(1, in_channels, size, size, device=device))
+            model(torch.zeros(1, in_channels, size, size, device=ref.device, dtype=ref.dtype))
     finally:
         for handle in handles:
             handle.remove()

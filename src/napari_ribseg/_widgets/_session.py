@@ -1,0 +1,326 @@
+"""The stack under review and its layers, shared by the dock sections.
+
+The sections never talk to each other; they talk to one :class:`ReviewSession` and listen to its
+signals. The session owns no logic of its own beyond wiring: statuses, labels and saving live in
+:class:`~napari_ribseg.core.project.ReviewProject`, masks come from the core's post-processing. The
+Labels layer shows the project's ``labels`` array itself, so napari's paint tools edit the project
+in place and nothing has to be copied back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import QObject, Signal
+
+from napari_ribseg._widgets._settings import WidgetSettings, config_dir, save_settings
+from napari_ribseg.core.errors import RibsegError
+from napari_ribseg.core.project import ReviewProject, project_dir_for
+from napari_ribseg.core.stack import FrameStatus
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Image, Labels
+
+#: Where the review projects of stacks that have no file (simulated samples) go by default.
+SOURCELESS_FOLDER = "projects"
+#: Colour of the rib label in the Labels layer (label value 1).
+RIB_COLOUR = "#ff9f1c"
+
+
+def notify_error(message: str) -> None:
+    """Show an error in napari's notification area (never a modal dialog)."""
+    from napari.utils.notifications import show_error
+
+    show_error(message)
+
+
+def notify_info(message: str) -> None:
+    from napari.utils.notifications import show_info
+
+    show_info(message)
+
+
+def frames_of(layer: Image) -> np.ndarray:
+    """The layer's pixels as the float32 (N, H, W) in [0, 1] the core expects.
+
+    Layers from our reader and sample data are already float32 in [0, 1]; a layer someone added
+    from another plugin may be integer, so integers are scaled by their type's range.
+    """
+    data = np.asarray(layer.data)
+    if data.ndim == 2:
+        data = data[None]
+    if data.ndim != 3:
+        raise RibsegError(
+            f"layer '{layer.name}' has {data.ndim} dimensions; rib segmentation needs a 2-D frame "
+            "or a (frames, height, width) stack (RGB cines: open the file with this plugin's reader)"
+        )
+    if data.dtype.kind in "ui":
+        return (data.astype(np.float32) / float(np.iinfo(data.dtype).max)).clip(0, 1)
+    return np.asarray(data, dtype=np.float32)
+
+
+def same_layer(a: Any, b: Any) -> bool:
+    """Whether two references name the same layer.
+
+    A plugin's viewer is a napari ``PublicOnlyProxy`` that hands out a fresh proxy object for every
+    layer it returns, so ``is`` can be false for the same layer; its ``unique_id`` is stable.
+    """
+    if a is None or b is None:
+        return a is b
+    return a is b or getattr(a, "unique_id", object()) == getattr(b, "unique_id", None)
+
+
+def source_of(layer: Image) -> Path | None:
+    """The file or folder a layer was read from, when napari or our loader recorded it."""
+    # Our reader and loader put Stack.describe() into the metadata: {"source": ..., ...}.
+    meta = layer.metadata if isinstance(layer.metadata, dict) else {}
+    for candidate in (meta.get("source"), layer.source.path):
+        if candidate:
+            return Path(candidate)
+    return None
+
+
+class ReviewSession(QObject):
+    """The image layer being segmented, its Labels/probability layers and its review project."""
+
+    #: A (new) image was bound and its project opened; argument: whether it was restored.
+    image_bound = Signal(bool)
+    #: Labels of these frames changed (list of int; empty list means "all").
+    labels_updated = Signal(object)
+    #: Statuses changed.
+    statuses_changed = Signal()
+    #: The project was saved; argument: a short message for the status line.
+    saved = Signal(str)
+    #: The list of models changed (e.g. a fine-tuned model arrived); argument: model to select.
+    models_changed = Signal(str)
+    #: The Segment section re-read the registry; argument: the list of ``ModelEntry``.
+    models_listed = Signal(object)
+    #: The model chosen for segmentation; argument: its name (the default fine-tuning base).
+    model_selected = Signal(str)
+
+    def __init__(self, viewer: napari.viewer.Viewer, settings: WidgetSettings) -> None:
+        super().__init__()
+        self.viewer = viewer
+        self.settings = settings
+        self.image_layer: Image | None = None
+        self.labels_layer: Labels | None = None
+        self.prob_layer: Image | None = None
+        self.project: ReviewProject | None = None
+        #: Cached model probabilities, uint8 (N, H, W) p*255; re-thresholding never reruns a model.
+        self.prob: np.ndarray | None = None
+        #: Which frames have probabilities in ``prob``.
+        self.has_prob: np.ndarray | None = None
+        self._frames: np.ndarray | None = None
+        self._last_frame: int | None = None
+        self._save_error_shown = False
+        viewer.dims.events.current_step.connect(self._on_step)
+
+    # -- binding -------------------------------------------------------------------------------
+    @property
+    def frames(self) -> np.ndarray:
+        if self._frames is None:
+            raise RibsegError("no image is selected: load a stack or pick an image layer first")
+        return self._frames
+
+    @property
+    def n_frames(self) -> int:
+        return 0 if self._frames is None else int(self._frames.shape[0])
+
+    def project_folder_for(self, layer: Image) -> Path:
+        root = Path(self.settings.project_folder) if self.settings.project_folder else None
+        source = source_of(layer)
+        if source is None and root is None:
+            root = config_dir() / SOURCELESS_FOLDER
+        return project_dir_for(source, root=root, name=layer.name)
+
+    def bind_image(self, layer: Image) -> bool:
+        """Make ``layer`` the stack under review: open (or restore) its project, add its Labels.
+
+        Returns whether a saved project was restored. Raises :class:`RibsegError` with a message
+        for the user when the layer cannot be reviewed.
+        """
+        if same_layer(layer, self.image_layer) and self.project is not None:
+            return False
+        frames = frames_of(layer)
+        self.autosave()
+        folder = self.project_folder_for(layer)
+        project, restored = ReviewProject.open(
+            folder, frames.shape[0], frames.shape[1:], source=source_of(layer)
+        )
+        self.image_layer = layer
+        self._frames = frames
+        self.project = project
+        self.prob = None
+        self.has_prob = np.zeros(frames.shape[0], bool)
+        self.prob_layer = None
+        self._save_error_shown = False
+        self.labels_layer = self._labels_layer_for(layer, project)
+        self._last_frame = self.current_frame()
+        self.image_bound.emit(restored)
+        return restored
+
+    def _labels_layer_for(self, image: Image, project: ReviewProject) -> Labels:
+        name = f"{image.name} ribs"
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            layer.data = project.labels
+        else:
+            layer = self.viewer.add_labels(
+                project.labels,
+                name=name,
+                scale=image.scale,
+                translate=image.translate,
+                opacity=0.45,
+            )
+        with contextlib.suppress(Exception):  # colour is cosmetic; never block a review over it
+            from napari.utils.colormaps import DirectLabelColormap
+
+            layer.colormap = DirectLabelColormap(color_dict={None: "transparent", 1: RIB_COLOUR})
+        layer.events.paint.connect(self._on_paint)
+        layer.events.data.connect(self._on_labels_data)
+        return layer
+
+    def forget_layer(self, layer: Any) -> None:
+        """Drop references to a layer the user deleted (saving first when it was the image)."""
+        if same_layer(layer, self.image_layer):
+            self.autosave()
+            self.image_layer = self.labels_layer = self.prob_layer = None
+            self.project = None
+            self._frames = None
+            self.prob = self.has_prob = None
+            self.image_bound.emit(False)
+        elif same_layer(layer, self.labels_layer):
+            self.autosave()
+            self.labels_layer = None
+        elif same_layer(layer, self.prob_layer):
+            self.prob_layer = None
+
+    # -- frames --------------------------------------------------------------------------------
+    def current_frame(self) -> int:
+        step = self.viewer.dims.current_step
+        if self._frames is None or not step:
+            return 0
+        # The stack's frame axis is the first axis of the image; with other layers of more
+        # dimensions it is the first of the image's own (last three) axes.
+        axis = max(0, len(step) - 3) if self._frames.ndim == 3 and len(step) > 3 else 0
+        return int(min(max(step[axis], 0), self.n_frames - 1))
+
+    def go_to(self, frame: int) -> None:
+        """Show ``frame`` in the viewer."""
+        if self._frames is None:
+            return
+        frame = int(min(max(frame, 0), self.n_frames - 1))
+        self.viewer.dims.set_current_step(0, frame)
+
+    def _on_step(self, event: Any = None) -> None:
+        frame = self.current_frame()
+        if frame != self._last_frame:
+            self._last_frame = frame
+            # Autosave on every change of frame: that is when a user has finished with one.
+            self.autosave()
+
+    def _on_paint(self, event: Any = None) -> None:
+        if self.project is not None:
+            self.project.mark_labels_changed()
+            self.labels_updated.emit([self.current_frame()])
+
+    def _on_labels_data(self, event: Any = None) -> None:
+        # Someone replaced the whole array (e.g. a plugin, or undo across a data swap): adopt it so
+        # the project keeps saving what the user sees.
+        if self.project is None or self.labels_layer is None:
+            return
+        data = self.labels_layer.data
+        if data is not self.project.labels and np.shape(data) == self.project.labels.shape:
+            self.project.labels = np.asarray(data, dtype=np.uint8)
+            self.project.mark_labels_changed()
+            self.labels_updated.emit([])
+
+    # -- changes -------------------------------------------------------------------------------
+    def set_status(self, frame: int, status: FrameStatus) -> None:
+        if self.project is None:
+            return
+        self.project.set_status(frame, status)
+        self.statuses_changed.emit()
+        self.autosave()
+
+    def apply_prediction(
+        self,
+        frames: np.ndarray,
+        prob: np.ndarray,
+        masks: np.ndarray,
+        confidence: np.ndarray | None,
+        model_name: str | None,
+    ) -> np.ndarray:
+        """Cache probabilities and write masks into every frame the user has not protected."""
+        if self.project is None or self._frames is None or self.has_prob is None:
+            return np.zeros(0, np.int64)
+        if self.prob is None:
+            self.prob = np.zeros((self.n_frames, *self.frames.shape[1:]), np.uint8)
+        self.prob[frames] = prob
+        self.has_prob[frames] = True
+        written = self.project.apply_prediction(
+            frames, masks, confidence, protect=self.project.protected_frames
+        )
+        self.project.model_name = model_name
+        self.refresh_layers()
+        self.labels_updated.emit(written.tolist())
+        self.statuses_changed.emit()
+        self.autosave()
+        return written
+
+    def refresh_layers(self) -> None:
+        if self.labels_layer is not None:
+            self.labels_layer.refresh()
+        if self.prob_layer is not None:
+            self.prob_layer.refresh()
+
+    def show_probability(self, show: bool) -> None:
+        """Add (or remove) the cached probability map as an Image layer."""
+        if not show:
+            if self.prob_layer is not None and self.prob_layer in self.viewer.layers:
+                self.viewer.layers.remove(self.prob_layer)
+            self.prob_layer = None
+            return
+        if self.prob is None or self.image_layer is None or self.prob_layer is not None:
+            return
+        self.prob_layer = self.viewer.add_image(
+            self.prob,
+            name=f"{self.image_layer.name} rib probability",
+            scale=self.image_layer.scale,
+            translate=self.image_layer.translate,
+            colormap="magma",
+            contrast_limits=(0, 255),
+            blending="additive",
+            opacity=0.5,
+            visible=True,
+        )
+
+    # -- saving --------------------------------------------------------------------------------
+    def autosave(self) -> bool:
+        """Save the project if anything changed; report failures once as a notification."""
+        if self.project is None:
+            return False
+        try:
+            written = self.project.save()
+        except OSError as exc:
+            if not self._save_error_shown:
+                self._save_error_shown = True
+                notify_error(
+                    f"Could not save the review to {self.project.folder}: {exc}. Choose a writable "
+                    "project folder in the Rib Segmentation settings; your labels stay in the viewer."
+                )
+            return False
+        if written:
+            self._save_error_shown = False
+            stamp = _dt.datetime.now().strftime("%H:%M:%S")
+            self.saved.emit(f"Review saved at {stamp} in {self.project.folder.name}")
+        return written
+
+    def remember_folder(self, folder: str | Path) -> None:
+        self.settings.last_folder = str(folder)
+        save_settings(self.settings)

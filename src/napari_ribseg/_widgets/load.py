@@ -1,0 +1,292 @@
+"""Load section: open a stack from a file or folder, or a simulated sample, and show what it is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_ribseg._widgets._session import ReviewSession, notify_error, source_of
+from napari_ribseg._widgets._settings import apply_model_folder, save_settings, settings_backend
+from napari_ribseg.core.errors import RibsegError
+
+if TYPE_CHECKING:
+    from napari.layers import Image
+
+    from napari_ribseg.core.stack import Stack
+
+#: File filter of the open dialog; the reader registry decides in the end, so "All files" stays.
+FILE_FILTER = (
+    "Ultrasound stacks (*.tif *.tiff *.dcm *.dicom *.mp4 *.avi *.mov *.mat *.npy *.npz);;"
+    "All files (*)"
+)
+
+
+def _fmt_spacing(spacing: tuple[float, float] | None) -> str:
+    if not spacing:
+        return "unknown (pixels shown square)"
+    return f"{spacing[0]:.3g} x {spacing[1]:.3g} mm/pixel"
+
+
+class LoadSection(QWidget):
+    """Buttons to open data and a summary of the stack under review."""
+
+    #: An image layer was added by this section and should become the one under review.
+    image_added = Signal(object)
+
+    def __init__(self, session: ReviewSession, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        layout = QVBoxLayout(self)
+
+        buttons = QGridLayout()
+        self.open_file_btn = QPushButton("Open file…")
+        self.open_file_btn.setToolTip("Open a TIFF, DICOM, video, MAT or NumPy ultrasound stack")
+        self.open_folder_btn = QPushButton("Open folder…")
+        self.open_folder_btn.setToolTip("Open a folder of frame images (PNG, JPEG, TIFF)")
+        self.sample_linear_btn = QPushButton("Sample: linear probe")
+        self.sample_convex_btn = QPushButton("Sample: convex probe")
+        for btn in (self.sample_linear_btn, self.sample_convex_btn):
+            btn.setToolTip(
+                "A simulated lung-ultrasound cine with known ribs, for trying things out"
+            )
+        buttons.addWidget(self.open_file_btn, 0, 0)
+        buttons.addWidget(self.open_folder_btn, 0, 1)
+        buttons.addWidget(self.sample_linear_btn, 1, 0)
+        buttons.addWidget(self.sample_convex_btn, 1, 1)
+        layout.addLayout(buttons)
+
+        form = QFormLayout()
+        self.frames_label = QLabel("–")
+        self.size_label = QLabel("–")
+        self.spacing_label = QLabel("–")
+        self.rate_label = QLabel("–")
+        self.source_label = QLabel("–")
+        self.project_label = QLabel("–")
+        for lab in (self.source_label, self.project_label):
+            lab.setWordWrap(True)
+        form.addRow("Frames:", self.frames_label)
+        form.addRow("Size:", self.size_label)
+        form.addRow("Spacing:", self.spacing_label)
+        form.addRow("Frame rate:", self.rate_label)
+        form.addRow("Source:", self.source_label)
+        form.addRow("Review:", self.project_label)
+        layout.addLayout(form)
+        hint = QLabel("You can also drop a file onto napari; pick its layer in Segment.")
+        hint.setWordWrap(True)
+        hint.setStyleSheet("color: gray;")
+        layout.addWidget(hint)
+
+        folders = QGroupBox("Folders")
+        folders.setToolTip(
+            f"Kept in {'napari Preferences' if settings_backend() == 'napari' else 'settings.json'}"
+        )
+        folder_form = QFormLayout(folders)
+        self.project_folder_label = QLabel()
+        self.model_folder_label = QLabel()
+        for lab in (self.project_folder_label, self.model_folder_label):
+            lab.setWordWrap(True)
+        self.project_folder_btn = QToolButton()
+        self.project_folder_btn.setText("…")
+        self.project_folder_btn.setToolTip("Save reviews in a folder of your choice")
+        self.project_folder_reset = QToolButton()
+        self.project_folder_reset.setText("↺")
+        self.project_folder_reset.setToolTip("Save reviews next to the data again")
+        self.model_folder_btn = QToolButton()
+        self.model_folder_btn.setText("…")
+        self.model_folder_btn.setToolTip("Where your fine-tuned models are kept and listed from")
+        self.model_folder_reset = QToolButton()
+        self.model_folder_reset.setText("↺")
+        self.model_folder_reset.setToolTip("Use the default model folder")
+        for label, lab, btn, reset in (
+            (
+                "Reviews:",
+                self.project_folder_label,
+                self.project_folder_btn,
+                self.project_folder_reset,
+            ),
+            (
+                "Your models:",
+                self.model_folder_label,
+                self.model_folder_btn,
+                self.model_folder_reset,
+            ),
+        ):
+            row = QHBoxLayout()
+            row.addWidget(lab, 1)
+            row.addWidget(btn)
+            row.addWidget(reset)
+            folder_form.addRow(label, row)
+        layout.addWidget(folders)
+        layout.addStretch(1)
+        self.project_folder_btn.clicked.connect(self._choose_project_folder)
+        self.project_folder_reset.clicked.connect(lambda: self.set_project_folder(None))
+        self.model_folder_btn.clicked.connect(self._choose_model_folder)
+        self.model_folder_reset.clicked.connect(lambda: self.set_model_folder(None))
+        self._show_folders()
+
+        self.open_file_btn.clicked.connect(self._open_file_dialog)
+        self.open_folder_btn.clicked.connect(self._open_folder_dialog)
+        self.sample_linear_btn.clicked.connect(lambda: self.load_sample("linear"))
+        self.sample_convex_btn.clicked.connect(lambda: self.load_sample("convex"))
+        session.image_bound.connect(self._show_summary)
+        session.saved.connect(lambda msg: self._show_summary(False))
+
+    # -- dialogs (never on a test path: tests call load()) ---------------------------------------
+    def _start_folder(self) -> str:
+        return self.session.settings.last_folder or str(Path.home())
+
+    def _open_file_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open ultrasound stack", self._start_folder(), FILE_FILTER
+        )
+        if path:
+            self.session.remember_folder(Path(path).parent)
+            self.load(path)
+
+    def _open_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open folder of frames", self._start_folder())
+        if path:
+            self.session.remember_folder(Path(path).parent)
+            self.load(path)
+
+    def _choose_project_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(
+            self, "Folder for review projects", self._start_folder()
+        )
+        if path:
+            self.set_project_folder(path)
+
+    def _choose_model_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(
+            self, "Folder for your models", self._start_folder()
+        )
+        if path:
+            self.set_model_folder(path)
+
+    # -- folders -------------------------------------------------------------------------------
+    def set_project_folder(self, folder: str | Path | None) -> None:
+        """Save future reviews under ``folder`` (``None``: next to the data); the current stays."""
+        self.session.settings.project_folder = str(folder) if folder else ""
+        save_settings(self.session.settings)
+        self._show_folders()
+
+    def set_model_folder(self, folder: str | Path | None) -> None:
+        """List and save user models in ``folder`` (``None``: the default user model folder)."""
+        self.session.settings.model_folder = str(folder) if folder else ""
+        save_settings(self.session.settings)
+        apply_model_folder(self.session.settings)
+        self._show_folders()
+        self.session.models_changed.emit("")
+
+    def _show_folders(self) -> None:
+        from napari_ribseg.core.models import user_model_dir
+
+        project = self.session.settings.project_folder
+        self.project_folder_label.setText(project or "next to each stack (<name>.ribseg)")
+        self.model_folder_label.setText(str(user_model_dir()))
+
+    # -- loading -------------------------------------------------------------------------------
+    def load(self, path: str | Path) -> Image | None:
+        """Read ``path`` through the reader registry and add it as an image; errors are notified."""
+        from napari_ribseg.core.io import read_stack
+
+        try:
+            stack = read_stack(path)
+        except RibsegError as exc:
+            notify_error(f"Could not open {path}: {exc}")
+            return None
+        except (OSError, ValueError) as exc:
+            # A reader bug or an unexpected file must not take the viewer down with it.
+            notify_error(f"Could not open {path}: {exc}. Is it an ultrasound stack?")
+            return None
+        return self.add_stack(stack)
+
+    def add_stack(self, stack: Stack) -> Image:
+        """Show a :class:`Stack` as an image layer whose scale is its physical spacing."""
+        extra = {}
+        if stack.spacing_mm:
+            # Physical spacing becomes the layer scale, so napari's scale bar reads millimetres.
+            extra = {
+                "scale": (1.0, float(stack.spacing_mm[0]), float(stack.spacing_mm[1])),
+                "units": ("pixel", "mm", "mm"),
+            }
+        layer = self.session.viewer.add_image(
+            stack.frames,
+            name=stack.name,
+            **extra,
+            colormap="gray",
+            contrast_limits=(0.0, 1.0),
+            # The same metadata as the npe2 reader gives, so dropped and loaded stacks look alike.
+            metadata={**stack.metadata, **stack.describe()},
+        )
+        self.image_added.emit(layer)
+        return layer
+
+    def load_sample(self, kind: str = "linear") -> Image | None:
+        """Add the simulated ``linear`` or ``convex`` sample cine and put it under review."""
+        from napari.layers import Layer
+
+        from napari_ribseg import _sample_data
+
+        factory = {"linear": _sample_data.linear_cine, "convex": _sample_data.convex_cine}.get(kind)
+        if factory is None:
+            notify_error(f"Unknown sample {kind!r}: choose 'linear' or 'convex'.")
+            return None
+        image = None
+        for data, meta, layer_type in factory():
+            layer = Layer.create(data, dict(meta or {}), layer_type)
+            self.session.viewer.add_layer(layer)
+            if layer_type == "image" and image is None:
+                image = layer
+        if image is not None:
+            self.image_added.emit(image)
+        return image
+
+    # -- summary -------------------------------------------------------------------------------
+    def _show_summary(self, restored: bool) -> None:
+        s = self.session
+        layer = s.image_layer
+        if layer is None or s.project is None:
+            for lab in (self.frames_label, self.size_label, self.spacing_label, self.rate_label):
+                lab.setText("–")
+            self.source_label.setText("–")
+            self.project_label.setText("Load a stack to start.")
+            return
+        meta = layer.metadata if isinstance(layer.metadata, dict) else {}
+        n, (h, w) = s.project.n_frames, s.project.frame_shape
+        spacing = meta.get("spacing_mm")
+        if not spacing and tuple(layer.scale[-2:]) != (1.0, 1.0):
+            spacing = [float(v) for v in layer.scale[-2:]]
+        self.frames_label.setText(str(n))
+        size = f"{h} x {w} pixels"
+        if spacing:
+            size += f" ({h * spacing[0]:.1f} x {w * spacing[1]:.1f} mm)"
+        self.size_label.setText(size)
+        self.spacing_label.setText(_fmt_spacing(tuple(spacing) if spacing else None))
+        rate = meta.get("frame_rate")
+        self.rate_label.setText(f"{rate:.1f} frames/s" if rate else "unknown")
+        source = source_of(layer)
+        self.source_label.setText(str(source) if source else f"layer '{layer.name}' (no file)")
+        counts = s.project.statuses
+        text = (
+            f"{int((counts == 1).sum())} curated, {int((counts == 2).sum())} rejected, "
+            f"{int((counts == 0).sum())} unreviewed; saved in {s.project.folder}"
+        )
+        if restored:
+            text = "Restored earlier review: " + text
+        self.project_label.setText(text)
+        self.project_label.setToolTip(str(s.project.folder))

@@ -1,0 +1,124 @@
+"""The Rib Segmentation dock widget: four sections (Load, Segment, Review, Fine-tune) in tabs.
+
+The container only builds the sections, hands them one shared :class:`ReviewSession` and forwards a
+few calls so scripts and tests can drive the whole flow without clicking: ``load``,
+``load_sample``, ``segment``, ``set_status``, ``start_finetune``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtWidgets import QApplication, QLabel, QTabWidget, QVBoxLayout, QWidget
+
+from napari_ribseg._widgets._session import ReviewSession
+from napari_ribseg._widgets._settings import apply_model_folder, load_settings
+from napari_ribseg._widgets.finetune import FinetuneSection
+from napari_ribseg._widgets.load import LoadSection
+from napari_ribseg._widgets.review import ReviewSection
+from napari_ribseg._widgets.segment import SegmentSection
+from napari_ribseg.core.stack import FrameStatus
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Image
+
+
+class RibSegWidget(QWidget):
+    """Load an ultrasound stack, segment its ribs, review and correct them, and fine-tune."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        settings = load_settings()
+        apply_model_folder(settings)
+        self.session = ReviewSession(napari_viewer, settings)
+        self.load_section = LoadSection(self.session)
+        self.segment_section = SegmentSection(self.session)
+        self.review_section = ReviewSection(self.session)
+        self.finetune_section = FinetuneSection(self.session)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.load_section, "1 Load")
+        self.tabs.addTab(self.segment_section, "2 Segment")
+        self.tabs.addTab(self.review_section, "3 Review")
+        self.tabs.addTab(self.finetune_section, "4 Fine-tune")
+        self.status_line = QLabel("Load a stack or a sample to start.")
+        self.status_line.setWordWrap(True)
+        self.status_line.setStyleSheet("color: gray;")
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.tabs)
+        layout.addWidget(self.status_line)
+
+        # The Segment section lists the models; the Fine-tune section, built after it, catches up.
+        self.segment_section.refresh_models()
+        self.load_section.image_added.connect(self._on_image_added)
+        self.session.saved.connect(self._on_saved)
+        self.segment_section.finished.connect(
+            lambda: self.tabs.setCurrentWidget(self.review_section)
+        )
+        self.finetune_section.resegment_requested.connect(self._resegment_unreviewed)
+        napari_viewer.layers.events.removed.connect(self._on_layer_removed)
+        app = QApplication.instance()
+        if app is not None:
+            # Last chance to save when napari quits without closing the dock first.
+            app.aboutToQuit.connect(self.session.autosave)
+
+    # -- forwarding for scripts and tests ------------------------------------------------------
+    def load(self, path: str | Path) -> Image | None:
+        """Open a stack file or folder and put it under review (errors become notifications)."""
+        return self.load_section.load(path)
+
+    def load_sample(self, kind: str = "linear") -> Image | None:
+        """Open the simulated ``linear`` or ``convex`` sample cine."""
+        return self.load_section.load_sample(kind)
+
+    def segment(self, scope: str = "all") -> Any:
+        """Start segmentation of ``current``, ``all`` or ``unreviewed`` frames; returns the worker."""
+        return self.segment_section.run(scope)
+
+    def set_status(self, frame: int, status: FrameStatus) -> None:
+        """Set a frame's review status (and autosave)."""
+        self.session.set_status(frame, status)
+
+    def start_finetune(self) -> bool:
+        """Start fine-tuning on the curated frames; returns whether it started."""
+        return self.finetune_section.start()
+
+    def save_project(self) -> bool:
+        """Save the review project now; returns whether anything was written."""
+        return self.session.autosave()
+
+    # -- reactions -----------------------------------------------------------------------------
+    def _on_image_added(self, layer: Image) -> None:
+        self.segment_section.select_image(layer)
+        self.tabs.setCurrentWidget(self.segment_section)
+
+    def _on_saved(self, message: str) -> None:
+        self.status_line.setText(message)
+        if self.session.project is not None:
+            self.status_line.setToolTip(str(self.session.project.folder))
+
+    def _on_layer_removed(self, event: Any) -> None:
+        self.session.forget_layer(event.value)
+
+    def _resegment_unreviewed(self) -> None:
+        self.tabs.setCurrentWidget(self.segment_section)
+        self.segment_section.run("unreviewed")
+
+    def hideEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
+        # The dock is hidden when napari closes or the user closes the dock: save then, because
+        # child widgets get no closeEvent of their own.
+        with contextlib.suppress(RuntimeError):
+            self.session.autosave()
+        super().hideEvent(event)
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
+        with contextlib.suppress(RuntimeError):
+            self.session.autosave()
+            self.finetune_section.shutdown()
+            self.segment_section.shutdown()
+            self.review_section.unbind_keys()
+        super().closeEvent(event)

@@ -1,0 +1,563 @@
+"""Segment section: pick image, model and device, run the model in a worker, tune the mask live.
+
+The model runs in a napari thread worker that drives the core's ``predict_stack`` job; the worker
+only computes (probabilities, masks) and returns them, and every layer edit happens here on the GUI
+thread when its ``returned`` signal arrives. Threshold and clean-up options re-derive masks from the
+cached probabilities (no model run) and skip curated, rejected and hand-edited frames.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import QTimer, Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt import QLabeledDoubleSlider
+
+from napari_ribseg._widgets._session import (
+    ReviewSession,
+    notify_error,
+    notify_info,
+    same_layer,
+)
+from napari_ribseg._widgets._settings import save_settings
+from napari_ribseg.core.errors import RibsegError
+from napari_ribseg.core.jobs import Progress, StopFlag
+from napari_ribseg.core.postprocess import probability_to_mask
+from napari_ribseg.core.stack import FrameStatus
+
+if TYPE_CHECKING:
+    from napari.layers import Image
+
+    from napari_ribseg.core.models import ModelEntry
+
+SCOPES = {
+    "current": "Current frame",
+    "all": "All frames (curated kept)",
+    "unreviewed": "Frames not yet reviewed",
+}
+#: Delay before re-deriving masks after a slider move: one recompute per pause, not per pixel.
+LIVE_UPDATE_MS = 120
+
+
+@dataclass
+class PostOptions:
+    """The mask options the user set; passed to the core's ``probability_to_mask``."""
+
+    threshold: float = 0.5
+    min_size: int = 0
+    fill_holes: bool = False
+    keep_largest: int = 0
+
+    def kwargs(self) -> dict[str, Any]:
+        return {
+            "min_size": self.min_size,
+            "fill_holes": self.fill_holes,
+            "keep_largest": self.keep_largest,
+        }
+
+
+@dataclass
+class SegmentationResult:
+    """What a finished (or stopped) run hands back to the GUI thread."""
+
+    frames: np.ndarray
+    prob: np.ndarray
+    masks: np.ndarray
+    confidence: np.ndarray
+    model_name: str
+    stopped: bool
+    requested: int
+    loaded: Any = None
+
+
+def model_tooltip(entry: ModelEntry) -> str:
+    """Rich-text summary of a model card: variant, preset, size, training and metrics."""
+    card = entry.card
+    lines = [
+        f"<b>{entry.name}</b> ({entry.source})",
+        f"Variant: {card.variant}, preset: {card.preset}, input {card.input_size} px",
+        f"Parameters: {entry.n_params:,}",
+    ]
+    data = card.training_data
+    if data.frames or data.source:
+        lines.append(f"Trained on: {data.frames} frames from {data.source or 'unknown data'}")
+    if card.parent:
+        lines.append(f"Fine-tuned from: {card.parent}")
+    if card.freeze_strategy or card.epochs:
+        lines.append(
+            f"Training: {card.epochs} epochs, freeze '{card.freeze_strategy or '-'}', "
+            f"augmentation '{card.augmentation or '-'}'"
+        )
+    for metric in card.metrics:
+        where = f" on {metric.data}" if metric.data else ""
+        lines.append(f"{metric.name}: {metric.value:.3f}{where}")
+    if card.description:
+        lines.append(card.description)
+    lines.append(f"Created {card.created}")
+    return "<br>".join(lines)
+
+
+def segmentation_job(
+    model_path: str,
+    cached: Any,
+    device: str,
+    frames: np.ndarray,
+    indices: np.ndarray,
+    options: PostOptions,
+    stop: StopFlag,
+) -> Generator[Progress, None, SegmentationResult]:
+    """Worker body: load the model (unless cached), predict, and derive masks off the GUI thread."""
+    from napari_ribseg.core.inference import predict_stack
+    from napari_ribseg.core.models import load_model
+
+    loaded = cached
+    if loaded is None:
+        yield Progress("message", message=f"Loading model {Path(model_path).stem}")
+        # Loaded on the CPU; predict_stack moves it to the chosen device and keeps it there.
+        loaded = load_model(model_path, device="cpu")
+    prediction = yield from predict_stack(
+        loaded, frames, device=device, frame_indices=indices, stop=stop
+    )
+    done = np.flatnonzero(prediction.done)
+    prob = prediction.prob[done]
+    masks = probability_to_mask(prob, options.threshold, **options.kwargs())
+    return SegmentationResult(
+        frames=done,
+        prob=prob,
+        masks=masks,
+        confidence=prediction.confidence[done],
+        model_name=loaded.card.name or Path(model_path).stem,
+        stopped=prediction.stopped,
+        requested=len(indices),
+        loaded=loaded,
+    )
+
+
+class SegmentSection(QWidget):
+    """Controls for running the model and shaping its mask."""
+
+    #: A run ended (finished, stopped or failed).
+    finished = Signal()
+
+    def __init__(self, session: ReviewSession, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.worker: Any = None
+        self._stop: StopFlag | None = None
+        self._pbar: Any = None
+        self._model_cache: dict[tuple[str, float, str], Any] = {}
+        self._entries: list[ModelEntry] = []
+        layout = QVBoxLayout(self)
+
+        form = QFormLayout()
+        self.image_combo = QComboBox()
+        self.image_combo.setToolTip("The image layer to segment (a stack you loaded or dropped)")
+        model_row = QHBoxLayout()
+        self.model_combo = QComboBox()
+        self.model_combo.setToolTip("Bundled and your fine-tuned models; hover for details")
+        self.refresh_models_btn = QToolButton()
+        self.refresh_models_btn.setText("↻")
+        self.refresh_models_btn.setToolTip("Look for new models in the model folders")
+        model_row.addWidget(self.model_combo, 1)
+        model_row.addWidget(self.refresh_models_btn)
+        self.device_combo = QComboBox()
+        self.device_combo.setToolTip("Where the model runs; 'auto' picks a GPU when there is one")
+        self.scope_combo = QComboBox()
+        for key, text in SCOPES.items():
+            self.scope_combo.addItem(text, key)
+        self.scope_combo.setCurrentIndex(1)
+        form.addRow("Image:", self.image_combo)
+        form.addRow("Model:", model_row)
+        form.addRow("Device:", self.device_combo)
+        form.addRow("Run on:", self.scope_combo)
+        layout.addLayout(form)
+
+        run_row = QHBoxLayout()
+        self.run_btn = QPushButton("Segment")
+        self.run_btn.setToolTip("Run the model; curated frames are never overwritten")
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setToolTip("Stop after the current batch and keep what is done")
+        self.cancel_btn.setEnabled(False)
+        run_row.addWidget(self.run_btn, 1)
+        run_row.addWidget(self.cancel_btn)
+        layout.addLayout(run_row)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("%v / %m frames")
+        self.progress_label = QLabel("")
+        self.progress_label.setWordWrap(True)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.progress_label)
+
+        post = QGroupBox("Mask (updates live, no model re-run)")
+        post_form = QFormLayout(post)
+        self.threshold_slider = QLabeledDoubleSlider()
+        self.threshold_slider.setRange(0.01, 0.99)
+        self.threshold_slider.setDecimals(2)
+        self.threshold_slider.setValue(0.5)
+        self.threshold_slider.setToolTip("Probability above which a pixel counts as rib")
+        self.min_size_spin = QSpinBox()
+        self.min_size_spin.setRange(0, 100_000)
+        self.min_size_spin.setSuffix(" px")
+        self.min_size_spin.setToolTip("Drop rib pieces smaller than this (0 keeps all)")
+        self.fill_holes_check = QCheckBox("Fill holes")
+        self.keep_spin = QSpinBox()
+        self.keep_spin.setRange(0, 50)
+        self.keep_spin.setSpecialValueText("all")
+        self.keep_spin.setToolTip("Keep only the K largest rib pieces per frame (0: all)")
+        self.show_prob_check = QCheckBox("Show probability map")
+        post_form.addRow("Threshold:", self.threshold_slider)
+        post_form.addRow("Min size:", self.min_size_spin)
+        post_form.addRow("Keep largest:", self.keep_spin)
+        post_form.addRow(self.fill_holes_check)
+        post_form.addRow(self.show_prob_check)
+        layout.addWidget(post)
+        layout.addStretch(1)
+
+        self._live_timer = QTimer(self)
+        self._live_timer.setSingleShot(True)
+        self._live_timer.setInterval(LIVE_UPDATE_MS)
+        self._live_timer.timeout.connect(self.update_masks)
+
+        self.run_btn.clicked.connect(lambda: self.run(self.scope_combo.currentData()))
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.refresh_models_btn.clicked.connect(lambda: self.refresh_models())
+        self.image_combo.currentIndexChanged.connect(self._on_image_choice)
+        self.device_combo.currentTextChanged.connect(self._on_device_choice)
+        self.model_combo.currentIndexChanged.connect(self._on_model_choice)
+        self.threshold_slider.valueChanged.connect(self._schedule_update)
+        self.min_size_spin.valueChanged.connect(self._schedule_update)
+        self.keep_spin.valueChanged.connect(self._schedule_update)
+        self.fill_holes_check.toggled.connect(self._schedule_update)
+        self.show_prob_check.toggled.connect(self.session.show_probability)
+        session.models_changed.connect(self.refresh_models)
+        layers = session.viewer.layers
+        layers.events.inserted.connect(self._refresh_images)
+        layers.events.removed.connect(self._refresh_images)
+        layers.events.renamed.connect(self._refresh_images)
+
+        self._refresh_images()
+        self.refresh_models()
+        self._fill_devices()
+        self._update_run_enabled()
+
+    # -- pickers -------------------------------------------------------------------------------
+    def _image_layers(self) -> list[Image]:
+        from napari.layers import Image
+
+        return [
+            layer
+            for layer in self.session.viewer.layers
+            if isinstance(layer, Image)
+            and not layer.rgb
+            and not same_layer(layer, self.session.prob_layer)
+        ]
+
+    def _refresh_images(self, event: Any = None) -> None:
+        current = self.session.image_layer
+        self.image_combo.blockSignals(True)
+        self.image_combo.clear()
+        for layer in self._image_layers():
+            self.image_combo.addItem(layer.name, layer)
+        index = self.image_combo.findText(current.name) if current is not None else -1
+        if index >= 0:
+            self.image_combo.setCurrentIndex(index)
+        self.image_combo.blockSignals(False)
+        if current is None and self.image_combo.count() and event is not None:
+            # A stack dropped onto napari becomes the one under review when nothing else is.
+            self._on_image_choice(self.image_combo.currentIndex())
+        self._update_run_enabled()
+
+    def select_image(self, layer: Image) -> bool:
+        """Put ``layer`` under review and show it in the picker; errors become notifications."""
+        self._refresh_images()
+        index = self.image_combo.findText(layer.name)
+        self.image_combo.blockSignals(True)
+        if index >= 0:
+            self.image_combo.setCurrentIndex(index)
+        self.image_combo.blockSignals(False)
+        return self._bind(layer)
+
+    def _on_image_choice(self, index: int) -> None:
+        layer = self.image_combo.itemData(index) if index >= 0 else None
+        if layer is not None and not same_layer(layer, self.session.image_layer):
+            self._bind(layer)
+
+    def _bind(self, layer: Image) -> bool:
+        try:
+            restored = self.session.bind_image(layer)
+        except RibsegError as exc:
+            notify_error(f"Cannot review layer '{layer.name}': {exc}")
+            return False
+        if restored and self.session.project is not None:
+            n = len(self.session.project.curated_frames)
+            notify_info(f"Restored the earlier review of '{layer.name}' ({n} curated frames).")
+        self._update_run_enabled()
+        return True
+
+    def refresh_models(self, select: str | None = None) -> None:
+        """Re-read the model registry; select ``select`` (a name) or keep the current choice."""
+        from napari_ribseg.core.models import list_models
+
+        keep = select or self.model_combo.currentText().split(" ")[0]
+        try:
+            self._entries = list_models()
+        except RibsegError as exc:
+            notify_error(f"Could not list models: {exc}")
+            self._entries = []
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        for i, entry in enumerate(self._entries):
+            label = entry.name if entry.source == "bundled" else f"{entry.name} (yours)"
+            self.model_combo.addItem(label, str(entry.path))
+            self.model_combo.setItemData(i, model_tooltip(entry), _tooltip_role())
+        index = next((i for i, e in enumerate(self._entries) if e.name == keep), -1)
+        if index < 0 and self._entries:
+            # Default to the newest user model, else the first bundled one.
+            users = [i for i, e in enumerate(self._entries) if e.source == "user"]
+            index = users[-1] if users else 0
+        if index >= 0:
+            self.model_combo.setCurrentIndex(index)
+        self.model_combo.blockSignals(False)
+        self.session.models_listed.emit(list(self._entries))
+        self._on_model_choice(self.model_combo.currentIndex())
+        self._update_run_enabled()
+
+    def _on_model_choice(self, index: int) -> None:
+        if 0 <= index < len(self._entries):
+            self.model_combo.setToolTip(model_tooltip(self._entries[index]))
+            self.session.model_selected.emit(self._entries[index].name)
+
+    def current_model(self) -> ModelEntry | None:
+        index = self.model_combo.currentIndex()
+        return self._entries[index] if 0 <= index < len(self._entries) else None
+
+    def select_model(self, name: str) -> bool:
+        """Select the model called ``name`` (re-reading the registry if it is new)."""
+        if not any(e.name == name for e in self._entries):
+            self.refresh_models()
+        index = next((i for i, e in enumerate(self._entries) if e.name == name), -1)
+        if index >= 0:
+            self.model_combo.setCurrentIndex(index)
+        return index >= 0
+
+    def _fill_devices(self) -> None:
+        from napari_ribseg.core.devices import available_devices
+
+        self.device_combo.blockSignals(True)
+        self.device_combo.clear()
+        names = ["auto", *available_devices()]
+        self.device_combo.addItems(names)
+        wanted = self.session.settings.device
+        self.device_combo.setCurrentIndex(names.index(wanted) if wanted in names else 0)
+        self.device_combo.blockSignals(False)
+
+    def _on_device_choice(self, name: str) -> None:
+        if name:
+            self.session.settings.device = name
+            save_settings(self.session.settings)
+
+    def _update_run_enabled(self) -> None:
+        running = self.worker is not None
+        reason = ""
+        if self.session.image_layer is None:
+            reason = "Load a stack first (Load section)."
+        elif not self._entries:
+            reason = "No model found: add a checkpoint to the model folder."
+        self.run_btn.setEnabled(not running and not reason)
+        self.run_btn.setToolTip(reason or "Run the model; curated frames are never overwritten")
+        if reason and not running:
+            self.progress_label.setText(reason)
+        elif not running and self.progress_label.text().startswith(("Load a", "No model")):
+            self.progress_label.setText("")
+
+    # -- running -------------------------------------------------------------------------------
+    def frames_for(self, scope: str) -> np.ndarray:
+        """Frame indices a run on ``scope`` covers; curated frames are never among them."""
+        project = self.session.project
+        if project is None:
+            return np.zeros(0, np.int64)
+        if scope == "current":
+            frames = np.array([self.session.current_frame()])
+        elif scope == "unreviewed":
+            frames = project.frames_with(FrameStatus.UNREVIEWED)
+        elif scope == "all":
+            frames = np.arange(project.n_frames)
+        else:
+            raise ValueError(f"unknown scope {scope!r}; expected one of {', '.join(SCOPES)}")
+        return frames[project.statuses[frames] != int(FrameStatus.CURATED)]
+
+    def options(self) -> PostOptions:
+        return PostOptions(
+            threshold=float(self.threshold_slider.value()),
+            min_size=int(self.min_size_spin.value()),
+            fill_holes=bool(self.fill_holes_check.isChecked()),
+            keep_largest=int(self.keep_spin.value()),
+        )
+
+    def run(self, scope: str = "all") -> Any:
+        """Start a segmentation worker on ``scope``; returns it (``None`` if nothing to do)."""
+        from napari.qt.threading import create_worker
+        from napari.utils import progress
+
+        if self.worker is not None:
+            notify_info("A segmentation is already running; cancel it first.")
+            return None
+        entry = self.current_model()
+        if self.session.project is None or entry is None:
+            notify_error(
+                "Nothing to segment: load a stack (Load section) and make sure a model is listed."
+            )
+            return None
+        indices = self.frames_for(scope)
+        if indices.size == 0:
+            notify_info("Every frame in this selection is curated: nothing to segment.")
+            return None
+        device = self.device_combo.currentText() or "auto"
+        key = (str(entry.path), _mtime(entry.path), device)
+        self._stop = StopFlag()
+        worker = create_worker(
+            segmentation_job,
+            str(entry.path),
+            self._model_cache.get(key),
+            device,
+            self.session.frames,
+            indices,
+            self.options(),
+            self._stop,
+            _start_thread=False,
+        )
+        self._pbar = progress(total=int(indices.size), desc=f"Segmenting ribs ({entry.name})")
+        self.progress.setRange(0, int(indices.size))
+        self.progress.setValue(0)
+        self.progress_label.setText(f"Starting {entry.name} on {device}…")
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(lambda result: self._on_returned(result, key))
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.cancel_btn.setEnabled(True)
+        self._update_run_enabled()
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        """Ask the running model to stop after its current batch; finished frames are kept."""
+        if self._stop is not None:
+            self._stop.set()
+            self.progress_label.setText("Stopping after this batch…")
+
+    def _on_progress(self, event: Progress) -> None:
+        if event.kind == "batch":
+            self.progress.setMaximum(max(event.total, 1))
+            self.progress.setValue(event.step)
+            if self._pbar is not None:
+                self._pbar.n = event.step
+                self._pbar.refresh()
+            fps = event.values.get("frames_per_s", 0.0)
+            if fps:
+                self.progress_label.setText(
+                    f"{event.step}/{event.total} frames, {fps:.1f} frames/s"
+                )
+        elif event.message:
+            self.progress_label.setText(event.message)
+            if self._pbar is not None:
+                self._pbar.set_description(event.message)
+
+    def _on_returned(self, result: SegmentationResult, key: tuple) -> None:
+        if result.loaded is not None:
+            self._model_cache = {key: result.loaded}  # one model resident at a time
+        if result.frames.size:
+            self.session.apply_prediction(
+                result.frames, result.prob, result.masks, result.confidence, result.model_name
+            )
+            if self.show_prob_check.isChecked():
+                self.session.show_probability(True)
+        done = (
+            f"{result.frames.size} of {result.requested} frames segmented with {result.model_name}"
+        )
+        if result.stopped:
+            done = "Cancelled: " + done + " (kept)"
+        self.progress_label.setText(done)
+
+    def _on_error(self, exc: BaseException) -> None:
+        if isinstance(exc, RibsegError):
+            notify_error(f"Segmentation failed: {exc}")
+        else:
+            notify_error(
+                f"Segmentation failed ({type(exc).__name__}: {exc}). Try the CPU device or "
+                "another model; your labels are unchanged."
+            )
+        self.progress_label.setText("Failed; see the notification.")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self._stop = None
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        self.cancel_btn.setEnabled(False)
+        self._update_run_enabled()
+        self.finished.emit()
+
+    # -- live mask -----------------------------------------------------------------------------
+    def _schedule_update(self, *_: Any) -> None:
+        self._live_timer.start()
+
+    def update_masks(self) -> np.ndarray:
+        """Re-derive masks of unprotected frames from cached probabilities; return frames updated."""
+        s = self.session
+        project = s.project
+        if project is None or s.prob is None or s.has_prob is None:
+            return np.zeros(0, np.int64)
+        protect = np.union1d(project.protected_frames, project.frames_with(FrameStatus.REJECTED))
+        frames = np.setdiff1d(np.flatnonzero(s.has_prob), protect)
+        if frames.size == 0:
+            return frames
+        opts = self.options()
+        masks = probability_to_mask(s.prob[frames], opts.threshold, **opts.kwargs())
+        written = project.apply_prediction(frames, masks, None, protect=protect)
+        s.refresh_layers()
+        s.labels_updated.emit(written.tolist())
+        return written
+
+    def shutdown(self) -> None:
+        """Stop a running worker (used when the widget closes)."""
+        self.cancel()
+        self._live_timer.stop()
+        if self._pbar is not None:
+            with contextlib.suppress(Exception):
+                self._pbar.close()
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _tooltip_role() -> int:
+    from qtpy.QtCore import Qt
+
+    return Qt.ItemDataRole.ToolTipRole

@@ -1,0 +1,170 @@
+"""``ribseg predict``: segment the ribs of a stack with a model and write a label TIFF."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def unit_interval(text: str) -> float:
+    """argparse type: a float in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1; got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0; got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``predict`` and ``evaluate``: model, device, batching, post-processing."""
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="NAME_OR_PATH",
+        help="a model name from `ribseg models` or a .safetensors checkpoint path",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps (default: auto)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        metavar="B",
+        help="frames per batch (default: chosen from free memory)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=unit_interval,
+        default=0.5,
+        help="rib probability threshold in [0, 1] (default: 0.5)",
+    )
+    parser.add_argument(
+        "--min-size",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="drop connected components smaller than N pixels (default: 0, keep all)",
+    )
+    parser.add_argument(
+        "--fill-holes", action="store_true", help="fill holes inside rib components"
+    )
+    parser.add_argument(
+        "--keep-largest",
+        type=non_negative_int,
+        default=0,
+        metavar="K",
+        help="keep only the K largest components per frame (default: 0, keep all)",
+    )
+
+
+def mask_options(args: argparse.Namespace) -> dict:
+    """Keyword arguments of ``probability_to_mask`` from parsed options."""
+    return {
+        "min_size": args.min_size,
+        "fill_holes": args.fill_holes,
+        "keep_largest": args.keep_largest,
+    }
+
+
+def register(subparsers) -> None:
+    """Add the ``predict`` subcommand."""
+    parser = subparsers.add_parser(
+        "predict",
+        help="segment ribs in a stack and write a label TIFF",
+        description="Run a rib-segmentation model on every frame of INPUT (TIFF, DICOM, video, "
+        "frame folder, .mat, .npy/.npz) and write the rib mask as a uint8 label TIFF (0/1).",
+    )
+    parser.add_argument("input", type=Path, metavar="INPUT", help="the ultrasound stack to segment")
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="MASKS.tif", help="label TIFF to write (0/1)"
+    )
+    parser.add_argument(
+        "--prob",
+        type=Path,
+        default=None,
+        metavar="PROB.tif",
+        help="also write the rib probabilities as uint8 TIFF (p x 255)",
+    )
+    parser.add_argument(
+        "--variable", default=None, help="array to read from a .mat/.npz holding several"
+    )
+    add_model_options(parser)
+    parser.set_defaults(func=run)
+
+
+def _refuse_overwriting_input(source: Path, *targets: Path | None) -> str | None:
+    resolved = source.resolve()
+    named = [t for t in targets if t is not None]
+    for target in named:
+        if target.resolve() == resolved:
+            return f"{target} is the input file; inputs are never overwritten"
+    if len(named) == 2 and named[0].resolve() == named[1].resolve():
+        return f"--out and --prob name the same file {named[0]}"
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Read the stack, predict, threshold and write the masks (and probabilities)."""
+    problem = _refuse_overwriting_input(args.input, args.out, args.prob)
+    if problem:
+        print(f"ribseg predict: error: {problem}", file=sys.stderr)
+        return 2
+
+    from napari_ribseg.cli.progress_bar import ProgressBar
+    from napari_ribseg.core.devices import resolve_device
+    from napari_ribseg.core.inference import predict_stack_sync
+    from napari_ribseg.core.io import read_stack, write_label_tiff
+    from napari_ribseg.core.models import load_model
+    from napari_ribseg.core.postprocess import probability_to_mask
+
+    device = resolve_device(args.device)  # fail before the slow reads when the device is missing
+    stack = read_stack(args.input, variable=args.variable)
+    loaded = load_model(args.model, device="cpu")
+    prediction = predict_stack_sync(
+        loaded,
+        stack.frames,
+        device=device,
+        batch_size=args.batch_size,
+        on_progress=ProgressBar("predict"),
+    )
+    masks = probability_to_mask(prediction.prob, args.threshold, **mask_options(args))
+    write_label_tiff(args.out, masks)
+    if args.prob is not None:
+        write_label_tiff(args.prob, prediction.prob)
+
+    rate = prediction.n_frames / max(prediction.elapsed_s, 1e-9)
+    print(
+        f"{args.out}: {stack.n_frames} frames {stack.frame_shape[0]}x{stack.frame_shape[1]}, "
+        f"rib pixels {100.0 * masks.mean():.2f}%, "
+        f"mean confidence {float(prediction.confidence.mean()):.3f} "
+        f"(model {prediction.model_name}, {prediction.device}, batch {prediction.batch_size}, "
+        f"{rate:.1f} frames/s)"
+    )
+    if args.prob is not None:
+        print(f"{args.prob}: rib probability x 255 (uint8)")
+    return 0

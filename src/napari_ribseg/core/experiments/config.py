@@ -1,0 +1,263 @@
+"""What a study runs: the grid, the models, the data and the training budget, from YAML or a preset.
+
+A study is the grid variants x freeze strategies x training-set sizes x augmentation presets x folds
+of Cheng & Lam (2021). Two presets ship: ``paper`` (the full study, sized for a GPU) and ``smoke``
+(minutes on a CPU). A YAML file names a preset under ``base:`` and overrides any field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from napari_ribseg.core.errors import RibsegError
+
+VARIANTS = ("unet", "v-unet", "x-unet")
+
+
+class StudyConfigError(RibsegError):
+    """A study configuration is malformed (unknown key, bad value, missing file)."""
+
+
+@dataclass
+class DataConfig:
+    """Where the frames come from.
+
+    ``source="simulator"``: ``n_clips`` clips of ``frames_per_clip`` frames from
+    ``core.simulate`` with a random configuration per clip (``overrides`` passed to
+    ``random_config``, e.g. ``{"size": [128, 128]}``), seeded by ``seed``. ``source="paired"``:
+    ``core.io.read_paired_dataset(path)``; its clip ids are the fold groups.
+    """
+
+    source: str = "simulator"
+    path: str | None = None
+    n_clips: int = 12
+    frames_per_clip: int = 8
+    seed: int = 0
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SalientConfig:
+    """How the X-Unet's salient-object initialisation is made when none is given.
+
+    ``data`` is a real salient-object folder (DUTS, ECSSD, XPIE, MSRA10K, images/masks); when it is
+    ``None`` a synthetic set of ``synthetic`` images is composed from scikit-image's photographs.
+    """
+
+    data: str | None = None
+    synthetic: int = 200
+    epochs: int = 5
+    size: int | None = None
+    lr: float = 1e-3
+    batch_size: int = 8
+    seed: int = 0
+
+
+@dataclass
+class StudyConfig:
+    """One study. ``preset`` is the model width preset (``paper``/``compact``/``tiny``);
+    ``widths`` maps a variant to five explicit channel widths and wins over the preset.
+
+    ``x_unet_init``: ``"pretrain"`` pre-trains the X-Unet on salient objects once per study
+    (see :class:`SalientConfig`; the checkpoint is kept in the output folder and reused on resume),
+    ``"bundled"`` uses the bundled ``x-unet-<preset>-salient`` checkpoint, anything else is a
+    model name or checkpoint path.
+    """
+
+    name: str = "study"
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    strategies: list[str] = field(default_factory=lambda: ["all", "bottleneck"])
+    sizes: list[int] = field(default_factory=lambda: [10, 40])
+    augments: list[str] = field(default_factory=lambda: ["none", "flip"])
+    folds: int = 3
+    preset: str = "compact"
+    widths: dict[str, list[int]] = field(default_factory=dict)
+    input_size: int = 128
+    epochs: int = 10
+    #: When > 0, a cell trains for at least this many batches (epochs raised for small sets), so
+    #: that a size comparison is about the amount of data and not about fewer optimiser steps.
+    min_steps: int = 0
+    lr: float = 1e-3
+    batch_size: int = 4
+    loss: str = "dice"
+    optimizer: str = "adam"
+    schedule: str = "none"
+    val_share: float = 0.2
+    early_stop_patience: int = 0
+    threshold: float = 0.5
+    device: str = "auto"
+    seed: int = 0
+    x_unet_init: str = "pretrain"
+    salient: SalientConfig = field(default_factory=SalientConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    overlays: int = 4
+    torch_threads: int = 0
+
+    def validate(self) -> StudyConfig:
+        """Raise :class:`StudyConfigError` naming the first bad field; return self."""
+        bad = [v for v in self.variants if v not in VARIANTS]
+        if bad or not self.variants:
+            raise StudyConfigError(
+                f"study {self.name!r}: variants {bad or '[]'}; expected {VARIANTS}"
+            )
+        if not self.strategies or not self.augments or not self.sizes:
+            raise StudyConfigError(
+                f"study {self.name!r}: strategies, augments and sizes must each list at least one"
+            )
+        if min(self.sizes) < 2:
+            raise StudyConfigError(
+                f"study {self.name!r}: training-set sizes must be >= 2 frames; got {self.sizes}"
+            )
+        if self.folds < 2:
+            raise StudyConfigError(f"study {self.name!r}: folds must be >= 2; got {self.folds}")
+        if self.input_size % 16:
+            raise StudyConfigError(
+                f"study {self.name!r}: input_size must be a multiple of 16; got {self.input_size}"
+            )
+        if self.data.source not in ("simulator", "paired"):
+            raise StudyConfigError(
+                f"study {self.name!r}: data.source {self.data.source!r}; expected simulator|paired"
+            )
+        if self.data.source == "paired" and not self.data.path:
+            raise StudyConfigError(f"study {self.name!r}: data.source paired needs data.path")
+        for variant, widths in self.widths.items():
+            if variant not in VARIANTS or len(widths) != 5:
+                raise StudyConfigError(
+                    f"study {self.name!r}: widths[{variant!r}] = {widths}; expected five widths "
+                    f"for one of {VARIANTS}"
+                )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The fields that change a cell's result; resuming refuses a CSV made with other ones."""
+        keep = (
+            "preset",
+            "widths",
+            "input_size",
+            "epochs",
+            "min_steps",
+            "lr",
+            "batch_size",
+            "loss",
+            "optimizer",
+            "schedule",
+            "val_share",
+            "early_stop_patience",
+            "threshold",
+            "seed",
+            "x_unet_init",
+            "salient",
+            "data",
+            "folds",
+        )
+        full = self.to_dict()
+        return {k: full[k] for k in keep}
+
+
+PAPER = StudyConfig(
+    name="paper",
+    variants=list(VARIANTS),
+    strategies=["all", "bottleneck"],
+    sizes=[50, 100, 200, 400],
+    augments=["none", "flip"],
+    folds=5,
+    preset="paper",
+    input_size=256,
+    epochs=50,
+    lr=1e-4,
+    batch_size=4,
+    loss="dice",
+    early_stop_patience=10,
+    x_unet_init="pretrain",
+    # Without a real XPIE download the substitute is synthetic; pass salient.data for the real one.
+    salient=SalientConfig(synthetic=10000, epochs=30, lr=1e-4, batch_size=8),
+    # 30 clips x 20 frames: each 5-fold training pool holds 480 frames, enough for the 400 size.
+    data=DataConfig(n_clips=30, frames_per_clip=20, overrides={"size": [256, 256]}),
+    overlays=6,
+)
+
+SMOKE = StudyConfig(
+    name="smoke",
+    variants=list(VARIANTS),
+    strategies=["all", "bottleneck"],
+    sizes=[4, 8],
+    augments=["none", "flip"],
+    folds=2,
+    preset="tiny",
+    input_size=64,
+    epochs=1,
+    lr=1e-3,
+    batch_size=4,
+    x_unet_init="pretrain",
+    salient=SalientConfig(synthetic=16, epochs=1, batch_size=8),
+    data=DataConfig(n_clips=4, frames_per_clip=6, overrides={"size": [64, 64]}),
+    overlays=2,
+)
+
+PRESETS: dict[str, StudyConfig] = {"paper": PAPER, "smoke": SMOKE}
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Dataclass ``cls`` from a dict; unknown keys raise with their dotted path."""
+    if not isinstance(data, dict):
+        raise StudyConfigError(f"{where}: expected a mapping; got {type(data).__name__}")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise StudyConfigError(
+            f"{where}: unknown key(s) {unknown}; expected some of {sorted(names)}"
+        )
+    return data
+
+
+def merge_config(
+    base: StudyConfig, overrides: dict[str, Any], where: str = "config"
+) -> StudyConfig:
+    """``base`` with ``overrides`` applied (nested ``data``/``salient`` merge key by key)."""
+    _build(StudyConfig, overrides, where)
+    values = dataclasses.asdict(base)
+    for key, value in overrides.items():
+        if key in ("data", "salient"):
+            cls = DataConfig if key == "data" else SalientConfig
+            _build(cls, value or {}, f"{where}.{key}")
+            values[key] = {**values[key], **(value or {})}
+        else:
+            values[key] = value
+    try:
+        values["data"] = DataConfig(**values["data"])
+        values["salient"] = SalientConfig(**values["salient"])
+        return StudyConfig(**values).validate()
+    except TypeError as exc:
+        raise StudyConfigError(f"{where}: {exc}") from exc
+
+
+def load_study_config(name_or_path: str | os.PathLike) -> StudyConfig:
+    """A preset name (``paper``, ``smoke``) or a YAML file; the file may start from ``base: <preset>``."""
+    text = os.fspath(name_or_path)
+    if text in PRESETS:
+        return merge_config(PRESETS[text], {}, text)
+    path = Path(text)
+    if not path.is_file():
+        raise StudyConfigError(
+            f"study config {text!r} is neither a preset ({', '.join(PRESETS)}) nor a YAML file"
+        )
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise StudyConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise StudyConfigError(f"{path}: expected a mapping at the top level")
+    base_name = raw.pop("base", "smoke")
+    if base_name not in PRESETS:
+        raise StudyConfigError(f"{path}: base {base_name!r}; expected one of {sorted(PRESETS)}")
+    raw.setdefault("name", path.stem)
+    return merge_config(PRESETS[base_name], raw, str(path))

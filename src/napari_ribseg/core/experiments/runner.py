@@ -1,0 +1,514 @@
+"""The study runner: every cell of variants x strategies x sizes x augmentations x folds.
+
+For each cell the variant's initialisation (v-unet: VGG16 encoder; x-unet: salient-object
+pre-training; unet: random) is fine-tuned with :func:`napari_ribseg.core.training.finetune` on
+``size`` frames of the fold's training clips and evaluated on the fold's held-out clips with
+:func:`napari_ribseg.core.metrics.evaluate_masks`. Each finished cell x fold is one row of
+``results.csv``, rewritten atomically, so a stopped or crashed study resumes where it was: cells whose
+rows exist are skipped. The job follows the one progress/cancel protocol of ``core.jobs``.
+
+Folds come first in the loop order: a study stopped half-way has a complete grid for its first
+folds rather than scattered cells, which is what a partial report can use.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_ribseg.core.atomic import write_text_atomic
+from napari_ribseg.core.experiments.config import StudyConfig, StudyConfigError
+from napari_ribseg.core.experiments.report import (
+    read_results,
+    row_key,
+    save_overlay,
+    write_report,
+    write_results,
+)
+from napari_ribseg.core.jobs import Progress, StopFlag, run_job
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from napari_ribseg.core.jobs import Job
+    from napari_ribseg.core.models import LoadedModel
+    from napari_ribseg.core.training import TrainingSet
+
+RESULTS_CSV = "results.csv"
+STUDY_JSON = "study.json"
+
+
+@dataclass
+class StudyResult:
+    """Where a study's files are and how far it got."""
+
+    out: Path
+    csv: Path
+    report: Path | None
+    rows: list[dict[str, Any]]
+    completed: int
+    skipped: int
+    stopped: bool
+    overlays: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class _Init:
+    """One variant's starting point: the model to copy per cell and a line saying what it is."""
+
+    loaded: LoadedModel
+    description: str
+
+
+def load_study_data(config: StudyConfig) -> TrainingSet:
+    """The frames of a study: simulated clips (one group per clip) or a paired folder."""
+    from napari_ribseg.core.training import TrainingSet
+
+    data = config.data
+    if data.source == "paired":
+        from napari_ribseg.core.io import read_paired_dataset
+
+        return TrainingSet.from_paired(read_paired_dataset(data.path))
+    # YAML gives lists; SimulationConfig wants tuples for (H, W).
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in data.overrides.items()}
+    return TrainingSet.from_simulator(
+        data.n_clips,
+        data.frames_per_clip,
+        np.random.default_rng(data.seed),
+        seed=data.seed,
+        **overrides,
+    )
+
+
+def _widths(config: StudyConfig, variant: str) -> list[int] | None:
+    return list(config.widths[variant]) if variant in config.widths else None
+
+
+def _wrap(model, name: str, description: str) -> LoadedModel:
+    """A freshly built model as a LoadedModel, so finetune sees the same type as a loaded file."""
+    from napari_ribseg.core.models import LoadedModel, ModelCard
+
+    card = ModelCard(
+        name=name,
+        variant=model.variant,
+        preset=model.preset,
+        widths=list(model.widths),
+        input_size=model.input_size,
+        description=description,
+        weights_source=description,
+    )
+    return LoadedModel(model=model.eval(), card=card, path=Path(f"<{name}>"))
+
+
+def _initial_models(config: StudyConfig, out: Path, stop: StopFlag) -> Job[dict[str, _Init] | None]:
+    """Build (or pre-train, for x-unet) each variant's initialisation; None when stopped."""
+    import torch
+
+    from napari_ribseg.core.models import build_model
+
+    inits: dict[str, _Init] = {}
+    for variant in config.variants:
+        widths = _widths(config, variant)
+        if variant == "x-unet":
+            loaded = yield from _xunet_init(config, out, stop)
+            if loaded is None:
+                return None
+            inits[variant] = _Init(loaded, loaded.card.description or loaded.card.weights_source)
+            continue
+        # The random initialisations are part of the result: seed them.
+        torch.manual_seed(config.seed)
+        model = build_model(
+            variant,
+            config.preset,
+            input_size=config.input_size,
+            pretrained=variant == "v-unet",
+            widths=widths,
+        )
+        if variant == "v-unet":
+            description = "VGG16 (HED/BSDS500) encoder"
+            if tuple(model.widths) != (64, 128, 256, 512, 512):
+                description += f", channel-pruned to {list(model.widths)}"
+        else:
+            description = "random (He) initialisation"
+        inits[variant] = _Init(_wrap(model, f"{variant}-init", description), description)
+        yield Progress("message", message=f"{variant}: {description}")
+    return inits
+
+
+def _xunet_init(config: StudyConfig, out: Path, stop: StopFlag) -> Job[LoadedModel | None]:
+    """The X-Unet start: a named checkpoint, the bundled one, or a salient pre-training kept in out."""
+    import torch
+
+    from napari_ribseg.core.models import build_model, load_model
+
+    init = config.x_unet_init
+    if init == "bundled":
+        torch.manual_seed(config.seed)
+        model = build_model("x-unet", config.preset, input_size=config.input_size, pretrained=True)
+        if model.pretrained_source is None:
+            raise StudyConfigError(
+                f"x_unet_init 'bundled': no bundled x-unet-{config.preset}-salient checkpoint; "
+                "use x_unet_init: pretrain or a checkpoint path"
+            )
+        yield Progress("message", message=f"x-unet: {model.pretrained_source}")
+        return _wrap(model, "x-unet-init", model.pretrained_source)
+    if init != "pretrain":
+        loaded = load_model(init)
+        if loaded.card.variant not in ("x-unet", "unet"):
+            raise StudyConfigError(
+                f"x_unet_init {init!r} is a {loaded.card.variant} checkpoint; expected x-unet"
+            )
+        yield Progress("message", message=f"x-unet: starting from {loaded.path}")
+        return loaded
+    path = out / "init" / "x-unet-salient.safetensors"
+    if path.is_file():  # resume: the pre-training is the slowest single step, never redo it
+        yield Progress("message", message=f"x-unet: reusing salient pre-training {path}")
+        return load_model(path)
+    from napari_ribseg.core.training.salient import pretrain_salient
+
+    sal = config.salient
+    yield Progress(
+        "message",
+        message=(
+            f"x-unet: salient pre-training on "
+            f"{sal.data or f'{sal.synthetic} synthetic images'} for {sal.epochs} epochs"
+        ),
+    )
+    result = yield from pretrain_salient(
+        sal.data,
+        synthetic=sal.synthetic if sal.data is None else 0,
+        preset=config.preset,
+        widths=_widths(config, "x-unet"),
+        size=sal.size or config.input_size,
+        epochs=sal.epochs,
+        lr=sal.lr,
+        batch_size=sal.batch_size,
+        seed=sal.seed,
+        device=config.device,
+        out=path,
+        stop=stop,
+    )
+    if result.stopped:
+        return None
+    return load_model(result.checkpoint)
+
+
+def predict_masks(
+    model, images: list[np.ndarray], *, threshold: float = 0.5, batch_size: int = 8
+) -> list[np.ndarray]:
+    """Binary masks (uint8 0/1) of ``images`` at their own size: letterbox, sigmoid, threshold."""
+    import torch
+
+    from napari_ribseg.core.models import letterbox, unletterbox
+
+    device = next(model.parameters()).device
+    model.eval()
+    masks: list[np.ndarray | None] = [None] * len(images)
+    by_shape: dict[tuple[int, int], list[int]] = {}
+    for i, image in enumerate(images):
+        by_shape.setdefault(image.shape, []).append(i)
+    with torch.no_grad():
+        for indices in by_shape.values():
+            frames = np.stack([images[i] for i in indices]).astype(np.float32)
+            boxed, lb = letterbox(frames, model.input_size)
+            probs = np.empty_like(boxed)
+            for start in range(0, len(boxed), batch_size):
+                x = torch.from_numpy(boxed[start : start + batch_size, None]).to(device)
+                probs[start : start + batch_size] = torch.sigmoid(model(x))[:, 0].cpu().numpy()
+            back = unletterbox(probs, lb)
+            for j, i in enumerate(indices):
+                masks[i] = (back[j] >= threshold).astype(np.uint8)
+    return masks  # type: ignore[return-value]
+
+
+def _evaluate(model, test: TrainingSet, threshold: float) -> tuple[dict[str, float], list]:
+    from napari_ribseg.core.metrics import evaluate_masks
+
+    preds = predict_masks(model, test.images, threshold=threshold)
+    ev = evaluate_masks(preds, test.masks, ids=test.ids)
+    metrics = {
+        "dice": ev.mean["dice"],
+        "iou": ev.mean["iou"],
+        "hd95": ev.mean["hd95"],
+        "dice_frame_sd": ev.std["dice"],
+        "hd95_undefined": ev.hd95_undefined,
+    }
+    return metrics, preds
+
+
+def _train_indices(n_pool: int, size: int, seed: int, fold: int) -> list[int]:
+    """The first ``size`` of one fixed permutation per fold: smaller sets nest in larger ones.
+
+    Nesting makes the size comparison about the amount of data, not about which frames were drawn.
+    """
+    order = np.random.default_rng([seed, fold, 7919]).permutation(n_pool)
+    return sorted(int(i) for i in order[: min(size, n_pool)])
+
+
+def cell_epochs(config: StudyConfig, n_frames: int) -> int:
+    """Epochs of a cell: ``config.epochs``, raised so that it runs at least ``min_steps`` batches.
+
+    The fine-tuning loop holds out ``val_share`` of the frames (whole clips), so the batches per
+    epoch are estimated from the frames left for training.
+    """
+    if config.min_steps <= 0:
+        return config.epochs
+    n_train = max(1, round(n_frames * (1.0 - config.val_share)))
+    batches = math.ceil(n_train / config.batch_size)
+    return max(config.epochs, math.ceil(config.min_steps / batches))
+
+
+def _check_fingerprint(config: StudyConfig, out: Path, resume: bool) -> None:
+    path = out / STUDY_JSON
+    fingerprint = json.loads(json.dumps(config.fingerprint()))
+    if resume and path.is_file() and (out / RESULTS_CSV).is_file():
+        old = json.loads(path.read_text(encoding="utf-8")).get("fingerprint")
+        if old != fingerprint:
+            changed = sorted(k for k in fingerprint if (old or {}).get(k) != fingerprint[k])
+            raise StudyConfigError(
+                f"{out}: results.csv was made with another configuration (changed: {changed}); "
+                "use a new --out folder or --no-resume"
+            )
+    payload = {"config": config.to_dict(), "fingerprint": fingerprint}
+    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
+
+
+def run_study(
+    config: StudyConfig,
+    out: str | Path,
+    *,
+    stop: StopFlag | None = None,
+    resume: bool = True,
+    data: TrainingSet | None = None,
+) -> Job[StudyResult]:
+    """The study as a job: yields ``message`` and ``cell`` Progress events, returns StudyResult.
+
+    ``data`` replaces the configured data source (tests, notebooks). With ``resume`` the rows already
+    in ``out/results.csv`` are kept and their cells skipped; without it the CSV starts empty.
+    """
+    import torch
+
+    from napari_ribseg.core.training import FinetuneConfig, finetune
+
+    config.validate()
+    stop = stop or StopFlag()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / RESULTS_CSV
+    _check_fingerprint(config, out, resume)
+    if config.torch_threads > 0:
+        torch.set_num_threads(config.torch_threads)
+
+    rows = read_results(csv_path) if resume else []
+    done = {row_key(r) for r in rows}
+    if not resume:
+        write_results(csv_path, rows)
+
+    if data is None:
+        yield Progress("message", message="simulating / reading the study frames")
+        data = load_study_data(config)
+    folds = list(data.folds(config.folds, seed=config.seed))
+    yield Progress(
+        "message",
+        message=f"{len(data)} frames in {len(data.group_names)} clips, {config.folds} folds by clip",
+    )
+
+    grid = [
+        (variant, strategy, int(size), augment, fold)
+        for fold in range(config.folds)
+        for variant in config.variants
+        for strategy in config.strategies
+        for size in config.sizes
+        for augment in config.augments
+    ]
+    todo = [cell for cell in grid if cell not in done]
+    skipped = len(grid) - len(todo)
+    if skipped:
+        yield Progress("message", message=f"resuming: {skipped} of {len(grid)} cells already done")
+    overlays = sorted((out / "overlays").glob("*.png")) if (out / "overlays").is_dir() else []
+    if not todo:
+        report = write_study_report(config, csv_path, out, overlays)
+        return StudyResult(out, csv_path, report, rows, 0, skipped, False, overlays)
+
+    variants_needed = [v for v in config.variants if any(c[0] == v for c in todo)]
+    sub = copy.copy(config)
+    sub.variants = variants_needed
+    inits = yield from _initial_models(sub, out, stop)
+    if inits is None:
+        return StudyResult(out, csv_path, None, rows, 0, skipped, True, overlays)
+
+    pre_cache: dict[tuple[str, int], tuple[dict[str, float], list]] = {}
+    largest = max(config.sizes)
+    completed = 0
+    stopped = False
+    for step, (variant, strategy, size, augment, fold) in enumerate(todo, 1):
+        if stop.is_set():
+            stopped = True
+            break
+        train_pool, test = folds[fold]
+        init = inits[variant]
+        if (variant, fold) not in pre_cache:
+            pre_cache[(variant, fold)] = _evaluate(init.loaded.model, test, config.threshold)
+        pre, _ = pre_cache[(variant, fold)]
+        train = train_pool.subset(
+            _train_indices(len(train_pool), size, config.seed, fold),
+            source=f"{train_pool.source} fold {fold}",
+        )
+        cfg = FinetuneConfig(
+            strategy=strategy,
+            epochs=cell_epochs(config, len(train)),
+            lr=config.lr,
+            batch_size=config.batch_size,
+            optimizer=config.optimizer,
+            schedule=config.schedule,
+            loss=config.loss,
+            augment=augment,
+            val_share=config.val_share,
+            early_stop_patience=config.early_stop_patience,
+            seed=config.seed + fold,
+            device=config.device,
+        )
+        label = f"{variant}/{strategy}/{size}/{augment}/fold{fold}"
+        start = time.perf_counter()
+        result = yield from _quiet(
+            finetune(init.loaded, train, cfg, out=None, stop=stop, resume=False)
+        )
+        if result.stopped:
+            stopped = True
+            break
+        post, preds = _evaluate(result.model, test, config.threshold)
+        seconds = time.perf_counter() - start
+        row = {
+            "variant": variant,
+            "strategy": strategy,
+            "size": size,
+            "augment": augment,
+            "fold": fold,
+            "n_train": len(train),
+            "n_val": len(result.val_ids),
+            "n_test": len(test),
+            "init": init.description,
+            "dice_pre": pre["dice"],
+            "iou_pre": pre["iou"],
+            "hd95_pre": pre["hd95"],
+            **post,
+            "base_val_dice": result.base_val_dice,
+            "best_val_dice": result.best_val_dice,
+            "best_epoch": result.best_epoch,
+            "epochs_run": len(result.history),
+            "trainable_params": _trainable(result),
+            "seconds": seconds,
+        }
+        rows.append(row)
+        write_results(csv_path, rows)
+        completed += 1
+        if fold == 0 and size == largest and config.overlays > 0:
+            overlays.append(_overlay(out, label, test, preds, config.overlays))
+        yield Progress(
+            "cell",
+            step=step,
+            total=len(todo),
+            message=label,
+            values={
+                "dice": float(post["dice"]),
+                "dice_pre": float(pre["dice"]),
+                "seconds": float(seconds),
+            },
+        )
+    report = write_study_report(config, csv_path, out, overlays)
+    return StudyResult(out, csv_path, report, rows, completed, skipped, stopped, overlays)
+
+
+def _quiet(job: Job[Any]) -> Job[Any]:
+    """Pass a fine-tune job through, keeping only its messages (the cell events give the pace)."""
+    while True:
+        try:
+            event = next(job)
+        except StopIteration as done:
+            return done.value
+        if event.kind == "message":
+            yield event
+
+
+def _trainable(result) -> int:
+    history = getattr(result, "history", None) or []
+    if history and "trainable" in history[0]:
+        return int(history[0]["trainable"])
+    model = getattr(result, "model", None)
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad)) if model else 0
+
+
+def _overlay(out: Path, label: str, test: TrainingSet, preds: list, n: int) -> Path:
+    # Spread the shown frames over the test set so more than one clip appears.
+    idx = np.linspace(0, len(test) - 1, num=min(n, len(test))).round().astype(int)
+    name = label.replace("/", "_") + ".png"
+    return save_overlay(
+        [test.images[i] for i in idx],
+        [test.masks[i] for i in idx],
+        [preds[i] for i in idx],
+        out / "overlays" / name,
+        title=label,
+        ids=[test.ids[i] for i in idx],
+    )
+
+
+def write_study_report(
+    config: StudyConfig, csv_path: Path, out: Path, overlays: list[Path] | None = None
+) -> Path:
+    """Rebuild ``report.md`` and the plots of a study from its CSV (overlays found in ``out``)."""
+    if overlays is None:
+        folder = Path(out) / "overlays"
+        overlays = sorted(folder.glob("*.png")) if folder.is_dir() else []
+    widths = {v: config.widths.get(v, config.preset) for v in config.variants}
+    data = config.data
+    source = (
+        f"simulator, {data.n_clips} clips x {data.frames_per_clip} frames, random_config per clip "
+        f"(seed {data.seed}, overrides {data.overrides})"
+        if data.source == "simulator"
+        else f"paired folder {data.path}"
+    )
+    preamble = "\n".join(
+        [
+            (
+                f"Study `{config.name}`: variants {config.variants}, strategies {config.strategies}, "
+                f"training sizes {config.sizes}, augmentation {config.augments}, {config.folds} folds "
+                "by clip."
+            ),
+            "",
+            f"- data: {source}",
+            f"- models: widths {widths}, input {config.input_size}x{config.input_size}",
+            (
+                f"- fine-tuning: {config.epochs} epochs, {config.optimizer} lr {config.lr}, batch "
+                f"{config.batch_size}, loss {config.loss}, schedule {config.schedule}, "
+                f"validation share {config.val_share} (best epoch kept), threshold {config.threshold}"
+            ),
+            f"- x-unet initialisation: {config.x_unet_init}"
+            + (
+                f" ({config.salient.data or f'{config.salient.synthetic} synthetic salient images'},"
+                f" {config.salient.epochs} epochs)"
+                if config.x_unet_init == "pretrain"
+                else ""
+            ),
+        ]
+    )
+    return write_report(
+        csv_path, out, title=f"Study report: {config.name}", preamble=preamble, overlays=overlays
+    )
+
+
+def run_study_sync(
+    config: StudyConfig,
+    out: str | Path,
+    *,
+    on_progress: Callable[[Progress], Any] | None = None,
+    **kwargs: Any,
+) -> StudyResult:
+    """Run :func:`run_study` to the end in this thread."""
+    return run_job(run_study(config, out, **kwargs), on_progress)

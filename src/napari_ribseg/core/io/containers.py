@@ -1,0 +1,184 @@
+"""Files that hold several named arrays (.mat, .npz) and plain .npy: choose an array, make a Stack.
+
+Choice: the array named by ``variable=``, else the largest numeric array with 2 to 5 dimensions.
+
+MATLAB (.mat v5 through ``scipy.io.loadmat``, v7.3 through h5py): h5py sees arrays transposed relative
+to MATLAB, so they are transposed back first. MATLAB stacks are usually H x W x N, so for a 3-D array
+the axis that is strictly the smallest is the frame axis and goes first; when the smallest size is
+shared by two axes (e.g. 64 x 64 x 64) the MATLAB layout H x W x N is assumed. A trailing axis of
+exactly 3 (with larger height and width) is MATLAB's truecolor RGB layout and gives one colour frame
+(MATLAB keeps alpha separately, so a trailing 4 is four frames). 4-D arrays are H x W x 3 x N
+(MATLAB's RGB video layout) or H x W x N x 3.
+
+NumPy (.npy, .npz): numpy's own layout (N, H, W), (N, H, W, 3|4) or (H, W). .npy files and uncompressed
+contiguous v7.3 datasets are memory-mapped.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from napari_ribseg.core.errors import StackReadError
+from napari_ribseg.core.io.intensity import arrange_frames, to_unit_frames
+from napari_ribseg.core.stack import Stack
+
+Candidate = tuple[tuple[int, ...], np.dtype]
+
+
+def _usable(shape: tuple[int, ...], dtype: np.dtype) -> bool:
+    return np.dtype(dtype).kind in "biuf" and 2 <= len(shape) <= 5 and int(np.prod(shape)) > 0
+
+
+def choose_variable(candidates: dict[str, Candidate], variable: str | None, path: Path) -> str:
+    """The name of the array to read: ``variable`` if given, else the largest usable one."""
+    listing = (
+        ", ".join(f"{k} {tuple(s)} {np.dtype(d)}" for k, (s, d) in candidates.items()) or "none"
+    )
+    if variable is not None:
+        if variable not in candidates:
+            raise StackReadError(f"{path}: no variable {variable!r}; the file holds: {listing}")
+        shape, dtype = candidates[variable]
+        if np.dtype(dtype).kind not in "biuf":
+            raise StackReadError(f"{path}: variable {variable!r} has non-numeric dtype {dtype}")
+        return variable
+    usable = {k: v for k, v in candidates.items() if _usable(*v)}
+    if not usable:
+        raise StackReadError(
+            f"{path}: no numeric array with 2 to 5 dimensions and at least one frame; the file holds: "
+            f"{listing}"
+        )
+    # Largest first; among equal sizes, the first name in sorted order so the choice is stable.
+    return max(sorted(usable), key=lambda k: int(np.prod(usable[k][0])))
+
+
+def matlab_frames_first(array: np.ndarray, path: Path) -> tuple[np.ndarray, bool]:
+    """Put the frame axis of a MATLAB-ordered array first (see the module docstring)."""
+    shape = array.shape
+    if array.ndim == 3:
+        if shape[2] == 3 and min(shape[:2]) > 4:
+            return arrange_frames(array, path, colour=True)
+        smallest = min(shape)
+        frame_axis = shape.index(smallest) if shape.count(smallest) == 1 else 2
+        return arrange_frames(np.moveaxis(array, frame_axis, 0), path, colour=False)
+    if array.ndim == 4 and min(shape[:2]) > 4:
+        if shape[2] in (3, 4):
+            return arrange_frames(np.transpose(array, (3, 0, 1, 2)), path, colour=True)
+        if shape[3] in (3, 4):
+            return arrange_frames(np.transpose(array, (2, 0, 1, 3)), path, colour=True)
+    return arrange_frames(array, path)
+
+
+def _stack(
+    raw: np.ndarray, colour: bool, path: Path, name: str | None, dtype, extra: dict
+) -> Stack:
+    frames, scaling = to_unit_frames(raw, path, colour=colour)
+    return Stack(
+        frames=frames,
+        source=path,
+        original_dtype=str(np.dtype(dtype)),
+        metadata={"variable": name, "intensity_scaling": scaling, **extra},
+    )
+
+
+def read_mat(path: Path, *, variable: str | None = None) -> Stack:
+    """Read a MATLAB .mat file (v5 or v7.3)."""
+    import scipy.io
+    from scipy.io.matlab import matfile_version
+
+    try:
+        major, _ = matfile_version(str(path))
+    except (ValueError, OSError, TypeError) as exc:
+        raise StackReadError(f"{path}: not a MATLAB file or truncated: {exc}") from exc
+    if major == 2:
+        return _read_mat73(path, variable)
+    try:
+        contents = scipy.io.loadmat(str(path))
+    except (ValueError, OSError, TypeError, NotImplementedError, EOFError) as exc:
+        raise StackReadError(
+            f"{path}: cannot read MATLAB v5 file (truncated or corrupt?): {exc}"
+        ) from exc
+    arrays = {
+        k: v for k, v in contents.items() if not k.startswith("__") and isinstance(v, np.ndarray)
+    }
+    name = choose_variable({k: (v.shape, v.dtype) for k, v in arrays.items()}, variable, path)
+    array = arrays[name]
+    raw, colour = matlab_frames_first(array, path)
+    return _stack(
+        raw, colour, path, name, array.dtype, {"matlab_version": "5", "shape": array.shape}
+    )
+
+
+def _read_mat73(path: Path, variable: str | None) -> Stack:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as fh:
+            datasets = {k: v for k, v in fh.items() if isinstance(v, h5py.Dataset)}
+            # h5py shapes are MATLAB's reversed; report MATLAB's order.
+            candidates = {
+                k: (tuple(reversed(v.shape)), v.dtype)
+                for k, v in datasets.items()
+                if v.attrs.get("MATLAB_class", b"") not in (b"char", b"cell", b"struct")
+            }
+            name = choose_variable(candidates, variable, path)
+            dset = datasets[name]
+            offset = dset.id.get_offset()
+            mappable = dset.chunks is None and dset.compression is None and offset is not None
+            dtype = dset.dtype
+            if not mappable:
+                array = dset[()]
+        if mappable:
+            array = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=dset.shape)
+    except StackReadError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StackReadError(
+            f"{path}: cannot read MATLAB v7.3 file (truncated or corrupt?): {exc}"
+        ) from exc
+    array = np.asarray(array).T if not mappable else array.T
+    raw, colour = matlab_frames_first(array, path)
+    return _stack(raw, colour, path, name, dtype, {"matlab_version": "7.3", "shape": array.shape})
+
+
+def _npz_members(path: Path) -> dict[str, Candidate]:
+    """Shape and dtype of every array in an .npz without loading the arrays."""
+    out: dict[str, Candidate] = {}
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with zf.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read_header(fh)
+            out[info.filename[: -len(".npy")]] = (shape, dtype)
+    return out
+
+
+def read_numpy(path: Path, *, variable: str | None = None) -> Stack:
+    """Read a .npy (memory-mapped) or .npz (named or largest array) file."""
+    try:
+        if path.suffix.lower() == ".npy":
+            name = None
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+            if array.dtype.kind not in "biuf":
+                raise StackReadError(f"{path}: array dtype {array.dtype} is not numeric")
+        else:
+            name = choose_variable(_npz_members(path), variable, path)
+            with np.load(path, allow_pickle=False) as npz:
+                array = npz[name]
+    except StackReadError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise StackReadError(
+            f"{path}: cannot read NumPy file (truncated or corrupt?): {exc}"
+        ) from exc
+    raw, colour = arrange_frames(array, path)
+    return _stack(raw, colour, path, name, array.dtype, {"shape": array.shape})

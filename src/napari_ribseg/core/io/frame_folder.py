@@ -1,0 +1,98 @@
+"""A folder of single-image frames (png, jpg, bmp, tif) in natural sort order.
+
+``frame2.png`` comes before ``frame10.png``. Every frame must have the height and width of the first;
+grey and colour frames may be mixed (colour becomes BT.601 luma). Each integer frame is scaled by its
+own dtype (uint8 /255, uint16 /65535); float frames follow the stack-wide float rule.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from napari_ribseg.core.errors import StackReadError
+from napari_ribseg.core.io.intensity import arrange_frames, full_scale, luma, to_unit_frames
+from napari_ribseg.core.io.registry import frame_files
+from napari_ribseg.core.stack import Stack
+
+
+def read_image(path: Path) -> np.ndarray:
+    """One 2-D image file as (H, W) or (H, W, samples) in its stored dtype."""
+    path = Path(path)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                data = series.asarray()
+                axes = series.axes
+        except (tifffile.TiffFileError, OSError, ValueError, IndexError, RuntimeError) as exc:
+            raise StackReadError(
+                f"{path}: cannot read TIFF image (truncated or corrupt?): {exc}"
+            ) from exc
+        if "S" in axes and not axes.endswith("S"):
+            data = np.moveaxis(data, axes.index("S"), -1)
+        data = np.squeeze(data) if data.ndim > 2 and 1 in data.shape[:-2] else data
+        if data.ndim == 2 or (data.ndim == 3 and data.shape[-1] in (2, 3, 4)):
+            return data
+        raise StackReadError(f"{path}: expected a single 2-D image, got shape {data.shape}")
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            if img.mode == "P":
+                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+            elif img.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+                img = img.convert("RGB")
+            data = np.asarray(img)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise StackReadError(f"{path}: cannot read image (truncated or corrupt?): {exc}") from exc
+    if data.dtype == np.int32 and data.size and data.min() >= 0 and data.max() <= 65535:
+        # Pillow opens some 16-bit greyscale files as 32-bit "I"; they are uint16 on disk.
+        data = data.astype(np.uint16)
+    return data
+
+
+def read_frame_folder(folder: Path) -> Stack:
+    """Read every image in ``folder`` as one frame, in natural sort order."""
+    files = frame_files(folder)
+    if not files:
+        raise StackReadError(f"{folder}: folder contains no image frames (png, jpg, bmp, tif)")
+    frames: np.ndarray | None = None
+    dtypes: list[str] = []
+    float_rule = False
+    for i, file in enumerate(files):
+        image = read_image(file)
+        raw, colour = arrange_frames(image, file, colour=image.ndim == 3)
+        if raw.shape[0] != 1:
+            raise StackReadError(f"{file}: expected one frame per file, got {raw.shape[0]}")
+        if frames is None:
+            frames = np.empty((len(files), *raw.shape[1:3]), dtype=np.float32)
+        elif raw.shape[1:3] != frames.shape[1:]:
+            raise StackReadError(
+                f"{file}: frame {i} is {raw.shape[1]}x{raw.shape[2]} (height x width) but "
+                f"{files[0].name} is {frames.shape[1]}x{frames.shape[2]}; all frames must match"
+            )
+        if str(image.dtype) not in dtypes:
+            dtypes.append(str(image.dtype))
+        if full_scale(image.dtype) is None:
+            # Float frames are scaled together below so their relative brightness is kept.
+            float_rule = True
+            grey = luma(raw[0]) if colour else raw[0].astype(np.float32)
+            if not np.isfinite(grey).all():
+                raise StackReadError(f"{file}: frame {i} contains NaN or infinite values")
+            frames[i] = grey
+        else:
+            frames[i] = to_unit_frames(raw, file, colour=colour)[0][0]
+    assert frames is not None
+    scaling: dict = {"method": "divide-by-dtype"}
+    if float_rule:
+        frames, scaling = to_unit_frames(frames, folder)
+    return Stack(
+        frames=frames,
+        source=folder,
+        original_dtype=dtypes[0] if len(dtypes) == 1 else "mixed:" + ",".join(dtypes),
+        metadata={"files": [f.name for f in files], "intensity_scaling": scaling},
+    )

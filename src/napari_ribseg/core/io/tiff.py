@@ -1,0 +1,198 @@
+"""TIFF, OME-TIFF and ImageJ hyperstacks through tifffile.
+
+Uncompressed contiguous data is memory-mapped read-only (``tifffile.memmap``) and converted to float32
+a chunk of frames at a time, so a multi-GB stack is not held twice; float32 data already in [0, 1]
+stays a memory map. Compressed or tiled files are decoded with ``series.asarray()``.
+
+Spacing: OME ``PhysicalSizeY/X`` (with their units), else ImageJ ``unit`` + resolution tags, else
+resolution tags with ResolutionUnit centimetre. Inch resolution is ignored: it is nearly always a
+screen DPI, not a physical size. Frame rate: OME ``TimeIncrement``, ImageJ ``finterval`` or ``fps``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from napari_ribseg.core.errors import StackReadError
+from napari_ribseg.core.io.intensity import arrange_frames, to_unit_frames
+from napari_ribseg.core.stack import Stack
+
+# Millimetres per unit, for the unit names OME and ImageJ write.
+_UNIT_MM = {
+    "mm": 1.0,
+    "millimeter": 1.0,
+    "millimetre": 1.0,
+    "cm": 10.0,
+    "centimeter": 10.0,
+    "centimetre": 10.0,
+    "m": 1000.0,
+    "meter": 1000.0,
+    "um": 1e-3,
+    "µm": 1e-3,
+    "micron": 1e-3,
+    "microns": 1e-3,
+    "micrometer": 1e-3,
+    "nm": 1e-6,
+}
+_TIME_S = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "us": 1e-6, "min": 60.0}
+
+
+def unit_to_mm(unit: str | None) -> float | None:
+    """Millimetres per ``unit`` (``"µm"``, ``"micron"``, ``"cm"`` ...), ``None`` if unknown."""
+    if not unit:
+        return None
+    key = str(unit).strip().lower().replace("\\u00b5", "µ").replace("μ", "µ")
+    return _UNIT_MM.get(key)
+
+
+def _positive(value) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) and value > 0 else None
+
+
+def _ome_physics(xml: str) -> tuple[tuple[float, float] | None, float | None]:
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None, None
+    pixels = next((el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None:
+        return None, None
+    spacing = None
+    dx, dy = _positive(pixels.get("PhysicalSizeX")), _positive(pixels.get("PhysicalSizeY"))
+    ux = unit_to_mm(pixels.get("PhysicalSizeXUnit", "µm"))
+    uy = unit_to_mm(pixels.get("PhysicalSizeYUnit", "µm"))
+    if dx and dy and ux and uy:
+        spacing = (dy * uy, dx * ux)
+    rate = None
+    dt = _positive(pixels.get("TimeIncrement"))
+    unit_s = _TIME_S.get(pixels.get("TimeIncrementUnit", "s"))
+    if dt and unit_s:
+        rate = 1.0 / (dt * unit_s)
+    return spacing, rate
+
+
+def _tag_spacing(page, unit_mm: float | None) -> tuple[float, float] | None:
+    try:
+        res_x, res_y = page.resolution
+    except (AttributeError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    res_x, res_y = _positive(res_x), _positive(res_y)
+    if unit_mm is None:
+        # Only a centimetre ResolutionUnit (3) is trusted; inch (2) is a screen DPI in practice.
+        unit_mm = 10.0 if int(getattr(page, "resolutionunit", 0) or 0) == 3 else None
+    if not (res_x and res_y and unit_mm):
+        return None
+    # Resolution tags are pixels per unit.
+    return (unit_mm / res_y, unit_mm / res_x)
+
+
+def _physics(tif) -> tuple[tuple[float, float] | None, float | None]:
+    spacing, rate = None, None
+    if tif.is_ome and tif.ome_metadata:
+        spacing, rate = _ome_physics(tif.ome_metadata)
+    ij = tif.imagej_metadata or {}
+    page = tif.pages.first
+    if spacing is None:
+        ij_unit = unit_to_mm(ij.get("unit")) if ij else None
+        spacing = _tag_spacing(page, ij_unit)
+    if rate is None and ij:
+        finterval = _positive(ij.get("finterval"))
+        rate = 1.0 / finterval if finterval else _positive(ij.get("fps"))
+    return spacing, rate
+
+
+class _TiffWarnings(logging.Handler):
+    """Collects what tifffile logs: it reports a broken page chain as a warning and reads on."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def damage(self) -> str | None:
+        words = ("corrupt", "truncat", "invalid page offset", "invalid tiff")
+        return next((m for m in self.messages if any(w in m.lower() for w in words)), None)
+
+
+@contextlib.contextmanager
+def _collect_tifffile_warnings() -> Iterator[_TiffWarnings]:
+    logger = logging.getLogger("tifffile")
+    handler = _TiffWarnings()
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+def read_tiff(path: Path) -> Stack:
+    """Read a TIFF / OME-TIFF / ImageJ stack (grey or RGB(A); uint8, uint16 or float)."""
+    import tifffile
+
+    try:
+        with _collect_tifffile_warnings() as warnings, tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise StackReadError(f"{path}: TIFF contains no images (zero frames)")
+            series = tif.series[0]
+            axes, shape, dtype = series.axes, tuple(series.shape), np.dtype(series.dtype)
+            expected = int((tif.imagej_metadata or {}).get("images", 0) or 0)
+            if expected > int(
+                np.prod([n for a, n in zip(axes, shape, strict=True) if a not in "YXS"])
+            ):
+                raise StackReadError(
+                    f"{path}: file is truncated: ImageJ header announces {expected} frames, "
+                    f"fewer are present"
+                )
+            spacing, rate = _physics(tif)
+            offset = series.dataoffset
+            nbytes = int(np.prod(shape)) * dtype.itemsize
+            if offset is not None and offset + nbytes > path.stat().st_size:
+                raise StackReadError(
+                    f"{path}: file is truncated: expected {nbytes} bytes of pixel data at offset "
+                    f"{offset}, the file has {path.stat().st_size} bytes"
+                )
+            data = None if offset is not None else series.asarray()
+            if damage := warnings.damage():
+                raise StackReadError(f"{path}: file is truncated or corrupt: {damage}")
+        if data is None:
+            # Read-only memory map: pages come from disk chunk by chunk during conversion.
+            data = tifffile.memmap(path, series=0, mode="r")
+    except StackReadError:
+        raise
+    except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError, EOFError) as exc:
+        raise StackReadError(f"{path}: cannot read TIFF (truncated or corrupt?): {exc}") from exc
+    except RuntimeError as exc:  # imagecodecs missing for this compression
+        raise StackReadError(f"{path}: cannot decode TIFF: {exc}") from exc
+    if "S" in axes and not axes.endswith("S"):
+        # Planar RGB (separate colour planes): put the samples last like interleaved data.
+        data = np.moveaxis(data, axes.index("S"), -1)
+        axes = axes.replace("S", "") + "S"
+    colour = axes.endswith("S") and data.shape[-1] in (2, 3, 4)
+    raw, colour = arrange_frames(data, path, colour=colour)
+    frames, scaling = to_unit_frames(raw, path, colour=colour)
+    return Stack(
+        frames=frames,
+        source=path,
+        spacing_mm=spacing,
+        frame_rate=rate,
+        original_dtype=str(dtype),
+        metadata={
+            "axes": axes,
+            "shape": shape,
+            "intensity_scaling": scaling,
+            # The source was paged from disk rather than decoded into memory.
+            "source_memory_mapped": isinstance(data, np.memmap),
+        },
+    )

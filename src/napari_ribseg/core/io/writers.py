@@ -1,0 +1,102 @@
+"""Writing labels and stacks. Every file is written to a temporary name and then renamed into place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from napari_ribseg.core.atomic import atomic_path
+
+
+def labels_as_uint8(labels: np.ndarray, what: str = "labels") -> np.ndarray:
+    """``labels`` as uint8 (H, W) or (N, H, W); raises ValueError for other shapes or values > 255."""
+    arr = np.asarray(labels)
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"{what} must be (H, W) or (N, H, W), got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{what} of dtype {arr.dtype} are not numeric")
+    if arr.size:
+        lo, hi = arr.min(), arr.max()
+        if lo < 0 or hi > 255 or (arr.dtype.kind == "f" and not np.array_equal(arr, np.round(arr))):
+            raise ValueError(
+                f"{what} must be whole numbers in 0..255 to be saved as uint8; got {lo}..{hi}"
+            )
+    return arr.astype(np.uint8)
+
+
+def write_label_tiff(path: str | os.PathLike, labels: np.ndarray) -> Path:
+    """Write labels as a uint8 TIFF ((H, W) or (N, H, W), zlib-compressed), atomically."""
+    import tifffile
+
+    arr = labels_as_uint8(labels)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, arr, photometric="minisblack", compression="zlib")
+    return path
+
+
+def write_png_sequence(
+    folder: str | os.PathLike, labels: np.ndarray, prefix: str = "mask_"
+) -> list[Path]:
+    """Write each frame of uint8 labels as ``<prefix><index>.png`` (0-based, zero-padded to >= 4)."""
+    from PIL import Image
+
+    arr = labels_as_uint8(labels)
+    if arr.ndim == 2:
+        arr = arr[np.newaxis]
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    width = max(4, len(str(len(arr) - 1)))
+    written = []
+    for i, frame in enumerate(arr):
+        target = folder / f"{prefix}{i:0{width}d}.png"
+        with atomic_path(target) as tmp:
+            Image.fromarray(np.ascontiguousarray(frame), mode="L").save(tmp, format="PNG")
+        written.append(target)
+    return written
+
+
+def write_stack_tiff(
+    path: str | os.PathLike,
+    frames: np.ndarray,
+    spacing_mm: tuple[float, float] | None = None,
+    frame_rate: float | None = None,
+) -> Path:
+    """Write (N, H, W) or (H, W) frames as an ImageJ TIFF with mm resolution and frame interval.
+
+    uint8, uint16 and float32 are written as they are (bool as uint8, other floats as float32), so
+    :func:`~napari_ribseg.core.io.read_stack` gives back the same spacing, frame rate and values.
+    """
+    import tifffile
+
+    arr = np.asarray(frames)
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"frames must be (H, W) or (N, H, W), got shape {arr.shape}")
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    elif arr.dtype.kind == "f":
+        arr = arr.astype(np.float32, copy=False)
+    elif arr.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"ImageJ TIFF holds uint8, uint16 or float32, not {arr.dtype}")
+    metadata: dict = {"axes": "TYX" if arr.ndim == 3 else "YX"}
+    kwargs: dict = {}
+    if spacing_mm is not None:
+        dy, dx = (float(v) for v in spacing_mm)
+        if not (dy > 0 and dx > 0):
+            raise ValueError(f"spacing_mm must be positive, got {spacing_mm}")
+        # TIFF resolution is pixels per unit; ImageJ keeps the unit name in its description.
+        kwargs["resolution"] = (1.0 / dx, 1.0 / dy)
+        metadata["unit"] = "mm"
+    if frame_rate is not None:
+        if not frame_rate > 0:
+            raise ValueError(f"frame_rate must be positive, got {frame_rate}")
+        metadata["finterval"] = 1.0 / float(frame_rate)
+        metadata["fps"] = float(frame_rate)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, arr, imagej=True, metadata=metadata, **kwargs)
+    return path

@@ -1,0 +1,259 @@
+"""Segmentation metrics for rib masks: Dice, IoU, HD95, component counts, and a per-frame evaluation.
+
+Conventions (stated once, used everywhere):
+
+- Masks are 2-D arrays; any non-zero value is foreground.
+- ``dice`` and ``iou`` of two empty masks are 1.0: the model correctly found no rib.
+- ``hd95`` is the larger of the two directed 95th percentiles of surface-to-surface distances
+  (the MedPy / MONAI convention). Surface pixels are foreground pixels with a 4-connected background
+  neighbour (pixels on the image edge count as surface). Distances are Euclidean, in millimetres when
+  ``spacing`` (row, column) is given and in pixels otherwise. Both masks empty gives 0.0; exactly one
+  empty gives ``inf`` (no surface to measure to). Means over frames skip the ``inf`` frames and report
+  how many there were (``hd95_undefined``), so one missed frame does not turn the mean into ``inf``.
+- Components are 8-connected. A predicted component is *spurious* when it shares no pixel with the
+  truth mask.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from napari_ribseg.core.atomic import write_text_atomic
+from napari_ribseg.core.errors import DatasetError
+from napari_ribseg.core.postprocess import label_components
+
+#: Columns of one per-frame row, in CSV order.
+FRAME_COLUMNS = (
+    "id",
+    "dice",
+    "iou",
+    "hd95",
+    "pred_components",
+    "true_components",
+    "spurious_components",
+    "pred_pixels",
+    "true_pixels",
+)
+#: Columns averaged into ``Evaluation.mean`` / ``Evaluation.std``.
+SUMMARY_COLUMNS = FRAME_COLUMNS[1:]
+
+
+def _binary(mask: np.ndarray, name: str = "mask") -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D mask; got shape {mask.shape}")
+    return mask.astype(bool, copy=False)
+
+
+def _same_shape(a: np.ndarray, b: np.ndarray) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"masks differ in shape: {a.shape} vs {b.shape}")
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice coefficient 2|A∩B| / (|A|+|B|); 1.0 when both masks are empty."""
+    a, b = _binary(a, "a"), _binary(b, "b")
+    _same_shape(a, b)
+    total = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
+    if total == 0:
+        return 1.0
+    return 2.0 * int(np.count_nonzero(a & b)) / total
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union |A∩B| / |A∪B|; 1.0 when both masks are empty."""
+    a, b = _binary(a, "a"), _binary(b, "b")
+    _same_shape(a, b)
+    union = int(np.count_nonzero(a | b))
+    if union == 0:
+        return 1.0
+    return int(np.count_nonzero(a & b)) / union
+
+
+def _surface(mask: np.ndarray) -> np.ndarray:
+    # border_value=0 makes pixels on the image edge part of the surface, as in MedPy.
+    return mask & ~ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(2, 1))
+
+
+def hd95(
+    a: np.ndarray, b: np.ndarray, spacing: tuple[float, float] | Sequence[float] | None = None
+) -> float:
+    """95th-percentile symmetric Hausdorff distance between the surfaces of two 2-D masks.
+
+    In millimetres when ``spacing`` = (row, column) pixel size in mm is given, in pixels otherwise.
+    Both empty: 0.0; exactly one empty: ``inf``.
+    """
+    a, b = _binary(a, "a"), _binary(b, "b")
+    _same_shape(a, b)
+    has_a, has_b = bool(a.any()), bool(b.any())
+    if not has_a and not has_b:
+        return 0.0
+    if has_a != has_b:
+        return math.inf
+    sampling = None if spacing is None else tuple(float(s) for s in spacing)
+    if sampling is not None and (len(sampling) != 2 or min(sampling) <= 0):
+        raise ValueError(f"spacing must be two positive numbers (row, column); got {spacing}")
+    surf_a, surf_b = _surface(a), _surface(b)
+    # Distance of every pixel to the nearest surface pixel of the other mask.
+    to_b = ndimage.distance_transform_edt(~surf_b, sampling=sampling)
+    to_a = ndimage.distance_transform_edt(~surf_a, sampling=sampling)
+    d_ab = to_b[surf_a]
+    d_ba = to_a[surf_b]
+    return float(max(np.percentile(d_ab, 95), np.percentile(d_ba, 95)))
+
+
+def component_count(mask: np.ndarray) -> int:
+    """Number of 8-connected foreground components of a 2-D mask."""
+    return label_components(_binary(mask))[1]
+
+
+def spurious_components(pred: np.ndarray, truth: np.ndarray) -> int:
+    """Predicted 8-connected components that share no pixel with the truth mask."""
+    pred, truth = _binary(pred, "pred"), _binary(truth, "truth")
+    _same_shape(pred, truth)
+    labels, count = label_components(pred)
+    if count == 0:
+        return 0
+    hit = np.zeros(count + 1, dtype=bool)
+    hit[labels[truth]] = True
+    return int(count - np.count_nonzero(hit[1:]))
+
+
+def _json_number(value: float | int | str | None) -> float | int | str | None:
+    """JSON has no inf/nan: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass
+class Evaluation:
+    """Per-frame metric rows plus their mean and standard deviation over frames.
+
+    ``rows`` are dicts with :data:`FRAME_COLUMNS`; ``unit`` is ``"mm"`` when a spacing was given
+    (HD95 in millimetres) and ``"px"`` otherwise. ``mean``/``std`` hold every column of
+    :data:`SUMMARY_COLUMNS`; HD95's are over the frames where it is finite, and ``hd95_undefined``
+    counts the frames where exactly one of prediction and truth is empty. ``extra`` holds
+    caller context (model, threshold, device) that :meth:`to_dict` writes alongside.
+    """
+
+    rows: list[dict]
+    mean: dict[str, float]
+    std: dict[str, float]
+    unit: str = "px"
+    spacing_mm: tuple[float, float] | None = None
+    hd95_undefined: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.rows)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (``inf``/``nan`` become ``None``)."""
+        return {
+            "n_frames": self.n_frames,
+            "unit": self.unit,
+            "spacing_mm": list(self.spacing_mm) if self.spacing_mm else None,
+            "hd95_undefined": self.hd95_undefined,
+            "mean": {k: _json_number(v) for k, v in self.mean.items()},
+            "std": {k: _json_number(v) for k, v in self.std.items()},
+            **self.extra,
+            "frames": [{k: _json_number(v) for k, v in row.items()} for row in self.rows],
+        }
+
+    def to_json(self, path: str | os.PathLike) -> None:
+        """Write :meth:`to_dict` as JSON, atomically."""
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
+        write_text_atomic(path, text + "\n")
+
+    def to_csv(self, path: str | os.PathLike, *, summary: bool = False) -> None:
+        """Write one row per frame (``inf`` HD95 as ``inf``), atomically.
+
+        The file stays tidy (one row = one frame) unless ``summary=True`` appends rows with id
+        ``mean`` and ``std``.
+        """
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(FRAME_COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        if summary:
+            writer.writerow({"id": "mean", **self.mean})
+            writer.writerow({"id": "std", **self.std})
+        write_text_atomic(path, buffer.getvalue())
+
+
+def _as_frames(masks: np.ndarray | Sequence[np.ndarray], name: str) -> list[np.ndarray]:
+    if isinstance(masks, np.ndarray):
+        if masks.ndim == 2:
+            return [masks]
+        if masks.ndim != 3:
+            raise ValueError(f"{name} must be (N, H, W) or a list of 2-D masks; got {masks.shape}")
+        return list(masks)
+    return [np.asarray(m) for m in masks]
+
+
+def evaluate_masks(
+    preds: np.ndarray | Sequence[np.ndarray],
+    truths: np.ndarray | Sequence[np.ndarray],
+    spacing: tuple[float, float] | None = None,
+    ids: Sequence[str] | None = None,
+) -> Evaluation:
+    """Compare predicted and true masks frame by frame; frames may differ in size between pairs.
+
+    Raises :class:`DatasetError` naming the frame when a pair differs in shape or the counts differ.
+    """
+    pred_frames, true_frames = _as_frames(preds, "preds"), _as_frames(truths, "truths")
+    if len(pred_frames) != len(true_frames):
+        raise DatasetError(
+            f"{len(pred_frames)} predicted masks but {len(true_frames)} true masks; expected one each"
+        )
+    if ids is None:
+        ids = [str(i) for i in range(len(pred_frames))]
+    elif len(ids) != len(pred_frames):
+        raise DatasetError(f"{len(ids)} ids for {len(pred_frames)} frames")
+    rows = []
+    for frame_id, pred, truth in zip(ids, pred_frames, true_frames, strict=True):
+        if pred.shape != truth.shape:
+            raise DatasetError(
+                f"frame {frame_id}: predicted mask is {pred.shape} but the true mask is "
+                f"{truth.shape}; expected the same size"
+            )
+        pred_b, truth_b = _binary(pred, f"frame {frame_id}"), _binary(truth, f"frame {frame_id}")
+        rows.append(
+            {
+                "id": str(frame_id),
+                "dice": dice(pred_b, truth_b),
+                "iou": iou(pred_b, truth_b),
+                "hd95": hd95(pred_b, truth_b, spacing),
+                "pred_components": component_count(pred_b),
+                "true_components": component_count(truth_b),
+                "spurious_components": spurious_components(pred_b, truth_b),
+                "pred_pixels": int(np.count_nonzero(pred_b)),
+                "true_pixels": int(np.count_nonzero(truth_b)),
+            }
+        )
+    mean: dict[str, float] = {}
+    std: dict[str, float] = {}
+    for column in SUMMARY_COLUMNS:
+        values = np.array([row[column] for row in rows], dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        mean[column] = float(finite.mean()) if finite.size else math.nan
+        std[column] = float(finite.std()) if finite.size else math.nan
+    return Evaluation(
+        rows=rows,
+        mean=mean,
+        std=std,
+        unit="mm" if spacing is not None else "px",
+        spacing_mm=tuple(float(s) for s in spacing) if spacing is not None else None,
+        hd95_undefined=sum(not math.isfinite(row["hd95"]) for row in rows),
+    )

@@ -1,0 +1,176 @@
+"""The one model registry: bundled checkpoints in the package, user checkpoints in a user folder.
+
+A model's name is its file stem. ``resolve_model`` looks for a path first, then a user model, then a
+bundled one, so a user checkpoint of the same name shadows the bundled one. Listing needs no torch:
+cards and parameter counts are read from the JSON and the safetensors header.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from napari_ribseg.core.errors import CheckpointError
+from napari_ribseg.core.models.card import ModelCard
+
+if TYPE_CHECKING:
+    import torch
+
+    from napari_ribseg.core.models.architectures import RibSegNet
+    from napari_ribseg.core.models.checkpoint import LoadedModel
+
+log = logging.getLogger(__name__)
+
+MODEL_DIR_ENV = "RIBSEG_MODEL_DIR"
+#: Bundled checkpoint that ``build_model("x-unet", preset)`` starts from, when present.
+XUNET_PRETRAINING_NAME = "x-unet-{preset}-salient"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One checkpoint the registry knows."""
+
+    name: str
+    path: Path
+    card: ModelCard
+    source: Literal["bundled", "user"]
+    n_params: int
+
+
+def bundled_model_dir() -> Path:
+    """The package's ``core/models/weights`` folder."""
+    return Path(__file__).resolve().parent / "weights"
+
+
+def user_model_dir() -> Path:
+    """``$RIBSEG_MODEL_DIR``, else the platform user-data folder of napari-ribseg / ``models``."""
+    env = os.environ.get(MODEL_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    try:
+        from platformdirs import user_data_dir
+    except ImportError:  # platformdirs comes with napari; a bare core install falls back
+        return Path.home() / ".local" / "share" / "napari-ribseg" / "models"
+    return Path(user_data_dir("napari-ribseg", appauthor=False)) / "models"
+
+
+def safetensors_header(path: str | Path) -> dict:
+    """The JSON header of a safetensors file (tensor dtypes, shapes and ``__metadata__``)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            if length > 100_000_000:
+                raise ValueError(f"header length {length} is implausible")
+            return json.loads(f.read(length))
+    except (OSError, struct.error, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from exc
+
+
+def _entry(path: Path, source: Literal["bundled", "user"]) -> ModelEntry | None:
+    header = safetensors_header(path)
+    card_path = path.with_suffix(".json")
+    if card_path.is_file():
+        card = ModelCard.read(card_path)
+    else:
+        meta = header.get("__metadata__") or {}
+        if "ribseg_card" not in meta:
+            return None
+        card = ModelCard.from_json(meta["ribseg_card"], source=path)
+    if card.kind != "model":
+        return None
+    n_params = card.n_params or sum(
+        _numel(v["shape"])
+        for k, v in header.items()
+        if k != "__metadata__" and not k.endswith("pad_response")
+    )
+    return ModelEntry(name=path.stem, path=path, card=card, source=source, n_params=n_params)
+
+
+def _numel(shape: list[int]) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+def _scan(folder: Path, source: Literal["bundled", "user"]) -> list[ModelEntry]:
+    if not folder.is_dir():
+        return []
+    entries = []
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            entry = _entry(path, source)
+        except CheckpointError as exc:
+            log.warning("Skipping unreadable checkpoint %s: %s", path, exc)
+            continue
+        if entry is not None:
+            entries.append(entry)
+    return entries
+
+
+def list_models() -> list[ModelEntry]:
+    """All whole-model checkpoints: bundled first, then user, each sorted by name."""
+    return _scan(bundled_model_dir(), "bundled") + _scan(user_model_dir(), "user")
+
+
+def resolve_model(name_or_path: str | os.PathLike) -> Path:
+    """The ``.safetensors`` path of a registry name or of a checkpoint path.
+
+    Raises CheckpointError for pickle files and for unknown names (listing the available ones).
+    """
+    from napari_ribseg.core.models.checkpoint import checkpoint_paths, refuse_pickle
+
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    refuse_pickle(path)
+    looks_like_path = path.suffix in (".safetensors", ".json") or "/" in text or os.sep in text
+    if looks_like_path or path.is_file():
+        weights, _ = checkpoint_paths(path)
+        if weights.is_file():
+            return weights
+        raise CheckpointError(f"Checkpoint not found: {weights}")
+    for folder in (user_model_dir(), bundled_model_dir()):
+        candidate = folder / f"{text}.safetensors"
+        if candidate.is_file():
+            return candidate
+    names = sorted({e.name for e in list_models()})
+    raise CheckpointError(
+        f"No model named {text!r}; available: {', '.join(names) if names else '(none)'} "
+        f"(user models go in {user_model_dir()})"
+    )
+
+
+def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """Resolve a name or path and load it (see :func:`load_checkpoint`)."""
+    from napari_ribseg.core.models.checkpoint import load_checkpoint
+
+    return load_checkpoint(resolve_model(name_or_path), device=device)
+
+
+def load_salient_pretraining(model: RibSegNet) -> bool:
+    """Load the bundled ``x-unet-<preset>-salient`` weights into ``model`` when they exist.
+
+    Returns whether weights were loaded; without them the model keeps its random initialisation.
+    """
+    name = XUNET_PRETRAINING_NAME.format(preset=model.preset)
+    path = bundled_model_dir() / f"{name}.safetensors"
+    if not path.is_file():
+        log.info("No bundled %s checkpoint; x-unet starts from random weights", name)
+        return False
+    loaded = load_model(path)
+    if tuple(loaded.model.widths) != tuple(model.widths):
+        raise CheckpointError(
+            f"{path}: widths {loaded.model.widths} do not match the x-unet {model.preset} preset "
+            f"{model.widths}"
+        )
+    model.load_state_dict(loaded.model.state_dict())
+    model.pretrained_source = (
+        f"{name} ({loaded.card.weights_source or 'salient-object pretraining'})"
+    )
+    return True

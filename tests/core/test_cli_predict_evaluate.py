@@ -1,0 +1,167 @@
+"""``ribseg predict`` and ``ribseg evaluate`` end to end, in-process, on a tiny saved checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from napari_ribseg.cli import main
+from napari_ribseg.core.inference import predict_stack_sync
+from napari_ribseg.core.io import write_paired_dataset, write_stack_tiff
+from napari_ribseg.core.metrics import dice, hd95, iou
+from napari_ribseg.core.models import ModelCard, build_model, load_model, save_checkpoint
+from napari_ribseg.core.postprocess import probability_to_mask
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models on a shared 2-core machine run ~30x faster on one thread than on contended two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _checkpoint(tmp_path, name: str, head_bias: float | None = None):
+    torch.manual_seed(0)
+    model = build_model("unet", "tiny", input_size=64, pretrained=False)
+    if head_bias is not None:
+        # A head with zero weights and a large bias predicts "rib" (or "no rib") everywhere, so
+        # every metric of the CLI can be checked against a number computed by hand.
+        with torch.no_grad():
+            model.head.weight.zero_()
+            model.head.bias.fill_(head_bias)
+    card = ModelCard(name=name, variant="unet", preset="tiny", widths=list(model.widths))
+    return save_checkpoint(model, card, tmp_path / "models" / f"{name}.safetensors")
+
+
+@pytest.fixture
+def everywhere_model(tmp_path):
+    return _checkpoint(tmp_path, "everywhere", head_bias=10.0)
+
+
+@pytest.fixture
+def random_model(tmp_path):
+    return _checkpoint(tmp_path, "random")
+
+
+@pytest.fixture
+def cine(tmp_path, rng):
+    frames = rng.random((5, 50, 70), dtype=np.float32)
+    return write_stack_tiff(tmp_path / "cine.tif", frames), frames
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    images, masks = [], []
+    for i, shape in enumerate([(64, 64), (64, 64), (48, 80)]):
+        images.append(np.full(shape, 0.25 * (i + 1), np.float32))
+        mask = np.zeros(shape, np.uint8)
+        mask[10 : 20 + 5 * i, 8:40] = 1
+        masks.append(mask)
+    root = write_paired_dataset(tmp_path / "data", images, masks, ["c1_f1", "c1_f2", "c2_f1"])
+    return root, masks
+
+
+def test_predict_writes_masks_and_probabilities(tmp_path, cine, random_model, capsys):
+    path, frames = cine
+    out, prob = tmp_path / "out" / "masks.tif", tmp_path / "out" / "prob.tif"
+    argv = ["predict", str(path), "--model", str(random_model), "--out", str(out)]
+    argv += ["--prob", str(prob), "--device", "cpu", "--batch-size", "2", "--min-size", "3"]
+    assert main([*argv, "--threshold", "0.4"]) == 0
+    masks, probs = tifffile.imread(out), tifffile.imread(prob)
+    assert masks.shape == probs.shape == (5, 50, 70)
+    assert masks.dtype == probs.dtype == np.uint8
+
+    expected = predict_stack_sync(load_model(random_model), frames, device="cpu", batch_size=2)
+    assert np.array_equal(probs, expected.prob)
+    assert np.array_equal(masks, probability_to_mask(expected.prob, 0.4, min_size=3))
+    captured = capsys.readouterr()
+    assert "5 frames 50x70" in captured.out
+    assert "5/5" in captured.err  # the progress bar went to stderr
+
+
+def test_predict_everywhere_model_marks_every_pixel(tmp_path, cine, everywhere_model):
+    path, _ = cine
+    out = tmp_path / "masks.tif"
+    assert main(["predict", str(path), "--model", str(everywhere_model), "--out", str(out)]) == 0
+    assert (tifffile.imread(out) == 1).all()
+
+
+def test_predict_refuses_to_overwrite_its_input(cine, random_model, capsys):
+    path, _ = cine
+    before = path.read_bytes()
+    assert main(["predict", str(path), "--model", str(random_model), "--out", str(path)]) == 2
+    assert "never overwritten" in capsys.readouterr().err
+    assert path.read_bytes() == before
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
+def test_predict_on_missing_gpu_is_one_line_exit_2(tmp_path, cine, random_model, capsys):
+    path, _ = cine
+    argv = ["predict", str(path), "--model", str(random_model), "--out", str(tmp_path / "m.tif")]
+    assert main([*argv, "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ribseg predict: error:") and "CUDA" in err and "\n" not in err
+    assert not (tmp_path / "m.tif").exists()
+
+
+def test_predict_unknown_model_is_exit_2(tmp_path, cine, capsys):
+    path, _ = cine
+    argv = ["predict", str(path), "--model", "no-such-model", "--out", str(tmp_path / "m.tif")]
+    assert main(argv) == 2
+    assert "no-such-model" in capsys.readouterr().err
+
+
+def test_predict_rejects_threshold_outside_unit_interval(tmp_path, cine, random_model):
+    path, _ = cine
+    argv = ["predict", str(path), "--model", str(random_model), "--out", str(tmp_path / "m.tif")]
+    with pytest.raises(SystemExit):
+        main([*argv, "--threshold", "2"])
+
+
+def test_evaluate_json_has_exact_means(tmp_path, dataset, everywhere_model, capsys):
+    root, truths = dataset
+    csv_path, json_path = tmp_path / "scores.csv", tmp_path / "scores.json"
+    argv = ["evaluate", str(root), "--model", str(everywhere_model), "--device", "cpu"]
+    argv += ["--spacing", "0.5", "0.25", "--csv", str(csv_path), "--json-out", str(json_path)]
+    assert main([*argv, "--json"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out)  # one JSON object and nothing else on stdout
+    assert {"dice", "iou", "hd95"} <= set(result["mean"])
+    assert result["unit"] == "mm" and result["n_frames"] == 3
+    everywhere = [np.ones_like(t) for t in truths]
+    expected_dice = np.mean([dice(p, t) for p, t in zip(everywhere, truths, strict=True)])
+    expected_iou = np.mean([iou(p, t) for p, t in zip(everywhere, truths, strict=True)])
+    expected_hd95 = np.mean(
+        [hd95(p, t, (0.5, 0.25)) for p, t in zip(everywhere, truths, strict=True)]
+    )
+    # Mask of frame 0: 10 x 32 = 320 px of 4096 -> Dice 640 / 4416.
+    assert result["frames"][0]["dice"] == pytest.approx(640 / 4416)
+    assert result["mean"]["dice"] == pytest.approx(expected_dice)
+    assert result["mean"]["iou"] == pytest.approx(expected_iou)
+    assert result["mean"]["hd95"] == pytest.approx(expected_hd95)
+    assert result["mean"]["spurious_components"] == 0
+    assert [f["id"] for f in result["frames"]] == ["c1_f1", "c1_f2", "c2_f1"]
+    assert json.loads(json_path.read_text())["mean"] == result["mean"]
+    assert len(csv_path.read_text().splitlines()) == 4
+
+
+def test_evaluate_table_in_pixels(dataset, random_model, capsys):
+    root, _ = dataset
+    assert main(["evaluate", str(root), "--model", str(random_model), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "hd95_px" in out and "c2_f1" in out
+    assert "3 frames: Dice" in out
+    assert out.splitlines()[-1].endswith("/frame")
+
+
+def test_evaluate_missing_dataset_is_exit_2(tmp_path, random_model, capsys):
+    argv = ["evaluate", str(tmp_path / "nothing"), "--model", str(random_model), "--json"]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("ribseg evaluate: error:")

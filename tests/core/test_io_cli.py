@@ -1,0 +1,58 @@
+"""``ribseg info``: what it prints, its exit codes, and that importing the CLI stays light."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import scipy.io
+
+from napari_ribseg.cli import main
+from napari_ribseg.core.io import write_stack_tiff
+
+
+def test_info_prints_the_stack(tmp_path, capsys):
+    path = write_stack_tiff(
+        tmp_path / "cine.tif",
+        np.zeros((5, 16, 12), np.uint16),
+        spacing_mm=(0.2, 0.1),
+        frame_rate=30,
+    )
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "frames:      5" in out
+    assert "size:        16 x 12 (height x width)" in out
+    assert "dtype:       uint16" in out
+    assert "spacing:     0.2 x 0.1 mm (row x col)" in out
+    assert "frame rate:  30 fps" in out
+    assert f"source:      {path}" in out
+
+
+def test_info_json_and_variable(tmp_path, capsys):
+    scipy.io.savemat(tmp_path / "m.mat", {"big": np.zeros((8, 8, 5)), "small": np.zeros((4, 6))})
+    assert main(["info", str(tmp_path / "m.mat"), "--variable", "small", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["frames"] == 1 and info["height"] == 4 and info["width"] == 6
+    assert info["variable"] == "small" and info["reader"] == "mat"
+    assert info["spacing_mm"] is None and info["frame_rate"] is None
+    assert info["original_dtype"] == "float64"
+
+
+def test_info_error_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "x.txt").write_text("x")
+    assert main(["info", str(tmp_path / "x.txt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert err.startswith("ribseg info: error:") and "x.txt" in err
+
+
+def test_importing_cli_and_io_stays_light():
+    code = (
+        "import sys, napari_ribseg.core.io, napari_ribseg.cli.cmd_info, napari_ribseg._reader;"
+        "heavy = ('tifffile', 'pydicom', 'imageio', 'scipy', 'h5py', 'PIL', 'napari', 'torch');"
+        "print(','.join(m for m in heavy if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

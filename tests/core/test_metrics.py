@@ -1,0 +1,167 @@
+"""Metrics on hand-made masks whose Dice, IoU and HD95 are known exactly."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from napari_ribseg.core.errors import DatasetError
+from napari_ribseg.core.metrics import (
+    FRAME_COLUMNS,
+    component_count,
+    dice,
+    evaluate_masks,
+    hd95,
+    iou,
+    spurious_components,
+)
+
+
+def blank(shape=(64, 64)) -> np.ndarray:
+    return np.zeros(shape, dtype=np.uint8)
+
+
+def two_squares():
+    """100-px squares overlapping in a 10x5 band: |A∩B| = 50, |A∪B| = 150."""
+    a, b = blank(), blank()
+    a[10:20, 10:20] = 1
+    b[10:20, 15:25] = 1
+    return a, b
+
+
+def test_dice_and_iou_of_overlapping_squares():
+    a, b = two_squares()
+    assert dice(a, b) == pytest.approx(0.5)
+    assert iou(a, b) == pytest.approx(1 / 3)
+    assert dice(a, a) == 1.0 and iou(a, a) == 1.0
+    assert dice(a, blank()) == 0.0 and iou(a, blank()) == 0.0
+
+
+def test_both_empty_is_perfect_agreement():
+    assert dice(blank(), blank()) == 1.0
+    assert iou(blank(), blank()) == 1.0
+    assert hd95(blank(), blank()) == 0.0
+
+
+def test_hd95_one_empty_is_inf():
+    a, _ = two_squares()
+    assert hd95(a, blank()) == math.inf
+    assert hd95(blank(), a) == math.inf
+
+
+def test_hd95_parallel_lines_in_pixels_and_anisotropic_mm():
+    a, b = blank(), blank()
+    a[10, 10:30] = 1
+    b[14, 10:30] = 1  # every surface pixel is exactly 4 rows from the other line
+    assert hd95(a, b) == pytest.approx(4.0)
+    assert hd95(a, b, spacing=(0.25, 1.0)) == pytest.approx(1.0)  # 4 rows x 0.25 mm
+    c = blank()
+    c[10, 16:36] = 1  # 6 columns to the right: the end pixels decide
+    assert hd95(a, c, spacing=(0.25, 2.0)) == pytest.approx(
+        float(np.percentile(np.maximum(16 - np.arange(10, 30), 0) * 2.0, 95))
+    )
+
+
+def test_hd95_single_pixels_use_row_and_column_spacing():
+    a, b, c = blank(), blank(), blank()
+    a[5, 5] = 1
+    b[5, 9] = 1  # 4 columns apart
+    c[8, 5] = 1  # 3 rows apart
+    assert hd95(a, b) == pytest.approx(4.0)
+    assert hd95(a, b, spacing=(0.5, 2.0)) == pytest.approx(8.0)
+    assert hd95(a, c, spacing=(0.5, 2.0)) == pytest.approx(1.5)
+    d = blank()
+    d[8, 9] = 1
+    assert hd95(a, d, spacing=(0.5, 2.0)) == pytest.approx(math.hypot(1.5, 8.0))
+
+
+def test_hd95_ignores_a_one_percent_outlier_that_hausdorff_would_not():
+    a = blank()
+    a[5, 2:62] = 1  # 60 surface pixels
+    b = a.copy()
+    b[60, 30] = 1  # one stray pixel 55 rows away: 1 of 61 surface pixels
+    assert hd95(a, b) == 0.0
+    b[50:60, 30] = 1  # now 11 of 71 are far: the 95th percentile sees them
+    assert hd95(a, b) > 40
+
+
+def test_hd95_rejects_bad_spacing_and_shapes():
+    a, b = two_squares()
+    with pytest.raises(ValueError, match="spacing"):
+        hd95(a, b, spacing=(0.0, 1.0))
+    with pytest.raises(ValueError, match="shape"):
+        dice(a, blank((64, 65)))
+
+
+def test_component_count_uses_8_connectivity():
+    m = blank()
+    m[5:8, 5:8] = 1
+    m[20, 20] = 1
+    m[21, 21] = 1  # diagonal neighbour: same component
+    m[40:45, 40] = 1
+    assert component_count(m) == 3
+    assert component_count(blank()) == 0
+
+
+def test_spurious_components_are_those_sharing_no_pixel_with_truth():
+    truth = blank()
+    truth[10:20, 10:20] = 1
+    pred = blank()
+    pred[15:25, 15:25] = 1  # overlaps the truth
+    pred[40:42, 40:42] = 1  # spurious
+    pred[50, 5:9] = 1  # spurious
+    pred[20, 30] = 1  # touches nothing: spurious
+    assert spurious_components(pred, truth) == 3
+    assert spurious_components(truth, truth) == 0
+    assert spurious_components(blank(), truth) == 0
+
+
+def test_evaluate_masks_rows_means_and_writers(tmp_path):
+    a, b = two_squares()
+    preds = [a, a, a]
+    truths = [b, a, blank()]
+    ev = evaluate_masks(preds, truths, spacing=(0.5, 0.5), ids=["c1_f1", "c1_f2", "c2_f1"])
+    assert ev.unit == "mm" and ev.n_frames == 3
+    assert [r["id"] for r in ev.rows] == ["c1_f1", "c1_f2", "c2_f1"]
+    assert [r["dice"] for r in ev.rows] == pytest.approx([0.5, 1.0, 0.0])
+    assert ev.mean["dice"] == pytest.approx(0.5)
+    assert ev.std["dice"] == pytest.approx(np.std([0.5, 1.0, 0.0]))
+    assert ev.mean["iou"] == pytest.approx((1 / 3 + 1) / 3)
+    # HD95 is inf for the third frame (empty truth): the mean is over the two finite frames.
+    assert ev.rows[2]["hd95"] == math.inf and ev.hd95_undefined == 1
+    assert ev.mean["hd95"] == pytest.approx((ev.rows[0]["hd95"] + 0.0) / 2)
+    assert ev.rows[0]["hd95"] == pytest.approx(hd95(a, b) * 0.5)
+    assert ev.rows[2]["spurious_components"] == 1
+
+    ev.to_json(tmp_path / "eval.json")
+    data = json.loads((tmp_path / "eval.json").read_text())
+    assert data["mean"]["dice"] == pytest.approx(0.5)
+    assert data["frames"][2]["hd95"] is None  # JSON has no inf
+    assert data["unit"] == "mm" and data["hd95_undefined"] == 1
+
+    ev.to_csv(tmp_path / "eval.csv")
+    with open(tmp_path / "eval.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3 and list(rows[0]) == list(FRAME_COLUMNS)
+    assert float(rows[0]["dice"]) == pytest.approx(0.5) and rows[2]["hd95"] == "inf"
+    ev.to_csv(tmp_path / "summary.csv", summary=True)
+    assert (tmp_path / "summary.csv").read_text().splitlines()[-2].startswith("mean,0.5")
+    assert not list(tmp_path.glob(".*"))  # atomic writes leave no temporary files
+
+
+def test_evaluate_masks_accepts_stacks_and_reports_pixels_without_spacing():
+    a, b = two_squares()
+    ev = evaluate_masks(np.stack([a, b]), np.stack([b, b]))
+    assert ev.unit == "px" and [r["id"] for r in ev.rows] == ["0", "1"]
+    assert ev.rows[0]["pred_pixels"] == 100 and ev.rows[1]["dice"] == 1.0
+
+
+def test_evaluate_masks_names_the_frame_on_shape_mismatch():
+    with pytest.raises(DatasetError, match="frame f7"):
+        evaluate_masks([blank()], [blank((64, 70))], ids=["f7"])
+    with pytest.raises(DatasetError, match="2 predicted masks but 1"):
+        evaluate_masks([blank(), blank()], [blank()])

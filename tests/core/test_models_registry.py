@@ -1,0 +1,130 @@
+"""Model registry: bundled and user checkpoints, name resolution, the ``ribseg models`` command."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from napari_ribseg.cli import main
+from napari_ribseg.core.errors import CheckpointError
+from napari_ribseg.core.models import (
+    Metric,
+    ModelCard,
+    build_model,
+    bundled_model_dir,
+    list_models,
+    load_model,
+    registry,
+    resolve_model,
+    save_checkpoint,
+    user_model_dir,
+)
+
+BUNDLED_INIT = "v-unet-compact-vgg16init"
+
+
+def _save_user_model(name: str, variant: str = "unet") -> Path:
+    torch.manual_seed(0)
+    model = build_model(variant, "tiny", input_size=64, pretrained=False)
+    card = ModelCard(name=name, variant=variant, preset="tiny", widths=list(model.widths))
+    card.metrics.append(Metric("dice", 0.5, "test"))
+    return save_checkpoint(model, card, user_model_dir() / name)
+
+
+def test_user_dir_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("RIBSEG_MODEL_DIR", str(tmp_path / "m"))
+    assert user_model_dir() == tmp_path / "m"
+    monkeypatch.delenv("RIBSEG_MODEL_DIR")
+    assert user_model_dir().name == "models"
+
+
+def test_bundled_models_are_listed_and_encoder_file_is_not():
+    entries = {e.name: e for e in list_models()}
+    assert "vgg16_hed_encoder" not in entries
+    init = entries[BUNDLED_INIT]
+    assert init.source == "bundled" and init.path.parent == bundled_model_dir()
+    assert init.card.variant == "v-unet" and init.card.preset == "compact"
+    assert "decoder untrained" in init.card.description
+    assert "HED" in init.card.weights_source and "MIT" in init.card.licence
+    assert init.n_params == init.card.n_params > 1_000_000
+
+
+def test_bundled_init_checkpoint_has_the_vgg16_encoder():
+    loaded = load_model(BUNDLED_INIT)
+    fresh = build_model("v-unet", loaded.card.preset, pretrained=True)
+    for name, tensor in fresh.encoder.state_dict().items():
+        torch.testing.assert_close(
+            loaded.model.encoder.state_dict()[name], tensor, rtol=1e-3, atol=1e-3
+        )
+
+
+def test_user_model_is_listed_resolved_and_loaded():
+    path = _save_user_model("my-unet")
+    entry = next(e for e in list_models() if e.name == "my-unet")
+    assert entry.source == "user" and entry.path == path
+    assert entry.n_params == sum(p.numel() for p in build_model("unet", "tiny").parameters())
+    assert resolve_model("my-unet") == path
+    assert resolve_model(path) == path
+    assert resolve_model(path.with_suffix(".json")) == path
+    loaded = load_model("my-unet")
+    assert loaded.name == "my-unet" and loaded.path == path
+    assert loaded.model(torch.rand(1, 1, 64, 64)).shape == (1, 1, 64, 64)
+
+
+def test_user_model_shadows_a_bundled_name():
+    path = _save_user_model(BUNDLED_INIT)
+    assert resolve_model(BUNDLED_INIT) == path
+    sources = [e.source for e in list_models() if e.name == BUNDLED_INIT]
+    assert sources == ["bundled", "user"]
+
+
+def test_unknown_name_lists_the_available_ones():
+    _save_user_model("known-one")
+    with pytest.raises(CheckpointError) as info:
+        resolve_model("no-such-model")
+    assert "known-one" in str(info.value) and BUNDLED_INIT in str(info.value)
+    with pytest.raises(CheckpointError, match="not found"):
+        resolve_model(f"missing{os.sep}x.safetensors")
+    with pytest.raises(CheckpointError, match="pickle"):
+        resolve_model("weights.pth")
+
+
+def test_unreadable_user_file_is_skipped():
+    user_model_dir().mkdir(parents=True, exist_ok=True)
+    (user_model_dir() / "broken.safetensors").write_bytes(b"\x00")
+    assert "broken" not in {e.name for e in list_models()}
+
+
+def test_x_unet_starts_from_bundled_salient_pretraining(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "bundled_model_dir", lambda: tmp_path)
+    assert build_model("x-unet", "tiny").pretrained_source is None
+    torch.manual_seed(3)
+    pretrained = build_model("x-unet", "tiny", pretrained=False)
+    card = ModelCard(
+        name="",
+        variant="x-unet",
+        preset="tiny",
+        widths=list(pretrained.widths),
+        weights_source="salient-object pretraining (test)",
+    )
+    save_checkpoint(pretrained, card, tmp_path / "x-unet-tiny-salient")
+    model = build_model("x-unet", "tiny")
+    assert torch.equal(model.head.weight, pretrained.head.weight)
+    assert "x-unet-tiny-salient" in model.pretrained_source
+
+
+def test_cli_lists_models_as_json_and_table(capsys):
+    _save_user_model("cli-model")
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    row = next(r for r in rows if r["name"] == "cli-model")
+    assert (
+        row["source"] == "user" and row["variant"] == "unet" and row["metrics"][0]["value"] == 0.5
+    )
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "cli-model" in out and "dice=0.5" in out and BUNDLED_INIT in out

@@ -1,0 +1,274 @@
+"""The simulator checked against the physics of B-mode lung ultrasound, not only shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import signal
+
+from napari_ribseg.core.jobs import StopFlag
+from napari_ribseg.core.simulate import (
+    RAYLEIGH_MEAN_STD_RATIO,
+    SimulationConfig,
+    envelope_homogeneous,
+    random_config,
+    simulate_cine,
+    simulate_cine_job,
+    simulate_frame,
+)
+
+LINEAR = SimulationConfig(size=(128, 128), b_lines=0)
+CONVEX = SimulationConfig(
+    probe="convex", size=(128, 128), frequency_mhz=3.5, depth_mm=100.0, b_lines=0
+)
+
+
+def _intercostal_columns(cine) -> np.ndarray:
+    """Columns with visible pleura in every frame and no rib shadow, away from the shadow edges."""
+    clear = (cine.pleura.any(axis=1).all(axis=0)) & ~(cine.shadow.any(axis=1).any(axis=0))
+    clear = np.convolve(clear, np.ones(9), mode="same") >= 9  # 4 columns from any edge
+    return np.flatnonzero(clear)
+
+
+@pytest.mark.parametrize("config", [LINEAR, CONVEX], ids=["linear", "convex"])
+def test_homogeneous_speckle_is_rayleigh(config):
+    env = envelope_homogeneous(config, seed=3).astype(np.float64)
+    ratio = env.mean() / env.std()
+    assert ratio == pytest.approx(RAYLEIGH_MEAN_STD_RATIO, rel=0.05)
+    # Unit-energy PSF: unit-variance scatterers give unit mean power whatever the beam width.
+    assert np.mean(env**2) == pytest.approx(1.0, rel=0.1)
+
+
+def test_simulator_envelope_in_tissue_is_speckle():
+    frame = simulate_frame(LINEAR.replace(noise=0.0), seed=5, return_envelope=True)
+    assert frame.envelope is not None
+    assert frame.envelope.shape == LINEAR.size
+    # Muscle between fascia and rib level: speckle modulated by fibre striations, so at most as
+    # regular as pure Rayleigh speckle (a heterogeneous medium lowers mean/std) but not far below.
+    rows = slice(int(9.0 / frame.spacing_mm[0]), int(11.5 / frame.spacing_mm[0]))
+    patch = frame.envelope[rows].astype(np.float64)
+    assert 1.2 < patch.mean() / patch.std() < 1.05 * RAYLEIGH_MEAN_STD_RATIO
+
+
+def test_shadow_under_rib_is_far_darker_than_intercostal_space():
+    cine = simulate_cine(3, LINEAR, seed=11)
+    dr = cine.spacing_mm[0]
+    pleura_top = np.flatnonzero(cine.pleura.any(axis=(0, 2))).min()
+    # Depth band just above the pleura: intercostal muscle between ribs, shadow under them.
+    band = np.zeros(cine.frames.shape[1:], dtype=bool)
+    band[pleura_top - int(3.0 / dr) : pleura_top - int(0.8 / dr)] = True
+    band &= ~cine.rib.any(axis=0)
+    shadow = cine.shadow.all(axis=0) & band
+    inter = np.zeros_like(band)
+    inter[:, _intercostal_columns(cine)] = True
+    inter &= band
+    assert shadow.sum() > 50 and inter.sum() > 50
+    ratio = cine.frames[:, shadow].mean() / cine.frames[:, inter].mean()
+    assert ratio < 0.3
+    # The shadow runs to the bottom and hides the lung artefacts: no A-line under a rib.
+    assert cine.shadow[:, -1].any(axis=1).all()
+    cols = _intercostal_columns(cine)
+    pleura_row = np.flatnonzero(cine.pleura[0][:, cols].any(axis=1)).mean()
+    a_rows = slice(int(2 * pleura_row) - 3, int(2 * pleura_row) + 4)
+    shadow_cols = np.flatnonzero(cine.shadow[:, a_rows].all(axis=(0, 1)))
+    a_line_between = cine.frames[:, a_rows][:, :, cols].mean()
+    assert cine.frames[:, a_rows][:, :, shadow_cols].mean() < 0.3 * a_line_between
+
+
+def test_a_lines_repeat_the_skin_to_pleura_distance():
+    config = SimulationConfig(
+        size=(256, 160),
+        depth_mm=60.0,
+        rib_depth_mm=12.0,
+        pleura_offset_mm=5.0,
+        pleura_irregularity_mm=0.05,
+        a_line_decay_db=5.0,
+        jitter_mm=0.0,
+        breathing_mm=0.0,
+        noise=0.01,
+        b_lines=0,
+    )
+    cine = simulate_cine(4, config, seed=2)
+    dr = cine.spacing_mm[0]
+    cols = _intercostal_columns(cine)
+    assert cols.size >= 10
+    profile = cine.frames[:, :, cols].mean(axis=(0, 2))
+    profile = np.convolve(profile, np.ones(3) / 3, mode="same")
+    peaks, _ = signal.find_peaks(profile, prominence=0.08, distance=int(5.0 / dr))
+
+    def refine(i: int) -> float:  # parabolic sub-sample peak position, in mm
+        a, b, c = profile[i - 1 : i + 2]
+        return (i + 0.5 * (a - c) / (a - 2 * b + c)) * dr
+
+    depths = [refine(i) for i in peaks if i * dr > 10.0]
+    assert len(depths) >= 3, depths  # pleura, A1, A2
+    pleura, a1, a2 = depths[:3]
+    assert abs(pleura - config.pleura_depth_mm) < 1.0
+    assert abs((a1 - pleura) - pleura) < 0.5  # A-line spacing = skin-pleura distance
+    assert abs((a2 - a1) - pleura) < 0.5
+    # Reverberations fade with depth.
+    heights = profile[[i for i in peaks if i * dr > 10.0][:3]]
+    assert heights[0] > heights[1] > heights[2]
+
+
+@pytest.mark.parametrize("config", [LINEAR, CONVEX], ids=["linear", "convex"])
+def test_same_seed_same_bytes_other_seed_differs(config):
+    small = config.replace(size=(64, 64))
+    a, b, c = (simulate_cine(3, small, seed=s) for s in (7, 7, 8))
+    for name in ("frames", "rib", "pleura", "shadow"):
+        assert getattr(a, name).tobytes() == getattr(b, name).tobytes()
+    assert a.frames.tobytes() != c.frames.tobytes()
+
+
+def test_outputs_types_ranges_and_spacing():
+    cine = simulate_cine(2, LINEAR.replace(size=(64, 80)), seed=1)
+    assert cine.frames.shape == (2, 64, 80) and cine.frames.dtype == np.float32
+    assert cine.frames.min() >= 0.0 and cine.frames.max() <= 1.0
+    # 8-bit grey levels, as a scanner stores them.
+    assert np.allclose(cine.frames * 255, np.round(cine.frames * 255), atol=1e-3)
+    for name in ("rib", "pleura", "shadow"):
+        lab = getattr(cine, name)
+        assert lab.dtype == np.uint8 and lab.shape == (2, 64, 80) and set(np.unique(lab)) <= {0, 1}
+    assert cine.spacing_mm == pytest.approx((50.0 / 64, 40.0 / 80))
+    assert cine.frame_rate == 30.0
+    stack = cine.to_stack()
+    assert stack.n_frames == 2 and stack.spacing_mm == cine.spacing_mm
+
+
+def test_convex_is_black_outside_the_fan_with_radial_shadows():
+    cine = simulate_cine(2, CONVEX, seed=4)
+    fan = cine.fan
+    assert 0.3 < fan.mean() < 0.95
+    assert np.all(cine.frames[:, ~fan] == 0.0)
+    for lab in (cine.rib, cine.pleura, cine.shadow):
+        assert not lab[:, ~fan].any()
+    assert cine.frames[:, fan].mean() > 0.05
+    assert cine.spacing_mm[0] == cine.spacing_mm[1]
+    # Shadows follow the beams: a shadow widens with depth.
+    sh = cine.shadow[0]
+    rows = np.flatnonzero(sh.any(axis=1))
+    widths = sh[rows].sum(axis=1)
+    assert widths[-5:].mean() > 1.3 * widths[:5].mean()
+
+
+def test_labels_are_separate_small_and_coherent_across_frames():
+    cine = simulate_cine(6, LINEAR, seed=21)
+    rib_fraction = cine.rib.mean()
+    assert 0.005 < rib_fraction < 0.08
+    assert 0.003 < cine.pleura.mean() < 0.06
+    assert 0.05 < cine.shadow.mean() < 0.6
+    # Separate classes: the rib arc is not the pleura, and lies above its own shadow.
+    overlap = np.logical_and(cine.rib, cine.pleura).sum() / cine.rib.sum()
+    assert overlap < 0.02
+    ious = []
+    for a, b in zip(cine.rib[:-1], cine.rib[1:], strict=True):
+        ious.append(np.logical_and(a, b).sum() / np.logical_or(a, b).sum())
+    assert min(ious) > 0.7 and np.mean(ious) > 0.8
+    # The cortex is bright: rib label pixels far brighter than the image mean.
+    assert cine.frames[cine.rib > 0].mean() > 1.5 * cine.frames.mean()
+
+
+def test_lung_sliding_moves_the_lung_but_not_the_chest_wall():
+    config = LINEAR.replace(sliding_mm=3.0, breathing_mm=0.0, jitter_mm=0.0, frame_rate=15.0)
+    cine = simulate_cine(4, config, seed=9)
+    dr = cine.spacing_mm[0]
+    cols = _intercostal_columns(cine)
+    wall = cine.frames[:, int(3.0 / dr) : int(10.0 / dr), :]
+    pleura_row = np.flatnonzero(cine.pleura[0][:, cols].any(axis=1)).max()
+    lung = cine.frames[:, pleura_row + 3 : pleura_row + int(8.0 / dr)][:, :, cols]
+
+    def corr(x: np.ndarray) -> float:
+        a, b = x[0].ravel(), x[-1].ravel()
+        return float(np.corrcoef(a, b)[0, 1])
+
+    assert corr(wall) > 0.85
+    assert corr(lung) < corr(wall) - 0.2
+
+
+def test_b_lines_run_from_pleura_to_bottom():
+    base = LINEAR.replace(sliding_mm=0.0, b_lines=0)
+    plain = simulate_cine(1, base, seed=6)
+    with_b = simulate_cine(1, base.replace(b_lines=3), seed=6)
+    cols = _intercostal_columns(plain)
+    deep = slice(-30, None)
+    assert with_b.frames[0, deep][:, cols].mean() > 1.5 * plain.frames[0, deep][:, cols].mean()
+    assert with_b.metadata["b_lines_mm"] and not plain.metadata["b_lines_mm"]
+
+
+def test_random_config_is_varied_realistic_and_overridable():
+    rng = np.random.default_rng(0)
+    configs = [random_config(rng, size=(64, 64)) for _ in range(40)]
+    probes = {c.probe for c in configs}
+    assert probes == {"linear", "convex"}
+    for c in configs:
+        if c.probe == "linear":
+            assert 5.0 <= c.frequency_mhz <= 13.0 and 35.0 <= c.depth_mm <= 70.0
+        else:
+            assert 2.0 <= c.frequency_mhz <= 6.0 and 80.0 <= c.depth_mm <= 160.0
+        assert 50.0 <= c.dynamic_range_db <= 70.0
+        assert 15.0 <= c.rib_spacing_mm <= 25.0 and 10.0 <= c.rib_depth_mm <= 22.0
+        assert c.size == (64, 64)
+    assert len({round(c.gain_db, 3) for c in configs}) == len(configs)
+    fixed = random_config(1, probe="convex", b_lines=2)
+    assert fixed.probe == "convex" and fixed.b_lines == 2
+    assert random_config(5) == random_config(5)
+    with pytest.raises(TypeError, match="unknown"):
+        random_config(0, not_a_field=1)
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(ValueError, match="probe"):
+        SimulationConfig(probe="phased")
+    with pytest.raises(ValueError, match="size"):
+        SimulationConfig(size=(8, 8))
+    with pytest.raises(ValueError, match="pleura"):
+        SimulationConfig(depth_mm=15.0)
+
+
+def test_job_reports_progress_and_stops_cooperatively():
+    stop = StopFlag()
+    job = simulate_cine_job(6, LINEAR.replace(size=(32, 32)), seed=0, stop=stop)
+    events = []
+    try:
+        while True:
+            event = next(job)
+            events.append(event)
+            if event.step >= 2:
+                stop.set()
+    except StopIteration as done:
+        cine = done.value
+    assert events[0].kind == "batch" and events[0].total == 6
+    assert 2 <= cine.n_frames < 6
+    with pytest.raises(ValueError, match="n_frames"):
+        simulate_cine(0, LINEAR)
+
+
+def test_cli_writes_paired_dataset(tmp_path):
+    from napari_ribseg.cli import main
+    from napari_ribseg.core.io import read_paired_dataset
+
+    out = tmp_path / "sim"
+    argv = ["simulate", "--frames", "3", "--size", "48", "64", "--probe", "convex"]
+    argv += ["--seed", "4", "--clips", "2", "--out", str(out), "--labels", "rib,shadow"]
+    assert main(argv) == 0
+    data = read_paired_dataset(out)
+    assert len(data) == 6
+    assert data.ids[0] == "c000_f0000" and sorted(set(data.groups)) == ["c000", "c001"]
+    assert data.images[0].shape == (48, 64)
+    assert (out / "MASK_shadow" / "mask_c001_f0002.tif").is_file()
+    again = tmp_path / "again"
+    assert main([*argv[:-4], "--out", str(again), "--labels", "rib,shadow"]) == 0
+    assert np.array_equal(read_paired_dataset(again).images[5], data.images[5])
+
+
+def test_time_gain_compensation_keeps_tissue_brightness_even_with_depth():
+    config = LINEAR.replace(
+        size=(160, 128), rib_depth_mm=22.0, fat_mm=2.0, depth_mm=45.0, attenuation_db_cm_mhz=1.0
+    )
+    cine = simulate_cine(2, config, seed=12)
+    dr = cine.spacing_mm[0]
+    cols = _intercostal_columns(cine)
+    upper = cine.frames[:, int(6.0 / dr) : int(12.0 / dr)][:, :, cols].mean()
+    lower = cine.frames[:, int(14.0 / dr) : int(20.0 / dr)][:, :, cols].mean()
+    # 1 dB/cm/MHz over 8 mm at 7.5 MHz would be 12 dB round trip (0.2 of the grey scale) uncorrected.
+    assert abs(upper - lower) < 0.06

@@ -1,0 +1,113 @@
+"""``ribseg finetune`` end to end, in-process: paired folder in, checkpoint + card out."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from test_training_support import synthetic_set, tiny_base
+
+from napari_ribseg.cli import main
+from napari_ribseg.cli.cmd_finetune import output_path
+from napari_ribseg.core.errors import TrainingError
+from napari_ribseg.core.io import write_paired_dataset
+from napari_ribseg.core.models import list_models, load_model, user_model_dir
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def paired(tmp_path):
+    data = synthetic_set(n_clips=3, frames_per_clip=4)
+    return write_paired_dataset(tmp_path / "paired", data.images, data.masks, data.ids), data
+
+
+def test_finetune_into_the_user_model_folder(tmp_path, paired, capsys):
+    root, data = paired
+    tiny_base(tmp_path / "base.safetensors")
+    code = main(
+        [
+            "finetune",
+            str(root),
+            "--model",
+            str(tmp_path / "base.safetensors"),
+            "--strategy",
+            "encoder",
+            "--epochs",
+            "2",
+            "--augment",
+            "flip",
+            "--out",
+            "my-probe",
+            "--lr",
+            "3e-3",
+            "--batch-size",
+            "2",
+            "--val-share",
+            "0.34",
+            "--loss",
+            "dice",
+            "--device",
+            "cpu",
+            "--seed",
+            "3",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    target = user_model_dir() / "my-probe.safetensors"
+    assert target.is_file() and f"{target}" in captured.out
+    assert "finetune [" in captured.err  # the progress bar
+    card = json.loads(target.with_suffix(".json").read_text())
+    assert card["parent"] == "base" and card["freeze_strategy"] == "encoder"
+    assert card["augmentation"] == "flip" and card["loss"] == "dice"
+    assert card["training_data"]["frames"] == 8 and card["training_data"]["hash"]
+    assert len(card["finetune"]["val_ids"]) == 4 and card["finetune"]["config"]["seed"] == 3
+    assert "my-probe" in [entry.name for entry in list_models()]
+    assert load_model("my-probe").card.epochs == 2
+
+
+def test_finetune_to_an_explicit_path(tmp_path, paired, capsys):
+    root, _ = paired
+    tiny_base(tmp_path / "base.safetensors")
+    out = tmp_path / "models" / "tuned.safetensors"
+    code = main(
+        [
+            "finetune",
+            str(root),
+            "--model",
+            str(tmp_path / "base.safetensors"),
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--augment",
+            "none",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert out.is_file() and out.with_suffix(".json").is_file()
+
+
+def test_bad_output_and_same_as_base_fail_with_one_line(tmp_path, paired, capsys):
+    root, _ = paired
+    tiny_base(tmp_path / "base.safetensors")
+    with pytest.raises(TrainingError, match="path ending in .safetensors"):
+        output_path("models/x.pt")
+    code = main(
+        [
+            "finetune",
+            str(root),
+            "--model",
+            str(tmp_path / "base.safetensors"),
+            "--out",
+            str(tmp_path / "base.safetensors"),
+            "--device",
+            "cpu",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "is the base model itself" in err and err.count("\n") == 1

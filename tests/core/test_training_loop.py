@@ -1,0 +1,186 @@
+"""The fine-tuning job: it learns, is deterministic, stops, resumes and writes a complete card."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from test_training_support import state_equal, synthetic_set, tiny_base
+
+from napari_ribseg.core.errors import TrainingError
+from napari_ribseg.core.jobs import StopFlag
+from napari_ribseg.core.models import load_checkpoint
+from napari_ribseg.core.training.loop import (
+    FinetuneConfig,
+    FinetuneResult,
+    evaluate_dice,
+    finetune,
+    finetune_sync,
+    resume_paths,
+)
+
+torch.set_num_threads(1)
+
+#: Settings under which the untrained tiny U-Net learns the synthetic ribs within two epochs.
+FAST = {"lr": 3e-3, "batch_size": 1, "schedule": "none", "augment": "none", "device": "cpu"}
+
+
+@pytest.fixture
+def base(tmp_path):
+    return tiny_base(tmp_path / "base.safetensors")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_set(n_clips=4, frames_per_clip=8)
+
+
+def test_two_epochs_raise_validation_dice_above_the_base(base, data, tmp_path):
+    events = []
+    out = tmp_path / "tuned.safetensors"
+    result = finetune_sync(
+        base, data, FinetuneConfig(epochs=2, **FAST), out=out, on_progress=events.append
+    )
+    assert result.best_val_dice > result.base_val_dice + 0.3
+    assert result.best_val_dice > 0.5 and not result.stopped
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    kinds = {e.kind for e in events}
+    assert {"message", "batch", "loss", "val_dice", "epoch", "done"} <= kinds
+    batch = next(e for e in events if e.kind == "batch")
+    assert batch.total == 2 * 24 and {"loss", "lr", "eta_s"} <= set(batch.values)
+    # The written checkpoint is the best model and scores what the result says.
+    loaded = load_checkpoint(out)
+    val = data.subset([data.ids.index(i) for i in result.val_ids])
+    assert evaluate_dice(loaded.model, val) == pytest.approx(result.best_val_dice, abs=1e-6)
+    assert state_equal(loaded.model.state_dict(), result.model.state_dict())
+    assert not resume_paths(out)[0].parent.exists(), "a finished run removes its resume state"
+
+
+def test_card_records_parent_strategy_data_and_validation(base, data, tmp_path):
+    out = tmp_path / "tuned.safetensors"
+    config = FinetuneConfig(epochs=1, strategy="decoder", loss="dice", **FAST)
+    result = finetune_sync(base, data, config, out=out)
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["name"] == "tuned" and card["parent"] == "base"
+    assert card["freeze_strategy"] == "decoder" and card["loss"] == "dice"
+    assert card["augmentation"] == "none" and card["epochs"] == 1
+    assert card["training_data"] == {"frames": 24, "source": data.source, "hash": data.hash}
+    metrics = {m["name"]: m for m in card["metrics"]}
+    assert metrics["dice"]["value"] == pytest.approx(result.best_val_dice, abs=1e-6)
+    assert metrics["dice_base"]["value"] == pytest.approx(result.base_val_dice, abs=1e-6)
+    assert "validation: 8 frames" in metrics["dice"]["data"]
+    assert card["finetune"]["val_ids"] == result.val_ids and len(result.val_ids) == 8
+    assert card["finetune"]["config"]["strategy"] == "decoder"
+
+
+def test_same_seed_gives_identical_weights(base, data):
+    config = FinetuneConfig(epochs=1, **{**FAST, "augment": "standard"})
+    first = finetune_sync(base, data, config)
+    second = finetune_sync(base, data, config)
+    assert first.best_epoch == 1, "the comparison should be between trained weights"
+    assert [h["train_loss"] for h in first.history] == [h["train_loss"] for h in second.history]
+    assert state_equal(first.model.state_dict(), second.model.state_dict())
+    other_seed = finetune_sync(base, data, FinetuneConfig(epochs=1, seed=1, **FAST))
+    assert not state_equal(first.model.state_dict(), other_seed.model.state_dict())
+
+
+def test_stop_after_first_batch_keeps_a_checkpoint(base, data, tmp_path):
+    stop = StopFlag()
+    out = tmp_path / "stopped.safetensors"
+
+    def on_progress(event):
+        if event.kind == "batch":
+            stop.set()
+
+    result = finetune_sync(
+        base, data, FinetuneConfig(epochs=3, **FAST), out=out, stop=stop, on_progress=on_progress
+    )
+    assert isinstance(result, FinetuneResult) and result.stopped
+    assert result.history == [] and result.best_epoch == 0
+    assert result.checkpoint == out and out.is_file() and out.with_suffix(".json").is_file()
+    # Nothing better than the base was found yet, so the checkpoint is the base model.
+    assert state_equal(load_checkpoint(out).model.state_dict(), base.model.state_dict())
+    assert json.loads(out.with_suffix(".json").read_text())["finetune"]["stopped"] is True
+
+
+def test_interrupted_run_resumes_from_last_epoch_and_matches_an_uninterrupted_one(
+    base, data, tmp_path
+):
+    config = FinetuneConfig(epochs=3, early_stop_patience=0, **{**FAST, "schedule": "cosine"})
+    whole = finetune_sync(base, data, config, out=tmp_path / "whole.safetensors")
+
+    out = tmp_path / "parts.safetensors"
+    stop = StopFlag()
+
+    def stop_after_epoch_two(event):
+        if event.kind == "epoch" and event.step == 2:
+            stop.set()
+
+    first = finetune_sync(base, data, config, out=out, stop=stop, on_progress=stop_after_epoch_two)
+    assert first.stopped and len(first.history) == 2
+    state = json.loads(resume_paths(out)[1].read_text())
+    assert state["epoch"] == 2
+    events = []
+    second = finetune_sync(base, data, config, out=out, on_progress=events.append)
+    assert any("resuming after epoch 2" in e.message for e in events)
+    assert sum(e.kind == "batch" for e in events) == 24, "only the third epoch runs"
+    assert [h["epoch"] for h in second.history] == [1, 2, 3]
+    assert [h["val_dice"] for h in second.history] == [h["val_dice"] for h in whole.history]
+    assert second.best_val_dice == whole.best_val_dice
+    assert state_equal(second.model.state_dict(), whole.model.state_dict())
+
+
+def test_resume_state_of_another_run_is_not_used(base, data, tmp_path):
+    out = tmp_path / "x.safetensors"
+    stop = StopFlag()
+    finetune_sync(
+        base,
+        data,
+        FinetuneConfig(epochs=2, **FAST),
+        out=out,
+        stop=stop,
+        on_progress=lambda e: stop.set() if e.kind == "epoch" else None,
+    )
+    events = []
+    result = finetune_sync(
+        base,
+        data,
+        FinetuneConfig(epochs=1, **{**FAST, "lr": 1e-3}),
+        out=out,
+        on_progress=events.append,
+    )
+    assert any("for another run" in e.message for e in events)
+    assert len(result.history) == 1
+
+
+def test_early_stopping_ends_the_run(base, data):
+    # lr 0 never improves on the base, so patience 2 stops after 2 epochs.
+    config = FinetuneConfig(epochs=6, early_stop_patience=2, **{**FAST, "lr": 1e-12})
+    events = []
+    result = finetune_sync(base, data, config, on_progress=events.append)
+    assert len(result.history) == 2 and result.best_epoch == 0 and not result.stopped
+    assert any(e.message.startswith("early stop") for e in events)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("strategy", "half"),
+        ("epochs", 0),
+        ("loss", "l2"),
+        ("augment", "heavy"),
+        ("val_share", 1.0),
+        ("schedule", "step"),
+        ("optimizer", "sgd"),
+    ],
+)
+def test_bad_settings_raise_training_error(base, data, field, value):
+    config = FinetuneConfig(**{field: value})
+    with pytest.raises(TrainingError, match=field):
+        next(finetune(base, data, config))
+
+
+def test_too_few_frames_is_a_training_error(base):
+    with pytest.raises(TrainingError, match="need at least 2"):
+        finetune_sync(base, synthetic_set(1, 1), FinetuneConfig(**FAST))

@@ -1,0 +1,119 @@
+"""GUI fixtures: a docked Rib Segmentation widget and a tiny model in the user model folder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+TINY_MODEL = "tiny-test"
+
+
+def pytest_collection_modifyitems(items):
+    """Every test in this folder needs a display (run under Xvfb)."""
+    for item in items:
+        if "tests/gui/" in str(item.fspath).replace("\\", "/"):
+            item.add_marker(pytest.mark.gui)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _plugin_registered():
+    """Make sure npe2 knows this plugin, so tests dock the widget through the manifest.
+
+    npe2 skips a manifest that fails validation (it only logs a warning), which would surface here
+    as a confusing KeyError. If discovery missed the plugin, register the manifest file directly
+    and say why, so a broken manifest shows up as a clear warning rather than a crash.
+    """
+    import warnings
+
+    from npe2 import PluginManager, PluginManifest
+
+    pm = PluginManager.instance()
+    pm.discover()
+    if "napari-ribseg" in pm._manifests:  # noqa: SLF001 - npe2 has no public "is registered"
+        return
+    from importlib.resources import files
+
+    import yaml
+
+    data = yaml.safe_load(files("napari_ribseg").joinpath("napari.yaml").read_text())
+    try:
+        manifest = PluginManifest(**data)
+    except ValueError as exc:
+        warnings.warn(f"napari.yaml is invalid ({exc}); registering without the icon", stacklevel=1)
+        data.pop("icon", None)
+        manifest = PluginManifest(**data)
+    pm.register(manifest)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path_factory, monkeypatch):
+    """Keep the widget's settings and sourceless projects out of the real config folder."""
+    monkeypatch.setenv("RIBSEG_CONFIG_DIR", str(tmp_path_factory.mktemp("ribseg-config")))
+
+
+@pytest.fixture
+def tiny_model() -> str:
+    """Save an untrained tiny U-Net as a user model (RIBSEG_MODEL_DIR is per test); its name."""
+    import torch
+
+    from napari_ribseg.core.models import ModelCard, build_model, save_checkpoint, user_model_dir
+
+    torch.manual_seed(0)
+    model = build_model("unet", preset="tiny", input_size=64, pretrained=False)
+    card = ModelCard(name=TINY_MODEL, variant="unet", preset="tiny", widths=list(model.widths))
+    save_checkpoint(model, card, user_model_dir() / f"{TINY_MODEL}.safetensors")
+    return TINY_MODEL
+
+
+@pytest.fixture
+def stack_file(tmp_path) -> str:
+    """A 6-frame 64x64 stack with bright horizontal 'ribs', saved as .npy."""
+    rng = np.random.default_rng(0)
+    frames = rng.random((6, 64, 64), dtype=np.float32) * 0.2
+    frames[:, 20:26, 8:56] += 0.7
+    path = tmp_path / "clip01.npy"
+    np.save(path, frames.clip(0, 1))
+    return str(path)
+
+
+@pytest.fixture
+def docked(make_napari_viewer_proxy, qtbot):
+    """(viewer, widget): the widget docked through the npe2 manifest, as a user opens it."""
+    viewer = make_napari_viewer_proxy()
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-ribseg", "Rib Segmentation")
+    yield viewer, widget
+    widget.segment_section.shutdown()
+    widget.finetune_section.shutdown()
+    if widget.finetune_section.job is not None:
+        widget.finetune_section.job.kill()
+
+
+@pytest.fixture
+def wait_worker(qtbot):
+    """A function that waits until the segment worker finished and its results are applied."""
+
+    def wait(widget, timeout: int = 60_000) -> None:
+        qtbot.waitUntil(lambda: widget.segment_section.worker is None, timeout=timeout)
+
+    return wait
+
+
+@pytest.fixture
+def errors(monkeypatch) -> list[str]:
+    """Messages the widget sent to napari's ``show_error`` during the test."""
+    import napari.utils.notifications as notifications
+
+    seen: list[str] = []
+    monkeypatch.setattr(notifications, "show_error", lambda message: seen.append(str(message)))
+    return seen
+
+
+@pytest.fixture
+def segmented(docked, tiny_model, stack_file, wait_worker):
+    """(viewer, widget) with the test stack loaded and segmented by the tiny model."""
+    viewer, widget = docked
+    widget.load(stack_file)
+    assert widget.segment_section.select_model(tiny_model)
+    widget.segment("all")
+    wait_worker(widget)
+    return viewer, widget

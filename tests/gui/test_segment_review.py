@@ -1,0 +1,178 @@
+"""Load -> segment -> review and correct, driven through the docked widget."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from app_model.types import KeyBinding
+
+from napari_ribseg._widgets import RibSegWidget
+from napari_ribseg.core.postprocess import probability_to_mask
+from napari_ribseg.core.stack import FrameStatus
+
+
+def test_dock_load_segment(docked, qtbot, tiny_model, stack_file, wait_worker):
+    viewer, widget = docked
+    assert isinstance(widget, RibSegWidget)
+    image = widget.load(stack_file)
+    assert image is not None and image.data.shape == (6, 64, 64)
+    session = widget.session
+    assert session.image_layer.unique_id == image.unique_id
+    assert "clip01 ribs" in viewer.layers
+    assert widget.load_section.frames_label.text() == "6"
+
+    assert widget.segment_section.select_model(tiny_model)
+    assert widget.segment("all") is not None
+    wait_worker(widget)
+    project = session.project
+    assert session.has_prob.all()
+    assert np.isfinite(project.confidence).all()
+    expected = probability_to_mask(session.prob, 0.5)
+    np.testing.assert_array_equal(project.labels, expected)
+    assert viewer.layers["clip01 ribs"].data is project.labels
+    table = widget.review_section.table
+    assert table.rowCount() == 6
+    assert table.item(0, 2).text() == f"{project.confidence[0]:.2f}"
+    # The run was saved at once into the sidecar folder next to the data.
+    sidecar = Path(stack_file).with_suffix(".ribseg")
+    assert json.loads((sidecar / "project.json").read_text())["n_frames"] == 6
+
+
+def test_review_shortcuts_corrections_and_protection(segmented, qtbot, wait_worker):
+    viewer, widget = segmented
+    session, project = widget.session, widget.session.project
+    labels = viewer.layers["clip01 ribs"]
+
+    # A correction with napari's own paint tool on frame 1 ...
+    session.go_to(1)
+    labels.brush_size = 3
+    before = project.labels[1].copy()
+    labels.selected_label = 1
+    labels.paint((1, 40, 40), 1)
+    painted = int(np.count_nonzero(project.labels[1] != before))
+    assert painted > 0
+    assert project.changed_pixels[1] == painted
+    # ... and one by editing the data directly, as a script would.
+    project.labels[2, 0:2, 0:5] = 1 - project.labels[2, 0:2, 0:5]
+    labels.refresh()
+
+    # Shortcuts are bound on the viewer; call them as napari would on a key press.
+    keymap = viewer.keymap
+    session.go_to(1)
+    keymap[KeyBinding.from_str("Shift-C")](viewer)
+    session.go_to(2)
+    keymap[KeyBinding.from_str("Shift-C")](viewer)
+    session.go_to(3)
+    keymap[KeyBinding.from_str("Shift-R")](viewer)
+    assert project.statuses.tolist() == [0, 1, 1, 2, 0, 0]
+    table = widget.review_section.table
+    assert table.item(1, 1).text() == "curated"
+    assert table.item(3, 1).text() == "rejected"
+    assert table.item(2, 3).text() == "10"
+
+    session.go_to(0)
+    keymap[KeyBinding.from_str("Shift-N")](viewer)
+    assert session.current_frame() == 4
+    keymap[KeyBinding.from_str("Shift-L")](viewer)
+    todo = [0, 4, 5]
+    least = todo[int(np.argmin(project.confidence[todo]))]
+    if least == 4:  # the shortcut skips the frame already shown
+        least = min((f for f in todo if f != 4), key=lambda f: project.confidence[f])
+    assert session.current_frame() == least
+
+    # Live threshold: unreviewed frames follow the slider, curated and rejected ones never do.
+    curated = project.labels[[1, 2, 3]].copy()
+    widget.segment_section.threshold_slider.setValue(0.9)
+    widget.segment_section.min_size_spin.setValue(2)
+    qtbot.waitUntil(
+        lambda: np.array_equal(
+            project.labels[0], probability_to_mask(session.prob[0], 0.9, min_size=2)
+        ),
+        timeout=5000,
+    )
+    np.testing.assert_array_equal(project.labels[[1, 2, 3]], curated)
+
+    # Re-running the model on every frame keeps curated frames as corrected.
+    widget.segment("all")
+    wait_worker(widget)
+    np.testing.assert_array_equal(project.labels[[1, 2]], curated[:2])
+    assert project.statuses[3] == FrameStatus.UNREVIEWED  # new mask, needs a new look
+
+
+def test_autosave_on_frame_change_and_restore(make_napari_viewer_proxy, segmented, stack_file):
+    viewer, widget = segmented
+    project = widget.session.project
+    widget.session.go_to(0)
+    project.labels[0, 5:8, 5:8] = 1 - project.labels[0, 5:8, 5:8]
+    widget.viewer.layers["clip01 ribs"].refresh()
+    widget.set_status(4, FrameStatus.CURATED)
+    widget.session.go_to(2)  # changing frame saves
+    sidecar = Path(stack_file).with_suffix(".ribseg")
+    saved = np.load(sidecar / "labels.npy")
+    np.testing.assert_array_equal(saved, project.labels)
+
+    # A fresh viewer opening the same file gets the review back.
+    viewer2 = make_napari_viewer_proxy()
+    _dock, widget2 = viewer2.window.add_plugin_dock_widget("napari-ribseg", "Rib Segmentation")
+    widget2.load(stack_file)
+    restored = widget2.session.project
+    np.testing.assert_array_equal(restored.labels, project.labels)
+    assert restored.statuses[4] == FrameStatus.CURATED
+    assert restored.changed_pixels[0] == 9
+    assert "Restored" in widget2.load_section.project_label.text()
+    assert widget2.review_section.table.item(4, 1).text() == "curated"
+
+
+def test_cancel_keeps_finished_batches(docked, qtbot, tiny_model, tmp_path, wait_worker):
+    viewer, widget = docked
+    frames = np.random.default_rng(1).random((40, 64, 64), dtype=np.float32)
+    np.save(tmp_path / "long.npy", frames)
+    widget.load(tmp_path / "long.npy")
+    widget.segment_section.select_model(tiny_model)
+    worker = widget.segment("all")
+    # Stop as soon as the first batch is reported: the rest must not run, the first is kept.
+    worker.yielded.connect(
+        lambda event: event.kind == "batch" and event.step > 0 and widget.segment_section.cancel()
+    )
+    wait_worker(widget)
+    done = widget.session.has_prob
+    assert 0 < done.sum() < 40
+    assert "Cancelled" in widget.segment_section.progress_label.text()
+    assert np.isfinite(widget.session.project.confidence[done]).all()
+    assert np.isnan(widget.session.project.confidence[~done]).all()
+
+
+def test_bad_file_is_an_error_notification(docked, tmp_path, errors):
+    viewer, widget = docked
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"this is not a tiff")
+    assert widget.load(bad) is None
+    assert widget.load(tmp_path / "missing.npy") is None
+    assert len(errors) == 2
+    assert "broken.tif" in errors[0]
+    assert len(viewer.layers) == 0
+    assert widget.session.project is None
+
+
+def test_chosen_project_folder_holds_the_review(docked, stack_file, tmp_path):
+    _viewer, widget = docked
+    widget.load_section.set_project_folder(tmp_path / "reviews")
+    widget.load(stack_file)
+    widget.set_status(0, FrameStatus.REJECTED)
+    saved = json.loads((tmp_path / "reviews" / "clip01.ribseg" / "project.json").read_text())
+    assert saved["statuses"][0] == int(FrameStatus.REJECTED)
+    assert not Path(stack_file).with_suffix(".ribseg").exists()
+
+
+def test_sample_is_one_click_away(docked, tmp_path):
+    viewer, widget = docked
+    widget.load_section.sample_linear_btn.click()
+    image = widget.session.image_layer
+    assert image is not None and image.data.shape[0] == 24
+    assert image.scale[1] != 1.0  # physical spacing is the layer scale
+    assert widget.load_section.spacing_label.text().endswith("mm/pixel")
+    assert f"{image.name} ribs" in viewer.layers
+    # A sample has no file: its review goes to the projects folder of the settings.
+    assert widget.session.project.folder.name == f"{image.name}.ribseg"

@@ -1,0 +1,94 @@
+"""The npe2 reader and writer adapters: thin, never raising on probe, numbers preserved."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_ribseg._reader import get_reader
+from napari_ribseg._writer import write_labels
+from napari_ribseg.core.errors import StackReadError
+from napari_ribseg.core.io import write_stack_tiff
+
+
+@pytest.fixture
+def cine_path(tmp_path, rng):
+    frames = rng.integers(0, 256, (3, 16, 12), dtype=np.uint8)
+    return write_stack_tiff(tmp_path / "cine.tif", frames, spacing_mm=(0.2, 0.1), frame_rate=25)
+
+
+def test_get_reader_returns_image_layer_with_mm_scale(cine_path):
+    reader = get_reader(str(cine_path))
+    assert callable(reader)
+    [(data, kwargs, layer_type)] = reader(str(cine_path))
+    assert layer_type == "image"
+    assert data.shape == (3, 16, 12) and data.dtype == np.float32
+    assert kwargs["name"] == "cine"
+    assert kwargs["scale"] == pytest.approx((1.0, 0.2, 0.1))
+    assert kwargs["metadata"]["frame_rate"] == pytest.approx(25.0)
+    assert kwargs["metadata"]["original_dtype"] == "uint8"
+    assert kwargs["metadata"]["source"] == str(cine_path)
+
+
+def test_no_scale_when_spacing_unknown(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((2, 4, 4), np.uint8))
+    [(_, kwargs, _)] = get_reader(str(tmp_path / "a.npy"))(str(tmp_path / "a.npy"))
+    assert "scale" not in kwargs
+
+
+def test_get_reader_returns_none_for_what_it_cannot_read(tmp_path, cine_path):
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "empty").mkdir()
+    assert get_reader(str(tmp_path / "notes.txt")) is None
+    assert get_reader(str(tmp_path / "missing.tif")) is None
+    assert get_reader(str(tmp_path / "empty")) is None
+    assert get_reader([str(cine_path), str(tmp_path / "notes.txt")]) is None
+    assert get_reader([]) is None
+    assert get_reader("bad\x00name.tif") is None
+    assert get_reader(None) is None  # type: ignore[arg-type]
+
+
+def test_list_of_paths_gives_one_layer_each(tmp_path, cine_path):
+    np.save(tmp_path / "b.npy", np.ones((2, 16, 12), np.float32))
+    paths = [str(cine_path), str(tmp_path / "b.npy")]
+    layers = get_reader(paths)(paths)
+    assert [kw["name"] for _, kw, _ in layers] == ["cine", "b"]
+    assert layers[1][0].shape == (2, 16, 12)
+
+
+def test_reader_function_raises_core_error_for_a_broken_file(tmp_path):
+    path = tmp_path / "broken.tif"
+    path.write_bytes(b"II*\x00broken")
+    reader = get_reader(str(path))  # the name looks right, so a reader is offered
+    with pytest.raises(StackReadError, match=r"broken\.tif"):
+        reader(str(path))
+
+
+def test_write_labels_uint8_atomic(tmp_path):
+    labels = np.zeros((2, 8, 8), np.int32)
+    labels[1, 3:5, 3:5] = 1
+    written = write_labels(str(tmp_path / "ribs.tif"), labels, {"name": "ribs"})
+    assert written == [str(tmp_path / "ribs.tif")]
+    back = tifffile.imread(written[0])
+    assert back.dtype == np.uint8
+    np.testing.assert_array_equal(back, labels)
+    suffixed = write_labels(str(tmp_path / "noext"), labels[0], {})
+    assert suffixed == [str(tmp_path / "noext.tif")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["noext.tif", "ribs.tif"]
+
+
+def test_manifest_points_at_these_adapters():
+    import importlib
+    from importlib.resources import files
+
+    import yaml
+
+    manifest = yaml.safe_load((files("napari_ribseg") / "napari.yaml").read_text())
+    commands = {c["id"]: c["python_name"] for c in manifest["contributions"]["commands"]}
+    for command, function in [
+        ("napari-ribseg.get_reader", get_reader),
+        ("napari-ribseg.write_labels", write_labels),
+    ]:
+        module, name = commands[command].split(":")
+        assert getattr(importlib.import_module(module), name) is function

@@ -70,11 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["RIBSEG_MODEL_DIR"] = str(tmp / "models")
     os.environ["RIBSEG_CONFIG_DIR"] = str(tmp / "config")
 
-    import warnings
-
-    # The PyQt5 deprecation notice would otherwise sit as a toast on top of the canvas.
-    warnings.filterwarnings("ignore", message=".*PyQt5 backend is deprecated.*")
+    # napari's own settings go to the scratch folder too, so the change below stays there.
+    os.environ["NAPARI_CONFIG"] = str(tmp / "napari" / "settings.yaml")
     import napari
+    from napari.settings import get_settings
+
+    # napari's PyQt5 deprecation warning would otherwise sit as a toast on top of the canvas.
+    get_settings().application.gui_notification_level = "error"
 
     from napari_ribseg.core.stack import FrameStatus
 

@@ -42,9 +42,11 @@ def test_user_dir_comes_from_the_environment(tmp_path, monkeypatch):
     assert user_model_dir().name == "models"
 
 
-def test_bundled_models_are_listed_and_encoder_file_is_not():
-    entries = {e.name: e for e in list_models()}
+def test_bundled_models_are_listed_and_encoder_file_is_not(caplog):
+    with caplog.at_level("WARNING"):
+        entries = {e.name: e for e in list_models()}
     assert "vgg16_hed_encoder" not in entries
+    assert not caplog.records, "the encoder file must be skipped silently, not as unreadable"
     init = entries[BUNDLED_INIT]
     assert init.source == "bundled" and init.path.parent == bundled_model_dir()
     assert init.card.variant == "v-unet" and init.card.preset == "compact"

@@ -111,3 +111,18 @@ def test_bad_output_and_same_as_base_fail_with_one_line(tmp_path, paired, capsys
     )
     err = capsys.readouterr().err
     assert code == 2 and "is the base model itself" in err and err.count("\n") == 1
+    (tmp_path / "taken.safetensors").write_bytes(b"a model the user made")
+    code = main(
+        [
+            "finetune",
+            str(root),
+            "--model",
+            str(tmp_path / "base.safetensors"),
+            "--out",
+            str(tmp_path / "taken.safetensors"),
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 2 and "exists" in capsys.readouterr().err
+    assert (tmp_path / "taken.safetensors").read_bytes() == b"a model the user made"

@@ -29,8 +29,11 @@ def _plugin_registered():
 
     pm = PluginManager.instance()
     pm.discover()
-    if "napari-ribseg" in pm._manifests:  # noqa: SLF001 - npe2 has no public "is registered"
+    try:
+        pm.get_manifest("napari-ribseg")
         return
+    except KeyError:
+        pass
     from importlib.resources import files
 
     import yaml

@@ -37,7 +37,17 @@ def test_dock_load_segment(docked, qtbot, tiny_model, stack_file, wait_worker):
     assert table.item(0, 2).text() == f"{project.confidence[0]:.2f}"
     # The run was saved at once into the sidecar folder next to the data.
     sidecar = Path(stack_file).with_suffix(".ribseg")
+    qtbot.waitUntil(lambda: (sidecar / "project.json").exists(), timeout=5000)
     assert json.loads((sidecar / "project.json").read_text())["n_frames"] == 6
+
+    # The probability map is one tick away, and "current frame" runs exactly one frame.
+    widget.segment_section.show_prob_check.setChecked(True)
+    assert "clip01 rib probability" in viewer.layers
+    session.go_to(3)
+    widget.segment_section.scope_combo.setCurrentIndex(0)
+    widget.segment_section.run_btn.click()
+    wait_worker(widget)
+    assert widget.segment_section.progress_label.text().startswith("1 of 1 frames")
 
 
 def test_review_shortcuts_corrections_and_protection(segmented, qtbot, wait_worker):
@@ -113,6 +123,12 @@ def test_autosave_on_frame_change_and_restore(make_napari_viewer_proxy, segmente
     saved = np.load(sidecar / "labels.npy")
     np.testing.assert_array_equal(saved, project.labels)
 
+    # Closing the widget saves too.
+    widget.set_status(5, FrameStatus.REJECTED)
+    project.labels[5, 0, 0] = 1 - project.labels[5, 0, 0]
+    widget.close()
+    assert np.load(sidecar / "labels.npy")[5, 0, 0] == project.labels[5, 0, 0]
+
     # A fresh viewer opening the same file gets the review back.
     viewer2 = make_napari_viewer_proxy()
     _dock, widget2 = viewer2.window.add_plugin_dock_widget("napari-ribseg", "Rib Segmentation")
@@ -120,6 +136,7 @@ def test_autosave_on_frame_change_and_restore(make_napari_viewer_proxy, segmente
     restored = widget2.session.project
     np.testing.assert_array_equal(restored.labels, project.labels)
     assert restored.statuses[4] == FrameStatus.CURATED
+    assert restored.statuses[5] == FrameStatus.REJECTED
     assert restored.changed_pixels[0] == 9
     assert "Restored" in widget2.load_section.project_label.text()
     assert widget2.review_section.table.item(4, 1).text() == "curated"
@@ -176,3 +193,25 @@ def test_sample_is_one_click_away(docked, tmp_path):
     assert f"{image.name} ribs" in viewer.layers
     # A sample has no file: its review goes to the projects folder of the settings.
     assert widget.session.project.folder.name == f"{image.name}.ribseg"
+
+
+def test_dropped_file_is_put_under_review(docked, stack_file):
+    viewer, widget = docked
+    # What napari does when a file is dropped on it: open through our npe2 reader.
+    viewer.open(stack_file, plugin="napari-ribseg")
+    assert widget.session.image_layer is not None
+    assert widget.session.image_layer.name == "clip01"
+    assert "clip01 ribs" in viewer.layers
+    assert widget.session.project.folder == Path(stack_file).with_suffix(".ribseg")
+    assert widget.segment_section.image_combo.currentText() == "clip01"
+
+
+def test_settings_survive_a_new_widget(docked, make_napari_viewer_proxy):
+    _viewer, widget = docked
+    device = widget.segment_section.device_combo
+    device.setCurrentText("cpu")
+    widget.finetune_section.strategy_combo.setCurrentText("decoder")
+    viewer2 = make_napari_viewer_proxy()
+    _dock, widget2 = viewer2.window.add_plugin_dock_widget("napari-ribseg", "Rib Segmentation")
+    assert widget2.segment_section.device_combo.currentText() == "cpu"
+    assert widget2.finetune_section.strategy_combo.currentText() == "decoder"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, QTimer, Signal
 
 from napari_ribseg._widgets._settings import WidgetSettings, config_dir, save_settings
 from napari_ribseg.core.errors import RibsegError
@@ -268,9 +268,11 @@ class ReviewSession(QObject):
         )
         self.project.model_name = model_name
         self.refresh_layers()
-        self.labels_updated.emit(written.tolist())
-        self.statuses_changed.emit()
-        self.autosave()
+        # One table refresh (an empty list means "all rows"); statuses may have changed too.
+        self.labels_updated.emit([])
+        # Saved on the next turn of the event loop, so napari redraws the new masks first instead
+        # of the GUI waiting for both in one block.
+        QTimer.singleShot(0, self.autosave)
         return written
 
     def refresh_layers(self) -> None:

@@ -56,6 +56,7 @@ class RibSegWidget(QWidget):
         self.segment_section.refresh_models()
         self.load_section.image_added.connect(self._on_image_added)
         self.session.saved.connect(self._on_saved)
+        self.session.image_bound.connect(self._on_bound)
         self.segment_section.finished.connect(
             lambda: self.tabs.setCurrentWidget(self.review_section)
         )
@@ -95,6 +96,15 @@ class RibSegWidget(QWidget):
     def _on_image_added(self, layer: Image) -> None:
         self.segment_section.select_image(layer)
         self.tabs.setCurrentWidget(self.segment_section)
+
+    def _on_bound(self, restored: bool) -> None:
+        s = self.session
+        if s.image_layer is None or s.project is None:
+            self.status_line.setText("Load a stack or a sample to start.")
+            return
+        what = "Restored the review of" if restored else "Reviewing"
+        self.status_line.setText(f"{what} '{s.image_layer.name}' ({s.project.n_frames} frames).")
+        self.status_line.setToolTip(str(s.project.folder))
 
     def _on_saved(self, message: str) -> None:
         self.status_line.setText(message)

@@ -51,6 +51,9 @@ class ReviewSection(QWidget):
         super().__init__(parent)
         self.session = session
         self._bound_keys: list[str] = []
+        #: Changed-pixel counts as last shown, refreshed per row while painting.
+        self._changed: np.ndarray | None = None
+        self._last_row: int | None = None
         layout = QVBoxLayout(self)
         self.summary_label = QLabel("No stack under review.")
         self.summary_label.setWordWrap(True)
@@ -186,8 +189,13 @@ class ReviewSection(QWidget):
         if self.table.rowCount() != project.n_frames:
             self.table.setRowCount(project.n_frames)
             frames = []
-        rows = frames if frames else range(project.n_frames)
-        changed = project.changed_pixels
+        rows = list(frames) if frames else list(range(project.n_frames))
+        if not frames or self._changed is None or self._changed.size != project.n_frames:
+            self._changed = project.changed_pixels
+        else:
+            # Only the frames named changed: count just those (one frame while painting).
+            self._changed[rows] = project.changed_pixels_of(rows)
+        changed = self._changed
         for row in rows:
             status = FrameStatus(int(project.statuses[row]))
             conf = float(project.confidence[row])
@@ -218,4 +226,7 @@ class ReviewSection(QWidget):
         row = self.session.current_frame()
         if 0 <= row < self.table.rowCount():
             self.table.selectRow(row)
-            self._refresh_rows([row])
+            # The frame just left may have been edited without a paint event (e.g. by a script).
+            rows = [row] if self._last_row in (None, row) else [self._last_row, row]
+            self._refresh_rows([r for r in rows if r < self.table.rowCount()])
+            self._last_row = row

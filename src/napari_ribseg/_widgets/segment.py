@@ -9,6 +9,7 @@ cached probabilities (no model run) and skip curated, rejected and hand-edited f
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,9 +127,16 @@ def segmentation_job(
     stop: StopFlag,
 ) -> Generator[Progress, None, SegmentationResult]:
     """Worker body: load the model (unless cached), predict, and derive masks off the GUI thread."""
+    from napari_ribseg.core.devices import resolve_device
     from napari_ribseg.core.inference import predict_stack
     from napari_ribseg.core.models import load_model
 
+    if resolve_device(device).type == "cpu":
+        import torch
+
+        # Leave one core to napari's GUI thread: with every core busy in convolutions the viewer
+        # stutters (measured in benchmarks/bench_ui.py). Costs 1/N of throughput on N cores.
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     loaded = cached
     if loaded is None:
         yield Progress("message", message=f"Loading model {Path(model_path).stem}")
@@ -452,7 +460,8 @@ class SegmentSection(QWidget):
         self.progress.setValue(0)
         self.progress_label.setText(f"Starting {entry.name} on {device}…")
         worker.yielded.connect(self._on_progress)
-        worker.returned.connect(lambda result: self._on_returned(result, key))
+        project = self.session.project
+        worker.returned.connect(lambda result: self._on_returned(result, key, project))
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         self.worker = worker
@@ -484,9 +493,14 @@ class SegmentSection(QWidget):
             if self._pbar is not None:
                 self._pbar.set_description(event.message)
 
-    def _on_returned(self, result: SegmentationResult, key: tuple) -> None:
+    def _on_returned(self, result: SegmentationResult, key: tuple, project: Any) -> None:
         if result.loaded is not None:
             self._model_cache = {key: result.loaded}  # one model resident at a time
+        if project is not self.session.project:
+            # The user switched to another stack while the model ran: these masks are not its.
+            notify_info("Segmentation finished for a stack that is no longer selected; discarded.")
+            self.progress_label.setText("Discarded: the stack changed during the run.")
+            return
         if result.frames.size:
             self.session.apply_prediction(
                 result.frames, result.prob, result.masks, result.confidence, result.model_name

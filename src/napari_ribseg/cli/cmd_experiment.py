@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     """Run (or resume) the study with a progress line per cell."""
     from napari_ribseg.cli.progress_bar import ProgressBar
     from napari_ribseg.core.experiments import load_study_config
-    from napari_ribseg.core.experiments.runner import RESULTS_CSV, write_study_report, run_study
+    from napari_ribseg.core.experiments.runner import RESULTS_CSV, run_study, write_study_report
     from napari_ribseg.core.jobs import run_job
 
     config = load_study_config(args.config)

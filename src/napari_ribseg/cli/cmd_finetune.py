@@ -46,6 +46,9 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--no-resume", action="store_true", help="ignore a resume state beside the output"
     )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing model of the same name"
+    )
     parser.set_defaults(func=run)
 
 
@@ -73,12 +76,16 @@ def run(args: argparse.Namespace) -> int:
     from napari_ribseg.core.jobs import run_job
     from napari_ribseg.core.models import load_model, resolve_model
     from napari_ribseg.core.training.data import TrainingSet
-    from napari_ribseg.core.training.loop import FinetuneConfig, finetune
+    from napari_ribseg.core.training.loop import FinetuneConfig, finetune, resume_paths
 
     out = output_path(args.out)
     base_path = resolve_model(args.model)
     if out.resolve() == Path(base_path).resolve():
         raise TrainingError(f"--out {out} is the base model itself; choose a new name")
+    # An existing model is only replaced on request, unless this run resumes an interrupted one.
+    resuming = not args.no_resume and resume_paths(out)[1].is_file()
+    if out.exists() and not resuming and not args.overwrite:
+        raise TrainingError(f"--out {out} exists; choose a new name or pass --overwrite")
     config = FinetuneConfig(
         strategy=args.strategy,
         epochs=args.epochs,

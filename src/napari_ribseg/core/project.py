@@ -194,7 +194,16 @@ class ReviewProject:
     @property
     def changed_pixels(self) -> np.ndarray:
         """Per frame, how many pixels the user changed relative to the model's mask (int64)."""
-        return np.count_nonzero(self.labels != self.model_labels, axis=(1, 2)).astype(np.int64)
+        return self.changed_pixels_of(None)
+
+    def changed_pixels_of(self, frames: Sequence[int] | np.ndarray | None) -> np.ndarray:
+        """Changed-pixel counts of ``frames`` only (all frames for ``None``): cheap for one frame."""
+        if frames is None:
+            a, b = self.labels, self.model_labels
+        else:
+            idx = np.asarray(frames, dtype=np.int64)
+            a, b = self.labels[idx], self.model_labels[idx]
+        return np.count_nonzero(a != b, axis=(1, 2)).astype(np.int64)
 
     def frames_with(self, status: FrameStatus) -> np.ndarray:
         """Indices of frames whose status is ``status``, ascending."""
@@ -282,7 +291,8 @@ class ReviewProject:
         self._labels_dirty = True
 
     # -- saving --------------------------------------------------------------------------------
-    def _json_text(self, saved_at: str) -> str:
+    def _json_text(self, saved_at: str, counts: np.ndarray | None = None) -> str:
+        counts = self.changed_pixels if counts is None else counts
         conf = [None if math.isnan(float(c)) else round(float(c), 6) for c in self.confidence]
         meta = {
             "format": FORMAT_NAME,
@@ -294,7 +304,7 @@ class ReviewProject:
             "statuses": [int(s) for s in self.statuses],
             "status_names": {s.value: s.name.lower() for s in FrameStatus},
             "confidence": conf,
-            "changed_pixels": [int(c) for c in self.changed_pixels],
+            "changed_pixels": [int(c) for c in counts],
             "saved_at": saved_at,
         }
         return json.dumps(meta, indent=1)
@@ -308,7 +318,7 @@ class ReviewProject:
         return (
             self._labels_dirty
             or self._model_dirty
-            or self._json_text(saved_at="") != self._strip_time(self._saved_json)
+            or self._json_text(saved_at="", counts=counts) != self._strip_time(self._saved_json)
         )
 
     @staticmethod
@@ -332,7 +342,7 @@ class ReviewProject:
             or self._saved_counts is None
             or not np.array_equal(counts, self._saved_counts)
         )
-        text_now = self._json_text(saved_at="")
+        text_now = self._json_text(saved_at="", counts=counts)
         if not (
             labels_changed or self._model_dirty or text_now != self._strip_time(self._saved_json)
         ):
@@ -345,7 +355,7 @@ class ReviewProject:
             with atomic_path(self.folder / MODEL_LABELS_FILE) as tmp:
                 np.save(tmp, self.model_labels)
         # JSON last: it is what marks the folder as a complete project.
-        text = self._json_text(saved_at=_now())
+        text = self._json_text(saved_at=_now(), counts=counts)
         write_text_atomic(self.folder / JSON_FILE, text)
         self._saved_json = text
         self._saved_counts = counts

@@ -252,17 +252,26 @@ def _train_indices(n_pool: int, size: int, seed: int, fold: int) -> list[int]:
     return sorted(int(i) for i in order[: min(size, n_pool)])
 
 
-def cell_epochs(config: StudyConfig, n_frames: int) -> int:
+def cell_epochs(config: StudyConfig, n_train: int) -> int:
     """Epochs of a cell: ``config.epochs``, raised so that it runs at least ``min_steps`` batches.
 
-    The fine-tuning loop holds out ``val_share`` of the frames (whole clips), so the batches per
-    epoch are estimated from the frames left for training.
+    ``n_train`` is the number of frames the loop trains on, i.e. after it has held out its
+    validation clips (see :func:`_split_sizes`).
     """
     if config.min_steps <= 0:
         return config.epochs
-    n_train = max(1, round(n_frames * (1.0 - config.val_share)))
-    batches = math.ceil(n_train / config.batch_size)
+    batches = math.ceil(max(1, n_train) / config.batch_size)
     return max(config.epochs, math.ceil(config.min_steps / batches))
+
+
+def _split_sizes(config: StudyConfig, train: TrainingSet, seed: int) -> tuple[int, int]:
+    """(training, validation) frame counts of the fine-tuning loop's own split of ``train``.
+
+    The loop holds out whole clips, so the counts are not ``val_share`` of the frames; the same
+    deterministic split is repeated here so the step budget is exact.
+    """
+    fit, val = train.split(config.val_share, seed)
+    return len(fit), len(val)
 
 
 def _check_fingerprint(config: StudyConfig, out: Path, resume: bool) -> None:
@@ -298,7 +307,7 @@ def run_study(
     from napari_ribseg.core.training import FinetuneConfig, finetune
 
     config.validate()
-    stop = stop or StopFlag()
+    stop = stop if stop is not None else StopFlag()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / RESULTS_CSV
@@ -361,9 +370,10 @@ def run_study(
             _train_indices(len(train_pool), size, config.seed, fold),
             source=f"{train_pool.source} fold {fold}",
         )
+        n_fit, n_val = _split_sizes(config, train, config.seed + fold)
         cfg = FinetuneConfig(
             strategy=strategy,
-            epochs=cell_epochs(config, len(train)),
+            epochs=cell_epochs(config, n_fit),
             lr=config.lr,
             batch_size=config.batch_size,
             optimizer=config.optimizer,
@@ -391,8 +401,8 @@ def run_study(
             "size": size,
             "augment": augment,
             "fold": fold,
-            "n_train": len(train),
-            "n_val": len(result.val_ids),
+            "n_train": n_fit,
+            "n_val": n_val,
             "n_test": len(test),
             "init": init.description,
             "dice_pre": pre["dice"],
@@ -485,7 +495,9 @@ def write_study_report(
             f"- data: {source}",
             f"- models: widths {widths}, input {config.input_size}x{config.input_size}",
             (
-                f"- fine-tuning: {config.epochs} epochs, {config.optimizer} lr {config.lr}, batch "
+                f"- fine-tuning: {config.epochs} epochs"
+                + (f" (at least {config.min_steps} batches)" if config.min_steps else "")
+                + f", {config.optimizer} lr {config.lr}, batch "
                 f"{config.batch_size}, loss {config.loss}, schedule {config.schedule}, "
                 f"validation share {config.val_share} (best epoch kept), threshold {config.threshold}"
             ),

@@ -69,10 +69,17 @@ class FoldedInputConv(nn.Conv2d):
         self.register_buffer("pad_response", torch.zeros(out_channels, 1, 3, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = super().forward(x)
-        h, w = x.shape[-2:]
-        indicator = F.pad(x.new_zeros(1, 1, h, w), (1, 1, 1, 1), value=1.0)
-        return y + F.conv2d(indicator, self.pad_response.to(x.dtype))
+        # Always float32: the x255 weights and the mean in the bias cancel to much smaller
+        # activations, which fp16/bf16 (autocast or a .half() model) would round badly. One input
+        # channel makes this layer cheap; the next layer casts back under autocast.
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        with torch.autocast(x.device.type, enabled=False):
+            xf = x.to(dtype)
+            y = F.conv2d(xf, self.weight.to(dtype), self.bias.to(dtype), padding=1)
+            h, w = x.shape[-2:]
+            indicator = F.pad(xf.new_zeros(1, 1, h, w), (1, 1, 1, 1), value=1.0)
+            y = y + F.conv2d(indicator, self.pad_response.to(dtype))
+        return y.to(x.dtype)
 
 
 class ConvStage(nn.Module):

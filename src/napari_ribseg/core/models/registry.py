@@ -76,14 +76,23 @@ def _entry(path: Path, source: Literal["bundled", "user"]) -> ModelEntry | None:
     header = safetensors_header(path)
     card_path = path.with_suffix(".json")
     if card_path.is_file():
-        card = ModelCard.read(card_path)
+        try:
+            origin, text = card_path, card_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"Cannot read model card {card_path}: {exc}") from exc
     else:
         meta = header.get("__metadata__") or {}
         if "ribseg_card" not in meta:
             return None
-        card = ModelCard.from_json(meta["ribseg_card"], source=path)
-    if card.kind != "model":
+        origin, text = path, meta["ribseg_card"]
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"Model card {origin} is not valid JSON: {exc}") from exc
+    # Component files (the VGG16 encoder) carry another kind of card and are not models.
+    if not isinstance(data, dict) or data.get("kind", "model") != "model":
         return None
+    card = ModelCard.from_dict(data, source=origin)
     n_params = card.n_params or sum(
         _numel(v["shape"])
         for k, v in header.items()

@@ -179,12 +179,14 @@ def _child(folder: Path, names: Sequence[str]) -> Path | None:
 
 
 def _find_layout(root: Path) -> tuple[str, list[tuple[Path, Path]]] | None:
-    """(data set name, [(image folder, mask folder), ...]) at ``root`` or one level below it.
+    """(data set name, [(image folder, mask folder), ...]) at ``root`` or up to two levels below.
 
-    DUTS unpacks as ``DUTS-TR/DUTS-TR-Image`` and ECSSD/XPIE often inside a folder of their own
-    name, so one level of nesting is searched as well.
+    DUTS unpacks as ``DUTS-TR/DUTS-TR-Image``, MSRA10K as ``MSRA10K_Imgs_GT/Imgs`` and ECSSD/XPIE
+    often inside a folder of their own name, so the downloads' nesting is searched as well.
     """
-    candidates = [root, *sorted(p for p in root.iterdir() if p.is_dir())]
+    children = sorted(p for p in root.iterdir() if p.is_dir())
+    grandchildren = sorted(q for p in children for q in p.iterdir() if q.is_dir())
+    candidates = [root, *children, *grandchildren]
     for name, image_names, mask_names in FOLDER_LAYOUTS:
         pairs: list[tuple[Path, Path]] = []
         for folder in candidates:
@@ -220,8 +222,8 @@ def read_salient_dataset(
 
     Layouts: DUTS (``DUTS-TR-Image``/``DUTS-TR-Mask``, also ``DUTS-TE-*``), ECSSD
     (``images``/``ground_truth_mask``), XPIE (``img``/``gt``), MSRA10K (``<stem>.jpg`` and
-    ``<stem>.png`` in one folder) and a plain ``images``/``masks`` folder, each at ``root`` or one
-    level below. Images and masks pair by file stem; ``size`` squashes both to ``size`` x ``size``
+    ``<stem>.png`` in one folder) and a plain ``images``/``masks`` folder, each at ``root`` or up
+    to two levels below. Images and masks pair by file stem; ``size`` squashes both to ``size`` x ``size``
     (``None`` keeps the native sizes). ``limit`` keeps the first ``limit`` pairs in sorted order.
     """
     root = Path(root)

@@ -1,0 +1,170 @@
+"""Train the bundled compact models on simulated lung ultrasound; one documented command.
+
+    python scripts/train_bundled.py --variants unet v-unet x-unet --out src/napari_ribseg/core/models/weights
+
+Each variant starts from its transfer-learning initialisation (unet: random; v-unet: the pruned
+VGG16/HED encoder; x-unet: salient-object pre-training on the scikit-image substitute), is trained
+on simulated clips of both probe types with varied frequency, depth and gain, and is measured on a
+simulated test set of unseen seeds. The result is saved as fp16 safetensors with a card that holds
+the test metrics and says exactly what the model was trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+TRAIN_SEED = 10_000  # clips 10000.. train; 90000.. test: the seeds never overlap
+TEST_SEED = 90_000
+
+
+def simulated_set(n_clips: int, frames: int, seed: int):
+    from napari_ribseg.core.training import TrainingSet
+
+    return TrainingSet.from_simulator(
+        n_clips=n_clips, frames_per_clip=frames, config_or_rng=np.random.default_rng(seed), seed=seed
+    )
+
+
+def base_model(variant: str, preset: str, args, log) -> object:
+    from napari_ribseg.core.jobs import run_job
+    from napari_ribseg.core.models import LoadedModel, ModelCard, build_model, count_parameters
+    from napari_ribseg.core.training.salient import pretrain_salient
+
+    if variant == "x-unet":
+        out = Path(args.work) / f"x-unet-{preset}-salient.safetensors"
+        if not out.exists():
+            log(f"x-unet: salient pre-training on {args.salient} synthetic images")
+            run_job(
+                pretrain_salient(
+                    synthetic=args.salient,
+                    preset=preset,
+                    epochs=args.salient_epochs,
+                    batch_size=args.batch_size,
+                    out=out,
+                    device=args.device,
+                ),
+                lambda e: e.kind == "epoch" and log(f"  salient epoch {e.step}/{e.total} {e.values}"),
+            )
+        from napari_ribseg.core.models import load_checkpoint
+
+        return load_checkpoint(out)
+    model = build_model(variant, preset, pretrained=True)
+    card = ModelCard(
+        name=f"{variant}-{preset}-init",
+        variant=variant,
+        preset=preset,
+        widths=list(model.widths),
+        input_size=model.input_size,
+        n_params=count_parameters(model),
+        weights_source=str(model.pretrained_source or "random (He) initialisation"),
+    )
+    return LoadedModel(model=model, card=card, path=Path(card.name))
+
+
+def measure(loaded, test, device: str) -> dict:
+    from napari_ribseg.core.inference import predict_images_sync
+    from napari_ribseg.core.metrics import evaluate_masks
+    from napari_ribseg.core.postprocess import probability_to_mask
+
+    probs = predict_images_sync(loaded, test.images, device=device)
+    preds = [probability_to_mask(p, 0.5) for p in probs]
+    ev = evaluate_masks(preds, test.masks, ids=test.ids)
+    return ev
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--variants", nargs="+", default=["unet", "v-unet", "x-unet"])
+    p.add_argument("--preset", default="compact")
+    p.add_argument("--clips", type=int, default=48, help="simulated training clips")
+    p.add_argument("--frames", type=int, default=8, help="frames per clip")
+    p.add_argument("--test-clips", type=int, default=16)
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--augment", default="standard")
+    p.add_argument("--salient", type=int, default=400, help="synthetic salient images (x-unet)")
+    p.add_argument("--salient-epochs", type=int, default=4)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--work", default="out/bundled")
+    p.add_argument("--out", default="src/napari_ribseg/core/models/weights")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from napari_ribseg.core.jobs import run_job
+    from napari_ribseg.core.models import Metric, load_checkpoint, save_checkpoint
+    from napari_ribseg.core.training import FinetuneConfig, finetune
+
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - t0:7.1f}s] {msg}", flush=True)
+
+    torch.manual_seed(0)
+    train = simulated_set(args.clips, args.frames, TRAIN_SEED)
+    test = simulated_set(args.test_clips, 4, TEST_SEED)
+    log(f"train {len(train.images)} frames ({args.clips} clips), test {len(test.images)} frames")
+    summary = {}
+    for variant in args.variants:
+        base = base_model(variant, args.preset, args, log)
+        config = FinetuneConfig(
+            strategy="all",
+            epochs=args.epochs,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            optimizer="adam",
+            schedule="cosine",
+            loss="dice_bce",
+            augment=args.augment,
+            val_share=0.15,
+            early_stop_patience=max(3, args.epochs // 3),
+            seed=0,
+            device=args.device,
+        )
+        work_out = Path(args.work) / f"{variant}-{args.preset}.safetensors"
+        result = run_job(
+            finetune(base, train, config, out=work_out),
+            lambda e, v=variant: e.kind == "epoch" and log(f"  {v} epoch {e.step}/{e.total} {e.values}"),
+        )
+        loaded = load_checkpoint(result.checkpoint)
+        ev = measure(loaded, test, args.device)
+        mean = ev.mean
+        log(f"{variant}: test {json.dumps(mean)}")
+        card = loaded.card
+        card.name = f"{variant}-{args.preset}"
+        source = "synthetic salient-object pre-training (scikit-image photographs, not XPIE)"
+        card.description = (
+            f"{variant} {args.preset} trained on simulated lung ultrasound (napari-ribseg simulator: "
+            f"{args.clips} clips x {args.frames} frames, linear and convex probes, random frequency, "
+            f"depth and gain; augmentation {args.augment}). Initialisation: "
+            + {"unet": "random", "v-unet": "VGG16 (HED/BSDS500) encoder, L1-pruned", "x-unet": source}[
+                variant
+            ]
+            + ". Not trained on real patients: fine-tune on a few curated frames of your scanner."
+        )
+        test_data = (
+            f"simulated test set: {args.test_clips} unseen clips x 4 frames (seeds {TEST_SEED}+), "
+            "threshold 0.5; HD95 in pixels of the 256x256 frame"
+        )
+        card.metrics = [
+            Metric(name=k, value=float(mean[k]), data=test_data)
+            for k in ("dice", "iou", "hd95", "spurious_components")
+            if k in mean
+        ] + [m for m in card.metrics if m.name.startswith("val")]
+        path = save_checkpoint(loaded.model, card, Path(args.out) / f"{card.name}.safetensors", half=True)
+        summary[variant] = {**mean, "checkpoint": str(path), "epochs": len(result.history)}
+    log("summary " + json.dumps(summary, indent=1))
+    Path(args.work, "summary.json").write_text(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

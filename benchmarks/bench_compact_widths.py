@@ -10,8 +10,8 @@ quick synthetic proxy (bright rib arcs with acoustic shadows over speckle), repo
 
 Frames/s: batch 1, best of 5, one torch thread by default (``--threads``), so the number is per
 core and least disturbed by other load. Training: 150 steps of batch 8 at 64x64 with Adam; widths
-with base 32 are timed but not trained (too slow for a laptop anyway). Runs in about 5-10 minutes on
-2 CPU cores.
+with base 32 are timed but not trained (too slow for a laptop anyway). Runs in about 7 minutes on
+2 loaded CPU cores (``--data-cache x.npz`` keeps the simulated data for a second seed).
 """
 
 from __future__ import annotations

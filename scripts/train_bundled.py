@@ -27,7 +27,10 @@ def simulated_set(n_clips: int, frames: int, seed: int):
     from napari_ribseg.core.training import TrainingSet
 
     return TrainingSet.from_simulator(
-        n_clips=n_clips, frames_per_clip=frames, config_or_rng=np.random.default_rng(seed), seed=seed
+        n_clips=n_clips,
+        frames_per_clip=frames,
+        config_or_rng=np.random.default_rng(seed),
+        seed=seed,
     )
 
 
@@ -49,7 +52,9 @@ def base_model(variant: str, preset: str, args, log) -> object:
                     out=out,
                     device=args.device,
                 ),
-                lambda e: e.kind == "epoch" and log(f"  salient epoch {e.step}/{e.total} {e.values}"),
+                lambda e: (
+                    e.kind == "epoch" and log(f"  salient epoch {e.step}/{e.total} {e.values}")
+                ),
             )
         from napari_ribseg.core.models import load_checkpoint
 
@@ -132,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         work_out = Path(args.work) / f"{variant}-{args.preset}.safetensors"
         result = run_job(
             finetune(base, train, config, out=work_out),
-            lambda e, v=variant: e.kind == "epoch" and log(f"  {v} epoch {e.step}/{e.total} {e.values}"),
+            lambda e, v=variant: (
+                e.kind == "epoch" and log(f"  {v} epoch {e.step}/{e.total} {e.values}")
+            ),
         )
         loaded = load_checkpoint(result.checkpoint)
         ev = measure(loaded, test, args.device)
@@ -145,9 +152,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{variant} {args.preset} trained on simulated lung ultrasound (napari-ribseg simulator: "
             f"{args.clips} clips x {args.frames} frames, linear and convex probes, random frequency, "
             f"depth and gain; augmentation {args.augment}). Initialisation: "
-            + {"unet": "random", "v-unet": "VGG16 (HED/BSDS500) encoder, L1-pruned", "x-unet": source}[
-                variant
-            ]
+            + {
+                "unet": "random",
+                "v-unet": "VGG16 (HED/BSDS500) encoder, L1-pruned",
+                "x-unet": source,
+            }[variant]
             + ". Not trained on real patients: fine-tune on a few curated frames of your scanner."
         )
         test_data = (
@@ -159,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
             for k in ("dice", "iou", "hd95", "spurious_components")
             if k in mean
         ] + [m for m in card.metrics if m.name.startswith("val")]
-        path = save_checkpoint(loaded.model, card, Path(args.out) / f"{card.name}.safetensors", half=True)
+        path = save_checkpoint(
+            loaded.model, card, Path(args.out) / f"{card.name}.safetensors", half=True
+        )
         summary[variant] = {**mean, "checkpoint": str(path), "epochs": len(result.history)}
     log("summary " + json.dumps(summary, indent=1))
     Path(args.work, "summary.json").write_text(json.dumps(summary, indent=1))

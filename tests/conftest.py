@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("QT_API", "pyqt5")
+# Tiny test models run fastest on one thread, and one thread keeps results identical across
+# machines; set before torch is imported anywhere in the session.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -15,43 +15,19 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.gui)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _plugin_registered():
-    """Make sure npe2 knows this plugin, so tests dock the widget through the manifest.
-
-    npe2 skips a manifest that fails validation (it only logs a warning), which would surface here
-    as a confusing KeyError. If discovery missed the plugin, register the manifest file directly
-    and say why, so a broken manifest shows up as a clear warning rather than a crash.
-    """
-    import warnings
-
-    from npe2 import PluginManager, PluginManifest
-
-    pm = PluginManager.instance()
-    pm.discover()
-    try:
-        pm.get_manifest("napari-ribseg")
-        return
-    except KeyError:
-        pass
-    from importlib.resources import files
-
-    import yaml
-
-    data = yaml.safe_load(files("napari_ribseg").joinpath("napari.yaml").read_text())
-    try:
-        manifest = PluginManifest(**data)
-    except ValueError as exc:
-        warnings.warn(f"napari.yaml is invalid ({exc}); registering without the icon", stacklevel=1)
-        data.pop("icon", None)
-        manifest = PluginManifest(**data)
-    pm.register(manifest)
-
-
 @pytest.fixture(autouse=True)
 def _isolated_settings(tmp_path_factory, monkeypatch):
     """Keep the widget's settings and sourceless projects out of the real config folder."""
     monkeypatch.setenv("RIBSEG_CONFIG_DIR", str(tmp_path_factory.mktemp("ribseg-config")))
+    # napari keeps plugin preferences in a process-wide settings object: reset ours to the
+    # manifest's defaults so one test's chosen project folder cannot leak into the next.
+    from napari_ribseg._widgets._settings import PREFERENCE_KEYS, _napari_category
+
+    category = _napari_category()
+    if category is not None:
+        defaults = type(category)()
+        for key in PREFERENCE_KEYS:
+            monkeypatch.setattr(category, key, getattr(defaults, key), raising=False)
 
 
 @pytest.fixture

@@ -121,10 +121,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(evaluation.to_dict(), allow_nan=False))
         return 0
     _print_table(evaluation)
-    unit = "mm" if evaluation.unit == "mm" else "px"
     print(
         f"{evaluation.n_frames} frames: Dice {_fmt(evaluation.mean['dice'])}, "
-        f"IoU {_fmt(evaluation.mean['iou'])}, HD95 {_fmt(evaluation.mean['hd95'])} {unit}, "
+        f"IoU {_fmt(evaluation.mean['iou'])}, HD95 {_fmt(evaluation.mean['hd95'])} {evaluation.unit}, "
         f"spurious components {_fmt(evaluation.mean['spurious_components'])}/frame"
     )
     for flag, path in (("csv", args.csv), ("json", args.json_out)):

@@ -22,11 +22,30 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp creates 0600 files; give the result the mode a plain open() would have had
+        # (or keep the mode of the file it replaces) so shared model folders stay readable.
+        mode = target.stat().st_mode & 0o777 if target.exists() else 0o666 & ~_umask()
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(tmp_path, mode)
         os.replace(tmp_path, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; do that once, at import time, on the main thread.
+    return _UMASK
+
+
+def _read_umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+_UMASK = _read_umask()
 
 
 def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> None:

@@ -20,8 +20,9 @@ Design choices, and why:
   out-of-memory error the same batch is retried at half the size.
 - Speed: ``torch.inference_mode`` (no autograd bookkeeping), channels-last tensors (the layout the
   fast convolution kernels of cuDNN and oneDNN use) and, on CUDA only, autocast to bfloat16 (float16
-  on GPUs without bf16). Autocast stays off on the CPU (slower there) and on Apple MPS (op coverage
-  still uneven), so results there are plain float32.
+  on GPUs without bf16). Autocast stays off on the CPU (whether bf16 helps depends on the CPU's
+  bf16 instructions, and float32 keeps CPU results the same across machines) and on Apple MPS (op
+  coverage still uneven), so results there are plain float32.
 - Per-frame confidence, in [0.5, 1]: the mean probability inside the predicted mask (p >= 0.5) when
   the frame has one; for a frame with no predicted rib, ``1 - max(p)``, i.e. how far the most rib-like
   pixel stayed from being called a rib. 0.5 means a coin flip somewhere in the frame, 1.0 certainty.
@@ -49,9 +50,9 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-#: Largest batch on the CPU: throughput stops rising at 4-8 frames (measured with
-#: benchmarks/bench_inference.py), and a paper-size model takes ~1 s per frame on a few cores, so a
-#: larger batch would only make the progress bar and the Stop button sluggish.
+#: Largest batch on the CPU: frames/s is flat from 1 to 8 frames on one thread and best at 4-8 with
+#: several threads (docs/inference.md), and a paper-size model takes seconds per frame on a few
+#: cores, so a larger batch would only make the progress bar and the Stop button sluggish.
 CPU_MAX_BATCH = 8
 #: Largest batch on a GPU: a few dozen 256x256 frames are already enough work per launch to keep a
 #: GPU busy; larger batches would only delay Stop and hold more memory. (Not yet measured on a GPU.)

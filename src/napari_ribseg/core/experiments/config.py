@@ -174,6 +174,8 @@ PAPER = StudyConfig(
     lr=1e-4,
     batch_size=4,
     loss="dice",
+    # The loop validates on whole clips; a tenth keeps most of a small training set for training.
+    val_share=0.1,
     early_stop_patience=10,
     x_unet_init="pretrain",
     # Without a real XPIE download the substitute is synthetic; pass salient.data for the real one.

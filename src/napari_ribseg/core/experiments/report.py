@@ -451,7 +451,7 @@ def write_report(
         "",
         (
             "Dice and IoU at threshold 0.5 on the fold's held-out clips, averaged over its frames;"
-            " HD95 in pixels of the frame, over frames where both masks are non-empty."
+            " HD95 in pixels of the frame; frames where exactly one of prediction and truth is empty are left out of its mean (counted in the CSV column `hd95_undefined`)."
         ),
         "",
         study_table(rows),

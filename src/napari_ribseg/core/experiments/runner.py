@@ -168,7 +168,7 @@ def _xunet_init(config: StudyConfig, out: Path, stop: StopFlag) -> Job[LoadedMod
         yield Progress("message", message=f"x-unet: starting from {loaded.path}")
         return loaded
     path = out / "init" / "x-unet-salient.safetensors"
-    if path.is_file():  # resume: the pre-training is the slowest single step, never redo it
+    if _finished_pretraining(path):  # the slowest single step of a study: never redo it
         yield Progress("message", message=f"x-unet: reusing salient pre-training {path}")
         return load_model(path)
     from napari_ribseg.core.training.salient import pretrain_salient
@@ -198,6 +198,21 @@ def _xunet_init(config: StudyConfig, out: Path, stop: StopFlag) -> Job[LoadedMod
     if result.stopped:
         return None
     return load_model(result.checkpoint)
+
+
+def _finished_pretraining(path: Path) -> bool:
+    """Whether ``path`` holds a salient pre-training that ran to its end.
+
+    The loop writes its best epoch to the same file while it trains, so a file from a stopped study
+    can be half-trained; only the card written at the very end marks it finished (and a rerun
+    then continues from the loop's resume state).
+    """
+    from napari_ribseg.core.models.checkpoint import read_card
+
+    if not path.is_file():
+        return False
+    info = read_card(path).extra.get("salient_pretraining")
+    return bool(info) and not info.get("stopped", True)
 
 
 def predict_masks(
@@ -304,16 +319,30 @@ def run_study(
     """
     import torch
 
+    previous_threads = torch.get_num_threads()
+    if config.torch_threads > 0:
+        torch.set_num_threads(config.torch_threads)
+    try:
+        return (yield from _run_study(config, Path(out), stop, resume, data))
+    finally:
+        # The thread count is process-wide: give the caller (a GUI, a test session) its own back.
+        torch.set_num_threads(previous_threads)
+
+
+def _run_study(
+    config: StudyConfig,
+    out: Path,
+    stop: StopFlag | None,
+    resume: bool,
+    data: TrainingSet | None,
+) -> Job[StudyResult]:
     from napari_ribseg.core.training import FinetuneConfig, finetune
 
     config.validate()
     stop = stop if stop is not None else StopFlag()
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / RESULTS_CSV
     _check_fingerprint(config, out, resume)
-    if config.torch_threads > 0:
-        torch.set_num_threads(config.torch_threads)
 
     rows = read_results(csv_path) if resume else []
     done = {row_key(r) for r in rows}

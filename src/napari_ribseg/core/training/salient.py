@@ -103,21 +103,22 @@ class SalientSet:
 
 
 def _to_gray(image: np.ndarray) -> np.ndarray:
-    """Photograph (H, W[, 3|4]) of any integer or float type -> float32 gray in [0, 1]."""
-    from skimage.color import rgb2gray
+    """Photograph (H, W[, 1|2|3|4]) of any integer or float type -> float32 gray in [0, 1].
+
+    Colour goes through the project's one luma conversion (ITU-R BT.601, as PIL and OpenCV use).
+    """
+    from napari_ribseg.core.io.intensity import luma
 
     arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[-1] == 4:
-        arr = arr[..., :3]
     if np.issubdtype(arr.dtype, np.integer):
         arr = arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
-    arr = arr.astype(np.float32)
-    if arr.ndim == 3 and arr.shape[-1] == 3:
-        arr = rgb2gray(arr).astype(np.float32)
-    elif arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
+    elif arr.dtype == bool:
+        arr = arr.astype(np.float32)
+    arr = arr.astype(np.float32, copy=False)
+    if arr.ndim == 3:
+        arr = luma(arr)
     if arr.ndim != 2:
-        raise ValueError(f"expected a 2-D gray or RGB image; got shape {arr.shape}")
+        raise ValueError(f"expected a 2-D gray or colour image; got shape {arr.shape}")
     return np.clip(arr, 0.0, 1.0)
 
 
@@ -555,7 +556,7 @@ def pretrain_salient(
     batch_size: int = 8,
     val_share: float = 0.1,
     augment: str = "flip",
-    loss: str = "dice",
+    loss: str = "dice_bce",
     seed: int = 0,
     device: str = "auto",
     out: str | Path | None = None,
@@ -567,7 +568,9 @@ def pretrain_salient(
     ``data`` is a :class:`SalientSet`, a folder in one of the layouts of
     :func:`read_salient_dataset`, or ``None`` with ``synthetic=N`` for the composed substitute.
     Training is the fine-tuning loop of ``core.training`` with strategy ``all`` started from a freshly
-    built (random) model, the study's negative Dice loss, Adam and horizontal flips. ``out`` is a
+    built (random) model, Adam and horizontal flips. The loss is Dice + BCE, not the study's pure
+    negative Dice: without batch norm, Dice alone drove the logits to +-3000 in our runs, the sigmoid
+    saturated and fine-tuning on ultrasound could no longer move the model (loss flat at 0.993). ``out`` is a
     registry name (saved in ``user_model_dir()``) or a path; its card states what the model was
     pre-trained on, and names the substitute plainly when it is synthetic.
     """

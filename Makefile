@@ -8,7 +8,7 @@ PIP_TORCH_ARGS ?=
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: run test lint bench screenshots clean-venv
+.PHONY: run test test-pyqt6 lint bench screenshots clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ test: $(VENV)/.installed
 		$(PY) -m pytest $(PYTEST_ARGS); \
 	fi
 	$(VENV)/bin/ruff check src tests benchmarks scripts
+
+# The design card's binding is PyQt5; this proves the widget also runs on PyQt6 (qtpy switches).
+test-pyqt6: $(VENV)/.installed
+	$(PIP) install --quiet "PyQt6>=6.5"
+	QT_API=pyqt6 xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m pytest tests/gui tests/test_manifest.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks scripts

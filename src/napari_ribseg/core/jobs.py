@@ -20,7 +20,7 @@ class Progress:
     """One typed progress event.
 
     ``kind`` is one of ``"batch"``, ``"epoch"``, ``"loss"``, ``"val_dice"``, ``"message"``,
-    ``"done"``, ``"error"``. ``step``/``total`` count work units of that kind; ``values`` holds
+    ``"done"``, ``"error"``, and ``"cell"`` (one finished cell of a study). ``step``/``total`` count work units of that kind; ``values`` holds
     numbers such as ``{"loss": 0.31, "val_dice": 0.82, "eta_s": 12.0}``.
     """
 
@@ -50,8 +50,8 @@ class StopFlag:
     def is_set(self) -> bool:
         return self._event.is_set()
 
-    def __bool__(self) -> bool:
-        return self._event.is_set()
+    # No __bool__: a flag that is "false until set" makes ``stop or StopFlag()`` silently swap in a
+    # fresh flag nobody can set. Ask ``is_set()``.
 
 
 Job = Generator[Progress, None, T]

@@ -54,6 +54,8 @@ class SalientConfig:
     size: int | None = None
     lr: float = 1e-3
     batch_size: int = 8
+    #: Dice + BCE: pure Dice saturated the logits of the batch-norm-free U-Net (docs/study.md).
+    loss: str = "dice_bce"
     seed: int = 0
 
 

@@ -340,6 +340,7 @@ def plot_dice_vs_size(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
                     label=f"{variant}, aug {augment}",
                 )
         ax.set_xscale("log")
+        ax.minorticks_off()  # the log scale's minor labels (2x10^1 ...) would hide the sizes
         ax.set_xticks(sorted({s["size"] for s in summary}))
         ax.set_xticklabels([str(v) for v in sorted({s["size"] for s in summary})])
         ax.set_title(f"strategy: {strategy}")
@@ -389,7 +390,7 @@ def save_overlay(
     title: str = "",
     ids: Sequence[str] | None = None,
 ) -> Path:
-    """A row of frames with the true rib outline (green) and the prediction (magenta)."""
+    """A row of frames with the true rib outline (green) and the prediction filled (yellow)."""
     plt = _pyplot()
     n = len(images)
     fig, axes = plt.subplots(1, n, figsize=(2.4 * n, 2.6), squeeze=False)
@@ -482,7 +483,7 @@ def write_report(
         "",
     ]
     if overlays:
-        parts += ["## Prediction overlays (green: truth outline, magenta: prediction)", ""]
+        parts += ["## Prediction overlays (green: truth outline, yellow: prediction)", ""]
         for overlay in overlays:
             rel = Path(overlay)
             with contextlib.suppress(ValueError):

@@ -190,6 +190,7 @@ def _xunet_init(config: StudyConfig, out: Path, stop: StopFlag) -> Job[LoadedMod
         epochs=sal.epochs,
         lr=sal.lr,
         batch_size=sal.batch_size,
+        loss=sal.loss,
         seed=sal.seed,
         device=config.device,
         out=path,

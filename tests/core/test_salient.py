@@ -159,6 +159,17 @@ def test_pretraining_saves_a_card_with_the_substitute_statement(tmp_path):
     assert loaded.card.variant == "x-unet" and tuple(loaded.model.widths) == (4, 8, 16, 32, 64)
     # No resume state is left once the run has finished.
     assert not (tmp_path / "x.resume").exists()
+    # The saved weights are the trained ones, never the random start: a random net that marks
+    # everything can out-score an early epoch on large salient objects.
+    import torch
+
+    from napari_ribseg.core.models import build_model
+
+    torch.manual_seed(0)
+    start = build_model("x-unet", "tiny", input_size=64, pretrained=False).state_dict()
+    trained = loaded.model.state_dict()
+    changed = sum(not torch.equal(start[k], trained[k]) for k in start)
+    assert changed == len(start)
 
 
 def test_pretraining_on_a_real_layout_names_it(tmp_path, rng):

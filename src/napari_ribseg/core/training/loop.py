@@ -75,6 +75,11 @@ class FinetuneConfig:
     amp: bool = True
     #: Epochs per unfreezing step of the ``progressive`` strategy.
     progressive_step: int = 1
+    #: The base model competes as "epoch 0", so fine-tuning never returns something worse than
+    #: the base on the validation frames. Training from a random start (salient pre-training)
+    #: turns this off: a random network that marks everything can out-score early epochs on
+    #: large objects, and the "best" model would silently be the random initialisation.
+    base_is_candidate: bool = True
 
     def validate(self) -> None:
         """Raise TrainingError naming the first bad field."""
@@ -728,7 +733,8 @@ def _finetune(
             "seconds": time.perf_counter() - epoch_start,
         }
         history.append(record)
-        improved = val_dice > best_val_dice
+        first_trained = best_epoch == 0 and not config.base_is_candidate
+        improved = first_trained or val_dice > best_val_dice
         if improved:
             best_val_dice, best_epoch, since_best = val_dice, epoch + 1, 0
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

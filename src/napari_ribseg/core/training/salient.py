@@ -642,6 +642,7 @@ def pretrain_salient(
         schedule="cosine",
         seed=seed,
         device=device,
+        base_is_candidate=False,
     )
     result = yield from finetune(base, salient_training_set(salient), config, out=target, stop=stop)
 

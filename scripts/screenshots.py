@@ -2,10 +2,10 @@
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots.py
 
-Opens napari with the widget and the linear sample, segments it with a tiny untrained model (the
-point is the interface, not the masks), "corrects" a few frames by copying the sample's ground-truth
-ribs into them as a user painting would, marks them curated, runs a short fine-tune in the
-background process, and saves ``docs/img/widget_<section>.png`` for load, segment, review and
+Opens napari with the widget and the linear sample, segments it with the bundled model the widget
+selects by default (the best test Dice on its card), "corrects" a few frames by copying the
+sample's ground-truth ribs into them as a user painting would, marks them curated, runs a short
+fine-tune in the background process, and saves ``docs/img/widget_<section>.png`` for load, segment, review and
 finetune plus ``widget_overview.png`` (the whole window). Models and review projects go to a
 temporary folder: nothing in the user's folders is touched.
 """
@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO_MODEL = "demo-tiny"
 
 
 def _pump(until: Callable[[], bool], timeout_s: float) -> None:
@@ -38,25 +37,6 @@ def _pump(until: Callable[[], bool], timeout_s: float) -> None:
     for _ in range(10):  # let layouts and the canvas settle
         QApplication.processEvents()
         time.sleep(0.02)
-
-
-def save_tiny_model() -> str:
-    """An untrained tiny U-Net saved as a user model; returns its name."""
-    import torch
-
-    from napari_ribseg.core.models import ModelCard, build_model, save_checkpoint, user_model_dir
-
-    torch.manual_seed(0)
-    model = build_model("unet", preset="tiny", input_size=64, pretrained=False)
-    card = ModelCard(
-        name=DEMO_MODEL,
-        variant="unet",
-        preset="tiny",
-        widths=list(model.widths),
-        description="Untrained tiny U-Net used for the screenshots.",
-    )
-    save_checkpoint(model, card, user_model_dir() / f"{DEMO_MODEL}.safetensors")
-    return DEMO_MODEL
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     from napari_ribseg.core.stack import FrameStatus
 
     t0 = time.perf_counter()
-    name = save_tiny_model()
 
     viewer = napari.Viewer(title="napari-ribseg", show=True)
     viewer.window.resize(1500, 950)
@@ -89,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     widget.load_sample("linear")
     ground_truth = next(layer for layer in viewer.layers if "ground truth" in layer.name)
     ground_truth.visible = False
-    widget.segment_section.select_model(name)
+    print(f"model: {widget.segment_section.current_model().name}")
     widget.segment_section.fill_holes_check.setChecked(True)
     widget.segment_section.min_size_spin.setValue(20)
 

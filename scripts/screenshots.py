@@ -42,7 +42,7 @@ def _pump(until: Callable[[], bool], timeout_s: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
-    parser.add_argument("--finetune-epochs", type=int, default=3)
+    parser.add_argument("--finetune-epochs", type=int, default=5)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
     section = widget.finetune_section
     section.epochs_spin.setValue(args.finetune_epochs)
-    section.lr_spin.setValue(0.003)
+    section.lr_spin.setValue(0.0003)
     section.val_spin.setValue(0.3)
     section.start()
     _pump(lambda: section.job is None, 600)

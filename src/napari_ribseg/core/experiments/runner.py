@@ -219,29 +219,13 @@ def _finished_pretraining(path: Path) -> bool:
 def predict_masks(
     model, images: list[np.ndarray], *, threshold: float = 0.5, batch_size: int = 8
 ) -> list[np.ndarray]:
-    """Binary masks (uint8 0/1) of ``images`` at their own size: letterbox, sigmoid, threshold."""
-    import torch
-
-    from napari_ribseg.core.models import letterbox, unletterbox
+    """Binary masks (uint8 0/1) of ``images`` at their own size, through the inference engine."""
+    from napari_ribseg.core.inference import predict_images_sync
+    from napari_ribseg.core.postprocess import probability_to_mask
 
     device = next(model.parameters()).device
-    model.eval()
-    masks: list[np.ndarray | None] = [None] * len(images)
-    by_shape: dict[tuple[int, int], list[int]] = {}
-    for i, image in enumerate(images):
-        by_shape.setdefault(image.shape, []).append(i)
-    with torch.no_grad():
-        for indices in by_shape.values():
-            frames = np.stack([images[i] for i in indices]).astype(np.float32)
-            boxed, lb = letterbox(frames, model.input_size)
-            probs = np.empty_like(boxed)
-            for start in range(0, len(boxed), batch_size):
-                x = torch.from_numpy(boxed[start : start + batch_size, None]).to(device)
-                probs[start : start + batch_size] = torch.sigmoid(model(x))[:, 0].cpu().numpy()
-            back = unletterbox(probs, lb)
-            for j, i in enumerate(indices):
-                masks[i] = (back[j] >= threshold).astype(np.uint8)
-    return masks  # type: ignore[return-value]
+    probs = predict_images_sync(model, images, device=device, batch_size=batch_size)
+    return [probability_to_mask(p, threshold) for p in probs]
 
 
 def _evaluate(model, test: TrainingSet, threshold: float) -> tuple[dict[str, float], list]:

@@ -1,0 +1,119 @@
+"""Resume state of an interrupted fine-tune: safetensors + JSON beside the output, never pickle."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from napari_ribseg.core.atomic import atomic_path, write_text_atomic
+from napari_ribseg.core.errors import TrainingError
+from napari_ribseg.core.models.checkpoint import checkpoint_paths
+
+RESUME_FORMAT = 1
+
+
+def resume_paths(out: str | Path) -> tuple[Path, Path]:
+    """(tensors, JSON) of the resume state kept beside ``out``.
+
+    They live in a ``<stem>.resume`` folder so the model registry, which lists ``*.safetensors``
+    in the model folder, never mistakes them for a model.
+    """
+    weights, _ = checkpoint_paths(out)
+    folder = weights.with_name(weights.stem + ".resume")
+    return folder / "state.safetensors", folder / "state.json"
+
+
+def _json_safe(value: Any) -> Any:
+    """Nested containers with inf/nan encoded as strings (strict JSON has no such numbers)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"__float__": repr(value)}
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _json_restore(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"__float__"}:
+            return float(value["__float__"])
+        return {k: _json_restore(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_restore(v) for v in value]
+    return value
+
+
+def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer state dict into tensors (for safetensors) and the JSON-able rest."""
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict[str, dict] = {}
+    for index, param_state in state["state"].items():
+        entry: dict[str, Any] = {}
+        for key, value in param_state.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{index}.{key}"] = value.detach().cpu().contiguous()
+                entry[key] = {"__tensor__": f"optimizer.{index}.{key}"}
+            else:
+                entry[key] = value
+        meta[str(index)] = entry
+    return tensors, {"state": meta, "param_groups": state["param_groups"]}
+
+
+def _unflatten_optimizer(meta: dict, tensors: dict[str, torch.Tensor]) -> dict:
+    state = {}
+    for index, entry in meta["state"].items():
+        state[int(index)] = {
+            k: tensors[v["__tensor__"]] if isinstance(v, dict) and "__tensor__" in v else v
+            for k, v in entry.items()
+        }
+    groups = []
+    for group in meta["param_groups"]:
+        group = dict(group)
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+        groups.append(group)
+    return {"state": state, "param_groups": groups}
+
+
+def _save_resume(out: Path, model, optimizer, info: dict) -> None:
+    from safetensors.torch import save_file
+
+    tensor_path, json_path = resume_paths(out)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+    tensors.update(opt_tensors)
+    with atomic_path(tensor_path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "napari-ribseg-resume"})
+    # JSON last: a state counts only once its JSON names the epoch, so a crash between the two
+    # writes leaves the previous, consistent pair (the tensors file is checked by epoch below).
+    info = {**info, "optimizer": opt_meta, "format": RESUME_FORMAT}
+    write_text_atomic(json_path, json.dumps(_json_safe(info), indent=1))
+
+
+def _load_resume(out: Path) -> tuple[dict, dict[str, torch.Tensor]] | None:
+    from safetensors.torch import load_file
+
+    tensor_path, json_path = resume_paths(out)
+    if not (tensor_path.is_file() and json_path.is_file()):
+        return None
+    try:
+        info = _json_restore(json.loads(json_path.read_text(encoding="utf-8")))
+        tensors = load_file(str(tensor_path))
+    except (OSError, ValueError) as exc:
+        raise TrainingError(
+            f"resume state {json_path.parent} is unreadable ({exc}); delete it"
+        ) from exc
+    if info.get("format") != RESUME_FORMAT:
+        return None
+    return info, tensors
+
+
+def _remove_resume(out: Path) -> None:
+    tensor_path, _ = resume_paths(out)
+    shutil.rmtree(tensor_path.parent, ignore_errors=True)

@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
                 "preset": e.card.preset,
                 "n_params": e.n_params,
                 "source": e.source,
+                "role": "start" if e.is_start else "rib",
                 "path": str(e.path),
                 "metrics": [
                     {"name": m.name, "value": m.value, "data": m.data} for m in e.card.metrics
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             e.card.variant,
             e.card.preset,
             f"{e.n_params:,}",
-            e.source,
+            e.source + (" (start checkpoint, not a rib model)" if e.is_start else ""),
             _metrics_text(e.card.metrics),
         )
         for e in entries
@@ -63,4 +64,8 @@ def run(args: argparse.Namespace) -> int:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print(
+        "Variant names unet, v-unet and x-unet select the best bundled model of that variant; "
+        "start checkpoints only seed training."
+    )
     return 0

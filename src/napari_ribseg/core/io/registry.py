@@ -106,6 +106,12 @@ def _read_video(path: Path, variable: str | None) -> Stack:
     return video.read_video(path)
 
 
+def _read_image(path: Path, variable: str | None) -> Stack:
+    from napari_ribseg.core.io import single_image
+
+    return single_image.read_single_image(path)
+
+
 def _read_mat(path: Path, variable: str | None) -> Stack:
     from napari_ribseg.core.io import containers
 
@@ -125,6 +131,7 @@ READERS: tuple[StackReader, ...] = (
     StackReader("video", "video (mp4, avi, mov)", _suffix_in(".mp4", ".avi", ".mov"), _read_video),
     StackReader("mat", "MATLAB .mat (v5 and v7.3)", _suffix_in(".mat"), _read_mat),
     StackReader("numpy", "NumPy .npy / .npz", _suffix_in(".npy", ".npz"), _read_numpy),
+    StackReader("image", "single image (png, jpg, bmp, gif, webp)", _suffix_in(".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"), _read_image),
     StackReader("frame-folder", "folder of frames (png, jpg, bmp, tif)", _is_folder, _read_folder),
 )  # fmt: skip
 

@@ -41,6 +41,17 @@ class ModelEntry:
     source: Literal["bundled", "user"]
     n_params: int
 
+    @property
+    def is_start(self) -> bool:
+        """Whether this is a start checkpoint (salient pre-training), not a rib model.
+
+        Start checkpoints are what a new X-Unet begins from; they never saw a rib, so pickers that
+        segment hide them and ``ribseg models`` marks them.
+        """
+        # A salient pre-training card has no parent; models trained from it name it as parent.
+        salient = "salient_pretraining" in self.card.extra and not self.card.parent
+        return salient or self.card.training_data.source.startswith("synthetic:")
+
 
 def bundled_model_dir() -> Path:
     """The package's ``core/models/weights`` folder."""
@@ -128,10 +139,25 @@ def list_models() -> list[ModelEntry]:
     return _scan(bundled_model_dir(), "bundled") + _scan(user_model_dir(), "user")
 
 
-def resolve_model(name_or_path: str | os.PathLike) -> Path:
-    """The ``.safetensors`` path of a registry name or of a checkpoint path.
+def best_model_of_variant(variant: str) -> ModelEntry | None:
+    """The bundled rib model of ``variant`` with the best test Dice on its card (start checkpoints
+    excluded), or ``None`` when none is bundled."""
+    candidates = [
+        e
+        for e in _scan(bundled_model_dir(), "bundled")
+        if e.card.variant == variant and not e.is_start
+    ]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda e: (e.card.metric("dice") or -1.0, e.name))
 
-    Raises CheckpointError for pickle files and for unknown names (listing the available ones).
+
+def resolve_model(name_or_path: str | os.PathLike) -> Path:
+    """The ``.safetensors`` path of a registry name, a variant name or a checkpoint path.
+
+    A variant name (``unet``, ``v-unet``, ``x-unet``, the study's names) resolves to the best
+    bundled model of that variant unless a checkpoint of exactly that name exists. Raises
+    CheckpointError for pickle files and for unknown names (listing the available ones).
     """
     from napari_ribseg.core.models.checkpoint import checkpoint_paths, refuse_pickle
 
@@ -148,6 +174,9 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
         candidate = folder / f"{text}.safetensors"
         if candidate.is_file():
             return candidate
+    best = best_model_of_variant(text)
+    if best is not None:
+        return best.path
     names = sorted({e.name for e in list_models()})
     raise CheckpointError(
         f"No model named {text!r}; available: {', '.join(names) if names else '(none)'} "

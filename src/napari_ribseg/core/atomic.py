@@ -1,4 +1,10 @@
-"""Atomic writes: nothing a user made is ever half-written or lost."""
+"""Atomic writes: nothing a user made is ever half-written or lost.
+
+A write goes to a temporary file in the target's folder, is fsynced, renamed over the target and then
+the folder is fsynced, so after the call returns the new content survives a power cut, and before it
+returns the old content is intact. Temporary names start with ``.`` and contain ``.tmp`` so listings
+(the model registry, review cleanup) can tell them apart from real files.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,9 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.name}.tmp", suffix=target.suffix, dir=target.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -27,11 +35,41 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         mode = target.stat().st_mode & 0o777 if target.exists() else 0o666 & ~_umask()
         with contextlib.suppress(FileNotFoundError):
             os.chmod(tmp_path, mode)
+        fsync_file(tmp_path)
         os.replace(tmp_path, target)
+        fsync_dir(target.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush a file's content to the disk (a rename alone may reach the disk before the data)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename is durable only once its folder is synced)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # Windows cannot open folders; its renames are journalled by NTFS
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems (network, FUSE) do not support fsync on folders
+        pass
+    finally:
+        os.close(fd)
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one of our temporary files (never a model, never a save)."""
+    return name.startswith(".") and ".tmp" in name or name.endswith((".partial", ".tmp"))
 
 
 def _umask() -> int:

@@ -29,3 +29,11 @@ class DeviceError(RibsegError):
 
 class TrainingError(RibsegError):
     """Fine-tuning cannot start or failed (too few frames, bad configuration)."""
+
+
+class ProjectError(DatasetError):
+    """A review project is damaged, belongs to another stack, or is open in another viewer."""
+
+
+class MemoryBudgetError(RibsegError):
+    """A file declares (or an operation needs) more memory than the budget allows."""

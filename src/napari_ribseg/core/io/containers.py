@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_ribseg.core.errors import StackReadError
+from napari_ribseg.core.budget import MAX_COMPRESSION_RATIO, check_shape
+from napari_ribseg.core.errors import MemoryBudgetError, StackReadError
 from napari_ribseg.core.io.intensity import arrange_frames, to_unit_frames
 from napari_ribseg.core.stack import Stack
 
@@ -95,7 +96,13 @@ def read_mat(path: Path, *, variable: str | None = None) -> Stack:
     if major == 2:
         return _read_mat73(path, variable)
     try:
+        # whosmat reads the headers only: budget the declared arrays before loadmat makes them.
+        for var_name, var_shape, _ in scipy.io.whosmat(str(path)):
+            if variable is None or var_name == variable:
+                check_shape(var_shape, 8, f"MATLAB variable {var_name!r}", path)
         contents = scipy.io.loadmat(str(path))
+    except MemoryError as exc:
+        raise MemoryBudgetError(f"{path}: out of memory reading the MATLAB file: {exc}") from exc
     except (ValueError, OSError, TypeError, NotImplementedError, EOFError) as exc:
         raise StackReadError(
             f"{path}: cannot read MATLAB v5 file (truncated or corrupt?): {exc}"
@@ -125,6 +132,7 @@ def _read_mat73(path: Path, variable: str | None) -> Stack:
             }
             name = choose_variable(candidates, variable, path)
             dset = datasets[name]
+            check_shape(dset.shape, dset.dtype.itemsize, f"MATLAB v7.3 variable {name!r}", path)
             offset = dset.id.get_offset()
             mappable = dset.chunks is None and dset.compression is None and offset is not None
             dtype = dset.dtype
@@ -132,7 +140,7 @@ def _read_mat73(path: Path, variable: str | None) -> Stack:
                 array = dset[()]
         if mappable:
             array = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=dset.shape)
-    except StackReadError:
+    except (StackReadError, MemoryBudgetError):
         raise
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StackReadError(
@@ -158,8 +166,40 @@ def _npz_members(path: Path) -> dict[str, Candidate]:
                     else np.lib.format.read_array_header_2_0
                 )
                 shape, _, dtype = read_header(fh)
-            out[info.filename[: -len(".npy")]] = (shape, dtype)
+            name = info.filename[: -len(".npy")]
+            declared = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+            # A zip bomb is refused from its zip directory, before any byte is inflated.
+            if info.compress_type != zipfile.ZIP_STORED and declared > MAX_COMPRESSION_RATIO * max(
+                info.compress_size, 1
+            ):
+                raise MemoryBudgetError(
+                    f"{path}: member {name!r} declares {declared} bytes from {info.compress_size} "
+                    f"compressed bytes (ratio > {MAX_COMPRESSION_RATIO}); refusing a likely zip bomb"
+                )
+            if info.file_size < declared:
+                raise StackReadError(
+                    f"{path}: member {name!r} declares {declared} bytes of data but holds "
+                    f"{info.file_size}; the file is truncated or corrupt"
+                )
+            out[name] = (shape, dtype)
     return out
+
+
+def npy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) a .npy file declares, read from its header without loading the data."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(fh)
+    except (OSError, ValueError, EOFError, SyntaxError) as exc:
+        raise StackReadError(f"{path}: not a readable .npy file: {exc}") from exc
+    return tuple(int(s) for s in shape), np.dtype(dtype)
 
 
 def read_numpy(path: Path, *, variable: str | None = None) -> Stack:
@@ -167,15 +207,23 @@ def read_numpy(path: Path, *, variable: str | None = None) -> Stack:
     try:
         if path.suffix.lower() == ".npy":
             name = None
+            shape, dtype = npy_header(path)
+            check_shape(shape, dtype.itemsize, "NumPy array", path)
             array = np.load(path, mmap_mode="r", allow_pickle=False)
             if array.dtype.kind not in "biuf":
                 raise StackReadError(f"{path}: array dtype {array.dtype} is not numeric")
         else:
-            name = choose_variable(_npz_members(path), variable, path)
+            members = _npz_members(path)
+            name = choose_variable(members, variable, path)
+            check_shape(
+                members[name][0], np.dtype(members[name][1]).itemsize, f"array {name!r}", path
+            )
             with np.load(path, allow_pickle=False) as npz:
                 array = npz[name]
-    except StackReadError:
+    except (StackReadError, MemoryBudgetError):
         raise
+    except MemoryError as exc:
+        raise MemoryBudgetError(f"{path}: out of memory reading the NumPy file: {exc}") from exc
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise StackReadError(
             f"{path}: cannot read NumPy file (truncated or corrupt?): {exc}"

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_ribseg.core.errors import StackReadError, UnsupportedFormatError
+from napari_ribseg.core.budget import check_frame, check_shape
+from napari_ribseg.core.errors import MemoryBudgetError, StackReadError, UnsupportedFormatError
 from napari_ribseg.core.io.intensity import arrange_frames, to_unit_frames
 from napari_ribseg.core.stack import Stack
 
@@ -130,6 +131,18 @@ def _decode_pydicom2(ds, path: Path) -> np.ndarray:
     return arr
 
 
+def _header_int(ds, key: str, default: int, path: Path) -> int:
+    value = ds.get(key)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise StackReadError(
+            f"{path}: DICOM {key} is {str(value)!r}; expected a whole number"
+        ) from exc
+
+
 def read_dicom(path: Path) -> Stack:
     """Read a single- or multi-frame DICOM image as a stack."""
     import pydicom
@@ -151,12 +164,27 @@ def read_dicom(path: Path) -> Stack:
         ) from exc
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise StackReadError(f"{path}: not a DICOM image: no pixel data (zero frames)")
-    n_frames = ds.get("NumberOfFrames")
-    if n_frames is not None and int(n_frames) < 1:
+    n_frames, rows, cols, samples, bits = (
+        _header_int(ds, key, default, path)
+        for key, default in (
+            ("NumberOfFrames", 1),
+            ("Rows", 0),
+            ("Columns", 0),
+            ("SamplesPerPixel", 1),
+            ("BitsAllocated", 8),
+        )
+    )
+    if n_frames < 1:
         raise StackReadError(f"{path}: DICOM NumberOfFrames is {n_frames}; contains zero frames")
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    arr = _decode(ds, path)
+    samples = max(samples, 1)
+    # The header's size is budgeted before the decoder allocates it (RLE/JPEG expand a lot).
+    check_frame(rows, cols, path)
+    check_shape((n_frames, rows, cols, samples), max(1, (bits + 7) // 8), "DICOM pixel data", path)
+    try:
+        arr = _decode(ds, path)
+    except MemoryError as exc:
+        raise MemoryBudgetError(f"{path}: out of memory decoding DICOM pixels: {exc}") from exc
 
     scale: float | None = None
     if photometric == "PALETTE COLOR":

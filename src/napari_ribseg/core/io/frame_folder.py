@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_ribseg.core.errors import StackReadError
+from napari_ribseg.core.budget import MAX_FRAME_PIXELS, check_allocation, check_frame, check_shape
+from napari_ribseg.core.errors import MemoryBudgetError, StackReadError
 from napari_ribseg.core.io.intensity import arrange_frames, full_scale, luma, to_unit_frames
 from napari_ribseg.core.io.registry import frame_files
 from napari_ribseg.core.stack import Stack
@@ -26,6 +27,10 @@ def read_image(path: Path) -> np.ndarray:
         try:
             with tifffile.TiffFile(path) as tif:
                 series = tif.series[0]
+                check_shape(series.shape, np.dtype(series.dtype).itemsize, "TIFF image", path)
+                if "Y" in series.axes and "X" in series.axes:
+                    ax = series.axes
+                    check_frame(series.shape[ax.index("Y")], series.shape[ax.index("X")], path)
                 data = series.asarray()
                 axes = series.axes
         except (tifffile.TiffFileError, OSError, ValueError, IndexError, RuntimeError) as exc:
@@ -40,13 +45,20 @@ def read_image(path: Path) -> np.ndarray:
         raise StackReadError(f"{path}: expected a single 2-D image, got shape {data.shape}")
     from PIL import Image, UnidentifiedImageError
 
+    # PIL's own bomb check follows our frame limit (it raises above twice MAX_IMAGE_PIXELS).
+    Image.MAX_IMAGE_PIXELS = MAX_FRAME_PIXELS
     try:
         with Image.open(path) as img:
+            width, height = img.size
+            check_frame(height, width, path)
+            check_shape((height, width, len(img.getbands())), 4, "image", path)
             if img.mode == "P":
                 img = img.convert("RGBA" if "transparency" in img.info else "RGB")
             elif img.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
                 img = img.convert("RGB")
             data = np.asarray(img)
+    except Image.DecompressionBombError as exc:
+        raise MemoryBudgetError(f"{path}: image is too large to decode safely: {exc}") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise StackReadError(f"{path}: cannot read image (truncated or corrupt?): {exc}") from exc
     if data.dtype == np.int32 and data.size and data.min() >= 0 and data.max() <= 65535:
@@ -69,6 +81,11 @@ def read_frame_folder(folder: Path) -> Stack:
         if raw.shape[0] != 1:
             raise StackReadError(f"{file}: expected one frame per file, got {raw.shape[0]}")
         if frames is None:
+            check_allocation(
+                4.0 * len(files) * raw.shape[1] * raw.shape[2],
+                f"{len(files)} frames of {raw.shape[1]}x{raw.shape[2]} float32",
+                folder,
+            )
             frames = np.empty((len(files), *raw.shape[1:3]), dtype=np.float32)
         elif raw.shape[1:3] != frames.shape[1:]:
             raise StackReadError(

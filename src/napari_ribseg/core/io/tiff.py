@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_ribseg.core.errors import StackReadError
+from napari_ribseg.core.budget import check_frame, check_shape
+from napari_ribseg.core.errors import MemoryBudgetError, StackReadError
 from napari_ribseg.core.io.intensity import arrange_frames, to_unit_frames
 from napari_ribseg.core.stack import Stack
 
@@ -155,6 +156,10 @@ def read_tiff(path: Path) -> Stack:
                     f"{path}: file is truncated: ImageJ header announces {expected} frames, "
                     f"fewer are present"
                 )
+            # Budget before anything is decoded: the header's shape is all we trust so far.
+            check_shape(shape, dtype.itemsize, "TIFF series", path)
+            if "Y" in axes and "X" in axes:
+                check_frame(shape[axes.index("Y")], shape[axes.index("X")], path)
             spacing, rate = _physics(tif)
             offset = series.dataoffset
             nbytes = int(np.prod(shape)) * dtype.itemsize
@@ -169,8 +174,10 @@ def read_tiff(path: Path) -> Stack:
         if data is None:
             # Read-only memory map: pages come from disk chunk by chunk during conversion.
             data = tifffile.memmap(path, series=0, mode="r")
-    except StackReadError:
+    except (StackReadError, MemoryBudgetError):
         raise
+    except MemoryError as exc:
+        raise MemoryBudgetError(f"{path}: out of memory decoding the TIFF: {exc}") from exc
     except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError, EOFError) as exc:
         raise StackReadError(f"{path}: cannot read TIFF (truncated or corrupt?): {exc}") from exc
     except RuntimeError as exc:  # imagecodecs missing for this compression

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_ribseg.core.errors import StackReadError
+from napari_ribseg.core.budget import check_allocation, check_frame
+from napari_ribseg.core.errors import MemoryBudgetError, StackReadError
 from napari_ribseg.core.io.intensity import arrange_frames, full_scale, luma
 from napari_ribseg.core.stack import Stack
 
@@ -29,12 +30,20 @@ def read_video(path: Path) -> Stack:
             scale = full_scale(frame.dtype) or 1.0
             plane = luma(frame) if frame.ndim == 3 else frame.astype(np.float32)
             plane /= np.float32(scale)
+            if not grey:
+                check_frame(*plane.shape[:2], path)
+            # Frames are budgeted as they come: the container's frame count is often wrong.
+            check_allocation(
+                4.0 * (len(grey) + 1) * plane.size * 2,
+                f"{len(grey) + 1} frames of {plane.shape[0]}x{plane.shape[1]} float32",
+                path,
+            )
             if grey and plane.shape != grey[0].shape:
                 raise StackReadError(
                     f"{path}: frame {len(grey)} is {plane.shape} but frame 0 is {grey[0].shape}"
                 )
             grey.append(plane)
-    except StackReadError:
+    except (StackReadError, MemoryBudgetError):
         raise
     except (OSError, RuntimeError, ValueError, IndexError, StopIteration) as exc:
         # ffmpeg appends its whole stderr; the first line says what went wrong.

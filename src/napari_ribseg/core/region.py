@@ -1,0 +1,430 @@
+"""Find the ultrasound image inside an exported frame, crop to it and map masks back.
+
+Real exports carry black margins, text, a depth ruler, focus markers and logos around (and over) a
+fan or a rectangle. :func:`detect_imaged_region` finds the imaged region the way ``sonocrop`` and
+Kitware's ``itk-pocus`` do, in two steps:
+
+1. Which pixels are image? On a cine, the pixels that change over time (speckle moves, overlays are
+   static): the share of frame-to-frame differences above a small tolerance, as sonocrop counts
+   changing values per pixel. On a single frame (or a frozen cine) the intensity structure instead:
+   non-black after a median filter, with thin strokes (text, ruler ticks) opened away.
+2. What shape is it? The largest connected component, holes filled, convex hull; then, as itk-pocus
+   fits the curvilinear sector, the two straight side edges are fitted with lines whose crossing is
+   the apex (often above the frame), and the fan is rebuilt from apex, angles and radii. A region
+   whose sides are parallel is a rectangle (linear probe); one that fits neither stays a hull.
+
+The fitted shape, not the raw pixel mask, is what inference uses: overlays drawn over the fan's edge
+or black shadows reaching its border then do not bite holes in it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from napari_ribseg.core.errors import RibsegError
+
+#: Kinds of imaged region: a convex/phased ``fan``, a linear ``rect``, a convex ``hull`` that fits
+#: neither, or the ``full`` frame (nothing to crop).
+REGION_KINDS = ("fan", "rect", "hull", "full")
+#: Frames sampled (evenly) from a cine for temporal detection: enough to see every pixel change.
+MAX_SAMPLED_FRAMES = 32
+#: A pixel is "changing" when at least this share of its frame-to-frame steps exceeds the tolerance.
+CHANGING_SHARE = 0.25
+#: Grey-level step (of 1.0) that counts as a change; above 8-bit rounding and codec flicker.
+CHANGE_TOLERANCE = 2.5 / 255.0
+#: Grey level above which a median-filtered pixel counts as image on a single frame.
+CONTENT_LEVEL = 6.0 / 255.0
+#: The fitted fan (or rectangle) replaces the hull when their IoU is at least this.
+FIT_IOU = 0.9
+
+
+class RegionError(RibsegError):
+    """An imaged region could not be found or does not fit the frames it is applied to."""
+
+
+@dataclass
+class ImagedRegion:
+    """Where the ultrasound image is inside frames of ``shape`` (height, width).
+
+    ``mask`` is boolean (H, W); ``bbox`` is ``(top, left, bottom, right)`` with bottom/right exclusive.
+    Fans also carry ``apex`` (row, col; may lie above the frame), ``angles_deg`` (left, right edge,
+    measured from straight down, left negative) and ``radii`` (inner, outer) in pixels. ``source``
+    says how it was found: ``variance``, ``intensity``, ``user`` or ``full``.
+    """
+
+    mask: np.ndarray
+    bbox: tuple[int, int, int, int]
+    kind: str = "hull"
+    source: str = "intensity"
+    apex: tuple[float, float] | None = None
+    angles_deg: tuple[float, float] | None = None
+    radii: tuple[float, float] | None = None
+    extra: dict = field(default_factory=dict)
+
+    # -- construction --------------------------------------------------------------------------
+    @classmethod
+    def full(cls, shape: tuple[int, int]) -> ImagedRegion:
+        """The whole frame: nothing is cropped or masked."""
+        h, w = int(shape[0]), int(shape[1])
+        return cls(np.ones((h, w), bool), (0, 0, h, w), kind="full", source="full")
+
+    @classmethod
+    def from_mask(
+        cls, mask: np.ndarray, *, kind: str = "hull", source: str = "user"
+    ) -> ImagedRegion:
+        """A region from a boolean mask; raises :class:`RegionError` when it is empty."""
+        mask = np.asarray(mask, dtype=bool)
+        if mask.ndim != 2:
+            raise RegionError(f"a region mask must be 2-D (height, width); got shape {mask.shape}")
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        if rows.size == 0:
+            raise RegionError(
+                f"the imaged region of a {mask.shape[0]}x{mask.shape[1]} frame is empty; "
+                "expected at least one pixel inside it"
+            )
+        bbox = (int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1)
+        return cls(mask, bbox, kind=kind, source=source)
+
+    @classmethod
+    def from_polygon(
+        cls, polygon: np.ndarray, shape: tuple[int, int], *, source: str = "user"
+    ) -> ImagedRegion:
+        """A region from a polygon of (row, col) vertices (a napari Shapes polygon) in a frame."""
+        return cls.from_mask(polygon_to_mask(polygon, shape), kind="hull", source=source)
+
+    # -- geometry ------------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.mask.shape[0]), int(self.mask.shape[1]))
+
+    @property
+    def crop_shape(self) -> tuple[int, int]:
+        top, left, bottom, right = self.bbox
+        return (bottom - top, right - left)
+
+    @property
+    def area_fraction(self) -> float:
+        """Share of the frame inside the region."""
+        return float(self.mask.mean())
+
+    @property
+    def depth_px(self) -> float:
+        """Imaging depth in pixels: the fan's radial extent, else the region's height."""
+        if self.radii is not None:
+            return float(self.radii[1] - self.radii[0])
+        return float(self.bbox[2] - self.bbox[0])
+
+    def polygon(self, tolerance_px: float = 1.0) -> np.ndarray:
+        """Outline of the region as (K, 2) float (row, col) vertices, for a napari Shapes layer."""
+        import cv2
+
+        contours, _ = cv2.findContours(
+            self.mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
+        )
+        contour = max(contours, key=cv2.contourArea)
+        approx = cv2.approxPolyDP(contour, tolerance_px, True)[:, 0, :]
+        return approx[:, ::-1].astype(np.float64)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly summary (for ``ribseg info --json`` and metadata)."""
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "bbox": list(self.bbox),
+            "area_fraction": round(self.area_fraction, 4),
+            "apex": [round(v, 2) for v in self.apex] if self.apex else None,
+            "angles_deg": [round(v, 2) for v in self.angles_deg] if self.angles_deg else None,
+            "radii": [round(v, 2) for v in self.radii] if self.radii else None,
+        }
+
+    def describe(self) -> str:
+        """One line for people: kind, box and fan parameters."""
+        top, left, bottom, right = self.bbox
+        text = (
+            f"{self.kind} ({self.source}), rows {top}-{bottom}, cols {left}-{right}, "
+            f"{100 * self.area_fraction:.1f}% of the frame"
+        )
+        if self.apex and self.angles_deg and self.radii:
+            text += (
+                f"; apex ({self.apex[0]:.1f}, {self.apex[1]:.1f}), "
+                f"angles {self.angles_deg[0]:.1f}..{self.angles_deg[1]:.1f} deg, "
+                f"radii {self.radii[0]:.1f}..{self.radii[1]:.1f} px"
+            )
+        return text
+
+    # -- crop and map back ---------------------------------------------------------------------
+    def _check(self, array: np.ndarray, what: str) -> None:
+        if tuple(array.shape[-2:]) != self.shape:
+            raise RegionError(
+                f"{what} of shape {array.shape} do not match the imaged region's frame size "
+                f"{self.shape[0]}x{self.shape[1]}; detect the region on these frames"
+            )
+
+    def crop(self, frames: np.ndarray) -> np.ndarray:
+        """The region's bounding box of frames (..., H, W): a view, pixels outside are kept."""
+        frames = np.asarray(frames) if not isinstance(frames, np.ndarray) else frames
+        self._check(frames, "frames")
+        top, left, bottom, right = self.bbox
+        return frames[..., top:bottom, left:right]
+
+    def uncrop(self, cropped: np.ndarray, fill: float = 0) -> np.ndarray:
+        """Paste crops (..., h, w) back into full frames; outside the region is ``fill``."""
+        cropped = np.asarray(cropped)
+        if tuple(cropped.shape[-2:]) != self.crop_shape:
+            raise RegionError(
+                f"crops of shape {cropped.shape} do not match the region's box "
+                f"{self.crop_shape[0]}x{self.crop_shape[1]}"
+            )
+        out = np.full((*cropped.shape[:-2], *self.shape), fill, dtype=cropped.dtype)
+        top, left, bottom, right = self.bbox
+        out[..., top:bottom, left:right] = cropped
+        out[..., ~self.mask] = fill
+        return out
+
+    def apply(self, masks: np.ndarray, fill: float = 0) -> np.ndarray:
+        """Full-size arrays (..., H, W) with everything outside the region set to ``fill``."""
+        self._check(masks, "masks")
+        out = np.array(masks, copy=True)
+        out[..., ~self.mask] = fill
+        return out
+
+
+# --------------------------------------------------------------------------- polygons
+
+
+def polygon_to_mask(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Boolean (H, W) mask of a (K, 2) (row, col) polygon; vertices may lie outside the frame."""
+    import cv2
+
+    poly = np.asarray(polygon, dtype=np.float64)
+    if poly.ndim != 2 or poly.shape[1] < 2 or poly.shape[0] < 3:
+        raise RegionError(
+            f"a region polygon needs >= 3 (row, col) vertices; got shape {poly.shape}"
+        )
+    poly = poly[:, -2:]  # napari may add leading (frame) coordinates
+    out = np.zeros((int(shape[0]), int(shape[1])), np.uint8)
+    # Sub-pixel vertices (shift=4: 1/16 px) so a redrawn outline lands where it was drawn.
+    pts = np.round(poly[:, ::-1] * 16).astype(np.int32)
+    cv2.fillPoly(out, [pts], 1, lineType=cv2.LINE_8, shift=4)
+    return out.astype(bool)
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def _sample(frames: np.ndarray) -> np.ndarray:
+    n = frames.shape[0]
+    if n <= MAX_SAMPLED_FRAMES:
+        return np.asarray(frames, dtype=np.float32)
+    picks = np.linspace(0, n - 1, MAX_SAMPLED_FRAMES).round().astype(int)
+    return np.asarray(frames[picks], dtype=np.float32)
+
+
+def _odd(value: float) -> int:
+    k = max(3, int(round(value)))
+    return k if k % 2 else k + 1
+
+
+def changing_pixels(frames: np.ndarray) -> np.ndarray:
+    """Pixels that change over a cine (sonocrop's idea): share of steps above the tolerance."""
+    sample = _sample(frames)
+    if sample.shape[0] < 2:
+        return np.zeros(sample.shape[1:], bool)
+    steps = np.abs(np.diff(sample, axis=0)) > CHANGE_TOLERANCE
+    return steps.mean(axis=0) >= CHANGING_SHARE
+
+
+def content_pixels(frame: np.ndarray) -> np.ndarray:
+    """Non-black pixels of one frame after a median filter (speckle holes fill, dots vanish)."""
+    import cv2
+
+    img = np.clip(np.asarray(frame, dtype=np.float32) * 255.0, 0, 255).astype(np.uint8)
+    k = _odd(min(img.shape) / 100)
+    return cv2.medianBlur(img, k) > CONTENT_LEVEL * 255.0
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    """Close holes, open away thin strokes, keep the largest connected component."""
+    import cv2
+
+    h, w = mask.shape
+    m = mask.astype(np.uint8)
+    close = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_odd(min(h, w) / 40),) * 2)
+    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, close)
+    # Text strokes, ruler ticks and marker lines are a few pixels wide: an opening a little wider
+    # removes them (or cuts them off the image), and the shape fit below restores the edges.
+    opening = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (max(5, _odd(min(h, w) / 30)),) * 2)
+    m = cv2.morphologyEx(m, cv2.MORPH_OPEN, opening)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    if n <= 1:
+        return np.zeros_like(mask, bool)
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return labels == largest
+
+
+def _hull(mask: np.ndarray) -> np.ndarray:
+    import cv2
+
+    m = mask.astype(np.uint8)
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    hull = cv2.convexHull(np.concatenate(contours))
+    out = np.zeros_like(m)
+    cv2.fillPoly(out, [hull], 1)
+    return out.astype(bool)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / union if union else 1.0
+
+
+def fan_mask(
+    shape: tuple[int, int],
+    apex: tuple[float, float],
+    angles_deg: tuple[float, float],
+    radii: tuple[float, float],
+) -> np.ndarray:
+    """Boolean (H, W) mask of a sector: apex (row, col), angles from straight down, radii in px."""
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    dr, dc = rows - apex[0], cols - apex[1]
+    dist = np.hypot(dr, dc)
+    theta = np.degrees(np.arctan2(dc, dr))
+    return (
+        (dist >= radii[0])
+        & (dist <= radii[1])
+        & (theta >= angles_deg[0])
+        & (theta <= angles_deg[1])
+        & (dr > 0)
+    )
+
+
+def _edge_line(rows: np.ndarray, cols: np.ndarray) -> tuple[float, float] | None:
+    """Least-squares line col = a * row + b through edge points, trimmed of its worst 20%."""
+    if rows.size < 8:
+        return None
+    a, b = np.polyfit(rows, cols, 1)
+    resid = np.abs(cols - (a * rows + b))
+    keep = resid <= np.quantile(resid, 0.8)
+    if keep.sum() >= 4:
+        a, b = np.polyfit(rows[keep], cols[keep], 1)
+    return float(a), float(b)
+
+
+def _robust_box(component: np.ndarray) -> tuple[int, int, int, int]:
+    """Bounding box of the rows/columns at least half as full as the fullest (drops attachments)."""
+    rows, cols = component.sum(axis=1), component.sum(axis=0)
+    r = np.flatnonzero(rows >= 0.5 * rows.max())
+    c = np.flatnonzero(cols >= 0.5 * cols.max())
+    return int(r[0]), int(c[0]), int(r[-1]) + 1, int(c[-1]) + 1
+
+
+def _fit_fan(component: np.ndarray) -> tuple[tuple, tuple, tuple] | None:
+    """Apex, angles and radii of a sector fitted to a component's side edges, or ``None``."""
+    h, w = component.shape
+    rows = np.flatnonzero(component.any(axis=1))
+    if rows.size < 16:
+        return None
+    sub = component[rows]
+    lefts = np.argmax(sub, axis=1).astype(np.float64)
+    rights = (w - 1 - np.argmax(sub[:, ::-1], axis=1)).astype(np.float64)
+    # The straight side edges run from the top of the fan down to its widest row; below that the
+    # outline follows the bottom arc. Rows where the frame's side cuts the fan are not edges.
+    span = max(1, int(0.05 * rows.size))
+    sel_l = np.arange(span, max(span + 1, int(np.argmin(lefts)) - span))
+    sel_r = np.arange(span, max(span + 1, int(np.argmax(rights)) - span))
+    sel_l = sel_l[sel_l < rows.size]
+    sel_r = sel_r[sel_r < rows.size]
+    sel_l = sel_l[lefts[sel_l] > 0]
+    sel_r = sel_r[rights[sel_r] < w - 1]
+    line_l = _edge_line(rows[sel_l].astype(np.float64), lefts[sel_l])
+    line_r = _edge_line(rows[sel_r].astype(np.float64), rights[sel_r])
+    if line_l is None or line_r is None or line_r[0] - line_l[0] < 0.05:
+        return None
+    (a1, b1), (a2, b2) = line_l, line_r
+    apex_row = (b1 - b2) / (a2 - a1)
+    apex = (apex_row, a1 * apex_row + b1)
+    angles = (math.degrees(math.atan(a1)), math.degrees(math.atan(a2)))
+    rr, cc = np.nonzero(component)
+    dist = np.hypot(rr - apex[0], cc - apex[1])
+    theta = np.degrees(np.arctan2(cc - apex[1], rr - apex[0]))
+    # Radii per angle bin: the outer one is the median of the bins' deepest pixels, so an overlay
+    # stuck to the bottom arc in a few bins does not stretch the whole fan.
+    bins = np.clip(((theta - angles[0]) / (angles[1] - angles[0]) * 24).astype(int), 0, 23)
+    outer = np.full(24, np.nan)
+    inner = np.full(24, np.nan)
+    for b in np.unique(bins):
+        d = dist[bins == b]
+        outer[b], inner[b] = d.max(), d.min()
+    return apex, angles, (float(np.nanmin(inner)), float(np.nanmedian(outer)))
+
+
+def _fit_shape(component: np.ndarray, source: str) -> ImagedRegion:
+    """Fit a rectangle or a fan to the image's component; fall back to its convex hull."""
+    top, left, bottom, right = _robust_box(component)
+    box = np.zeros_like(component)
+    box[top:bottom, left:right] = True
+    if _iou(box, component) >= FIT_IOU:
+        return ImagedRegion(box, (top, left, bottom, right), kind="rect", source=source)
+    fit = _fit_fan(component)
+    if fit is not None:
+        apex, angles, radii = fit
+        fan = fan_mask(component.shape, apex, angles, radii)
+        if fan.any() and _iou(fan, component) >= FIT_IOU:
+            fitted = ImagedRegion.from_mask(fan, kind="fan", source=source)
+            fitted.apex, fitted.angles_deg, fitted.radii = apex, angles, radii
+            return fitted
+    return ImagedRegion.from_mask(_hull(component), kind="hull", source=source)
+
+
+def detect_imaged_region(frames: Any, *, min_fraction: float = 0.05) -> ImagedRegion:
+    """The imaged region (fan, rectangle or hull) of a cine (N, H, W) or one frame (H, W).
+
+    Uses temporal change when the cine moves and intensity structure otherwise (see the module
+    docstring). Returns the full frame (kind ``full``) when nothing covering at least
+    ``min_fraction`` of the frame is found, so callers never lose the image to a failed detection.
+    """
+    frames = getattr(frames, "frames", frames)
+    frames = np.asarray(frames) if not isinstance(frames, np.ndarray) else frames
+    if frames.ndim == 2:
+        frames = frames[None]
+    if frames.ndim != 3 or frames.shape[1] < 8 or frames.shape[2] < 8:
+        raise RegionError(f"expected frames (N, H, W) of at least 8x8 pixels; got {frames.shape}")
+    shape = (int(frames.shape[1]), int(frames.shape[2]))
+    moving = changing_pixels(frames)
+    if moving.mean() >= min_fraction:
+        mask, source = moving, "variance"
+    else:
+        sample = _sample(frames)
+        mask, source = content_pixels(sample.max(axis=0)), "intensity"
+    component = _largest_component(mask)
+    if component.mean() < min_fraction:
+        return ImagedRegion.full(shape)
+    return _fit_shape(component, source)
+
+
+def spacing_from_depth(region: ImagedRegion, depth_mm: float) -> tuple[float, float]:
+    """Square pixel spacing (mm) when the region's depth in pixels spans ``depth_mm`` of tissue."""
+    if depth_mm <= 0:
+        raise RegionError(f"imaging depth must be > 0 mm; got {depth_mm}")
+    pixels = region.depth_px
+    if pixels <= 0:
+        raise RegionError("the imaged region has no depth in pixels; cannot derive a spacing")
+    mm = float(depth_mm) / pixels
+    return (mm, mm)
+
+
+__all__ = [
+    "REGION_KINDS",
+    "ImagedRegion",
+    "RegionError",
+    "changing_pixels",
+    "content_pixels",
+    "detect_imaged_region",
+    "fan_mask",
+    "polygon_to_mask",
+    "spacing_from_depth",
+]

@@ -1,0 +1,114 @@
+"""Imaged-region detection: fans and rectangles inside black margins with overlays."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from napari_ribseg.core.region import (
+    ImagedRegion,
+    RegionError,
+    detect_imaged_region,
+    fan_mask,
+    polygon_to_mask,
+    spacing_from_depth,
+)
+
+SHAPE = (96, 128)
+APEX = (-30.0, 64.0)
+ANGLES = (-35.0, 35.0)
+RADII = (34.0, 118.0)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return np.count_nonzero(a & b) / np.count_nonzero(a | b)
+
+
+def _overlay(frame: np.ndarray) -> None:
+    """Vendor-style overlays: text in the margins and over the fan, a depth ruler, a logo."""
+    layer = np.zeros(frame.shape, np.uint8)  # OpenCV draws text on 8-bit images only
+    cv2.putText(layer, "LUNG 5C1", (2, 10), cv2.FONT_HERSHEY_PLAIN, 0.7, 255, 1)
+    cv2.putText(layer, "12cm", (96, 90), cv2.FONT_HERSHEY_PLAIN, 0.7, 255, 1)
+    cv2.putText(layer, "G50", (55, 40), cv2.FONT_HERSHEY_PLAIN, 0.6, 255, 1)
+    for y in range(10, 90, 10):  # ruler ticks next to the right fan edge
+        cv2.line(layer, (120, y), (124, y), 255, 1)
+    cv2.rectangle(layer, (2, 80), (12, 92), 200, -1)  # a logo block
+    np.maximum(frame, layer / np.float32(255.0), out=frame)
+
+
+def _fan_cine(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    truth = fan_mask(SHAPE, APEX, ANGLES, RADII)
+    frames = np.zeros((n, *SHAPE), np.float32)
+    for i in range(n):
+        # Dark speckle (Rayleigh), mostly near the median grey of real scans, zero outside the fan.
+        speckle = rng.rayleigh(0.08, SHAPE).astype(np.float32)
+        frames[i] = np.clip(speckle, 0, 1) * truth
+        _overlay(frames[i])
+    return frames, truth
+
+
+def test_cine_fan_is_found_from_temporal_change() -> None:
+    frames, truth = _fan_cine(12)
+    region = detect_imaged_region(frames)
+    assert region.source == "variance"
+    assert region.kind == "fan"
+    assert _iou(region.mask, truth) >= 0.95
+    assert region.apex is not None and region.apex[0] < 0  # the apex lies above the frame
+    assert abs(region.apex[1] - APEX[1]) < 3.0
+    assert abs(region.angles_deg[0] - ANGLES[0]) < 3.0
+    assert abs(region.angles_deg[1] - ANGLES[1]) < 3.0
+
+
+def test_single_frame_fan_is_found_from_intensity() -> None:
+    frames, truth = _fan_cine(1, seed=3)
+    region = detect_imaged_region(frames[0])
+    assert region.source == "intensity"
+    assert _iou(region.mask, truth) >= 0.95
+
+
+def test_rectangle_with_margins_is_a_rect() -> None:
+    rng = np.random.default_rng(1)
+    frames = np.zeros((6, *SHAPE), np.float32)
+    frames[:, 12:90, 20:100] = rng.rayleigh(0.1, (6, 78, 80))
+    for frame in frames:
+        _overlay(frame)
+    region = detect_imaged_region(frames)
+    assert region.kind == "rect"
+    assert region.bbox == (12, 20, 90, 100)
+
+
+def test_blank_frames_give_the_full_frame() -> None:
+    region = detect_imaged_region(np.zeros((3, *SHAPE), np.float32))
+    assert region.kind == "full"
+    assert region.mask.all()
+
+
+def test_crop_uncrop_round_trip_is_exact() -> None:
+    frames, truth = _fan_cine(3)
+    region = ImagedRegion.from_mask(truth, kind="fan")
+    crops = region.crop(frames)
+    assert crops.shape == (3, *region.crop_shape)
+    back = region.uncrop(crops)
+    np.testing.assert_array_equal(back, np.where(truth, frames, 0))
+    np.testing.assert_array_equal(region.crop(back), np.where(region.crop(truth), crops, 0))
+    with pytest.raises(RegionError, match="do not match"):
+        region.crop(frames[:, :50])
+
+
+def test_polygon_round_trip_keeps_the_region() -> None:
+    truth = fan_mask(SHAPE, APEX, ANGLES, RADII)
+    region = ImagedRegion.from_mask(truth, kind="fan")
+    again = ImagedRegion.from_polygon(region.polygon(), SHAPE)
+    assert _iou(again.mask, truth) >= 0.97
+    square = polygon_to_mask(np.array([[10, 10], [10, 50], [40, 50], [40, 10]]), SHAPE)
+    assert square.sum() == 31 * 41
+
+
+def test_spacing_from_depth_uses_the_fan_radii() -> None:
+    frames, _ = _fan_cine(6)
+    region = detect_imaged_region(frames)
+    spacing = spacing_from_depth(region, 84.0)
+    assert spacing[0] == pytest.approx(84.0 / (region.radii[1] - region.radii[0]))
+    assert spacing[0] == pytest.approx(1.0, rel=0.06)

@@ -316,3 +316,67 @@ def test_stack_postprocessing_equals_per_frame(rng):
     stacked = probability_to_mask(prob, 0.3, **options)
     for i in range(4):
         assert np.array_equal(stacked[i], probability_to_mask(prob[i], 0.3, **options))
+
+
+# --------------------------------------------------------------------------- what the readers give
+
+
+def test_uint8_frames_are_scaled_by_their_dtype_like_the_readers(tiny_unet, rng):
+    raw = rng.integers(0, 256, (3, 40, 48), dtype=np.uint8)
+    scaled = raw.astype(np.float32) / 255.0  # what read_stack gives for a uint8 file
+    expected = predict_stack_sync(tiny_unet, scaled, device="cpu", batch_size=2).prob
+    from_raw = predict_stack_sync(tiny_unet, raw, device="cpu", batch_size=2).prob
+    assert np.abs(from_raw.astype(int) - expected.astype(int)).max() <= 1
+    images = predict_images_sync(tiny_unet, [raw[0], scaled[1]], device="cpu")
+    assert np.abs(images[0].astype(int) - expected[0].astype(int)).max() <= 1
+    assert np.abs(images[1].astype(int) - expected[1].astype(int)).max() <= 1
+
+
+def test_uint8_is_not_read_as_float_intensities():
+    # PointwiseNet marks pixels above 0.5: a uint8 frame of 100 (0.39 when scaled) has no rib.
+    frame = np.full((64, 64), 100, dtype=np.uint8)
+    (prob,) = predict_images_sync(PointwiseNet(), [frame], device="cpu")
+    assert prob.max() < 128
+    stack = predict_stack_sync(PointwiseNet(), np.stack([frame, frame + 100]), device="cpu")
+    assert stack.prob[0].max() < 128 and stack.prob[1].min() >= 128
+
+
+def test_floats_outside_unit_interval_are_refused_naming_the_frame(frames):
+    bad = frames.copy()
+    bad[5, 3, 3] = 255.0
+    with pytest.raises(ValueError, match=r"frame 5: float intensities .* \[0, 1\]; got \[.*, 255\]"):
+        predict_stack_sync(PointwiseNet(), bad, device="cpu", batch_size=2)
+    with pytest.raises(ValueError, match=r"image 1: float intensities"):
+        predict_images_sync(PointwiseNet(), [frames[0], frames[1] * 255], device="cpu")
+    with pytest.raises(ValueError, match="dtype int16 cannot be scaled"):
+        predict_stack_sync(PointwiseNet(), frames.astype(np.int16), device="cpu")
+
+
+class LazyFrames:
+    """A stack that hands out copies of the requested frames only, counting what it was asked."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
+        self.requested: list[int] = []
+
+    def __getitem__(self, index):
+        self.requested.extend(np.atleast_1d(np.arange(len(self.data))[index]).tolist())
+        return self.data[index].copy()
+
+
+def test_streaming_hands_each_batch_to_the_sink_and_keeps_nothing(tiny_unet, rng):
+    raw = rng.integers(0, 256, (5, 32, 40), dtype=np.uint8)
+    expected = predict_stack_sync(tiny_unet, raw, device="cpu", batch_size=2)
+    lazy = LazyFrames(raw)
+    got: dict[int, np.ndarray] = {}
+
+    def sink(indices, probs):
+        got.update(zip(indices.tolist(), probs, strict=True))
+
+    pred = predict_stack_sync(
+        tiny_unet, lazy, device="cpu", batch_size=2, on_batch=sink, keep_probabilities=False
+    )
+    assert lazy.requested == [0, 1, 2, 3, 4]
+    assert pred.prob.shape == (5, 0, 0) and pred.complete
+    np.testing.assert_array_equal(np.stack([got[i] for i in range(5)]), expected.prob)
+    np.testing.assert_array_equal(pred.confidence, expected.confidence)

@@ -28,6 +28,14 @@ Design choices, and why:
   pixel stayed from being called a rib. 0.5 means a coin flip somewhere in the frame, 1.0 certainty.
   It is fixed at the 0.5 threshold so that sorting frames by confidence for review does not change
   while the user moves the display threshold.
+- Input is what the readers give, or their raw source: float frames must lie in [0, 1] (checked per
+  batch, an error names the first bad frame); bool, uint8 and uint16 frames are scaled by their
+  dtype's full scale exactly as the readers scale them (:func:`napari_ribseg.core.io.intensity.
+  full_scale`), on the device, so a memory-mapped uint8 source goes up as uint8. Other integer
+  dtypes are refused: only the readers' whole-stack min-max rule can scale them consistently.
+- Streaming: ``frames`` may be any array-like with ``shape``, ``dtype`` and fancy ``__getitem__``
+  (e.g. a lazily read file); ``on_batch`` receives each batch's probabilities as they are made and
+  ``keep_probabilities=False`` stores none, so memory stays at one batch, not one stack.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ import numpy as np
 
 from napari_ribseg.core.devices import resolve_device
 from napari_ribseg.core.errors import DeviceError
+from napari_ribseg.core.io.intensity import full_scale
 from napari_ribseg.core.jobs import Progress, StopFlag, run_job
 from napari_ribseg.core.postprocess import probability_to_mask
 from napari_ribseg.core.stack import Stack
@@ -296,15 +305,41 @@ def _frame_order(frame_indices: Sequence[int] | np.ndarray | None, n_frames: int
     return order[np.sort(first)]
 
 
-def _as_frames(frames: np.ndarray | Stack) -> np.ndarray:
+def _is_array_like(frames: Any) -> bool:
+    return all(hasattr(frames, a) for a in ("shape", "dtype", "ndim", "__getitem__"))
+
+
+def _as_frames(frames: Any) -> Any:
     if isinstance(frames, Stack):
         frames = frames.frames
-    frames = np.asarray(frames) if not isinstance(frames, np.ndarray) else frames
+    if not _is_array_like(frames):
+        frames = np.asarray(frames)
     if frames.ndim == 2:
-        frames = frames[None]
+        frames = np.asarray(frames)[None]
     if frames.ndim != 3:
         raise ValueError(f"frames must be (N, H, W) or (H, W); got shape {frames.shape}")
+    dtype = np.dtype(frames.dtype)
+    if full_scale(dtype) is None and dtype.kind != "f":
+        raise ValueError(
+            f"frames of dtype {dtype} cannot be scaled to [0, 1] here; expected float in [0, 1], "
+            f"bool, uint8 or uint16 (read the file with read_stack, which min-max scales the stack)"
+        )
     return frames
+
+
+def _check_unit_batch(batch: np.ndarray, chunk: np.ndarray) -> None:
+    """Refuse float frames outside [0, 1] (or not finite), naming the first bad frame."""
+    if batch.dtype.kind != "f" or not batch.size:
+        return
+    flat = batch.reshape(len(batch), -1)
+    bad = ~(np.isfinite(flat).all(axis=1) & (flat.min(axis=1) >= 0) & (flat.max(axis=1) <= 1))
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        lo, hi = float(np.nanmin(flat[first])), float(np.nanmax(flat[first]))
+        raise ValueError(
+            f"frame {int(chunk[first])}: float intensities must be finite and in [0, 1]; got "
+            f"[{lo:g}, {hi:g}] (pass uint8/uint16 frames to have them scaled by their dtype)"
+        )
 
 
 def _forward_batch(
@@ -325,9 +360,14 @@ def _forward_batch(
 
     from napari_ribseg.core.models import letterbox_tensor, unletterbox_tensor
 
-    x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+    scale = full_scale(batch.dtype)
+    # Integer frames go to the device as they are (a quarter of float32) and are scaled there.
+    host = np.ascontiguousarray(batch, dtype=None if scale is not None else np.float32)
+    x = torch.from_numpy(host)
     # Pinned memory lets the host-to-GPU copy run asynchronously.
     x = x.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else x.to(device)
+    if scale is not None:
+        x = x.float().div_(scale)
     x, box = letterbox_tensor(x, input_size)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -368,6 +408,8 @@ def predict_stack(
     into: Prediction | None = None,
     mixed_precision: bool | None = None,
     channels_last: bool = True,
+    on_batch: Callable[[np.ndarray, np.ndarray], Any] | None = None,
+    keep_probabilities: bool = True,
 ) -> Generator[Progress, None, Prediction]:
     """Job: predict rib probabilities of ``frames`` (N, H, W) float32 in [0, 1] (or a ``Stack``).
 
@@ -377,7 +419,9 @@ def predict_stack(
     bool mask) restricts which frames run. ``stop`` is checked between batches; what is done is kept.
     ``into`` continues an earlier :class:`Prediction` of the same stack (e.g. resume after a stop with
     ``frame_indices=~pred.done``) instead of starting an empty one. ``mixed_precision`` ``None`` means
-    autocast on CUDA only.
+    autocast on CUDA only. ``on_batch(frame_indices, uint8_probabilities)`` is called after each
+    batch; with ``keep_probabilities=False`` the returned Prediction's ``prob`` has no pixels
+    (shape (N, 0, 0)): the caller keeps what it needs from ``on_batch`` (see the streaming notes).
 
     Yields ``Progress("batch", step=frames done, total=frames to run, values={"frames_per_s",
     "batch_size"})``, one ``"message"`` naming device and batch size first; returns the Prediction.
@@ -395,7 +439,13 @@ def predict_stack(
     order = _frame_order(frame_indices, n_frames)
 
     if into is None:
-        result = Prediction.empty(n_frames, height, width)
+        result = (
+            Prediction.empty(n_frames, height, width)
+            if keep_probabilities
+            else Prediction.empty(n_frames, 0, 0)
+        )
+    elif not keep_probabilities:
+        raise ValueError("into= continues stored probabilities; it needs keep_probabilities=True")
     elif into.prob.shape != (n_frames, height, width):
         raise ValueError(
             f"cannot continue a prediction of shape {into.prob.shape} on frames {frames.shape}"
@@ -433,12 +483,14 @@ def predict_stack(
                 result.stopped = True
                 break
             chunk = order[position : position + batch]
+            batch_frames = np.asarray(frames[chunk])
+            _check_unit_batch(batch_frames, chunk)
             out_of_memory = False
             try:
                 with torch.inference_mode():
                     probs = _forward_batch(
                         model,
-                        frames[chunk],
+                        batch_frames,
                         input_size,
                         dev,
                         autocast_dtype=autocast_dtype,
@@ -461,7 +513,10 @@ def predict_stack(
                 result.batch_size = batch
                 yield Progress("message", message=f"out of memory on {dev}: batch size {batch}")
                 continue
-            result.prob[chunk] = probs
+            if keep_probabilities:
+                result.prob[chunk] = probs
+            if on_batch is not None:
+                on_batch(chunk, probs)
             result.done[chunk] = True
             result.confidence[chunk] = frame_confidence(probs)
             position += len(chunk)
@@ -522,6 +577,7 @@ def predict_images(
 
     Images of the same shape are batched together. Returns one uint8 probability map per image, in
     input order; ``None`` for images not reached before a stop. Progress counts images overall.
+    Each image is scaled as a frame of :func:`predict_stack` is (uint8 by 255, floats in [0, 1]).
     """
     groups: dict[tuple[int, int], list[int]] = {}
     for i, image in enumerate(images):
@@ -533,7 +589,7 @@ def predict_images(
     dev = resolve_device(device)
     offset = 0
     for indices in groups.values():
-        stack = np.stack([np.asarray(images[i], dtype=np.float32) for i in indices])
+        stack = np.stack([_unit_image(images[i], i) for i in indices])
         job = predict_stack(loaded, stack, device=dev, batch_size=batch_size, stop=stop, **options)
         while True:
             try:
@@ -553,6 +609,27 @@ def predict_images(
         if pred.stopped:
             break
     return out
+
+
+def _unit_image(image: np.ndarray, index: int) -> np.ndarray:
+    """One image as float32 in [0, 1] by the same rules as a frame (images may differ in dtype)."""
+    image = np.asarray(image)
+    scale = full_scale(image.dtype)
+    if scale is not None:
+        return image.astype(np.float32) / np.float32(scale)
+    if image.dtype.kind != "f":
+        raise ValueError(
+            f"image {index}: dtype {image.dtype} cannot be scaled to [0, 1]; expected float in "
+            f"[0, 1], bool, uint8 or uint16"
+        )
+    if image.size and not (
+        np.isfinite(image).all() and float(image.min()) >= 0 and float(image.max()) <= 1
+    ):
+        raise ValueError(
+            f"image {index}: float intensities must be finite and in [0, 1]; got "
+            f"[{float(np.nanmin(image)):g}, {float(np.nanmax(image)):g}]"
+        )
+    return image.astype(np.float32, copy=False)
 
 
 def predict_images_sync(

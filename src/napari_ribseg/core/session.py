@@ -1,0 +1,454 @@
+"""The review loop without a viewer: one stack, its review, its saved prediction and the one rule.
+
+:class:`ReviewSession` owns what a user works on when curating rib masks: the stack's frames, its
+:class:`~napari_ribseg.core.project.ReviewProject` (labels, statuses, saved next to the stack), the
+model's probabilities (uint8, saved with the review so the threshold still works after reopening),
+the mask options, and :meth:`ReviewSession.overwritable_frames`, the one rule of which frames a model
+may write: never a curated, a rejected or a hand-edited frame. The dock widget binds napari layers
+and buttons to a session and listens to its psygnal signals; the CLI and notebooks call it directly::
+
+    session = ReviewSession.open("clip01.tif")
+    session.predict_sync("unet")               # masks into every frame the rule allows
+    session.set_labels(3, corrected_mask)      # a hand correction
+    session.set_status([0, 1, 2, 3], FrameStatus.CURATED)
+    session.save()
+    data = session.training_set()              # what fine-tuning trains on
+
+No Qt and no napari here; torch is imported only when a model runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from psygnal import Signal
+
+from napari_ribseg.core.errors import DatasetError
+from napari_ribseg.core.jobs import Job, Progress, StopFlag, run_job
+from napari_ribseg.core.postprocess import probability_to_mask
+from napari_ribseg.core.project import ReviewProject, project_dir_for
+from napari_ribseg.core.stack import FrameStatus, Stack
+from napari_ribseg.core.uncertainty import frame_uncertainty
+
+if TYPE_CHECKING:
+    from napari_ribseg.core.models.checkpoint import LoadedModel
+    from napari_ribseg.core.training.data import TrainingSet
+    from napari_ribseg.core.training.loop import FinetuneConfig, FinetuneResult
+
+#: Where a run may go: the frame shown, every frame, or the frames nobody has reviewed yet.
+SCOPES = ("current", "all", "unreviewed")
+
+
+@dataclass
+class MaskOptions:
+    """How probabilities become a rib mask (see :func:`~napari_ribseg.core.postprocess.probability_to_mask`)."""
+
+    threshold: float = field(
+        default=0.5,
+        metadata={"range": (0.01, 0.99), "help": "probability above which a pixel is rib"},
+    )
+    min_size: int = field(
+        default=0,
+        metadata={"range": (0, 100_000), "help": "drop rib pieces smaller than this (px)"},
+    )
+    fill_holes: bool = field(default=False, metadata={"help": "fill holes inside rib pieces"})
+    keep_largest: int = field(
+        default=0, metadata={"range": (0, 50), "help": "keep only the K largest pieces (0: all)"}
+    )
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``probability_to_mask`` besides the threshold."""
+        return {
+            "min_size": self.min_size,
+            "fill_holes": self.fill_holes,
+            "keep_largest": self.keep_largest,
+        }
+
+    def masks(self, prob: np.ndarray) -> np.ndarray:
+        """Rib masks (uint8 0/1) of uint8 or float probabilities."""
+        return probability_to_mask(prob, self.threshold, **self.kwargs())
+
+
+@dataclass
+class PredictionBatch:
+    """Probabilities of some frames, computed off the review (e.g. in a worker thread)."""
+
+    frames: np.ndarray
+    prob: np.ndarray
+    model_name: str
+    stopped: bool = False
+    requested: int = 0
+    loaded: Any = None
+
+
+def parse_frames(text: str, n_frames: int) -> np.ndarray:
+    """Frame indices from ``"0-3,7"`` (ranges inclusive, 0-based); raise naming a bad part."""
+    frames: list[int] = []
+    for part in (p.strip() for p in str(text).split(",")):
+        if not part:
+            continue
+        match = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
+        if match is None:
+            raise DatasetError(f"frames {text!r}: cannot read {part!r}; expected e.g. 0-3,7")
+        lo = int(match.group(1))
+        hi = int(match.group(2)) if match.group(2) is not None else lo
+        if hi < lo or hi >= n_frames:
+            raise DatasetError(
+                f"frames {text!r}: {part!r} is outside this stack of {n_frames} frames "
+                f"(0-{n_frames - 1})"
+            )
+        frames.extend(range(lo, hi + 1))
+    return np.unique(np.asarray(frames, dtype=np.int64))
+
+
+def training_set_from_review(
+    frames: np.ndarray | Stack, project: ReviewProject, name: str | None = None
+) -> TrainingSet:
+    """The curated frames of a review as a :class:`TrainingSet` (one group: the stack).
+
+    The one way a review becomes training data: the widget, ``ribseg finetune STACK``,
+    ``ribseg export-curated`` and the study runner all call this.
+    """
+    from napari_ribseg.core.training.data import TrainingSet
+
+    if name is None:
+        name = Path(project.source).stem if project.source else project.folder.stem
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "stack"
+    return TrainingSet.from_stack(frames, project.labels, project.statuses, name=name)
+
+
+class ReviewSession:
+    """A stack under review: frames, review project, saved probabilities, mask options, the rule."""
+
+    #: Labels of these frames changed (list of int; an empty list means all frames).
+    labels_changed = Signal(object)
+    #: Frame statuses changed.
+    statuses_changed = Signal()
+    #: New probabilities arrived (the uncertainty ranking changed).
+    prediction_changed = Signal()
+    #: The mask options changed; argument: the new :class:`MaskOptions`.
+    options_changed = Signal(object)
+    #: The review was saved; argument: a short message.
+    saved = Signal(str)
+
+    def __init__(
+        self,
+        frames: np.ndarray,
+        project: ReviewProject,
+        *,
+        name: str = "stack",
+        options: MaskOptions | None = None,
+        restored: bool = False,
+    ) -> None:
+        frames = np.asarray(frames)
+        if frames.ndim != 3 or frames.shape != project.labels.shape:
+            raise DatasetError(
+                f"{project.folder}: frames {frames.shape} do not match the review's labels "
+                f"{project.labels.shape}"
+            )
+        self.frames = frames
+        self.project = project
+        self.name = name
+        self.options = options or MaskOptions()
+        self.restored = restored
+        n = frames.shape[0]
+        saved = getattr(project, "probabilities", None)
+        if saved is not None and np.shape(saved) == frames.shape:
+            self.prob: np.ndarray | None = np.asarray(saved, dtype=np.uint8)
+            # A frame has probabilities when the model scored it (confidence) or left any trace.
+            self.has_prob = np.isfinite(project.confidence) | self.prob.reshape(n, -1).any(axis=1)
+        else:
+            self.prob = None
+            self.has_prob = np.zeros(n, bool)
+        self.uncertainty = np.full(n, np.nan, np.float32)
+        self._update_uncertainty(np.flatnonzero(self.has_prob))
+
+    # -- opening -------------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        stack: Stack | str | os.PathLike,
+        *,
+        project_folder: str | os.PathLike | None = None,
+        name: str | None = None,
+        options: MaskOptions | None = None,
+    ) -> ReviewSession:
+        """Open a stack (a :class:`Stack` or any readable path) and restore or start its review.
+
+        The review lives in ``<stem>.ribseg`` next to the stack, or under ``project_folder``.
+        """
+        if not isinstance(stack, Stack):
+            from napari_ribseg.core.io import read_stack
+
+            stack = read_stack(stack)
+        folder = project_dir_for(stack.source, root=project_folder, name=name or stack.name)
+        return cls.for_frames(stack.frames, folder, source=stack.source, name=name or stack.name,
+                              options=options)  # fmt: skip
+
+    @classmethod
+    def for_frames(
+        cls,
+        frames: np.ndarray,
+        folder: str | os.PathLike,
+        *,
+        source: str | os.PathLike | None = None,
+        name: str = "stack",
+        options: MaskOptions | None = None,
+    ) -> ReviewSession:
+        """A session over in-memory frames whose review is saved in ``folder``."""
+        frames = np.asarray(frames)
+        project, restored = ReviewProject.open(
+            folder, frames.shape[0], frames.shape[1:], source=source
+        )
+        return cls(frames, project, name=name, options=options, restored=restored)
+
+    # -- queries -------------------------------------------------------------------------------
+    @property
+    def n_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The review's labels (uint8 0/1, edited in place by napari's paint tools)."""
+        return self.project.labels
+
+    @property
+    def statuses(self) -> np.ndarray:
+        return self.project.statuses
+
+    def edited_frames(self) -> np.ndarray:
+        """Frames whose labels differ from the model's mask (hand corrections)."""
+        return np.flatnonzero(self.project.changed_pixels > 0)
+
+    def protected_frames(self) -> np.ndarray:
+        """Frames no model may overwrite: curated, rejected or edited by hand."""
+        statuses = self.project.statuses
+        keep = (statuses == int(FrameStatus.CURATED)) | (statuses == int(FrameStatus.REJECTED))
+        keep[self.edited_frames()] = True
+        return np.flatnonzero(keep)
+
+    def overwritable_frames(self, frames: Iterable[int] | np.ndarray | None = None) -> np.ndarray:
+        """THE overwrite rule: of ``frames`` (default all), those a model may write a mask into."""
+        candidates = np.arange(self.n_frames) if frames is None else np.asarray(list(frames) if not isinstance(frames, np.ndarray) else frames, dtype=np.int64)  # fmt: skip
+        return np.setdiff1d(candidates, self.protected_frames())
+
+    def frames_for(self, scope: str, current: int = 0) -> np.ndarray:
+        """The frames a run on ``scope`` (``current``, ``all``, ``unreviewed``) may write."""
+        if scope == "current":
+            frames = np.array([int(current)])
+        elif scope == "unreviewed":
+            frames = self.project.frames_with(FrameStatus.UNREVIEWED)
+        elif scope == "all":
+            frames = np.arange(self.n_frames)
+        else:
+            raise ValueError(f"unknown scope {scope!r}; expected one of {', '.join(SCOPES)}")
+        return self.overwritable_frames(frames)
+
+    def counts(self) -> dict[str, int]:
+        """How many frames are curated, rejected, unreviewed, edited and predicted."""
+        statuses = self.project.statuses
+        return {
+            "curated": int((statuses == FrameStatus.CURATED).sum()),
+            "rejected": int((statuses == FrameStatus.REJECTED).sum()),
+            "unreviewed": int((statuses == FrameStatus.UNREVIEWED).sum()),
+            "edited": int(self.edited_frames().size),
+            "predicted": int(self.has_prob.sum()),
+            "frames": self.n_frames,
+        }
+
+    def next_unreviewed(self, after: int) -> int | None:
+        """The first unreviewed frame after ``after`` (wrapping); ``None`` when all are reviewed."""
+        return self.project.next_unreviewed(after)
+
+    def least_confident(self, exclude: int | None = None) -> int | None:
+        """The unreviewed frame with the highest uncertainty (never-predicted frames first)."""
+        todo = self.project.frames_with(FrameStatus.UNREVIEWED)
+        if exclude is not None and todo.size > 1:
+            todo = todo[todo != exclude]
+        if todo.size == 0:
+            return None
+        score = np.nan_to_num(self.uncertainty[todo], nan=np.inf)
+        return int(todo[int(np.argmax(score))])
+
+    # -- predictions ---------------------------------------------------------------------------
+    def compute_prediction(
+        self,
+        model: str | os.PathLike | LoadedModel,
+        frames: Iterable[int] | np.ndarray | None = None,
+        *,
+        device: str = "auto",
+        batch_size: int | None = None,
+        stop: StopFlag | None = None,
+    ) -> Job[PredictionBatch]:
+        """Job: probabilities of the overwritable ``frames`` (default all); changes nothing.
+
+        Safe to run in a worker thread; hand its result to :meth:`apply_prediction`.
+        """
+        from napari_ribseg.core.inference import predict_stack
+        from napari_ribseg.core.models import load_model
+
+        indices = self.overwritable_frames(frames)
+        loaded = model
+        if isinstance(model, str | os.PathLike):
+            yield Progress("message", message=f"Loading model {Path(model).stem}")
+            loaded = load_model(model, device="cpu")
+        name = getattr(getattr(loaded, "card", None), "name", None) or str(model)
+        if indices.size == 0:
+            return PredictionBatch(np.zeros(0, np.int64), np.zeros((0, *self.frames.shape[1:]), np.uint8), name, loaded=loaded)  # fmt: skip
+        prediction = yield from predict_stack(
+            loaded, self.frames, device=device, batch_size=batch_size, frame_indices=indices,
+            stop=stop,
+        )  # fmt: skip
+        done = np.flatnonzero(prediction.done)
+        return PredictionBatch(
+            frames=done,
+            prob=prediction.prob[done],
+            model_name=name,
+            stopped=prediction.stopped,
+            requested=int(indices.size),
+            loaded=loaded,
+        )
+
+    def apply_prediction(self, batch: PredictionBatch) -> np.ndarray:
+        """Keep the probabilities and write masks into the frames the rule allows; return those."""
+        frames = np.asarray(batch.frames, dtype=np.int64)
+        if frames.size == 0:
+            return frames
+        if self.prob is None:
+            self.prob = np.zeros(self.frames.shape, np.uint8)
+        self.prob[frames] = batch.prob
+        self.has_prob[frames] = True
+        self._update_uncertainty(frames)
+        if hasattr(self.project, "probabilities"):
+            self.project.probabilities = self.prob
+        from napari_ribseg.core.inference import frame_confidence
+
+        allowed = np.isin(frames, self.overwritable_frames(frames))
+        target = frames[allowed]
+        written = self.project.apply_prediction(
+            target,
+            self.options.masks(self.prob[target]),
+            frame_confidence(self.prob[target]),
+            protect=self.protected_frames(),
+        )
+        self.project.model_name = batch.model_name
+        self.prediction_changed.emit()
+        self.labels_changed.emit([])
+        return written
+
+    def predict_sync(
+        self,
+        model: str | os.PathLike | LoadedModel,
+        frames: Iterable[int] | np.ndarray | None = None,
+        *,
+        device: str = "auto",
+        batch_size: int | None = None,
+        on_progress: Any = None,
+    ) -> np.ndarray:
+        """Predict and apply in one call (scripts, the CLI); return the frames written."""
+        batch = run_job(
+            self.compute_prediction(model, frames, device=device, batch_size=batch_size),
+            on_progress,
+        )
+        return self.apply_prediction(batch)
+
+    def set_options(self, options: MaskOptions | None = None, **changes: Any) -> np.ndarray:
+        """Change the mask options and re-derive the masks the rule allows (no model run)."""
+        new = dataclasses.replace(options or self.options, **changes)
+        self.options = new
+        self.options_changed.emit(new)
+        return self.rederive_masks()
+
+    def rederive_masks(self) -> np.ndarray:
+        """Masks from the stored probabilities with the current options; return frames written."""
+        if self.prob is None:
+            return np.zeros(0, np.int64)
+        frames = self.overwritable_frames(np.flatnonzero(self.has_prob))
+        if frames.size == 0:
+            return frames
+        written = self.project.apply_prediction(
+            frames, self.options.masks(self.prob[frames]), None, protect=self.protected_frames()
+        )
+        self.labels_changed.emit(written.tolist())
+        return written
+
+    def _update_uncertainty(self, frames: np.ndarray) -> None:
+        if self.prob is not None and frames.size:
+            self.uncertainty[frames] = frame_uncertainty(self.prob[frames])
+
+    # -- the user's decisions ------------------------------------------------------------------
+    def set_status(self, frames: int | Sequence[int] | np.ndarray, status: FrameStatus) -> None:
+        """Set the status of one frame or several."""
+        for frame in np.atleast_1d(np.asarray(frames, dtype=np.int64)).tolist():
+            self.project.set_status(int(frame), FrameStatus(status))
+        self.statuses_changed.emit()
+
+    def set_labels(self, frame: int, mask: np.ndarray) -> None:
+        """Replace one frame's labels with a corrected mask (0 background, 1 rib)."""
+        mask = np.asarray(mask)
+        if mask.shape != self.project.frame_shape:
+            raise DatasetError(
+                f"frame {frame}: expected a mask of {self.project.frame_shape}, got {mask.shape}"
+            )
+        self.project.labels[int(frame)] = (mask > 0).astype(np.uint8)
+        self.mark_edited([int(frame)])
+
+    def mark_edited(self, frames: Sequence[int] = ()) -> None:
+        """Tell the session labels were edited in place (e.g. by a paint tool)."""
+        self.project.mark_labels_changed()
+        self.labels_changed.emit(list(frames))
+
+    def revert(self, frame: int) -> None:
+        """Undo every hand edit of ``frame`` (back to the model's mask)."""
+        self.project.labels[int(frame)] = self.project.model_labels[int(frame)]
+        self.mark_edited([int(frame)])
+
+    # -- training ------------------------------------------------------------------------------
+    def training_set(self) -> TrainingSet:
+        """The curated frames as training data (see :func:`training_set_from_review`)."""
+        return training_set_from_review(self.frames, self.project, self.name)
+
+    def finetune(
+        self,
+        base: str | os.PathLike | LoadedModel,
+        config: FinetuneConfig | None = None,
+        *,
+        out: str | os.PathLike | None = None,
+        stop: StopFlag | None = None,
+    ) -> Job[FinetuneResult]:
+        """Job: fine-tune ``base`` on the curated frames, in this process."""
+        from napari_ribseg.core.models import load_model
+        from napari_ribseg.core.training.loop import finetune
+
+        loaded = load_model(base) if isinstance(base, str | os.PathLike) else base
+        return finetune(loaded, self.training_set(), config, out=out, stop=stop, resume=False)
+
+    def finetune_sync(self, base: Any, config: Any = None, *, out: Any = None, on_progress: Any = None) -> FinetuneResult:  # fmt: skip
+        """Fine-tune to the end and return the result (scripts, notebooks, tests)."""
+        return run_job(self.finetune(base, config, out=out), on_progress)
+
+    # -- saving --------------------------------------------------------------------------------
+    def save(self) -> bool:
+        """Save the review if anything changed; return whether anything was written."""
+        if hasattr(self.project, "probabilities") and self.prob is not None:
+            self.project.probabilities = self.prob
+        written = self.project.save()
+        if written:
+            stamp = _dt.datetime.now().strftime("%H:%M:%S")
+            self.saved.emit(f"Review saved at {stamp} in {self.project.folder.name}")
+        return written
+
+    def export_curated(self, out: str | os.PathLike) -> Path:
+        """Write the curated frames as a paired IMG/+MASK/ folder (``core.io.paired`` layout)."""
+        from napari_ribseg.core.io import write_paired_dataset
+
+        data = self.training_set()
+        return write_paired_dataset(out, data.images, data.masks, data.ids, layout="IMG/MASK")

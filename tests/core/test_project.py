@@ -13,6 +13,7 @@ from napari_ribseg.core.project import (
     LABELS_FILE,
     ReviewProject,
     project_dir_for,
+    saved_file,
 )
 from napari_ribseg.core.stack import FrameStatus
 
@@ -26,9 +27,9 @@ def test_project_dir_is_a_sidecar_next_to_the_data(tmp_path):
     tif.touch()
     folder = tmp_path / "clip02"
     folder.mkdir()
-    assert project_dir_for(tif) == tmp_path / "clip01.ribseg"
+    assert project_dir_for(tif) == tmp_path / "clip01.tif.ribseg"
     assert project_dir_for(folder) == tmp_path / "clip02.ribseg"
-    assert project_dir_for(tif, root=tmp_path / "p") == tmp_path / "p" / "clip01.ribseg"
+    assert project_dir_for(tif, root=tmp_path / "p") == tmp_path / "p" / "clip01.tif.ribseg"
     assert project_dir_for(None, root=tmp_path, name="sim") == tmp_path / "sim.ribseg"
     with pytest.raises(DatasetError, match="project folder"):
         project_dir_for(None, name="sim")
@@ -52,7 +53,7 @@ def test_save_and_restore_round_trip(tmp_path, rng):
     assert again.statuses.tolist() == [0, 1, 0, 2]
     assert again.changed_pixels.tolist() == [0, 9, 0, 0]
     np.testing.assert_allclose(again.confidence, [0.9, 0.2, 0.5, 0.7], atol=1e-6)
-    meta = json.loads((tmp_path / "a.ribseg" / JSON_FILE).read_text())
+    meta = json.loads(saved_file(tmp_path / "a.ribseg", JSON_FILE).read_text())
     assert meta["changed_pixels"] == [0, 9, 0, 0]
     assert meta["source"] == "a.tif"
 
@@ -102,8 +103,8 @@ def test_shape_mismatch_and_damage_raise_named_errors(tmp_path):
     project.save()
     with pytest.raises(DatasetError, match="2 frames"):
         ReviewProject.open(tmp_path / "e.ribseg", 3, (4, 4))
-    (tmp_path / "e.ribseg" / LABELS_FILE).write_bytes(b"not numpy")
-    with pytest.raises(DatasetError, match="labels.npy"):
+    saved_file(tmp_path / "e.ribseg", LABELS_FILE).write_bytes(b"not numpy")
+    with pytest.raises(DatasetError, match="labels.npy|checksum|size"):
         ReviewProject.load(tmp_path / "e.ribseg")
     with pytest.raises(DatasetError, match="project.json missing"):
         ReviewProject.load(tmp_path / "nothing")
@@ -113,5 +114,11 @@ def test_save_leaves_no_temporary_files(tmp_path, rng):
     project = ReviewProject.new(tmp_path / "f.ribseg", 4, (16, 20))
     project.apply_prediction(range(4), _masks(rng), [0.5] * 4)
     project.save()
-    names = sorted(p.name for p in (tmp_path / "f.ribseg").iterdir())
-    assert names == ["labels.npy", "model_labels.npy", "project.json"]
+    project.labels[0, 0, 0] ^= 1
+    project.save()
+    project.labels[0, 0, 1] ^= 1
+    project.save()
+    # One committed version folder per save, the last two kept, nothing temporary left behind.
+    assert sorted(p.name for p in (tmp_path / "f.ribseg").iterdir()) == ["v000002", "v000003"]
+    names = sorted(p.name for p in saved_file(tmp_path / "f.ribseg", JSON_FILE).parent.iterdir())
+    assert names == ["labels.npy", "manifest.json", "model_labels.npy", "project.json"]

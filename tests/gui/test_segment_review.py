@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 from app_model.types import KeyBinding
 
 from napari_ribseg._widgets import RibSegWidget
 from napari_ribseg.core.postprocess import probability_to_mask
+from napari_ribseg.core.project import project_dir_for, saved_file
 from napari_ribseg.core.stack import FrameStatus
 
 
@@ -36,9 +36,9 @@ def test_dock_load_segment(docked, qtbot, tiny_model, stack_file, wait_worker):
     assert table.rowCount() == 6
     assert table.item(0, 2).text() == f"{project.confidence[0]:.2f}"
     # The run was saved at once into the sidecar folder next to the data.
-    sidecar = Path(stack_file).with_suffix(".ribseg")
-    qtbot.waitUntil(lambda: (sidecar / "project.json").exists(), timeout=5000)
-    assert json.loads((sidecar / "project.json").read_text())["n_frames"] == 6
+    sidecar = project_dir_for(stack_file)
+    qtbot.waitUntil(lambda: saved_file(sidecar, "project.json").exists(), timeout=5000)
+    assert json.loads(saved_file(sidecar, "project.json").read_text())["n_frames"] == 6
 
     # The probability map is one tick away, and "current frame" runs exactly one frame.
     widget.segment_section.show_prob_check.setChecked(True)
@@ -119,15 +119,15 @@ def test_autosave_on_frame_change_and_restore(make_napari_viewer_proxy, segmente
     widget.viewer.layers["clip01 ribs"].refresh()
     widget.set_status(4, FrameStatus.CURATED)
     widget.session.go_to(2)  # changing frame saves
-    sidecar = Path(stack_file).with_suffix(".ribseg")
-    saved = np.load(sidecar / "labels.npy")
+    sidecar = project_dir_for(stack_file)
+    saved = np.load(saved_file(sidecar, "labels.npy"))
     np.testing.assert_array_equal(saved, project.labels)
 
     # Closing the widget saves too.
     widget.set_status(5, FrameStatus.REJECTED)
     project.labels[5, 0, 0] = 1 - project.labels[5, 0, 0]
     widget.close()
-    assert np.load(sidecar / "labels.npy")[5, 0, 0] == project.labels[5, 0, 0]
+    assert np.load(saved_file(sidecar, "labels.npy"))[5, 0, 0] == project.labels[5, 0, 0]
 
     # A fresh viewer opening the same file gets the review back.
     viewer2 = make_napari_viewer_proxy()
@@ -178,9 +178,13 @@ def test_chosen_project_folder_holds_the_review(docked, stack_file, tmp_path):
     widget.load_section.set_project_folder(tmp_path / "reviews")
     widget.load(stack_file)
     widget.set_status(0, FrameStatus.REJECTED)
-    saved = json.loads((tmp_path / "reviews" / "clip01.ribseg" / "project.json").read_text())
+    saved = json.loads(
+        saved_file(
+            project_dir_for(stack_file, root=tmp_path / "reviews"), "project.json"
+        ).read_text()
+    )
     assert saved["statuses"][0] == int(FrameStatus.REJECTED)
-    assert not Path(stack_file).with_suffix(".ribseg").exists()
+    assert not project_dir_for(stack_file).exists()
 
 
 def test_sample_is_one_click_away(docked, tmp_path):
@@ -202,7 +206,7 @@ def test_dropped_file_is_put_under_review(docked, stack_file):
     assert widget.session.image_layer is not None
     assert widget.session.image_layer.name == "clip01"
     assert "clip01 ribs" in viewer.layers
-    assert widget.session.project.folder == Path(stack_file).with_suffix(".ribseg")
+    assert widget.session.project.folder == project_dir_for(stack_file)
     assert widget.segment_section.image_combo.currentText() == "clip01"
 
 

@@ -148,9 +148,11 @@ class ReviewSession(QObject):
             return False
         frames = frames_of(layer)
         self.autosave()
+        if self.project is not None:
+            self.project.close()  # release its lock before (possibly) re-taking it
         folder = self.project_folder_for(layer)
         project, restored = ReviewProject.open(
-            folder, frames.shape[0], frames.shape[1:], source=source_of(layer)
+            folder, frames.shape[0], frames.shape[1:], source=source_of(layer), frames=frames
         )
         self.image_layer = layer
         self._frames = frames
@@ -189,6 +191,8 @@ class ReviewSession(QObject):
         """Drop references to a layer the user deleted (saving first when it was the image)."""
         if same_layer(layer, self.image_layer):
             self.autosave()
+            if self.project is not None:
+                self.project.close()
             self.image_layer = self.labels_layer = self.prob_layer = None
             self.project = None
             self._frames = None

@@ -1,57 +1,91 @@
 """A review project: the labels a user curates for one stack, per-frame statuses, and what changed.
 
-The project lives in a sidecar folder ``<stack stem>.ribseg/`` next to the data (or under a project
-folder the user chose, for read-only data). Every file in it is written atomically, the JSON last, so
-a crash mid-save leaves the previous consistent project behind. Layout (format version 1):
+The project lives in a sidecar folder ``<stack file name>.ribseg/`` next to the data (``clip.dcm`` gets
+``clip.dcm.ribseg/``, so ``clip.dcm`` and ``clip.mp4`` in one folder never share a review), or under a
+project folder the user chose, for read-only data.
+
+Every save is one commit (format version 2), as git and SQLite do it: the files of the save are
+written into a temporary folder, fsynced, listed with their sha256 in ``manifest.json``, and the folder
+is renamed to ``v<N>/`` (then the sidecar folder is fsynced). The newest ``v<N>`` whose manifest
+verifies is the project; a kill at any moment leaves either the previous save or the new one, never a
+mix. Opening removes temporary folders and keeps the last two versions. Each version holds:
 
 ``labels.npy``
     uint8 (frames, height, width): the labels as the user left them (0 background, 1 rib).
 ``model_labels.npy``
     uint8, same shape: the model's last mask per frame. The changed-pixel count of a frame is the
     number of pixels where ``labels`` differs from it, so it measures the user's correction effort.
+``probabilities.npy`` (optional)
+    uint8, same shape: the model's rib probability x 255.
 ``project.json``
     ``statuses`` (0 unreviewed, 1 curated, 2 rejected), ``confidence`` (null where no prediction),
-    ``changed_pixels``, the source path, the frame shape and the model that produced the masks.
+    ``changed_pixels``, the source path, its content ``fingerprint`` (frame count, shape, dtype and a
+    hash of the first, middle and last frames), the frame shape and the model of the masks.
+
+A review is bound to its stack: :meth:`ReviewProject.open` refuses to restore a review whose
+fingerprint differs from the stack's. A ``.lock`` file (pid and host) keeps two viewers from
+interleaving saves; a lock whose process is gone is taken over. Version 1 projects (the three files
+directly in the sidecar) are still read and are written as version 2 on the next save.
 
 No Qt here: the widget calls this, and so can a script.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import hashlib
+import io
 import json
+import logging
 import math
+import os
+import re
+import shutil
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from napari_ribseg.core.atomic import atomic_path, write_text_atomic
-from napari_ribseg.core.errors import DatasetError
+from napari_ribseg.core.atomic import fsync_dir, fsync_file
+from napari_ribseg.core.budget import check_allocation
+from napari_ribseg.core.errors import DatasetError, ProjectError, RibsegError
 from napari_ribseg.core.stack import FrameStatus
+
+log = logging.getLogger(__name__)
 
 PROJECT_SUFFIX = ".ribseg"
 FORMAT_NAME = "napari-ribseg review project"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 LABELS_FILE = "labels.npy"
 MODEL_LABELS_FILE = "model_labels.npy"
+PROB_FILE = "probabilities.npy"
 JSON_FILE = "project.json"
+MANIFEST_FILE = "manifest.json"
+LOCK_FILE = ".lock"
+#: Versions kept after a save or an open: the current one and the one before it.
+KEEP_VERSIONS = 2
+_VERSION_RE = re.compile(r"^v(\d{6,})$")
+#: Frames hashed for the fingerprint: first, middle, last.
+_MAX_FRAMES = 10_000_000
+_MAX_SIDE = 1_000_000
 
 
 def project_dir_for(
     source: str | Path | None, root: str | Path | None = None, name: str | None = None
 ) -> Path:
-    """Return the sidecar folder of a stack: ``<stem>.ribseg`` next to ``source`` or under ``root``.
+    """Return the sidecar folder of a stack: ``<file name>.ribseg`` next to ``source`` or in ``root``.
 
-    ``name`` replaces the stem when the stack has no file (e.g. simulated data); such a stack needs a
+    The full file name is kept (``clip.dcm.ribseg``) so two stacks with one stem get two reviews.
+    ``name`` replaces it when the stack has no file (e.g. simulated data); such a stack needs a
     ``root`` because there is nowhere "next to the data" to put it.
     """
     if source is not None:
         src = Path(source)
-        # A frame folder "clip01/" gets "clip01.ribseg/" beside it, a file "clip01.tif" likewise.
-        stem = src.name if src.is_dir() else src.stem
-        parent = src.parent
+        stem, parent = src.name, src.parent
     else:
         if name is None or root is None:
             raise DatasetError(
@@ -64,8 +98,267 @@ def project_dir_for(
     return parent / f"{stem}{PROJECT_SUFFIX}"
 
 
+def legacy_project_dir(folder: Path, source: str | Path | None) -> Path | None:
+    """The version-1 sidecar ``<stem>.ribseg`` that ``folder`` replaces, if the names differ."""
+    if source is None:
+        return None
+    src = Path(source)
+    if src.is_dir() or not src.suffix:
+        return None
+    old = folder.with_name(f"{src.stem}{PROJECT_SUFFIX}")
+    return old if old != folder else None
+
+
+def stack_fingerprint(frames: np.ndarray) -> dict[str, Any]:
+    """Frame count, frame shape, dtype and sha256 of the first, middle and last frames."""
+    frames = np.asarray(frames) if not hasattr(frames, "shape") else frames
+    n = int(frames.shape[0])
+    digest = hashlib.sha256()
+    for index in sorted({0, n // 2, n - 1}) if n else []:
+        digest.update(np.ascontiguousarray(frames[index]).tobytes())
+    return {
+        "n_frames": n,
+        "frame_shape": [int(v) for v in frames.shape[1:3]],
+        "dtype": str(frames.dtype),
+        "sha256": digest.hexdigest(),
+    }
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _versions(folder: Path) -> list[tuple[int, Path]]:
+    """``(N, v<N>/)`` of the committed versions in ``folder``, newest first."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for child in folder.iterdir():
+        match = _VERSION_RE.match(child.name)
+        if match and child.is_dir():
+            found.append((int(match.group(1)), child))
+    return sorted(found, reverse=True)
+
+
+def current_version_dir(folder: str | Path) -> Path | None:
+    """The newest intact ``v<N>/`` of a project folder (what :meth:`ReviewProject.load` reads)."""
+    for _, path in _versions(Path(folder)):
+        if _verify(path) is None:
+            return path
+    return None
+
+
+def saved_file(folder: str | Path, name: str) -> Path:
+    """The path of ``name`` (e.g. ``project.json``) in the current save of a project folder."""
+    current = current_version_dir(folder)
+    return (current if current is not None else Path(folder)) / name
+
+
+def _verify(version: Path) -> str | None:
+    """``None`` when every file listed in the manifest is there with its size and sha256."""
+    try:
+        manifest = json.loads((version / MANIFEST_FILE).read_text(encoding="utf-8"))
+        files = manifest["files"]
+        if not isinstance(files, dict) or JSON_FILE not in files:
+            return f"{version / MANIFEST_FILE}: lists no {JSON_FILE}"
+        for name, entry in files.items():
+            path = version / str(name)
+            if path.stat().st_size != int(entry["bytes"]):
+                return f"{path}: size differs from the manifest"
+            digest = hashlib.sha256()
+            with open(path, "rb") as fh:
+                for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                    digest.update(block)
+            if digest.hexdigest() != entry["sha256"]:
+                return f"{path}: checksum differs from the manifest"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return f"{version}: damaged save ({type(exc).__name__}: {exc})"
+    return None
+
+
+# ---- the lock ----------------------------------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _lock_owner(folder: Path) -> tuple[int, str] | None:
+    try:
+        text = (folder / LOCK_FILE).read_text(encoding="utf-8")
+        pid_text, _, host = text.strip().partition("@")
+        return int(pid_text), host
+    except (OSError, ValueError):
+        return None
+
+
+def _lock_is_live(owner: tuple[int, str] | None) -> bool:
+    if owner is None:
+        return False
+    pid, host = owner
+    if host and host != socket.gethostname():
+        return True  # another machine's process cannot be checked: respect its lock
+    return _pid_alive(pid)
+
+
+def acquire_lock(folder: Path) -> None:
+    """Take the review's lock for this process; raise :class:`ProjectError` if another holds it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    me = f"{os.getpid()}@{socket.gethostname()}"
+    for _ in range(3):
+        try:
+            fd = os.open(folder / LOCK_FILE, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _lock_owner(folder)
+            if owner is not None and owner[0] == os.getpid() and owner[1] == socket.gethostname():
+                return  # this process already holds it (the widget re-binding the same stack)
+            if _lock_is_live(owner):
+                raise ProjectError(
+                    f"{folder}: this review is open in another viewer (process {owner[0]} on "
+                    f"{owner[1] or 'this machine'}); close it there first"
+                ) from None
+            # The owner is gone (crash, kill): its lock is stale.
+            with contextlib.suppress(FileNotFoundError):
+                (folder / LOCK_FILE).unlink()
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(me + "\n")
+        return
+    raise ProjectError(f"{folder}: could not take the review's lock ({folder / LOCK_FILE})")
+
+
+def release_lock(folder: Path) -> None:
+    """Drop this process's lock on ``folder`` (someone else's is left alone)."""
+    owner = _lock_owner(folder)
+    if owner is not None and owner[0] == os.getpid():
+        with contextlib.suppress(FileNotFoundError):
+            (folder / LOCK_FILE).unlink()
+
+
+def _check_not_locked_by_other(folder: Path) -> None:
+    owner = _lock_owner(folder)
+    if owner is not None and owner[0] != os.getpid() and _lock_is_live(owner):
+        raise ProjectError(
+            f"{folder}: another viewer (process {owner[0]}) holds this review; not saving over it"
+        )
+
+
+def clean_folder(folder: Path) -> None:
+    """Remove temporary folders/files of interrupted saves and all but the last two versions."""
+    if not folder.is_dir():
+        return
+    for child in folder.iterdir():
+        if child.name.startswith(".") and ".tmp" in child.name:
+            if child.is_dir():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    child.unlink()
+    intact = 0
+    for _, path in _versions(folder):
+        if intact >= KEEP_VERSIONS:
+            shutil.rmtree(path, ignore_errors=True)
+        elif _verify(path) is None:
+            intact += 1
+
+
+# ---- validation of project.json ------------------------------------------------------------------
+
+
+def _int_field(meta: dict, key: str, path: Path, low: int, high: int) -> int:
+    value = meta.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ProjectError(
+            f"{path}: field {key!r} must be a whole number in [{low}, {high}], found {value!r}"
+        )
+    return value
+
+
+def _validate_meta(meta: Any, path: Path) -> tuple[int, int, int]:
+    if not isinstance(meta, dict):
+        raise ProjectError(f"{path}: expected a JSON object, found {type(meta).__name__}")
+    version = meta.get("version")
+    if (
+        meta.get("format") != FORMAT_NAME
+        or not isinstance(version, int)
+        or version > FORMAT_VERSION
+    ):
+        raise ProjectError(
+            f"{path}: expected a '{FORMAT_NAME}' of version <= {FORMAT_VERSION}, "
+            f"found {meta.get('format')!r} version {version!r}"
+        )
+    n = _int_field(meta, "n_frames", path, 1, _MAX_FRAMES)
+    shape = meta.get("frame_shape")
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 2
+        or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= _MAX_SIDE for v in shape
+        )
+    ):
+        raise ProjectError(
+            f"{path}: field 'frame_shape' must be [height, width] of whole numbers, found {shape!r}"
+        )
+    statuses = meta.get("statuses")
+    valid = {int(s) for s in FrameStatus}
+    if not isinstance(statuses, list) or len(statuses) != n:
+        raise ProjectError(f"{path}: field 'statuses' must list {n} frames")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s in valid for s in statuses):
+        raise ProjectError(f"{path}: field 'statuses' holds values other than {sorted(valid)}")
+    conf = meta.get("confidence")
+    if not isinstance(conf, list) or len(conf) != n:
+        raise ProjectError(f"{path}: field 'confidence' must list {n} frames")
+    for c in conf:
+        if c is not None and (
+            isinstance(c, bool) or not isinstance(c, int | float) or not math.isfinite(c)
+        ):
+            raise ProjectError(f"{path}: field 'confidence' holds {c!r}; expected null or a number")
+    for key in ("source", "model"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            raise ProjectError(f"{path}: field {key!r} must be a string or null")
+    fingerprint = meta.get("fingerprint")
+    if fingerprint is not None and not isinstance(fingerprint, dict):
+        raise ProjectError(f"{path}: field 'fingerprint' must be an object")
+    return n, int(shape[0]), int(shape[1])
+
+
+def _load_array(path: Path, shape: tuple[int, int, int], what: str) -> np.ndarray:
+    from napari_ribseg.core.io.containers import npy_header
+
+    try:
+        declared, dtype = npy_header(path)
+    except RibsegError as exc:
+        raise ProjectError(f"{path}: cannot read saved {what} ({exc})") from exc
+    if declared != shape:
+        raise ProjectError(
+            f"{path}: expected {what} of shape {shape} as recorded in project.json, found {declared}"
+        )
+    check_allocation(float(np.prod(declared, dtype=np.float64)) * dtype.itemsize, what, path)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ProjectError(f"{path}: cannot read saved {what} ({exc})") from exc
+    return np.ascontiguousarray(array, dtype=np.uint8)
 
 
 @dataclass
@@ -79,10 +372,19 @@ class ReviewProject:
     confidence: np.ndarray
     source: str | None = None
     model_name: str | None = None
+    #: The model's probabilities x 255, uint8 (frames, H, W), saved with the review when set.
+    probabilities: np.ndarray | None = None
+    #: Content fingerprint of the stack this review belongs to (see :func:`stack_fingerprint`).
+    fingerprint: dict[str, Any] | None = None
+    #: Set when the newest save was damaged and an older intact one was loaded instead.
+    recovered_from: str | None = None
     _labels_dirty: bool = field(default=True, repr=False)
     _model_dirty: bool = field(default=True, repr=False)
     _saved_json: str = field(default="", repr=False)
     _saved_counts: np.ndarray | None = field(default=None, repr=False)
+    _saved_files: dict[str, dict] = field(default_factory=dict, repr=False)
+    _saved_prob_sha: str | None = field(default=None, repr=False)
+    _locked: bool = field(default=False, repr=False)
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -92,9 +394,12 @@ class ReviewProject:
         n_frames: int,
         frame_shape: tuple[int, int],
         source: str | Path | None = None,
+        *,
+        frames: np.ndarray | None = None,
     ) -> ReviewProject:
         """An empty project: no labels, every frame unreviewed, no confidence yet."""
         shape = (int(n_frames), int(frame_shape[0]), int(frame_shape[1]))
+        check_allocation(2.0 * np.prod(shape, dtype=np.float64), "review labels", folder)
         return cls(
             folder=Path(folder),
             labels=np.zeros(shape, np.uint8),
@@ -102,58 +407,88 @@ class ReviewProject:
             statuses=np.full(shape[0], FrameStatus.UNREVIEWED, np.uint8),
             confidence=np.full(shape[0], np.nan, np.float32),
             source=str(source) if source is not None else None,
+            fingerprint=stack_fingerprint(frames) if frames is not None else None,
         )
 
     @classmethod
     def load(cls, folder: str | Path) -> ReviewProject:
-        """Read a saved project; raise :class:`DatasetError` naming the file when it is damaged."""
+        """Read a saved project; raise :class:`ProjectError` naming the file when it is damaged.
+
+        The newest version whose checksums verify is read; when the newest is damaged the one
+        before it is used and ``recovered_from`` says which was skipped.
+        """
         folder = Path(folder)
-        meta_path = folder / JSON_FILE
+        problems: list[str] = []
+        for _, version in _versions(folder):
+            problem = _verify(version)
+            if problem is None:
+                try:
+                    project = cls._load_files(folder, version)
+                except ProjectError as exc:
+                    problems.append(str(exc))
+                    continue
+                if problems:
+                    project.recovered_from = problems[0]
+                    log.warning(
+                        "Review %s: newest save damaged (%s); using %s",
+                        folder,
+                        problems[0],
+                        version.name,
+                    )
+                return project
+            problems.append(problem)
+        if (folder / JSON_FILE).is_file():
+            return cls._load_files(folder, folder)  # a version-1 project
+        if problems:
+            raise ProjectError(f"{folder}: no intact save of this review: {problems[0]}")
+        raise ProjectError(f"{folder / JSON_FILE}: no review project here (project.json missing)")
+
+    @classmethod
+    def _load_files(cls, folder: Path, version: Path) -> ReviewProject:
+        meta_path = version / JSON_FILE
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            text = meta_path.read_text(encoding="utf-8")
         except FileNotFoundError as exc:
-            raise DatasetError(
+            raise ProjectError(
                 f"{meta_path}: no review project here (project.json missing)"
             ) from exc
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"{meta_path}: not a readable review project ({exc})") from exc
-        if meta.get("format") != FORMAT_NAME or int(meta.get("version", 0)) > FORMAT_VERSION:
-            raise DatasetError(
-                f"{meta_path}: expected a '{FORMAT_NAME}' of version <= {FORMAT_VERSION}, "
-                f"found {meta.get('format')!r} version {meta.get('version')!r}"
-            )
-        n = int(meta["n_frames"])
-        h, w = (int(v) for v in meta["frame_shape"])
-        arrays = {}
-        for key, fname in (("labels", LABELS_FILE), ("model_labels", MODEL_LABELS_FILE)):
-            path = folder / fname
-            try:
-                arr = np.load(path, allow_pickle=False)
-            except (OSError, ValueError) as exc:
-                raise DatasetError(f"{path}: cannot read saved labels ({exc})") from exc
-            if arr.shape != (n, h, w):
-                raise DatasetError(
-                    f"{path}: expected labels of shape {(n, h, w)} as recorded in project.json, "
-                    f"found {arr.shape}"
-                )
-            arrays[key] = np.ascontiguousarray(arr, dtype=np.uint8)
-        statuses = np.asarray(meta["statuses"], np.uint8)
-        conf = np.array([np.nan if c is None else float(c) for c in meta["confidence"]], np.float32)
-        if statuses.shape != (n,) or conf.shape != (n,):
-            raise DatasetError(f"{meta_path}: statuses/confidence do not list {n} frames")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ProjectError(f"{meta_path}: not a readable review project ({exc})") from exc
+        try:
+            meta = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise ProjectError(f"{meta_path}: not a readable review project ({exc})") from exc
+        n, h, w = _validate_meta(meta, meta_path)
+        labels = _load_array(version / LABELS_FILE, (n, h, w), "labels")
+        model_labels = _load_array(version / MODEL_LABELS_FILE, (n, h, w), "model labels")
+        prob = None
+        if (version / PROB_FILE).is_file():
+            prob = _load_array(version / PROB_FILE, (n, h, w), "probabilities")
         project = cls(
             folder=folder,
-            labels=arrays["labels"],
-            model_labels=arrays["model_labels"],
-            statuses=statuses,
-            confidence=conf,
+            labels=labels,
+            model_labels=model_labels,
+            statuses=np.asarray(meta["statuses"], np.uint8),
+            confidence=np.array(
+                [np.nan if c is None else float(c) for c in meta["confidence"]], np.float32
+            ),
             source=meta.get("source"),
             model_name=meta.get("model"),
+            probabilities=prob,
+            fingerprint=meta.get("fingerprint"),
         )
         # What was just read is what is on disk: nothing to write until something changes.
         project._labels_dirty = project._model_dirty = False
         project._saved_json = project._json_text(saved_at=meta.get("saved_at", ""))
         project._saved_counts = project.changed_pixels
+        if version != folder:
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                manifest = json.loads((version / MANIFEST_FILE).read_text(encoding="utf-8"))
+                project._saved_files = {
+                    name: {**entry, "path": str(version / name)}
+                    for name, entry in manifest["files"].items()
+                }
+        project._saved_prob_sha = project._prob_sha()
         return project
 
     @classmethod
@@ -163,24 +498,90 @@ class ReviewProject:
         n_frames: int,
         frame_shape: tuple[int, int],
         source: str | Path | None = None,
+        *,
+        frames: np.ndarray | None = None,
+        lock: bool = True,
     ) -> tuple[ReviewProject, bool]:
         """Restore the project in ``folder`` if one is there, else start a new one.
 
-        Returns ``(project, restored)``. A saved project for a stack of another shape raises
-        :class:`DatasetError` rather than silently discarding someone's curation.
+        Returns ``(project, restored)``. Raises :class:`ProjectError` rather than restoring a review
+        onto another stack: a different frame count or shape, or (given ``frames``) a different
+        content fingerprint. With ``lock`` the review is locked against a second viewer.
         """
         folder = Path(folder)
-        if (folder / JSON_FILE).exists():
-            project = cls.load(folder)
-            expected = (int(n_frames), int(frame_shape[0]), int(frame_shape[1]))
-            if project.labels.shape != expected:
-                raise DatasetError(
-                    f"{folder}: this review project holds {project.labels.shape[0]} frames of "
-                    f"{project.labels.shape[1:]} but the stack has {expected[0]} frames of "
-                    f"{expected[1:]}; move the folder away or choose another project folder"
-                )
-            return project, True
-        return cls.new(folder, n_frames, frame_shape, source), False
+        expected = (int(n_frames), int(frame_shape[0]), int(frame_shape[1]))
+        fingerprint = stack_fingerprint(frames) if frames is not None else None
+        if lock:
+            acquire_lock(folder)
+        try:
+            clean_folder(folder)
+            project = cls._restore(folder, source)
+            if project is None:
+                new = cls.new(folder, *expected[:1], expected[1:], source)
+                new.fingerprint = fingerprint
+                new._locked = lock
+                return new, False
+            cls._check_binding(project, expected, fingerprint, source)
+        except BaseException:
+            if lock:
+                release_lock(folder)
+            raise
+        if project.fingerprint is None and fingerprint is not None:
+            project.fingerprint = fingerprint  # a version-1 review gains its binding on next save
+        if source is not None:
+            project.source = str(source)
+        project._locked = lock
+        return project, True
+
+    @classmethod
+    def _restore(cls, folder: Path, source: str | Path | None) -> ReviewProject | None:
+        if _versions(folder) or (folder / JSON_FILE).is_file():
+            return cls.load(folder)
+        legacy = legacy_project_dir(folder, source)
+        if legacy is None or not (legacy / JSON_FILE).is_file():
+            return None
+        # A version-1 sidecar "<stem>.ribseg" is adopted only if it names this very file.
+        try:
+            old = cls.load(legacy)
+        except ProjectError as exc:
+            log.warning("Ignoring old review %s: %s", legacy, exc)
+            return None
+        if old.source is None or Path(old.source).name != Path(str(source)).name:
+            return None
+        old.folder = folder
+        old._labels_dirty = old._model_dirty = True
+        old._saved_json, old._saved_counts, old._saved_files = "", None, {}
+        return old
+
+    @staticmethod
+    def _check_binding(
+        project: ReviewProject,
+        expected: tuple[int, int, int],
+        fingerprint: dict | None,
+        source: str | Path | None,
+    ) -> None:
+        folder = project.folder
+        stored = project.source or "(a stack without a file)"
+        this = str(source) if source is not None else "this stack"
+        if project.labels.shape != expected:
+            raise ProjectError(
+                f"{folder}: this review project holds {project.labels.shape[0]} frames of "
+                f"{project.labels.shape[1:]} (from {stored}) but {this} has {expected[0]} frames "
+                f"of {expected[1:]}; move the folder away or choose another project folder"
+            )
+        saved = project.fingerprint
+        if fingerprint is not None and saved is not None and saved != fingerprint:
+            raise ProjectError(
+                f"{folder}: this review belongs to {stored} (content {str(saved.get('sha256'))[:12]}), "
+                f"not to {this} (content {fingerprint['sha256'][:12]}); its labels are not restored "
+                "onto another stack. Move the folder away or choose another project folder"
+            )
+
+    def close(self) -> None:
+        """Release the review's lock (saving is the caller's job)."""
+        if self._locked:
+            release_lock(self.folder)
+            self._locked = False
 
     # -- queries -------------------------------------------------------------------------------
     @property
@@ -291,6 +692,15 @@ class ReviewProject:
         self._labels_dirty = True
 
     # -- saving --------------------------------------------------------------------------------
+    def mark_probabilities_changed(self) -> None:
+        """Tell the project ``probabilities`` changed (a save also notices by checksum)."""
+        self._saved_prob_sha = None
+
+    def _prob_sha(self) -> str | None:
+        if self.probabilities is None:
+            return None
+        return _sha256(np.ascontiguousarray(self.probabilities).tobytes())
+
     def _json_text(self, saved_at: str, counts: np.ndarray | None = None) -> str:
         counts = self.changed_pixels if counts is None else counts
         conf = [None if math.isnan(float(c)) else round(float(c), 6) for c in self.confidence]
@@ -298,6 +708,7 @@ class ReviewProject:
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
             "source": self.source,
+            "fingerprint": self.fingerprint,
             "model": self.model_name,
             "n_frames": self.n_frames,
             "frame_shape": list(self.frame_shape),
@@ -318,6 +729,7 @@ class ReviewProject:
         return (
             self._labels_dirty
             or self._model_dirty
+            or self._prob_sha() != self._saved_prob_sha
             or self._json_text(saved_at="", counts=counts) != self._strip_time(self._saved_json)
         )
 
@@ -330,10 +742,11 @@ class ReviewProject:
         return json.dumps(meta, indent=1)
 
     def save(self, *, force: bool = False) -> bool:
-        """Write what changed since the last save, atomically; return whether anything was written.
+        """Commit what changed since the last save as one new version; return whether one was made.
 
-        Labels edited in place without :meth:`mark_labels_changed` are still caught because the
-        per-frame changed-pixel counts are compared with the saved ones.
+        All files of the save become visible together (one folder rename) or not at all. Labels
+        edited in place without :meth:`mark_labels_changed` are still caught because the per-frame
+        changed-pixel counts are compared with the saved ones.
         """
         counts = self.changed_pixels
         labels_changed = (
@@ -342,22 +755,94 @@ class ReviewProject:
             or self._saved_counts is None
             or not np.array_equal(counts, self._saved_counts)
         )
+        prob_sha = self._prob_sha()
         text_now = self._json_text(saved_at="", counts=counts)
         if not (
-            labels_changed or self._model_dirty or text_now != self._strip_time(self._saved_json)
+            labels_changed
+            or self._model_dirty
+            or prob_sha != self._saved_prob_sha
+            or text_now != self._strip_time(self._saved_json)
         ):
             return False
-        self.folder.mkdir(parents=True, exist_ok=True)
-        if labels_changed:
-            with atomic_path(self.folder / LABELS_FILE) as tmp:
-                np.save(tmp, self.labels)
-        if self._model_dirty or force or not (self.folder / MODEL_LABELS_FILE).exists():
-            with atomic_path(self.folder / MODEL_LABELS_FILE) as tmp:
-                np.save(tmp, self.model_labels)
-        # JSON last: it is what marks the folder as a complete project.
+        if self.probabilities is not None and self.probabilities.shape != self.labels.shape:
+            raise ProjectError(
+                f"{self.folder}: probabilities of shape {self.probabilities.shape} do not match "
+                f"the labels {self.labels.shape}"
+            )
+        _check_not_locked_by_other(self.folder)
         text = self._json_text(saved_at=_now(), counts=counts)
-        write_text_atomic(self.folder / JSON_FILE, text)
+        files = self._commit(
+            {
+                LABELS_FILE: (self.labels, labels_changed),
+                MODEL_LABELS_FILE: (self.model_labels, self._model_dirty or force),
+                PROB_FILE: (
+                    self.probabilities,
+                    force or prob_sha != self._saved_prob_sha,
+                ),
+            },
+            text,
+        )
+        self._saved_files = files
         self._saved_json = text
         self._saved_counts = counts
+        self._saved_prob_sha = prob_sha
         self._labels_dirty = self._model_dirty = False
+        return True
+
+    def _commit(self, arrays: dict[str, tuple[np.ndarray | None, bool]], text: str) -> dict:
+        """Write one version folder and make it current by renaming it into place."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        versions = _versions(self.folder)
+        number = versions[0][0] + 1 if versions else 1
+        final = self.folder / f"v{number:06d}"
+        tmp = self.folder / f".v{number:06d}.tmp{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        manifest: dict[str, dict] = {}
+        try:
+            for name, (array, changed) in arrays.items():
+                if array is None:
+                    continue
+                previous = self._saved_files.get(name)
+                if not changed and previous and self._link(Path(previous["path"]), tmp / name):
+                    # Unchanged since the last save: share its file (never modified in place).
+                    manifest[name] = {k: previous[k] for k in ("sha256", "bytes")}
+                    continue
+                data = _npy_bytes(array)
+                self._write(tmp / name, data)
+                manifest[name] = {"sha256": _sha256(data), "bytes": len(data)}
+            data = text.encode("utf-8")
+            self._write(tmp / JSON_FILE, data)
+            manifest[JSON_FILE] = {"sha256": _sha256(data), "bytes": len(data)}
+            self._write(
+                tmp / MANIFEST_FILE,
+                json.dumps(
+                    {"format": FORMAT_NAME, "version": number, "files": manifest}, indent=1
+                ).encode(),
+            )
+            fsync_dir(tmp)
+            os.rename(tmp, final)  # the commit: the whole version appears at once
+            fsync_dir(self.folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        for _, old in versions[KEEP_VERSIONS - 1 :]:
+            shutil.rmtree(old, ignore_errors=True)
+        return {name: {**entry, "path": str(final / name)} for name, entry in manifest.items()}
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        with open(path, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    @staticmethod
+    def _link(source: Path, target: Path) -> bool:
+        try:
+            os.link(source, target)
+        except OSError:
+            return False
+        fsync_file(target)
         return True

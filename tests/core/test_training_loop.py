@@ -23,7 +23,16 @@ from napari_ribseg.core.training.loop import (
 torch.set_num_threads(1)
 
 #: Settings under which the untrained tiny U-Net learns the synthetic ribs within two epochs.
-FAST = {"lr": 3e-3, "batch_size": 1, "schedule": "none", "augment": "none", "device": "cpu"}
+FAST = {
+    "lr": 3e-3,
+    "batch_size": 1,
+    "schedule": "none",
+    "augment": "none",
+    "device": "cpu",
+    "select": "best",
+    "warmup_share": 0.0,
+    "loss": "dice_bce",
+}
 
 
 @pytest.fixture
@@ -59,7 +68,7 @@ def test_two_epochs_raise_validation_dice_above_the_base(base, data, tmp_path):
 
 def test_card_records_parent_strategy_data_and_validation(base, data, tmp_path):
     out = tmp_path / "tuned.safetensors"
-    config = FinetuneConfig(epochs=1, strategy="decoder", loss="dice", **FAST)
+    config = FinetuneConfig(epochs=1, strategy="decoder", **{**FAST, "loss": "dice"})
     result = finetune_sync(base, data, config, out=out)
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["name"] == "tuned" and card["parent"] == "base"
@@ -85,7 +94,7 @@ def test_same_seed_gives_identical_weights(base, data):
     assert not state_equal(first.model.state_dict(), other_seed.model.state_dict())
 
 
-def test_stop_after_first_batch_keeps_a_checkpoint(base, data, tmp_path):
+def test_stop_after_first_batch_leaves_no_new_model(base, data, tmp_path):
     stop = StopFlag()
     out = tmp_path / "stopped.safetensors"
 
@@ -98,10 +107,9 @@ def test_stop_after_first_batch_keeps_a_checkpoint(base, data, tmp_path):
     )
     assert isinstance(result, FinetuneResult) and result.stopped
     assert result.history == [] and result.best_epoch == 0
-    assert result.checkpoint == out and out.is_file() and out.with_suffix(".json").is_file()
-    # Nothing better than the base was found yet, so the checkpoint is the base model.
-    assert state_equal(load_checkpoint(out).model.state_dict(), base.model.state_dict())
-    assert json.loads(out.with_suffix(".json").read_text())["finetune"]["stopped"] is True
+    # Nothing better than the base was found: no copy of the base poses as a new model.
+    assert result.checkpoint is None and not out.exists() and not result.promoted
+    assert "base is kept" in result.reason
 
 
 def test_interrupted_run_resumes_from_last_epoch_and_matches_an_uninterrupted_one(
@@ -167,7 +175,7 @@ def test_early_stopping_ends_the_run(base, data):
     ("field", "value"),
     [
         ("strategy", "half"),
-        ("epochs", 0),
+        ("epochs", -1),
         ("loss", "l2"),
         ("augment", "heavy"),
         ("val_share", 1.0),

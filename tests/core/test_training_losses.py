@@ -44,6 +44,22 @@ def test_empty_frame_predicted_empty_costs_nothing():
 
 
 def test_registry():
-    assert set(LOSSES) == {"dice", "dice_bce"} and get_loss("dice") is dice_loss
+    assert set(LOSSES) == {"dice", "dice_bce", "dice_focal", "tversky"}
+    assert get_loss("dice") is dice_loss
     with pytest.raises(TrainingError, match="unknown loss"):
         get_loss("focal")
+
+
+def test_focal_and_tversky_on_known_inputs():
+    from napari_ribseg.core.training.losses import dice_focal_loss, focal_loss, tversky_loss
+
+    target = _target()
+    perfect = (target * 2 - 1) * 30
+    assert dice_focal_loss(perfect, target).item() == pytest.approx(0.0, abs=1e-6)
+    assert tversky_loss(perfect, target).item() == pytest.approx(0.0, abs=1e-6)
+    # p = 0.5 everywhere: BCE = ln 2 per pixel, focal weight (1 - 0.5)^2 = 0.25.
+    half = torch.zeros_like(target)
+    assert focal_loss(half, target).item() == pytest.approx(0.25 * 0.693147, abs=1e-5)
+    # All background predicted: every rib pixel missed; beta 0.7 -> 1 - 1 / (0.7 * 48 + 1).
+    none = torch.full_like(target, -30.0)
+    assert tversky_loss(none, target).item() == pytest.approx(1 - 1 / (0.7 * 48 + 1), abs=1e-4)

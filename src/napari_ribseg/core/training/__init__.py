@@ -11,19 +11,21 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from napari_ribseg.core.training.adapt import AdaptConfig, AdaptResult, adapt, adapt_sync
     from napari_ribseg.core.training.augment import AUGMENT_PRESETS, Augmenter, build_augmentation
     from napari_ribseg.core.training.background import BackgroundFinetune
+    from napari_ribseg.core.training.config import FinetuneConfig, setting_specs
     from napari_ribseg.core.training.data import TrainingSet
+    from napari_ribseg.core.training.evaluation import evaluate_dice
     from napari_ribseg.core.training.freeze import (
         FREEZE_STRATEGIES,
         FreezeStrategy,
         ProgressiveStrategy,
         get_strategy,
     )
+    from napari_ribseg.core.training.gate import GateReport, judge
     from napari_ribseg.core.training.loop import (
-        FinetuneConfig,
         FinetuneResult,
-        evaluate_dice,
         finetune,
         finetune_sync,
     )
@@ -43,15 +45,29 @@ _WHERE = {
     "dice_bce_loss": "losses",
     "dice_loss": "losses",
     "get_loss": "losses",
-    "FinetuneConfig": "loop",
+    "AdaptConfig": "adapt",
+    "AdaptResult": "adapt",
+    "adapt": "adapt",
+    "adapt_sync": "adapt",
+    "FinetuneConfig": "config",
+    "setting_specs": "config",
+    "GateReport": "gate",
+    "judge": "gate",
     "FinetuneResult": "loop",
-    "evaluate_dice": "loop",
+    "evaluate_dice": "evaluation",
     "finetune": "loop",
     "finetune_sync": "loop",
 }
 
 __all__ = [
     "AUGMENT_PRESETS",
+    "AdaptConfig",
+    "AdaptResult",
+    "GateReport",
+    "adapt",
+    "adapt_sync",
+    "judge",
+    "setting_specs",
     "Augmenter",
     "BackgroundFinetune",
     "FREEZE_STRATEGIES",

@@ -1,9 +1,12 @@
 """The fine-tuning loop: one job (a generator of Progress events) for the GUI, the CLI and tests.
 
-It letterboxes frames to the model's input size, measures the base model on the validation frames,
-trains with a freeze strategy, keeps the best checkpoint by validation Dice (atomically, with a full
-ModelCard), stops early, stops on request between batches, and can resume an interrupted run from
-its last completed epoch. Under ``torchrun`` (WORLD_SIZE > 1) the same loop runs data-parallel.
+The job runs as named steps: :func:`_prepare` (split, letterbox, optimiser, schedule),
+:func:`_measure_base`, :func:`_restore` (resume an interrupted run), then per epoch
+:func:`_train_epoch` and :func:`_validate`, and at the end :func:`_select_and_gate` and
+:func:`_write`. With the default ``select="gated"`` the run follows a fixed schedule (no early stop
+on a few validation frames) and the promotion gate (``gate.py``) decides on the held-out frames
+whether the final weights become a new model at all. Under ``torchrun`` (WORLD_SIZE > 1) the same
+loop runs data-parallel. Settings live in ``config.py``, per-frame Dice in ``evaluation.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -31,16 +33,36 @@ from napari_ribseg.core.models import (
     Metric,
     ModelCard,
     TrainingDataSummary,
-    letterbox,
     letterbox_tensor,
     load_checkpoint,
     save_checkpoint,
 )
 from napari_ribseg.core.models.checkpoint import checkpoint_paths
-from napari_ribseg.core.training.augment import AUGMENT_PRESETS, Augmenter
+from napari_ribseg.core.training.augment import Augmenter
+from napari_ribseg.core.training.config import (
+    OPTIMIZERS,
+    RESUME_FREE,
+    SCHEDULES,
+    FinetuneConfig,
+)
 from napari_ribseg.core.training.data import TrainingSet
+from napari_ribseg.core.training.distributed import (
+    Distributed,
+    all_reduce_max,
+    all_reduce_sum,
+    barrier,
+    device_for,
+    start_distributed,
+)
+from napari_ribseg.core.training.evaluation import (
+    evaluate_dice,
+    frame_dices,
+    letterbox_set,
+    mean_dice,
+)
 from napari_ribseg.core.training.freeze import FREEZE_STRATEGIES, get_strategy
-from napari_ribseg.core.training.losses import LOSSES, get_loss
+from napari_ribseg.core.training.gate import GateReport, judge
+from napari_ribseg.core.training.losses import get_loss
 from napari_ribseg.core.training.resume import (
     _load_resume,
     _remove_resume,
@@ -49,92 +71,28 @@ from napari_ribseg.core.training.resume import (
 )
 from napari_ribseg.core.training.resume import resume_paths as resume_paths  # re-exported
 
-OPTIMIZERS = ("adam", "adamw")
-SCHEDULES = ("cosine", "plateau", "none")
-#: Config fields that may change between an interrupted run and its resumption.
-_RESUME_FREE = ("epochs", "device", "num_workers", "early_stop_patience")
-
-
-@dataclass
-class FinetuneConfig:
-    """How to fine-tune; defaults follow the study (Adam, flips) with Dice + BCE and cosine decay."""
-
-    strategy: str = "all"
-    epochs: int = 20
-    lr: float = 1e-4
-    batch_size: int = 4
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    loss: str = "dice_bce"
-    augment: str = "flip"
-    val_share: float = 0.2
-    #: Epochs without a better validation Dice before stopping; 0 never stops early.
-    early_stop_patience: int = 5
-    seed: int = 0
-    device: str = "auto"
-    num_workers: int = 0
-    #: Mixed precision; only takes effect on CUDA.
-    amp: bool = True
-    #: Epochs per unfreezing step of the ``progressive`` strategy.
-    progressive_step: int = 1
-    #: The base model competes as "epoch 0", so fine-tuning never returns something worse than
-    #: the base on the validation frames. Training from a random start (salient pre-training)
-    #: turns this off: a random network that marks everything can out-score early epochs on
-    #: large objects, and the "best" model would silently be the random initialisation.
-    base_is_candidate: bool = True
-
-    def validate(self) -> None:
-        """Raise TrainingError naming the first bad field."""
-
-        def bad(name: str, expected: str) -> TrainingError:
-            return TrainingError(
-                f"fine-tune setting {name}={getattr(self, name)!r}: expected {expected}"
-            )
-
-        if self.strategy not in FREEZE_STRATEGIES:
-            raise bad("strategy", f"one of {', '.join(FREEZE_STRATEGIES)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise bad("optimizer", f"one of {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise bad("schedule", f"one of {', '.join(SCHEDULES)}")
-        if self.loss not in LOSSES:
-            raise bad("loss", f"one of {', '.join(LOSSES)}")
-        if self.augment not in AUGMENT_PRESETS:
-            raise bad("augment", f"one of {', '.join(AUGMENT_PRESETS)}")
-        if self.epochs < 1:
-            raise bad("epochs", "at least 1")
-        if self.batch_size < 1:
-            raise bad("batch_size", "at least 1")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise bad("lr", "a positive number")
-        if self.weight_decay < 0:
-            raise bad("weight_decay", "0 or more")
-        if not 0.0 < self.val_share < 1.0:
-            raise bad("val_share", "between 0 and 1")
-        if self.early_stop_patience < 0:
-            raise bad("early_stop_patience", "0 (off) or more")
-        if self.num_workers < 0:
-            raise bad("num_workers", "0 or more")
-        if self.progressive_step < 1:
-            raise bad("progressive_step", "at least 1")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:
-        """Config from a dict; unknown keys raise TrainingError."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise TrainingError(f"unknown fine-tune settings {unknown}")
-        return cls(**data)
+__all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "FinetuneConfig",
+    "FinetuneResult",
+    "evaluate_dice",
+    "finetune",
+    "finetune_sync",
+    "letterbox_set",
+    "resume_paths",
+    "trainable_summary",
+]
 
 
 @dataclass
 class FinetuneResult:
-    """What a fine-tuning run produced. ``model`` is the best model (None from a child process)."""
+    """What a fine-tuning run produced.
+
+    ``model`` is the selected trained model (None from a child process). ``checkpoint`` is None
+    when nothing was written: no ``out``, or the gate kept the base (``promoted`` False, ``reason``
+    says why).
+    """
 
     checkpoint: Path | None
     card: ModelCard
@@ -145,6 +103,9 @@ class FinetuneResult:
     stopped: bool
     val_ids: list[str] = field(default_factory=list)
     model: Any = None
+    promoted: bool = True
+    reason: str = ""
+    gate: GateReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (the model itself is left out)."""
@@ -157,10 +118,14 @@ class FinetuneResult:
             "best_epoch": self.best_epoch,
             "stopped": self.stopped,
             "val_ids": self.val_ids,
+            "promoted": self.promoted,
+            "reason": self.reason,
+            "gate": self.gate.to_dict() if self.gate is not None else None,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FinetuneResult:
+        gate = data.get("gate")
         return cls(
             checkpoint=Path(data["checkpoint"]) if data.get("checkpoint") else None,
             card=ModelCard.from_dict(data["card"]),
@@ -170,6 +135,9 @@ class FinetuneResult:
             best_epoch=int(data["best_epoch"]),
             stopped=bool(data["stopped"]),
             val_ids=list(data.get("val_ids", [])),
+            promoted=bool(data.get("promoted", True)),
+            reason=str(data.get("reason", "")),
+            gate=GateReport.from_dict(gate) if gate else None,
         )
 
 
@@ -205,94 +173,20 @@ class _TrainFrames(Dataset):
         return x[0], (m[0] > 0.5).float()
 
 
-def letterbox_set(data: TrainingSet, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """All frames and masks of ``data`` letterboxed: float32 (N, 1, S, S) and uint8 (N, 1, S, S)."""
-    images = np.empty((len(data), 1, size, size), np.float32)
-    masks = np.empty((len(data), 1, size, size), np.uint8)
-    for i, (image, mask) in enumerate(zip(data.images, data.masks, strict=True)):
-        images[i, 0] = letterbox(image[None], size)[0][0]
-        masks[i, 0] = letterbox(mask[None].astype(np.float32), size)[0][0] > 0.5
-    return images, masks
+def split_for_gate(data: TrainingSet, config: FinetuneConfig) -> tuple[TrainingSet, TrainingSet]:
+    """(train, held-out) by clip; a gated run holds out at least ``gate_frames`` when it can."""
+    train, val = data.split(config.val_share, config.seed)
+    if config.select == "best":
+        return train, val
+    share = config.val_share
+    # Grow the held-out share until the gate has enough frames, keeping >= 1 frame to train on.
+    while len(val) < config.gate_frames and share < 0.9 and len(train) > 1:
+        share = min(0.9, share + 0.05)
+        train, val = data.split(share, config.seed)
+    return train, val
 
 
-@torch.no_grad()
-def _evaluate(
-    model, images: np.ndarray, masks: np.ndarray, device, batch_size: int, loss_fn
-) -> tuple[float, float]:
-    """(mean per-frame Dice at probability 0.5, mean loss) on letterboxed frames."""
-    was_training = model.training
-    model.eval()
-    dices: list[float] = []
-    losses: list[float] = []
-    try:
-        for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(images[start : start + batch_size]).to(device)
-            y = torch.from_numpy(masks[start : start + batch_size]).to(device).float()
-            logits = model(x).float()
-            losses.append(float(loss_fn(logits, y)) * len(x))
-            pred = (logits > 0).float().flatten(1)
-            truth = y.flatten(1)
-            inter = (pred * truth).sum(1)
-            total = pred.sum(1) + truth.sum(1)
-            # Both empty: a correct "no rib here" counts as a perfect frame.
-            dice = torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total))
-            dices.extend(dice.cpu().tolist())
-    finally:
-        model.train(was_training)
-    n = max(1, len(images))
-    return float(np.mean(dices)) if dices else float("nan"), float(sum(losses) / n)
-
-
-def evaluate_dice(model, data: TrainingSet, *, device="cpu", batch_size: int = 8) -> float:
-    """Mean per-frame Dice (probability >= 0.5) of ``model`` on ``data`` letterboxed to its input."""
-    images, masks = letterbox_set(data, int(model.input_size))
-    return _evaluate(model, images, masks, torch.device(device), batch_size, get_loss("dice"))[0]
-
-
-# ---- distributed ----------------------------------------------------------------------------
-
-
-@dataclass
-class _Distributed:
-    world: int = 1
-    rank: int = 0
-    local_rank: int = 0
-    owns_group: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _start_distributed(device_spec: str) -> _Distributed:
-    """Join the process group torchrun describes in the environment (WORLD_SIZE > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Distributed()
-    import torch.distributed as dist
-
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    owns = False
-    if not dist.is_initialized():
-        use_cuda = torch.cuda.is_available() and not str(device_spec).startswith("cpu")
-        # NCCL only moves CUDA tensors; gloo serves the CPU (and the loopback test).
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-        owns = True
-    return _Distributed(dist.get_world_size(), dist.get_rank(), local_rank, owns)
-
-
-def _device_for(spec: str, ddp: _Distributed) -> torch.device:
-    from napari_ribseg.core.devices import resolve_device
-
-    device = resolve_device(spec)
-    if ddp.world > 1 and device.type == "cuda":
-        # One GPU per process, as torchrun lays them out.
-        device = torch.device("cuda", ddp.local_rank)
-        torch.cuda.set_device(device)
-    return device
-
-
-# ---- the job --------------------------------------------------------------------------------
+# ---- optimiser and schedule ------------------------------------------------------------------
 
 
 def _make_optimizer(model, config: FinetuneConfig):
@@ -300,62 +194,387 @@ def _make_optimizer(model, config: FinetuneConfig):
     # optimisers skip entirely (no step, no weight decay), and progressive unfreezing needs no
     # new parameter groups, so the optimizer state has one stable layout for resuming.
     params = list(model.parameters())
+    lr = config.effective_lr()
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=config.weight_decay)
 
 
-def _make_scheduler(optimizer, config: FinetuneConfig):
-    if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=config.epochs, eta_min=config.lr * 0.01
-        )
+def _make_scheduler(optimizer, config: FinetuneConfig, total_steps: int):
+    """Per-step linear warm-up then cosine decay (or constant); plateau steps per epoch."""
     if config.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max", factor=0.5, patience=max(1, config.early_stop_patience // 2)
         )
-    return None
+    warmup = int(round(config.warmup_share * total_steps))
+    cosine = config.schedule == "cosine"
+    if warmup == 0 and not cosine:
+        return None
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if not cosine:
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _model_card(
-    base: LoadedModel,
-    name: str,
-    config: FinetuneConfig,
-    data: TrainingSet,
-    train: TrainingSet,
-    val: TrainingSet,
-    *,
-    history: list[dict],
-    base_val_dice: float,
-    best_val_dice: float,
-    best_epoch: int,
-    stopped: bool,
-) -> ModelCard:
-    """The card of the fine-tuned model: where it came from, on what and how it was tuned."""
+# ---- the run's state ------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """Everything the steps of one run share."""
+
+    base: LoadedModel
+    data: TrainingSet
+    config: FinetuneConfig
+    ddp: Distributed
+    device: torch.device
+    out: Path | None
+    train: TrainingSet
+    val: TrainingSet
+    model: Any
+    loss_fn: Any
+    strategy: Any
+    epochs: int
+    val_images: np.ndarray
+    val_masks: np.ndarray
+    eval_batch: int
+    optimizer: Any = None
+    scheduler: Any = None
+    scaler: Any = None
+    use_amp: bool = False
+    amp_dtype: Any = torch.float16
+    loader: Any = None
+    sampler: Any = None
+    dataset: Any = None
+    base_dices: list[float] = field(default_factory=list)
+    base_val_dice: float = float("nan")
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_val_dice: float = float("nan")
+    best_epoch: int = 0
+    since_best: int = 0
+    best_state: dict | None = None
+    checkpoint_written: bool = False
+    start_epoch: int = 0
+    stopped: bool = False
+    last_dices: list[float] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.out.stem if self.out is not None else f"{self.base.card.name}-finetuned"
+
+    @property
+    def config_key(self) -> dict:
+        return {k: v for k, v in self.config.to_dict().items() if k not in RESUME_FREE}
+
+    @property
+    def base_key(self) -> str:
+        return str(self.base.path) if self.base.path else self.base.card.name
+
+
+def _prepare(base, data, config, out, ddp) -> _Run:
+    """Split, copy the base to the device, letterbox the held-out frames, build the optimiser."""
+    device = device_for(config.device, ddp)
+    if device.type == "cpu":
+        # Bit-identical reruns on the CPU; warn_only because a few kernels have no deterministic
+        # variant and a warning beats refusing to train.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    if config.batch_size % ddp.world:
+        raise TrainingError(
+            f"batch size {config.batch_size} must be a multiple of the {ddp.world} processes "
+            "(each process takes an equal share of every batch)"
+        )
+    train, val = split_for_gate(data, config)
+    if len(train) == 0 or len(val) == 0:
+        raise TrainingError(f"training set from {data.source}: nothing left to train on")
+    torch.manual_seed(config.seed)
+    model = copy.deepcopy(base.model).to(device).float()
+    size = int(model.input_size)
+    val_images, val_masks = letterbox_set(val, size)
+    run = _Run(
+        base=base,
+        data=data,
+        config=config,
+        ddp=ddp,
+        device=device,
+        out=out,
+        train=train,
+        val=val,
+        model=model,
+        loss_fn=get_loss(config.loss),
+        strategy=get_strategy(config.strategy, progressive_step=config.progressive_step),
+        epochs=config.effective_epochs(len(train) // ddp.world),
+        val_images=val_images,
+        val_masks=val_masks,
+        eval_batch=max(config.batch_size, 8),
+    )
+    run.dataset = _TrainFrames(train, size, config.augment, config.seed)
+    # DistributedSampler also for one process: its permutation (seed + epoch) is then the same
+    # in single-process and data-parallel runs, which makes them comparable batch for batch.
+    run.sampler = DistributedSampler(
+        run.dataset, num_replicas=ddp.world, rank=ddp.rank, shuffle=True, seed=config.seed
+    )
+    run.loader = DataLoader(
+        run.dataset,
+        batch_size=config.batch_size // ddp.world,
+        sampler=run.sampler,
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+        drop_last=False,
+    )
+    run.optimizer = _make_optimizer(model, config)
+    run.scheduler = _make_scheduler(run.optimizer, config, len(run.loader) * run.epochs)
+    run.use_amp = bool(config.amp and device.type == "cuda")
+    if run.use_amp and torch.cuda.is_bf16_supported():
+        run.amp_dtype = torch.bfloat16
+    # bf16 keeps fp32's exponent range, so only fp16 needs loss scaling.
+    run.scaler = torch.amp.GradScaler(
+        "cuda", enabled=run.use_amp and run.amp_dtype == torch.float16
+    )
+    return run
+
+
+def _measure_base(run: _Run) -> Iterable[Progress]:
+    """The base model's Dice on each held-out frame (epoch 0 of the curves)."""
+    run.base_dices, _ = frame_dices(
+        run.model, run.val_images, run.val_masks, run.device, run.eval_batch, run.loss_fn
+    )
+    run.base_val_dice = mean_dice(run.base_dices)
+    run.best_val_dice = run.base_val_dice
+    run.best_state = _cpu_state(run.model)
+    run.last_dices = list(run.base_dices)
+    yield Progress(
+        "message",
+        message=f"base model {run.base.card.name}: Dice {run.base_val_dice:.3f} on "
+        f"{len(run.val)} held-out frames ({len(run.val.group_names)} clip(s)); training on "
+        f"{len(run.train)} frames for {run.epochs} epochs ({len(run.loader) * run.epochs} steps, "
+        f"lr {run.config.effective_lr():g})",
+    )
+    yield Progress("val_dice", 0, run.epochs, values={"val_dice": run.base_val_dice})
+
+
+def _cpu_state(model) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _restore(run: _Run) -> Iterable[Progress]:
+    """Continue an interrupted run of the same config, data and base from its last epoch."""
+    saved = _load_resume(run.out)
+    if saved is None:
+        return
+    info, tensors = saved
+    if not (
+        info.get("config_key") == run.config_key
+        and info.get("data_hash") == run.data.hash
+        and info.get("base") == run.base_key
+        and info.get("epoch", 0) < run.epochs
+    ):
+        yield Progress(
+            "message", message="resume state beside the output is for another run; starting anew"
+        )
+        return
+    run.model.load_state_dict(
+        {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    )
+    run.optimizer.load_state_dict(_unflatten_optimizer(info["optimizer"], tensors))
+    if run.scheduler is not None and info.get("scheduler"):
+        run.scheduler.load_state_dict(info["scheduler"])
+    if info.get("scaler"):
+        run.scaler.load_state_dict(info["scaler"])
+    run.history = info["history"]
+    run.start_epoch = int(info["epoch"])
+    run.best_val_dice = float(info["best_val_dice"])
+    run.best_epoch = int(info["best_epoch"])
+    run.since_best = int(info["since_best"])
+    run.checkpoint_written = bool(info["checkpoint_written"])
+    if run.checkpoint_written and run.out.is_file():
+        run.best_state = load_checkpoint(run.out).model.state_dict()
+    else:
+        run.checkpoint_written = False
+    yield Progress(
+        "message",
+        message=f"resuming after epoch {run.start_epoch} (best validation Dice "
+        f"{run.best_val_dice:.3f} at epoch {run.best_epoch})",
+    )
+
+
+def _train_epoch(run: _Run, epoch: int, stop: StopFlag | None, clock: dict) -> Job[float]:
+    """One epoch over the training frames; yields ``batch`` events, returns the mean loss."""
+    config, model, device = run.config, run.model, run.device
+    torch.manual_seed(config.seed + epoch)
+    model.train()
+    run.strategy.apply(model, epoch)
+    units = frozenset(run.strategy.trainable_units(model, epoch))
+    if run.ddp.world > 1 and units != clock.get("wrapped_units"):
+        from torch.nn.parallel import DistributedDataParallel
+
+        # DDP registers the parameters that require grad when it is built, so a new trainable
+        # set (progressive unfreezing) needs a new wrapper.
+        clock["wrapped"] = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+        clock["wrapped_units"] = units
+    wrapped = clock.get("wrapped", model)
+    run.sampler.set_epoch(epoch)
+    run.dataset.epoch = epoch
+    per_epoch = len(run.loader)
+    total = per_epoch * run.epochs
+    loss_sum, loss_count = 0.0, 0
+    for batch_index, (x, y) in enumerate(run.loader):
+        if all_reduce_max(bool(stop is not None and stop.is_set()), device, run.ddp):
+            run.stopped = True
+            break
+        lr = run.optimizer.param_groups[0]["lr"]
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        run.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.use_amp):
+            logits = wrapped(x)
+        loss = run.loss_fn(logits, y)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        if run.scheduler is not None and config.schedule != "plateau":
+            run.scheduler.step()
+        loss_value = float(loss.detach())
+        loss_sum += loss_value * len(x)
+        loss_count += len(x)
+        clock["done"] += 1
+        clock["run_batches"] += 1
+        per_batch = (time.perf_counter() - clock["start"]) / clock["run_batches"]
+        yield Progress(
+            "batch",
+            clock["done"],
+            total,
+            message=f"epoch {epoch + 1}/{run.epochs} batch {batch_index + 1}/{per_epoch}",
+            values={"loss": loss_value, "lr": lr, "eta_s": per_batch * (total - clock["done"])},
+        )
+    loss_sum, loss_count = all_reduce_sum([loss_sum, float(loss_count)], device, run.ddp)
+    return loss_sum / max(1.0, loss_count)
+
+
+def _eval_every(run: _Run) -> int:
+    """Validate every epoch when epochs select the model; else about 20 times per run."""
+    if run.config.select == "best" or run.config.early_stop_patience:
+        return 1
+    return max(1, run.epochs // 20)
+
+
+def _validate(run: _Run, epoch: int) -> tuple[float, float]:
+    """Dice and loss on the held-out frames; keeps the best epoch for ``select='best'``."""
+    dices, val_loss = frame_dices(
+        run.model, run.val_images, run.val_masks, run.device, run.eval_batch, run.loss_fn
+    )
+    run.last_dices = dices
+    val_dice = mean_dice(dices)
+    config = run.config
+    if run.scheduler is not None and config.schedule == "plateau":
+        run.scheduler.step(val_dice)
+    first_trained = run.best_epoch == 0 and not config.base_is_candidate
+    if first_trained or val_dice > run.best_val_dice:
+        run.best_val_dice, run.best_epoch, run.since_best = val_dice, epoch + 1, 0
+        if config.select == "best":
+            run.best_state = _cpu_state(run.model)
+            if run.out is not None and run.ddp.main:
+                save_checkpoint(run.model, _card(run), run.out)
+                run.checkpoint_written = True
+    else:
+        run.since_best += 1
+    return val_dice, val_loss
+
+
+def _save_state(run: _Run, epoch: int) -> None:
+    if run.out is None or not run.ddp.main:
+        return
+    _save_resume(
+        run.out,
+        run.model,
+        run.optimizer,
+        {
+            "epoch": epoch + 1,
+            "config_key": run.config_key,
+            "data_hash": run.data.hash,
+            "base": run.base_key,
+            "history": run.history,
+            "best_val_dice": run.best_val_dice,
+            "best_epoch": run.best_epoch,
+            "since_best": run.since_best,
+            "checkpoint_written": run.checkpoint_written,
+            "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
+            "scaler": run.scaler.state_dict(),
+        },
+    )
+
+
+def _select_and_gate(run: _Run) -> Iterable[Progress]:
+    """Pick the weights the config asks for and judge them against the base on held-out frames."""
+    config = run.config
+    if config.select == "best":
+        run.model.load_state_dict(run.best_state)
+        return None
+    dices, _ = frame_dices(
+        run.model, run.val_images, run.val_masks, run.device, run.eval_batch, run.loss_fn
+    )
+    report = judge(
+        list(run.val.ids),
+        run.base_dices,
+        dices,
+        min_frames=config.gate_frames,
+        margin=config.gate_margin,
+    )
+    run.best_val_dice = mean_dice(dices)
+    run.best_epoch = len(run.history)
+    yield Progress(
+        "message", message=("gate passed: " if report.promoted else "gate: ") + report.reason
+    )
+    return report
+
+
+def _card(run: _Run, gate: GateReport | None = None) -> ModelCard:
+    """The card of the fine-tuned model: where it came from, on what, how, and how it was judged."""
     from napari_ribseg import __version__
 
-    val_groups = ", ".join(val.group_names)
-    on = f"validation: {len(val)} frames of {val_groups} ({data.source})"
+    base, config, train, val, data = run.base, run.config, run.train, run.val, run.data
     parent = base.card.name
+    if gate is not None:
+        on = (
+            f"held-out corrected frames: {gate.frames} of {gate.held_out} held-out frames of "
+            f"{', '.join(val.group_names)} ({data.source}), never trained on"
+        )
+        metrics = [
+            Metric("dice", round(gate.new_mean, 6), on),
+            Metric("dice_base", round(gate.base_mean, 6), on),
+        ]
+        verdict = ("promoted: " if gate.promoted else "NOT promoted: ") + gate.reason
+        if not gate.promoted and config.select == "last":
+            verdict += " (kept anyway: --select last)"
+    else:
+        on = f"validation: {len(val)} frames of {', '.join(val.group_names)} ({data.source})"
+        metrics = [
+            Metric("dice", round(run.best_val_dice, 6), on),
+            Metric("dice_base", round(run.base_val_dice, 6), on),
+        ]
+        verdict = f"best validation epoch {run.best_epoch} (select=best, no gate)"
     return dataclasses.replace(
         base.card,
-        name=name,
+        name=run.name,
         parent=parent,
         training_data=TrainingDataSummary(frames=len(train), source=data.source, hash=data.hash),
         freeze_strategy=config.strategy,
         augmentation=config.augment,
         loss=config.loss,
-        epochs=len(history),
-        metrics=[
-            Metric("dice", round(best_val_dice, 6), on),
-            Metric("dice_base", round(base_val_dice, 6), on),
-        ],
+        epochs=len(run.history),
+        metrics=metrics,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         package_version=__version__,
         description=(
             f"{parent} fine-tuned on {len(train)} frames ({config.strategy} strategy, "
-            f"{config.augment} augmentation, {config.loss} loss); validation Dice "
-            f"{base_val_dice:.3f} -> {best_val_dice:.3f} on {len(val)} frames."
+            f"{config.augment} augmentation, {config.loss} loss); {verdict}."
         ),
         weights_source=f"fine-tuned from {parent} ({base.path})",
         extra={
@@ -367,12 +586,38 @@ def _model_card(
                 "val_ids": val.ids,
                 "val_groups": val.group_names,
                 "data_frames": len(data),
-                "best_epoch": best_epoch,
-                "stopped": stopped,
-                "history": history,
+                "best_epoch": run.best_epoch,
+                "stopped": run.stopped,
+                "history": run.history,
+                "select": config.select,
+                "gate": gate.to_dict() if gate is not None else None,
             },
         },
     )
+
+
+def _write(run: _Run, gate: GateReport | None) -> Path | None:
+    """Write the new model when it was promoted (or asked for); returns its path or None."""
+    run.model.eval()
+    for param in run.model.parameters():
+        param.requires_grad_(True)
+    if run.out is None:
+        return None
+    if gate is None:
+        # select="best": the base itself (best epoch 0) is no new model.
+        keep = run.best_epoch > 0 or not run.config.base_is_candidate
+    else:
+        keep = gate.promoted or run.config.select == "last"
+    if run.ddp.main:
+        if keep:
+            # The card is rewritten at the end so it records the whole run (epochs, stopped).
+            save_checkpoint(run.model, _card(run, gate), run.out)
+        if not run.stopped:
+            _remove_resume(run.out)
+    return run.out if keep else None
+
+
+# ---- the job --------------------------------------------------------------------------------
 
 
 def finetune(
@@ -386,15 +631,16 @@ def finetune(
 ) -> Job[FinetuneResult]:
     """Fine-tune ``base`` on ``data``; yield Progress events, return a :class:`FinetuneResult`.
 
-    ``out`` is the checkpoint to write (``.safetensors`` with its ``.json`` card beside it); the
-    best epoch so far is always on disk, and a resume state sits in ``<stem>.resume/`` until the
-    run finishes. Without ``out`` nothing is written and the best model is only returned.
+    ``out`` is the checkpoint to write (``.safetensors`` with its ``.json`` card beside it). With
+    the default ``select="gated"`` it is written only when the new model beats the base on the
+    held-out frames (``result.promoted``; ``result.reason`` says why or why not); a resume state
+    sits in ``<stem>.resume/`` until the run finishes. Without ``out`` nothing is written.
     ``stop`` (anything with ``is_set()``) is checked between batches.
     """
     config = config or FinetuneConfig()
     config.validate()
     out = checkpoint_paths(out)[0] if out is not None else None
-    ddp = _start_distributed(config.device)
+    ddp = start_distributed(config.device)
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
     previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     try:
@@ -407,277 +653,61 @@ def finetune(
             dist.destroy_process_group()
 
 
-def _finetune(
-    base: LoadedModel,
-    data: TrainingSet,
-    config: FinetuneConfig,
-    out: Path | None,
-    stop: StopFlag | None,
-    resume: bool,
-    ddp: _Distributed,
-) -> Job[FinetuneResult]:
-    device = _device_for(config.device, ddp)
-    if device.type == "cpu":
-        # Bit-identical reruns on the CPU; warn_only because a few kernels have no deterministic
-        # variant and a warning beats refusing to train.
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    if config.batch_size % ddp.world:
-        raise TrainingError(
-            f"batch size {config.batch_size} must be a multiple of the {ddp.world} processes "
-            "(each process takes an equal share of every batch)"
-        )
-    strategy = get_strategy(config.strategy, progressive_step=config.progressive_step)
-    loss_fn = get_loss(config.loss)
-    train, val = data.split(config.val_share, config.seed)
-    if len(train) == 0 or len(val) == 0:
-        raise TrainingError(f"training set from {data.source}: nothing left to train on")
-
-    torch.manual_seed(config.seed)
-    model = copy.deepcopy(base.model).to(device).float()
-    size = int(model.input_size)
-    val_images, val_masks = letterbox_set(val, size)
-    eval_batch = max(config.batch_size, 8)
-
-    base_val_dice, base_val_loss = _evaluate(
-        model, val_images, val_masks, device, eval_batch, loss_fn
-    )
-    yield Progress(
-        "message",
-        message=f"base model {base.card.name}: validation Dice {base_val_dice:.3f} on "
-        f"{len(val)} frames ({len(val.group_names)} clip(s)); training on {len(train)} frames",
-    )
-    yield Progress("val_dice", 0, config.epochs, values={"val_dice": base_val_dice})
-
-    optimizer = _make_optimizer(model, config)
-    scheduler = _make_scheduler(optimizer, config)
-    use_amp = bool(config.amp and device.type == "cuda")
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    # bf16 keeps fp32's exponent range, so only fp16 needs loss scaling.
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-
-    history: list[dict[str, float]] = []
-    best_val_dice, best_epoch, since_best = base_val_dice, 0, 0
-    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    checkpoint_written = False
-    start_epoch = 0
-    config_key = {k: v for k, v in config.to_dict().items() if k not in _RESUME_FREE}
-    base_key = str(base.path) if base.path else base.card.name
-
+def _finetune(base, data, config, out, stop, resume, ddp) -> Job[FinetuneResult]:
+    run = _prepare(base, data, config, out, ddp)
+    yield from _measure_base(run)
     if out is not None and resume:
-        saved = _load_resume(out)
-        if saved is not None:
-            info, tensors = saved
-            if (
-                info.get("config_key") == config_key
-                and info.get("data_hash") == data.hash
-                and info.get("base") == base_key
-                and info.get("epoch", 0) < config.epochs
-            ):
-                model.load_state_dict(
-                    {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-                )
-                optimizer.load_state_dict(_unflatten_optimizer(info["optimizer"], tensors))
-                if scheduler is not None and info.get("scheduler"):
-                    scheduler.load_state_dict(info["scheduler"])
-                if info.get("scaler"):
-                    scaler.load_state_dict(info["scaler"])
-                history = info["history"]
-                start_epoch = int(info["epoch"])
-                best_val_dice = float(info["best_val_dice"])
-                best_epoch = int(info["best_epoch"])
-                since_best = int(info["since_best"])
-                checkpoint_written = bool(info["checkpoint_written"])
-                if checkpoint_written and out.is_file():
-                    best_state = load_checkpoint(out).model.state_dict()
-                else:
-                    checkpoint_written = False
-                yield Progress(
-                    "message",
-                    message=f"resuming after epoch {start_epoch} (best validation Dice "
-                    f"{best_val_dice:.3f} at epoch {best_epoch})",
-                )
-            else:
-                yield Progress(
-                    "message",
-                    message="resume state beside the output is for another run; starting anew",
-                )
-
-    dataset = _TrainFrames(train, size, config.augment, config.seed)
-    # DistributedSampler also for one process: its permutation (seed + epoch) is then the same
-    # in single-process and data-parallel runs, which makes them comparable batch for batch.
-    sampler = DistributedSampler(
-        dataset, num_replicas=ddp.world, rank=ddp.rank, shuffle=True, seed=config.seed
-    )
-    local_batch = config.batch_size // ddp.world
-    loader = DataLoader(
-        dataset,
-        batch_size=local_batch,
-        sampler=sampler,
-        num_workers=config.num_workers,
-        pin_memory=device.type == "cuda",
-        drop_last=False,
-    )
-    batches_per_epoch = len(loader)
-    total_batches = batches_per_epoch * config.epochs
-    done_batches = start_epoch * batches_per_epoch
-    run_start = time.perf_counter()
-    run_batches = 0
-    stopped = False
-    wrapped = model
-    wrapped_units: frozenset[str] | None = None
-    name = out.stem if out is not None else f"{base.card.name}-finetuned"
-
-    def card_now() -> ModelCard:
-        return _model_card(
-            base,
-            name,
-            config,
-            data,
-            train,
-            val,
-            history=history,
-            base_val_dice=base_val_dice,
-            best_val_dice=best_val_dice,
-            best_epoch=best_epoch,
-            stopped=stopped,
-        )
-
-    def stop_requested() -> bool:
-        flag = bool(stop is not None and stop.is_set())
-        if ddp.world > 1:
-            # Every rank must leave the loop at the same batch or the next all-reduce hangs.
-            import torch.distributed as dist
-
-            t = torch.tensor([1.0 if flag else 0.0], device=device)
-            dist.all_reduce(t, op=dist.ReduceOp.MAX)
-            flag = bool(t.item() > 0)
-        return flag
-
-    for epoch in range(start_epoch, config.epochs):
-        torch.manual_seed(config.seed + epoch)
-        model.train()
-        strategy.apply(model, epoch)
-        units = frozenset(strategy.trainable_units(model, epoch))
-        if ddp.world > 1 and units != wrapped_units:
-            from torch.nn.parallel import DistributedDataParallel
-
-            # DDP registers the parameters that require grad when it is built, so a new trainable
-            # set (progressive unfreezing) needs a new wrapper.
-            wrapped = DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None
-            )
-            wrapped_units = units
-        trainable = strategy.trainable_parameters(model, epoch)
-        sampler.set_epoch(epoch)
-        dataset.epoch = epoch
+        yield from _restore(run)
+    clock = {
+        "done": run.start_epoch * len(run.loader),
+        "start": time.perf_counter(),
+        "run_batches": 0,
+    }
+    every = _eval_every(run)
+    for epoch in range(run.start_epoch, run.epochs):
         epoch_start = time.perf_counter()
-        loss_sum, loss_count = 0.0, 0
-        lr = optimizer.param_groups[0]["lr"]
-        for batch_index, (x, y) in enumerate(loader):
-            if stop_requested():
-                stopped = True
-                break
-            x = x.to(device, non_blocking=True)
-            y = y.to(device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                logits = wrapped(x)
-            loss = loss_fn(logits, y)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            loss_value = float(loss.detach())
-            loss_sum += loss_value * len(x)
-            loss_count += len(x)
-            done_batches += 1
-            run_batches += 1
-            per_batch = (time.perf_counter() - run_start) / run_batches
-            yield Progress(
-                "batch",
-                done_batches,
-                total_batches,
-                message=f"epoch {epoch + 1}/{config.epochs} batch {batch_index + 1}/"
-                f"{batches_per_epoch}",
-                values={
-                    "loss": loss_value,
-                    "lr": lr,
-                    "eta_s": per_batch * (total_batches - done_batches),
-                },
-            )
-        if stopped:
+        lr = run.optimizer.param_groups[0]["lr"]
+        trainable = run.strategy.trainable_parameters(run.model, epoch)
+        train_loss = yield from _train_epoch(run, epoch, stop, clock)
+        if run.stopped:
             break
-
-        val_dice, val_loss = _evaluate(model, val_images, val_masks, device, eval_batch, loss_fn)
-        if scheduler is not None:
-            if config.schedule == "plateau":
-                scheduler.step(val_dice)
-            else:
-                scheduler.step()
-        if ddp.world > 1:
-            import torch.distributed as dist
-
-            # Report the loss over all processes' frames, not just rank 0's share.
-            totals = torch.tensor([loss_sum, float(loss_count)], dtype=torch.float64, device=device)
-            dist.all_reduce(totals)
-            loss_sum, loss_count = float(totals[0]), int(totals[1])
-        train_loss = loss_sum / max(1, loss_count)
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "val_dice": val_dice,
-            "lr": lr,
-            "trainable": trainable,
-            "seconds": time.perf_counter() - epoch_start,
-        }
-        history.append(record)
-        first_trained = best_epoch == 0 and not config.base_is_candidate
-        improved = first_trained or val_dice > best_val_dice
-        if improved:
-            best_val_dice, best_epoch, since_best = val_dice, epoch + 1, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            if out is not None and ddp.main:
-                save_checkpoint(model, card_now(), out)
-                checkpoint_written = True
+        last = epoch + 1 == run.epochs
+        if (epoch + 1) % every and not last:
+            val_dice, val_loss = float("nan"), float("nan")
         else:
-            since_best += 1
-        early = bool(config.early_stop_patience and since_best >= config.early_stop_patience)
-        if out is not None and ddp.main:
-            _save_resume(
-                out,
-                model,
-                optimizer,
-                {
-                    "epoch": epoch + 1,
-                    "config_key": config_key,
-                    "data_hash": data.hash,
-                    "base": base_key,
-                    "history": history,
-                    "best_val_dice": best_val_dice,
-                    "best_epoch": best_epoch,
-                    "since_best": since_best,
-                    "checkpoint_written": checkpoint_written,
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "scaler": scaler.state_dict(),
-                },
+            val_dice, val_loss = _validate(run, epoch)
+        run.history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "val_dice": val_dice,
+                "lr": lr,
+                "trainable": trainable,
+                "seconds": time.perf_counter() - epoch_start,
+            }
+        )
+        patience = config.early_stop_patience
+        early = bool(patience and run.since_best >= patience)
+        _save_state(run, epoch)
+        done, total = clock["done"], len(run.loader) * run.epochs
+        eta = (time.perf_counter() - clock["start"]) / max(1, clock["run_batches"]) * (total - done)
+        yield Progress(
+            "loss", epoch + 1, run.epochs, values={"loss": train_loss, "val_loss": val_loss}
+        )
+        if math.isfinite(val_dice):
+            yield Progress(
+                "val_dice",
+                epoch + 1,
+                run.epochs,
+                values={"val_dice": val_dice, "best_val_dice": run.best_val_dice},
             )
-        per_batch = (time.perf_counter() - run_start) / max(1, run_batches)
-        eta = per_batch * (total_batches - done_batches)
-        yield Progress(
-            "loss", epoch + 1, config.epochs, values={"loss": train_loss, "val_loss": val_loss}
-        )
-        yield Progress(
-            "val_dice",
-            epoch + 1,
-            config.epochs,
-            values={"val_dice": val_dice, "best_val_dice": best_val_dice},
-        )
         yield Progress(
             "epoch",
             epoch + 1,
-            config.epochs,
-            message=f"epoch {epoch + 1}/{config.epochs}: loss {train_loss:.4f}, validation Dice "
-            f"{val_dice:.3f} (best {best_val_dice:.3f})",
+            run.epochs,
+            message=f"epoch {epoch + 1}/{run.epochs}: loss {train_loss:.4f}"
+            + (f", held-out Dice {val_dice:.3f}" if math.isfinite(val_dice) else ""),
             values={
                 "loss": train_loss,
                 "val_dice": val_dice,
@@ -689,45 +719,44 @@ def _finetune(
         if early:
             yield Progress(
                 "message",
-                message=f"early stop: no better validation Dice for {since_best} epochs",
+                message=f"early stop: no better validation Dice for {run.since_best} epochs",
             )
             break
 
-    model.load_state_dict(best_state)
-    model.eval()
-    for param in model.parameters():
-        param.requires_grad_(True)
-    card = card_now()
-    checkpoint = None
-    if out is not None:
-        if ddp.main:
-            # The card is rewritten at the end so it records the whole run (epochs, stopped).
-            save_checkpoint(model, card, out)
-            if not stopped:
-                _remove_resume(out)
-        checkpoint = out
-    if ddp.world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
+    gate = yield from _select_and_gate(run)
+    checkpoint = _write(run, gate)
+    barrier(ddp)
+    promoted = gate is None or gate.promoted
+    if gate is not None:
+        reason = gate.reason
+    elif run.best_epoch == 0:
+        reason = "no epoch beat the base model on the validation frames; the base is kept"
+        promoted = False
+    else:
+        reason = f"best validation epoch {run.best_epoch}"
     result = FinetuneResult(
         checkpoint=checkpoint,
-        card=card,
-        history=history,
-        base_val_dice=base_val_dice,
-        best_val_dice=best_val_dice,
-        best_epoch=best_epoch,
-        stopped=stopped,
-        val_ids=list(val.ids),
-        model=model,
+        card=_card(run, gate),
+        history=run.history,
+        base_val_dice=run.base_val_dice,
+        best_val_dice=run.best_val_dice,
+        best_epoch=run.best_epoch,
+        stopped=run.stopped,
+        val_ids=list(run.val.ids),
+        model=run.model,
+        promoted=promoted,
+        reason=reason,
+        gate=gate,
     )
+    state = "stopped" if run.stopped else "finished"
+    outcome = "new model kept" if checkpoint is not None else "no new model"
     yield Progress(
         "done",
-        len(history),
-        config.epochs,
-        message=("stopped" if stopped else "finished")
-        + f": validation Dice {base_val_dice:.3f} -> {best_val_dice:.3f} (epoch {best_epoch})",
-        values={"best_val_dice": best_val_dice, "base_val_dice": base_val_dice},
+        len(run.history),
+        run.epochs,
+        message=f"{state}: held-out Dice {run.base_val_dice:.3f} -> {run.best_val_dice:.3f}; "
+        f"{outcome} ({reason})",
+        values={"best_val_dice": run.best_val_dice, "base_val_dice": run.base_val_dice},
     )
     return result
 

@@ -1,0 +1,294 @@
+"""Label-free adaptation to one stack: self-training on the stack's own frames, with a check.
+
+1. **Teacher.** The base model predicts every frame with flip averaging, on the frame as it is and
+   on a contrast-stretched copy (percentiles 1-99.5 to 0-1, which lifts the dark frames of a new
+   scanner into the range the model was trained on). The view whose predictions agree best with
+   their own flipped predictions (flip consistency) on the check frames becomes the teacher.
+2. **Student.** A copy of the base trains for ``steps`` steps on the *raw* frames (with flips and
+   brightness jitter) to reproduce the teacher's confident pixels (probability above ``confident``
+   or below ``1 - confident``; the rest are ignored): masked BCE + soft Dice.
+3. **Check.** On held-out frames of the stack (every ``check_every``-th, never trained on) the
+   student must be more flip-consistent than the base on the raw frames and must not collapse to
+   an empty or exploded mask. Otherwise there is no new model, and the result says why.
+
+No labels are used anywhere; the report says what was done and what the check measured.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_ribseg.core.errors import TrainingError
+from napari_ribseg.core.jobs import Job, Progress, StopFlag, run_job
+
+
+@dataclass
+class AdaptConfig:
+    """Settings of label-free adaptation (defaults measured on the hard domain)."""
+
+    steps: int = 120
+    lr: float = 5e-4
+    batch_size: int = 4
+    #: A teacher pixel counts when its probability is above this or below 1 - this.
+    confident: float = 0.8
+    #: Every n-th frame is held out to check the result (never trained on).
+    check_every: int = 5
+    #: The student must beat the base's flip consistency by at least this much.
+    margin: float = 0.0
+    max_frames: int = 200
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or not 0 < self.lr < 1:
+            raise TrainingError(f"adapt settings {self}: steps, batch_size >= 1, 0 < lr < 1")
+        if not 0.5 < self.confident < 1.0:
+            raise TrainingError(f"adapt setting confident={self.confident}: expected 0.5-1")
+        if self.check_every < 2:
+            raise TrainingError(f"adapt setting check_every={self.check_every}: expected >= 2")
+
+
+@dataclass
+class AdaptResult:
+    """What adaptation did: ``promoted`` and ``reason``, the check's numbers, the written model."""
+
+    promoted: bool
+    reason: str
+    checkpoint: Path | None
+    teacher_view: str
+    base_consistency: float
+    new_consistency: float
+    base_area: float
+    new_area: float
+    teacher_area: float
+    frames_trained: int
+    frames_checked: int
+    seconds: float
+    model: Any = None
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out.pop("model")
+        out["checkpoint"] = str(self.checkpoint) if self.checkpoint else None
+        return out
+
+
+def stretch(frames: np.ndarray) -> np.ndarray:
+    """Contrast-stretch a stack: its 1st-99.5th percentiles to 0-1 (one mapping for all frames)."""
+    low, high = np.percentile(frames, [1.0, 99.5])
+    return np.clip((frames - low) / max(float(high - low), 1e-6), 0, 1).astype(np.float32)
+
+
+def _probs(model, x, torch) -> Any:
+    """Flip-averaged probabilities and the flip consistency (Dice of p>0.5 vs flipped p>0.5)."""
+    with torch.no_grad():
+        p = torch.sigmoid(model(x).float())
+        q = torch.sigmoid(model(torch.flip(x, dims=[-1])).float()).flip(dims=[-1])
+    a, b = (p > 0.5).float().flatten(1), (q > 0.5).float().flatten(1)
+    total = a.sum(1) + b.sum(1)
+    cons = torch.where(total > 0, 2 * (a * b).sum(1) / total.clamp_min(1), torch.ones_like(total))
+    return (p + q) / 2, cons
+
+
+def _predict(model, images: np.ndarray, device, torch, batch: int = 8):
+    probs, cons = [], []
+    for start in range(0, len(images), batch):
+        x = torch.from_numpy(images[start : start + batch]).to(device)
+        p, c = _probs(model, x, torch)
+        probs.append(p.cpu())
+        cons.append(c.cpu())
+    return torch.cat(probs), torch.cat(cons)
+
+
+def adapt(
+    base,
+    frames: list[np.ndarray] | np.ndarray,
+    config: AdaptConfig | None = None,
+    *,
+    out: str | Path | None = None,
+    stop: StopFlag | None = None,
+    source: str = "stack",
+) -> Job[AdaptResult]:
+    """Adapt ``base`` (a LoadedModel) to ``frames`` (2-D floats in 0-1) without labels."""
+    import torch
+
+    from napari_ribseg.core.devices import resolve_device
+    from napari_ribseg.core.models import letterbox, save_checkpoint
+    from napari_ribseg.core.models.checkpoint import checkpoint_paths
+
+    config = config or AdaptConfig()
+    config.validate()
+    start_time = time.perf_counter()
+    frames = list(frames)[: config.max_frames]
+    if len(frames) < 2 * config.check_every:
+        raise TrainingError(
+            f"{source}: {len(frames)} frames; label-free adaptation needs at least "
+            f"{2 * config.check_every} (every {config.check_every}th is held out to check it)"
+        )
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    model = copy.deepcopy(base.model).to(device).float().eval()
+    size = int(model.input_size)
+    raw = np.stack([letterbox(np.asarray(f, np.float32)[None], size)[0][0] for f in frames])[
+        :, None
+    ]
+    views = {"raw": raw, "stretched": stretch(raw)}
+    check = np.arange(len(raw)) % config.check_every == config.check_every // 2
+    fit_idx, check_idx = np.flatnonzero(~check), np.flatnonzero(check)
+    yield Progress(
+        "message",
+        message=f"adapting {base.card.name} to {len(raw)} frames of {source}: "
+        f"{len(fit_idx)} to learn from, {len(check_idx)} held out to check",
+    )
+
+    # 1. teacher: the view the base is most self-consistent on (and that finds something).
+    scores = {}
+    teacher = {}
+    for name, images in views.items():
+        probs, cons = _predict(model, images, device, torch)
+        area = float((probs > 0.5).float().mean())
+        scores[name] = float(cons[check_idx].mean()) if area > 0 else 0.0
+        teacher[name] = probs
+    view = max(scores, key=scores.get)
+    target = teacher[view]
+    base_probs, base_cons = _predict(model, raw, device, torch)
+    base_consistency = float(base_cons[check_idx].mean())
+    teacher_area = float((target[fit_idx] > 0.5).float().mean())
+    yield Progress(
+        "message",
+        message=f"teacher: {view} frames (flip consistency "
+        + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+        + f"); rib share {teacher_area:.4f}",
+    )
+
+    # 2. student on the raw frames, confident teacher pixels only.
+    conf = config.confident
+    x_all = torch.from_numpy(raw[fit_idx])
+    p_all = target[fit_idx]
+    weight_all = ((p_all > conf) | (p_all < 1 - conf)).float()
+    label_all = (p_all > 0.5).float()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    rng = np.random.default_rng(config.seed)
+    model.train()
+    stopped = False
+    for step in range(config.steps):
+        if stop is not None and stop.is_set():
+            stopped = True
+            break
+        pick = rng.choice(len(fit_idx), size=min(config.batch_size, len(fit_idx)), replace=False)
+        x, y, w = x_all[pick], label_all[pick], weight_all[pick]
+        if rng.random() < 0.5:
+            x, y, w = x.flip(-1), y.flip(-1), w.flip(-1)
+        gain = torch.from_numpy(rng.uniform(0.7, 1.4, (len(pick), 1, 1, 1)).astype(np.float32))
+        x = (x * gain).clamp(0, 1).to(device)
+        y, w = y.to(device), w.to(device)
+        logits = model(x).float()
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
+        masked = (bce * w).sum() / w.sum().clamp_min(1)
+        prob = torch.sigmoid(logits) * w
+        inter = (prob * y).sum()
+        dice = 1 - (2 * inter + 1) / (prob.sum() + (y * w).sum() + 1)
+        loss = masked + dice
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % 10 == 0 or step + 1 == config.steps:
+            yield Progress(
+                "batch",
+                step + 1,
+                config.steps,
+                message=f"adapt step {step + 1}/{config.steps}",
+                values={"loss": float(loss.detach())},
+            )
+    model.eval()
+
+    # 3. label-free check on the held-out frames.
+    new_probs, new_cons = _predict(model, raw, device, torch)
+    new_consistency = float(new_cons[check_idx].mean())
+    base_area = float((base_probs[check_idx] > 0.5).float().mean())
+    new_area = float((new_probs[check_idx] > 0.5).float().mean())
+    check_teacher_area = float((target[check_idx] > 0.5).float().mean())
+    if stopped:
+        promoted, reason = False, "stopped before the end; no new model"
+    elif new_area == 0.0:
+        promoted, reason = False, "the adapted model marks no rib pixel on the check frames"
+    elif check_teacher_area > 0 and not 0.25 < new_area / check_teacher_area < 4.0:
+        promoted = False
+        reason = (
+            f"the adapted model's rib share {new_area:.4f} is far from the teacher's "
+            f"{check_teacher_area:.4f} on the check frames"
+        )
+    elif new_consistency <= base_consistency + config.margin:
+        promoted = False
+        reason = (
+            f"no more self-consistent than the base on {len(check_idx)} held-out frames "
+            f"(flip consistency {base_consistency:.3f} -> {new_consistency:.3f})"
+        )
+    else:
+        promoted = True
+        reason = (
+            f"flip consistency {base_consistency:.3f} -> {new_consistency:.3f} on "
+            f"{len(check_idx)} held-out frames; rib share {base_area:.4f} -> {new_area:.4f}"
+        )
+    checkpoint = None
+    if promoted and out is not None:
+        from napari_ribseg import __version__
+        from napari_ribseg.core.models import Metric
+
+        checkpoint = checkpoint_paths(out)[0]
+        on = f"{len(check_idx)} held-out frames of {source} (label-free)"
+        card = dataclasses.replace(
+            base.card,
+            name=checkpoint.stem,
+            parent=base.card.name,
+            metrics=[
+                Metric("flip_consistency", round(new_consistency, 6), on),
+                Metric("flip_consistency_base", round(base_consistency, 6), on),
+            ],
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            package_version=__version__,
+            description=f"{base.card.name} adapted without labels to {source}: {reason}.",
+            weights_source=f"label-free adaptation of {base.card.name} ({base.path})",
+            extra={
+                **base.card.extra,
+                "adapt": {"config": dataclasses.asdict(config), "teacher_view": view},
+            },
+        )
+        save_checkpoint(model, card, checkpoint)
+    result = AdaptResult(
+        promoted=promoted,
+        reason=reason,
+        checkpoint=checkpoint,
+        teacher_view=view,
+        base_consistency=base_consistency,
+        new_consistency=new_consistency,
+        base_area=base_area,
+        new_area=new_area,
+        teacher_area=teacher_area,
+        frames_trained=len(fit_idx),
+        frames_checked=len(check_idx),
+        seconds=time.perf_counter() - start_time,
+        model=model,
+        details={"view_consistency": scores},
+    )
+    yield Progress(
+        "done",
+        config.steps,
+        config.steps,
+        message=("adapted: " if promoted else "no new model: ") + reason,
+    )
+    return result
+
+
+def adapt_sync(base, frames, config: AdaptConfig | None = None, *, out=None, on_progress=None):
+    """Run :func:`adapt` to the end and return its :class:`AdaptResult`."""
+    return run_job(adapt(base, frames, config, out=out), on_progress)

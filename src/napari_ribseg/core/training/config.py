@@ -1,0 +1,271 @@
+"""``FinetuneConfig``: every fine-tune setting declared once, with its default, range and help.
+
+The CLI (``ribseg finetune``), the widget's controls, the study config and the benchmark are built
+from these declarations or checked against them in tests (``SETTINGS``, :func:`setting_spec`), so a
+default changes in one place only. No torch here: the CLI and the widget read it at start-up.
+
+The defaults are product decisions measured in ``benchmarks/bench_finetune.py`` on the hard domain
+(see docs/training.md, "Default recipe"): a fixed schedule in optimiser steps (not epochs, so 5 and
+20 frames get the same amount of training), a learning rate per freeze strategy with a linear
+warm-up then cosine decay, a loss for thin rare structures, augmentation on, and no early stopping
+on a handful of validation frames; the validation frames judge the result instead (the gate).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from napari_ribseg.core.errors import TrainingError
+from napari_ribseg.core.training.augment import AUGMENT_PRESETS
+from napari_ribseg.core.training.freeze import FREEZE_STRATEGIES
+from napari_ribseg.core.training.losses import LOSSES
+
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("cosine", "plateau", "none")
+#: gated: the final weights of the fixed schedule, kept only when they beat the base on held-out
+#: frames; last: the final weights whatever the gate says (the card says so); best: the epoch with
+#: the best validation Dice, the base competing as epoch 0 (the old rule; for studies and tests).
+SELECTIONS = ("gated", "last", "best")
+#: Learning rate per freeze strategy when ``lr`` is 0 ("auto"); measured on the hard domain.
+AUTO_LR: dict[str, float] = {
+    "all": 1e-3,
+    "encoder": 1e-3,
+    "bottleneck": 1e-3,
+    "decoder": 2e-3,
+    "progressive": 1e-3,
+}
+#: Fields that may change between an interrupted run and its resumption.
+RESUME_FREE = ("epochs", "device", "num_workers", "early_stop_patience")
+
+
+def setting(
+    default: Any,
+    help: str,  # noqa: A002 (argparse's name)
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    auto: str | None = None,
+    flag: str | None = None,
+    cli: bool = True,
+) -> Any:
+    """A dataclass field carrying its help, range/choices, the text of its 'auto' value and flag."""
+    meta = {
+        "help": help,
+        "low": low,
+        "high": high,
+        "choices": choices,
+        "auto": auto,
+        "flag": flag,
+        "cli": cli,
+    }
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class FinetuneConfig:
+    """How to fine-tune. Each field's default, range and help are its single declaration."""
+
+    strategy: str = setting(
+        "all", "which layers train", choices=tuple(FREEZE_STRATEGIES), flag="--strategy"
+    )
+    steps: int = setting(
+        240,
+        "optimiser steps of the fixed schedule (epochs follow from the frame count)",
+        low=1,
+        high=100_000,
+    )
+    epochs: int = setting(
+        0,
+        "epochs; 0 = from --steps and the number of training frames",
+        low=0,
+        high=10_000,
+        auto="from steps",
+    )
+    lr: float = setting(
+        0.0, "peak learning rate; 0 = per strategy (AUTO_LR)", low=0.0, high=0.1, auto="auto"
+    )
+    warmup_share: float = setting(
+        0.1, "share of the steps with a linear learning-rate warm-up", low=0.0, high=0.5
+    )
+    batch_size: int = setting(4, "frames per optimiser step", low=1, high=256)
+    optimizer: str = setting("adam", "optimiser", choices=OPTIMIZERS)
+    weight_decay: float = setting(0.0, "weight decay", low=0.0, high=1.0)
+    schedule: str = setting(
+        "cosine", "learning-rate schedule after the warm-up (per step)", choices=SCHEDULES
+    )
+    loss: str = setting("dice_focal", "training loss", choices=tuple(LOSSES))
+    augment: str = setting("standard", "augmentation preset", choices=AUGMENT_PRESETS)
+    val_share: float = setting(
+        0.2,
+        "share of the frames held out to judge the new model (at least --gate-frames)",
+        low=0.01,
+        high=0.9,
+    )
+    #: Epochs without a better validation Dice before stopping; 0 never stops early.
+    early_stop_patience: int = setting(
+        0,
+        "stop after this many epochs without a better validation Dice (0: never; with few "
+        "validation frames early stopping ends runs that would have learned)",
+        low=0,
+        high=1000,
+        flag="--patience",
+    )
+    select: str = setting(
+        "gated",
+        "which weights become the new model: gated (final weights, only if they beat the base "
+        "on held-out frames), last (final weights whatever the gate says), best (best "
+        "validation epoch, the base competing as epoch 0)",
+        choices=SELECTIONS,
+    )
+    gate_frames: int = setting(
+        3,
+        "fewest held-out corrected frames the promotion gate judges on",
+        low=1,
+        high=1000,
+    )
+    gate_margin: float = setting(
+        0.02, "mean Dice gain over the base the new model needs on them", low=0.0, high=1.0
+    )
+    seed: int = setting(0, "random seed (splits, augmentation, initial order)", low=0, high=2**31)
+    device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
+    num_workers: int = setting(0, "DataLoader worker processes", low=0, high=64, flag="--workers")
+    #: Mixed precision; only takes effect on CUDA.
+    amp: bool = setting(True, "mixed precision on CUDA", cli=False)
+    #: Epochs per unfreezing step of the ``progressive`` strategy.
+    progressive_step: int = setting(
+        1, "epochs per unfreezing step of 'progressive'", low=1, high=1000
+    )
+    #: With ``select="best"`` the base competes as "epoch 0". Training from a random start
+    #: (salient pre-training) turns this off: a random network that marks everything can
+    #: out-score early epochs on large objects, and the "best" model would silently be the
+    #: random initialisation.
+    base_is_candidate: bool = setting(True, "the base competes as epoch 0", cli=False)
+
+    def effective_lr(self) -> float:
+        """The peak learning rate: ``lr``, or the strategy's measured default when it is 0."""
+        return self.lr if self.lr > 0 else AUTO_LR.get(self.strategy, 1e-3)
+
+    def effective_epochs(self, n_train: int) -> int:
+        """``epochs``, or enough epochs over ``n_train`` frames to make ``steps`` steps."""
+        if self.epochs > 0:
+            return self.epochs
+        per_epoch = max(1, math.ceil(max(1, n_train) / self.batch_size))
+        return max(1, math.ceil(self.steps / per_epoch))
+
+    def validate(self) -> None:
+        """Raise TrainingError naming the first bad field."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            meta = f.metadata
+            if meta.get("choices") and value not in meta["choices"]:
+                raise _bad(self, f.name, f"one of {', '.join(meta['choices'])}")
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                raise _bad(self, f.name, "a finite number")
+            low, high = meta.get("low"), meta.get("high")
+            if low is not None and value < low:
+                raise _bad(self, f.name, f"at least {low}")
+            if high is not None and value > high:
+                raise _bad(self, f.name, f"at most {high}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:
+        """Config from a dict; unknown keys raise TrainingError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise TrainingError(f"unknown fine-tune settings {unknown}")
+        return cls(**data)
+
+
+#: The settings before the issue-9 recipe (for the benchmark's "old defaults" rows).
+OLD_DEFAULTS: dict[str, Any] = {
+    "epochs": 20,
+    "lr": 1e-4,
+    "loss": "dice_bce",
+    "augment": "flip",
+    "early_stop_patience": 5,
+    "select": "best",
+    "warmup_share": 0.0,
+}
+
+
+def _bad(config: FinetuneConfig, name: str, expected: str) -> TrainingError:
+    return TrainingError(f"fine-tune setting {name}={getattr(config, name)!r}: expected {expected}")
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One setting as the CLI and the widget see it."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    low: float | None
+    high: float | None
+    choices: tuple[str, ...] | None
+    auto: str | None
+    flag: str
+    cli: bool
+
+
+def setting_specs() -> list[SettingSpec]:
+    """Every FinetuneConfig field with its type, default, range, choices, help and CLI flag."""
+    specs = []
+    for f in dataclasses.fields(FinetuneConfig):
+        meta = f.metadata
+        specs.append(
+            SettingSpec(
+                name=f.name,
+                type=type(f.default),
+                default=f.default,
+                help=meta["help"],
+                low=meta["low"],
+                high=meta["high"],
+                choices=meta["choices"],
+                auto=meta["auto"],
+                flag=meta["flag"] or "--" + f.name.replace("_", "-"),
+                cli=meta["cli"],
+            )
+        )
+    return specs
+
+
+def setting_spec(name: str) -> SettingSpec:
+    """The spec of one setting (KeyError naming it when there is none)."""
+    for spec in setting_specs():
+        if spec.name == name:
+            return spec
+    raise KeyError(f"no fine-tune setting {name!r}")
+
+
+def add_arguments(parser) -> None:
+    """Add one ``--flag`` per CLI setting to an argparse parser (defaults, choices, help)."""
+    for spec in setting_specs():
+        if not spec.cli:
+            continue
+        kwargs: dict[str, Any] = {"dest": spec.name, "default": spec.default}
+        if spec.choices:
+            kwargs["choices"] = spec.choices
+        if spec.type is not str:
+            kwargs["type"] = spec.type
+        extra = f"; {spec.auto} when 0" if spec.auto else ""
+        kwargs["help"] = f"{spec.help} (default {spec.default}{extra})"
+        parser.add_argument(spec.flag, **kwargs)
+
+
+def config_from_args(args) -> FinetuneConfig:
+    """The FinetuneConfig an argparse namespace built by :func:`add_arguments` describes."""
+    values = {s.name: getattr(args, s.name) for s in setting_specs() if s.cli}
+    config = FinetuneConfig(**values)
+    config.validate()
+    return config

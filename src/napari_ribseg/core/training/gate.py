@@ -1,0 +1,113 @@
+"""The promotion gate: a fine-tuned model replaces its base only when it wins on frames it never saw.
+
+It judges on *corrected* held-out frames: frames whose label differs from the base model's own
+prediction (the base's Dice on them is below ``CORRECTED_BELOW``). A frame accepted without edits
+scores the base 1.0 by construction and can only hide a loss, so it does not count. The new model
+must gain more than a margin in mean Dice *and* win on a strict majority of those frames; with
+fewer than ``min_frames`` such frames there is nothing to judge on, and nothing is promoted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: A held-out frame whose label the base model reproduces to this Dice counts as uncorrected.
+CORRECTED_BELOW = 0.99
+#: Per-frame Dice differences within this count as ties.
+TIE = 1e-3
+
+
+@dataclass
+class GateReport:
+    """The gate's verdict, the numbers it rests on and one sentence saying why."""
+
+    promoted: bool
+    reason: str
+    frame_ids: list[str] = field(default_factory=list)
+    base_dice: list[float] = field(default_factory=list)
+    new_dice: list[float] = field(default_factory=list)
+    held_out: int = 0
+    wins: int = 0
+    losses: int = 0
+    mean_gain: float = float("nan")
+    sign_test_p: float = float("nan")
+
+    @property
+    def frames(self) -> int:
+        return len(self.frame_ids)
+
+    @property
+    def base_mean(self) -> float:
+        return _mean(self.base_dice)
+
+    @property
+    def new_mean(self) -> float:
+        return _mean(self.new_dice)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GateReport:
+        return cls(**data)
+
+
+def _mean(values: list[float]) -> float:
+    return float(sum(values) / len(values)) if values else float("nan")
+
+
+def sign_test_p(wins: int, losses: int) -> float:
+    """One-sided sign test: P(at least ``wins`` wins of ``wins + losses`` fair coin flips)."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n
+
+
+def judge(
+    ids: list[str],
+    base_dice: list[float],
+    new_dice: list[float],
+    *,
+    min_frames: int = 3,
+    margin: float = 0.02,
+) -> GateReport:
+    """Compare new vs base per held-out frame; promote only a clear win on enough frames."""
+    held_out = len(ids)
+    picked = [i for i, d in enumerate(base_dice) if d < CORRECTED_BELOW]
+    report = GateReport(
+        promoted=False,
+        reason="",
+        frame_ids=[ids[i] for i in picked],
+        base_dice=[round(base_dice[i], 6) for i in picked],
+        new_dice=[round(new_dice[i], 6) for i in picked],
+        held_out=held_out,
+    )
+    n = len(picked)
+    if n < min_frames:
+        report.reason = (
+            f"too few held-out corrected frames to judge: {n} of {held_out} held-out frames "
+            f"differ from the base model's own prediction, at least {min_frames} are needed "
+            "(curate and correct more frames)"
+        )
+        return report
+    gains = [new_dice[i] - base_dice[i] for i in picked]
+    report.wins = sum(g > TIE for g in gains)
+    report.losses = sum(g < -TIE for g in gains)
+    report.mean_gain = _mean(gains)
+    report.sign_test_p = sign_test_p(report.wins, report.losses)
+    numbers = (
+        f"Dice {report.base_mean:.3f} -> {report.new_mean:.3f} "
+        f"({report.mean_gain:+.3f}) on {n} held-out corrected frames, better on {report.wins}, "
+        f"worse on {report.losses}"
+    )
+    if report.mean_gain <= margin:
+        report.reason = f"no clear improvement: {numbers}; a gain above {margin:.3f} is needed"
+    elif 2 * report.wins <= n:
+        report.reason = f"not better on most frames: {numbers}"
+    else:
+        report.promoted = True
+        report.reason = f"better than the base: {numbers}"
+    return report

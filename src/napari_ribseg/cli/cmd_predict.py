@@ -101,7 +101,20 @@ def register(subparsers) -> None:
     )
     parser.add_argument("input", type=Path, metavar="INPUT", help="the ultrasound stack to segment")
     parser.add_argument(
-        "--out", type=Path, required=True, metavar="MASKS.tif", help="label TIFF to write (0/1)"
+        "--out", type=Path, default=None, metavar="MASKS.tif", help="label TIFF to write (0/1)"
+    )
+    parser.add_argument(
+        "--review",
+        action="store_true",
+        help="write the prediction into the stack's review (<stem>.ribseg) for napari; curated, "
+        "rejected and hand-edited frames are left as they are",
+    )
+    parser.add_argument(
+        "--project-folder",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with --review: keep the review under DIR instead of next to the stack",
     )
     parser.add_argument(
         "--prob",
@@ -130,6 +143,9 @@ def _refuse_overwriting_input(source: Path, *targets: Path | None) -> str | None
 
 def run(args: argparse.Namespace) -> int:
     """Read the stack, predict, threshold and write the masks (and probabilities)."""
+    if args.out is None and not args.review:
+        print("ribseg predict: error: give --out MASKS.tif, --review, or both", file=sys.stderr)
+        return 2
     problem = _refuse_overwriting_input(args.input, args.out, args.prob)
     if problem:
         print(f"ribseg predict: error: {problem}", file=sys.stderr)
@@ -137,34 +153,64 @@ def run(args: argparse.Namespace) -> int:
 
     from napari_ribseg.cli.progress_bar import ProgressBar
     from napari_ribseg.core.devices import resolve_device
-    from napari_ribseg.core.inference import predict_stack_sync
-    from napari_ribseg.core.io import read_stack, write_label_tiff
+    from napari_ribseg.core.jobs import run_job
     from napari_ribseg.core.models import load_model
-    from napari_ribseg.core.postprocess import probability_to_mask
+    from napari_ribseg.core.streaming import segment_file
 
     device = resolve_device(args.device)  # fail before the slow reads when the device is missing
-    stack = read_stack(args.input, variable=args.variable)
     loaded = load_model(args.model, device="cpu")
-    prediction = predict_stack_sync(
-        loaded,
-        stack.frames,
-        device=device,
-        batch_size=args.batch_size,
-        on_progress=ProgressBar("predict"),
+    if args.review:
+        return _predict_into_review(args, loaded, device)
+    # Streams: frames are read and masks written one batch at a time (bounded memory).
+    done = run_job(
+        segment_file(
+            loaded,
+            args.input,
+            args.out,
+            prob_path=args.prob,
+            threshold=args.threshold,
+            variable=args.variable,
+            device=device,
+            batch_size=args.batch_size,
+            **mask_options(args),
+        ),
+        ProgressBar("predict"),
     )
-    masks = probability_to_mask(prediction.prob, args.threshold, **mask_options(args))
-    write_label_tiff(args.out, masks)
-    if args.prob is not None:
-        write_label_tiff(args.prob, prediction.prob)
-
+    prediction = done.prediction
     rate = prediction.n_frames / max(prediction.elapsed_s, 1e-9)
     print(
-        f"{args.out}: {stack.n_frames} frames {stack.frame_shape[0]}x{stack.frame_shape[1]}, "
-        f"rib pixels {100.0 * masks.mean():.2f}%, "
+        f"{args.out}: {prediction.n_frames} frames {done.frame_shape[0]}x{done.frame_shape[1]}, "
+        f"rib pixels {100.0 * done.rib_fraction:.2f}%, "
         f"mean confidence {float(prediction.confidence.mean()):.3f} "
         f"(model {prediction.model_name}, {prediction.device}, batch {prediction.batch_size}, "
         f"{rate:.1f} frames/s)"
     )
     if args.prob is not None:
         print(f"{args.prob}: rib probability x 255 (uint8)")
+    return 0
+
+
+def _predict_into_review(args: argparse.Namespace, loaded, device) -> int:
+    """Predict the frames the review's overwrite rule allows, store them in the review, save."""
+    from napari_ribseg.cli.progress_bar import ProgressBar
+    from napari_ribseg.core.io import read_stack, write_label_tiff
+    from napari_ribseg.core.jobs import run_job
+    from napari_ribseg.core.session import MaskOptions, ReviewSession
+
+    stack = read_stack(args.input, variable=args.variable)
+    options = MaskOptions(threshold=args.threshold, **mask_options(args))
+    with ReviewSession.open(stack, project_folder=args.project_folder, options=options) as session:
+        job = session.compute_prediction(loaded, device=str(device), batch_size=args.batch_size)
+        written = session.apply_prediction(run_job(job, ProgressBar("predict")))
+        session.save()
+    if args.out is not None:
+        write_label_tiff(args.out, session.labels)
+    if args.prob is not None and session.prob is not None:
+        write_label_tiff(args.prob, session.prob)
+    counts = session.counts()
+    print(
+        f"{session.project.folder}: {written.size} of {stack.n_frames} frames written by "
+        f"{session.project.model_name}; kept {counts['curated']} curated, {counts['rejected']} "
+        f"rejected, {counts['edited']} hand-edited frames (open the stack in napari to review)"
+    )
     return 0

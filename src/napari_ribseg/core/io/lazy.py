@@ -1,0 +1,152 @@
+"""Frames read on demand and label pages written as they come, for stacks larger than memory.
+
+:func:`open_frames` gives the frames of a file as an array-like that the inference engine reads one
+batch at a time. An uncompressed grey uint8/uint16 TIFF (what scanners export and what
+``write_stack_tiff`` writes) is read with ``os.pread`` per batch: no page of it stays mapped in the
+process, so resident memory holds one batch, not the stack. Any other file goes through the one
+reader registry (:func:`~napari_ribseg.core.io.registry.read_stack`) and is held as float32, as
+before; a lazy reader for another format is a matter of adding a branch here.
+
+:class:`LabelTiffStream` appends uint8 pages to a temporary file next to the target and renames it
+over the target only when every frame was written, so an interrupted run leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_ribseg.core.atomic import atomic_path
+from napari_ribseg.core.budget import check_frame
+from napari_ribseg.core.errors import StackReadError
+from napari_ribseg.core.io.intensity import full_scale
+
+
+class TiffFrames:
+    """(N, H, W) raw frames of an uncompressed contiguous TIFF series, read per request.
+
+    Indexing with an int, a slice or an int array returns a fresh ndarray of the file's dtype
+    (native byte order); nothing is cached.
+    """
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, int, int], dtype: np.dtype):
+        self.path, self.offset = path, int(offset)
+        self.shape, self.dtype, self.ndim = shape, np.dtype(dtype), 3
+        self._frame_bytes = shape[1] * shape[2] * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return self.shape[0] * self._frame_bytes
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        single = isinstance(index, int | np.integer)
+        indices = np.arange(self.shape[0])[index]
+        indices = np.atleast_1d(indices).astype(np.int64)
+        out = np.empty((len(indices), *self.shape[1:]), dtype=self.dtype.newbyteorder("="))
+        with open(self.path, "rb") as f:
+            fd = f.fileno()
+            start = 0
+            while start < len(indices):
+                # Consecutive frames are one read.
+                stop = start + 1
+                while stop < len(indices) and indices[stop] == indices[stop - 1] + 1:
+                    stop += 1
+                size = (stop - start) * self._frame_bytes
+                data = os.pread(fd, size, self.offset + int(indices[start]) * self._frame_bytes)
+                if len(data) != size:
+                    raise StackReadError(
+                        f"{self.path}: file is truncated: frame {int(indices[start])} and the "
+                        f"{stop - start - 1} after it need {size} bytes, got {len(data)}"
+                    )
+                block = np.frombuffer(data, dtype=self.dtype).reshape(stop - start, *self.shape[1:])
+                out[start:stop] = block
+                start = stop
+        return out[0] if single else out
+
+
+def _lazy_tiff(path: Path) -> TiffFrames | None:
+    """A :class:`TiffFrames` when the file's first series is grey, integer and contiguous."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                return None
+            series = tif.series[0]
+            dtype, shape, offset = np.dtype(series.dtype), tuple(series.shape), series.dataoffset
+            axes = series.axes
+    except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError, EOFError):
+        return None  # the registry's reader gives the specific error
+    if "S" in axes or full_scale(dtype) is None or dtype.kind == "b" or offset is None:
+        return None
+    if len(shape) < 2 or axes[-2:] != "YX":
+        return None
+    height, width = shape[-2:]
+    n_frames = int(np.prod(shape[:-2], dtype=np.int64)) if len(shape) > 2 else 1
+    check_frame(height, width, path)
+    frames = TiffFrames(path, offset, (n_frames, int(height), int(width)), dtype)
+    if offset + frames.nbytes > path.stat().st_size:
+        return None
+    return frames
+
+
+def open_frames(path: str | os.PathLike, *, variable: str | None = None) -> Any:
+    """Frames of ``path`` for :func:`~napari_ribseg.core.inference.predict_stack`, lazily if possible.
+
+    Returns a :class:`TiffFrames` (raw uint8/uint16, scaled by the engine as the readers scale it)
+    for an uncompressed grey TIFF, else the float32 frames of ``read_stack``.
+    """
+    from napari_ribseg.core.io.registry import read_stack
+
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() in (".tif", ".tiff") and variable is None:
+        lazy = _lazy_tiff(path)
+        if lazy is not None:
+            return lazy
+    return read_stack(path, variable=variable).frames
+
+
+class LabelTiffStream:
+    """Write uint8 (N, H, W) pages in order, committed atomically on a clean exit.
+
+    Use as a context manager; :meth:`write` appends frames. Leaving the block by an exception, or
+    with fewer frames than ``n_frames``, removes the temporary file and leaves the target untouched.
+    """
+
+    def __init__(self, path: str | os.PathLike, n_frames: int) -> None:
+        self.path, self.n_frames, self.written = Path(path), int(n_frames), 0
+        self._stack = contextlib.ExitStack()
+        self._writer = None
+
+    def __enter__(self) -> LabelTiffStream:
+        import tifffile
+
+        tmp = self._stack.enter_context(atomic_path(self.path))
+        self._writer = self._stack.enter_context(tifffile.TiffWriter(tmp))
+        return self
+
+    def write(self, pages: np.ndarray) -> None:
+        """Append frames (uint8, (n, H, W)); the same frame shape every time."""
+        pages = np.asarray(pages)
+        if pages.dtype != np.uint8 or pages.ndim != 3:
+            raise ValueError(f"expected uint8 (n, H, W) pages; got {pages.dtype} {pages.shape}")
+        # metadata=None: readers see all pages as one generic (N, H, W) series.
+        self._writer.write(pages, photometric="minisblack", compression="zlib", metadata=None)
+        self.written += len(pages)
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None and self.written != self.n_frames:
+            exc = ValueError(f"{self.path}: {self.written} of {self.n_frames} frames written")
+            self._stack.__exit__(type(exc), exc, None)
+            raise exc
+        return bool(self._stack.__exit__(exc_type, exc, tb))
+
+
+__all__ = ["LabelTiffStream", "TiffFrames", "open_frames"]

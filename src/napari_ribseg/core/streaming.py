@@ -1,0 +1,94 @@
+"""Segment a stack file into label TIFFs without holding the stack, its probabilities or its masks.
+
+``ribseg predict`` runs this job: frames come from :func:`~napari_ribseg.core.io.lazy.open_frames`
+one batch at a time, each batch's probabilities are thresholded and cleaned up at once (the clean-up
+is per frame, so a batch gives the same masks as the whole stack) and appended to the output TIFFs.
+Peak memory is the model and a batch, plus the stack itself only for formats without a lazy reader
+(benchmarks/bench_predict_memory.py measures it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from napari_ribseg.core.inference import Prediction, predict_stack
+from napari_ribseg.core.io.lazy import LabelTiffStream, open_frames
+from napari_ribseg.core.jobs import Progress, StopFlag
+from napari_ribseg.core.postprocess import probability_to_mask
+
+
+@dataclass
+class SegmentedFile:
+    """What :func:`segment_file` wrote: the prediction's bookkeeping and the mask's rib fraction."""
+
+    prediction: Prediction
+    frame_shape: tuple[int, int]
+    rib_fraction: float
+
+
+def segment_file(
+    loaded: Any,
+    source: str | os.PathLike,
+    masks_path: str | os.PathLike,
+    *,
+    prob_path: str | os.PathLike | None = None,
+    threshold: float = 0.5,
+    min_size: int = 0,
+    fill_holes: bool = False,
+    keep_largest: int = 0,
+    variable: str | None = None,
+    device: Any = "auto",
+    batch_size: int | None = None,
+    stop: StopFlag | None = None,
+) -> Generator[Progress, None, SegmentedFile]:
+    """Job: predict every frame of ``source`` and write the uint8 0/1 masks (and p x 255) as TIFFs.
+
+    The outputs are committed atomically when every frame is done; a stop or an error leaves any
+    existing file at those paths untouched.
+    """
+    frames = open_frames(source, variable=variable)
+    n_frames, height, width = (int(s) for s in frames.shape)
+    rib_pixels = 0
+
+    with contextlib.ExitStack() as outputs:
+        masks_out = outputs.enter_context(LabelTiffStream(masks_path, n_frames))
+        prob_out = (
+            outputs.enter_context(LabelTiffStream(prob_path, n_frames)) if prob_path else None
+        )
+
+        def write(_indices: np.ndarray, probs: np.ndarray) -> None:
+            nonlocal rib_pixels
+            masks = probability_to_mask(
+                probs,
+                threshold,
+                min_size=min_size,
+                fill_holes=fill_holes,
+                keep_largest=keep_largest,
+            )
+            rib_pixels += int(np.count_nonzero(masks))
+            masks_out.write(masks)
+            if prob_out is not None:
+                prob_out.write(probs)
+
+        prediction = yield from predict_stack(
+            loaded,
+            frames,
+            device=device,
+            batch_size=batch_size,
+            stop=stop,
+            on_batch=write,
+            keep_probabilities=False,
+        )
+        if prediction.stopped:
+            raise InterruptedError(f"{source}: stopped after {prediction.n_done} frames")
+    total = max(n_frames * height * width, 1)
+    return SegmentedFile(prediction, (height, width), rib_pixels / total)
+
+
+__all__ = ["SegmentedFile", "segment_file"]

@@ -1,0 +1,86 @@
+"""Streaming ``ribseg predict``: lazy frames in, label pages out, same result as the whole stack."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from napari_ribseg.core.inference import predict_stack_sync
+from napari_ribseg.core.io import read_stack
+from napari_ribseg.core.io.lazy import LabelTiffStream, TiffFrames, open_frames
+from napari_ribseg.core.jobs import run_job
+from napari_ribseg.core.models import build_model
+from napari_ribseg.core.postprocess import probability_to_mask
+from napari_ribseg.core.streaming import segment_file
+
+
+@pytest.fixture(scope="module")
+def tiny_unet():
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    return build_model("unet", "tiny", input_size=64, pretrained=False)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_tiff_frames_are_read_lazily_and_equal_the_file(tmp_path, rng, dtype):
+    data = rng.integers(0, np.iinfo(dtype).max, (6, 20, 24), dtype=dtype)
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, data)
+    frames = open_frames(path)
+    assert isinstance(frames, TiffFrames) and frames.shape == (6, 20, 24)
+    np.testing.assert_array_equal(frames[np.array([0, 1, 2, 4])], data[[0, 1, 2, 4]])
+    np.testing.assert_array_equal(frames[3], data[3])
+    np.testing.assert_array_equal(frames[2:6], data[2:6])
+
+
+def test_compressed_or_float_tiffs_fall_back_to_the_reader(tmp_path, rng):
+    data = rng.random((3, 16, 16), dtype=np.float32)
+    tifffile.imwrite(tmp_path / "f.tif", data, photometric="minisblack")
+    tifffile.imwrite(
+        tmp_path / "z.tif",
+        (data * 255).astype(np.uint8),
+        compression="zlib",
+        photometric="minisblack",
+    )
+    assert isinstance(open_frames(tmp_path / "f.tif"), np.ndarray)
+    assert isinstance(open_frames(tmp_path / "z.tif"), np.ndarray)
+
+
+def test_segment_file_equals_predict_then_threshold(tmp_path, rng, tiny_unet):
+    data = rng.integers(0, 256, (5, 40, 48), dtype=np.uint8)
+    src = tmp_path / "clip.tif"
+    tifffile.imwrite(src, data)
+    done = run_job(
+        segment_file(
+            tiny_unet,
+            src,
+            tmp_path / "m.tif",
+            prob_path=tmp_path / "p.tif",
+            threshold=0.4,
+            min_size=3,
+            device="cpu",
+            batch_size=2,
+        )
+    )
+    whole = predict_stack_sync(tiny_unet, read_stack(src).frames, device="cpu", batch_size=2)
+    masks = probability_to_mask(whole.prob, 0.4, min_size=3)
+    written = tifffile.imread(tmp_path / "m.tif")
+    assert written.shape == (5, 40, 48) and 0 < masks.sum() < masks.size
+    np.testing.assert_array_equal(written, masks)
+    assert np.abs(tifffile.imread(tmp_path / "p.tif").astype(int) - whole.prob).max() <= 1
+    assert done.rib_fraction == pytest.approx(masks.mean())
+    assert done.prediction.n_done == 5 and done.frame_shape == (40, 48)
+
+
+def test_an_unfinished_stream_leaves_the_target_untouched(tmp_path):
+    target = tmp_path / "m.tif"
+    target.write_bytes(b"old")
+    with (
+        pytest.raises(ValueError, match="1 of 3 frames written"),
+        LabelTiffStream(target, 3) as out,
+    ):
+        out.write(np.zeros((1, 8, 8), np.uint8))
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.tif"]

@@ -55,7 +55,7 @@ def test_parse_frames():
 
 def test_overwrite_rule_spares_curated_rejected_and_edited(stack_file, tiny_model):
     session = ReviewSession.open(stack_file)
-    assert session.project.folder == stack_file.with_suffix(".ribseg")
+    assert session.project.folder == stack_file.parent / "clip01.npy.ribseg"
     written = session.predict_sync(tiny_model, device="cpu")
     np.testing.assert_array_equal(written, np.arange(6))
     assert session.has_prob.all() and np.isfinite(session.uncertainty).all()
@@ -119,10 +119,11 @@ def test_review_reopens_with_statuses_labels_and_probabilities(stack_file, tiny_
     assert again.restored
     np.testing.assert_array_equal(again.labels, session.labels)
     np.testing.assert_array_equal(again.project.curated_frames, [0, 1])
-    if hasattr(again.project, "probabilities"):
-        # The threshold still works after reopening: the probabilities came back with the review.
-        np.testing.assert_array_equal(again.prob, session.prob)
-        assert again.set_options(threshold=0.9).tolist() == [2, 3, 4, 5]
+    # The threshold still works after reopening: the probabilities came back with the review.
+    np.testing.assert_array_equal(again.prob, session.prob)
+    np.testing.assert_array_equal(again.uncertainty, session.uncertainty)
+    assert again.set_options(threshold=0.9).tolist() == [2, 3, 4, 5]
+    np.testing.assert_array_equal(again.labels[4], (again.prob[4] >= 0.9 * 255).astype(np.uint8))
 
 
 def test_training_set_and_export_from_review(stack_file, tmp_path):

@@ -23,7 +23,12 @@ def register(subparsers) -> None:
         description="Fine-tune a rib-segmentation model on a paired folder (IMG/+MASK/ or "
         "images/+masks/). Validation frames are whole clips, never frames of a training clip.",
     )
-    parser.add_argument("data", type=Path, metavar="DATA", help="paired image/mask folder")
+    parser.add_argument(
+        "data",
+        type=Path,
+        metavar="DATA",
+        help="paired image/mask folder, or a STACK whose review has curated frames",
+    )
     parser.add_argument("--model", required=True, help="base model: registry name or checkpoint")
     parser.add_argument(
         "--out",
@@ -68,14 +73,25 @@ def output_path(out: str) -> Path:
     return user_model_dir() / f"{out}.safetensors"
 
 
+def _training_data(path: Path):
+    """A paired folder as is; a stack (file or frame folder) through its review's curated frames."""
+    from napari_ribseg.core.io import find_reader, read_paired_dataset
+    from napari_ribseg.core.training.data import TrainingSet
+
+    if path.is_dir() and find_reader(path) is None:
+        return TrainingSet.from_paired(read_paired_dataset(path))
+    from napari_ribseg.core.session import ReviewSession
+
+    with ReviewSession.open(path) as session:
+        return session.training_set()
+
+
 def run(args: argparse.Namespace) -> int:
     """Fine-tune and print where the model went and its validation Dice before/after."""
     from napari_ribseg.cli.progress_bar import ProgressBar
     from napari_ribseg.core.errors import TrainingError
-    from napari_ribseg.core.io import read_paired_dataset
     from napari_ribseg.core.jobs import run_job
     from napari_ribseg.core.models import load_model, resolve_model
-    from napari_ribseg.core.training.data import TrainingSet
     from napari_ribseg.core.training.loop import FinetuneConfig, finetune, resume_paths
 
     out = output_path(args.out)
@@ -102,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.workers,
     )
     config.validate()
-    data = TrainingSet.from_paired(read_paired_dataset(args.data))
+    data = _training_data(args.data)
     base = load_model(base_path)
     main_rank = int(os.environ.get("RANK", "0")) == 0
     bar = ProgressBar("finetune", kind="batch") if main_rank else None

@@ -160,7 +160,7 @@ class ReviewSession:
         self.options = options or MaskOptions()
         self.restored = restored
         n = frames.shape[0]
-        saved = getattr(project, "probabilities", None)
+        saved = project.probabilities
         if saved is not None and np.shape(saved) == frames.shape:
             self.prob: np.ndarray | None = np.asarray(saved, dtype=np.uint8)
             # A frame has probabilities when the model scored it (confidence) or left any trace.
@@ -183,7 +183,7 @@ class ReviewSession:
     ) -> ReviewSession:
         """Open a stack (a :class:`Stack` or any readable path) and restore or start its review.
 
-        The review lives in ``<stem>.ribseg`` next to the stack, or under ``project_folder``.
+        The review lives in ``<file name>.ribseg`` next to the stack, or under ``project_folder``.
         """
         if not isinstance(stack, Stack):
             from napari_ribseg.core.io import read_stack
@@ -202,11 +202,16 @@ class ReviewSession:
         source: str | os.PathLike | None = None,
         name: str = "stack",
         options: MaskOptions | None = None,
+        lock: bool = True,
     ) -> ReviewSession:
-        """A session over in-memory frames whose review is saved in ``folder``."""
+        """A session over in-memory frames whose review is saved in ``folder``.
+
+        The review is bound to the frames by a content fingerprint and locked against a second
+        viewer until :meth:`close`.
+        """
         frames = np.asarray(frames)
         project, restored = ReviewProject.open(
-            folder, frames.shape[0], frames.shape[1:], source=source
+            folder, frames.shape[0], frames.shape[1:], source=source, frames=frames, lock=lock
         )
         return cls(frames, project, name=name, options=options, restored=restored)
 
@@ -327,8 +332,8 @@ class ReviewSession:
         self.prob[frames] = batch.prob
         self.has_prob[frames] = True
         self._update_uncertainty(frames)
-        if hasattr(self.project, "probabilities"):
-            self.project.probabilities = self.prob
+        self.project.probabilities = self.prob
+        self.project.mark_probabilities_changed()
         from napari_ribseg.core.inference import frame_confidence
 
         allowed = np.isin(frames, self.overwritable_frames(frames))
@@ -438,13 +443,27 @@ class ReviewSession:
     # -- saving --------------------------------------------------------------------------------
     def save(self) -> bool:
         """Save the review if anything changed; return whether anything was written."""
-        if hasattr(self.project, "probabilities") and self.prob is not None:
+        if self.prob is not None:
             self.project.probabilities = self.prob
         written = self.project.save()
         if written:
             stamp = _dt.datetime.now().strftime("%H:%M:%S")
             self.saved.emit(f"Review saved at {stamp} in {self.project.folder.name}")
         return written
+
+    def close(self, save: bool = True) -> None:
+        """Save (unless told not to) and release the review's lock."""
+        try:
+            if save:
+                self.save()
+        finally:
+            self.project.close()
+
+    def __enter__(self) -> ReviewSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(save=exc[0] is None)
 
     def export_curated(self, out: str | os.PathLike) -> Path:
         """Write the curated frames as a paired IMG/+MASK/ folder (``core.io.paired`` layout)."""

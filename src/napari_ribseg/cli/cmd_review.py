@@ -1,0 +1,66 @@
+"""``ribseg review STACK``: print a review's frame statuses and counts; set statuses in batch."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    """Add the ``review`` subcommand."""
+    parser = subparsers.add_parser(
+        "review",
+        help="show or set the frame statuses of a stack's review",
+        description="Print the frame statuses of STACK's review (<stem>.ribseg next to it) and "
+        "their counts; --curate / --reject / --unreview FRAMES (e.g. 0-3,7) set them.",
+    )
+    parser.add_argument("stack", type=Path, metavar="STACK", help="the reviewed ultrasound stack")
+    parser.add_argument("--curate", metavar="FRAMES", help="mark these frames curated, e.g. 0-3,7")
+    parser.add_argument("--reject", metavar="FRAMES", help="mark these frames rejected")
+    parser.add_argument("--unreview", metavar="FRAMES", help="mark these frames unreviewed again")
+    parser.add_argument(
+        "--project-folder", type=Path, default=None, metavar="DIR",
+        help="the review is kept under DIR instead of next to the stack",
+    )  # fmt: skip
+    parser.add_argument("--quiet", action="store_true", help="print only the counts")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Apply the requested statuses, save, and print the table and counts."""
+    from napari_ribseg.core.session import ReviewSession
+
+    with ReviewSession.open(args.stack, project_folder=args.project_folder) as session:
+        return _run(args, session)
+
+
+def _run(args: argparse.Namespace, session) -> int:
+    from napari_ribseg.core.session import parse_frames
+    from napari_ribseg.core.stack import FrameStatus
+
+    requests = (
+        (args.unreview, FrameStatus.UNREVIEWED),
+        (args.curate, FrameStatus.CURATED),
+        (args.reject, FrameStatus.REJECTED),
+    )
+    for text, status in requests:
+        if text:
+            session.set_status(parse_frames(text, session.n_frames), status)
+    session.save()
+    project = session.project
+    if not args.quiet:
+        changed = project.changed_pixels
+        print("frame  status      uncertainty  changed_px")
+        for f in range(session.n_frames):
+            status = FrameStatus(int(project.statuses[f])).name.lower()
+            u = float(session.uncertainty[f])
+            u_text = "-" if math.isnan(u) else f"{u:.3f}"
+            print(f"{f:>5}  {status:<10}  {u_text:>11}  {int(changed[f]):>10}")
+    c = session.counts()
+    print(
+        f"{project.folder}: {c['curated']} curated, {c['rejected']} rejected, "
+        f"{c['unreviewed']} unreviewed of {c['frames']} frames; {c['edited']} hand-edited, "
+        f"{c['predicted']} predicted"
+    )
+    return 0

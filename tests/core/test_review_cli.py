@@ -1,0 +1,100 @@
+"""The batch review path: predict --review, review --curate, export-curated, finetune STACK."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_ribseg.cli import main
+from napari_ribseg.core.io import read_paired_dataset
+from napari_ribseg.core.session import ReviewSession
+from napari_ribseg.core.stack import FrameStatus
+
+
+@pytest.fixture
+def tiny_model(tmp_path, monkeypatch):
+    """An untrained tiny U-Net (64 px input) in a per-test user model folder; its name."""
+    import torch
+
+    from napari_ribseg.core.models import ModelCard, build_model, save_checkpoint
+
+    monkeypatch.setenv("RIBSEG_MODEL_DIR", str(tmp_path / "models"))
+    torch.manual_seed(0)
+    model = build_model("unet", preset="tiny", input_size=64, pretrained=False)
+    card = ModelCard(
+        name="tiny", variant="unet", preset="tiny", widths=list(model.widths), input_size=64
+    )
+    save_checkpoint(model, card, tmp_path / "models" / "tiny.safetensors")
+    return "tiny"
+
+
+@pytest.fixture
+def stack_file(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = rng.random((8, 64, 64), dtype=np.float32) * 0.2
+    frames[:, 20:26, 8:56] += 0.7
+    path = tmp_path / "clip01.npy"
+    np.save(path, frames.clip(0, 1))
+    return path
+
+
+def test_batch_review_path_end_to_end(tmp_path, tiny_model, stack_file, capsys):
+    assert (
+        main(["predict", str(stack_file), "--review", "--model", tiny_model, "--device", "cpu"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "8 of 8 frames written by tiny" in out
+    sidecar = stack_file.parent / "clip01.npy.ribseg"
+    assert sidecar.is_dir()
+
+    # A hand edit and a rejection made in between survive the next night's run.
+    with ReviewSession.open(stack_file) as session:
+        session.set_labels(6, np.ones((64, 64), np.uint8))
+    assert main(["review", str(stack_file), "--curate", "0-3", "--reject", "7"]) == 0
+    out = capsys.readouterr().out
+    assert "4 curated, 1 rejected, 3 unreviewed of 8 frames; 1 hand-edited" in out
+    assert out.splitlines()[1].split()[:2] == ["0", "curated"]
+
+    before = ReviewSession.open(stack_file).labels.copy()
+    assert (
+        main(["predict", str(stack_file), "--review", "--model", tiny_model, "--device", "cpu"])
+        == 0
+    )
+    assert "2 of 8 frames written" in capsys.readouterr().out  # frames 4 and 5 only
+    after = ReviewSession.open(stack_file)
+    for f in (0, 1, 2, 3, 6, 7):
+        np.testing.assert_array_equal(after.labels[f], before[f])
+    assert after.statuses[7] == FrameStatus.REJECTED
+
+    assert main(["export-curated", str(stack_file), "--out", str(tmp_path / "pairs")]) == 0
+    assert "4 curated frame pairs" in capsys.readouterr().out
+    pairs = read_paired_dataset(tmp_path / "pairs")
+    assert len(pairs.images) == 4
+    assert sorted(p.name for p in (tmp_path / "pairs").iterdir()) == ["IMG", "MASK"]
+    np.testing.assert_array_equal(pairs.masks[0], after.labels[0])
+
+    args = ["finetune", str(stack_file), "--model", tiny_model, "--out", "tiny-ft", "--epochs", "1"]
+    args += ["--batch-size", "2", "--val-share", "0.25", "--device", "cpu", "--patience", "0"]
+    assert main(args) == 0
+    assert "done:" in capsys.readouterr().out
+    card = json.loads((tmp_path / "models" / "tiny-ft.json").read_text())
+    # It trained on exactly the review's curated frames (same content hash as the export's source).
+    with ReviewSession.open(stack_file) as session:
+        assert card["training_data"]["hash"] == session.training_set().hash
+    assert 1 <= card["training_data"]["frames"] < 4  # some curated frames are held out
+
+
+def test_review_cli_errors_are_one_line(stack_file, capsys):
+    assert main(["review", str(stack_file), "--curate", "5-12"]) == 2
+    err = capsys.readouterr().err
+    assert "outside this stack of 8 frames" in err and len(err.strip().splitlines()) == 1
+    assert main(["export-curated", str(stack_file), "--out", str(stack_file.parent / "x")]) == 2
+    assert "no frame is marked curated" in capsys.readouterr().err
+
+
+def test_predict_needs_out_or_review(stack_file, capsys):
+    assert main(["predict", str(stack_file), "--model", "unet"]) == 2
+    assert "--review" in capsys.readouterr().err

@@ -112,3 +112,27 @@ def test_spacing_from_depth_uses_the_fan_radii() -> None:
     spacing = spacing_from_depth(region, 84.0)
     assert spacing[0] == pytest.approx(84.0 / (region.radii[1] - region.radii[0]))
     assert spacing[0] == pytest.approx(1.0, rel=0.06)
+
+
+def test_inference_runs_on_the_region_and_zeroes_the_outside() -> None:
+    import torch
+
+    from napari_ribseg.core.inference import predict_stack_sync
+    from napari_ribseg.core.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("unet", "tiny", input_size=64, pretrained=False)
+    frames, truth = _fan_cine(4)
+    pred = predict_stack_sync(model, frames, device="cpu", crop_to_region=True)
+    assert pred.region is not None and pred.region.kind == "fan"
+    assert pred.prob.shape == frames.shape
+    assert not pred.prob[:, ~pred.region.mask].any()
+    # The same crop predicted directly gives the same probabilities inside the region.
+    crop = pred.region.crop(frames)
+    direct = predict_stack_sync(
+        model, np.ascontiguousarray(crop), device="cpu", region=None, crop_to_region=False
+    )
+    inside = pred.region.crop(pred.region.mask)
+    np.testing.assert_array_equal(pred.region.crop(pred.prob)[:, inside], direct.prob[:, inside])
+    whole = predict_stack_sync(model, frames, device="cpu", crop_to_region=False)
+    assert whole.region is None and whole.prob[:, ~truth].any()

@@ -70,6 +70,8 @@ GPU_MAX_BATCH = 64
 #: letterboxed input/outputs that the activation estimate does not count. The CPU and MPS shares are
 #: smaller because that memory is shared with the viewer, the stack and the rest of the system.
 MEMORY_FRACTION = {"cuda": 0.6, "mps": 0.4, "cpu": 0.25}
+#: Run the model on the imaged region's box and zero the outside (measured in docs/region.md).
+CROP_TO_REGION = True
 #: The uint8 level of p = 0.5: stored values >= this are "rib" for the confidence score.
 _HALF_LEVEL = 128
 
@@ -92,6 +94,8 @@ class Prediction:
     model_name: str | None = None
     elapsed_s: float = 0.0
     stopped: bool = False
+    #: The imaged region the model ran on (``ImagedRegion``), ``None`` when it saw whole frames.
+    region: Any = None
 
     @classmethod
     def empty(cls, n_frames: int, height: int, width: int) -> Prediction:
@@ -410,6 +414,8 @@ def predict_stack(
     channels_last: bool = True,
     on_batch: Callable[[np.ndarray, np.ndarray], Any] | None = None,
     keep_probabilities: bool = True,
+    crop_to_region: bool | None = None,
+    region: Any = None,
 ) -> Generator[Progress, None, Prediction]:
     """Job: predict rib probabilities of ``frames`` (N, H, W) float32 in [0, 1] (or a ``Stack``).
 
@@ -422,6 +428,9 @@ def predict_stack(
     autocast on CUDA only. ``on_batch(frame_indices, uint8_probabilities)`` is called after each
     batch; with ``keep_probabilities=False`` the returned Prediction's ``prob`` has no pixels
     (shape (N, 0, 0)): the caller keeps what it needs from ``on_batch`` (see the streaming notes).
+    ``crop_to_region`` (``None``: :data:`CROP_TO_REGION`) runs the model on the bounding box of the
+    imaged region, ``region`` (an ``ImagedRegion``; detected from in-memory frames when ``None``), and
+    sets probabilities outside it to 0; a given ``region`` is used even with ``crop_to_region=False``.
 
     Yields ``Progress("batch", step=frames done, total=frames to run, values={"frames_per_s",
     "batch_size"})``, one ``"message"`` naming device and batch size first; returns the Prediction.
@@ -437,6 +446,15 @@ def predict_stack(
     dev = resolve_device(device)
     autocast_dtype = _autocast_dtype(dev, mixed_precision)
     order = _frame_order(frame_indices, n_frames)
+    if crop_to_region is None:
+        crop_to_region = CROP_TO_REGION
+    # Lazy stacks (readers that decode on demand) are read exactly once: pass them a region.
+    if region is None and crop_to_region and isinstance(frames, np.ndarray):
+        from napari_ribseg.core.region import detect_imaged_region
+
+        region = detect_imaged_region(frames)
+    if region is not None and getattr(region, "kind", "") == "full":
+        region = None
 
     if into is None:
         result = (
@@ -454,6 +472,7 @@ def predict_stack(
         result = into
     result.device, result.input_size, result.model_name = str(dev), input_size, name
     result.stopped = False
+    result.region = region
 
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
@@ -484,6 +503,8 @@ def predict_stack(
                 break
             chunk = order[position : position + batch]
             batch_frames = np.asarray(frames[chunk])
+            if region is not None:
+                batch_frames = region.crop(batch_frames)
             _check_unit_batch(batch_frames, chunk)
             out_of_memory = False
             try:
@@ -513,6 +534,8 @@ def predict_stack(
                 result.batch_size = batch
                 yield Progress("message", message=f"out of memory on {dev}: batch size {batch}")
                 continue
+            if region is not None:
+                probs = region.uncrop(probs)
             if keep_probabilities:
                 result.prob[chunk] = probs
             if on_batch is not None:

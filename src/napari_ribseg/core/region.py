@@ -217,11 +217,15 @@ def polygon_to_mask(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _sample(frames: np.ndarray) -> np.ndarray:
+    """Up to MAX_SAMPLED_FRAMES evenly spaced frames as float32 in [0, 1] (integers scaled)."""
     n = frames.shape[0]
-    if n <= MAX_SAMPLED_FRAMES:
-        return np.asarray(frames, dtype=np.float32)
-    picks = np.linspace(0, n - 1, MAX_SAMPLED_FRAMES).round().astype(int)
-    return np.asarray(frames[picks], dtype=np.float32)
+    picks = slice(None) if n <= MAX_SAMPLED_FRAMES else np.linspace(0, n - 1, MAX_SAMPLED_FRAMES)
+    if not isinstance(picks, slice):
+        picks = picks.round().astype(int)
+    sample = np.asarray(frames[picks])
+    if sample.dtype.kind in "ui":
+        return sample.astype(np.float32) / float(np.iinfo(sample.dtype).max)
+    return sample.astype(np.float32, copy=False)
 
 
 def _odd(value: float) -> int:
@@ -388,17 +392,18 @@ def detect_imaged_region(frames: Any, *, min_fraction: float = 0.05) -> ImagedRe
     ``min_fraction`` of the frame is found, so callers never lose the image to a failed detection.
     """
     frames = getattr(frames, "frames", frames)
-    frames = np.asarray(frames) if not isinstance(frames, np.ndarray) else frames
-    if frames.ndim == 2:
-        frames = frames[None]
-    if frames.ndim != 3 or frames.shape[1] < 8 or frames.shape[2] < 8:
+    if not hasattr(frames, "shape"):
+        frames = np.asarray(frames)
+    if len(frames.shape) == 2:
+        frames = np.asarray(frames)[None]
+    if len(frames.shape) != 3 or frames.shape[1] < 8 or frames.shape[2] < 8:
         raise RegionError(f"expected frames (N, H, W) of at least 8x8 pixels; got {frames.shape}")
     shape = (int(frames.shape[1]), int(frames.shape[2]))
-    moving = changing_pixels(frames)
+    sample = _sample(frames)
+    moving = changing_pixels(sample)
     if moving.mean() >= min_fraction:
         mask, source = moving, "variance"
     else:
-        sample = _sample(frames)
         mask, source = content_pixels(sample.max(axis=0)), "intensity"
     component = _largest_component(mask)
     if component.mean() < min_fraction:

@@ -538,7 +538,7 @@ class ReviewProject:
         if _versions(folder) or (folder / JSON_FILE).is_file():
             return cls.load(folder)
         legacy = legacy_project_dir(folder, source)
-        if legacy is None or not (legacy / JSON_FILE).is_file():
+        if legacy is None or not (_versions(legacy) or (legacy / JSON_FILE).is_file()):
             return None
         # A version-1 sidecar "<stem>.ribseg" is adopted only if it names this very file.
         try:

@@ -22,12 +22,15 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the description of the stack at ``args.path``; core errors propagate to ``main``."""
     from napari_ribseg.core.io import read_stack
+    from napari_ribseg.core.region import detect_imaged_region
 
     stack = read_stack(args.path, variable=args.variable)
     info = stack.describe()
     info["reader"] = stack.metadata.get("reader")
     info["variable"] = stack.metadata.get("variable")
     info["intensity_scaling"] = stack.metadata.get("intensity_scaling")
+    region = detect_imaged_region(stack.frames)
+    info["imaged_region"] = region.to_dict()
     if args.json:
         print(json.dumps(info, default=str))
         return 0
@@ -43,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
             f"{spacing[0]:.4g} x {spacing[1]:.4g} mm (row x col)" if spacing else "unknown",
         ),
         ("frame rate", f"{stack.frame_rate:.4g} fps" if stack.frame_rate else "unknown"),
+        ("image", region.describe()),
     ]
     if info["variable"]:
         lines.insert(2, ("variable", info["variable"]))

@@ -126,6 +126,13 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--variable", default=None, help="array to read from a .mat/.npz holding several"
     )
+    parser.add_argument(
+        "--region",
+        choices=("auto", "none"),
+        default="auto",
+        help="auto: find the ultrasound image inside the frame (fan or rectangle), run the model "
+        "on it and leave the outside empty; none: run on whole frames (default: auto)",
+    )
     add_model_options(parser)
     parser.set_defaults(func=run)
 
@@ -172,11 +179,14 @@ def run(args: argparse.Namespace) -> int:
             variable=args.variable,
             device=device,
             batch_size=args.batch_size,
+            crop_to_region=args.region == "auto",
             **mask_options(args),
         ),
         ProgressBar("predict"),
     )
     prediction = done.prediction
+    if prediction.region is not None:
+        print(f"imaged region: {prediction.region.describe()}")
     rate = prediction.n_frames / max(prediction.elapsed_s, 1e-9)
     print(
         f"{args.out}: {prediction.n_frames} frames {done.frame_shape[0]}x{done.frame_shape[1]}, "

@@ -396,9 +396,11 @@ def detect_imaged_region(frames: Any, *, min_fraction: float = 0.05) -> ImagedRe
         frames = np.asarray(frames)
     if len(frames.shape) == 2:
         frames = np.asarray(frames)[None]
-    if len(frames.shape) != 3 or frames.shape[1] < 8 or frames.shape[2] < 8:
-        raise RegionError(f"expected frames (N, H, W) of at least 8x8 pixels; got {frames.shape}")
+    if len(frames.shape) != 3:
+        raise RegionError(f"expected frames (N, H, W) or one frame (H, W); got {frames.shape}")
     shape = (int(frames.shape[1]), int(frames.shape[2]))
+    if min(shape) < 16:  # too small to hold margins worth cropping
+        return ImagedRegion.full(shape)
     sample = _sample(frames)
     moving = changing_pixels(sample)
     if moving.mean() >= min_fraction:

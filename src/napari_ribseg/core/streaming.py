@@ -46,13 +46,21 @@ def segment_file(
     device: Any = "auto",
     batch_size: int | None = None,
     stop: StopFlag | None = None,
+    crop_to_region: bool | None = None,
+    region: Any = None,
 ) -> Generator[Progress, None, SegmentedFile]:
     """Job: predict every frame of ``source`` and write the uint8 0/1 masks (and p x 255) as TIFFs.
 
     The outputs are committed atomically when every frame is done; a stop or an error leaves any
-    existing file at those paths untouched.
+    existing file at those paths untouched. ``crop_to_region``/``region`` as in ``predict_stack``;
+    an automatic region is detected from at most 32 frames sampled across the file.
     """
+    from napari_ribseg.core.inference import CROP_TO_REGION
+    from napari_ribseg.core.region import detect_imaged_region
+
     frames = open_frames(source, variable=variable)
+    if region is None and (CROP_TO_REGION if crop_to_region is None else crop_to_region):
+        region = detect_imaged_region(frames)
     n_frames, height, width = (int(s) for s in frames.shape)
     rib_pixels = 0
 
@@ -84,6 +92,8 @@ def segment_file(
             stop=stop,
             on_batch=write,
             keep_probabilities=False,
+            crop_to_region=False,
+            region=region,
         )
         if prediction.stopped:
             raise InterruptedError(f"{source}: stopped after {prediction.n_done} frames")

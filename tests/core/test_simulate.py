@@ -197,16 +197,20 @@ def test_b_lines_run_from_pleura_to_bottom():
 
 def test_random_config_is_varied_realistic_and_overridable():
     rng = np.random.default_rng(0)
-    configs = [random_config(rng, size=(64, 64)) for _ in range(40)]
-    probes = {c.probe for c in configs}
-    assert probes == {"linear", "convex"}
+    configs = [random_config(rng, size=(64, 64)) for _ in range(60)]
+    probes = [c.probe for c in configs]
+    assert set(probes) == {"linear", "convex", "phased"}
+    # Most bedside lung scans are convex.
+    assert probes.count("convex") > probes.count("linear") > probes.count("phased")
     for c in configs:
         if c.probe == "linear":
             assert 5.0 <= c.frequency_mhz <= 13.0 and 35.0 <= c.depth_mm <= 70.0
         else:
-            assert 2.0 <= c.frequency_mhz <= 6.0 and 80.0 <= c.depth_mm <= 160.0
-        assert 50.0 <= c.dynamic_range_db <= 70.0
-        assert 15.0 <= c.rib_spacing_mm <= 25.0 and 10.0 <= c.rib_depth_mm <= 22.0
+            assert 1.5 <= c.frequency_mhz <= 6.0 and 80.0 <= c.depth_mm <= 170.0
+        if c.probe == "phased":
+            assert c.convex_radius_mm < 15.0
+        assert 40.0 <= c.dynamic_range_db <= 70.0
+        assert 15.0 <= c.rib_spacing_mm <= 25.0 and 9.0 <= c.rib_depth_mm <= 22.0
         assert c.size == (64, 64)
     assert len({round(c.gain_db, 3) for c in configs}) == len(configs)
     fixed = random_config(1, probe="convex", b_lines=2)
@@ -218,7 +222,15 @@ def test_random_config_is_varied_realistic_and_overridable():
 
 def test_config_validation_names_the_field():
     with pytest.raises(ValueError, match="probe"):
-        SimulationConfig(probe="phased")
+        SimulationConfig(probe="sector")
+    with pytest.raises(ValueError, match="image_region"):
+        SimulationConfig(image_region=(0.5, 0.0, 0.4, 1.0))
+    with pytest.raises(ValueError, match="persistence"):
+        SimulationConfig(persistence=1.0)
+    with pytest.raises(ValueError, match="jpeg_quality"):
+        SimulationConfig(jpeg_quality=2)
+    with pytest.raises(ValueError, match="shadow_fill_db"):
+        SimulationConfig(shadow_fill_db=20.0)
     with pytest.raises(ValueError, match="size"):
         SimulationConfig(size=(8, 8))
     with pytest.raises(ValueError, match="pleura"):

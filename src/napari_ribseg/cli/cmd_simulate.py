@@ -35,9 +35,19 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--probe",
-        choices=("linear", "convex", "random"),
+        choices=("linear", "convex", "phased", "random"),
         default="random",
         help="probe geometry; 'random' draws it per clip (default)",
+    )
+    parser.add_argument(
+        "--domain",
+        choices=("standard", "hard"),
+        default="standard",
+        help=(
+            "'standard': random_config, the training distribution; 'hard': hard_domain_config "
+            "(dark, soft shadows, overlays, wide fan, JPEG; convex unless --probe is given). "
+            "--size still sets the frame; the hard domain's own size is 820 1124"
+        ),
     )
     parser.add_argument("--seed", type=int, default=0, help="same seed, same dataset")
     parser.add_argument("--clips", type=int, default=1, metavar="C", help="number of clips")
@@ -60,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_ribseg.core.atomic import atomic_path
     from napari_ribseg.core.io import write_paired_dataset
     from napari_ribseg.core.jobs import Progress
-    from napari_ribseg.core.simulate import random_config, simulate_cine_job
+    from napari_ribseg.core.simulate import domain_config, simulate_cine_job
 
     if args.frames < 1 or args.clips < 1:
         print("ribseg simulate: error: --frames and --clips must be >= 1", file=sys.stderr)
@@ -77,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         overrides = {"size": size}
         if args.probe != "random":
             overrides["probe"] = args.probe
-        config = random_config(rng, **overrides)
+        config = domain_config(args.domain, rng, **overrides)
         seed = int(rng.integers(2**31))
         job = simulate_cine_job(args.frames, config, seed)
         while True:

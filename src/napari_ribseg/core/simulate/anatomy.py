@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from napari_ribseg.core.simulate.config import SimulationConfig
-from napari_ribseg.core.simulate.psf import axial_sigma_mm
+from napari_ribseg.core.simulate.psf import DISPLAY_SIGMA_PX, axial_sigma_mm
 
 # Attenuation of bone (dB/cm/MHz) and the round-trip transmission loss into it (dB): together they
 # make the shadow behind a rib near-total while a beam grazing the rib edge is only dimmed.
@@ -26,14 +26,19 @@ BONE_ENTRY_LOSS_DB = 12.0
 SHADOW_LOSS_DB = 20.0
 # Amplitudes of the specular echoes relative to unit-echogenicity tissue: bone cortex and the
 # tissue/air pleural interface reflect far more than soft tissue scatters (about +25 and +21 dB).
-RIB_ECHO = 28.0
+RIB_ECHO = 6.0
 PLEURA_ECHO = 14.0
-# Side-lobe and multipath clutter amplitude (about -22 dB re tissue), present even in shadows.
-CLUTTER = 0.08
+# Lateral reach (mm, Gaussian sigma) of the side-lobe and reverberation clutter that fills shadows.
+SHADOW_FILL_MM = 12.0
+# Half-thickness of the rib label in standard deviations of the displayed cortex echo: the band a
+# reader sees as the bright cortex (a +29 dB echo stands out of tissue over about +-2.6 sigma).
+RIB_LABEL_SIGMAS = 2.2
 # Specular reflectors fade as their surface tilts away from the beam (radians, Gaussian width).
 SPECULAR_ANGLE = 0.5
 # Fraction of tissue / lung speckle renewed each frame (out-of-plane motion, lung sliding).
 TISSUE_DECORRELATION = 0.15
+# Mean power of an A-line of unit amplitude as the renderer draws it (coherent 0.8 + granular 0.5).
+ALINE_POWER = 0.8**2 + 0.5**2
 LUNG_DECORRELATION = 0.45
 
 
@@ -205,7 +210,12 @@ def build_anatomy(
     in_bone = np.zeros((rp, cp), dtype=bool)
     rib_label = np.zeros((rp, cp), dtype=bool)
     cortex_top = np.full(cp, np.inf)
-    label_thick = max(1.5, 3.0 * dr, 4.0 * axial_sigma_mm(f))
+    echo_sigma = float(
+        np.sqrt(
+            axial_sigma_mm(f) ** 2 + ((DISPLAY_SIGMA_PX**2 + config.speckle_reduction**2) * dr**2)
+        )
+    )
+    label_half = max(0.75, 1.5 * dr, RIB_LABEL_SIGMAS * echo_sigma)
     cortex_w = 1.5 * max(0.2, 0.6 * dr)
     for rib in ribs:
         u = (s1 - rib.centre_s) / rib.half_width
@@ -227,7 +237,7 @@ def build_anatomy(
         specular[:, cols] += (RIB_ECHO * bright * rough)[None, :] * prof
         echo[:, cols] += (2.0 * bright[None, :] * prof).astype(np.float32)
         visible = bright > 0.3
-        band = (dc >= top_s[None, :] - 0.3) & (dc <= top_s[None, :] + label_thick)
+        band = np.abs(dc - top_s[None, :]) <= label_half
         rib_label[:, cols] |= band & visible[None, :]
         cortex_top[cols] = np.minimum(cortex_top[cols], top_s)
     echo[in_bone] = 0.0
@@ -279,7 +289,16 @@ def build_anatomy(
     static_field = np.sqrt(1.0 - TISSUE_DECORRELATION**2) * echo * gain
     tissue_tex = rng.standard_normal((rp, 2 * cp), dtype=np.float32) * np.float32(np.sqrt(0.5))
     # Side-lobe and multipath clutter: a faint echo everywhere, so shadows are dark grey, not void.
-    static = tissue_tex.view(np.complex64) * (static_field + CLUTTER).astype(np.float32)
+    clutter = np.full((rp, cp), 10.0 ** (config.clutter_db / 20.0), dtype=np.float64)
+    if config.shadow_fill_db is not None:
+        # Side lobes and reverberations carry the echoes beside a shadow into it: top up every
+        # dim place to the laterally spread power of its surroundings (less shadow_fill_db).
+        power = (echo * gain) ** 2 + (lung * t_pleura) ** 2
+        power = power + (ALINE_POWER * alines.sum(axis=0) ** 2)
+        spread = ndimage.gaussian_filter1d(power, SHADOW_FILL_MM / ds, axis=1, mode="nearest")
+        fill = np.maximum(10.0 ** (config.shadow_fill_db / 10.0) * spread - power, 0.0)
+        clutter = np.sqrt(clutter**2 + fill)
+    static = tissue_tex.view(np.complex64) * (static_field + clutter).astype(np.float32)
     static += (specular * gain * spec_norm).astype(np.float32)
     static[d1 < 0, :] = 0
 

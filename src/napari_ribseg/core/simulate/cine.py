@@ -13,10 +13,12 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 
 from napari_ribseg.core.jobs import Progress, StopFlag, run_job
 from napari_ribseg.core.simulate.anatomy import LUNG_DECORRELATION, Anatomy, build_anatomy
 from napari_ribseg.core.simulate.config import SimulationConfig
+from napari_ribseg.core.simulate.display import Overlay, draw_overlay, jpeg_compress
 from napari_ribseg.core.simulate.geometry import ProbeGeometry, probe_geometry
 from napari_ribseg.core.simulate.psf import BeamPSF, build_psf, complex_gaussian, psf_margin
 from napari_ribseg.core.stack import Stack
@@ -183,6 +185,39 @@ class CineRenderer:
         self._b_s = np.asarray(a.b_line_s)
         self._b_sig = np.asarray(a.b_line_sigma)
         self._b_amp = np.asarray(a.b_line_amp)
+        self._previous: np.ndarray | None = None  # persistence: the last displayed beam image
+        self.overlay: Overlay | None = None
+        self._keep_labels: np.ndarray | None = None
+        # Drawn whether or not overlays are on, so switching them leaves speckle and motion alone.
+        overlay_seed = int(rng.integers(2**31))
+        if config.overlays:
+            shape = self.geometry.output_shape
+            conv = self.geometry.converter
+            fan = np.ones(shape, dtype=bool) if conv is None else conv.inside
+            focus = config.focus_mm if config.focus_mm is not None else config.pleura_depth_mm
+            centre = fan[:, shape[1] // 2]
+            top = int(np.flatnonzero(centre)[0]) if centre.any() else 0
+            focus_row = top + int(focus / self.geometry.spacing_mm[0])
+            orng = np.random.default_rng(overlay_seed)
+            self.overlay = draw_overlay(shape, fan, self.geometry.spacing_mm, focus_row, orng)
+            self._keep_labels = (~self.overlay.mask).astype(np.uint8)
+
+    def _display(self, image: np.ndarray) -> np.ndarray:
+        """Scanner processing of the log image on the beam grid: speckle reduction (compounding),
+        clipping to the display range, persistence (frame averaging) and the grey map."""
+        cfg = self.config
+        if cfg.speckle_reduction > 0:
+            image = ndimage.gaussian_filter(image, cfg.speckle_reduction, mode="nearest")
+        image = np.clip(image, 0.0, 1.0)
+        if cfg.persistence > 0:
+            if self._previous is not None:
+                image = (1.0 - cfg.persistence) * image + cfg.persistence * self._previous
+            self._previous = image
+        if cfg.grey_gamma != 1.0:
+            image = image ** np.float32(cfg.grey_gamma)
+        if cfg.grey_floor > 0:
+            image = np.float32(cfg.grey_floor) + np.float32(1.0 - cfg.grey_floor) * image
+        return image.astype(np.float32, copy=False)
 
     def _indices(self, shift_x_mm: float, ramp_x_mm: float, shift_z_mm: float) -> np.ndarray:
         grid = self.geometry.grid
@@ -243,9 +278,7 @@ class CineRenderer:
         cfg = self.config
         db = 10.0 * np.log10(power + np.float32(1e-12))
         image = TISSUE_LEVEL + (db + np.float32(cfg.gain_db)) / np.float32(cfg.dynamic_range_db)
-        # Scanners store 8-bit grey levels.
-        image = np.rint(np.clip(image, 0.0, 1.0) * 255.0) * np.float32(1.0 / 255.0)
-        image = image.astype(np.float32, copy=False)
+        image = self._display(image.astype(np.float32, copy=False))
 
         core = idx[mr : mr + grid.n_rows, mc : mc + grid.n_cols]
         labels = [np.take(flat[name], core) for name in ("rib", "pleura", "shadow")]
@@ -253,6 +286,15 @@ class CineRenderer:
         if conv is not None:
             image = conv.image(image)
             labels = [conv.labels(lab) for lab in labels]
+        if self.overlay is not None:
+            image = self.overlay.apply(image)
+            labels = [lab * self._keep_labels for lab in labels]
+        if cfg.jpeg_quality:
+            image = jpeg_compress(image, cfg.jpeg_quality)
+        # Scanners store 8-bit grey levels.
+        image = (np.rint(np.clip(image, 0.0, 1.0) * 255.0) * np.float32(1.0 / 255.0)).astype(
+            np.float32, copy=False
+        )
         envelope = np.sqrt(power) if want_envelope else None
         return image, labels[0], labels[1], labels[2], envelope
 

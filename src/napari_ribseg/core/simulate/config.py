@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PROBES = ("linear", "convex")
+PROBES = ("linear", "convex", "phased")
+# Share of each probe in random_config: most bedside lung scans are convex.
+PROBE_SHARES = {"convex": 0.6, "linear": 0.25, "phased": 0.15}
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,29 @@ class SimulationConfig:
     (it falls 20 dB towards the top, as the time-gain compensation amplifies it less there).
     ``sliding_mm`` is the lung-sliding excursion at the pleura, ``breathing_mm`` the chest-wall (rib
     and pleura) motion and ``jitter_mm`` the standard deviation of hand-held probe motion.
+
+    ``phased`` is a phased array: a narrow sector from a small virtual apex (``convex_radius_mm``
+    of a few millimetres). The scanner fields below default to a clean image (no processing, no
+    overlays, the image filling the frame); ``random_config`` draws them as real scanners set them:
+
+    - ``clutter_db``: flat side-lobe/multipath clutter floor re unit tissue echo (dB).
+    - ``shadow_fill_db``: side-lobe and reverberation clutter spread laterally (about 12 mm) from
+      the echoes beside a shadow into it, dB re those echoes; ``None`` is off. Near 0 dB makes a
+      rib shadow nearly as bright as the lung beside it, as real scans show.
+    - ``speckle_reduction``: Gaussian smoothing (beam-grid pixels) of the log image, standing for
+      spatial compounding and speckle-reduction filters.
+    - ``persistence``: weight of the previous displayed frame (frame averaging), 0 to 0.9.
+    - ``grey_gamma``: exponent of the grey map applied after log compression (> 1 darkens the
+      mid greys, as the non-log maps of scanners do).
+    - ``grey_floor``: the grey level (0 to 0.2) the map gives the weakest echo inside the image:
+      scanners lift black so the image area stays distinct from the frame around it.
+    - ``fan_zoom``: >= 1 magnifies a fan so it fills the frame (sides and bottom cut off).
+    - ``pixel_aspect``: width / height of a fan's output pixel; > 1 is a wide scanner frame
+      resized to ``size`` (the fan squeezed sideways), as frames reach a model.
+    - ``image_region``: (top, left, bottom, right) fractions of the frame holding the image; the
+      rest is black margin, where the overlays go.
+    - ``overlays``: vendor overlays (text, depth ruler, focus marker, logo), never labelled.
+    - ``jpeg_quality``: 0 for none, else 8x8-block DCT quantisation at this JPEG quality (5-100).
     """
 
     probe: str = "linear"
@@ -49,6 +74,17 @@ class SimulationConfig:
     breathing_period_s: float = 4.0
     jitter_mm: float = 0.15
     frame_rate: float = 30.0
+    clutter_db: float = -22.0
+    shadow_fill_db: float | None = None
+    speckle_reduction: float = 0.0
+    persistence: float = 0.0
+    grey_gamma: float = 1.0
+    grey_floor: float = 0.0
+    fan_zoom: float = 1.0
+    pixel_aspect: float = 1.0
+    image_region: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+    overlays: bool = False
+    jpeg_quality: int = 0
 
     def __post_init__(self) -> None:
         if self.probe not in PROBES:
@@ -90,7 +126,57 @@ class SimulationConfig:
                 f"SimulationConfig: skin_mm + fat_mm ({self.skin_mm + self.fat_mm}) must be less "
                 f"than rib_depth_mm ({self.rib_depth_mm})"
             )
-        for name in ("noise", "sliding_mm", "breathing_mm", "jitter_mm", "fat_mm"):
+        region = tuple(float(v) for v in self.image_region)
+        if not (
+            len(region) == 4
+            and 0.0 <= region[0] < region[2] <= 1.0
+            and 0.0 <= region[1] < region[3] <= 1.0
+            and (region[2] - region[0]) * size[0] >= 16
+            and (region[3] - region[1]) * size[1] >= 16
+        ):
+            raise ValueError(
+                "SimulationConfig.image_region must be (top, left, bottom, right) fractions with "
+                f"top < bottom, left < right, in [0, 1] and at least 16 pixels; got {self.image_region}"
+            )
+        object.__setattr__(self, "image_region", region)
+        if not 0.0 <= self.persistence <= 0.9:
+            raise ValueError(
+                f"SimulationConfig.persistence must be in [0, 0.9]; got {self.persistence}"
+            )
+        if not 0.2 <= self.grey_gamma <= 5.0:
+            raise ValueError(
+                f"SimulationConfig.grey_gamma must be in [0.2, 5]; got {self.grey_gamma}"
+            )
+        if not 0.0 <= self.grey_floor <= 0.2:
+            raise ValueError(
+                f"SimulationConfig.grey_floor must be in [0, 0.2]; got {self.grey_floor}"
+            )
+        if not 1.0 <= self.fan_zoom <= 3.0:
+            raise ValueError(f"SimulationConfig.fan_zoom must be in [1, 3]; got {self.fan_zoom}")
+        if not 0.5 <= self.pixel_aspect <= 2.0:
+            raise ValueError(
+                f"SimulationConfig.pixel_aspect must be in [0.5, 2]; got {self.pixel_aspect}"
+            )
+        if not (self.jpeg_quality == 0 or 5 <= self.jpeg_quality <= 100):
+            raise ValueError(
+                f"SimulationConfig.jpeg_quality must be 0 (off) or in [5, 100]; got {self.jpeg_quality}"
+            )
+        if not -80.0 <= self.clutter_db <= 0.0:
+            raise ValueError(
+                f"SimulationConfig.clutter_db must be in [-80, 0]; got {self.clutter_db}"
+            )
+        if self.shadow_fill_db is not None and not -40.0 <= self.shadow_fill_db <= 6.0:
+            raise ValueError(
+                f"SimulationConfig.shadow_fill_db must be None or in [-40, 6]; got {self.shadow_fill_db}"
+            )
+        for name in (
+            "noise",
+            "sliding_mm",
+            "breathing_mm",
+            "jitter_mm",
+            "fat_mm",
+            "speckle_reduction",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"SimulationConfig.{name} must be >= 0; got {getattr(self, name)}")
 
@@ -107,6 +193,7 @@ class SimulationConfig:
         """Plain JSON-able dict, e.g. for stack metadata."""
         out = dataclasses.asdict(self)
         out["size"] = list(self.size)
+        out["image_region"] = list(self.image_region)
         return out
 
 
@@ -123,30 +210,44 @@ def random_config(rng: np.random.Generator | int | None = None, **overrides) -> 
         raise TypeError(f"random_config: unknown SimulationConfig fields {sorted(unknown)}")
 
     # Every draw happens in a fixed order whatever the overrides, so one seed gives the same
-    # anatomy for both probes.
-    probe = str(rng.choice(PROBES))
+    # anatomy for every probe.
+    u = rng.random()
+    probe = "convex" if u < PROBE_SHARES["convex"] else "linear"
+    if u >= PROBE_SHARES["convex"] + PROBE_SHARES["linear"]:
+        probe = "phased"
     probe = overrides.get("probe", probe)
-    linear_freq, convex_freq = rng.uniform(6.0, 12.0), rng.uniform(2.5, 5.0)
-    linear_depth, convex_depth = rng.uniform(35.0, 60.0), rng.uniform(80.0, 160.0)
+    freq = {
+        "linear": rng.uniform(6.0, 12.0),
+        "convex": rng.uniform(2.5, 5.0),
+        "phased": rng.uniform(2.0, 4.0),
+    }
+    depth = {
+        "linear": rng.uniform(35.0, 60.0),
+        "convex": rng.uniform(120.0, 165.0),
+        "phased": rng.uniform(100.0, 150.0),
+    }
+    radius = {"convex": rng.uniform(40.0, 65.0), "phased": rng.uniform(6.0, 12.0)}
+    fov = {"convex": rng.uniform(60.0, 78.0), "phased": rng.uniform(60.0, 85.0)}
+    zoom = {"convex": rng.uniform(1.0, 1.3), "phased": rng.uniform(1.0, 1.15)}
     draw = {
         "probe": probe,
-        "frequency_mhz": linear_freq if probe == "linear" else convex_freq,
-        "depth_mm": linear_depth if probe == "linear" else convex_depth,
+        "frequency_mhz": freq[probe],
+        "depth_mm": depth[probe],
         "width_mm": rng.uniform(36.0, 50.0),
-        "convex_radius_mm": rng.uniform(40.0, 65.0),
-        "fov_deg": rng.uniform(55.0, 80.0),
-        "gain_db": rng.uniform(-6.0, 6.0),
-        "dynamic_range_db": rng.uniform(50.0, 70.0),
+        "convex_radius_mm": radius.get(probe, radius["convex"]),
+        "fov_deg": fov.get(probe, fov["convex"]),
+        "gain_db": rng.uniform(-1.0, 9.0),
+        "dynamic_range_db": rng.uniform(40.0, 55.0),
         "attenuation_db_cm_mhz": rng.uniform(0.5, 1.0),
         "skin_mm": rng.uniform(1.2, 2.2),
         "fat_mm": rng.uniform(1.5, 9.0),
-        "rib_depth_mm": rng.uniform(10.0, 22.0),
+        "rib_depth_mm": rng.uniform(9.0, 20.0),
         "rib_spacing_mm": rng.uniform(15.0, 25.0),
         "rib_width_mm": rng.uniform(10.0, 15.0),
         "pleura_offset_mm": rng.uniform(3.5, 6.5),
         "pleura_irregularity_mm": rng.uniform(0.05, 0.4),
         "a_line_decay_db": rng.uniform(5.0, 11.0),
-        "b_lines": int(rng.choice([0, 0, 0, 1, 2, 3, 4])),
+        "b_lines": int(rng.choice([0, 0, 0, 0, 0, 1, 1, 2, 3])),
         "noise": float(10 ** rng.uniform(-2.0, -0.7)),
         # About one cine in ten has no lung sliding (as in pneumothorax).
         "sliding_mm": rng.uniform(0.5, 4.0) * float(rng.random() > 0.1),
@@ -154,6 +255,18 @@ def random_config(rng: np.random.Generator | int | None = None, **overrides) -> 
         "breathing_period_s": rng.uniform(3.0, 5.0),
         "jitter_mm": rng.uniform(0.0, 0.3),
         "frame_rate": float(rng.choice([15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0])),
+        # The scanner's processing and display, as real exports show them.
+        "clutter_db": rng.uniform(-22.0, -14.0),
+        "shadow_fill_db": rng.uniform(-3.0, 1.0),
+        "speckle_reduction": rng.uniform(0.3, 1.5),
+        "persistence": rng.uniform(0.0, 0.6) * float(rng.random() < 0.7),
+        "grey_gamma": rng.uniform(1.0, 1.4),
+        "grey_floor": rng.uniform(0.02, 0.06),
+        "fan_zoom": zoom.get(probe, 1.0),
+        "pixel_aspect": rng.uniform(1.15, 1.6) if probe != "linear" else 1.0,
+        "image_region": _draw_region(rng),
+        "overlays": bool(rng.random() < 0.7),
+        "jpeg_quality": int(rng.integers(40, 96)) * int(rng.random() < 0.5),
     }
     draw.update(overrides)
     # Keep the anatomy consistent when an override moved one part of it.
@@ -167,3 +280,12 @@ def random_config(rng: np.random.Generator | int | None = None, **overrides) -> 
         if isinstance(value, np.floating):
             draw[key] = float(value)
     return SimulationConfig(**draw)
+
+
+def _draw_region(rng: np.random.Generator) -> tuple[float, float, float, float]:
+    """Where the image lies in the frame: half the time all of it, else inside black margins."""
+    margins = rng.uniform([0.0, 0.0, 0.0, 0.0], [0.06, 0.08, 0.06, 0.08])
+    if rng.random() < 0.5:
+        return (0.0, 0.0, 1.0, 1.0)
+    top, left, bottom, right = (float(m) for m in margins)
+    return (top, left, 1.0 - bottom, 1.0 - right)

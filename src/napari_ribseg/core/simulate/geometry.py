@@ -1,9 +1,10 @@
 """Probe geometry: the beam grid the physics runs on, and scan conversion to the displayed image.
 
 The physics runs on a *beam grid*: rows are depth along a beam, columns are beam lines. For a
-linear probe that grid is the image. For a convex probe the beams fan out from a virtual apex and
-the grid is scan-converted to a Cartesian image, black outside the sector, so shadows follow the
-beam lines (radial) without any extra work.
+linear probe that grid is the image. For a convex or phased-array probe the beams fan out from a
+virtual apex and the grid is scan-converted to a Cartesian image, black outside the sector, so
+shadows follow the beam lines (radial) without any extra work. The image may fill only part of the
+frame (``image_region``), with black margins around it.
 
 Anatomy is described in *skin coordinates* ``(s, d)``: ``d`` is depth below the skin along the beam
 and ``s`` the lateral position in millimetres. For a convex probe the skin conforms to the probe face,
@@ -82,19 +83,51 @@ class ProbeGeometry:
         )
 
 
-def probe_geometry(config: SimulationConfig) -> ProbeGeometry:
-    """Build the beam grid (and for convex probes the scan converter) of ``config``."""
+def _region_pixels(config: SimulationConfig) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) pixel bounds of ``config.image_region`` in the frame."""
     height, width = config.size
+    top, left, bottom, right = config.image_region
+    r0, r1 = int(round(top * height)), int(round(bottom * height))
+    c0, c1 = int(round(left * width)), int(round(right * width))
+    return r0, c0, max(r1, r0 + 16), max(c1, c0 + 16)
+
+
+def _embed(inside: np.ndarray, shape: tuple[int, int], r0: int, c0: int) -> np.ndarray:
+    full = np.zeros(shape, dtype=bool)
+    full[r0 : r0 + inside.shape[0], c0 : c0 + inside.shape[1]] = inside
+    return full
+
+
+def probe_geometry(config: SimulationConfig) -> ProbeGeometry:
+    """Build the beam grid (and for fans or framed images the scan converter) of ``config``."""
+    height, width = config.size
+    r0, c0, r1, c1 = _region_pixels(config)
+    rh, rw = r1 - r0, c1 - c0
     depth = float(config.depth_mm)
     if config.probe == "linear":
         grid = BeamGrid(
-            n_rows=height,
-            n_cols=width,
-            dr_mm=depth / height,
-            ds_mm=float(config.width_mm) / width,
+            n_rows=rh,
+            n_cols=rw,
+            dr_mm=depth / rh,
+            ds_mm=float(config.width_mm) / rw,
             probe="linear",
         )
-        return ProbeGeometry(grid, None, (grid.dr_mm, grid.ds_mm))
+        if (rh, rw) == (height, width):
+            return ProbeGeometry(grid, None, (grid.dr_mm, grid.ds_mm))
+        # The image in part of the frame: an identity lookup into the region.
+        inside = _embed(np.ones((rh, rw), dtype=bool), (height, width), r0, c0)
+        idx = np.arange(rh * rw, dtype=np.int64)
+        converter = ScanConverter(
+            shape=(height, width),
+            inside=inside,
+            flat_inside=np.flatnonzero(inside),
+            corners=np.stack([idx, idx, idx, idx]),
+            weights=np.stack(
+                [np.ones(idx.size, np.float32)] + [np.zeros(idx.size, np.float32)] * 3
+            ),
+            nearest=idx,
+        )
+        return ProbeGeometry(grid, converter, (grid.dr_mm, grid.ds_mm))
 
     radius = float(config.convex_radius_mm)
     half = np.deg2rad(config.fov_deg) / 2.0
@@ -102,11 +135,13 @@ def probe_geometry(config: SimulationConfig) -> ProbeGeometry:
     y_top = radius * np.cos(half)
     y_bottom = radius + depth
     x_half = (radius + depth) * np.sin(half)
-    pixel = max((y_bottom - y_top) / height, 2.0 * x_half / width)
-    # Centre the fan in the output; rows are isotropic pixels.
-    y0 = y_top - (height * pixel - (y_bottom - y_top)) / 2.0
-    rows = y0 + (np.arange(height) + 0.5) * pixel
-    cols = (np.arange(width) + 0.5 - width / 2.0) * pixel
+    aspect = float(config.pixel_aspect)
+    pixel = max((y_bottom - y_top) / rh, 2.0 * x_half / (rw * aspect)) / float(config.fan_zoom)
+    # The fan hangs from the top of the region, as scanners draw it; a zoomed fan keeps its top
+    # and loses its sides and bottom, as a magnified scanner display does.
+    y0 = y_top
+    rows = y0 + (np.arange(rh) + 0.5) * pixel
+    cols = (np.arange(rw) + 0.5 - rw / 2.0) * pixel * aspect
     yy, xx = np.meshgrid(rows, cols, indexing="ij")
     r = np.hypot(xx, yy)
     theta = np.arctan2(xx, yy)
@@ -114,7 +149,7 @@ def probe_geometry(config: SimulationConfig) -> ProbeGeometry:
     # Beams about as dense as output columns at the bottom of the fan, samples as dense as output
     # rows along depth, so the fan is neither aliased nor needlessly oversampled.
     n_rows = max(16, int(np.ceil(depth / pixel)))
-    n_cols = max(16, int(np.ceil(2.0 * half * (radius + depth) / pixel)))
+    n_cols = max(16, int(np.ceil(2.0 * half * (radius + depth) / (pixel * aspect))))
     dr = depth / n_rows
     dtheta = 2.0 * half / n_cols
     s_ref = radius + float(config.rib_depth_mm)
@@ -149,6 +184,9 @@ def probe_geometry(config: SimulationConfig) -> ProbeGeometry:
     )
     ni = np.clip(np.rint(fi_in).astype(np.int64), 0, n_rows - 1)
     nj = np.clip(np.rint(fj_in).astype(np.int64), 0, n_cols - 1)
+    # Row-major order inside the region is row-major order inside the frame, so the lookups
+    # computed on the region serve the embedded fan unchanged.
+    inside = _embed(inside, (height, width), r0, c0)
     converter = ScanConverter(
         shape=(height, width),
         inside=inside,
@@ -157,4 +195,4 @@ def probe_geometry(config: SimulationConfig) -> ProbeGeometry:
         weights=weights,
         nearest=ni * n_cols + nj,
     )
-    return ProbeGeometry(grid, converter, (float(pixel), float(pixel)))
+    return ProbeGeometry(grid, converter, (float(pixel), float(pixel * aspect)))

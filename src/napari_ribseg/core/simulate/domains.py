@@ -1,0 +1,102 @@
+"""Named simulation domains: the hard test domain pushed to the real-scan fingerprint.
+
+Training draws ``random_config`` with seeds 10000+ (test 90000+, ``scripts/train_bundled.py``).
+The hard domain is a *test* set kept out of training: its clips use seeds from
+``HARD_DOMAIN_SEED`` (500000) on, and its configurations sit on the hard side of what real convex
+lung scans show: dark gain, shadows nearly as bright as the lung beside them, vendor overlays, a
+wide magnified fan, JPEG compression, at the 820 x 1124 frame size of real exports.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_ribseg.core.simulate.config import SimulationConfig, random_config
+
+if TYPE_CHECKING:
+    from napari_ribseg.core.training import TrainingSet
+
+HARD_DOMAIN_SEED = 500_000
+HARD_DOMAIN_SIZE = (820, 1124)
+DOMAINS = ("standard", "hard")
+
+
+def hard_domain_config(
+    rng: np.random.Generator | int | None = None, **overrides: Any
+) -> SimulationConfig:
+    """A convex configuration on the hard side of real scans (``overrides`` fix any field).
+
+    Same anatomy and motion ranges as ``random_config``; the scanner is set the hard way: dark
+    gain, shadow fill within 1 dB of the lung beside it, wide (70-80 degrees) magnified fan with
+    margins for overlays, overlays always, JPEG quality 30-60, strong speckle reduction and
+    persistence. The frame is 820 x 1124 (H x W) unless ``size`` is overridden.
+    """
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    size = overrides.pop("size", HARD_DOMAIN_SIZE)
+    base = random_config(rng, probe="convex", size=size)
+    top, side = rng.uniform(0.02, 0.06), rng.uniform(0.04, 0.1)
+    hard = {
+        "gain_db": float(rng.uniform(-4.0, 2.0)),
+        "dynamic_range_db": float(rng.uniform(40.0, 50.0)),
+        "clutter_db": float(rng.uniform(-18.0, -12.0)),
+        "shadow_fill_db": float(rng.uniform(-1.0, 1.0)),
+        "fov_deg": float(rng.uniform(70.0, 80.0)),
+        "fan_zoom": float(rng.uniform(1.05, 1.3)),
+        "pixel_aspect": 1.0,
+        "image_region": (float(top), float(side), 1.0, float(1.0 - side)),
+        "overlays": True,
+        "jpeg_quality": int(rng.integers(30, 61)),
+        "speckle_reduction": float(rng.uniform(0.8, 1.5)),
+        "persistence": float(rng.uniform(0.3, 0.6)),
+        "grey_gamma": float(rng.uniform(1.1, 1.4)),
+        "grey_floor": float(rng.uniform(0.02, 0.05)),
+    }
+    hard.update(overrides)
+    return base.replace(**hard)
+
+
+def domain_config(
+    domain: str, rng: np.random.Generator | int | None = None, **overrides: Any
+) -> SimulationConfig:
+    """``random_config`` for ``"standard"``, ``hard_domain_config`` for ``"hard"``."""
+    if domain == "standard":
+        return random_config(rng, **overrides)
+    if domain == "hard":
+        return hard_domain_config(rng, **overrides)
+    raise ValueError(f"simulation domain must be one of {DOMAINS}; got {domain!r}")
+
+
+def hard_domain_set(
+    n_clips: int,
+    frames_per_clip: int,
+    seed: int = HARD_DOMAIN_SEED,
+    **overrides: Any,
+) -> TrainingSet:
+    """The hard-domain test set as a ``TrainingSet`` (rib masks), one group per clip.
+
+    Clip ``i`` draws its configuration from ``hard_domain_config(seed + i)`` and is simulated
+    with seed ``seed + i``, so a clip is the same whatever ``n_clips`` is. Keep ``seed`` at
+    ``HARD_DOMAIN_SEED`` or above so it never meets the training seeds.
+    """
+    from napari_ribseg.core.simulate.cine import simulate_cine
+    from napari_ribseg.core.training import TrainingSet
+
+    if n_clips < 1 or frames_per_clip < 1:
+        raise ValueError(
+            f"hard_domain_set: n_clips and frames_per_clip must be >= 1; got {n_clips}, "
+            f"{frames_per_clip}"
+        )
+    images, masks, groups, ids = [], [], [], []
+    for clip in range(n_clips):
+        config = hard_domain_config(seed + clip, **overrides)
+        cine = simulate_cine(frames_per_clip, config, seed + clip)
+        group = f"hard{seed + clip:06d}"
+        for f in range(frames_per_clip):
+            images.append(np.asarray(cine.frames[f], dtype=np.float32))
+            masks.append(np.asarray(cine.rib[f], dtype=np.uint8))
+            groups.append(group)
+            ids.append(f"{group}_f{f:04d}")
+    source = f"simulator:hard-domain,seed={seed},clips={n_clips}x{frames_per_clip}"
+    return TrainingSet(images=images, masks=masks, groups=groups, source=source, ids=ids)

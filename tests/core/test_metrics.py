@@ -97,6 +97,50 @@ def test_hd95_rejects_bad_spacing_and_shapes():
         dice(a, blank((64, 65)))
 
 
+def _blobs(rng, seeds: float, grow: int) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(rng.random((64, 64)) < seeds, iterations=grow)
+
+
+@pytest.mark.parametrize("spacing", [None, (1.0, 1.0), (0.5, 0.25)])
+def test_hd95_equals_monai_compute_hausdorff_distance(spacing):
+    """Ours is MONAI's directed-max convention, on masks that touch the image edge too."""
+    import torch
+    from monai import metrics as monai_metrics  # the testing extra installs it
+    rng = np.random.default_rng(7)
+    pairs = [(_blobs(rng, 0.01, int(g)), _blobs(rng, 0.006, int(g) + 1)) for g in (1, 2, 3, 4) * 3]
+    ours, theirs = [], []
+    for a, b in pairs:
+        ours.append(hd95(a, b, spacing))
+        ref = monai_metrics.compute_hausdorff_distance(
+            torch.from_numpy(a[None, None]).float(),
+            torch.from_numpy(b[None, None]).float(),
+            include_background=True,
+            percentile=95,
+            spacing=spacing,
+        )
+        theirs.append(float(ref[0, 0]))
+    assert any(a[0].any() or a[:, -1].any() for a, _ in pairs)  # edge pixels are exercised
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5)  # MONAI computes in float32
+
+
+def test_hd95_is_not_medpys_pooled_percentile():
+    """MedPy pools both directions' distances: smaller than ours when one direction is far."""
+    from scipy import ndimage
+
+    a = np.zeros((64, 64), bool)
+    a[10:12, 5:60] = True
+    b = a.copy()
+    b[40, 5:13] = True  # far: 7% of b's surface pixels (above 5%), 3.5% of both pooled
+    surf = [m & ~ndimage.binary_erosion(m) for m in (a, b)]
+    d_ab = ndimage.distance_transform_edt(~surf[1])[surf[0]]
+    d_ba = ndimage.distance_transform_edt(~surf[0])[surf[1]]
+    medpy = float(np.percentile(np.hstack([d_ab, d_ba]), 95))
+    assert hd95(a, b) == pytest.approx(max(np.percentile(d_ab, 95), np.percentile(d_ba, 95)))
+    assert hd95(a, b) > medpy + 5
+
+
 def test_component_count_uses_8_connectivity():
     m = blank()
     m[5:8, 5:8] = 1

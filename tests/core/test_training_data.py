@@ -102,9 +102,6 @@ def test_npz_round_trip_without_pickle(tmp_path):
 
 
 def test_from_simulator_groups_by_clip():
-    pytest.importorskip("napari_ribseg.core.simulate", exc_type=ImportError)
-    from napari_ribseg.core.simulate import simulate_cine  # noqa: F401  (skip until it exists)
-
     ts = TrainingSet.from_simulator(2, 3, np.random.default_rng(0), seed=4)
     assert len(ts) == 6 and ts.group_names == ["sim0004", "sim0005"]
     assert ts.images[0].dtype == np.float32 and set(np.unique(ts.masks[0])) <= {0, 1}

@@ -4,9 +4,12 @@ Conventions (stated once, used everywhere):
 
 - Masks are 2-D arrays; any non-zero value is foreground.
 - ``dice`` and ``iou`` of two empty masks are 1.0: the model correctly found no rib.
-- ``hd95`` is the larger of the two directed 95th percentiles of surface-to-surface distances
-  (the MedPy / MONAI convention). Surface pixels are foreground pixels with a 4-connected background
-  neighbour (pixels on the image edge count as surface). Distances are Euclidean, in millimetres when
+- ``hd95`` is the larger of the two *directed* 95th percentiles of surface-to-surface distances:
+  the 95th percentile of A's surface distances to B, that of B's to A, and the maximum of the two.
+  This is MONAI's ``compute_hausdorff_distance(percentile=95)`` (tests/core/test_metrics.py checks
+  it against MONAI); MedPy's ``hd95`` differs: it pools both directions' distances into one list
+  and takes a single percentile, which gives a value <= this one. Surface pixels are foreground
+  pixels with a 4-connected background neighbour (pixels on the image edge count as surface). Distances are Euclidean, in millimetres when
   ``spacing`` (row, column) is given and in pixels otherwise. Both masks empty gives 0.0; exactly one
   empty gives ``inf`` (no surface to measure to). Means over frames skip the ``inf`` frames and report
   how many there were (``hd95_undefined``), so one missed frame does not turn the mean into ``inf``.
@@ -87,7 +90,7 @@ def _surface(mask: np.ndarray) -> np.ndarray:
 def hd95(
     a: np.ndarray, b: np.ndarray, spacing: tuple[float, float] | Sequence[float] | None = None
 ) -> float:
-    """95th-percentile symmetric Hausdorff distance between the surfaces of two 2-D masks.
+    """95th-percentile Hausdorff distance: the larger directed 95th percentile (MONAI's convention).
 
     In millimetres when ``spacing`` = (row, column) pixel size in mm is given, in pixels otherwise.
     Both empty: 0.0; exactly one empty: ``inf``.

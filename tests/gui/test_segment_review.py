@@ -34,7 +34,8 @@ def test_dock_load_segment(docked, qtbot, tiny_model, stack_file, wait_worker):
     assert viewer.layers["clip01 ribs"].data is project.labels
     table = widget.review_section.table
     assert table.rowCount() == 6
-    assert table.item(0, 2).text() == f"{project.confidence[0]:.2f}"
+    assert table.horizontalHeaderItem(2).text() == "Uncertainty"
+    assert table.item(0, 2).text() == f"{session.core.uncertainty[0]:.2f}"
     # The run was saved at once into the sidecar folder next to the data.
     sidecar = project_dir_for(stack_file)
     qtbot.waitUntil(lambda: saved_file(sidecar, "project.json").exists(), timeout=5000)
@@ -87,9 +88,10 @@ def test_review_shortcuts_corrections_and_protection(segmented, qtbot, wait_work
     assert session.current_frame() == 4
     keymap[KeyBinding.from_str("Shift-L")](viewer)
     todo = [0, 4, 5]
-    least = todo[int(np.argmin(project.confidence[todo]))]
+    uncertainty = session.core.uncertainty
+    least = todo[int(np.argmax(uncertainty[todo]))]
     if least == 4:  # the shortcut skips the frame already shown
-        least = min((f for f in todo if f != 4), key=lambda f: project.confidence[f])
+        least = max((f for f in todo if f != 4), key=lambda f: uncertainty[f])
     assert session.current_frame() == least
 
     # Live threshold: unreviewed frames follow the slider, curated and rejected ones never do.
@@ -104,11 +106,11 @@ def test_review_shortcuts_corrections_and_protection(segmented, qtbot, wait_work
     )
     np.testing.assert_array_equal(project.labels[[1, 2, 3]], curated)
 
-    # Re-running the model on every frame keeps curated frames as corrected.
+    # Re-running the model on every frame keeps curated and rejected frames as they were.
     widget.segment("all")
     wait_worker(widget)
-    np.testing.assert_array_equal(project.labels[[1, 2]], curated[:2])
-    assert project.statuses[3] == FrameStatus.UNREVIEWED  # new mask, needs a new look
+    np.testing.assert_array_equal(project.labels[[1, 2, 3]], curated)
+    assert project.statuses[3] == FrameStatus.REJECTED
 
 
 def test_autosave_on_frame_change_and_restore(make_napari_viewer_proxy, segmented, stack_file):

@@ -1,16 +1,15 @@
 """The stack under review and its layers, shared by the dock sections.
 
 The sections never talk to each other; they talk to one :class:`ReviewSession` and listen to its
-signals. The session owns no logic of its own beyond wiring: statuses, labels and saving live in
-:class:`~napari_ribseg.core.project.ReviewProject`, masks come from the core's post-processing. The
-Labels layer shows the project's ``labels`` array itself, so napari's paint tools edit the project
-in place and nothing has to be copied back.
+signals. This class only binds napari layers to the Qt-free
+:class:`napari_ribseg.core.session.ReviewSession` (``self.core``), which owns the stack, the review,
+the saved probabilities, the mask options and the overwrite rule. The Labels layer shows the review's
+``labels`` array itself, so napari's paint tools edit it in place and nothing has to be copied back.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,8 @@ from qtpy.QtCore import QObject, QTimer, Signal
 from napari_ribseg._widgets._settings import WidgetSettings, config_dir, save_settings
 from napari_ribseg.core.errors import RibsegError
 from napari_ribseg.core.project import ReviewProject, project_dir_for
+from napari_ribseg.core.session import PredictionBatch
+from napari_ribseg.core.session import ReviewSession as CoreSession
 from napari_ribseg.core.stack import FrameStatus
 
 if TYPE_CHECKING:
@@ -37,6 +38,29 @@ def notify_error(message: str) -> None:
     from napari.utils.notifications import show_error
 
     show_error(message)
+
+
+def short_path(path: str | Path, keep: int = 2) -> str:
+    """The last ``keep`` parts of a path (``.../data/clip01.tif``), for messages that must fit."""
+    parts = Path(path).parts
+    return str(path) if len(parts) <= keep else str(Path("…", *parts[-keep:]))
+
+
+def friendly_error(action: str, exc: BaseException, path: str | Path | None = None) -> str:
+    """``"<action>: <reason> (<short path>)"``: the reason first, the path shortened at the end.
+
+    Core errors start with the full path ("/a/b/clip.png: unsupported format"); in a toast that
+    path pushes the reason out of sight.
+    """
+    reason = str(exc)
+    if path is not None:
+        for prefix in (str(path), str(Path(path).resolve())):
+            if reason.startswith(prefix):
+                reason = reason[len(prefix) :].lstrip(" :")
+        reason = reason.replace(str(path), Path(path).name)
+    reason = reason[:1].upper() + reason[1:] if reason else type(exc).__name__
+    where = f" ({short_path(path)})" if path is not None else ""
+    return f"{action}: {reason}{where}"
 
 
 def notify_info(message: str) -> None:
@@ -86,15 +110,15 @@ def source_of(layer: Image) -> Path | None:
 
 
 class ReviewSession(QObject):
-    """The image layer being segmented, its Labels/probability layers and its review project."""
+    """The image layer being segmented, its Labels/probability layers, and the core session."""
 
-    #: A (new) image was bound and its project opened; argument: whether it was restored.
+    #: A (new) image was bound and its review opened; argument: whether it was restored.
     image_bound = Signal(bool)
     #: Labels of these frames changed (list of int; empty list means "all").
     labels_updated = Signal(object)
     #: Statuses changed.
     statuses_changed = Signal()
-    #: The project was saved; argument: a short message for the status line.
+    #: The review was saved; argument: a short message for the status line.
     saved = Signal(str)
     #: The list of models changed (e.g. a fine-tuned model arrived); argument: model to select.
     models_changed = Signal(str)
@@ -110,27 +134,37 @@ class ReviewSession(QObject):
         self.image_layer: Image | None = None
         self.labels_layer: Labels | None = None
         self.prob_layer: Image | None = None
-        self.project: ReviewProject | None = None
-        #: Cached model probabilities, uint8 (N, H, W) p*255; re-thresholding never reruns a model.
-        self.prob: np.ndarray | None = None
-        #: Which frames have probabilities in ``prob``.
-        self.has_prob: np.ndarray | None = None
-        self._frames: np.ndarray | None = None
+        #: The Qt-free session of the bound stack; ``None`` until an image is bound.
+        self.core: CoreSession | None = None
         self._last_frame: int | None = None
         self._save_error_shown = False
         viewer.dims.events.current_step.connect(self._on_step)
 
-    # -- binding -------------------------------------------------------------------------------
+    # -- the core's state, for the sections ----------------------------------------------------
+    @property
+    def project(self) -> ReviewProject | None:
+        return None if self.core is None else self.core.project
+
+    @property
+    def prob(self) -> np.ndarray | None:
+        """The stored probabilities, uint8 (N, H, W) p*255 (saved with the review)."""
+        return None if self.core is None else self.core.prob
+
+    @property
+    def has_prob(self) -> np.ndarray | None:
+        return None if self.core is None else self.core.has_prob
+
     @property
     def frames(self) -> np.ndarray:
-        if self._frames is None:
+        if self.core is None:
             raise RibsegError("no image is selected: load a stack or pick an image layer first")
-        return self._frames
+        return self.core.frames
 
     @property
     def n_frames(self) -> int:
-        return 0 if self._frames is None else int(self._frames.shape[0])
+        return 0 if self.core is None else self.core.n_frames
 
+    # -- binding -------------------------------------------------------------------------------
     def project_folder_for(self, layer: Image) -> Path:
         root = Path(self.settings.project_folder) if self.settings.project_folder else None
         source = source_of(layer)
@@ -139,38 +173,46 @@ class ReviewSession(QObject):
         return project_dir_for(source, root=root, name=layer.name)
 
     def bind_image(self, layer: Image) -> bool:
-        """Make ``layer`` the stack under review: open (or restore) its project, add its Labels.
+        """Make ``layer`` the stack under review: open (or restore) its review, add its Labels.
 
-        Returns whether a saved project was restored. Raises :class:`RibsegError` with a message
+        Returns whether a saved review was restored. Raises :class:`RibsegError` with a message
         for the user when the layer cannot be reviewed.
         """
-        if same_layer(layer, self.image_layer) and self.project is not None:
+        if same_layer(layer, self.image_layer) and self.core is not None:
             return False
         frames = frames_of(layer)
-        self.autosave()
-        if self.project is not None:
-            self.project.close()  # release its lock before (possibly) re-taking it
         folder = self.project_folder_for(layer)
-        project, restored = ReviewProject.open(
-            folder, frames.shape[0], frames.shape[1:], source=source_of(layer), frames=frames
-        )
+        self._release()
+        core = CoreSession.for_frames(frames, folder, source=source_of(layer), name=layer.name)
+        core.labels_changed.connect(self._on_core_labels)
+        core.statuses_changed.connect(self.statuses_changed.emit)
+        core.saved.connect(self.saved.emit)
+        self.core = core
         self.image_layer = layer
-        self._frames = frames
-        self.project = project
-        self.prob = None
-        self.has_prob = np.zeros(frames.shape[0], bool)
         self.prob_layer = None
         self._save_error_shown = False
-        self.labels_layer = self._labels_layer_for(layer, project)
+        self.labels_layer = self._labels_layer_for(layer, core.project)
         self._last_frame = self.current_frame()
-        self.image_bound.emit(restored)
-        return restored
+        self.image_bound.emit(core.restored)
+        return core.restored
+
+    def _release(self) -> None:
+        """Save and unlock the current review (before binding another or when its layer goes)."""
+        if self.core is None:
+            return
+        self.autosave()
+        with contextlib.suppress(RibsegError, OSError):
+            self.core.project.close()
+        self.core = None
 
     def _labels_layer_for(self, image: Image, project: ReviewProject) -> Labels:
         name = f"{image.name} ribs"
+        units = getattr(image, "units", None)
+        extra = {"units": tuple(str(u) for u in units)} if units is not None else {}
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
             layer.data = project.labels
+            layer.visible = True
         else:
             layer = self.viewer.add_labels(
                 project.labels,
@@ -178,6 +220,7 @@ class ReviewSession(QObject):
                 scale=image.scale,
                 translate=image.translate,
                 opacity=0.45,
+                **extra,
             )
         with contextlib.suppress(Exception):  # colour is cosmetic; never block a review over it
             from napari.utils.colormaps import DirectLabelColormap
@@ -190,13 +233,8 @@ class ReviewSession(QObject):
     def forget_layer(self, layer: Any) -> None:
         """Drop references to a layer the user deleted (saving first when it was the image)."""
         if same_layer(layer, self.image_layer):
-            self.autosave()
-            if self.project is not None:
-                self.project.close()
+            self._release()
             self.image_layer = self.labels_layer = self.prob_layer = None
-            self.project = None
-            self._frames = None
-            self.prob = self.has_prob = None
             self.image_bound.emit(False)
         elif same_layer(layer, self.labels_layer):
             self.autosave()
@@ -207,16 +245,15 @@ class ReviewSession(QObject):
     # -- frames --------------------------------------------------------------------------------
     def current_frame(self) -> int:
         step = self.viewer.dims.current_step
-        if self._frames is None or not step:
+        if self.core is None or not step:
             return 0
-        # The stack's frame axis is the first axis of the image; with other layers of more
-        # dimensions it is the first of the image's own (last three) axes.
-        axis = max(0, len(step) - 3) if self._frames.ndim == 3 and len(step) > 3 else 0
+        # The stack's frame axis is the first of the image's own (last three) axes.
+        axis = max(0, len(step) - 3) if len(step) > 3 else 0
         return int(min(max(step[axis], 0), self.n_frames - 1))
 
     def go_to(self, frame: int) -> None:
         """Show ``frame`` in the viewer."""
-        if self._frames is None:
+        if self.core is None:
             return
         frame = int(min(max(frame, 0), self.n_frames - 1))
         self.viewer.dims.set_current_step(0, frame)
@@ -229,53 +266,37 @@ class ReviewSession(QObject):
             self.autosave()
 
     def _on_paint(self, event: Any = None) -> None:
-        if self.project is not None:
-            self.project.mark_labels_changed()
-            self.labels_updated.emit([self.current_frame()])
+        if self.core is not None:
+            self.core.mark_edited([self.current_frame()])
+
+    def _on_core_labels(self, frames: list) -> None:
+        self.refresh_layers()
+        self.labels_updated.emit(list(frames))
 
     def _on_labels_data(self, event: Any = None) -> None:
         # Someone replaced the whole array (e.g. a plugin, or undo across a data swap): adopt it so
-        # the project keeps saving what the user sees.
-        if self.project is None or self.labels_layer is None:
+        # the review keeps saving what the user sees.
+        if self.core is None or self.labels_layer is None:
             return
+        project = self.core.project
         data = self.labels_layer.data
-        if data is not self.project.labels and np.shape(data) == self.project.labels.shape:
-            self.project.labels = np.asarray(data, dtype=np.uint8)
-            self.project.mark_labels_changed()
-            self.labels_updated.emit([])
+        if data is not project.labels and np.shape(data) == project.labels.shape:
+            project.labels = np.asarray(data, dtype=np.uint8)
+            self.core.mark_edited([])
 
     # -- changes -------------------------------------------------------------------------------
     def set_status(self, frame: int, status: FrameStatus) -> None:
-        if self.project is None:
+        if self.core is None:
             return
-        self.project.set_status(frame, status)
-        self.statuses_changed.emit()
+        self.core.set_status(frame, status)
         self.autosave()
 
-    def apply_prediction(
-        self,
-        frames: np.ndarray,
-        prob: np.ndarray,
-        masks: np.ndarray,
-        confidence: np.ndarray | None,
-        model_name: str | None,
-    ) -> np.ndarray:
-        """Cache probabilities and write masks into every frame the user has not protected."""
-        if self.project is None or self._frames is None or self.has_prob is None:
+    def apply_prediction(self, batch: PredictionBatch) -> np.ndarray:
+        """Hand a finished run to the core (which applies the overwrite rule); save soon after."""
+        if self.core is None:
             return np.zeros(0, np.int64)
-        if self.prob is None:
-            self.prob = np.zeros((self.n_frames, *self.frames.shape[1:]), np.uint8)
-        self.prob[frames] = prob
-        self.has_prob[frames] = True
-        written = self.project.apply_prediction(
-            frames, masks, confidence, protect=self.project.protected_frames
-        )
-        self.project.model_name = model_name
-        self.refresh_layers()
-        # One table refresh (an empty list means "all rows"); statuses may have changed too.
-        self.labels_updated.emit([])
-        # Saved on the next turn of the event loop, so napari redraws the new masks first instead
-        # of the GUI waiting for both in one block.
+        written = self.core.apply_prediction(batch)
+        # Saved on the next turn of the event loop, so napari redraws the new masks first.
         QTimer.singleShot(0, self.autosave)
         return written
 
@@ -286,7 +307,7 @@ class ReviewSession(QObject):
             self.prob_layer.refresh()
 
     def show_probability(self, show: bool) -> None:
-        """Add (or remove) the cached probability map as an Image layer."""
+        """Add (or remove) the stored probability map as an Image layer."""
         if not show:
             if self.prob_layer is not None and self.prob_layer in self.viewer.layers:
                 self.viewer.layers.remove(self.prob_layer)
@@ -294,6 +315,7 @@ class ReviewSession(QObject):
             return
         if self.prob is None or self.image_layer is None or self.prob_layer is not None:
             return
+        units = getattr(self.image_layer, "units", None)
         self.prob_layer = self.viewer.add_image(
             self.prob,
             name=f"{self.image_layer.name} rib probability",
@@ -304,28 +326,24 @@ class ReviewSession(QObject):
             blending="additive",
             opacity=0.5,
             visible=True,
+            **({"units": tuple(str(u) for u in units)} if units is not None else {}),
         )
 
     # -- saving --------------------------------------------------------------------------------
     def autosave(self) -> bool:
-        """Save the project if anything changed; report failures once as a notification."""
-        if self.project is None:
+        """Save the review if anything changed; report failures once as a notification."""
+        if self.core is None:
             return False
         try:
-            written = self.project.save()
-        except OSError as exc:
+            return self.core.save()
+        except (OSError, RibsegError) as exc:
             if not self._save_error_shown:
                 self._save_error_shown = True
                 notify_error(
-                    f"Could not save the review to {self.project.folder}: {exc}. Choose a writable "
-                    "project folder in the Rib Segmentation settings; your labels stay in the viewer."
+                    f"Could not save the review ({exc}). Choose a writable project folder in the "
+                    "Rib Segmentation settings; your labels stay in the viewer."
                 )
             return False
-        if written:
-            self._save_error_shown = False
-            stamp = _dt.datetime.now().strftime("%H:%M:%S")
-            self.saved.emit(f"Review saved at {stamp} in {self.project.folder.name}")
-        return written
 
     def remember_folder(self, folder: str | Path) -> None:
         self.settings.last_folder = str(folder)

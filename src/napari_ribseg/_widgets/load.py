@@ -19,7 +19,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_ribseg._widgets._session import ReviewSession, notify_error, source_of
+from napari_ribseg._widgets._session import (
+    ReviewSession,
+    friendly_error,
+    notify_error,
+    source_of,
+)
 from napari_ribseg._widgets._settings import apply_model_folder, save_settings, settings_backend
 from napari_ribseg.core.errors import RibsegError
 
@@ -31,8 +36,11 @@ if TYPE_CHECKING:
 #: File filter of the open dialog; the reader registry decides in the end, so "All files" stays.
 FILE_FILTER = (
     "Ultrasound stacks (*.tif *.tiff *.dcm *.dicom *.mp4 *.avi *.mov *.mat *.npy *.npz);;"
+    "Single images (*.png *.jpg *.jpeg *.bmp *.gif *.webp);;"
     "All files (*)"
 )
+#: Name ending of a sample's ground-truth layer: shown hidden and locked so no one paints on it.
+TRUTH_SUFFIX = "(ground truth)"
 
 
 def _fmt_spacing(spacing: tuple[float, float] | None) -> str:
@@ -50,6 +58,8 @@ class LoadSection(QWidget):
     def __init__(self, session: ReviewSession, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
+        #: Whether loading a stack removes the previous stack's layers (default: only hides them).
+        self.remove_previous = False
         layout = QVBoxLayout(self)
 
         buttons = QGridLayout()
@@ -207,11 +217,11 @@ class LoadSection(QWidget):
         try:
             stack = read_stack(path)
         except RibsegError as exc:
-            notify_error(f"Could not open {path}: {exc}")
+            notify_error(friendly_error("Could not open", exc, path))
             return None
         except (OSError, ValueError) as exc:
             # A reader bug or an unexpected file must not take the viewer down with it.
-            notify_error(f"Could not open {path}: {exc}. Is it an ultrasound stack?")
+            notify_error(friendly_error("Could not open (is it an ultrasound stack?)", exc, path))
             return None
         return self.add_stack(stack)
 
@@ -224,6 +234,7 @@ class LoadSection(QWidget):
                 "scale": (1.0, float(stack.spacing_mm[0]), float(stack.spacing_mm[1])),
                 "units": ("pixel", "mm", "mm"),
             }
+        before = list(self.session.viewer.layers)
         layer = self.session.viewer.add_image(
             stack.frames,
             name=stack.name,
@@ -233,7 +244,7 @@ class LoadSection(QWidget):
             # The same metadata as the npe2 reader gives, so dropped and loaded stacks look alike.
             metadata={**stack.metadata, **stack.describe()},
         )
-        self.image_added.emit(layer)
+        self._present(before, [layer], layer)
         return layer
 
     def load_sample(self, kind: str = "linear") -> Image | None:
@@ -247,14 +258,58 @@ class LoadSection(QWidget):
             notify_error(f"Unknown sample {kind!r}: choose 'linear' or 'convex'.")
             return None
         image = None
+        before = list(self.session.viewer.layers)
+        added = []
         for data, meta, layer_type in factory():
             layer = Layer.create(data, dict(meta or {}), layer_type)
             self.session.viewer.add_layer(layer)
+            added.append(layer)
             if layer_type == "image" and image is None:
                 image = layer
         if image is not None:
-            self.image_added.emit(image)
+            self._present(before, added, image)
         return image
+
+    def _show_region(self, image: Image) -> None:
+        """Outline the imaged region as an editable Shapes layer; the model runs inside it."""
+        from napari_ribseg._widgets.region import show_region
+
+        try:
+            show_region(self.session.viewer, image)
+        except RibsegError as exc:
+            notify_error(f"Could not find the ultrasound image inside '{image.name}': {exc}")
+
+    def _present(self, before: list, added: list, image: Image) -> None:
+        """Show a new stack as the one to work on: alone, framed, in mm, its ribs layer active.
+
+        The previous stack's layers are hidden (or removed, with ``remove_previous``); every new
+        layer gets the same units (napari warns about mixed units otherwise); the view is reset so
+        the new stack fills the canvas; a sample's ground truth is hidden and locked, and the ribs
+        layer is selected, so the first brush stroke lands on the review, not on the truth.
+        """
+        viewer = self.session.viewer
+        for old in before:
+            if old in viewer.layers:
+                if self.remove_previous:
+                    viewer.layers.remove(old)
+                else:
+                    old.visible = False
+        mm = tuple(float(v) for v in image.scale[-2:]) != (1.0, 1.0)
+        if mm:
+            image.units = ("pixel", "mm", "mm")
+        for layer in added:
+            if mm:
+                layer.units = tuple(str(u) for u in image.units)
+            if layer.name.endswith(TRUTH_SUFFIX):
+                layer.visible = False
+                layer.locked = True
+        self._show_region(image)
+        self.image_added.emit(image)
+        labels = self.session.labels_layer
+        if labels is not None and labels in viewer.layers:
+            labels.visible = True
+            viewer.layers.selection.active = labels
+        viewer.reset_view()
 
     # -- summary -------------------------------------------------------------------------------
     def _show_summary(self, restored: bool) -> None:

@@ -11,7 +11,8 @@ import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtWidgets import QApplication, QLabel, QTabWidget, QVBoxLayout, QWidget
+from qtpy.QtCore import QSize, Qt
+from qtpy.QtWidgets import QApplication, QLabel, QSizePolicy, QTabWidget, QVBoxLayout, QWidget
 
 from napari_ribseg._widgets._session import ReviewSession
 from napari_ribseg._widgets._settings import apply_model_folder, load_settings
@@ -24,6 +25,12 @@ from napari_ribseg.core.stack import FrameStatus
 if TYPE_CHECKING:
     import napari
     from napari.layers import Image
+
+
+#: Width the dock asks for and the most it takes: napari's default window (about 1200 px wide)
+#: keeps at least 60% of its width for the canvas (the dock once took ~600 of 1226 px).
+DOCK_WIDTH = 340
+DOCK_MAX_WIDTH = 420
 
 
 class RibSegWidget(QWidget):
@@ -48,18 +55,21 @@ class RibSegWidget(QWidget):
         self.status_line = QLabel("Load a stack or a sample to start.")
         self.status_line.setWordWrap(True)
         self.status_line.setStyleSheet("color: gray;")
+        self.tabs.setUsesScrollButtons(True)
+        self.tabs.setElideMode(Qt.TextElideMode.ElideRight)
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.tabs)
         layout.addWidget(self.status_line)
+        self.setMaximumWidth(DOCK_MAX_WIDTH)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
 
         # The Segment section lists the models; the Fine-tune section, built after it, catches up.
         self.segment_section.refresh_models()
         self.load_section.image_added.connect(self._on_image_added)
         self.session.saved.connect(self._on_saved)
         self.session.image_bound.connect(self._on_bound)
-        self.segment_section.finished.connect(
-            lambda: self.tabs.setCurrentWidget(self.review_section)
-        )
+        self.segment_section.finished.connect(self._on_segment_finished)
         self.finetune_section.resegment_requested.connect(self._resegment_unreviewed)
         napari_viewer.layers.events.removed.connect(self._on_layer_removed)
         app = QApplication.instance()
@@ -92,7 +102,22 @@ class RibSegWidget(QWidget):
         """Save the review project now; returns whether anything was written."""
         return self.session.autosave()
 
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        return QSize(DOCK_WIDTH, super().sizeHint().height())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        return QSize(min(DOCK_WIDTH, super().minimumSizeHint().width()), 0)
+
     # -- reactions -----------------------------------------------------------------------------
+    def _on_segment_finished(self, outcome: str) -> None:
+        # The result goes where the user looks (the status line under every tab); only a
+        # complete run moves on to reviewing, a cancelled or failed one stays where it was.
+        message = self.segment_section.progress_label.text()
+        if message:
+            self.status_line.setText(message)
+        if outcome == "done":
+            self.tabs.setCurrentWidget(self.review_section)
+
     def _on_image_added(self, layer: Image) -> None:
         self.segment_section.select_image(layer)
         self.tabs.setCurrentWidget(self.segment_section)

@@ -41,7 +41,7 @@ STATUS_COLOURS = {
     FrameStatus.CURATED: QColor(46, 160, 67, 110),
     FrameStatus.REJECTED: QColor(218, 54, 51, 110),
 }
-COLUMNS = ("Frame", "Status", "Confidence", "Changed px")
+COLUMNS = ("Frame", "Status", "Uncertainty", "Changed px")
 
 
 class ReviewSection(QWidget):
@@ -66,7 +66,10 @@ class ReviewSection(QWidget):
         self.reject_btn.setToolTip("This frame is unusable; it is left out of fine-tuning")
         self.next_btn = QPushButton("Next unreviewed  [Shift-N]")
         self.least_btn = QPushButton("Least confident  [Shift-L]")
-        self.least_btn.setToolTip("Jump to the unreviewed frame the model is least sure about")
+        self.least_btn.setToolTip(
+            "Jump to the unreviewed frame with the highest uncertainty (share of the rib-like area "
+            "the model hedged on; see the Uncertainty column)"
+        )
         self.unreview_btn = QPushButton("Back to unreviewed")
         self.revert_btn = QPushButton("Revert to model mask")
         self.revert_btn.setToolTip("Undo every hand edit on this frame")
@@ -146,10 +149,10 @@ class ReviewSection(QWidget):
         return frame
 
     def least_confident(self) -> int | None:
-        project = self.session.project
-        if project is None:
+        core = self.session.core
+        if core is None:
             return None
-        frame = project.least_confident_unreviewed(exclude=self.session.current_frame())
+        frame = core.least_confident(exclude=self.session.current_frame())
         if frame is None:
             notify_info("Every frame has been reviewed.")
         else:
@@ -158,13 +161,9 @@ class ReviewSection(QWidget):
 
     def revert_frame(self) -> None:
         s = self.session
-        if s.project is None:
+        if s.core is None:
             return
-        frame = s.current_frame()
-        s.project.labels[frame] = s.project.model_labels[frame]
-        s.project.mark_labels_changed()
-        s.refresh_layers()
-        self._refresh_rows([frame])
+        s.core.revert(s.current_frame())
         s.autosave()
 
     # -- table ---------------------------------------------------------------------------------
@@ -196,13 +195,14 @@ class ReviewSection(QWidget):
             # Only the frames named changed: count just those (one frame while painting).
             self._changed[rows] = project.changed_pixels_of(rows)
         changed = self._changed
+        uncertainty = self.session.core.uncertainty
         for row in rows:
             status = FrameStatus(int(project.statuses[row]))
-            conf = float(project.confidence[row])
+            unc = float(uncertainty[row])
             values = (
                 str(row),
                 status.name.lower(),
-                "–" if math.isnan(conf) else f"{conf:.2f}",
+                "–" if math.isnan(unc) else f"{unc:.2f}",
                 str(int(changed[row])),
             )
             colour = STATUS_COLOURS[status]

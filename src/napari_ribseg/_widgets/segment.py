@@ -1,9 +1,10 @@
 """Segment section: pick image, model and device, run the model in a worker, tune the mask live.
 
-The model runs in a napari thread worker that drives the core's ``predict_stack`` job; the worker
-only computes (probabilities, masks) and returns them, and every layer edit happens here on the GUI
-thread when its ``returned`` signal arrives. Threshold and clean-up options re-derive masks from the
-cached probabilities (no model run) and skip curated, rejected and hand-edited frames.
+The model runs in a napari thread worker that drives the core session's ``compute_prediction`` job;
+the worker only computes probabilities and returns them, and the core session applies them (with its
+overwrite rule) here on the GUI thread when the ``returned`` signal arrives. Threshold and clean-up
+options go to the core session, which re-derives masks from the stored probabilities (no model run)
+and skips curated, rejected and hand-edited frames.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Generator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ from superqt import QLabeledDoubleSlider
 
 from napari_ribseg._widgets._session import (
     ReviewSession,
+    friendly_error,
     notify_error,
     notify_info,
     same_layer,
@@ -42,8 +43,8 @@ from napari_ribseg._widgets._session import (
 from napari_ribseg._widgets._settings import save_settings
 from napari_ribseg.core.errors import RibsegError
 from napari_ribseg.core.jobs import Progress, StopFlag
-from napari_ribseg.core.postprocess import probability_to_mask
-from napari_ribseg.core.stack import FrameStatus
+from napari_ribseg.core.session import MaskOptions, PredictionBatch
+from napari_ribseg.core.session import ReviewSession as CoreSession
 
 if TYPE_CHECKING:
     from napari.layers import Image
@@ -59,35 +60,10 @@ SCOPES = {
 LIVE_UPDATE_MS = 120
 
 
-@dataclass
-class PostOptions:
-    """The mask options the user set; passed to the core's ``probability_to_mask``."""
-
-    threshold: float = 0.5
-    min_size: int = 0
-    fill_holes: bool = False
-    keep_largest: int = 0
-
-    def kwargs(self) -> dict[str, Any]:
-        return {
-            "min_size": self.min_size,
-            "fill_holes": self.fill_holes,
-            "keep_largest": self.keep_largest,
-        }
-
-
-@dataclass
-class SegmentationResult:
-    """What a finished (or stopped) run hands back to the GUI thread."""
-
-    frames: np.ndarray
-    prob: np.ndarray
-    masks: np.ndarray
-    confidence: np.ndarray
-    model_name: str
-    stopped: bool
-    requested: int
-    loaded: Any = None
+#: The mask options are the core session's (one declaration of defaults and ranges).
+PostOptions = MaskOptions
+#: What a finished (or stopped) run hands back to the GUI thread.
+SegmentationResult = PredictionBatch
 
 
 def model_tooltip(entry: ModelEntry) -> str:
@@ -118,18 +94,16 @@ def model_tooltip(entry: ModelEntry) -> str:
 
 
 def segmentation_job(
+    core: CoreSession,
     model_path: str,
     cached: Any,
     device: str,
-    frames: np.ndarray,
     indices: np.ndarray,
-    options: PostOptions,
     stop: StopFlag,
-) -> Generator[Progress, None, SegmentationResult]:
-    """Worker body: load the model (unless cached), predict, and derive masks off the GUI thread."""
+    region: Any = None,
+) -> Generator[Progress, None, PredictionBatch]:
+    """Worker body: the core session's prediction job (loads the model unless cached)."""
     from napari_ribseg.core.devices import resolve_device
-    from napari_ribseg.core.inference import predict_stack
-    from napari_ribseg.core.models import load_model
 
     if resolve_device(device).type == "cpu":
         import torch
@@ -137,34 +111,20 @@ def segmentation_job(
         # Leave one core to napari's GUI thread: with every core busy in convolutions the viewer
         # stutters (measured in benchmarks/bench_ui.py). Costs 1/N of throughput on N cores.
         torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
-    loaded = cached
-    if loaded is None:
-        yield Progress("message", message=f"Loading model {Path(model_path).stem}")
-        # Loaded on the CPU; predict_stack moves it to the chosen device and keeps it there.
-        loaded = load_model(model_path, device="cpu")
-    prediction = yield from predict_stack(
-        loaded, frames, device=device, frame_indices=indices, stop=stop
+    model = cached if cached is not None else model_path
+    batch = yield from core.compute_prediction(
+        model, indices, device=device, stop=stop, region=region
     )
-    done = np.flatnonzero(prediction.done)
-    prob = prediction.prob[done]
-    masks = probability_to_mask(prob, options.threshold, **options.kwargs())
-    return SegmentationResult(
-        frames=done,
-        prob=prob,
-        masks=masks,
-        confidence=prediction.confidence[done],
-        model_name=loaded.card.name or Path(model_path).stem,
-        stopped=prediction.stopped,
-        requested=len(indices),
-        loaded=loaded,
-    )
+    if batch.model_name == model_path:
+        batch.model_name = Path(model_path).stem
+    return batch
 
 
 class SegmentSection(QWidget):
     """Controls for running the model and shaping its mask."""
 
-    #: A run ended (finished, stopped or failed).
-    finished = Signal()
+    #: A run ended; argument: "done", "stopped", "failed" or "discarded".
+    finished = Signal(str)
 
     def __init__(self, session: ReviewSession, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -174,6 +134,7 @@ class SegmentSection(QWidget):
         self._pbar: Any = None
         self._model_cache: dict[tuple[str, float, str], Any] = {}
         self._entries: list[ModelEntry] = []
+        self._outcome = "done"
         layout = QVBoxLayout(self)
 
         form = QFormLayout()
@@ -211,7 +172,9 @@ class SegmentSection(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        self.progress.setFormat("%v / %m frames")
+        # No "0 / 1 frames" before the first run: the bar appears when a run starts.
+        self.progress.setFormat("")
+        self.progress.setVisible(False)
         self.progress_label = QLabel("")
         self.progress_label.setWordWrap(True)
         layout.addWidget(self.progress)
@@ -219,10 +182,13 @@ class SegmentSection(QWidget):
 
         post = QGroupBox("Mask (updates live, no model re-run)")
         post_form = QFormLayout(post)
+        defaults = MaskOptions()
         self.threshold_slider = QLabeledDoubleSlider()
-        self.threshold_slider.setRange(0.01, 0.99)
+        self.threshold_slider.setRange(
+            *MaskOptions.__dataclass_fields__["threshold"].metadata["range"]
+        )
         self.threshold_slider.setDecimals(2)
-        self.threshold_slider.setValue(0.5)
+        self.threshold_slider.setValue(defaults.threshold)
         self.threshold_slider.setToolTip("Probability above which a pixel counts as rib")
         self.min_size_spin = QSpinBox()
         self.min_size_spin.setRange(0, 100_000)
@@ -315,7 +281,7 @@ class SegmentSection(QWidget):
         try:
             restored = self.session.bind_image(layer)
         except RibsegError as exc:
-            notify_error(f"Cannot review layer '{layer.name}': {exc}")
+            notify_error(friendly_error(f"Cannot review '{layer.name}'", exc))
             return False
         if restored and self.session.project is not None:
             n = len(self.session.project.curated_frames)
@@ -329,7 +295,8 @@ class SegmentSection(QWidget):
 
         keep = select or self.model_combo.currentText().split(" ")[0]
         try:
-            self._entries = list_models()
+            # Start checkpoints (salient pre-training) never saw a rib: not offered for segmenting.
+            self._entries = [e for e in list_models() if not e.is_start]
         except RibsegError as exc:
             notify_error(f"Could not list models: {exc}")
             self._entries = []
@@ -406,19 +373,11 @@ class SegmentSection(QWidget):
 
     # -- running -------------------------------------------------------------------------------
     def frames_for(self, scope: str) -> np.ndarray:
-        """Frame indices a run on ``scope`` covers; curated frames are never among them."""
-        project = self.session.project
-        if project is None:
+        """Frame indices a run on ``scope`` may write (the core session's overwrite rule)."""
+        core = self.session.core
+        if core is None:
             return np.zeros(0, np.int64)
-        if scope == "current":
-            frames = np.array([self.session.current_frame()])
-        elif scope == "unreviewed":
-            frames = project.frames_with(FrameStatus.UNREVIEWED)
-        elif scope == "all":
-            frames = np.arange(project.n_frames)
-        else:
-            raise ValueError(f"unknown scope {scope!r}; expected one of {', '.join(SCOPES)}")
-        return frames[project.statuses[frames] != int(FrameStatus.CURATED)]
+        return core.frames_for(scope, self.session.current_frame())
 
     def options(self) -> PostOptions:
         return PostOptions(
@@ -427,6 +386,15 @@ class SegmentSection(QWidget):
             fill_holes=bool(self.fill_holes_check.isChecked()),
             keep_largest=int(self.keep_spin.value()),
         )
+
+    def current_region(self) -> Any:
+        """The imaged region from the "imaged region" layer (as the user left it), else ``None``."""
+        from napari_ribseg._widgets.region import region_for
+
+        project = self.session.project
+        if project is None:
+            return None
+        return region_for(self.session.viewer, tuple(project.frame_shape))
 
     def run(self, scope: str = "all") -> Any:
         """Start a segmentation worker on ``scope``; returns it (``None`` if nothing to do)."""
@@ -444,29 +412,34 @@ class SegmentSection(QWidget):
             return None
         indices = self.frames_for(scope)
         if indices.size == 0:
-            notify_info("Every frame in this selection is curated: nothing to segment.")
+            message = "Nothing to segment: every frame here is curated, rejected or edited by hand."
+            self.progress_label.setText(message)
+            notify_info(message)
             return None
         device = self.device_combo.currentText() or "auto"
         key = (str(entry.path), _mtime(entry.path), device)
         self._stop = StopFlag()
         worker = create_worker(
             segmentation_job,
+            self.session.core,
             str(entry.path),
             self._model_cache.get(key),
             device,
-            self.session.frames,
             indices,
-            self.options(),
             self._stop,
+            region=self.current_region(),
             _start_thread=False,
         )
         self._pbar = progress(total=int(indices.size), desc=f"Segmenting ribs ({entry.name})")
         self.progress.setRange(0, int(indices.size))
         self.progress.setValue(0)
+        self.progress.setFormat("%v / %m frames")
+        self.progress.setVisible(True)
+        self._outcome = "done"
         self.progress_label.setText(f"Starting {entry.name} on {device}…")
         worker.yielded.connect(self._on_progress)
-        project = self.session.project
-        worker.returned.connect(lambda result: self._on_returned(result, key, project))
+        core = self.session.core
+        worker.returned.connect(lambda result: self._on_returned(result, key, core))
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         self.worker = worker
@@ -498,36 +471,33 @@ class SegmentSection(QWidget):
             if self._pbar is not None:
                 self._pbar.set_description(event.message)
 
-    def _on_returned(self, result: SegmentationResult, key: tuple, project: Any) -> None:
+    def _on_returned(self, result: PredictionBatch, key: tuple, core: Any) -> None:
         if result.loaded is not None:
             self._model_cache = {key: result.loaded}  # one model resident at a time
-        if project is not self.session.project:
+        if core is not self.session.core:
             # The user switched to another stack while the model ran: these masks are not its.
-            notify_info("Segmentation finished for a stack that is no longer selected; discarded.")
+            self._outcome = "discarded"
             self.progress_label.setText("Discarded: the stack changed during the run.")
             return
-        if result.frames.size:
-            self.session.apply_prediction(
-                result.frames, result.prob, result.masks, result.confidence, result.model_name
-            )
-            if self.show_prob_check.isChecked():
-                self.session.show_probability(True)
-        done = (
-            f"{result.frames.size} of {result.requested} frames segmented with {result.model_name}"
-        )
+        written = self.session.apply_prediction(result)
+        if result.frames.size and self.show_prob_check.isChecked():
+            self.session.show_probability(True)
+        done = f"{written.size} of {result.requested} frames segmented with {result.model_name}"
         if result.stopped:
+            self._outcome = "stopped"
             done = "Cancelled: " + done + " (kept)"
         self.progress_label.setText(done)
 
     def _on_error(self, exc: BaseException) -> None:
+        self._outcome = "failed"
         if isinstance(exc, RibsegError):
-            notify_error(f"Segmentation failed: {exc}")
+            notify_error(friendly_error("Segmentation failed", exc))
         else:
             notify_error(
                 f"Segmentation failed ({type(exc).__name__}: {exc}). Try the CPU device or "
                 "another model; your labels are unchanged."
             )
-        self.progress_label.setText("Failed; see the notification.")
+        self.progress_label.setText("Segmentation failed; see the notification.")
 
     def _on_finished(self) -> None:
         self.worker = None
@@ -537,28 +507,18 @@ class SegmentSection(QWidget):
             self._pbar = None
         self.cancel_btn.setEnabled(False)
         self._update_run_enabled()
-        self.finished.emit()
+        self.finished.emit(self._outcome)
 
     # -- live mask -----------------------------------------------------------------------------
     def _schedule_update(self, *_: Any) -> None:
         self._live_timer.start()
 
     def update_masks(self) -> np.ndarray:
-        """Re-derive masks of unprotected frames from cached probabilities; return frames updated."""
-        s = self.session
-        project = s.project
-        if project is None or s.prob is None or s.has_prob is None:
+        """Send the mask options to the core session; return the frames it re-derived."""
+        core = self.session.core
+        if core is None:
             return np.zeros(0, np.int64)
-        protect = np.union1d(project.protected_frames, project.frames_with(FrameStatus.REJECTED))
-        frames = np.setdiff1d(np.flatnonzero(s.has_prob), protect)
-        if frames.size == 0:
-            return frames
-        opts = self.options()
-        masks = probability_to_mask(s.prob[frames], opts.threshold, **opts.kwargs())
-        written = project.apply_prediction(frames, masks, None, protect=protect)
-        s.refresh_layers()
-        s.labels_updated.emit(written.tolist())
-        return written
+        return core.set_options(self.options())
 
     def shutdown(self) -> None:
         """Stop a running worker (used when the widget closes)."""

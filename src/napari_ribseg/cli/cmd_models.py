@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def register(subparsers) -> None:
@@ -26,7 +27,10 @@ def run(args: argparse.Namespace) -> int:
     """Print the registry's models."""
     from napari_ribseg.core.models.registry import list_models, user_model_dir
 
-    entries = list_models()
+    def warn(path, reason: str) -> None:
+        print(f"ribseg models: warning: skipping {path}: {reason}", file=sys.stderr)
+
+    entries = list_models(on_skip=warn)
     if args.json:
         rows = [
             {

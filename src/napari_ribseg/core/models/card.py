@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +13,46 @@ from typing import Any
 from napari_ribseg.core.errors import CheckpointError
 
 CARD_FORMAT = 1
+#: Bounds a card must respect before a model is built from it (a width of 65536 would allocate
+#: 154 GB before any shape check could fail).
+MAX_WIDTH = 4096
+MAX_INPUT_SIZE = 4096
+MAX_IN_CHANNELS = 4
+#: Deepest JSON nesting a card may have (real cards are 3 deep); checked before json.loads recurses.
+MAX_DEPTH = 32
+MAX_CARD_BYTES = 1_000_000
+
+
+def json_depth_ok(text: str, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``text``'s bracket nesting (outside strings) stays within ``limit``."""
+    depth, in_string, escaped = 0, False, False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
 
 
 def _now() -> str:
@@ -93,19 +134,64 @@ class ModelCard:
             raise CheckpointError(f"Model card {source} lacks required keys {missing}")
         known = {k: v for k, v in data.items() if k in names}
         extra = {k: v for k, v in data.items() if k not in names}
+        if not _finite(data):
+            raise CheckpointError(f"Model card {source} holds an infinite or NaN number")
         try:
             known["training_data"] = TrainingDataSummary(**(known.get("training_data") or {}))
             known["metrics"] = [Metric(**m) for m in known.get("metrics") or []]
-            known["widths"] = [int(w) for w in known["widths"]]
-            return cls(**known, extra=extra)
-        except (TypeError, ValueError) as exc:
+            card = cls(**known, extra=extra)
+        except (TypeError, ValueError, OverflowError) as exc:
             raise CheckpointError(f"Model card {source} is malformed: {exc}") from exc
+        card.validate(source)
+        return card
+
+    def validate(self, source: str | Path = "<card>") -> None:
+        """Raise CheckpointError unless the architecture fields are of sane types and bounds."""
+
+        def whole(value: Any, low: int, high: int) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+        for key in ("name", "variant", "preset", "kind"):
+            if not isinstance(getattr(self, key), str):
+                raise CheckpointError(f"Model card {source}: {key!r} must be a string")
+        widths = self.widths
+        if (
+            not isinstance(widths, list)
+            or not 1 <= len(widths) <= 8
+            or not all(whole(w, 1, MAX_WIDTH) for w in widths)
+        ):
+            raise CheckpointError(
+                f"Model card {source}: 'widths' must be up to 8 whole numbers in [1, {MAX_WIDTH}], "
+                f"found {str(widths)[:80]}"
+            )
+        if not whole(self.in_channels, 1, MAX_IN_CHANNELS):
+            raise CheckpointError(
+                f"Model card {source}: 'in_channels' must be in [1, {MAX_IN_CHANNELS}], "
+                f"found {self.in_channels!r}"
+            )
+        if not whole(self.input_size, 16, MAX_INPUT_SIZE) or self.input_size % 16:
+            raise CheckpointError(
+                f"Model card {source}: 'input_size' must be a multiple of 16 in [16, "
+                f"{MAX_INPUT_SIZE}], found {self.input_size!r}"
+            )
+        for key in ("epochs", "n_params"):
+            if not whole(getattr(self, key), 0, 10**12):
+                raise CheckpointError(f"Model card {source}: {key!r} must be a whole number >= 0")
+        for m in self.metrics:
+            if isinstance(m.value, bool) or not isinstance(m.value, int | float):
+                raise CheckpointError(f"Model card {source}: metric {m.name!r} is not a number")
 
     @classmethod
     def from_json(cls, text: str, *, source: str | Path = "<json>") -> ModelCard:
+        if len(text) > MAX_CARD_BYTES:
+            raise CheckpointError(
+                f"Model card {source} is {len(text)} bytes; at most {MAX_CARD_BYTES}"
+            )
+        if not json_depth_ok(text):
+            raise CheckpointError(f"Model card {source} is nested deeper than {MAX_DEPTH} levels")
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError, ValueError) as exc:
             raise CheckpointError(f"Model card {source} is not valid JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise CheckpointError(f"Model card {source} must be a JSON object")
@@ -117,6 +203,8 @@ class ModelCard:
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise CheckpointError(f"Model card {path} is not valid UTF-8: {exc}") from exc
         except OSError as exc:
             raise CheckpointError(f"Cannot read model card {path}: {exc}") from exc
         return cls.from_json(text, source=path)

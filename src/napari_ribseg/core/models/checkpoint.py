@@ -1,7 +1,13 @@
 """Checkpoints: ``<stem>.safetensors`` (weights) + ``<stem>.json`` (:class:`ModelCard`), never pickle.
 
-The card is also stored in the safetensors metadata (key ``ribseg_card``) so a lone weights file can
-still be loaded; the ``.json`` next to it wins when both exist.
+The card inside the safetensors metadata (key ``ribseg_card``) is the single source: weights and
+card are committed together by one atomic rename. The ``.json`` next to it is a derived, readable
+copy; it is regenerated when missing or stale, and when the two differ the metadata wins (a kill
+between the two writes can leave a stale JSON, never a stale card). Files without a metadata card
+(older checkpoints) fall back to the ``.json``.
+
+Before any tensor is read the header is checked: dtypes (float16, float32, bfloat16 only), shapes
+against the card's architecture, the card's widths and the total size against the memory budget.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import torch
 from torch import nn
 
 from napari_ribseg.core.atomic import atomic_path, write_text_atomic
+from napari_ribseg.core.budget import check_allocation
 from napari_ribseg.core.errors import CheckpointError
 from napari_ribseg.core.models.architectures import RibSegNet, count_parameters
 from napari_ribseg.core.models.card import ModelCard
@@ -24,6 +31,8 @@ CARD_SUFFIX = ".json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
 #: Tensors kept float32 by ``half=True``: the input conv of v-unet carries a x255 fold and the mean.
 KEEP_FLOAT32_PREFIX = "encoder.0.convs.0."
+#: safetensors dtypes a checkpoint may hold; integer or boolean tensors would load as garbage.
+ALLOWED_DTYPES = {"F16": 2, "F32": 4, "BF16": 2}
 
 
 @dataclass
@@ -62,6 +71,12 @@ def refuse_pickle(path: Path) -> None:
         )
 
 
+def estimated_parameters(card: ModelCard) -> int:
+    """An upper estimate of the parameters a card's widths make (3x3 convs, 3 per level, 2 paths)."""
+    widths = [card.in_channels, *card.widths]
+    return sum(2 * 3 * 9 * max(a, b) * b + 4 * b for a, b in zip(widths, widths[1:], strict=False))
+
+
 def model_from_card(card: ModelCard) -> RibSegNet:
     """An untrained model with the card's architecture."""
     try:
@@ -79,17 +94,27 @@ def model_from_card(card: ModelCard) -> RibSegNet:
 
 
 def save_checkpoint(
-    model: RibSegNet, card: ModelCard, path: str | Path, *, half: bool = False
+    model: RibSegNet,
+    card: ModelCard,
+    path: str | Path,
+    *,
+    half: bool = False,
+    overwrite: bool = True,
 ) -> Path:
-    """Write ``<stem>.safetensors`` and ``<stem>.json`` atomically; return the weights path.
+    """Write ``<stem>.safetensors`` (card in its metadata) atomically, then the JSON copy.
 
     The card's architecture fields (variant, preset, widths, in_channels, input_size, n_params) are
     taken from ``model``; an empty card name becomes the file stem. ``half`` stores floating tensors
-    as fp16 (the v-unet input conv stays float32).
+    as fp16 (the v-unet input conv stays float32). With ``overwrite=False`` an existing checkpoint is
+    never replaced (CheckpointError).
     """
     from safetensors.torch import save_file
 
     weights_path, card_path = checkpoint_paths(path)
+    if not overwrite and weights_path.exists():
+        raise CheckpointError(
+            f"{weights_path} exists; choose another name or allow overwriting (--overwrite)"
+        )
     card = dataclasses.replace(
         card,
         name=card.name or weights_path.stem.removesuffix(WEIGHTS_SUFFIX),
@@ -107,27 +132,64 @@ def save_checkpoint(
             tensor = tensor.half()
         tensors[name] = tensor
     card_json = card.to_json()
+    # The commit: weights and card appear together in one rename.
     with atomic_path(weights_path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "napari-ribseg", "ribseg_card": card_json})
-    write_text_atomic(card_path, card_json)
+    write_text_atomic(card_path, card_json)  # derived copy for people and tools
     return weights_path
 
 
 def _read_card(weights_path: Path, card_path: Path) -> ModelCard:
-    if card_path.is_file():
-        return ModelCard.read(card_path)
-    from safetensors import SafetensorError, safe_open
+    from napari_ribseg.core.models.registry import safetensors_header
 
-    try:
-        with safe_open(str(weights_path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{weights_path} is not a readable safetensors file: {exc}") from exc
-    if "ribseg_card" not in meta:
+    meta = safetensors_header(weights_path).get("__metadata__") or {}
+    text = meta.get("ribseg_card") if isinstance(meta, dict) else None
+    if not isinstance(text, str):
+        if card_path.is_file():
+            return ModelCard.read(card_path)  # an older checkpoint without an embedded card
         raise CheckpointError(
             f"{weights_path} has no model card: expected {card_path.name} next to it"
         )
-    return ModelCard.from_json(meta["ribseg_card"], source=weights_path)
+    card = ModelCard.from_json(text, source=weights_path)
+    sync_card_copy(card_path, text)
+    return card
+
+
+def sync_card_copy(card_path: Path, text: str) -> None:
+    """Regenerate the JSON copy of a card when it is missing or differs (best effort)."""
+    try:
+        if card_path.is_file() and card_path.read_text(encoding="utf-8") == text:
+            return
+        write_text_atomic(card_path, text)
+    except (OSError, UnicodeDecodeError):
+        pass  # a read-only model folder keeps its stale copy; the metadata is what is used
+
+
+def check_header(header: dict, model: nn.Module, path: Path) -> None:
+    """Check every tensor's dtype, shape and the total size before anything is read."""
+    expected = model.state_dict()
+    total = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(info, dict) or info.get("dtype") not in ALLOWED_DTYPES:
+            dtype = info.get("dtype") if isinstance(info, dict) else info
+            raise CheckpointError(
+                f"{path}: tensor {name!r} has dtype {dtype}; expected one of "
+                f"{', '.join(sorted(ALLOWED_DTYPES))}"
+            )
+        n = 1
+        for s in info.get("shape") or []:
+            n *= int(s)
+        total += n * ALLOWED_DTYPES[info["dtype"]]
+    for name, ref in expected.items():  # in the model's order, so the first misfit is named
+        shape = header.get(name, {}).get("shape")
+        if shape is not None and list(shape) != list(ref.shape):
+            raise CheckpointError(
+                f"{path}: tensor {name!r} does not match the card's architecture: expected shape "
+                f"{tuple(ref.shape)}, got {tuple(shape)}"
+            )
+    check_allocation(total, "checkpoint tensors", path)
 
 
 def check_state(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -164,14 +226,19 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     weights_path, card_path = checkpoint_paths(path)
     if not weights_path.is_file():
         raise CheckpointError(f"Checkpoint weights not found: {weights_path}")
+    from napari_ribseg.core.models.registry import safetensors_header
+
     card = _read_card(weights_path, card_path)
     if card.kind != "model":
         raise CheckpointError(f"{weights_path} holds a {card.kind!r}, not a whole model")
+    # Widths are bounded by the card's validation; budget the float32 model before building it.
+    check_allocation(4.0 * estimated_parameters(card), f"model {card.name!r}", weights_path)
+    model = model_from_card(card)
+    check_header(safetensors_header(weights_path), model, weights_path)
     try:
         tensors = load_file(str(weights_path))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{weights_path} is not a readable safetensors file: {exc}") from exc
-    model = model_from_card(card)
     check_state(model, tensors, weights_path)
     state = model.state_dict()
     model.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items()})

@@ -11,12 +11,14 @@ import json
 import logging
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from napari_ribseg.core.atomic import is_temporary
 from napari_ribseg.core.errors import CheckpointError
-from napari_ribseg.core.models.card import ModelCard
+from napari_ribseg.core.models.card import ModelCard, json_depth_ok
 
 if TYPE_CHECKING:
     import torch
@@ -86,19 +88,22 @@ def safetensors_header(path: str | Path) -> dict:
 def _entry(path: Path, source: Literal["bundled", "user"]) -> ModelEntry | None:
     header = safetensors_header(path)
     card_path = path.with_suffix(".json")
-    if card_path.is_file():
+    meta = header.get("__metadata__") or {}
+    # The card inside the weights is the source; the JSON copy only serves older checkpoints.
+    if isinstance(meta, dict) and isinstance(meta.get("ribseg_card"), str):
+        origin, text = path, meta["ribseg_card"]
+    elif card_path.is_file():
         try:
             origin, text = card_path, card_path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise CheckpointError(f"Cannot read model card {card_path}: {exc}") from exc
     else:
-        meta = header.get("__metadata__") or {}
-        if "ribseg_card" not in meta:
-            return None
-        origin, text = path, meta["ribseg_card"]
+        return None
+    if not json_depth_ok(text):
+        raise CheckpointError(f"Model card {origin} is nested too deeply")
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:
         raise CheckpointError(f"Model card {origin} is not valid JSON: {exc}") from exc
     # Component files (the VGG16 encoder) carry another kind of card and are not models.
     if not isinstance(data, dict) or data.get("kind", "model") != "model":
@@ -119,24 +124,38 @@ def _numel(shape: list[int]) -> int:
     return n
 
 
-def _scan(folder: Path, source: Literal["bundled", "user"]) -> list[ModelEntry]:
+SkipReport = Callable[[Path, str], None]
+
+
+def _scan(
+    folder: Path, source: Literal["bundled", "user"], on_skip: SkipReport | None
+) -> list[ModelEntry]:
     if not folder.is_dir():
         return []
     entries = []
     for path in sorted(folder.glob("*.safetensors")):
+        if is_temporary(path.name):
+            continue  # an interrupted or in-progress save, never a model
         try:
             entry = _entry(path, source)
-        except CheckpointError as exc:
+        except (CheckpointError, OSError, ValueError, TypeError, KeyError) as exc:
+            # One bad card skips that model only, never the listing.
             log.warning("Skipping unreadable checkpoint %s: %s", path, exc)
+            if on_skip is not None:
+                on_skip(path, str(exc))
             continue
         if entry is not None:
             entries.append(entry)
     return entries
 
 
-def list_models() -> list[ModelEntry]:
-    """All whole-model checkpoints: bundled first, then user, each sorted by name."""
-    return _scan(bundled_model_dir(), "bundled") + _scan(user_model_dir(), "user")
+def list_models(on_skip: SkipReport | None = None) -> list[ModelEntry]:
+    """All whole-model checkpoints: bundled first, then user, each sorted by name.
+
+    A checkpoint whose header or card is bad is skipped with a warning (logged, and passed to
+    ``on_skip(path, reason)`` when given) so it never hides the others.
+    """
+    return _scan(bundled_model_dir(), "bundled", on_skip) + _scan(user_model_dir(), "user", on_skip)
 
 
 def best_model_of_variant(variant: str) -> ModelEntry | None:

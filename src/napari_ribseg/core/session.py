@@ -292,8 +292,11 @@ class ReviewSession:
         device: str = "auto",
         batch_size: int | None = None,
         stop: StopFlag | None = None,
+        region: Any = None,
     ) -> Job[PredictionBatch]:
         """Job: probabilities of the overwritable ``frames`` (default all); changes nothing.
+
+        ``region`` (an ``ImagedRegion``) is where the model runs; ``None`` detects it automatically.
 
         Safe to run in a worker thread; hand its result to :meth:`apply_prediction`.
         """
@@ -310,7 +313,7 @@ class ReviewSession:
             return PredictionBatch(np.zeros(0, np.int64), np.zeros((0, *self.frames.shape[1:]), np.uint8), name, loaded=loaded)  # fmt: skip
         prediction = yield from predict_stack(
             loaded, self.frames, device=device, batch_size=batch_size, frame_indices=indices,
-            stop=stop,
+            stop=stop, region=region,
         )  # fmt: skip
         done = np.flatnonzero(prediction.done)
         return PredictionBatch(

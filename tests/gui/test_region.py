@@ -1,0 +1,47 @@
+"""The imaged region in the dock: shown as a Shapes layer on load, edits change what the model sees."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from napari_ribseg._widgets.region import REGION_LAYER
+
+# The synthetic fan cine (speckle, margins, text, ruler, logo) of the core tests, loaded by path:
+# both test files are called test_region.py, so a plain import would find this one.
+_spec = importlib.util.spec_from_file_location(
+    "core_test_region", Path(__file__).parents[1] / "core" / "test_region.py"
+)
+_core = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_core)
+_fan_cine, _iou = _core._fan_cine, _core._iou
+
+
+def test_loading_adds_the_region_and_edits_change_it(
+    docked, qtbot, tiny_model, tmp_path, wait_worker
+):
+    viewer, widget = docked
+    frames, truth = _fan_cine(6)
+    path = tmp_path / "fan.npy"
+    np.save(path, frames)
+    assert widget.load(str(path)) is not None
+    assert REGION_LAYER in viewer.layers
+    region = widget.segment_section.current_region()
+    assert region is not None and _iou(region.mask, truth) >= 0.95
+
+    # The user draws a smaller box: the model must run inside it and leave the rest empty.
+    box = np.array([[20.0, 30.0], [20.0, 90.0], [70.0, 90.0], [70.0, 30.0]])
+    viewer.layers[REGION_LAYER].data = [box]
+    region = widget.segment_section.current_region()
+    assert region.bbox == (20, 30, 71, 91)
+    assert region.mask.sum() == 51 * 61
+
+    assert widget.segment_section.select_model(tiny_model)
+    assert widget.segment("all") is not None
+    wait_worker(widget)
+    prob = widget.session.prob
+    assert prob is not None and prob.shape == frames.shape
+    assert not prob[:, ~region.mask].any()
+    assert prob[:, region.mask].any()

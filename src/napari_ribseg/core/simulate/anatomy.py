@@ -292,10 +292,14 @@ def build_anatomy(
     clutter = np.full((rp, cp), 10.0 ** (config.clutter_db / 20.0), dtype=np.float64)
     if config.shadow_fill_db is not None:
         # Side lobes and reverberations carry the echoes beside a shadow into it: top up every
-        # dim place to the laterally spread power of its surroundings (less shadow_fill_db).
+        # dim place to the mean power of the unshadowed echoes beside it (less shadow_fill_db).
+        # Normalised by the unshadowed weight, so a wide shadow fills as much as a narrow one.
         power = (echo * gain) ** 2 + (lung * t_pleura) ** 2
         power = power + (ALINE_POWER * alines.sum(axis=0) ** 2)
-        spread = ndimage.gaussian_filter1d(power, SHADOW_FILL_MM / ds, axis=1, mode="nearest")
+        lit = (~shadow_label).astype(np.float64)
+        sigma = SHADOW_FILL_MM / ds
+        spread = ndimage.gaussian_filter1d(power * lit, sigma, axis=1, mode="nearest")
+        spread /= np.maximum(ndimage.gaussian_filter1d(lit, sigma, axis=1, mode="nearest"), 0.05)
         fill = np.maximum(10.0 ** (config.shadow_fill_db / 10.0) * spread - power, 0.0)
         clutter = np.sqrt(clutter**2 + fill)
     static = tissue_tex.view(np.complex64) * (static_field + clutter).astype(np.float32)

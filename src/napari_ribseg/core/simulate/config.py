@@ -223,8 +223,8 @@ def random_config(rng: np.random.Generator | int | None = None, **overrides) -> 
     }
     depth = {
         "linear": rng.uniform(35.0, 60.0),
-        "convex": rng.uniform(120.0, 165.0),
-        "phased": rng.uniform(100.0, 150.0),
+        "convex": rng.uniform(130.0, 175.0),
+        "phased": rng.uniform(120.0, 160.0),
     }
     radius = {"convex": rng.uniform(40.0, 65.0), "phased": rng.uniform(6.0, 12.0)}
     fov = {"convex": rng.uniform(60.0, 78.0), "phased": rng.uniform(60.0, 85.0)}
@@ -257,7 +257,7 @@ def random_config(rng: np.random.Generator | int | None = None, **overrides) -> 
         "frame_rate": float(rng.choice([15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0])),
         # The scanner's processing and display, as real exports show them.
         "clutter_db": rng.uniform(-22.0, -14.0),
-        "shadow_fill_db": rng.uniform(-3.0, 1.0),
+        "shadow_fill_db": rng.uniform(-4.0, 0.0),
         "speckle_reduction": rng.uniform(0.3, 1.5),
         "persistence": rng.uniform(0.0, 0.6) * float(rng.random() < 0.7),
         "grey_gamma": rng.uniform(1.0, 1.4),
@@ -268,6 +268,10 @@ def random_config(rng: np.random.Generator | int | None = None, **overrides) -> 
         "overlays": bool(rng.random() < 0.7),
         "jpeg_quality": int(rng.integers(40, 96)) * int(rng.random() < 0.5),
     }
+    if probe == "linear":
+        # A linear image is mostly chest wall, not lung: scanners (and users) set it darker, so it
+        # shows the same grey levels as a convex scan (the real median is 22 of 255).
+        draw["gain_db"] -= 5.0
     draw.update(overrides)
     # Keep the anatomy consistent when an override moved one part of it.
     rib_depth = float(draw["rib_depth_mm"])

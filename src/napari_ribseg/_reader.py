@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from napari_ribseg.core.errors import MemoryBudgetError, RibsegError, StackReadError
 from napari_ribseg.core.io import find_reader, read_stack
 
 LayerData = tuple[Any, dict, str]
@@ -32,7 +33,14 @@ def read_layers(path: PathOrPaths) -> list[LayerData]:
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
     layers: list[LayerData] = []
     for p in paths:
-        stack = read_stack(p)
+        try:
+            stack = read_stack(p)
+        except RibsegError:
+            raise
+        except MemoryError as exc:
+            raise MemoryBudgetError(f"{p}: out of memory reading this file") from exc
+        except Exception as exc:  # noqa: BLE001 - napari shows our errors; never a raw traceback
+            raise StackReadError(f"{p}: cannot read ({type(exc).__name__}: {exc})") from exc
         kwargs: dict[str, Any] = {
             "name": stack.name,
             "contrast_limits": (0.0, 1.0),

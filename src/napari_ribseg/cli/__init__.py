@@ -38,11 +38,37 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except RibsegError as exc:
-        print(f"ribseg {args.command}: error: {exc}", file=sys.stderr)
+        _error_line(args.command, str(exc))
         return 2
     except KeyboardInterrupt:
-        print(f"ribseg {args.command}: interrupted", file=sys.stderr)
+        _error_line(args.command, "interrupted")
         return 130
+    except MemoryError:
+        _error_line(args.command, "out of memory (set RIBSEG_MAX_BYTES lower to refuse such input)")
+        return 2
+    except OSError as exc:
+        # Read-only target, a folder given as a file, a name too long, a full disk.
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        _error_line(args.command, f"{where}{exc.strerror or exc}")
+        return 2
+    except (UnicodeError, ValueError, RecursionError, OverflowError) as exc:
+        _error_line(args.command, f"{type(exc).__name__}: {exc}")
+        return 2
+    except Exception as exc:  # noqa: BLE001 - e.g. SafetensorError; a user never gets a traceback
+        _error_line(args.command, f"unexpected {type(exc).__name__}: {exc}")
+        return 2
+
+
+def _error_line(command: str, message: str) -> None:
+    """One line on stderr that survives any file name (non-UTF-8 bytes become replacements)."""
+    text = " ".join(str(message).split())
+    if text != "interrupted":
+        text = f"error: {text}"
+    line = f"ribseg {command}: {text}"
+    # File names with undecodable bytes arrive as lone surrogates; they cannot be printed strictly.
+    line = line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+    print(line.encode(encoding, "replace").decode(encoding), file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -157,6 +157,11 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"ribseg predict: error: {problem}", file=sys.stderr)
         return 2
+    from napari_ribseg.core.atomic import check_writable
+
+    for target, what in ((args.out, "--out"), (args.prob, "--prob")):
+        if target is not None:
+            check_writable(target, what)  # before the slow inference, not after it
 
     from napari_ribseg.cli.progress_bar import ProgressBar
     from napari_ribseg.core.devices import resolve_device

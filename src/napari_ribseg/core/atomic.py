@@ -93,3 +93,37 @@ def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> None:
 
 def write_text_atomic(target: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(target, text.encode("utf-8"))
+
+
+def check_writable(target: str | os.PathLike, what: str = "output") -> Path:
+    """Check, before any work, that ``target`` can be written atomically; return it as a Path.
+
+    Raises :class:`OutputPathError` when it is a folder, its folder is missing or read-only, or its
+    name is longer than the file system allows.
+    """
+    from napari_ribseg.core.errors import OutputPathError
+
+    target = Path(target)
+    if target.is_dir():
+        raise OutputPathError(f"{target}: the {what} is a folder; expected a file name")
+    # Missing folders are created on write: check the nearest one that exists.
+    parent = target.parent.absolute()
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputPathError(f"{target}: {parent} is a file, so the {what} cannot be made there")
+    try:
+        name_max = os.pathconf(parent, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        name_max = 255
+    # The temporary file adds ".<name>.tmpXXXXXXXX" around the name.
+    if len(os.fsencode(target.name)) + 16 > name_max:
+        raise OutputPathError(
+            f"{target}: the {what}'s file name is {len(os.fsencode(target.name))} bytes; at most "
+            f"{name_max - 16} are allowed here"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{target}: the {what}'s folder {parent} is not writable")
+    if target.exists() and not os.access(target, os.W_OK) and not os.access(parent, os.W_OK):
+        raise OutputPathError(f"{target}: the {what} exists and is read-only")
+    return target

@@ -37,3 +37,7 @@ class ProjectError(DatasetError):
 
 class MemoryBudgetError(RibsegError):
     """A file declares (or an operation needs) more memory than the budget allows."""
+
+
+class OutputPathError(RibsegError):
+    """A file to be written cannot be written there (a folder, a read-only place, a name too long)."""

@@ -128,7 +128,7 @@ SkipReport = Callable[[Path, str], None]
 
 
 def _scan(
-    folder: Path, source: Literal["bundled", "user"], on_skip: SkipReport | None
+    folder: Path, source: Literal["bundled", "user"], on_skip: SkipReport | None = None
 ) -> list[ModelEntry]:
     if not folder.is_dir():
         return []

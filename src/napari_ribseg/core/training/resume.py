@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -92,8 +93,42 @@ def _save_resume(out: Path, model, optimizer, info: dict) -> None:
         save_file(tensors, str(tmp), metadata={"format": "napari-ribseg-resume"})
     # JSON last: a state counts only once its JSON names the epoch, so a crash between the two
     # writes leaves the previous, consistent pair (the tensors file is checked by epoch below).
-    info = {**info, "optimizer": opt_meta, "format": RESUME_FORMAT}
+    # Tie the state to the checkpoint this run has written so far: only that file may be replaced
+    # by resuming without --overwrite (see resume_may_replace).
+    info = {
+        **info,
+        "optimizer": opt_meta,
+        "format": RESUME_FORMAT,
+        "output_sha256": _file_sha256(checkpoint_paths(out)[0]),
+    }
     write_text_atomic(json_path, json.dumps(_json_safe(info), indent=1))
+
+
+def _file_sha256(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resume_may_replace(out: str | Path) -> bool:
+    """Whether a resume state beside ``out`` belongs to the model now at ``out``.
+
+    True only when the state names the exact weights this interrupted run wrote (or no model is
+    there yet): a stale state of another run never licenses replacing a model without --overwrite.
+    """
+    _, json_path = resume_paths(out)
+    try:
+        info = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(info, dict) or info.get("format") != RESUME_FORMAT:
+        return False
+    current = _file_sha256(checkpoint_paths(out)[0])
+    return current is None or current == info.get("output_sha256")
 
 
 def _load_resume(out: Path) -> tuple[dict, dict[str, torch.Tensor]] | None:

@@ -206,7 +206,7 @@ def test_random_config_is_varied_realistic_and_overridable():
         if c.probe == "linear":
             assert 5.0 <= c.frequency_mhz <= 13.0 and 35.0 <= c.depth_mm <= 70.0
         else:
-            assert 1.5 <= c.frequency_mhz <= 6.0 and 80.0 <= c.depth_mm <= 170.0
+            assert 1.5 <= c.frequency_mhz <= 6.0 and 80.0 <= c.depth_mm <= 180.0
         if c.probe == "phased":
             assert c.convex_radius_mm < 15.0
         assert 40.0 <= c.dynamic_range_db <= 70.0
@@ -284,3 +284,98 @@ def test_time_gain_compensation_keeps_tissue_brightness_even_with_depth():
     lower = cine.frames[:, int(14.0 / dr) : int(20.0 / dr)][:, :, cols].mean()
     # 1 dB/cm/MHz over 8 mm at 7.5 MHz would be 12 dB round trip (0.2 of the grey scale) uncorrected.
     assert abs(upper - lower) < 0.06
+
+
+# ---- the scanner display chain, calibrated against real convex scans -----------------------
+
+
+def _fan_stats(cine) -> tuple[float, float, float]:
+    """(fan share of the frame, median grey in the fan (0-255), shadow / lit lung below the ribs)."""
+    frame, fan = cine.frames[-1] * 255.0, cine.fan
+    rows = np.flatnonzero(cine.rib[-1].any(axis=1))
+    height = frame.shape[0]
+    band = np.zeros_like(fan)
+    band[rows.max() + int(0.05 * height) : rows.max() + int(0.25 * height)] = True
+    shadow = band & (cine.shadow[-1] > 0)
+    lit = band & fan & (cine.shadow[-1] == 0)
+    return (
+        float(fan.mean()),
+        float(np.median(frame[fan])),
+        float(frame[shadow].mean() / frame[lit].mean()),
+    )
+
+
+def test_random_convex_frames_look_like_real_scans():
+    """Medians of 6 clips against the real scans' 10th-90th range (docs/simulator.md)."""
+    rng = np.random.default_rng(3)
+    stats = []
+    for seed in range(6):
+        config = random_config(rng, probe="convex", size=(128, 128), overlays=False)
+        stats.append(_fan_stats(simulate_cine(2, config, seed=seed)))
+    sector, p50, shadow = np.median(np.array(stats), axis=0)
+    # Real: the fan fills 55-75 % of the frame, median grey 10-33, shadow/lung 0.67-1.03.
+    assert 0.55 <= sector <= 0.8, sector
+    assert 10.0 <= p50 <= 33.0, p50
+    assert 0.6 <= shadow <= 1.03, shadow
+
+
+def test_overlays_and_compression_change_pixels_never_labels_inside_the_image():
+    base = random_config(4, probe="convex", size=(96, 128), overlays=False, jpeg_quality=0)
+    plain = simulate_cine(2, base, seed=5)
+    dressed = simulate_cine(2, base.replace(overlays=True, jpeg_quality=40), seed=5)
+    overlay = dressed.frames[0] != plain.frames[0]
+    assert overlay.any()
+    # JPEG moves pixels everywhere a little; overlays paint some outright.
+    for name in ("rib", "shadow", "pleura"):
+        a, b = getattr(plain, name), getattr(dressed, name)
+        assert not (b & ~a).any()  # nothing labelled that was not
+        assert not b[:, ~dressed.fan].any()
+    renderer_overlay = dressed.frames[0][~dressed.fan]
+    assert renderer_overlay.max() > 0.5  # text / ruler / logo outside the fan
+    # Overlay pixels are never rib: where a label was dropped, the overlay painted the pixel.
+    dropped = plain.rib.astype(bool) & ~dressed.rib.astype(bool)
+    assert dropped.sum() <= 0.2 * plain.rib.sum()
+
+
+def test_jpeg_quantisation_is_blocky_and_near_identity_at_high_quality():
+    from napari_ribseg.core.simulate.display import jpeg_compress
+
+    rng = np.random.default_rng(0)
+    image = rng.random((64, 72)).astype(np.float32)
+    assert np.abs(jpeg_compress(image, 100) - image).max() < 2.5 / 255
+    smooth = np.repeat(np.linspace(0.2, 0.8, 9), 8)[None, :].repeat(64, axis=0).astype(np.float32)
+    noisy = np.clip(smooth + 0.05 * image, 0, 1)
+    coarse = jpeg_compress(noisy, 10)
+
+    def in_block_std(x):
+        return float(x.reshape(8, 8, 9, 8).std(axis=(1, 3)).mean())
+
+    # Low quality drops the fine texture: little variation is left inside each 8x8 block.
+    assert in_block_std(coarse) < 0.6 * in_block_std(noisy)
+    # ... but keeps the block means.
+    assert np.abs(coarse - noisy).mean() < 0.03
+
+
+def test_hard_domain_is_dark_wide_overlaid_compressed_and_seeded_apart():
+    from napari_ribseg.core.simulate import HARD_DOMAIN_SEED, hard_domain_config, hard_domain_set
+
+    config = hard_domain_config(HARD_DOMAIN_SEED)
+    assert config.size == (820, 1124) and config.probe == "convex"
+    assert config.overlays and 30 <= config.jpeg_quality <= 60 and config.fov_deg >= 70
+    assert HARD_DOMAIN_SEED >= 500_000
+    small = hard_domain_set(2, 2, size=(96, 128))
+    assert len(small) == 4 and small.group_names == ["hard500000", "hard500001"]
+    assert small.images[0].shape == (96, 128) and set(np.unique(small.masks[0])) <= {0, 1}
+    again = hard_domain_set(1, 2, size=(96, 128))
+    assert np.array_equal(again.images[1], small.images[1])
+
+
+def test_phased_array_is_a_narrow_sector_from_a_small_apex():
+    config = random_config(
+        2, probe="phased", size=(96, 96), overlays=False, image_region=(0, 0, 1, 1)
+    )
+    cine = simulate_cine(1, config, seed=2)
+    top_row = np.flatnonzero(cine.fan.any(axis=1))[0]
+    # The sector starts narrow: its first rows are a small share of the width.
+    assert cine.fan[top_row : top_row + 3].sum(axis=1).max() < 0.3 * cine.fan.shape[1]
+    assert cine.rib.any() and not cine.rib[0][~cine.fan].any()

@@ -14,8 +14,10 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import time  # noqa: E402
 
 from napari_ribseg.core.simulate import (  # noqa: E402
+    HARD_DOMAIN_SEED,
     RAYLEIGH_MEAN_STD_RATIO,
     SimulationConfig,
+    hard_domain_config,
     random_config,
     simulate_cine,
 )
@@ -47,10 +49,20 @@ def frames_per_second(config: SimulationConfig, n: int = 120) -> tuple[float, fl
 
 
 def main() -> None:
-    for name, config in (("linear", LINEAR), ("convex", CONVEX)):
-        wall, cpu, setup = frames_per_second(config)
+    # Clean physics (no scanner chain), then the calibrated chain random_config draws (overlays,
+    # JPEG, speckle reduction, persistence), then the hard domain at its real 820 x 1124 size.
+    scanner = random_config(7, probe="convex", size=(256, 256), overlays=True, jpeg_quality=60)
+    hard = hard_domain_config(HARD_DOMAIN_SEED)
+    cases = (
+        ("linear 256x256", LINEAR, 120),
+        ("convex 256x256", CONVEX, 120),
+        ("convex+scanner chain 256x256", scanner, 120),
+        ("hard domain 820x1124", hard, 12),
+    )
+    for name, config, n in cases:
+        wall, cpu, setup = frames_per_second(config, n)
         print(
-            f"speed {name} 256x256, one thread: {wall:.1f} frames/s wall clock, "
+            f"speed {name}, one thread: {wall:.1f} frames/s wall clock, "
             f"{cpu:.1f} frames/s CPU time (setup {setup:.0f} ms, included)"
         )
     for name, config in (("linear", LINEAR), ("convex", CONVEX)):
@@ -76,8 +88,8 @@ def main() -> None:
         )
     # Spread of the random configurations the training data draws from.
     configs = [random_config(seed, size=(256, 256)) for seed in range(200)]
-    linear = sum(c.probe == "linear" for c in configs)
-    print(f"random_config: {linear} linear / {200 - linear} convex of 200")
+    counts = {p: sum(c.probe == p for c in configs) for p in ("convex", "linear", "phased")}
+    print("random_config probes of 200: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,17 @@ def _finite(value: Any) -> bool:
     return True
 
 
+def _json_ready(value: Any) -> Any:
+    """``value`` with NaN and infinities as None: JSON has no such numbers, and a card must load."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    return value
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -120,7 +131,7 @@ class ModelCard:
         data = dataclasses.asdict(self)
         extra = data.pop("extra")
         data["widths"] = [int(w) for w in data["widths"]]
-        return {**extra, **data}
+        return _json_ready({**extra, **data})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"

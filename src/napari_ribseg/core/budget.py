@@ -23,9 +23,11 @@ FLOOR = 256 * 1024**2
 #: The most pixels one frame may have (PIL's bomb limit follows it): 8192 x 8192. Larger frames are
 #: refused with a message rather than predicted with a multi-GB peak.
 MAX_FRAME_PIXELS = 8192 * 8192
-#: Most a compressed .npz member may expand (declared bytes / compressed bytes) before it counts as a
-#: zip bomb; real ultrasound compresses 2-20x, constant masks up to ~1000x.
-MAX_COMPRESSION_RATIO = 2000
+#: An .npz member that inflates more than this (declared bytes / compressed bytes) and to more than
+#: :data:`BOMB_MIN_BYTES` is refused as a zip bomb before any byte is inflated. Ultrasound compresses
+#: 2-20x; only constant data approaches deflate's ceiling of ~1030x.
+MAX_COMPRESSION_RATIO = 500
+BOMB_MIN_BYTES = 256 * 1024**2
 
 
 def _human(n: float) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_ribseg.core.budget import MAX_COMPRESSION_RATIO, check_shape
+from napari_ribseg.core.budget import BOMB_MIN_BYTES, MAX_COMPRESSION_RATIO, check_shape
 from napari_ribseg.core.errors import MemoryBudgetError, StackReadError
 from napari_ribseg.core.io.intensity import arrange_frames, to_unit_frames
 from napari_ribseg.core.stack import Stack
@@ -169,8 +169,10 @@ def _npz_members(path: Path) -> dict[str, Candidate]:
             name = info.filename[: -len(".npy")]
             declared = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
             # A zip bomb is refused from its zip directory, before any byte is inflated.
-            if info.compress_type != zipfile.ZIP_STORED and declared > MAX_COMPRESSION_RATIO * max(
-                info.compress_size, 1
+            if (
+                info.compress_type != zipfile.ZIP_STORED
+                and declared > BOMB_MIN_BYTES
+                and declared > MAX_COMPRESSION_RATIO * max(info.compress_size, 1)
             ):
                 raise MemoryBudgetError(
                     f"{path}: member {name!r} declares {declared} bytes from {info.compress_size} "

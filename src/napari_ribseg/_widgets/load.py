@@ -302,11 +302,14 @@ class LoadSection(QWidget):
                 layer.units = tuple(str(u) for u in image.units)
             if layer.name.endswith(TRUTH_SUFFIX):
                 layer.visible = False
-                layer.locked = True
+                layer.editable = False  # no paint tool lands on the truth
+                layer.locked = True  # nor can it be deleted by a stray key
         self._show_region(image)
         self.image_added.emit(image)
         labels = self.session.labels_layer
         if labels is not None and labels in viewer.layers:
+            # It may have been made when the image was inserted, before the units were set.
+            labels.units = tuple(str(u) for u in image.units)
             labels.visible = True
             viewer.layers.selection.active = labels
         viewer.reset_view()

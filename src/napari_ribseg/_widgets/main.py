@@ -113,6 +113,7 @@ class RibSegWidget(QWidget):
         # The result goes where the user looks (the status line under every tab); only a
         # complete run moves on to reviewing, a cancelled or failed one stays where it was.
         message = self.segment_section.progress_label.text()
+        self._run_message = message
         if message:
             self.status_line.setText(message)
         if outcome == "done":
@@ -127,12 +128,15 @@ class RibSegWidget(QWidget):
         if s.image_layer is None or s.project is None:
             self.status_line.setText("Load a stack or a sample to start.")
             return
+        self._run_message = ""
         what = "Restored the review of" if restored else "Reviewing"
         self.status_line.setText(f"{what} '{s.image_layer.name}' ({s.project.n_frames} frames).")
         self.status_line.setToolTip(str(s.project.folder))
 
     def _on_saved(self, message: str) -> None:
-        self.status_line.setText(message)
+        # The run's outcome stays in view; the save note is added after it.
+        run = getattr(self, "_run_message", "")
+        self.status_line.setText(f"{run} · {message}" if run else message)
         if self.session.project is not None:
             self.status_line.setToolTip(str(self.session.project.folder))
 

@@ -1,0 +1,95 @@
+"""What a new user tripped over in the widget, each fixed and pinned by a test."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+
+def test_sample_selects_ribs_hides_and_locks_truth_in_mm(docked):
+    viewer, widget = docked
+    image = widget.load_sample("linear")
+    ribs = viewer.layers[f"{image.name} ribs"]
+    truth = viewer.layers[f"{image.name} ribs (ground truth)"]
+    assert viewer.layers.selection.active is ribs or viewer.layers.selection.active == ribs
+    assert truth.visible is False and truth.editable is False and bool(truth.locked)
+    units = {layer.name: tuple(str(u) for u in layer.units) for layer in (image, ribs, truth)}
+    assert set(units.values()) == {("pixel", "millimeter", "millimeter")}, units
+
+
+def test_dock_leaves_the_canvas_most_of_the_window(docked, qtbot):
+    viewer, widget = docked
+    window = widget.window()
+    window.resize(1226, 800)
+    qtbot.wait(50)
+    assert widget.maximumWidth() <= 0.4 * 1226
+    assert widget.width() <= 0.4 * window.width()
+
+
+def test_no_progress_text_before_a_run(docked):
+    _viewer, widget = docked
+    bar = widget.segment_section.progress
+    assert not bar.isVisible() or bar.text() == ""
+    assert "0 / 1" not in bar.text()
+
+
+def test_second_stack_hides_the_first_resets_view_without_unit_warnings(docked, tmp_path):
+    viewer, widget = docked
+    first = np.random.default_rng(0).random((3, 64, 64), dtype=np.float32)
+    np.save(tmp_path / "small.npy", first)
+    widget.load(tmp_path / "small.npy")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image = widget.load_sample("convex")
+    assert not [w for w in caught if "Inconsistent units" in str(w.message)]
+    assert viewer.layers["small"].visible is False
+    assert viewer.layers["small ribs"].visible is False
+    assert image.visible and viewer.layers[f"{image.name} ribs"].visible
+    # The view frames the new stack: its centre is the camera's centre.
+    extent = image.extent.world[:, -2:]
+    centre = extent.mean(axis=0)
+    np.testing.assert_allclose(viewer.camera.center[-2:], centre, rtol=0.05, atol=1.0)
+
+    widget.load_section.remove_previous = True
+    widget.load(tmp_path / "small.npy")
+    assert image.name not in viewer.layers
+
+
+def test_cancelled_run_stays_on_segment_and_says_so(
+    docked, qtbot, tiny_model, tmp_path, wait_worker
+):
+    viewer, widget = docked
+    np.save(tmp_path / "long.npy", np.random.default_rng(1).random((40, 64, 64), dtype=np.float32))
+    widget.load(tmp_path / "long.npy")
+    widget.segment_section.select_model(tiny_model)
+    worker = widget.segment("all")
+    worker.yielded.connect(
+        lambda event: event.kind == "batch" and event.step > 0 and widget.segment_section.cancel()
+    )
+    wait_worker(widget)
+    assert widget.tabs.currentWidget() is widget.segment_section
+    assert widget.status_line.text().startswith("Cancelled:")
+
+
+def test_errors_give_the_reason_first_and_a_short_path(docked, tmp_path, errors):
+    _viewer, widget = docked
+    deep = tmp_path / "a" / "very" / "deep" / "folder"
+    deep.mkdir(parents=True)
+    bad = deep / "notes.xyz"
+    bad.write_text("hello")
+    assert widget.load(bad) is None
+    message = errors[-1]
+    assert message.startswith("Could not open: Unsupported format '.xyz'")
+    assert str(tmp_path) not in message
+    assert message.endswith("(…/folder/notes.xyz)")
+
+
+def test_start_checkpoints_are_not_offered_for_segmenting(docked):
+    _viewer, widget = docked
+    names = [
+        widget.segment_section.model_combo.itemText(i)
+        for i in range(widget.segment_section.model_combo.count())
+    ]
+    assert "x-unet-compact" in names
+    assert not any("salient" in n for n in names)

@@ -1,0 +1,58 @@
+"""bioimage.io export: the package passes bioimageio.core's own test and predicts what we predict."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from napari_ribseg.cli import main
+from napari_ribseg.core.inference import predict_stack_sync
+from napari_ribseg.core.models import build_model, save_checkpoint
+from napari_ribseg.core.models.card import Metric, ModelCard
+from napari_ribseg.core.models.export import export_bioimageio, validate_bioimageio
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = build_model("unet", "tiny", input_size=64, pretrained=False)
+    path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
+    card = ModelCard(
+        name="tiny-rib",
+        variant="unet",
+        preset="tiny",
+        widths=list(model.widths),
+        input_size=64,
+        metrics=[Metric("dice", 0.5, "none: random weights")],
+    )
+    save_checkpoint(model, card, path)
+    return path
+
+
+def test_cli_export_passes_bioimageio_core_test_model(checkpoint, tmp_path, capsys):
+    out = tmp_path / "tiny.zip"
+    assert main(["export-bioimageio", str(checkpoint), "--out", str(out)]) == 0
+    assert "bioimage.io model package of tiny-rib" in capsys.readouterr().out
+    names = set(zipfile.ZipFile(out).namelist())
+    assert {"rdf.yaml", "weights.pt", "test_input.npy", "test_output.npy"} <= names
+    summary = validate_bioimageio(out)
+    assert summary.status == "passed", summary.display()
+
+
+def test_exported_weights_give_our_probabilities(checkpoint, tmp_path):
+    from napari_ribseg.core.models import load_model
+
+    loaded = load_model(checkpoint)
+    out = export_bioimageio(loaded, tmp_path / "m.zip")
+    with zipfile.ZipFile(out) as z:
+        z.extract("weights.pt", tmp_path)
+    scripted = torch.jit.load(str(tmp_path / "weights.pt"))
+    frame = np.random.default_rng(1).random((64, 64), dtype=np.float32)
+    with torch.inference_mode():
+        theirs = scripted(torch.from_numpy(frame)[None, None])[0, 0].numpy()
+    ours = predict_stack_sync(loaded, frame[None], device="cpu").prob[0]
+    assert np.abs(np.round(theirs * 255) - ours).max() <= 1

@@ -106,7 +106,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--review",
         action="store_true",
-        help="write the prediction into the stack's review (<stem>.ribseg) for napari; curated, "
+        help="write the prediction into the stack's review (<file name>.ribseg) for napari; curated, "
         "rejected and hand-edited frames are left as they are",
     )
     parser.add_argument(

@@ -9,7 +9,8 @@
 #
 #     run(command="PYTHON=$(command -v python3) bash benchmarks/gpu_check.sh", timeout_s=600)
 #
-# ($OUT is set there, so the results come back as files.) # then copy the figures from the returned files into docs/inference.md. Each step has its own time
+# ($OUT is set there, so the results come back as files.) Then copy the figures into
+# docs/inference.md. Each step has its own time
 # limit, so one slow step cannot eat the others' time; a failed step is recorded and the rest run.
 set -u
 cd "$(dirname "$0")/.."

@@ -344,7 +344,9 @@ def test_uint8_is_not_read_as_float_intensities():
 def test_floats_outside_unit_interval_are_refused_naming_the_frame(frames):
     bad = frames.copy()
     bad[5, 3, 3] = 255.0
-    with pytest.raises(ValueError, match=r"frame 5: float intensities .* \[0, 1\]; got \[.*, 255\]"):
+    with pytest.raises(
+        ValueError, match=r"frame 5: float intensities .* \[0, 1\]; got \[.*, 255\]"
+    ):
         predict_stack_sync(PointwiseNet(), bad, device="cpu", batch_size=2)
     with pytest.raises(ValueError, match=r"image 1: float intensities"):
         predict_images_sync(PointwiseNet(), [frames[0], frames[1] * 255], device="cpu")

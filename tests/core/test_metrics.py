@@ -108,6 +108,7 @@ def test_hd95_equals_monai_compute_hausdorff_distance(spacing):
     """Ours is MONAI's directed-max convention, on masks that touch the image edge too."""
     import torch
     from monai import metrics as monai_metrics  # the testing extra installs it
+
     rng = np.random.default_rng(7)
     pairs = [(_blobs(rng, 0.01, int(g)), _blobs(rng, 0.006, int(g) + 1)) for g in (1, 2, 3, 4) * 3]
     ours, theirs = [], []

@@ -105,14 +105,9 @@ def base_model(variant: str, preset: str, args, log) -> object:
 
 
 def measure(loaded, test, device: str) -> dict:
-    from napari_ribseg.core.inference import predict_images_sync
-    from napari_ribseg.core.metrics import evaluate_masks
-    from napari_ribseg.core.postprocess import probability_to_mask
+    from napari_ribseg.core.evaluation import evaluate_model
 
-    probs = predict_images_sync(loaded, test.images, device=device)
-    preds = [probability_to_mask(p, 0.5) for p in probs]
-    ev = evaluate_masks(preds, test.masks, ids=test.ids)
-    return ev
+    return evaluate_model(loaded, test, threshold=0.5, device=device)
 
 
 def main(argv: list[str] | None = None) -> int:

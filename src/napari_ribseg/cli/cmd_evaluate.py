@@ -86,25 +86,23 @@ def run(args: argparse.Namespace) -> int:
     """Predict the dataset, compare with its masks, print and write the scores."""
     from napari_ribseg.cli.progress_bar import ProgressBar
     from napari_ribseg.core.devices import resolve_device
-    from napari_ribseg.core.inference import predict_images_sync
+    from napari_ribseg.core.evaluation import evaluate_model
     from napari_ribseg.core.io import read_paired_dataset
-    from napari_ribseg.core.metrics import evaluate_masks
     from napari_ribseg.core.models import load_model
-    from napari_ribseg.core.postprocess import probability_to_mask
 
     device = resolve_device(args.device)
     dataset = read_paired_dataset(args.data_dir)
-    spacing = tuple(args.spacing) if args.spacing else getattr(dataset, "spacing_mm", None)
     loaded = load_model(args.model, device="cpu")
-    probs = predict_images_sync(
+    evaluation = evaluate_model(
         loaded,
-        dataset.images,
+        dataset,
+        threshold=args.threshold,
+        postprocess=mask_options(args),
         device=device,
         batch_size=args.batch_size,
+        spacing=tuple(args.spacing) if args.spacing else None,
         on_progress=ProgressBar("evaluate"),
     )
-    masks = [probability_to_mask(p, args.threshold, **mask_options(args)) for p in probs]
-    evaluation = evaluate_masks(masks, dataset.masks, spacing=spacing, ids=dataset.ids)
     evaluation.extra = {
         "model": getattr(loaded, "name", None) or str(args.model),
         "data": str(args.data_dir),

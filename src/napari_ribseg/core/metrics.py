@@ -156,6 +156,8 @@ class Evaluation:
     spacing_mm: tuple[float, float] | None = None
     hd95_undefined: int = 0
     extra: dict = field(default_factory=dict)
+    #: The predicted masks scored, when the caller kept them (``evaluate_model`` does).
+    masks: list | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_frames(self) -> int:

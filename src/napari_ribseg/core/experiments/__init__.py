@@ -6,6 +6,7 @@ presets x folds, resumable from its results CSV; ``write_report`` rebuilds the M
 plots from a CSV. Importing this package does not import torch.
 """
 
+from napari_ribseg.core.evaluation import predict_masks
 from napari_ribseg.core.experiments.config import (
     PRESETS,
     DataConfig,
@@ -26,7 +27,6 @@ from napari_ribseg.core.experiments.report import (
 from napari_ribseg.core.experiments.runner import (
     StudyResult,
     load_study_data,
-    predict_masks,
     run_study,
     run_study_sync,
 )

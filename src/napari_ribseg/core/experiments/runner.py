@@ -3,7 +3,7 @@
 For each cell the variant's initialisation (v-unet: VGG16 encoder; x-unet: salient-object
 pre-training; unet: random) is fine-tuned with :func:`napari_ribseg.core.training.finetune` on
 ``size`` frames of the fold's training clips and evaluated on the fold's held-out clips with
-:func:`napari_ribseg.core.metrics.evaluate_masks`. Each finished cell x fold is one row of
+:func:`napari_ribseg.core.evaluation.evaluate_model`. Each finished cell x fold is one row of
 ``results.csv``, rewritten atomically, so a stopped or crashed study resumes where it was: cells whose
 rows exist are skipped. The job follows the one progress/cancel protocol of ``core.jobs``.
 
@@ -216,23 +216,11 @@ def _finished_pretraining(path: Path) -> bool:
     return bool(info) and not info.get("stopped", True)
 
 
-def predict_masks(
-    model, images: list[np.ndarray], *, threshold: float = 0.5, batch_size: int = 8
-) -> list[np.ndarray]:
-    """Binary masks (uint8 0/1) of ``images`` at their own size, through the inference engine."""
-    from napari_ribseg.core.inference import predict_images_sync
-    from napari_ribseg.core.postprocess import probability_to_mask
-
-    device = next(model.parameters()).device
-    probs = predict_images_sync(model, images, device=device, batch_size=batch_size)
-    return [probability_to_mask(p, threshold) for p in probs]
-
-
 def _evaluate(model, test: TrainingSet, threshold: float) -> tuple[dict[str, float], list]:
-    from napari_ribseg.core.metrics import evaluate_masks
+    from napari_ribseg.core.evaluation import evaluate_model
 
-    preds = predict_masks(model, test.images, threshold=threshold)
-    ev = evaluate_masks(preds, test.masks, ids=test.ids)
+    # Batch 8 as the study has always scored; the batch size does not change the masks.
+    ev = evaluate_model(model, test, threshold=threshold, batch_size=8)
     metrics = {
         "dice": ev.mean["dice"],
         "iou": ev.mean["iou"],
@@ -240,7 +228,7 @@ def _evaluate(model, test: TrainingSet, threshold: float) -> tuple[dict[str, flo
         "dice_frame_sd": ev.std["dice"],
         "hd95_undefined": ev.hd95_undefined,
     }
-    return metrics, preds
+    return metrics, ev.masks
 
 
 def _train_indices(n_pool: int, size: int, seed: int, fold: int) -> list[int]:

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_ribseg.core.errors import RibsegError
-
-VARIANTS = ("unet", "v-unet", "x-unet")
+from napari_ribseg.core.models.variants import VARIANTS
 
 
 class StudyConfigError(RibsegError):

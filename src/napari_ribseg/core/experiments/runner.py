@@ -146,17 +146,20 @@ def _xunet_init(config: StudyConfig, out: Path, stop: StopFlag) -> Job[LoadedMod
     """The X-Unet start: a named checkpoint, the bundled one, or a salient pre-training kept in out."""
     import torch
 
+    from napari_ribseg.core.errors import CheckpointError
     from napari_ribseg.core.models import build_model, load_model
 
     init = config.x_unet_init
     if init == "bundled":
         torch.manual_seed(config.seed)
-        model = build_model("x-unet", config.preset, input_size=config.input_size, pretrained=True)
-        if model.pretrained_source is None:
-            raise StudyConfigError(
-                f"x_unet_init 'bundled': no bundled x-unet-{config.preset}-salient checkpoint; "
-                "use x_unet_init: pretrain or a checkpoint path"
+        try:
+            model = build_model(
+                "x-unet", config.preset, input_size=config.input_size, weights="salient"
             )
+        except CheckpointError as exc:
+            raise StudyConfigError(
+                f"x_unet_init 'bundled': {exc}; use x_unet_init: pretrain or a checkpoint path"
+            ) from exc
         yield Progress("message", message=f"x-unet: {model.pretrained_source}")
         return _wrap(model, "x-unet-init", model.pretrained_source)
     if init != "pretrain":

@@ -20,25 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from napari_ribseg.core.models.variants import VARIANTS
+
 log = logging.getLogger(__name__)
-
-VARIANTS = ("unet", "v-unet", "x-unet")
-PRESETS = ("paper", "compact", "tiny")
-
-#: Channel widths of the five levels (shallow to deep; the last one is the bottleneck).
-PRESET_WIDTHS: dict[str, dict[str, tuple[int, ...]]] = {
-    "unet": {
-        "paper": (64, 128, 256, 512, 1024),
-        "compact": (16, 32, 64, 128, 256),
-        "tiny": (4, 8, 16, 32, 64),
-    },
-    "v-unet": {
-        "paper": (64, 128, 256, 512, 512),
-        "compact": (16, 32, 64, 128, 128),
-        "tiny": (4, 8, 16, 32, 32),
-    },
-}
-PRESET_WIDTHS["x-unet"] = PRESET_WIDTHS["unet"]
 
 #: Convolutions per level (shallow to deep) of the contracting path.
 ENCODER_DEPTHS = {"unet": (2, 2, 2, 2, 2), "x-unet": (2, 2, 2, 2, 2), "v-unet": (2, 2, 3, 3, 3)}
@@ -228,48 +212,6 @@ class RibSegNet(nn.Module):
 
     def extra_repr(self) -> str:
         return f"variant={self.variant!r}, preset={self.preset!r}, widths={self.widths}"
-
-
-def preset_widths(variant: str, preset: str) -> tuple[int, ...]:
-    """The five level widths of ``variant`` in ``preset``."""
-    if variant not in VARIANTS:
-        raise ValueError(f"Unknown model variant {variant!r}; expected one of {VARIANTS}")
-    if preset not in PRESET_WIDTHS[variant]:
-        raise ValueError(f"Unknown preset {preset!r}; expected one of {PRESETS}")
-    return PRESET_WIDTHS[variant][preset]
-
-
-def build_model(
-    variant: str,
-    preset: str = "compact",
-    *,
-    in_channels: int = 1,
-    input_size: int = 256,
-    pretrained: bool = True,
-    widths: Sequence[int] | None = None,
-) -> RibSegNet:
-    """Build a :class:`RibSegNet`; ``widths`` overrides the preset's widths (preset becomes "custom").
-
-    ``pretrained`` loads what exists for the variant: v-unet gets the bundled VGG16 (HED/BSDS500)
-    encoder, channel-pruned by filter L1 norm when narrower than VGG16; x-unet gets the bundled
-    salient-object checkpoint ``x-unet-<preset>-salient`` when one is bundled; unet has nothing to load.
-    """
-    if widths is None:
-        widths = preset_widths(variant, preset)
-    else:
-        preset = "custom"
-    model = RibSegNet(
-        variant, widths, preset=preset, in_channels=in_channels, input_size=input_size
-    )
-    if pretrained and variant == "v-unet":
-        from napari_ribseg.core.models.vgg import load_vgg16_encoder
-
-        load_vgg16_encoder(model)
-    elif pretrained and variant == "x-unet":
-        from napari_ribseg.core.models.registry import load_salient_pretraining
-
-        load_salient_pretraining(model)
-    return model
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:

@@ -23,14 +23,11 @@ from napari_ribseg.core.models.card import ModelCard, json_depth_ok
 if TYPE_CHECKING:
     import torch
 
-    from napari_ribseg.core.models.architectures import RibSegNet
     from napari_ribseg.core.models.checkpoint import LoadedModel
 
 log = logging.getLogger(__name__)
 
 MODEL_DIR_ENV = "RIBSEG_MODEL_DIR"
-#: Bundled checkpoint that ``build_model("x-unet", preset)`` starts from, when present.
-XUNET_PRETRAINING_NAME = "x-unet-{preset}-salient"
 
 
 @dataclass(frozen=True)
@@ -208,26 +205,3 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
     from napari_ribseg.core.models.checkpoint import load_checkpoint
 
     return load_checkpoint(resolve_model(name_or_path), device=device)
-
-
-def load_salient_pretraining(model: RibSegNet) -> bool:
-    """Load the bundled ``x-unet-<preset>-salient`` weights into ``model`` when they exist.
-
-    Returns whether weights were loaded; without them the model keeps its random initialisation.
-    """
-    name = XUNET_PRETRAINING_NAME.format(preset=model.preset)
-    path = bundled_model_dir() / f"{name}.safetensors"
-    if not path.is_file():
-        log.info("No bundled %s checkpoint; x-unet starts from random weights", name)
-        return False
-    loaded = load_model(path)
-    if tuple(loaded.model.widths) != tuple(model.widths):
-        raise CheckpointError(
-            f"{path}: widths {loaded.model.widths} do not match the x-unet {model.preset} preset "
-            f"{model.widths}"
-        )
-    model.load_state_dict(loaded.model.state_dict())
-    model.pretrained_source = (
-        f"{name} ({loaded.card.weights_source or 'salient-object pretraining'})"
-    )
-    return True

@@ -531,16 +531,10 @@ def salient_training_set(data: SalientSet) -> Any:
 
 
 def _resolve_out(out: str | Path | None, name: str) -> Path:
-    """A registry name goes to ``user_model_dir()``; anything with a suffix or a slash is a path."""
-    from napari_ribseg.core.models import user_model_dir
+    """The output of a pre-training (see :func:`~napari_ribseg.core.models.paths.model_output_path`)."""
+    from napari_ribseg.core.models.paths import model_output_path
 
-    if out is None:
-        return user_model_dir() / f"{name}.safetensors"
-    text = str(out)
-    path = Path(text)
-    if path.suffix in (".safetensors", ".json") or "/" in text:
-        return path.with_suffix(".safetensors")
-    return user_model_dir() / f"{text}.safetensors"
+    return model_output_path(name if out is None else out)
 
 
 def pretrain_salient(

@@ -52,6 +52,8 @@ def test_finetune_into_the_user_model_folder(tmp_path, paired, capsys):
             "cpu",
             "--seed",
             "3",
+            "--select",
+            "last",
         ]
     )
     captured = capsys.readouterr()
@@ -86,10 +88,65 @@ def test_finetune_to_an_explicit_path(tmp_path, paired, capsys):
             "cpu",
             "--augment",
             "none",
+            "--select",
+            "last",
         ]
     )
     assert code == 0, capsys.readouterr().err
     assert out.is_file() and out.with_suffix(".json").is_file()
+    card = json.loads(out.with_suffix(".json").read_text())
+    # --select last keeps the final weights whatever the gate said, and the card says so.
+    assert card["finetune"]["select"] == "last" and card["finetune"]["gate"] is not None
+    gate = card["finetune"]["gate"]
+    if not gate["promoted"]:
+        assert "kept anyway: --select last" in card["description"]
+
+
+def test_a_finetune_that_cannot_improve_leaves_no_model_and_says_why(tmp_path, paired, capsys):
+    root, _ = paired
+    tiny_base(tmp_path / "base.safetensors")
+    out = tmp_path / "models" / "nothing.safetensors"
+    # lr 1e-9 cannot move the weights: the gate must refuse the unchanged copy of the base.
+    code = main(
+        [
+            "finetune",
+            str(root),
+            "--model",
+            str(tmp_path / "base.safetensors"),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--lr",
+            "1e-9",
+            "--steps",
+            "4",
+            "--val-share",
+            "0.34",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert not out.exists() and not out.with_suffix(".json").exists()
+    assert "no new model, the base stays: no clear improvement" in captured.out
+    assert "on 4 held-out corrected frames" in captured.out
+
+
+def test_cli_options_are_generated_from_the_config_fields():
+    import argparse
+    import dataclasses
+
+    from napari_ribseg.cli.cmd_finetune import register
+    from napari_ribseg.core.training.config import FinetuneConfig, config_from_args
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["finetune", "d", "--model", "m", "--out", "x"])
+    config = config_from_args(args)
+    # Every CLI default is the dataclass default: one declaration.
+    assert config == FinetuneConfig()
+    cli_fields = {f.name for f in dataclasses.fields(FinetuneConfig) if f.metadata["cli"]}
+    assert cli_fields <= set(vars(args)) and {"amp", "base_is_candidate"} - cli_fields
 
 
 def test_bad_output_and_same_as_base_fail_with_one_line(tmp_path, paired, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from napari_ribseg.core.models import list_models, user_model_dir
 from napari_ribseg.core.stack import FrameStatus
@@ -19,73 +20,150 @@ def test_start_is_disabled_with_a_reason_until_two_frames_are_curated(segmented)
     assert section.start_btn.isEnabled()
     assert "trains" in section.trainable_label.text()
     # The trainable count follows the freeze strategy.
-    section.strategy_combo.setCurrentText("all")
+    section.strategy_combo.setCurrentIndex(section.strategy_combo.findData("all"))
     all_text = section.trainable_label.text()
-    section.strategy_combo.setCurrentText("decoder")
+    section.strategy_combo.setCurrentIndex(section.strategy_combo.findData("decoder"))
     assert section.trainable_label.text() != all_text
+    # Choices are named by what trains, under "Train:".
+    labels = [section.strategy_combo.itemText(i) for i in range(section.strategy_combo.count())]
+    assert labels[0] == "all layers" and "decoder only" in labels
+    assert not any(label.lower().startswith("freeze") for label in labels)
 
 
-def test_finetune_selects_better_model_and_resegments(segmented, qtbot, tiny_model, wait_worker):
-    viewer, widget = segmented
+def _curate_all(viewer, widget):
     project = widget.session.project
-    # Correct four frames to the "truth" (the bright band) and mark them curated.
     truth = np.zeros((64, 64), np.uint8)
     truth[20:26, 8:56] = 1
-    for f in range(4):
+    for f in range(6):
         project.labels[f] = truth
         widget.set_status(f, FrameStatus.CURATED)
     viewer.layers["clip01 ribs"].refresh()
-    curated = project.labels[:4].copy()
+    return project
 
+
+def _accept_base_predictions(widget, model_name):
+    """Curate every frame with the base model's own prediction (p > 0.5), as if accepted as is."""
+    import torch
+
+    from napari_ribseg.core.models import load_model
+
+    project = widget.session.project
+    model = load_model(model_name, device="cpu").model.eval()
+    with torch.no_grad():
+        x = torch.from_numpy(np.asarray(widget.session.frames, np.float32)[:, None])
+        project.labels[:] = (model(x)[:, 0] > 0).numpy().astype(project.labels.dtype)
+    for f in range(len(project.labels)):
+        widget.set_status(f, FrameStatus.CURATED)
+
+
+def test_finetune_that_wins_the_gate_becomes_the_default_and_resegments(
+    segmented, qtbot, tiny_model, wait_worker
+):
+    viewer, widget = segmented
+    project = _curate_all(viewer, widget)
+    curated = project.labels[:6].copy()
     section = widget.finetune_section
     section.select_base(tiny_model)
-    section.epochs_spin.setValue(1)
+    section.epochs_spin.setValue(40)
     section.lr_spin.setValue(0.01)
-    section.val_spin.setValue(0.25)
+    section.val_spin.setValue(0.5)
     assert widget.start_finetune()
     assert section.cancel_btn.isEnabled()
     qtbot.waitUntil(lambda: section.job is None, timeout=120_000)
 
     result = section.result
     assert result is not None, section.outcome_label.text()
-    assert result.checkpoint.parent == user_model_dir()
-    assert result.checkpoint.exists()
+    # The untrained base finds no band; the trained model does, on 3 held-out frames.
+    assert result.promoted and result.gate.frames == 3, result.reason
+    assert result.checkpoint.parent == user_model_dir() and result.checkpoint.exists()
     new_name = result.checkpoint.stem
     assert new_name in {e.name for e in list_models()}
-    selected = widget.segment_section.current_model().name
-    better = result.best_val_dice > result.base_val_dice
-    assert selected == (new_name if better else tiny_model)
+    assert widget.segment_section.current_model().name == new_name
     assert f"{result.base_val_dice:.3f}" in section.outcome_label.text()
-    assert section.plot.dice  # the validation curve was drawn
+    assert section.plot.dice  # the held-out curve was drawn
 
-    # The user can switch either way, then re-segment what is not reviewed yet.
+    section.keep_base_btn.click()
+    assert widget.segment_section.current_model().name == tiny_model
     section.use_new_btn.click()
     assert widget.segment_section.current_model().name == new_name
     assert section.resegment_btn.isEnabled()
-    section.resegment_btn.click()
+    section.resegment_btn.click()  # nothing unreviewed: the curated labels stay as they are
     wait_worker(widget)
-    assert project.model_name == new_name
-    np.testing.assert_array_equal(project.labels[:4], curated)
+    np.testing.assert_array_equal(project.labels[:6], curated)
 
 
-def test_cancel_keeps_best_checkpoint_so_far(segmented, qtbot, tiny_model):
-    viewer, widget = segmented
-    project = widget.session.project
-    for f in range(4):
-        project.labels[f, 20:26, 8:56] = 1
-        widget.set_status(f, FrameStatus.CURATED)
+def test_finetune_that_cannot_improve_leaves_no_model_and_keeps_the_base(
+    segmented, qtbot, tiny_model
+):
+    _viewer, widget = segmented
+    # Accepted without edits: the labels are the base model's own prediction, so no held-out
+    # frame was corrected and there is nothing a new model could be judged better on.
+    _accept_base_predictions(widget, tiny_model)
+    before = {e.name for e in list_models()}
+    section = widget.finetune_section
+    section.select_base(tiny_model)
+    section.epochs_spin.setValue(2)
+    section.lr_spin.setValue(0.01)
+    section.val_spin.setValue(0.5)
+    assert widget.start_finetune()
+    qtbot.waitUntil(lambda: section.job is None, timeout=120_000)
+    result = section.result
+    assert result is not None and not result.promoted and result.checkpoint is None
+    assert {e.name for e in list_models()} == before, "no copy of the base poses as a new model"
+    assert widget.segment_section.current_model().name == tiny_model
+    assert "No new model" in section.outcome_label.text()
+    assert "too few held-out corrected frames to judge" in section.outcome_label.text()
+    assert not section.use_new_btn.isEnabled()
+
+
+def test_plot_has_ticks_and_no_clipped_exponent_labels(segmented):
+    _viewer, widget = segmented
+    plot = widget.finetune_section.plot
+    plot.reset(40)
+    assert plot.x_ticks() == [0, 10, 20, 30, 40]
+    assert plot.loss_top() == 0.0  # empty: no "1e-06" axis label
+    for epoch, loss in enumerate([0.9, 0.5, 0.3], start=1):
+        plot.add("loss", epoch, loss)
+    assert plot.loss_top() == pytest.approx(1.035)  # the curve stays below the top border
+    assert plot.loss_tick(1.035e-6 * 0) == "0" and "e" not in plot.loss_tick(0.0004)
+    plot.grab()  # paints without error
+
+
+def test_spawn_guard_is_stated_and_the_child_error_shown(tmp_path):
+    from types import SimpleNamespace
+
+    from napari_ribseg._widgets.finetune import explain_child_failure, spawn_guard_problem
+
+    script = tmp_path / "train.py"
+    script.write_text("import napari_ribseg\nrun_finetune()\n")
+    problem = spawn_guard_problem(SimpleNamespace(__file__=str(script)))
+    assert 'if __name__ == "__main__":' in problem and str(script) in problem
+    script.write_text('if __name__ == "__main__":\n    run_finetune()\n')
+    assert spawn_guard_problem(SimpleNamespace(__file__=str(script))) == ""
+    details = (
+        "Traceback ...\nRuntimeError: An attempt has been made to start a new process before "
+        "the current process has finished its bootstrapping phase."
+    )
+    text = explain_child_failure("ended without a result (exit code 1)", details)
+    assert "__main__" in text and "bootstrapping phase" in text
+    assert "ValueError: bad" in explain_child_failure("exit code -6", "x\nValueError: bad")
+
+
+def test_cancel_judges_the_weights_so_far_and_keeps_no_loser(segmented, qtbot, tiny_model):
+    _viewer, widget = segmented
+    _accept_base_predictions(widget, tiny_model)  # nothing to win on
     section = widget.finetune_section
     section.select_base(tiny_model)
     section.epochs_spin.setValue(50)
-    section.val_spin.setValue(0.25)
-    # Cancel as soon as the first epoch is reported: its checkpoint is the best so far.
+    section.val_spin.setValue(0.5)
+    # Cancel as soon as the first epoch is reported; the weights so far go through the gate.
     section.event_received.connect(lambda event: event.kind == "epoch" and section.cancel())
     assert widget.start_finetune()
     assert not section.start_btn.isEnabled()
     qtbot.waitUntil(lambda: section.job is None, timeout=120_000)
     result = section.result
-    assert result is not None and result.stopped
-    assert result.checkpoint is not None and result.checkpoint.exists()
-    assert len(result.history) < 50
-    assert "Cancelled" in section.outcome_label.text()
+    assert result is not None and result.stopped and len(result.history) < 50
+    assert result.checkpoint is None and not result.promoted
+    assert "Cancelled before the end" in section.outcome_label.text()
+    assert widget.segment_section.current_model().name == tiny_model
     assert section.start_btn.isEnabled()

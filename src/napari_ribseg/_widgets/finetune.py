@@ -9,7 +9,6 @@ and at the end compares the new model with its base on the same validation frame
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import math
 import re
 from typing import TYPE_CHECKING, Any
@@ -32,7 +31,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_ribseg._widgets._session import ReviewSession, notify_error, notify_info
-from napari_ribseg._widgets._settings import save_settings
+from napari_ribseg._widgets._settings import model_dir, save_settings
 from napari_ribseg.core.errors import RibsegError
 from napari_ribseg.core.stack import FrameStatus
 
@@ -43,6 +42,18 @@ if TYPE_CHECKING:
 MIN_CURATED = 2
 #: How often the child process's events are read; fast enough for a smooth progress bar.
 POLL_MS = 200
+#: Strategies named by what trains ("Freeze: all" read as "freeze everything").
+TRAIN_LABELS = {
+    "all": "all layers",
+    "encoder": "bottleneck + decoder (encoder frozen)",
+    "bottleneck": "encoder + decoder (bottleneck frozen)",
+    "decoder": "decoder only",
+    "progressive": "decoder first, then deeper layers",
+}
+SPAWN_GUARD = (
+    "A fine-tune started from a Python script needs the script's code under `if __name__ == "
+    '"__main__":` (training runs in a spawned child process, which imports the script again).'
+)
 LOSS_COLOUR = QColor(255, 159, 28)
 DICE_COLOUR = QColor(80, 180, 255)
 
@@ -82,28 +93,37 @@ class CurvePlot(QWidget):
     def paintEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        rect = QRectF(self.rect()).adjusted(36, 8, -36, -22)
+        # Margins hold the tick labels and the legend, so no curve or label is ever covered.
+        rect = QRectF(self.rect()).adjusted(46, 22, -34, -34)
         fg = self.palette().color(self.foregroundRole())
         painter.setPen(QPen(fg, 1))
         painter.drawRect(rect)
-        painter.drawText(
-            QRectF(rect.left(), rect.bottom() + 2, rect.width(), 18),
-            int(Qt.AlignmentFlag.AlignHCenter),
-            "epoch",
-        )
+        right = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        centre = int(Qt.AlignmentFlag.AlignHCenter)
+        # x axis: epoch ticks with values.
+        ticks = self.x_ticks()
+        for tick in ticks:
+            x = rect.left() + rect.width() * tick / self.epochs
+            painter.drawLine(QPointF(x, rect.bottom()), QPointF(x, rect.bottom() + 3))
+            painter.drawText(QRectF(x - 20, rect.bottom() + 3, 40, 14), centre, str(tick))
+        painter.drawText(QRectF(rect.left(), rect.bottom() + 17, rect.width(), 14), centre, "epoch")
+        # Left axis: training loss, scaled to 1.15x its maximum so the curve stays off the border.
+        top_loss = self.loss_top()
         painter.setPen(QPen(LOSS_COLOUR, 1))
-        top_loss = max([y for _, y in self.loss] + [1e-6])
-        painter.drawText(
-            QRectF(0, rect.top(), 34, 14), int(Qt.AlignmentFlag.AlignRight), f"{top_loss:.2g}"
-        )
-        painter.drawText(
-            QRectF(0, rect.bottom() - 14, 34, 14), int(Qt.AlignmentFlag.AlignRight), "0"
-        )
-        painter.drawText(QRectF(rect.left() + 4, rect.top() + 2, 120, 14), 0, "training loss")
+        for frac in (0.0, 0.5, 1.0):
+            y = rect.bottom() - rect.height() * frac
+            text = self.loss_tick(top_loss * frac) if top_loss else ("0" if frac == 0 else "")
+            painter.drawText(QRectF(0, y - 7, 42, 14), right, text)
+        # Right axis: held-out Dice, 0-1.
         painter.setPen(QPen(DICE_COLOUR, 1))
-        painter.drawText(QRectF(rect.right() + 2, rect.top(), 34, 14), 0, "1")
-        painter.drawText(QRectF(rect.right() + 2, rect.bottom() - 14, 34, 14), 0, "0")
-        painter.drawText(QRectF(rect.left() + 4, rect.top() + 16, 120, 14), 0, "validation Dice")
+        for frac in (0.0, 0.5, 1.0):
+            y = rect.bottom() - rect.height() * frac
+            painter.drawText(QRectF(rect.right() + 3, y - 7, 30, 14), 0, f"{frac:g}")
+        # Legend above the plot area.
+        painter.setPen(QPen(LOSS_COLOUR, 1))
+        painter.drawText(QRectF(rect.left(), 2, 140, 16), 0, "— training loss (left)")
+        painter.setPen(QPen(DICE_COLOUR, 1))
+        painter.drawText(QRectF(rect.left() + 145, 2, 170, 16), 0, "— held-out Dice (right)")
 
         def to_point(x: float, y: float, top: float) -> QPointF:
             return QPointF(
@@ -112,7 +132,7 @@ class CurvePlot(QWidget):
             )
 
         for points, top, colour in (
-            (self.loss, top_loss, LOSS_COLOUR),
+            (self.loss, top_loss or 1.0, LOSS_COLOUR),
             (self.dice, 1.0, DICE_COLOUR),
         ):
             if not points:
@@ -125,6 +145,27 @@ class CurvePlot(QWidget):
             for x, y in points:
                 painter.drawEllipse(to_point(x, y, top), 2.5, 2.5)
         painter.end()
+
+    def loss_top(self) -> float:
+        """Top of the loss axis: 1.15x the largest loss, 0 before any loss arrived."""
+        return 1.15 * max(y for _, y in self.loss) if self.loss else 0.0
+
+    @staticmethod
+    def loss_tick(value: float) -> str:
+        """A short tick label (never exponent notation that clips, such as '1e-06')."""
+        if value == 0:
+            return "0"
+        return f"{value:.2f}" if value < 10 else f"{value:.0f}"
+
+    def x_ticks(self) -> list[int]:
+        """Up to six round epoch ticks from 0 to the number of epochs."""
+        step = max(1, math.ceil(self.epochs / 5))
+        for nice in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000):
+            if nice >= step:
+                step = nice
+                break
+        ticks = list(range(0, self.epochs + 1, step))
+        return ticks if ticks[-1] == self.epochs else [*ticks, self.epochs]
 
 
 class FinetuneSection(QWidget):
@@ -142,6 +183,7 @@ class FinetuneSection(QWidget):
         self.session = session
         self.job: Any = None
         self.result: Any = None
+        self._last_job: Any = None
         self._base_name = ""
         self._loaded_base: tuple[str, Any] | None = None
         self._timer = QTimer(self)
@@ -154,25 +196,22 @@ class FinetuneSection(QWidget):
         self.base_combo.setToolTip("The model to start from")
         self.strategy_combo = QComboBox()
         self.trainable_label = QLabel("–")
+        # Ranges, defaults and help come from FinetuneConfig's declarations (one source).
         self.epochs_spin = QSpinBox()
-        self.epochs_spin.setRange(1, 500)
-        self.epochs_spin.setValue(20)
+        _bind_spin(self.epochs_spin, "epochs")
         self.lr_spin = QDoubleSpinBox()
         self.lr_spin.setDecimals(6)
-        self.lr_spin.setRange(1e-6, 1e-1)
-        self.lr_spin.setSingleStep(1e-5)
-        self.lr_spin.setValue(1e-4)
+        self.lr_spin.setSingleStep(1e-4)
+        _bind_spin(self.lr_spin, "lr")
         self.augment_combo = QComboBox()
         self.augment_combo.setToolTip(
             "none: no augmentation; flip: left-right flips; standard: flips, gain, depth crops"
         )
         self.val_spin = QDoubleSpinBox()
-        self.val_spin.setRange(0.05, 0.5)
         self.val_spin.setSingleStep(0.05)
-        self.val_spin.setValue(0.2)
-        self.val_spin.setToolTip("Share of curated frames held back to measure validation Dice")
+        _bind_spin(self.val_spin, "val_share")
         form.addRow("Base model:", self.base_combo)
-        form.addRow("Freeze:", self.strategy_combo)
+        form.addRow("Train:", self.strategy_combo)
         form.addRow("", self.trainable_label)
         form.addRow("Epochs:", self.epochs_spin)
         form.addRow("Learning rate:", self.lr_spin)
@@ -239,15 +278,16 @@ class FinetuneSection(QWidget):
         from napari_ribseg.core.training import AUGMENT_PRESETS, FREEZE_STRATEGIES
 
         for name, strategy in FREEZE_STRATEGIES.items():
-            self.strategy_combo.addItem(name, name)
+            self.strategy_combo.addItem(TRAIN_LABELS.get(name, name), name)
             index = self.strategy_combo.count() - 1
             self.strategy_combo.setItemData(index, strategy.description, _tooltip_role())
         wanted = self.session.settings.default_strategy
         if wanted in FREEZE_STRATEGIES:
             self.strategy_combo.setCurrentIndex(list(FREEZE_STRATEGIES).index(wanted))
+        from napari_ribseg.core.training.config import FinetuneConfig
+
         self.augment_combo.addItems(list(AUGMENT_PRESETS))
-        if "flip" in AUGMENT_PRESETS:
-            self.augment_combo.setCurrentText("flip")
+        self.augment_combo.setCurrentText(FinetuneConfig().augment)
 
     def _fill_models(self, entries: list) -> None:
         """Offer the models the Segment section listed (one registry scan serves both)."""
@@ -277,7 +317,8 @@ class FinetuneSection(QWidget):
 
     def update_trainable(self) -> None:
         """Show how many parameters the chosen strategy trains on the chosen base model."""
-        from napari_ribseg.core.models import count_parameters, load_model
+        from napari_ribseg.core.models import count_parameters
+        from napari_ribseg.core.models.factory import architecture_of
         from napari_ribseg.core.training import get_strategy
 
         name, strategy = self.base_combo.currentData(), self.strategy_combo.currentData()
@@ -286,9 +327,12 @@ class FinetuneSection(QWidget):
             return
         try:
             if self._loaded_base is None or self._loaded_base[0] != name:
-                # Built on the CPU only to count parameters: small even for the paper preset.
-                self._loaded_base = (name, load_model(name, device="cpu"))
-            model = self._loaded_base[1].model
+                # The card's architecture with weightless (meta) parameters: no weights are read.
+                self._loaded_base = (
+                    name,
+                    architecture_of(name, model_dir=model_dir(self.session.settings)),
+                )
+            model = self._loaded_base[1]
             trainable = get_strategy(strategy).trainable_parameters(model)
             total = count_parameters(model)
         except RibsegError as exc:
@@ -344,12 +388,18 @@ class FinetuneSection(QWidget):
     # -- running -------------------------------------------------------------------------------
     def start(self) -> bool:
         """Start fine-tuning in a child process; returns whether it started."""
-        from napari_ribseg.core.models import resolve_model, user_model_dir
+        from napari_ribseg.core.models import resolve_model
         from napari_ribseg.core.training import BackgroundFinetune, TrainingSet
+        from napari_ribseg.core.training.output import stamped_output
 
         reason = self.start_blocker()
         if reason:
             notify_info(reason)
+            return False
+        guard = spawn_guard_problem()
+        if guard:
+            notify_error(guard)
+            self.outcome_label.setText(guard)
             return False
         s = self.session
         project = s.project
@@ -360,9 +410,9 @@ class FinetuneSection(QWidget):
             )
             config = self.config()
             config.validate()
-            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-            out = user_model_dir() / f"{_safe(base)}-ft-{_safe(s.image_layer.name)}-{stamp}"
-            job = BackgroundFinetune(resolve_model(base), data, config, out)
+            folder = model_dir(s.settings)
+            out = stamped_output(base, s.image_layer.name, model_dir=folder)
+            job = BackgroundFinetune(resolve_model(base, model_dir=folder), data, config, out)
             job.start()
         except RibsegError as exc:
             notify_error(f"Fine-tuning cannot start: {exc}")
@@ -419,6 +469,7 @@ class FinetuneSection(QWidget):
     def _finish(self) -> None:
         self._timer.stop()
         job, self.job = self.job, None
+        self._last_job = job
         self.cancel_btn.setEnabled(False)
         if job.error is not None or job.result is None:
             self._finish_failed(job.error or "the training process gave no result")
@@ -434,6 +485,7 @@ class FinetuneSection(QWidget):
         self.job = None
         self.progress_label.setText("Failed; see the notification.")
         self.cancel_btn.setEnabled(False)
+        message = explain_child_failure(message, getattr(self._last_job, "error_details", ""))
         notify_error(
             f"Fine-tuning failed: {message}. Your curated labels are safe; check the settings "
             "and try again."
@@ -443,27 +495,35 @@ class FinetuneSection(QWidget):
         self.done.emit(None)
 
     def _show_outcome(self, result: Any) -> None:
-        if result.checkpoint is None:
-            self.outcome_label.setText("Stopped before any epoch finished; no new model.")
-            return
-        name = result.checkpoint.stem
         n_val = len(result.val_ids)
-        better = result.best_val_dice > result.base_val_dice
-        text = (
-            f"<b>{name}</b><br>Validation Dice on the same {n_val} curated frame(s): "
-            f"new {result.best_val_dice:.3f} (epoch {result.best_epoch}) vs base "
-            f"{self._base_name} {result.base_val_dice:.3f}."
+        promoted = result.checkpoint is not None and getattr(result, "promoted", True)
+        gate = getattr(result, "gate", None)
+        judged = f"{gate.frames} of {n_val}" if gate is not None else f"{n_val}"
+        numbers = (
+            f"Held-out Dice on {judged} curated frame(s) it never trained on: new "
+            f"{result.best_val_dice:.3f} vs base {self._base_name} {result.base_val_dice:.3f}."
         )
-        if result.stopped:
-            text += "<br>Cancelled: the best checkpoint so far was kept."
-        text += (
-            "<br>The new model is better and is now selected."
-            if better
-            else "<br>The base model stays selected (the new one is not better)."
-        )
+        reason = getattr(result, "reason", "")
+        if result.checkpoint is None:
+            text = f"<b>No new model</b>: nothing improved. {reason}.<br>{numbers}"
+            if result.stopped:
+                text += "<br>Cancelled before the end."
+            text += f"<br>The base model {self._base_name} stays selected."
+        else:
+            name = result.checkpoint.stem
+            text = f"<b>{name}</b><br>{numbers}<br>{reason}."
+            if result.stopped:
+                text += "<br>Cancelled: the weights so far were judged and kept."
+            text += (
+                "<br>The new model is better and is now selected."
+                if promoted
+                else "<br>The base model stays selected (the new one did not pass the gate)."
+            )
         self.outcome_label.setText(text)
-        self.session.models_changed.emit(name if better else self._base_name)
-        self.use_new_btn.setEnabled(True)
+        # The default model is the gate's winner, never a loser.
+        winner = result.checkpoint.stem if promoted else self._base_name
+        self.session.models_changed.emit(winner)
+        self.use_new_btn.setEnabled(result.checkpoint is not None)
         self.keep_base_btn.setEnabled(True)
         self.resegment_btn.setEnabled(True)
         n_todo = (
@@ -491,7 +551,52 @@ class FinetuneSection(QWidget):
 
 def _safe(name: str) -> str:
     """A file-name-safe version of a layer or model name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "stack"
+    from napari_ribseg.core.training.output import safe_name
+
+    return safe_name(name)
+
+
+def _bind_spin(spin: Any, name: str) -> None:
+    """Range, default, 'auto' text and tooltip of a spin box from FinetuneConfig's declaration."""
+    from napari_ribseg.core.training.config import setting_spec
+
+    spec = setting_spec(name)
+    low = spec.low if spec.low is not None else 0
+    high = spec.high if spec.high is not None else 1e9
+    spin.setRange(type(spin.value())(low), type(spin.value())(high))
+    spin.setValue(spec.default)
+    if spec.auto:
+        spin.setSpecialValueText(spec.auto)
+    spin.setToolTip(spec.help[:1].upper() + spec.help[1:])
+
+
+def spawn_guard_problem(main_module: Any = None) -> str:
+    """The spawn-guard requirement when the running script lacks it, else an empty string."""
+    import sys
+
+    main_module = main_module if main_module is not None else sys.modules.get("__main__")
+    path = getattr(main_module, "__file__", None)
+    if not path or not str(path).endswith(".py") or "napari" in str(path):
+        return ""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            source = handle.read()
+    except OSError:
+        return ""
+    if re.search(r"""if\s+__name__\s*==\s*['"]__main__['"]""", source):
+        return ""
+    return f"Fine-tuning cannot start from {path}: {SPAWN_GUARD}"
+
+
+def explain_child_failure(message: str, details: str) -> str:
+    """The child's own exception line when there is one; the spawn guard when that was it."""
+    lines = [line for line in (details or "").strip().splitlines() if line.strip()]
+    last = lines[-1].strip() if lines else ""
+    if "bootstrapping phase" in (details or "") or "bootstrapping phase" in message:
+        return f"{SPAWN_GUARD} The child process said: {last or message}"
+    if last and last not in message:
+        return f"{message} ({last})"
+    return message
 
 
 def _tooltip_role() -> int:

@@ -1,7 +1,8 @@
 """``ribseg finetune DATA --model M --out NAME``: fine-tune a model on a paired image/mask folder.
 
-Also runs data-parallel under ``torchrun --nproc_per_node=N -m napari_ribseg.cli finetune ...``;
-only rank 0 prints and writes files. torch is imported inside :func:`run`, not at CLI start-up.
+Every training option is generated from ``FinetuneConfig`` (core/training/config.py), its single
+declaration. Also runs data-parallel under ``torchrun --nproc_per_node=N -m napari_ribseg.cli
+finetune ...``; only rank 0 prints and writes files. torch is imported inside :func:`run`.
 """
 
 from __future__ import annotations
@@ -11,17 +12,21 @@ import os
 import sys
 from pathlib import Path
 
+from napari_ribseg.core.training.output import model_output_path as output_path
+
+__all__ = ["output_path", "register", "run"]
+
 
 def register(subparsers) -> None:
     """Add the ``finetune`` subcommand."""
-    from napari_ribseg.core.training.augment import AUGMENT_PRESETS
-    from napari_ribseg.core.training.freeze import FREEZE_STRATEGIES
+    from napari_ribseg.core.training.config import add_arguments
 
     parser = subparsers.add_parser(
         "finetune",
         help="fine-tune a model on curated frames (paired image/mask folder)",
         description="Fine-tune a rib-segmentation model on a paired folder (IMG/+MASK/ or "
-        "images/+masks/). Validation frames are whole clips, never frames of a training clip.",
+        "images/+masks/). Held-out frames are whole clips, never frames of a training clip; the "
+        "new model is kept only when it beats the base on them (see --select).",
     )
     parser.add_argument(
         "data",
@@ -35,19 +40,7 @@ def register(subparsers) -> None:
         required=True,
         help="new model: a name (saved in the user model folder) or a path ending in .safetensors",
     )
-    parser.add_argument("--strategy", default="all", choices=sorted(FREEZE_STRATEGIES))
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--augment", default="flip", choices=AUGMENT_PRESETS)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--val-share", type=float, default=0.2)
-    parser.add_argument("--loss", default="dice_bce", choices=("dice", "dice_bce"))
-    parser.add_argument("--optimizer", default="adam", choices=("adam", "adamw"))
-    parser.add_argument("--schedule", default="cosine", choices=("cosine", "plateau", "none"))
-    parser.add_argument("--patience", type=int, default=5, help="early-stop patience (0: off)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    add_arguments(parser)
     parser.add_argument(
         "--no-resume", action="store_true", help="ignore a resume state beside the output"
     )
@@ -55,22 +48,6 @@ def register(subparsers) -> None:
         "--overwrite", action="store_true", help="replace an existing model of the same name"
     )
     parser.set_defaults(func=run)
-
-
-def output_path(out: str) -> Path:
-    """A model name -> ``user_model_dir()/NAME.safetensors``; a ``.safetensors`` path stays as is."""
-    from napari_ribseg.core.errors import TrainingError
-    from napari_ribseg.core.models import user_model_dir
-
-    path = Path(out)
-    if path.suffix == ".safetensors":
-        return path
-    if path.suffix or "/" in out or os.sep in out:
-        raise TrainingError(
-            f"--out {out!r}: expected a model name (no folder, no suffix) or a path ending in "
-            ".safetensors"
-        )
-    return user_model_dir() / f"{out}.safetensors"
 
 
 def _training_data(path: Path):
@@ -87,37 +64,24 @@ def _training_data(path: Path):
 
 
 def run(args: argparse.Namespace) -> int:
-    """Fine-tune and print where the model went and its validation Dice before/after."""
+    """Fine-tune; print where the model went (or why there is none) and the held-out Dice."""
     from napari_ribseg.cli.progress_bar import ProgressBar
     from napari_ribseg.core.errors import TrainingError
     from napari_ribseg.core.jobs import run_job
     from napari_ribseg.core.models import load_model, resolve_model
-    from napari_ribseg.core.training.loop import FinetuneConfig, finetune, resume_paths
+    from napari_ribseg.core.training.config import config_from_args
+    from napari_ribseg.core.training.loop import finetune
+    from napari_ribseg.core.training.resume import resume_may_replace
 
     out = output_path(args.out)
     base_path = resolve_model(args.model)
     if out.resolve() == Path(base_path).resolve():
         raise TrainingError(f"--out {out} is the base model itself; choose a new name")
     # An existing model is only replaced on request, unless this run resumes an interrupted one.
-    resuming = not args.no_resume and resume_paths(out)[1].is_file()
+    resuming = not args.no_resume and resume_may_replace(out)
     if out.exists() and not resuming and not args.overwrite:
         raise TrainingError(f"--out {out} exists; choose a new name or pass --overwrite")
-    config = FinetuneConfig(
-        strategy=args.strategy,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        schedule=args.schedule,
-        loss=args.loss,
-        augment=args.augment,
-        val_share=args.val_share,
-        early_stop_patience=args.patience,
-        seed=args.seed,
-        device=args.device,
-        num_workers=args.workers,
-    )
-    config.validate()
+    config = config_from_args(args)
     data = _training_data(args.data)
     base = load_model(base_path)
     main_rank = int(os.environ.get("RANK", "0")) == 0
@@ -125,10 +89,14 @@ def run(args: argparse.Namespace) -> int:
     result = run_job(finetune(base, data, config, out=out, resume=not args.no_resume), bar)
     if main_rank:
         state = "stopped" if result.stopped else "done"
-        print(
-            f"{state}: {result.checkpoint} (validation Dice {result.base_val_dice:.3f} -> "
-            f"{result.best_val_dice:.3f}, best epoch {result.best_epoch}, "
-            f"{len(result.history)} epochs, {len(result.val_ids)} validation frames)",
-            file=sys.stdout,
-        )
+        dice = f"held-out Dice {result.base_val_dice:.3f} -> {result.best_val_dice:.3f}"
+        if result.checkpoint is None:
+            print(f"{state}: no new model, the base stays: {result.reason}", file=sys.stdout)
+        else:
+            note = "" if result.promoted else " (kept by --select last although the gate failed)"
+            print(
+                f"{state}: {result.checkpoint}{note} ({dice}, {len(result.history)} epochs, "
+                f"{len(result.val_ids)} held-out frames): {result.reason}",
+                file=sys.stdout,
+            )
     return 0

@@ -82,6 +82,14 @@ class AdaptResult:
         return out
 
 
+def _unit_float(frame) -> np.ndarray:
+    """A frame as float32 in 0-1: integers scaled by their dtype's range, as the readers do."""
+    frame = np.asarray(frame)
+    if np.issubdtype(frame.dtype, np.integer):
+        return frame.astype(np.float32) / float(np.iinfo(frame.dtype).max)
+    return frame.astype(np.float32)
+
+
 def stretch(frames: np.ndarray) -> np.ndarray:
     """Contrast-stretch a stack: its 1st-99.5th percentiles to 0-1 (one mapping for all frames)."""
     low, high = np.percentile(frames, [1.0, 99.5])
@@ -138,9 +146,7 @@ def adapt(
     torch.manual_seed(config.seed)
     model = copy.deepcopy(base.model).to(device).float().eval()
     size = int(model.input_size)
-    raw = np.stack([letterbox(np.asarray(f, np.float32)[None], size)[0][0] for f in frames])[
-        :, None
-    ]
+    raw = np.stack([letterbox(_unit_float(f)[None], size)[0][0] for f in frames])[:, None]
     views = {"raw": raw, "stretched": stretch(raw)}
     check = np.arange(len(raw)) % config.check_every == config.check_every // 2
     fit_idx, check_idx = np.flatnonzero(~check), np.flatnonzero(check)
@@ -289,6 +295,8 @@ def adapt(
     return result
 
 
-def adapt_sync(base, frames, config: AdaptConfig | None = None, *, out=None, on_progress=None):
+def adapt_sync(
+    base, frames, config: AdaptConfig | None = None, *, out=None, source="stack", on_progress=None
+) -> AdaptResult:
     """Run :func:`adapt` to the end and return its :class:`AdaptResult`."""
-    return run_job(adapt(base, frames, config, out=out), on_progress)
+    return run_job(adapt(base, frames, config, out=out, source=source), on_progress)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import multiprocessing as mp
+import os
 import queue as queue_module
 import tempfile
 import traceback
@@ -123,7 +124,29 @@ class BackgroundFinetune:
             name="ribseg-finetune",
             daemon=True,
         )
-        self._process.start()
+        # The child inherits this stderr: a failure before _child_main runs (multiprocessing's
+        # bootstrapping error in a script without a __main__ guard) is only ever written there.
+        self._stderr_log = Path(tempfile.mkstemp(prefix="ribseg-finetune-", suffix=".log")[1])
+        saved = None
+        with contextlib.suppress(OSError, ValueError):
+            log_fd = os.open(self._stderr_log, os.O_WRONLY)
+            saved = os.dup(2)
+            os.dup2(log_fd, 2)
+            os.close(log_fd)
+        try:
+            self._process.start()
+        finally:
+            if saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
+
+    def child_stderr(self) -> str:
+        """The last 4 kB the child wrote to stderr (empty when nothing or unreadable)."""
+        path = getattr(self, "_stderr_log", None)
+        try:
+            return path.read_text(encoding="utf-8", errors="replace")[-4096:] if path else ""
+        except OSError:
+            return ""
 
     def poll(self) -> list[Progress]:
         """Events that arrived since the last call; never blocks."""
@@ -151,6 +174,7 @@ class BackgroundFinetune:
             if self.result is None and self.error is None:
                 code = self._process.exitcode
                 self.error = f"fine-tuning process ended without a result (exit code {code})"
+                self.error_details = self.error_details or self.child_stderr()
                 events.append(Progress("error", message=self.error))
         if self.result is not None or self.error is not None:
             self._cleanup()
@@ -209,6 +233,11 @@ class BackgroundFinetune:
         if self._tmpdir is not None and not self.is_alive():
             self._tmpdir.cleanup()
             self._tmpdir = None
+        log = getattr(self, "_stderr_log", None)
+        if log is not None and not self.is_alive():
+            with contextlib.suppress(OSError):
+                log.unlink()
+            self._stderr_log = None
 
     def __del__(self) -> Any:
         with contextlib.suppress(Exception):

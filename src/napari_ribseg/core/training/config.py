@@ -97,7 +97,7 @@ class FinetuneConfig:
     schedule: str = setting(
         "cosine", "learning-rate schedule after the warm-up (per step)", choices=SCHEDULES
     )
-    loss: str = setting("dice_focal", "training loss", choices=tuple(LOSSES))
+    loss: str = setting("tversky", "training loss", choices=tuple(LOSSES))
     augment: str = setting("standard", "augmentation preset", choices=AUGMENT_PRESETS)
     val_share: float = setting(
         0.2,

@@ -546,10 +546,15 @@ def _card(run: _Run, gate: GateReport | None = None) -> ModelCard:
             f"held-out corrected frames: {gate.frames} of {gate.held_out} held-out frames of "
             f"{', '.join(val.group_names)} ({data.source}), never trained on"
         )
-        metrics = [
-            Metric("dice", round(gate.new_mean, 6), on),
-            Metric("dice_base", round(gate.base_mean, 6), on),
-        ]
+        # One meaning of "dice" on a card: measured on named held-out corrected frames only.
+        metrics = (
+            [
+                Metric("dice", round(gate.new_mean, 6), on),
+                Metric("dice_base", round(gate.base_mean, 6), on),
+            ]
+            if gate.frames
+            else []
+        )
         verdict = ("promoted: " if gate.promoted else "NOT promoted: ") + gate.reason
         if not gate.promoted and config.select == "last":
             verdict += " (kept anyway: --select last)"
@@ -680,8 +685,9 @@ def _finetune(base, data, config, out, stop, resume, ddp) -> Job[FinetuneResult]
             {
                 "epoch": epoch + 1,
                 "train_loss": train_loss,
-                "val_loss": val_loss,
-                "val_dice": val_dice,
+                # None, not NaN, on epochs without validation: cards are strict JSON.
+                "val_loss": val_loss if math.isfinite(val_loss) else None,
+                "val_dice": val_dice if math.isfinite(val_dice) else None,
                 "lr": lr,
                 "trainable": trainable,
                 "seconds": time.perf_counter() - epoch_start,

@@ -1,0 +1,65 @@
+"""``ribseg adapt STACK --model M --out NAME``: adapt a model to one stack without labels.
+
+Self-training on the stack's own frames with a label-free check on held-out frames (see
+``core/training/adapt.py``); when the check fails, no model is written and the reason is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    """Add the ``adapt`` subcommand."""
+    from napari_ribseg.core.training.adapt import AdaptConfig
+
+    defaults = AdaptConfig()
+    parser = subparsers.add_parser(
+        "adapt",
+        help="adapt a model to one stack without labels (self-training with a check)",
+        description="Adapt a rib-segmentation model to a stack's own unlabelled frames. Every "
+        f"{defaults.check_every}th frame is held out; the adapted model is kept only when it "
+        "is more self-consistent there than the base.",
+    )
+    parser.add_argument("stack", type=Path, metavar="STACK", help="the stack to adapt to")
+    parser.add_argument("--model", required=True, help="base model: registry name or checkpoint")
+    parser.add_argument(
+        "--out", required=True, help="new model: a name or a path ending in .safetensors"
+    )
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="optimiser steps")
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="learning rate")
+    parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:N, mps")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing model of the same name"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Adapt and print what was done and whether a new model was kept."""
+    from napari_ribseg.cli.progress_bar import ProgressBar
+    from napari_ribseg.core.errors import TrainingError
+    from napari_ribseg.core.io import read_stack
+    from napari_ribseg.core.jobs import run_job
+    from napari_ribseg.core.models import load_model
+    from napari_ribseg.core.training.adapt import AdaptConfig, adapt
+    from napari_ribseg.core.training.output import model_output_path
+
+    out = model_output_path(args.out)
+    if out.exists() and not args.overwrite:
+        raise TrainingError(f"--out {out} exists; choose a new name or pass --overwrite")
+    config = AdaptConfig(steps=args.steps, lr=args.lr, device=args.device, seed=args.seed)
+    config.validate()
+    stack = read_stack(args.stack)
+    base = load_model(args.model)
+    bar = ProgressBar("adapt", kind="batch")
+    result = run_job(adapt(base, stack.frames, config, out=out, source=args.stack.name), bar)
+    if result.checkpoint is not None:
+        print(f"adapted: {result.checkpoint} ({result.reason}; {result.seconds:.0f} s)")
+    else:
+        print(f"no new model, the base stays: {result.reason} ({result.seconds:.0f} s)")
+    sys.stdout.flush()
+    return 0

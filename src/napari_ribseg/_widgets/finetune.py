@@ -230,6 +230,13 @@ class FinetuneSection(QWidget):
         row.addWidget(self.start_btn, 1)
         row.addWidget(self.cancel_btn)
         layout.addLayout(row)
+        self.adapt_btn = QPushButton("Adapt to this stack (no labels)")
+        self.adapt_btn.setToolTip(
+            "Self-train the base model on this stack's own frames; kept only when a label-free "
+            "check on held-out frames says it is more consistent than the base"
+        )
+        layout.addWidget(self.adapt_btn)
+        self.adapt_worker: Any = None
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -262,6 +269,7 @@ class FinetuneSection(QWidget):
         self._fill_pickers()
         self.start_btn.clicked.connect(self.start)
         self.cancel_btn.clicked.connect(self.cancel)
+        self.adapt_btn.clicked.connect(self.start_adapt)
         self.strategy_combo.currentIndexChanged.connect(self._on_strategy)
         self.base_combo.currentIndexChanged.connect(lambda _i: self.update_trainable())
         self.use_new_btn.clicked.connect(self._use_new)
@@ -431,6 +439,64 @@ class FinetuneSection(QWidget):
         self.update_start_enabled()
         self._timer.start()
         return True
+
+    def start_adapt(self) -> bool:
+        """Adapt the base model to the loaded stack without labels, in a worker thread."""
+        from napari.qt.threading import create_worker
+
+        from napari_ribseg.core.models import load_model
+        from napari_ribseg.core.training.adapt import AdaptConfig, adapt
+        from napari_ribseg.core.training.output import stamped_output
+
+        s = self.session
+        base = self.base_combo.currentData()
+        if s.image_layer is None or not base or self.adapt_worker is not None:
+            notify_info("Load a stack and choose a base model to adapt.")
+            return False
+        try:
+            loaded = load_model(base, device="cpu")
+            config = AdaptConfig(device=s.settings.device or "auto")
+            job = adapt(
+                loaded,
+                s.frames,
+                config,
+                out=stamped_output(base, s.image_layer.name, "adapt"),
+                source=s.image_layer.name,
+            )
+        except RibsegError as exc:
+            notify_error(f"Adaptation cannot start: {exc}")
+            return False
+        self._base_name = base
+        worker = create_worker(lambda: (yield from job), _start_thread=False)
+        worker.yielded.connect(
+            lambda event: event.message and self.progress_label.setText(event.message)
+        )
+        worker.returned.connect(self._adapt_done)
+        worker.errored.connect(lambda exc: notify_error(f"Adaptation failed: {exc}"))
+        worker.finished.connect(self._adapt_finished)
+        self.adapt_worker = worker
+        self.adapt_btn.setEnabled(False)
+        self.outcome_label.setText("Adapting to this stack…")
+        worker.start()
+        return True
+
+    def _adapt_done(self, result: Any) -> None:
+        self.adapt_result = result
+        if result.checkpoint is not None:
+            name = result.checkpoint.stem
+            text = f"<b>{name}</b><br>Adapted without labels: {result.reason}."
+            self.session.models_changed.emit(name)
+        else:
+            text = f"<b>No new model</b>: {result.reason}. The base {self._base_name} stays."
+            self.session.models_changed.emit(self._base_name)
+        self.outcome_label.setText(
+            f"{text}<br>Teacher: {result.teacher_view} frames; {result.frames_trained} frames "
+            f"learned from, {result.frames_checked} checked, {result.seconds:.0f} s."
+        )
+
+    def _adapt_finished(self) -> None:
+        self.adapt_worker = None
+        self.adapt_btn.setEnabled(True)
 
     def cancel(self) -> None:
         """Stop training; the child keeps the best checkpoint written so far."""

@@ -1,0 +1,45 @@
+"""The promotion gate's rule and label-free adaptation's report, on small known inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_training_support import tiny_base
+
+from napari_ribseg.core.errors import TrainingError
+from napari_ribseg.core.training.adapt import AdaptConfig, adapt_sync
+from napari_ribseg.core.training.gate import judge, sign_test_p
+
+torch.set_num_threads(1)
+
+
+def test_gate_promotes_only_a_clear_majority_win_on_enough_corrected_frames():
+    ids = ["a", "b", "c", "d"]
+    win = judge(ids, [0.5, 0.6, 0.4, 1.0], [0.7, 0.7, 0.6, 0.2], min_frames=3, margin=0.02)
+    # "d" was accepted as the base predicted it (Dice 1.0): not a corrected frame, not judged.
+    assert win.promoted and win.frame_ids == ["a", "b", "c"] and win.held_out == 4
+    assert win.wins == 3 and win.mean_gain == pytest.approx(0.5 / 3)
+    assert win.sign_test_p == pytest.approx(0.125)
+    # A big gain on one frame and losses on two: the mean is up, the majority is not.
+    lone = judge(ids[:3], [0.5, 0.6, 0.4], [0.9, 0.55, 0.35], min_frames=3)
+    assert not lone.promoted and "not better on most frames" in lone.reason
+    tie = judge(ids[:3], [0.5, 0.6, 0.4], [0.51, 0.6, 0.41], min_frames=3)
+    assert not tie.promoted and "no clear improvement" in tie.reason
+    few = judge(ids[:2], [0.1, 0.2], [0.9, 0.9], min_frames=3)
+    assert not few.promoted and "too few held-out corrected frames to judge" in few.reason
+    assert sign_test_p(0, 0) == 1.0 and sign_test_p(5, 0) == pytest.approx(1 / 32)
+
+
+def test_adaptation_reports_what_it_did_and_writes_nothing_when_the_check_fails(tmp_path):
+    base = tiny_base(tmp_path / "base.safetensors")
+    rng = np.random.default_rng(0)
+    frames = rng.random((12, 64, 64), dtype=np.float32) * 0.2
+    frames[:, 20:26, 8:56] += 0.7
+    out = tmp_path / "adapted.safetensors"
+    result = adapt_sync(base, frames, AdaptConfig(steps=3, device="cpu"), out=out)
+    assert result.frames_trained == 10 and result.frames_checked == 2
+    assert result.teacher_view in ("raw", "stretched") and result.reason
+    assert (result.checkpoint is not None) == result.promoted == out.exists()
+    with pytest.raises(TrainingError, match="needs at least 10"):
+        adapt_sync(base, frames[:6], AdaptConfig(steps=1, device="cpu"))

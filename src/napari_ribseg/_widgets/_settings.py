@@ -92,25 +92,10 @@ def save_settings(settings: WidgetSettings) -> None:
         write_text_atomic(config_dir() / "settings.json", json.dumps(asdict(settings), indent=1))
 
 
-#: Set when this module put the model folder into the environment (so it may change it again).
-_MODEL_DIR_SET_BY_SETTINGS: list[str] = []
+def model_dir(settings: WidgetSettings) -> Path | None:
+    """The model folder the core is given explicitly (``None``: the core's default folder).
 
-
-def apply_model_folder(settings: WidgetSettings) -> None:
-    """Point the core's user model folder at the setting.
-
-    The core reads the folder from ``RIBSEG_MODEL_DIR`` (the fine-tuning child process inherits it
-    too). A variable the user or a test exported wins; only a value this function set is replaced.
+    Passed as ``model_dir=`` to the registry and the output resolver; the environment is never
+    changed, so a variable the user exported and other code in the process see what they set.
     """
-    from napari_ribseg.core.models.registry import MODEL_DIR_ENV
-
-    current = os.environ.get(MODEL_DIR_ENV)
-    ours = bool(_MODEL_DIR_SET_BY_SETTINGS) and current == _MODEL_DIR_SET_BY_SETTINGS[-1]
-    if current is not None and not ours:
-        return
-    if settings.model_folder:
-        os.environ[MODEL_DIR_ENV] = settings.model_folder
-        _MODEL_DIR_SET_BY_SETTINGS.append(settings.model_folder)
-    elif ours:
-        del os.environ[MODEL_DIR_ENV]
-        _MODEL_DIR_SET_BY_SETTINGS.clear()
+    return Path(settings.model_folder).expanduser() if settings.model_folder else None

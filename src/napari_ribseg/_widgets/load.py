@@ -25,7 +25,7 @@ from napari_ribseg._widgets._session import (
     notify_error,
     source_of,
 )
-from napari_ribseg._widgets._settings import apply_model_folder, save_settings, settings_backend
+from napari_ribseg._widgets._settings import model_dir, save_settings, settings_backend
 from napari_ribseg.core.errors import RibsegError
 
 if TYPE_CHECKING:
@@ -198,7 +198,6 @@ class LoadSection(QWidget):
         """List and save user models in ``folder`` (``None``: the default user model folder)."""
         self.session.settings.model_folder = str(folder) if folder else ""
         save_settings(self.session.settings)
-        apply_model_folder(self.session.settings)
         self._show_folders()
         self.session.models_changed.emit("")
 
@@ -207,7 +206,7 @@ class LoadSection(QWidget):
 
         project = self.session.settings.project_folder
         self.project_folder_label.setText(project or "next to each stack (<name>.ribseg)")
-        self.model_folder_label.setText(str(user_model_dir()))
+        self.model_folder_label.setText(str(user_model_dir(model_dir(self.session.settings))))
 
     # -- loading -------------------------------------------------------------------------------
     def load(self, path: str | Path) -> Image | None:

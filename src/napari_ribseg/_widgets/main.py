@@ -15,7 +15,7 @@ from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import QApplication, QLabel, QSizePolicy, QTabWidget, QVBoxLayout, QWidget
 
 from napari_ribseg._widgets._session import ReviewSession
-from napari_ribseg._widgets._settings import apply_model_folder, load_settings
+from napari_ribseg._widgets._settings import load_settings
 from napari_ribseg._widgets.finetune import FinetuneSection
 from napari_ribseg._widgets.load import LoadSection
 from napari_ribseg._widgets.review import ReviewSection
@@ -40,7 +40,6 @@ class RibSegWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         settings = load_settings()
-        apply_model_folder(settings)
         self.session = ReviewSession(napari_viewer, settings)
         self.load_section = LoadSection(self.session)
         self.segment_section = SegmentSection(self.session)

@@ -40,7 +40,7 @@ from napari_ribseg._widgets._session import (
     notify_info,
     same_layer,
 )
-from napari_ribseg._widgets._settings import save_settings
+from napari_ribseg._widgets._settings import model_dir, save_settings
 from napari_ribseg.core.errors import RibsegError
 from napari_ribseg.core.jobs import Progress, StopFlag
 from napari_ribseg.core.session import MaskOptions, PredictionBatch
@@ -103,18 +103,23 @@ def segmentation_job(
     region: Any = None,
 ) -> Generator[Progress, None, PredictionBatch]:
     """Worker body: the core session's prediction job (loads the model unless cached)."""
+    import torch
+
     from napari_ribseg.core.devices import resolve_device
 
+    threads_before = torch.get_num_threads()
     if resolve_device(device).type == "cpu":
-        import torch
-
         # Leave one core to napari's GUI thread: with every core busy in convolutions the viewer
         # stutters (measured in benchmarks/bench_ui.py). Costs 1/N of throughput on N cores.
         torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     model = cached if cached is not None else model_path
-    batch = yield from core.compute_prediction(
-        model, indices, device=device, stop=stop, region=region
-    )
+    try:
+        batch = yield from core.compute_prediction(
+            model, indices, device=device, stop=stop, region=region
+        )
+    finally:
+        # The setting is process-wide: give every other torch user (fine-tune, notebooks) it back.
+        torch.set_num_threads(threads_before)
     if batch.model_name == model_path:
         batch.model_name = Path(model_path).stem
     return batch
@@ -296,7 +301,8 @@ class SegmentSection(QWidget):
         keep = select or self.model_combo.currentText().split(" ")[0]
         try:
             # Start checkpoints (salient pre-training) never saw a rib: not offered for segmenting.
-            self._entries = [e for e in list_models() if not e.is_start]
+            entries = list_models(model_dir=model_dir(self.session.settings))
+            self._entries = [e for e in entries if not e.is_start]
         except RibsegError as exc:
             notify_error(f"Could not list models: {exc}")
             self._entries = []

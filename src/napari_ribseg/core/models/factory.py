@@ -131,7 +131,24 @@ def build_model(
     return model
 
 
+def architecture_of(name_or_path: str | os.PathLike, *, model_dir=None) -> RibSegNet:
+    """The network a checkpoint describes, built from its card alone, with weightless parameters.
+
+    Its parameters live on torch's ``meta`` device: shapes and counts without memory or file reads
+    beyond the card, so a GUI can show parameter counts at once (loading weights can take seconds).
+    """
+    import torch
+
+    from napari_ribseg.core.models.checkpoint import model_from_card, read_card
+    from napari_ribseg.core.models.registry import resolve_model
+
+    card = read_card(resolve_model(name_or_path, model_dir=model_dir))
+    with torch.device("meta"):
+        return model_from_card(card)
+
+
 __all__ = [
+    "architecture_of",
     "DEFAULT_WEIGHTS",
     "WEIGHT_SOURCES",
     "XUNET_PRETRAINING_NAME",

@@ -38,11 +38,9 @@ def model_output_path(
     elif has_folder:
         target = path.with_name(path.name + ".safetensors")
     else:
-        if model_dir is None:
-            from napari_ribseg.core.models.registry import user_model_dir
+        from napari_ribseg.core.models.registry import user_model_dir
 
-            model_dir = user_model_dir()
-        target = Path(model_dir).expanduser() / f"{text}.safetensors"
+        target = user_model_dir(model_dir) / f"{text}.safetensors"
     if not overwrite and target.exists():
         raise TrainingError(f"output {target} exists; choose a new name or allow overwriting it")
     return target

@@ -57,8 +57,14 @@ def bundled_model_dir() -> Path:
     return Path(__file__).resolve().parent / "weights"
 
 
-def user_model_dir() -> Path:
-    """``$RIBSEG_MODEL_DIR``, else the platform user-data folder of napari-ribseg / ``models``."""
+ModelDir = str | os.PathLike | None
+
+
+def user_model_dir(model_dir: ModelDir = None) -> Path:
+    """The user model folder: ``model_dir`` when given (the widget's setting), else
+    ``$RIBSEG_MODEL_DIR``, else the platform user-data folder of napari-ribseg / ``models``."""
+    if model_dir:
+        return Path(model_dir).expanduser()
     env = os.environ.get(MODEL_DIR_ENV)
     if env:
         return Path(env).expanduser()
@@ -146,13 +152,17 @@ def _scan(
     return entries
 
 
-def list_models(on_skip: SkipReport | None = None) -> list[ModelEntry]:
+def list_models(
+    on_skip: SkipReport | None = None, *, model_dir: ModelDir = None
+) -> list[ModelEntry]:
     """All whole-model checkpoints: bundled first, then user, each sorted by name.
 
     A checkpoint whose header or card is bad is skipped with a warning (logged, and passed to
-    ``on_skip(path, reason)`` when given) so it never hides the others.
+    ``on_skip(path, reason)`` when given) so it never hides the others. ``model_dir``: see
+    :func:`user_model_dir`.
     """
-    return _scan(bundled_model_dir(), "bundled", on_skip) + _scan(user_model_dir(), "user", on_skip)
+    user = _scan(user_model_dir(model_dir), "user", on_skip)
+    return _scan(bundled_model_dir(), "bundled", on_skip) + user
 
 
 def best_model_of_variant(variant: str) -> ModelEntry | None:
@@ -168,7 +178,7 @@ def best_model_of_variant(variant: str) -> ModelEntry | None:
     return max(candidates, key=lambda e: (e.card.metric("dice") or -1.0, e.name))
 
 
-def resolve_model(name_or_path: str | os.PathLike) -> Path:
+def resolve_model(name_or_path: str | os.PathLike, *, model_dir: ModelDir = None) -> Path:
     """The ``.safetensors`` path of a registry name, a variant name or a checkpoint path.
 
     A variant name (``unet``, ``v-unet``, ``x-unet``, the study's names) resolves to the best
@@ -186,22 +196,27 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
         if weights.is_file():
             return weights
         raise CheckpointError(f"Checkpoint not found: {weights}")
-    for folder in (user_model_dir(), bundled_model_dir()):
+    for folder in (user_model_dir(model_dir), bundled_model_dir()):
         candidate = folder / f"{text}.safetensors"
         if candidate.is_file():
             return candidate
     best = best_model_of_variant(text)
     if best is not None:
         return best.path
-    names = sorted({e.name for e in list_models()})
+    names = sorted({e.name for e in list_models(model_dir=model_dir)})
     raise CheckpointError(
         f"No model named {text!r}; available: {', '.join(names) if names else '(none)'} "
-        f"(user models go in {user_model_dir()})"
+        f"(user models go in {user_model_dir(model_dir)})"
     )
 
 
-def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+def load_model(
+    name_or_path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    *,
+    model_dir: ModelDir = None,
+) -> LoadedModel:
     """Resolve a name or path and load it (see :func:`load_checkpoint`)."""
     from napari_ribseg.core.models.checkpoint import load_checkpoint
 
-    return load_checkpoint(resolve_model(name_or_path), device=device)
+    return load_checkpoint(resolve_model(name_or_path, model_dir=model_dir), device=device)

@@ -14,13 +14,7 @@ from napari_ribseg.core.metrics import evaluate_masks
 from napari_ribseg.core.models import build_model
 from napari_ribseg.core.postprocess import probability_to_mask
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -104,7 +104,7 @@ def test_finetune_to_an_explicit_path(tmp_path, paired, capsys):
 
 def test_a_finetune_that_cannot_improve_leaves_no_model_and_says_why(tmp_path, paired, capsys):
     root, _ = paired
-    tiny_base(tmp_path / "base.safetensors")
+    tiny_base(tmp_path / "base.safetensors", head_bias=-5.0)
     out = tmp_path / "models" / "nothing.safetensors"
     # lr 1e-9 cannot move the weights: the gate must refuse the unchanged copy of the base.
     code = main(

@@ -36,14 +36,22 @@ def synthetic_set(
     return TrainingSet(images, masks, groups, source=f"synthetic:seed={seed}")
 
 
-def tiny_base(path: Path, variant: str = "unet", seed: int = 0):
-    """Save an untrained tiny model (64x64 input) with a card and load it back as a LoadedModel."""
+def tiny_base(path: Path, variant: str = "unet", seed: int = 0, head_bias: float | None = None):
+    """Save an untrained tiny model (64x64 input) with a card and load it back as a LoadedModel.
+
+    ``head_bias`` sets the output bias: -5 makes a model that marks nothing and that no
+    vanishingly small weight change can move (an untrained head sits near logit 0, where a
+    change of 1e-9 flips whole regions).
+    """
     import torch
 
     from napari_ribseg.core.models import ModelCard, build_model, load_checkpoint, save_checkpoint
 
     torch.manual_seed(seed)
     model = build_model(variant, "tiny", input_size=64, pretrained=False)
+    if head_bias is not None:
+        with torch.no_grad():
+            model.head.bias.fill_(head_bias)
     card = ModelCard(
         name=Path(path).stem,
         variant=variant,

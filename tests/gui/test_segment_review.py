@@ -216,8 +216,10 @@ def test_settings_survive_a_new_widget(docked, make_napari_viewer_proxy):
     _viewer, widget = docked
     device = widget.segment_section.device_combo
     device.setCurrentText("cpu")
-    widget.finetune_section.strategy_combo.setCurrentText("decoder")
+    strategy = widget.finetune_section.strategy_combo
+    strategy.setCurrentIndex(strategy.findData("decoder"))
     viewer2 = make_napari_viewer_proxy()
     _dock, widget2 = viewer2.window.add_plugin_dock_widget("napari-ribseg", "Rib Segmentation")
     assert widget2.segment_section.device_combo.currentText() == "cpu"
-    assert widget2.finetune_section.strategy_combo.currentText() == "decoder"
+    assert widget2.finetune_section.strategy_combo.currentData() == "decoder"
+    assert widget2.finetune_section.strategy_combo.currentText() == "decoder only"

@@ -32,8 +32,7 @@ TINY = {
     "folds": 2,
     "preset": "tiny",
     "input_size": 64,
-    "epochs": 1,
-    "device": "cpu",
+    "finetune": {"epochs": 1, "device": "cpu"},
     "salient": {"synthetic": 8, "epochs": 1},
     "data": {"n_clips": 4, "frames_per_clip": 3, "overrides": {"size": [64, 64]}},
     "overlays": 2,
@@ -84,11 +83,73 @@ def test_presets_and_yaml(tmp_path):
 
 
 def test_min_steps_equalises_optimiser_steps():
-    config = merge_config(load_study_config("smoke"), {"min_steps": 40, "batch_size": 4})
+    config = merge_config(
+        load_study_config("smoke"), {"min_steps": 40, "finetune": {"batch_size": 4}}
+    )
     # 8 training frames -> 2 batches/epoch -> 20 epochs; 32 -> 8 batches -> 5 epochs.
     assert cell_epochs(config, 8) == 20 and cell_epochs(config, 32) == 5
     assert cell_epochs(config, 9) == 14  # 3 batches: 42 >= 40 steps
-    assert cell_epochs(merge_config(config, {"min_steps": 0}), 10) == config.epochs
+    assert cell_epochs(merge_config(config, {"min_steps": 0}), 10) == config.finetune.epochs
+    # epochs 0 means FinetuneConfig's steps over the frames: 240 steps of batch 4 on 8 frames.
+    auto = merge_config(config, {"min_steps": 0, "finetune": {"epochs": 0}})
+    assert cell_epochs(auto, 8) == 120
+
+
+def test_study_nests_the_one_finetune_config():
+    import dataclasses
+
+    from napari_ribseg.core.experiments import StudyConfig
+    from napari_ribseg.core.experiments.config import PER_CELL_KEYS
+    from napari_ribseg.core.training import FinetuneConfig
+
+    study_fields = {f.name for f in dataclasses.fields(StudyConfig)}
+    finetune_fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    # No fine-tune setting is declared again by the study; its seed is the study's own (it also
+    # draws the data and folds) and sets each cell's seed.
+    assert study_fields & finetune_fields == {"seed"} and "seed" in PER_CELL_KEYS
+    default = StudyConfig().finetune
+    for f in dataclasses.fields(FinetuneConfig):
+        assert getattr(default, f.name) == f.default, f.name
+    assert default == FinetuneConfig()
+
+    smoke = load_study_config("smoke")
+    # The presets replicate the paper's recipe, not the product's gated one.
+    assert (smoke.finetune.select, smoke.finetune.loss, smoke.finetune.warmup_share) == (
+        "best",
+        "dice",
+        0.0,
+    )
+    cell = smoke.cell_finetune("bottleneck", "none", fold=2, epochs=7)
+    assert (cell.strategy, cell.augment, cell.seed, cell.epochs) == ("bottleneck", "none", 2, 7)
+    assert cell.lr == smoke.finetune.lr and cell.select == "best"
+
+
+def test_legacy_flat_finetune_keys_and_their_errors():
+    smoke = load_study_config("smoke")
+    flat = merge_config(smoke, {"lr": 0.01, "epochs": 3, "device": "cpu", "loss": "tversky"})
+    nested = merge_config(
+        smoke, {"finetune": {"lr": 0.01, "epochs": 3, "device": "cpu", "loss": "tversky"}}
+    )
+    assert flat == nested and flat.finetune.lr == 0.01 and flat.finetune.epochs == 3
+    # Keys not given keep the base preset's values (merged key by key).
+    assert flat.finetune.select == "best" and flat.finetune.val_share == smoke.finetune.val_share
+
+    with pytest.raises(StudyConfigError, match=r"\['lr'\] given both"):
+        merge_config(smoke, {"lr": 0.01, "finetune": {"lr": 0.02}})
+    with pytest.raises(StudyConfigError, match=r"config.finetune: unknown key\(s\) \['lrr'\]"):
+        merge_config(smoke, {"finetune": {"lrr": 0.01}})
+    with pytest.raises(StudyConfigError, match=r"finetune.strategy: set per cell.*strategies"):
+        merge_config(smoke, {"finetune": {"strategy": "all"}})
+    # A FinetuneConfig field that was never a flat study key points at finetune:.
+    with pytest.raises(StudyConfigError, match=r"\['select'\] belong under finetune:"):
+        merge_config(smoke, {"select": "gated"})
+    with pytest.raises(StudyConfigError, match="lr=5.0: expected at most 0.1"):
+        merge_config(smoke, {"finetune": {"lr": 5.0}})
+    with pytest.raises(StudyConfigError, match="strategy='everything'"):
+        merge_config(smoke, {"strategies": ["everything"]})
+    # Where a cell runs does not change its numbers: the device is not in the fingerprint.
+    assert merge_config(smoke, {"device": "cuda"}).fingerprint() == smoke.fingerprint()
+    assert merge_config(smoke, {"lr": 0.01}).fingerprint() != smoke.fingerprint()
 
 
 def test_tiny_study_writes_csv_report_plots_and_overlays(study):
@@ -161,7 +222,7 @@ def test_resume_skips_done_cells_and_reruns_missing_ones(study):
     # Same seeds, same data: the re-run cells reproduce their numbers on the CPU.
     assert rerun == pytest.approx(before, abs=1e-6)
 
-    changed = merge_config(config, {"epochs": 2})
+    changed = merge_config(config, {"finetune": {"epochs": 2}})
     with pytest.raises(StudyConfigError, match="another configuration"):
         run_study_sync(changed, out)
 

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_study_config(args.config)
     if args.device:
-        config.device = args.device
+        config.finetune.device = args.device
     if args.report_only:
         report = write_study_report(config, args.out / RESULTS_CSV, args.out)
         print(f"report: {report}", file=sys.stdout)

@@ -3,6 +3,12 @@
 A study is the grid variants x freeze strategies x training-set sizes x augmentation presets x folds
 of Cheng & Lam (2021). Two presets ship: ``paper`` (the full study, sized for a GPU) and ``smoke``
 (minutes on a CPU). A YAML file names a preset under ``base:`` and overrides any field.
+
+How each cell fine-tunes is one nested :class:`~napari_ribseg.core.training.config.FinetuneConfig`
+(``finetune:``), the same declaration the CLI and the widget are built from; the study declares no
+fine-tune setting of its own. The grid sets ``strategy`` and ``augment`` per cell and the study's
+``seed`` (plus the fold) sets ``seed``, so those three are refused under ``finetune:``. The flat keys
+of older study files (``lr: 1e-3`` beside ``folds:``) are still read into ``finetune``.
 """
 
 from __future__ import annotations
@@ -13,8 +19,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from napari_ribseg.core.errors import RibsegError
+from napari_ribseg.core.errors import RibsegError, TrainingError
 from napari_ribseg.core.models.variants import VARIANTS
+from napari_ribseg.core.training.config import FinetuneConfig
+
+#: Fine-tune settings older study files wrote at the top level; read into ``finetune``.
+LEGACY_FINETUNE_KEYS = (
+    "epochs",
+    "lr",
+    "batch_size",
+    "loss",
+    "optimizer",
+    "schedule",
+    "val_share",
+    "early_stop_patience",
+    "device",
+)
+#: FinetuneConfig fields each cell sets itself: the grid axes and the per-fold seed.
+PER_CELL_KEYS = {
+    "strategy": "strategies: [...]",
+    "augment": "augments: [...]",
+    "seed": "the study's seed: (each fold adds its index)",
+}
 
 
 class StudyConfigError(RibsegError):
@@ -67,6 +93,10 @@ class StudyConfig:
     (see :class:`SalientConfig`; the checkpoint is kept in the output folder and reused on resume),
     ``"bundled"`` uses the bundled ``x-unet-<preset>-salient`` checkpoint, anything else is a
     model name or checkpoint path.
+
+    ``finetune`` is how every cell trains (its ``strategy``, ``augment`` and ``seed`` are set per
+    cell); ``finetune.device`` also runs the salient pre-training. ``min_steps`` and ``threshold``
+    are the study's own: a floor on a cell's optimiser steps and the test masks' cut-off.
     """
 
     name: str = "study"
@@ -78,19 +108,11 @@ class StudyConfig:
     preset: str = "compact"
     widths: dict[str, list[int]] = field(default_factory=dict)
     input_size: int = 128
-    epochs: int = 10
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     #: When > 0, a cell trains for at least this many batches (epochs raised for small sets), so
     #: that a size comparison is about the amount of data and not about fewer optimiser steps.
     min_steps: int = 0
-    lr: float = 1e-3
-    batch_size: int = 4
-    loss: str = "dice"
-    optimizer: str = "adam"
-    schedule: str = "none"
-    val_share: float = 0.2
-    early_stop_patience: int = 0
     threshold: float = 0.5
-    device: str = "auto"
     seed: int = 0
     x_unet_init: str = "pretrain"
     salient: SalientConfig = field(default_factory=SalientConfig)
@@ -125,6 +147,15 @@ class StudyConfig:
             )
         if self.data.source == "paired" and not self.data.path:
             raise StudyConfigError(f"study {self.name!r}: data.source paired needs data.path")
+        try:
+            self.finetune.validate()
+            # The grid's axes are FinetuneConfig choices too: check them against its declaration.
+            for strategy in self.strategies:
+                dataclasses.replace(self.finetune, strategy=strategy).validate()
+            for augment in self.augments:
+                dataclasses.replace(self.finetune, augment=augment).validate()
+        except TrainingError as exc:
+            raise StudyConfigError(f"study {self.name!r}: {exc}") from exc
         for variant, widths in self.widths.items():
             if variant not in VARIANTS or len(widths) != 5:
                 raise StudyConfigError(
@@ -142,15 +173,8 @@ class StudyConfig:
             "preset",
             "widths",
             "input_size",
-            "epochs",
+            "finetune",
             "min_steps",
-            "lr",
-            "batch_size",
-            "loss",
-            "optimizer",
-            "schedule",
-            "val_share",
-            "early_stop_patience",
             "threshold",
             "seed",
             "x_unet_init",
@@ -159,7 +183,35 @@ class StudyConfig:
             "folds",
         )
         full = self.to_dict()
+        # Where and how fast a cell runs does not change its numbers; the per-cell keys are
+        # overwritten by the grid.
+        ignore = {"device", "num_workers", *PER_CELL_KEYS}
+        full["finetune"] = {k: v for k, v in full["finetune"].items() if k not in ignore}
         return {k: full[k] for k in keep}
+
+    def cell_finetune(self, strategy: str, augment: str, fold: int, epochs: int) -> FinetuneConfig:
+        """The FinetuneConfig of one cell: ``finetune`` with the cell's axes, seed and epochs."""
+        return dataclasses.replace(
+            self.finetune, strategy=strategy, augment=augment, seed=self.seed + fold, epochs=epochs
+        )
+
+
+def paper_recipe(**settings: Any) -> FinetuneConfig:
+    """Cheng & Lam's fine-tuning: negative Dice, Adam, no schedule or warm-up, best validation epoch.
+
+    The presets replicate the paper, so they keep its recipe rather than the product's measured
+    fine-tune defaults (docs/training.md); ``settings`` override it.
+    """
+    recipe: dict[str, Any] = {
+        "loss": "dice",
+        "optimizer": "adam",
+        "schedule": "none",
+        "warmup_share": 0.0,
+        "select": "best",
+        "batch_size": 4,
+        **settings,
+    }
+    return FinetuneConfig(**recipe)
 
 
 PAPER = StudyConfig(
@@ -171,13 +223,8 @@ PAPER = StudyConfig(
     folds=5,
     preset="paper",
     input_size=256,
-    epochs=50,
-    lr=1e-4,
-    batch_size=4,
-    loss="dice",
     # The loop validates on whole clips; a tenth keeps most of a small training set for training.
-    val_share=0.1,
-    early_stop_patience=10,
+    finetune=paper_recipe(epochs=50, lr=1e-4, val_share=0.1, early_stop_patience=10),
     x_unet_init="pretrain",
     # Without a real XPIE download the substitute is synthetic; pass salient.data for the real one.
     salient=SalientConfig(synthetic=10000, epochs=30, lr=1e-4, batch_size=8),
@@ -195,9 +242,7 @@ SMOKE = StudyConfig(
     folds=2,
     preset="tiny",
     input_size=64,
-    epochs=1,
-    lr=1e-3,
-    batch_size=4,
+    finetune=paper_recipe(epochs=1, lr=1e-3),
     x_unet_init="pretrain",
     salient=SalientConfig(synthetic=16, epochs=1, batch_size=8),
     data=DataConfig(n_clips=4, frames_per_clip=6, overrides={"size": [64, 64]}),
@@ -220,22 +265,52 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     return data
 
 
+def _finetune_overrides(overrides: dict[str, Any], where: str) -> dict[str, Any]:
+    """The ``finetune`` keys of ``overrides``: its nested mapping plus the legacy flat keys."""
+    nested = overrides.get("finetune") or {}
+    _build(FinetuneConfig, nested, f"{where}.finetune")
+    for key, hint in PER_CELL_KEYS.items():
+        if key in nested:
+            raise StudyConfigError(
+                f"{where}.finetune.{key}: set per cell by the study; use {hint} instead"
+            )
+    flat = {k: overrides[k] for k in LEGACY_FINETUNE_KEYS if k in overrides}
+    both = sorted(set(flat) & set(nested))
+    if both:
+        raise StudyConfigError(
+            f"{where}: {both} given both at the top level and under finetune:; keep finetune:"
+        )
+    return {**flat, **nested}
+
+
 def merge_config(
     base: StudyConfig, overrides: dict[str, Any], where: str = "config"
 ) -> StudyConfig:
-    """``base`` with ``overrides`` applied (nested ``data``/``salient`` merge key by key)."""
-    _build(StudyConfig, overrides, where)
+    """``base`` with ``overrides`` applied (nested ``data``/``salient``/``finetune`` merge key by
+    key; the legacy flat fine-tune keys go into ``finetune``)."""
+    if not isinstance(overrides, dict):
+        raise StudyConfigError(f"{where}: expected a mapping; got {type(overrides).__name__}")
+    study_keys = {f.name for f in dataclasses.fields(StudyConfig)}
+    unknown = sorted(set(overrides) - study_keys - set(LEGACY_FINETUNE_KEYS))
+    if unknown:
+        hint = sorted(set(unknown) & {f.name for f in dataclasses.fields(FinetuneConfig)})
+        extra = f" ({hint} belong under finetune:)" if hint else ""
+        raise StudyConfigError(
+            f"{where}: unknown key(s) {unknown}{extra}; expected some of {sorted(study_keys)}"
+        )
     values = dataclasses.asdict(base)
+    values["finetune"] = {**values["finetune"], **_finetune_overrides(overrides, where)}
     for key, value in overrides.items():
         if key in ("data", "salient"):
             cls = DataConfig if key == "data" else SalientConfig
             _build(cls, value or {}, f"{where}.{key}")
             values[key] = {**values[key], **(value or {})}
-        else:
+        elif key != "finetune" and key not in LEGACY_FINETUNE_KEYS:
             values[key] = value
     try:
         values["data"] = DataConfig(**values["data"])
         values["salient"] = SalientConfig(**values["salient"])
+        values["finetune"] = FinetuneConfig(**values["finetune"])
         return StudyConfig(**values).validate()
     except TypeError as exc:
         raise StudyConfigError(f"{where}: {exc}") from exc

@@ -14,6 +14,7 @@ folds rather than scattered cells, which is what a partial report can use.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import time
@@ -195,7 +196,7 @@ def _xunet_init(config: StudyConfig, out: Path, stop: StopFlag) -> Job[LoadedMod
         batch_size=sal.batch_size,
         loss=sal.loss,
         seed=sal.seed,
-        device=config.device,
+        device=config.finetune.device,
         out=path,
         stop=stop,
     )
@@ -244,24 +245,29 @@ def _train_indices(n_pool: int, size: int, seed: int, fold: int) -> list[int]:
 
 
 def cell_epochs(config: StudyConfig, n_train: int) -> int:
-    """Epochs of a cell: ``config.epochs``, raised so that it runs at least ``min_steps`` batches.
+    """Epochs of a cell: ``finetune``'s epochs (or its ``steps`` over ``n_train`` frames when
+    ``epochs`` is 0), raised so that it runs at least ``min_steps`` batches.
 
     ``n_train`` is the number of frames the loop trains on, i.e. after it has held out its
     validation clips (see :func:`_split_sizes`).
     """
+    epochs = config.finetune.effective_epochs(n_train)
     if config.min_steps <= 0:
-        return config.epochs
-    batches = math.ceil(max(1, n_train) / config.batch_size)
-    return max(config.epochs, math.ceil(config.min_steps / batches))
+        return epochs
+    batches = math.ceil(max(1, n_train) / config.finetune.batch_size)
+    return max(epochs, math.ceil(config.min_steps / batches))
 
 
 def _split_sizes(config: StudyConfig, train: TrainingSet, seed: int) -> tuple[int, int]:
     """(training, validation) frame counts of the fine-tuning loop's own split of ``train``.
 
     The loop holds out whole clips, so the counts are not ``val_share`` of the frames; the same
-    deterministic split is repeated here so the step budget is exact.
+    deterministic split is repeated here (the loop's own function, so a gated recipe's larger
+    held-out share is counted too) so the step budget is exact.
     """
-    fit, val = train.split(config.val_share, seed)
+    from napari_ribseg.core.training.loop import split_for_gate
+
+    fit, val = split_for_gate(train, dataclasses.replace(config.finetune, seed=seed))
     return len(fit), len(val)
 
 
@@ -312,7 +318,7 @@ def _run_study(
     resume: bool,
     data: TrainingSet | None,
 ) -> Job[StudyResult]:
-    from napari_ribseg.core.training import FinetuneConfig, finetune
+    from napari_ribseg.core.training import finetune
 
     config.validate()
     stop = stop if stop is not None else StopFlag()
@@ -376,20 +382,7 @@ def _run_study(
             source=f"{train_pool.source} fold {fold}",
         )
         n_fit, n_val = _split_sizes(config, train, config.seed + fold)
-        cfg = FinetuneConfig(
-            strategy=strategy,
-            epochs=cell_epochs(config, n_fit),
-            lr=config.lr,
-            batch_size=config.batch_size,
-            optimizer=config.optimizer,
-            schedule=config.schedule,
-            loss=config.loss,
-            augment=augment,
-            val_share=config.val_share,
-            early_stop_patience=config.early_stop_patience,
-            seed=config.seed + fold,
-            device=config.device,
-        )
+        cfg = config.cell_finetune(strategy, augment, fold, cell_epochs(config, n_fit))
         label = f"{variant}/{strategy}/{size}/{augment}/fold{fold}"
         start = time.perf_counter()
         result = yield from _quiet(
@@ -499,13 +492,7 @@ def write_study_report(
             "",
             f"- data: {source}",
             f"- models: widths {widths}, input {config.input_size}x{config.input_size}",
-            (
-                f"- fine-tuning: {config.epochs} epochs"
-                + (f" (at least {config.min_steps} batches)" if config.min_steps else "")
-                + f", {config.optimizer} lr {config.lr}, batch "
-                f"{config.batch_size}, loss {config.loss}, schedule {config.schedule}, "
-                f"validation share {config.val_share} (best epoch kept), threshold {config.threshold}"
-            ),
+            _recipe_line(config),
             f"- x-unet initialisation: {config.x_unet_init}"
             + (
                 f" ({config.salient.data or f'{config.salient.synthetic} synthetic salient images'},"
@@ -517,6 +504,28 @@ def write_study_report(
     )
     return write_report(
         csv_path, out, title=f"Study report: {config.name}", preamble=preamble, overlays=overlays
+    )
+
+
+_SELECTION_TEXT = {
+    "best": "best validation epoch kept",
+    "gated": "final weights kept only when they beat the start on held-out frames",
+    "last": "final weights kept",
+}
+
+
+def _recipe_line(config: StudyConfig) -> str:
+    """The report's one line on how the cells fine-tuned, from the nested FinetuneConfig."""
+    ft = config.finetune
+    epochs = f"{ft.epochs} epochs" if ft.epochs else f"{ft.steps} steps"
+    lr = f"lr {ft.lr}" if ft.lr else f"lr auto ({ft.effective_lr()} for '{ft.strategy}')"
+    return (
+        f"- fine-tuning: {epochs}"
+        + (f" (at least {config.min_steps} batches)" if config.min_steps else "")
+        + f", {ft.optimizer} {lr}, batch {ft.batch_size}, loss {ft.loss}, schedule {ft.schedule}"
+        + (f" after {ft.warmup_share:.0%} warm-up" if ft.warmup_share else "")
+        + f", validation share {ft.val_share} ({_SELECTION_TEXT[ft.select]}), "
+        f"threshold {config.threshold}"
     )
 
 

@@ -138,3 +138,65 @@ def test_cli_lists_models_as_json_and_table(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "cli-model" in out and "dice=0.5" in out and BUNDLED in out
+
+
+def _save_finetune(name: str, created: str, gate: dict | None, select: str = "gated") -> Path:
+    """A user checkpoint whose card says how its fine-tune was judged (as loop._card writes it)."""
+    torch.manual_seed(0)
+    model = build_model("unet", "tiny", input_size=64, pretrained=False)
+    card = ModelCard(
+        name=name,
+        variant="unet",
+        preset="tiny",
+        widths=list(model.widths),
+        input_size=64,
+        parent=BUNDLED,
+        created=created,
+        # Its own held-out frames: a number that must never rank it against bundled models.
+        metrics=[Metric("dice", 1.0, "held-out corrected frames: 3")],
+        extra={"finetune": {"select": select, "gate": gate}} if select else {},
+    )
+    return save_checkpoint(model, card, user_model_dir() / name)
+
+
+def test_default_model_is_a_gate_winner_never_a_loser():
+    from napari_ribseg.core.models import default_model, gate_verdict
+
+    bundled = [e for e in list_models() if e.name in BUNDLED_RIB_MODELS]
+    best_bundled = max(bundled, key=lambda e: e.card.metric("dice"))
+    assert default_model().name == best_bundled.name
+    assert all(best_bundled.card.metric("dice") >= e.card.metric("dice") for e in bundled)
+
+    # A loser kept by --select last, an ungated --select best run, both newer and "dice 1.0".
+    _save_finetune("lost", "2026-03-01T00:00:00+00:00", {"promoted": False}, select="last")
+    _save_finetune("ungated", "2026-03-02T00:00:00+00:00", None, select="best")
+    assert default_model().name == best_bundled.name, "a 1.0 on its own frames outranked bundled"
+
+    _save_finetune("plain", "2026-01-01T00:00:00+00:00", None, select="")  # not a fine-tune
+    assert default_model().name == "plain"
+    _save_finetune("won", "2026-02-01T00:00:00", {"promoted": True})  # no zone: read as UTC
+    entries = {e.name: e for e in list_models()}
+    assert [gate_verdict(entries[n].card) for n in ("won", "lost", "ungated", "plain")] == [
+        True,
+        False,
+        False,
+        None,
+    ]
+    # The newest eligible user model, by the card's date (not the name, not the file time).
+    assert default_model().name == "won"
+    assert default_model(list(entries.values())).name == "won"
+    assert default_model([entries["lost"], entries["ungated"]]) is None
+
+
+def test_predict_without_model_uses_the_default(tmp_path, capsys):
+    import numpy as np
+    import tifffile
+
+    _save_finetune("lost", "2026-03-01T00:00:00+00:00", {"promoted": False}, select="last")
+    _save_finetune("won", "2026-02-01T00:00:00+00:00", {"promoted": True})
+    path = tmp_path / "clip.tif"
+    tifffile.imwrite(path, np.random.default_rng(0).integers(0, 255, (2, 64, 64), np.uint8))
+    out = tmp_path / "masks.tif"
+    assert main(["predict", str(path), "--out", str(out), "--device", "cpu"]) == 0
+    assert "model: won (the default" in capsys.readouterr().err
+    assert tifffile.imread(out).shape == (2, 64, 64)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_ribseg.core.models import list_models, user_model_dir
+from napari_ribseg.core.models import default_model, list_models, user_model_dir
 from napari_ribseg.core.stack import FrameStatus
 
 
@@ -79,6 +79,11 @@ def test_finetune_that_wins_the_gate_becomes_the_default_and_resegments(
     new_name = result.checkpoint.stem
     assert new_name in {e.name for e in list_models()}
     assert widget.segment_section.current_model().name == new_name
+    # With no current choice (napari opened again) the widget's default is the gate's winner.
+    segment = widget.segment_section
+    segment.model_combo.setCurrentIndex(-1)
+    segment.refresh_models()
+    assert segment.current_model().name == new_name == default_model().name
     assert f"{result.base_val_dice:.3f}" in section.outcome_label.text()
     assert section.plot.dice  # the held-out curve was drawn
 

@@ -296,7 +296,7 @@ class SegmentSection(QWidget):
 
     def refresh_models(self, select: str | None = None) -> None:
         """Re-read the model registry; select ``select`` (a name) or keep the current choice."""
-        from napari_ribseg.core.models import list_models
+        from napari_ribseg.core.models import default_model, list_models
 
         keep = select or self.model_combo.currentText().split(" ")[0]
         try:
@@ -314,14 +314,9 @@ class SegmentSection(QWidget):
             self.model_combo.setItemData(i, model_tooltip(entry), _tooltip_role())
         index = next((i for i, e in enumerate(self._entries) if e.name == keep), -1)
         if index < 0 and self._entries:
-            # Default to the newest user model, else the bundled one with the best rib Dice on
-            # its card (bundled models are all measured on the same simulated test set).
-            users = [i for i, e in enumerate(self._entries) if e.source == "user"]
-            index = (
-                users[-1]
-                if users
-                else max(range(len(self._entries)), key=lambda i: _card_dice(self._entries[i]))
-            )
+            # The registry's one rule (a gate winner, never a loser; see default_model).
+            default = default_model(self._entries)
+            index = self._entries.index(default) if default is not None else 0
         if index >= 0:
             self.model_combo.setCurrentIndex(index)
         self.model_combo.blockSignals(False)
@@ -546,9 +541,3 @@ def _tooltip_role() -> int:
     from qtpy.QtCore import Qt
 
     return Qt.ItemDataRole.ToolTipRole
-
-
-def _card_dice(entry: ModelEntry) -> float:
-    """The test Dice on a model's card, or -1 when it has none (ranks unmeasured models last)."""
-    value = entry.card.metric("dice") if entry.card is not None else None
-    return float(value) if value is not None else -1.0

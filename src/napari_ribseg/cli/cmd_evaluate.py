@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from napari_ribseg.cli.cmd_predict import add_model_options, mask_options
+from napari_ribseg.cli.cmd_predict import add_model_options, chosen_model, mask_options
 
 
 def register(subparsers) -> None:
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     dataset = read_paired_dataset(args.data_dir)
-    loaded = load_model(args.model, device="cpu")
+    loaded = load_model(chosen_model(args), device="cpu")
     evaluation = evaluate_model(
         loaded,
         dataset,

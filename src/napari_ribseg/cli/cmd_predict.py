@@ -37,13 +37,31 @@ def positive_int(text: str) -> int:
     return value
 
 
+def chosen_model(args: argparse.Namespace) -> str | Path:
+    """``--model``, or the registry's :func:`default_model` (said on stderr) when none is given."""
+    if args.model:
+        return args.model
+    from napari_ribseg.core.errors import CheckpointError
+    from napari_ribseg.core.models import default_model, user_model_dir
+
+    entry = default_model()
+    if entry is None:
+        raise CheckpointError(
+            f"no --model given and no rib model installed (user models go in {user_model_dir()})"
+        )
+    print(f"model: {entry.name} (the default; --model to choose)", file=sys.stderr)
+    return entry.path
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``predict`` and ``evaluate``: model, device, batching, post-processing."""
     parser.add_argument(
         "--model",
-        required=True,
+        default=None,
         metavar="NAME_OR_PATH",
-        help="a model name from `ribseg models` or a .safetensors checkpoint path",
+        help="a model name from `ribseg models` or a .safetensors checkpoint path (default: the "
+        "registry's default, as in the widget: your newest model that passed its fine-tune gate, "
+        "else the best bundled one)",
     )
     parser.add_argument(
         "--device",
@@ -170,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_ribseg.core.streaming import segment_file
 
     device = resolve_device(args.device)  # fail before the slow reads when the device is missing
-    loaded = load_model(args.model, device="cpu")
+    loaded = load_model(chosen_model(args), device="cpu")
     if args.review:
         return _predict_into_review(args, loaded, device)
     # Streams: frames are read and masks written one batch at a time (bounded memory).

@@ -13,6 +13,7 @@ import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -176,6 +177,52 @@ def best_model_of_variant(variant: str) -> ModelEntry | None:
     if not candidates:
         return None
     return max(candidates, key=lambda e: (e.card.metric("dice") or -1.0, e.name))
+
+
+def gate_verdict(card: ModelCard) -> bool | None:
+    """What the card says about the promotion gate: ``None`` for a model that is no fine-tune,
+    ``True`` when its fine-tune passed the gate, ``False`` when it lost it (a ``--select last``
+    model) or was never gated (``--select best``, cards written before the gate): such a model
+    was judged, if at all, only on its own validation frames."""
+    finetune = card.extra.get("finetune")
+    if not isinstance(finetune, dict):
+        return None
+    gate = finetune.get("gate")
+    return bool(gate.get("promoted")) if isinstance(gate, dict) else False
+
+
+def _created(entry: ModelEntry) -> datetime:
+    """When the card says the model was made (aware, UTC when the card gives no zone)."""
+    try:
+        when = datetime.fromisoformat(entry.card.created)
+    except (TypeError, ValueError):
+        return datetime.min.replace(tzinfo=UTC)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def default_model(
+    entries: list[ModelEntry] | None = None, *, model_dir: ModelDir = None
+) -> ModelEntry | None:
+    """The model segmenting uses when none is named (the widget's and ``ribseg predict``'s).
+
+    The newest user model (by the card's ``created``) that either passed its fine-tune's gate or
+    is no fine-tune at all (a checkpoint the user trained elsewhere or copied in: nothing judged
+    it worse); else the bundled rib model with the best test Dice on its card. A fine-tune that
+    lost its gate or was never gated is never the default (it stays selectable by name), and a
+    user model's Dice is never compared with a bundled one's: they are measured on other frames.
+    Start checkpoints (salient pre-training) are never the default. ``entries`` defaults to
+    :func:`list_models`; ``None`` when there is no candidate.
+    """
+    if entries is None:
+        entries = list_models(model_dir=model_dir)
+    rib_models = [e for e in entries if not e.is_start]
+    users = [e for e in rib_models if e.source == "user" and gate_verdict(e.card) is not False]
+    if users:
+        return max(users, key=lambda e: (_created(e), e.name))
+    bundled = [e for e in rib_models if e.source == "bundled"]
+    if not bundled:
+        return None
+    return max(bundled, key=lambda e: (e.card.metric("dice") or -1.0, e.name))
 
 
 def resolve_model(name_or_path: str | os.PathLike, *, model_dir: ModelDir = None) -> Path:

@@ -130,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         default="transfer",
         help="transfer: the variant's transfer-learning start; bundled: continue the bundled model",
     )
+    p.add_argument(
+        "--train-seed",
+        type=int,
+        default=TRAIN_SEED,
+        help="first training clip seed (keep below 90000: test seeds start there)",
+    )
     p.add_argument("--hard-clips", type=int, default=12, help="hard-domain test clips (x 2 frames)")
     p.add_argument("--work", default="out/bundled")
     p.add_argument("--out", default="src/napari_ribseg/core/models/weights")
@@ -150,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     from napari_ribseg.core.simulate import hard_domain_set
 
-    train = simulated_set(args.clips, args.frames, TRAIN_SEED, TRAIN_SIZES)
+    if args.train_seed < 0 or args.train_seed + args.clips > TEST_SEED:
+        p.error(f"--train-seed: clips must stay below the test seeds ({TEST_SEED})")
+    train = simulated_set(args.clips, args.frames, args.train_seed, TRAIN_SIZES)
     test = simulated_set(args.test_clips, 4, TEST_SEED)
     hard = hard_domain_set(args.hard_clips, 2)
     log(

@@ -1,0 +1,126 @@
+"""Accuracy of rib models on simulated test sets no model trained on: the numbers in docs/models.md.
+
+    python benchmarks/bench_bundled.py                       # the bundled models
+    python benchmarks/bench_bundled.py --models a.safetensors b.safetensors --json out.json
+
+Test sets (seeds never used in training, see scripts/train_bundled.py):
+- ``standard``: ``random_config`` clips (seeds 90000+, 256x256, 4 frames each), also split by probe;
+- ``hard``: the hard domain pushed to the real-scan fingerprint (dark, shadows as bright as the lung,
+  overlays, wide fan, JPEG, 820x1124; seeds 500000+), with and without the imaged-region crop;
+- ``fan_fp``: rib pixels marked on convex fans with no rib (share of the frame; lower is better).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+TEST_SEED = 90_000
+
+
+def standard_set(n_clips: int, frames: int):
+    from napari_ribseg.core.simulate import random_config, simulate_cine
+    from napari_ribseg.core.training import TrainingSet
+
+    images, masks, groups, ids = [], [], [], []
+    probes = []
+    for i in range(n_clips):
+        seed = TEST_SEED + i
+        config = random_config(np.random.default_rng(seed), size=(256, 256))
+        cine = simulate_cine(frames, config, seed)
+        for f in range(frames):
+            images.append(np.asarray(cine.frames[f], np.float32))
+            masks.append(np.asarray(cine.rib[f], np.uint8))
+            groups.append(f"sim{seed}")
+            ids.append(f"sim{seed}_f{f}")
+            probes.append(config.probe)
+    data = TrainingSet(images=images, masks=masks, groups=groups, ids=ids, source="standard test")
+    return data, probes
+
+
+def fans_without_ribs(n: int = 8):
+    from scipy import ndimage as ndi
+
+    from napari_ribseg.core.region import fan_mask
+
+    out = []
+    for seed in range(n):
+        rng = np.random.default_rng(seed)
+        h, w = (256, 320) if seed % 2 else (410, 562)
+        fan = fan_mask(
+            (h, w), (-rng.uniform(0.1, 0.5) * h, w / 2), (-38.0, 38.0), (0.4 * h, 1.3 * h)
+        ).astype(bool)
+        speckle = ndi.gaussian_filter(rng.rayleigh(1.0, (h, w)), (1.5, 2.5))
+        image = np.where(fan, rng.uniform(0.06, 0.2) * speckle / speckle.mean(), 0.0)
+        ring = fan & ~ndi.binary_erosion(fan, iterations=3)
+        image[ring] = rng.uniform(0.4, 0.9)
+        out.append(np.clip(image, 0, 1).astype(np.float32))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--models", nargs="+", default=["unet-compact", "v-unet-compact", "x-unet-compact"]
+    )
+    p.add_argument("--clips", type=int, default=12)
+    p.add_argument("--hard-clips", type=int, default=12)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+
+    import torch
+
+    from napari_ribseg.core.evaluation import evaluate_model, predict_masks
+    from napari_ribseg.core.models import load_model
+    from napari_ribseg.core.simulate import hard_domain_set
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    standard, probes = standard_set(args.clips, 4)
+    hard = hard_domain_set(args.hard_clips, 2)
+    fans = fans_without_ribs()
+    print(f"test sets made in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    rows = {}
+    for name in args.models:
+        model = load_model(name)
+        ev = evaluate_model(model, standard, region=False)
+        per = np.array([r["dice"] for r in ev.rows])
+        by_probe = {
+            probe: float(per[[p == probe for p in probes]].mean()) for probe in sorted(set(probes))
+        }
+        hard_crop = evaluate_model(model, hard, region=True).mean
+        hard_full = evaluate_model(model, hard, region=False).mean
+        fan_masks = predict_masks(model, fans, region=False)
+        rows[name] = {
+            "standard_dice": ev.mean["dice"],
+            **{f"standard_dice_{k}": v for k, v in by_probe.items()},
+            "standard_spurious": ev.mean.get("spurious_components"),
+            "hard_dice_region": hard_crop["dice"],
+            "hard_dice_full_frame": hard_full["dice"],
+            "hard_spurious_region": hard_crop.get("spurious_components"),
+            "fan_fp_share": float(np.mean([m.mean() for m in fan_masks])),
+        }
+        print(name, json.dumps(rows[name]), file=sys.stderr)
+    keys = list(next(iter(rows.values())))
+    print("| model | " + " | ".join(keys) + " |")
+    print("|---|" + "---|" * len(keys))
+    for name, row in rows.items():
+        print(f"| {name} | " + " | ".join(f"{row[k]:.4g}" for k in keys) + " |")
+    n_std, n_hard = len(standard.images), len(hard.images)
+    print(
+        f"\nstandard: {n_std} frames of {args.clips} clips; hard: {n_hard} frames of "
+        f"{args.hard_clips} clips; {args.threads} thread(s); {time.perf_counter() - t0:.0f} s"
+    )
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,10 +1,17 @@
-"""The JSON model card that travels with every checkpoint (no torch needed to read it)."""
+"""The JSON model card that travels with every checkpoint (no torch needed to read it).
+
+:func:`read_weights_card` is the one reader of a checkpoint's card and tensor header: the model
+registry lists with it and ``load_checkpoint`` loads with it, so both apply the same checks (header
+length and nesting, tensor dtypes and shapes, card size, nesting, UTF-8, finite numbers, field
+types and bounds).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +28,11 @@ MAX_IN_CHANNELS = 4
 #: Deepest JSON nesting a card may have (real cards are 3 deep); checked before json.loads recurses.
 MAX_DEPTH = 32
 MAX_CARD_BYTES = 1_000_000
+#: Longest safetensors header read: a 1 MB card plus ~100k tensor entries (real ones are < 100 KB).
+MAX_HEADER_BYTES = 16_000_000
+#: safetensors dtypes a checkpoint may hold, with their bytes per element; integer or boolean
+#: tensors would load as garbage.
+ALLOWED_DTYPES = {"F16": 2, "F32": 4, "BF16": 2}
 
 
 def json_depth_ok(text: str, limit: int = MAX_DEPTH) -> bool:
@@ -194,32 +206,164 @@ class ModelCard:
 
     @classmethod
     def from_json(cls, text: str, *, source: str | Path = "<json>") -> ModelCard:
-        if len(text) > MAX_CARD_BYTES:
-            raise CheckpointError(
-                f"Model card {source} is {len(text)} bytes; at most {MAX_CARD_BYTES}"
-            )
-        if not json_depth_ok(text):
-            raise CheckpointError(f"Model card {source} is nested deeper than {MAX_DEPTH} levels")
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError, ValueError) as exc:
-            raise CheckpointError(f"Model card {source} is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise CheckpointError(f"Model card {source} must be a JSON object")
-        return cls.from_dict(data, source=source)
+        return cls.from_dict(card_data(text, source), source=source)
 
     @classmethod
     def read(cls, path: str | Path) -> ModelCard:
         """Read a card from a ``.json`` file."""
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise CheckpointError(f"Model card {path} is not valid UTF-8: {exc}") from exc
-        except OSError as exc:
-            raise CheckpointError(f"Cannot read model card {path}: {exc}") from exc
-        return cls.from_json(text, source=path)
+        return cls.from_json(_read_card_text(Path(path)), source=path)
 
     def metric(self, name: str) -> float | None:
         """Value of the first metric called ``name``, or None."""
         return next((m.value for m in self.metrics if m.name == name), None)
+
+
+def card_data(text: str, source: str | Path = "<json>") -> dict[str, Any]:
+    """The JSON object of a card's text, after the size and nesting checks (no field checks)."""
+    if len(text) > MAX_CARD_BYTES:
+        raise CheckpointError(f"Model card {source} is {len(text)} bytes; at most {MAX_CARD_BYTES}")
+    if not json_depth_ok(text):
+        raise CheckpointError(f"Model card {source} is nested deeper than {MAX_DEPTH} levels")
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise CheckpointError(f"Model card {source} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"Model card {source} must be a JSON object")
+    return data
+
+
+def _read_card_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"Model card {path} is not valid UTF-8: {exc}") from exc
+    except OSError as exc:
+        raise CheckpointError(f"Cannot read model card {path}: {exc}") from exc
+
+
+def safetensors_header(path: str | Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file (tensor dtypes, shapes and ``__metadata__``)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            if length > MAX_HEADER_BYTES:
+                raise ValueError(f"header length {length} is above {MAX_HEADER_BYTES}")
+            raw = f.read(length)
+        if len(raw) != length:
+            raise ValueError(f"header declares {length} bytes, the file holds {len(raw)}")
+        header = json.loads(raw.decode("utf-8"))
+    except RecursionError as exc:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file: nested too deeply"
+        ) from exc
+    except (OSError, struct.error, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file: header is no JSON object"
+        )
+    return header
+
+
+def numel(shape: list[int]) -> int:
+    """Number of elements of a tensor of ``shape``."""
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+def tensor_entries(header: dict[str, Any], path: str | Path) -> tuple[dict[str, dict], int]:
+    """The header's tensor entries and their total bytes; CheckpointError names the first tensor
+    of a dtype outside :data:`ALLOWED_DTYPES` or with a malformed shape."""
+    tensors, total = {}, 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = info.get("dtype") if isinstance(info, dict) else info
+        if dtype not in ALLOWED_DTYPES:
+            raise CheckpointError(
+                f"{path}: tensor {name!r} has dtype {dtype}; expected one of "
+                f"{', '.join(sorted(ALLOWED_DTYPES))}"
+            )
+        shape = info.get("shape")
+        if not isinstance(shape, list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape
+        ):
+            raise CheckpointError(
+                f"{path}: tensor {name!r} has shape {str(shape)[:80]}; expected a list of whole "
+                "numbers >= 0"
+            )
+        tensors[name] = info
+        total += numel(shape) * ALLOWED_DTYPES[dtype]
+    return tensors, total
+
+
+@dataclass(frozen=True)
+class WeightsCard:
+    """What a checkpoint's weights file declares, read and checked without torch or tensor data."""
+
+    path: Path
+    #: Tensor name -> its header entry (``dtype``, ``shape``, ``data_offsets``), dtypes checked.
+    tensors: dict[str, dict]
+    #: Bytes the tensors take as stored.
+    nbytes: int
+    #: The card's kind (``"model"``, or a component such as ``"pretrained-encoder"``); ``None``
+    #: when the file carries no card and no ``.json`` lies beside it.
+    kind: str | None
+    #: The validated card when ``kind == "model"``, else ``None``.
+    card: ModelCard | None
+    #: The card's JSON as stored, and whether it came from the weights' metadata (the source) or
+    #: from the ``.json`` beside them (older checkpoints).
+    card_text: str | None
+    embedded: bool
+    card_path: Path
+
+    @property
+    def n_params(self) -> int:
+        """Parameters counted from the header (the fixed ``pad_response`` buffers excluded)."""
+        return sum(
+            numel(v["shape"]) for k, v in self.tensors.items() if not k.endswith("pad_response")
+        )
+
+    def model_card(self) -> ModelCard:
+        """The card of a whole model; CheckpointError when there is none or it is a component's."""
+        if self.kind is None:
+            raise CheckpointError(
+                f"{self.path} has no model card: expected {self.card_path.name} next to it"
+            )
+        if self.card is None:
+            raise CheckpointError(f"{self.path} holds a {self.kind!r}, not a whole model")
+        return self.card
+
+
+def read_weights_card(path: str | Path, card_path: str | Path | None = None) -> WeightsCard:
+    """Read and check a checkpoint's tensor header and card (the one card reader; no torch).
+
+    The card in the safetensors metadata (key ``ribseg_card``) is the source; ``card_path``
+    (default: the ``.json`` beside the weights) serves older checkpoints without one. Raises
+    CheckpointError for an unreadable header, a tensor of a refused dtype or shape, and a card that
+    is too large, too deep, not UTF-8, not JSON, or whose fields are of wrong types or bounds.
+    """
+    path = Path(path)
+    card_path = Path(card_path) if card_path is not None else path.with_suffix(".json")
+    header = safetensors_header(path)
+    tensors, nbytes = tensor_entries(header, path)
+    meta = header.get("__metadata__")
+    text = meta.get("ribseg_card") if isinstance(meta, dict) else None
+    embedded = isinstance(text, str)
+    if embedded:
+        origin = path
+    elif card_path.is_file():
+        origin, text = card_path, _read_card_text(card_path)
+    else:
+        return WeightsCard(path, tensors, nbytes, None, None, None, False, card_path)
+    data = card_data(text, origin)
+    kind = data.get("kind", "model")
+    if not isinstance(kind, str):
+        raise CheckpointError(f"Model card {origin}: 'kind' must be a string")
+    # Component files (the VGG16 encoder) carry another kind of card and are no models.
+    card = ModelCard.from_dict(data, source=origin) if kind == "model" else None
+    return WeightsCard(path, tensors, nbytes, kind, card, text, embedded, card_path)

@@ -8,6 +8,8 @@ between the two writes can leave a stale JSON, never a stale card). Files withou
 
 Before any tensor is read the header is checked: dtypes (float16, float32, bfloat16 only), shapes
 against the card's architecture, the card's widths and the total size against the memory budget.
+The card and header are read by :func:`~napari_ribseg.core.models.card.read_weights_card`, the same
+reader the model registry lists with.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ from napari_ribseg.core.atomic import atomic_path, write_text_atomic
 from napari_ribseg.core.budget import check_allocation
 from napari_ribseg.core.errors import CheckpointError
 from napari_ribseg.core.models.architectures import RibSegNet, count_parameters
-from napari_ribseg.core.models.card import ModelCard
+from napari_ribseg.core.models.card import (
+    ALLOWED_DTYPES,  # noqa: F401  (re-exported: it was defined here)
+    ModelCard,
+    WeightsCard,
+    read_weights_card,
+)
 
 WEIGHTS_SUFFIX = ".safetensors"
 CARD_SUFFIX = ".json"
@@ -31,8 +38,6 @@ CARD_SUFFIX = ".json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
 #: Tensors kept float32 by ``half=True``: the input conv of v-unet carries a x255 fold and the mean.
 KEEP_FLOAT32_PREFIX = "encoder.0.convs.0."
-#: safetensors dtypes a checkpoint may hold; integer or boolean tensors would load as garbage.
-ALLOWED_DTYPES = {"F16": 2, "F32": 4, "BF16": 2}
 
 
 @dataclass
@@ -139,20 +144,14 @@ def save_checkpoint(
     return weights_path
 
 
-def _read_card(weights_path: Path, card_path: Path) -> ModelCard:
-    from napari_ribseg.core.models.registry import safetensors_header
-
-    meta = safetensors_header(weights_path).get("__metadata__") or {}
-    text = meta.get("ribseg_card") if isinstance(meta, dict) else None
-    if not isinstance(text, str):
-        if card_path.is_file():
-            return ModelCard.read(card_path)  # an older checkpoint without an embedded card
-        raise CheckpointError(
-            f"{weights_path} has no model card: expected {card_path.name} next to it"
-        )
-    card = ModelCard.from_json(text, source=weights_path)
-    sync_card_copy(card_path, text)
-    return card
+def read_weights(path: str | Path) -> WeightsCard:
+    """The checked header and card of a checkpoint (stem, weights or card path); regenerates the
+    JSON copy of an embedded card when it is missing or stale."""
+    weights_path, card_path = checkpoint_paths(path)
+    weights = read_weights_card(weights_path, card_path)
+    if weights.embedded and weights.card_text is not None:
+        sync_card_copy(card_path, weights.card_text)
+    return weights
 
 
 def sync_card_copy(card_path: Path, text: str) -> None:
@@ -165,31 +164,18 @@ def sync_card_copy(card_path: Path, text: str) -> None:
         pass  # a read-only model folder keeps its stale copy; the metadata is what is used
 
 
-def check_header(header: dict, model: nn.Module, path: Path) -> None:
-    """Check every tensor's dtype, shape and the total size before anything is read."""
-    expected = model.state_dict()
-    total = 0
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if not isinstance(info, dict) or info.get("dtype") not in ALLOWED_DTYPES:
-            dtype = info.get("dtype") if isinstance(info, dict) else info
-            raise CheckpointError(
-                f"{path}: tensor {name!r} has dtype {dtype}; expected one of "
-                f"{', '.join(sorted(ALLOWED_DTYPES))}"
-            )
-        n = 1
-        for s in info.get("shape") or []:
-            n *= int(s)
-        total += n * ALLOWED_DTYPES[info["dtype"]]
-    for name, ref in expected.items():  # in the model's order, so the first misfit is named
-        shape = header.get(name, {}).get("shape")
+def check_header(weights: WeightsCard, model: nn.Module) -> None:
+    """Check the header's shapes against ``model`` and its size against the memory budget (dtypes
+    and shapes' form were checked when the header was read)."""
+    path = weights.path
+    for name, ref in model.state_dict().items():  # in the model's order: the first misfit is named
+        shape = weights.tensors.get(name, {}).get("shape")
         if shape is not None and list(shape) != list(ref.shape):
             raise CheckpointError(
                 f"{path}: tensor {name!r} does not match the card's architecture: expected shape "
                 f"{tuple(ref.shape)}, got {tuple(shape)}"
             )
-    check_allocation(total, "checkpoint tensors", path)
+    check_allocation(weights.nbytes, "checkpoint tensors", path)
 
 
 def check_state(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -223,18 +209,15 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
 
     path = Path(path)
     refuse_pickle(path)
-    weights_path, card_path = checkpoint_paths(path)
+    weights_path, _ = checkpoint_paths(path)
     if not weights_path.is_file():
         raise CheckpointError(f"Checkpoint weights not found: {weights_path}")
-    from napari_ribseg.core.models.registry import safetensors_header
-
-    card = _read_card(weights_path, card_path)
-    if card.kind != "model":
-        raise CheckpointError(f"{weights_path} holds a {card.kind!r}, not a whole model")
+    weights = read_weights(weights_path)
+    card = weights.model_card()
     # Widths are bounded by the card's validation; budget the float32 model before building it.
     check_allocation(4.0 * estimated_parameters(card), f"model {card.name!r}", weights_path)
     model = model_from_card(card)
-    check_header(safetensors_header(weights_path), model, weights_path)
+    check_header(weights, model)
     try:
         tensors = load_file(str(weights_path))
     except (SafetensorError, OSError) as exc:
@@ -247,6 +230,5 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
 
 
 def read_card(path: str | Path) -> ModelCard:
-    """The card of a checkpoint (``.json`` next to it, else the safetensors metadata)."""
-    weights_path, card_path = checkpoint_paths(path)
-    return _read_card(weights_path, card_path)
+    """The card of a whole-model checkpoint (its safetensors metadata, else the ``.json`` beside)."""
+    return read_weights(path).model_card()

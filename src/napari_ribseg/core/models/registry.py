@@ -2,15 +2,14 @@
 
 A model's name is its file stem. ``resolve_model`` looks for a path first, then a user model, then a
 bundled one, so a user checkpoint of the same name shadows the bundled one. Listing needs no torch:
-cards and parameter counts are read from the JSON and the safetensors header.
+cards and parameter counts come from :func:`~napari_ribseg.core.models.card.read_weights_card`, the
+reader ``load_checkpoint`` uses, so a file listed is a file that loads and one refused is skipped.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +18,11 @@ from typing import TYPE_CHECKING, Literal
 
 from napari_ribseg.core.atomic import is_temporary
 from napari_ribseg.core.errors import CheckpointError
-from napari_ribseg.core.models.card import ModelCard, json_depth_ok
+from napari_ribseg.core.models.card import (
+    ModelCard,
+    read_weights_card,
+    safetensors_header,  # noqa: F401  (re-exported: scripts read headers from here)
+)
 
 if TYPE_CHECKING:
     import torch
@@ -76,56 +79,14 @@ def user_model_dir(model_dir: ModelDir = None) -> Path:
     return Path(user_data_dir("napari-ribseg", appauthor=False)) / "models"
 
 
-def safetensors_header(path: str | Path) -> dict:
-    """The JSON header of a safetensors file (tensor dtypes, shapes and ``__metadata__``)."""
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            (length,) = struct.unpack("<Q", f.read(8))
-            if length > 100_000_000:
-                raise ValueError(f"header length {length} is implausible")
-            return json.loads(f.read(length))
-    except (OSError, struct.error, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from exc
-
-
 def _entry(path: Path, source: Literal["bundled", "user"]) -> ModelEntry | None:
-    header = safetensors_header(path)
-    card_path = path.with_suffix(".json")
-    meta = header.get("__metadata__") or {}
-    # The card inside the weights is the source; the JSON copy only serves older checkpoints.
-    if isinstance(meta, dict) and isinstance(meta.get("ribseg_card"), str):
-        origin, text = path, meta["ribseg_card"]
-    elif card_path.is_file():
-        try:
-            origin, text = card_path, card_path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise CheckpointError(f"Cannot read model card {card_path}: {exc}") from exc
-    else:
-        return None
-    if not json_depth_ok(text):
-        raise CheckpointError(f"Model card {origin} is nested too deeply")
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise CheckpointError(f"Model card {origin} is not valid JSON: {exc}") from exc
-    # Component files (the VGG16 encoder) carry another kind of card and are not models.
-    if not isinstance(data, dict) or data.get("kind", "model") != "model":
-        return None
-    card = ModelCard.from_dict(data, source=origin)
-    n_params = card.n_params or sum(
-        _numel(v["shape"])
-        for k, v in header.items()
-        if k != "__metadata__" and not k.endswith("pad_response")
+    weights = read_weights_card(path)
+    if weights.card is None:
+        return None  # no card at all, or a component's (the VGG16 encoder): not a model
+    n_params = weights.card.n_params or weights.n_params
+    return ModelEntry(
+        name=path.stem, path=path, card=weights.card, source=source, n_params=n_params
     )
-    return ModelEntry(name=path.stem, path=path, card=card, source=source, n_params=n_params)
-
-
-def _numel(shape: list[int]) -> int:
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n
 
 
 SkipReport = Callable[[Path, str], None]

@@ -93,11 +93,12 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     dataset = read_paired_dataset(args.data_dir)
     loaded = load_model(chosen_model(args), device="cpu")
+    options = mask_options(args)
     evaluation = evaluate_model(
         loaded,
         dataset,
-        threshold=args.threshold,
-        postprocess=mask_options(args),
+        threshold=options.threshold,
+        postprocess=options.kwargs(),
         device=device,
         batch_size=args.batch_size,
         spacing=tuple(args.spacing) if args.spacing else None,
@@ -107,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
         "model": getattr(loaded, "name", None) or str(args.model),
         "data": str(args.data_dir),
         "device": str(device),
-        "threshold": args.threshold,
-        "postprocess": mask_options(args),
+        "threshold": options.threshold,
+        "postprocess": options.kwargs(),
     }
     if args.csv is not None:
         evaluation.to_csv(args.csv)

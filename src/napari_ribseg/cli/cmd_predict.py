@@ -1,21 +1,38 @@
-"""``ribseg predict``: segment the ribs of a stack with a model and write a label TIFF."""
+"""``ribseg predict``: segment the ribs of a stack with a model and write a label TIFF.
+
+The mask options (``--threshold``, ``--min-size``, ``--fill-holes``, ``--keep-largest``) are
+generated from the fields of :class:`~napari_ribseg.core.session.MaskOptions`, their one
+declaration (default, range, help), which the widget's Mask controls also read.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from napari_ribseg.core.session import MaskOptions
 
 
-def unit_interval(text: str) -> float:
-    """argparse type: a float in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1; got {value}")
-    return value
+def bounded(kind: type, low: float, high: float) -> Callable[[str], float]:
+    """argparse type: an int or float (``kind``) in [low, high]."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}; got {value}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
 def non_negative_int(text: str) -> int:
@@ -75,38 +92,40 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         metavar="B",
         help="frames per batch (default: chosen from free memory)",
     )
-    parser.add_argument(
-        "--threshold",
-        type=unit_interval,
-        default=0.5,
-        help="rib probability threshold in [0, 1] (default: 0.5)",
-    )
-    parser.add_argument(
-        "--min-size",
-        type=non_negative_int,
-        default=0,
-        metavar="N",
-        help="drop connected components smaller than N pixels (default: 0, keep all)",
-    )
-    parser.add_argument(
-        "--fill-holes", action="store_true", help="fill holes inside rib components"
-    )
-    parser.add_argument(
-        "--keep-largest",
-        type=non_negative_int,
-        default=0,
-        metavar="K",
-        help="keep only the K largest components per frame (default: 0, keep all)",
-    )
+    add_mask_options(parser)
 
 
-def mask_options(args: argparse.Namespace) -> dict:
-    """Keyword arguments of ``probability_to_mask`` from parsed options."""
-    return {
-        "min_size": args.min_size,
-        "fill_holes": args.fill_holes,
-        "keep_largest": args.keep_largest,
-    }
+#: How each mask option's value reads in ``--help`` (the option itself is MaskOptions').
+METAVARS = {"threshold": "P", "min_size": "N", "keep_largest": "K"}
+
+
+def add_mask_options(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per :class:`MaskOptions` field, with its default, range and help."""
+    from napari_ribseg.core.session import MaskOptions
+
+    for f in dataclasses.fields(MaskOptions):
+        flag = "--" + f.name.replace("_", "-")
+        text = f.metadata.get("help", "")
+        if isinstance(f.default, bool):
+            action = "store_true" if not f.default else argparse.BooleanOptionalAction
+            parser.add_argument(flag, dest=f.name, action=action, default=f.default, help=text)
+            continue
+        low, high = f.metadata["range"]
+        parser.add_argument(
+            flag,
+            dest=f.name,
+            type=bounded(type(f.default), low, high),
+            default=f.default,
+            metavar=METAVARS.get(f.name, f.name.upper()),
+            help=f"{text}, in [{low}, {high}] (default: {f.default})",
+        )
+
+
+def mask_options(args: argparse.Namespace) -> MaskOptions:
+    """The :class:`MaskOptions` the parsed ``add_mask_options`` flags describe."""
+    from napari_ribseg.core.session import MaskOptions
+
+    return MaskOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(MaskOptions)})
 
 
 def register(subparsers) -> None:
@@ -191,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(chosen_model(args), device="cpu")
     if args.review:
         return _predict_into_review(args, loaded, device)
+    options = mask_options(args)
     # Streams: frames are read and masks written one batch at a time (bounded memory).
     done = run_job(
         segment_file(
@@ -198,12 +218,12 @@ def run(args: argparse.Namespace) -> int:
             args.input,
             args.out,
             prob_path=args.prob,
-            threshold=args.threshold,
+            threshold=options.threshold,
             variable=args.variable,
             device=device,
             batch_size=args.batch_size,
             crop_to_region=args.region == "auto",
-            **mask_options(args),
+            **options.kwargs(),
         ),
         ProgressBar("predict"),
     )
@@ -228,10 +248,10 @@ def _predict_into_review(args: argparse.Namespace, loaded, device) -> int:
     from napari_ribseg.cli.progress_bar import ProgressBar
     from napari_ribseg.core.io import read_stack, write_label_tiff
     from napari_ribseg.core.jobs import run_job
-    from napari_ribseg.core.session import MaskOptions, ReviewSession
+    from napari_ribseg.core.session import ReviewSession
 
     stack = read_stack(args.input, variable=args.variable)
-    options = MaskOptions(threshold=args.threshold, **mask_options(args))
+    options = mask_options(args)
     with ReviewSession.open(stack, project_folder=args.project_folder, options=options) as session:
         job = session.compute_prediction(loaded, device=str(device), batch_size=args.batch_size)
         written = session.apply_prediction(run_job(job, ProgressBar("predict")))

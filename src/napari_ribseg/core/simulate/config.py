@@ -271,7 +271,19 @@ def random_config(rng: np.random.Generator | int | None = None, **overrides) -> 
     if probe == "linear":
         # A linear image is mostly chest wall, not lung: scanners (and users) set it darker, so it
         # shows the same grey levels as a convex scan (the real median is 22 of 255).
-        draw["gain_db"] -= 5.0
+        # It also needs a steeper display: 11 dB less gain, a 12 dB narrower dynamic range and a
+        # black lifted 0.06 more, so the chest wall is dark while the pleura and ribs stay bright
+        # (real median 22, 95th percentile 135) and the rib stands only ~1.3x over its ring.
+        draw["gain_db"] -= 11.0
+        draw["dynamic_range_db"] -= 12.0
+        draw["grey_floor"] += 0.06
+        # A linear rib shadow sits a few millimetres from the bright pleural line, whose side lobes
+        # the fill's source power (tissue and lung only) leaves out: fill 6 dB higher (2-6 dB), so
+        # the shadow is as bright next to the pleura as real convex shadows are next to the lung.
+        draw["shadow_fill_db"] += 6.0
+        # Speckle at 6-12 MHz is a pixel or two wide on the beam grid: half the smoothing keeps
+        # its grain as fine as real scans show it.
+        draw["speckle_reduction"] *= 0.5
     draw.update(overrides)
     # Keep the anatomy consistent when an override moved one part of it.
     rib_depth = float(draw["rib_depth_mm"])

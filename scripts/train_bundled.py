@@ -200,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{variant}: test {json.dumps(mean)} hard {json.dumps(hard_mean)}")
         card = loaded.card
         card.name = f"{variant}-{args.preset}"
+        if args.init == "bundled":
+            # A continued model keeps its lineage: the parent is the start the first round came from.
+            card.parent = base.card.parent or card.parent
         source = "synthetic salient-object pre-training (scikit-image photographs, not XPIE)"
         card.description = (
             f"{variant} {args.preset} trained on simulated lung ultrasound (napari-ribseg simulator: "

@@ -19,7 +19,7 @@ BUNDLED = ("unet-compact", "v-unet-compact", "x-unet-compact")
 FRESH_SEED = 700_000
 
 #: Floors below what each model measured on these exact clips (0.62-0.63 on 2026-12-01), by a margin
-#: that the models bundled before the realistic simulator (0.03-0.08 here) or broken weights cannot pass.
+#: that the models bundled before the realistic simulator (0.03-0.08 on the standard test set) or broken weights cannot pass.
 DICE_FLOOR = {"unet-compact": 0.5, "v-unet-compact": 0.5, "x-unet-compact": 0.5}
 
 

@@ -67,7 +67,8 @@ def test_bundled_models_carry_their_test_metrics_and_load_as_fp32():
         loaded = load_model(name)
         dice = loaded.card.metric("dice")
         # Measured by scripts/train_bundled.py on simulated clips of unseen seeds.
-        assert dice is not None and dice > 0.8, (name, dice)
+        assert dice is not None and dice > 0.5, (name, dice)
+        assert loaded.card.metric("hard_dice") is not None, name
         assert "unseen" in next(m.data for m in loaded.card.metrics if m.name == "dice")
         assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
 

@@ -16,14 +16,14 @@ from napari_ribseg.core.simulate import SimulationConfig, random_config, simulat
 
 ROOT = Path(__file__).resolve().parents[1] / "sample_data"
 MONTAGE = ROOT.parent / "docs" / "img" / "simulator_examples.png"
-SEED = 2024
 N_FRAMES = 16
 
 
 def main() -> int:
-    """Simulate 16 linear-probe frames (256 x 256) and write the uint8 stack and its rib labels."""
-    config = SimulationConfig(probe="linear", size=(256, 256), b_lines=1, sliding_mm=2.5)
-    cine = simulate_cine(N_FRAMES, config, SEED)
+    """Simulate 16 frames of the linear sample (256 x 256); write the uint8 stack and its ribs."""
+    from napari_ribseg._sample_data import LINEAR_SEED, sample_config
+
+    cine = simulate_cine(N_FRAMES, sample_config("linear"), LINEAR_SEED)
     frames = np.rint(cine.frames * 255.0).astype(np.uint8)
     stack_path = write_stack_tiff(
         ROOT / "demo_linear.tif", frames, spacing_mm=cine.spacing_mm, frame_rate=cine.frame_rate
@@ -54,12 +54,12 @@ def write_montage(path: Path) -> None:
 
     rng = np.random.default_rng(7)
     configs = [
-        SimulationConfig(b_lines=0),
-        SimulationConfig(b_lines=3),
+        SimulationConfig(b_lines=0),  # the clean physics model, without a scanner's display
         random_config(rng, probe="linear"),
         random_config(rng, probe="linear"),
-        SimulationConfig(probe="convex", frequency_mhz=3.5, depth_mm=100.0, b_lines=0),
-        SimulationConfig(probe="convex", frequency_mhz=3.5, depth_mm=140.0, b_lines=2),
+        random_config(rng, probe="phased"),
+        SimulationConfig(probe="convex", frequency_mhz=3.5, depth_mm=100.0, b_lines=2),
+        random_config(rng, probe="convex"),
         random_config(rng, probe="convex"),
         random_config(rng, probe="convex"),
     ]

@@ -1,14 +1,16 @@
 """npe2 sample data: short simulated lung-ultrasound cines with their ground-truth rib labels.
 
 Thin over :mod:`napari_ribseg.core.simulate`; deterministic (fixed seeds) and quick (24 frames of
-256 x 256, well under a second each).
+256 x 256, well under a second each). The cines are drawn with the scanner display chain calibrated
+to real convex scans (``random_config``: dark grey map, shadows nearly as bright as the lung,
+speckle reduction, vendor overlays), so the sample looks like what a user's scanner exports.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from napari_ribseg.core.simulate import SimulationConfig, simulate_cine
+from napari_ribseg.core.simulate import SimulationConfig, random_config, simulate_cine
 
 LayerData = tuple[Any, dict, str]
 
@@ -38,15 +40,21 @@ def _layers(config: SimulationConfig, seed: int, name: str, *, scaled: bool) -> 
     return [(cine.frames, image_kwargs, "image"), (cine.rib, label_kwargs, "labels")]
 
 
+def sample_config(probe: str) -> SimulationConfig:
+    """The sample cines' configuration (also ``sample_data/demo_linear.tif``'s): a linear probe
+    at 50 mm depth and 40 mm width, or a convex one, with a scanner's display chain."""
+    if probe == "linear":
+        return random_config(
+            LINEAR_SEED, probe="linear", size=(256, 256), depth_mm=50.0, width_mm=40.0
+        )
+    return random_config(CONVEX_SEED, probe="convex", size=(256, 256))
+
+
 def linear_cine() -> list[LayerData]:
-    """A linear-probe intercostal cine (bat sign, A-lines, lung sliding) and its rib labels."""
-    config = SimulationConfig(probe="linear", size=(256, 256), b_lines=0)
-    return _layers(config, LINEAR_SEED, "Simulated LUS (linear)", scaled=True)
+    """A linear-probe intercostal cine (bat sign, A-lines, B-lines, sliding) and its rib labels."""
+    return _layers(sample_config("linear"), LINEAR_SEED, "Simulated LUS (linear)", scaled=True)
 
 
 def convex_cine() -> list[LayerData]:
-    """A convex-probe cine (fan, radial rib shadows, A-lines, two B-lines) and its rib labels."""
-    config = SimulationConfig(
-        probe="convex", size=(256, 256), frequency_mhz=3.5, depth_mm=100.0, b_lines=2
-    )
-    return _layers(config, CONVEX_SEED, "Simulated LUS (convex)", scaled=False)
+    """A convex-probe cine (wide fan, radial rib shadows, A-lines) and its rib labels."""
+    return _layers(sample_config("convex"), CONVEX_SEED, "Simulated LUS (convex)", scaled=False)

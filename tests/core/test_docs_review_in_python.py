@@ -14,4 +14,9 @@ def test_review_in_python_example_runs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "'curated': 4" in out
     assert "re-segmented frames [4, 5]" in out
-    assert (tmp_path / "tiny-ft.safetensors").is_file()
+    # The gate decides (training on one frame of a tiny net is not reproducible across machines
+    # thread counts); what must hold is that its verdict and the files on disk agree.
+    promoted = "better than the base" in out
+    refused = ("no clear improvement", "not better on most frames", "too few held-out")
+    assert promoted or any(r in out for r in refused), out
+    assert (tmp_path / "tiny-ft.safetensors").is_file() == promoted

@@ -165,10 +165,11 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--region",
-        choices=("auto", "none"),
+        choices=("auto", "crop", "none"),
         default="auto",
-        help="auto: find the ultrasound image inside the frame (fan or rectangle), run the model "
-        "on it and leave the outside empty; none: run on whole frames (default: auto)",
+        help="auto: find the ultrasound image inside the frame (fan or rectangle) and leave the "
+        "outside empty; crop: also run the model on the region's box only; none: whole frames, "
+        "nothing left out (default: auto; whole frames scored best, docs/region.md)",
     )
     add_model_options(parser)
     parser.set_defaults(func=run)
@@ -222,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
             variable=args.variable,
             device=device,
             batch_size=args.batch_size,
-            crop_to_region=args.region == "auto",
+            crop_to_region={"auto": None, "crop": True, "none": False}[args.region],
             **options.kwargs(),
         ),
         ProgressBar("predict"),

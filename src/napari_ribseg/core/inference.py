@@ -70,8 +70,12 @@ GPU_MAX_BATCH = 64
 #: letterboxed input/outputs that the activation estimate does not count. The CPU and MPS shares are
 #: smaller because that memory is shared with the viewer, the stack and the rest of the system.
 MEMORY_FRACTION = {"cuda": 0.6, "mps": 0.4, "cpu": 0.25}
-#: Run the model on the imaged region's box and zero the outside (measured in docs/region.md).
-CROP_TO_REGION = True
+#: Whether to run the model on the imaged region's box (True) or on the whole frame (False); either
+#: way the outside of the region is zeroed. Whole frames: on the hard domain (24 frames, 820x1124;
+#: ``benchmarks/bench_bundled.py``, docs/region.md) v-unet / unet / x-unet scored Dice 0.525 /
+#: 0.427 / 0.414 on whole frames with the outside zeroed, 0.523 / 0.392 / 0.406 cropped to the box
+#: and 0.528 / 0.427 / 0.407 with no region; zeroing halves x-unet's spurious components there.
+CROP_TO_REGION = False
 #: The uint8 level of p = 0.5: stored values >= this are "rib" for the confidence score.
 _HALF_LEVEL = 128
 
@@ -428,9 +432,10 @@ def predict_stack(
     autocast on CUDA only. ``on_batch(frame_indices, uint8_probabilities)`` is called after each
     batch; with ``keep_probabilities=False`` the returned Prediction's ``prob`` has no pixels
     (shape (N, 0, 0)): the caller keeps what it needs from ``on_batch`` (see the streaming notes).
-    ``crop_to_region`` (``None``: :data:`CROP_TO_REGION`) runs the model on the bounding box of the
-    imaged region, ``region`` (an ``ImagedRegion``; detected from in-memory frames when ``None``), and
-    sets probabilities outside it to 0; a given ``region`` is used even with ``crop_to_region=False``.
+    ``region`` (an ``ImagedRegion``; detected from in-memory frames when ``None``, unless
+    ``crop_to_region`` is ``False``) zeroes the probabilities outside the imaged region;
+    ``crop_to_region`` (``None``: :data:`CROP_TO_REGION`) also runs the model on its bounding box
+    instead of the whole frame. A given ``region`` is always applied.
 
     Yields ``Progress("batch", step=frames done, total=frames to run, values={"frames_per_s",
     "batch_size"})``, one ``"message"`` naming device and batch size first; returns the Prediction.
@@ -446,10 +451,9 @@ def predict_stack(
     dev = resolve_device(device)
     autocast_dtype = _autocast_dtype(dev, mixed_precision)
     order = _frame_order(frame_indices, n_frames)
-    if crop_to_region is None:
-        crop_to_region = CROP_TO_REGION
+    crop = CROP_TO_REGION if crop_to_region is None else bool(crop_to_region)
     # Lazy stacks (readers that decode on demand) are read exactly once: pass them a region.
-    if region is None and crop_to_region and isinstance(frames, np.ndarray):
+    if region is None and crop_to_region is not False and isinstance(frames, np.ndarray):
         from napari_ribseg.core.region import detect_imaged_region
 
         region = detect_imaged_region(frames)
@@ -503,7 +507,7 @@ def predict_stack(
                 break
             chunk = order[position : position + batch]
             batch_frames = np.asarray(frames[chunk])
-            if region is not None:
+            if region is not None and crop:
                 batch_frames = region.crop(batch_frames)
             _check_unit_batch(batch_frames, chunk)
             out_of_memory = False
@@ -535,7 +539,7 @@ def predict_stack(
                 yield Progress("message", message=f"out of memory on {dev}: batch size {batch}")
                 continue
             if region is not None:
-                probs = region.uncrop(probs)
+                probs = region.uncrop(probs) if crop else region.apply(probs)
             if keep_probabilities:
                 result.prob[chunk] = probs
             if on_batch is not None:

@@ -59,8 +59,9 @@ def segment_file(
     from napari_ribseg.core.region import detect_imaged_region
 
     frames = open_frames(source, variable=variable)
-    if region is None and (CROP_TO_REGION if crop_to_region is None else crop_to_region):
+    if region is None and crop_to_region is not False:
         region = detect_imaged_region(frames)
+    crop = CROP_TO_REGION if crop_to_region is None else bool(crop_to_region)
     n_frames, height, width = (int(s) for s in frames.shape)
     rib_pixels = 0
 
@@ -92,7 +93,7 @@ def segment_file(
             stop=stop,
             on_batch=write,
             keep_probabilities=False,
-            crop_to_region=False,
+            crop_to_region=crop,
             region=region,
         )
         if prediction.stopped:

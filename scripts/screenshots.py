@@ -4,7 +4,7 @@
 
 Opens napari with the widget and the linear sample, segments it with the bundled model the widget
 selects by default (the best test Dice on its card), "corrects" a few frames by copying the
-sample's ground-truth ribs into them as a user painting would, marks them curated, runs a short
+sample's ground-truth ribs into them as a user painting would, marks them curated, runs the default
 fine-tune in the background process, and saves ``docs/img/widget_<section>.png`` for load, segment, review and
 finetune plus ``widget_overview.png`` (the whole window). Models and review projects go to a
 temporary folder: nothing in the user's folders is touched.
@@ -42,7 +42,6 @@ def _pump(until: Callable[[], bool], timeout_s: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
-    parser.add_argument("--finetune-epochs", type=int, default=5)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -105,10 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     viewer.screenshot(str(overview), canvas_only=False)
     print(f"saved {overview}")
 
+    # The one-click path: the fine-tune tab's defaults, as a new user leaves them.
     section = widget.finetune_section
-    section.epochs_spin.setValue(args.finetune_epochs)
-    section.lr_spin.setValue(0.0003)
-    section.val_spin.setValue(0.3)
     section.start()
     _pump(lambda: section.job is None, 600)
     grab("finetune", section)

@@ -60,19 +60,24 @@ class ReviewSection(QWidget):
         layout.addWidget(self.summary_label)
 
         grid = QGridLayout()
-        self.curate_btn = QPushButton("Mark curated  [Shift-C]")
-        self.curate_btn.setToolTip("This frame's mask is right (after your corrections)")
-        self.reject_btn = QPushButton("Reject  [Shift-R]")
-        self.reject_btn.setToolTip("This frame is unusable; it is left out of fine-tuning")
-        self.next_btn = QPushButton("Next unreviewed  [Shift-N]")
-        self.least_btn = QPushButton("Least confident  [Shift-L]")
+        self.curate_btn = QPushButton("Curate  (Shift-C)")
+        self.curate_btn.setToolTip(
+            "Mark this frame curated: its mask is right (after your corrections). Shift-C"
+        )
+        self.reject_btn = QPushButton("Reject  (Shift-R)")
+        self.reject_btn.setToolTip("This frame is unusable; it is left out of fine-tuning. Shift-R")
+        # Short labels: the dock is narrow (the canvas keeps most of the window); the shortcuts
+        # are in the tooltips.
+        self.next_btn = QPushButton("Next unreviewed")
+        self.next_btn.setToolTip("Jump to the next unreviewed frame. Shift-N")
+        self.least_btn = QPushButton("Least confident")
         self.least_btn.setToolTip(
             "Jump to the unreviewed frame with the highest uncertainty (share of the rib-like area "
-            "the model hedged on; see the Uncertainty column)"
+            "the model hedged on; see the Uncertainty column). Shift-L"
         )
-        self.unreview_btn = QPushButton("Back to unreviewed")
-        self.revert_btn = QPushButton("Revert to model mask")
-        self.revert_btn.setToolTip("Undo every hand edit on this frame")
+        self.unreview_btn = QPushButton("Unreview")
+        self.revert_btn = QPushButton("Revert edits")
+        self.revert_btn.setToolTip("Revert to the model's mask: undo every hand edit on this frame")
         grid.addWidget(self.curate_btn, 0, 0)
         grid.addWidget(self.reject_btn, 0, 1)
         grid.addWidget(self.next_btn, 1, 0)

@@ -7,18 +7,19 @@ negatively with Dice (high uncertainty = low Dice); the old confidence should co
 
     OMP_NUM_THREADS=1 python benchmarks/bench_uncertainty.py --clips 10 --frames 6 --size 256
 
-Measured (2 shared CPU cores, 1 thread; 60 frames of random simulated configs + 60 of a convex,
--8 dB gain domain; Spearman rho against per-frame Dice; negative is good for an uncertainty):
+Measured 2026-12-01 on the retrained bundled models (2 shared CPU cores, 1 thread; 60 frames of
+random simulated configs + 60 of a convex, -8 dB gain domain; Spearman rho against per-frame
+Dice; negative is good for an uncertainty):
 
 | model | frames | mean Dice | confidence (old) | band share (used) | entropy | flip |
 |---|---|---|---|---|---|---|
-| unet | 120 | 0.258 | +0.08 | -0.10 | -0.05 | +0.20 |
-| v-unet | 120 | 0.350 | +0.67 | -0.75 | -0.77 | -0.80 |
-| x-unet | 120 | 0.423 | +0.94 | -0.95 | -0.95 | -0.47 |
+| unet | 120 | 0.732 | +0.70 | -0.75 | -0.77 | -0.61 |
+| v-unet | 120 | 0.783 | +0.40 | -0.45 | -0.46 | -0.42 |
+| x-unet | 120 | 0.675 | +0.59 | -0.60 | -0.60 | -0.50 |
 
-At 128 px (4+4 clips x 6 frames): unet -0.46, v-unet -0.17, x-unet -0.49 for the band share.
-The simulator was being changed while this ran (its Dice is lower than the cards'); rerun on a
-settled tree before quoting these as product numbers.
+The band share (share of the rib-like area with 0.1 < p < 0.9) ranks frames about as well as the
+entropy and better than flip disagreement at no extra forward pass; it is what "least confident"
+(Shift-L) and the review table use.
 """
 
 from __future__ import annotations

@@ -172,3 +172,16 @@ def test_cancel_judges_the_weights_so_far_and_keeps_no_loser(segmented, qtbot, t
     assert "Cancelled before the end" in section.outcome_label.text()
     assert widget.segment_section.current_model().name == tiny_model
     assert section.start_btn.isEnabled()
+
+
+def test_plot_spans_the_runs_epochs_when_they_follow_from_steps(segmented):
+    from napari_ribseg.core.jobs import Progress
+
+    _viewer, widget = segmented
+    section = widget.finetune_section
+    section.plot.reset(0)  # "Epochs: from steps": the count is unknown when the run starts
+    section._on_event(Progress("val_dice", 0, 240, values={"val_dice": 0.4}))
+    section._on_event(Progress("loss", 120, 240, values={"loss": 0.3, "val_loss": 0.35}))
+    assert section.plot.epochs == 240
+    assert section.plot.loss == [(120.0, 0.3)] and section.plot.dice == [(0.0, 0.4)]
+    assert section.plot.x_ticks()[-1] == 240

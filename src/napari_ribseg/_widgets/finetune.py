@@ -524,10 +524,12 @@ class FinetuneSection(QWidget):
             self.progress.setValue(event.step)
             eta = values.get("eta_s")
             self.progress_label.setText(f"{event.message}, ETA {_fmt_eta(eta)}")
-        elif kind == "loss":
-            self.plot.add("loss", event.step, values.get("loss", float("nan")))
-        elif kind == "val_dice":
-            self.plot.add("dice", event.step, values.get("val_dice", float("nan")))
+        elif kind in ("loss", "val_dice"):
+            # With epochs on "from steps" (0) the run's epoch count is known only from its events.
+            if event.total and event.total != self.plot.epochs:
+                self.plot.epochs = max(1, int(event.total))
+            series, key = ("loss", "loss") if kind == "loss" else ("dice", "val_dice")
+            self.plot.add(series, event.step, values.get(key, float("nan")))
         elif kind in ("epoch", "message", "done") and event.message:
             self.progress_label.setText(event.message)
         # "error" events are reported once, by _finish, with what the user can do about them.

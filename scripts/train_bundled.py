@@ -30,25 +30,18 @@ TRAIN_SIZES = ((256, 256), (240, 320), (224, 352), (288, 384))
 
 def simulated_set(n_clips: int, frames: int, seed: int, sizes=((256, 256),), **overrides):
     """``n_clips`` clips of ``random_config`` (seeds ``seed``+), clip i at ``sizes[i % len]``."""
+    from napari_ribseg.core.simulate import random_config
     from napari_ribseg.core.training import TrainingSet
 
-    parts = [
-        TrainingSet.from_simulator(
-            n_clips=1,
-            frames_per_clip=frames,
-            config_or_rng=np.random.default_rng(seed + i),
-            seed=seed + i,
-            size=sizes[i % len(sizes)],
-            **overrides,
+    clips = (
+        (
+            random_config(np.random.default_rng(seed + i), size=sizes[i % len(sizes)], **overrides),
+            seed + i,
         )
         for i in range(n_clips)
-    ]
-    return TrainingSet(
-        images=[im for part in parts for im in part.images],
-        masks=[m for part in parts for m in part.masks],
-        groups=[g for part in parts for g in part.groups],
-        ids=[i for part in parts for i in part.ids],
-        source=f"simulator:seed={seed},clips={n_clips}x{frames},sizes={list(sizes)}",
+    )
+    return TrainingSet.from_cines(
+        clips, frames, source=f"simulator:seed={seed},clips={n_clips}x{frames},sizes={list(sizes)}"
     )
 
 

@@ -80,7 +80,6 @@ def hard_domain_set(
     with seed ``seed + i``, so a clip is the same whatever ``n_clips`` is. Keep ``seed`` at
     ``HARD_DOMAIN_SEED`` or above so it never meets the training seeds.
     """
-    from napari_ribseg.core.simulate.cine import simulate_cine
     from napari_ribseg.core.training import TrainingSet
 
     if n_clips < 1 or frames_per_clip < 1:
@@ -88,15 +87,10 @@ def hard_domain_set(
             f"hard_domain_set: n_clips and frames_per_clip must be >= 1; got {n_clips}, "
             f"{frames_per_clip}"
         )
-    images, masks, groups, ids = [], [], [], []
-    for clip in range(n_clips):
-        config = hard_domain_config(seed + clip, **overrides)
-        cine = simulate_cine(frames_per_clip, config, seed + clip)
-        group = f"hard{seed + clip:06d}"
-        for f in range(frames_per_clip):
-            images.append(np.asarray(cine.frames[f], dtype=np.float32))
-            masks.append(np.asarray(cine.rib[f], dtype=np.uint8))
-            groups.append(group)
-            ids.append(f"{group}_f{f:04d}")
-    source = f"simulator:hard-domain,seed={seed},clips={n_clips}x{frames_per_clip}"
-    return TrainingSet(images=images, masks=masks, groups=groups, source=source, ids=ids)
+    clips = ((hard_domain_config(seed + i, **overrides), seed + i) for i in range(n_clips))
+    return TrainingSet.from_cines(
+        clips,
+        frames_per_clip,
+        group="hard{seed:06d}",
+        source=f"simulator:hard-domain,seed={seed},clips={n_clips}x{frames_per_clip}",
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -143,6 +143,34 @@ class TrainingSet:
         )
 
     @classmethod
+    def from_cines(
+        cls,
+        clips: Iterable[tuple[Any, int]],
+        frames_per_clip: int,
+        *,
+        group: str = "sim{seed:04d}",
+        source: str = "simulator",
+    ) -> TrainingSet:
+        """Simulated clips, one group per clip: each ``(SimulationConfig, seed)`` is simulated for
+        ``frames_per_clip`` frames; ``group`` names a clip from its seed, frame ids append
+        ``_f<frame>``."""
+        from napari_ribseg.core.simulate import simulate_cine
+
+        images: list[np.ndarray] = []
+        masks: list[np.ndarray] = []
+        groups: list[str] = []
+        ids: list[str] = []
+        for config, seed in clips:
+            cine = simulate_cine(frames_per_clip, config, seed)
+            name = group.format(seed=seed)
+            for f in range(frames_per_clip):
+                images.append(np.asarray(cine.frames[f], dtype=np.float32))
+                masks.append(np.asarray(cine.rib[f], dtype=np.uint8))
+                groups.append(name)
+                ids.append(f"{name}_f{f:04d}")
+        return cls(images=images, masks=masks, groups=groups, source=source, ids=ids)
+
+    @classmethod
     def from_simulator(
         cls,
         n_clips: int,
@@ -159,7 +187,7 @@ class TrainingSet:
         """
         import dataclasses
 
-        from napari_ribseg.core.simulate import random_config, simulate_cine
+        from napari_ribseg.core.simulate import random_config
 
         rng = config_or_rng
         fixed = None
@@ -167,22 +195,13 @@ class TrainingSet:
             rng = np.random.default_rng(seed)
         elif not isinstance(rng, np.random.Generator):
             fixed = dataclasses.replace(rng, **overrides) if overrides else rng
-        images: list[np.ndarray] = []
-        masks: list[np.ndarray] = []
-        groups: list[str] = []
-        ids: list[str] = []
-        for clip in range(n_clips):
-            config = fixed if fixed is not None else random_config(rng, **overrides)
-            cine = simulate_cine(frames_per_clip, config, seed + clip)
-            group = f"sim{seed + clip:04d}"
-            for f in range(frames_per_clip):
-                images.append(np.asarray(cine.frames[f], dtype=np.float32))
-                masks.append(np.asarray(cine.rib[f], dtype=np.uint8))
-                groups.append(group)
-                ids.append(f"{group}_f{f:04d}")
+        clips = (
+            (fixed if fixed is not None else random_config(rng, **overrides), seed + clip)
+            for clip in range(n_clips)
+        )
         what = json.dumps(overrides, sort_keys=True, default=str) if overrides else "random"
         source = f"simulator:seed={seed},clips={n_clips}x{frames_per_clip},{what}"
-        return cls(images=images, masks=masks, groups=groups, source=source, ids=ids)
+        return cls.from_cines(clips, frames_per_clip, source=source)
 
     # ---- splits -----------------------------------------------------------------------------
 

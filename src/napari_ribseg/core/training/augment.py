@@ -59,6 +59,27 @@ def _depth_crop_class():
     return DepthCrop
 
 
+def _geometry(*, scale: float, shift: float, degrees: float, keep: float) -> list:
+    """Mirroring, probe tilt/pressure/position (affine, zero fill like outside the sector) and a
+    shallower depth: the geometry shared by the ``standard`` and ``domain`` presets."""
+    import albumentations as A
+    import cv2
+
+    return [
+        A.HorizontalFlip(p=0.5),
+        A.Affine(
+            scale=(1 - scale, 1 + scale),
+            translate_percent=(-shift, shift),
+            rotate=(-degrees, degrees),
+            border_mode=cv2.BORDER_CONSTANT,
+            fill=0,
+            fill_mask=0,
+            p=0.7,
+        ),
+        _depth_crop_class()(keep=(keep, 1.0), p=0.3),
+    ]
+
+
 def build_augmentation(preset: str, seed: int | None = None):
     """The albumentations pipeline of a preset (``None`` for ``"none"``)."""
     if preset not in AUGMENT_PRESETS:
@@ -68,40 +89,17 @@ def build_augmentation(preset: str, seed: int | None = None):
     if preset == "none":
         return None
     import albumentations as A
-    import cv2
 
     if preset == "flip":
         # The study's only augmentation: left/right mirroring keeps anatomy plausible.
         transforms = [A.HorizontalFlip(p=0.5)]
     elif preset == "domain":
         # Geometry only: grey levels, fan, overlays and codecs come from DomainRandomizer after it.
-        transforms = [
-            A.HorizontalFlip(p=0.5),
-            A.Affine(
-                scale=(0.85, 1.15),
-                translate_percent=(-0.06, 0.06),
-                rotate=(-10, 10),
-                border_mode=cv2.BORDER_CONSTANT,
-                fill=0,
-                fill_mask=0,
-                p=0.7,
-            ),
-            _depth_crop_class()(keep=(0.6, 1.0), p=0.3),
-        ]
+        transforms = _geometry(scale=0.15, shift=0.06, degrees=10, keep=0.6)
     else:
         transforms = [
-            A.HorizontalFlip(p=0.5),
             # Small probe tilt/pressure/position changes; zero fill like the area outside the sector.
-            A.Affine(
-                scale=(0.9, 1.1),
-                translate_percent=(-0.05, 0.05),
-                rotate=(-8, 8),
-                border_mode=cv2.BORDER_CONSTANT,
-                fill=0,
-                fill_mask=0,
-                p=0.7,
-            ),
-            _depth_crop_class()(keep=(0.75, 1.0), p=0.3),
+            *_geometry(scale=0.1, shift=0.05, degrees=8, keep=0.75),
             # Gain and dynamic-range changes of the scanner.
             A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.2, p=0.5),
             A.RandomGamma(gamma_limit=(75, 133), p=0.3),

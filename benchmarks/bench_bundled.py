@@ -24,23 +24,13 @@ TEST_SEED = 90_000
 
 
 def standard_set(n_clips: int, frames: int):
-    from napari_ribseg.core.simulate import random_config, simulate_cine
+    from napari_ribseg.core.simulate import random_config
     from napari_ribseg.core.training import TrainingSet
 
-    images, masks, groups, ids = [], [], [], []
-    probes = []
-    for i in range(n_clips):
-        seed = TEST_SEED + i
-        config = random_config(np.random.default_rng(seed), size=(256, 256))
-        cine = simulate_cine(frames, config, seed)
-        for f in range(frames):
-            images.append(np.asarray(cine.frames[f], np.float32))
-            masks.append(np.asarray(cine.rib[f], np.uint8))
-            groups.append(f"sim{seed}")
-            ids.append(f"sim{seed}_f{f}")
-            probes.append(config.probe)
-    data = TrainingSet(images=images, masks=masks, groups=groups, ids=ids, source="standard test")
-    return data, probes
+    seeds = [TEST_SEED + i for i in range(n_clips)]
+    configs = [random_config(np.random.default_rng(s), size=(256, 256)) for s in seeds]
+    data = TrainingSet.from_cines(zip(configs, seeds, strict=True), frames, source="standard test")
+    return data, [c.probe for c in configs for _ in range(frames)]
 
 
 def fans_without_ribs(n: int = 8):

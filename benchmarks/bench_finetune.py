@@ -20,27 +20,19 @@ import argparse
 import math
 import time
 
-import numpy as np
-
 
 def hard_domain_set(n_clips: int, frames: int, seed: int, size: tuple[int, int], stride: int = 1):
     """Clips of the simulator's hard domain (``core.simulate.hard_domain_config``), one group per
     clip, every ``stride``-th frame kept; ``seed`` is an offset above ``HARD_DOMAIN_SEED``, so no
     clip meets the training seeds."""
-    from napari_ribseg.core.simulate import HARD_DOMAIN_SEED, hard_domain_config, simulate_cine
+    from napari_ribseg.core.simulate import HARD_DOMAIN_SEED, hard_domain_config
     from napari_ribseg.core.training import TrainingSet
 
-    images, masks, groups, ids = [], [], [], []
-    for clip in range(n_clips):
-        clip_seed = HARD_DOMAIN_SEED + seed + clip
-        config = hard_domain_config(clip_seed, size=size)
-        cine = simulate_cine(frames * stride, config, clip_seed)
-        for f in range(0, frames * stride, stride):
-            images.append(np.asarray(cine.frames[f], np.float32))
-            masks.append(np.asarray(cine.rib[f], np.uint8))
-            groups.append(f"hard{clip_seed:06d}")
-            ids.append(f"hard{clip_seed:06d}_f{f:04d}")
-    return TrainingSet(images, masks, groups, f"hard domain seed={seed}", ids=ids)
+    seeds = [HARD_DOMAIN_SEED + seed + clip for clip in range(n_clips)]
+    clips = ((hard_domain_config(s, size=size), s) for s in seeds)
+    data = TrainingSet.from_cines(clips, frames * stride, group="hard{seed:06d}")
+    keep = [i for i in range(len(data)) if i % stride == 0]  # clips are frames * stride long
+    return data.subset(keep, source=f"hard domain seed={seed}")
 
 
 def k_frames(k: int, seed: int, size: tuple[int, int]):

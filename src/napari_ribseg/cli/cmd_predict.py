@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from napari_ribseg.core.session import MaskOptions
+    from napari_ribseg.core.postprocess import MaskOptions
 
 
 def bounded(kind: type, low: float, high: float) -> Callable[[str], float]:
@@ -101,7 +101,7 @@ METAVARS = {"threshold": "P", "min_size": "N", "keep_largest": "K"}
 
 def add_mask_options(parser: argparse.ArgumentParser) -> None:
     """One ``--flag`` per :class:`MaskOptions` field, with its default, range and help."""
-    from napari_ribseg.core.session import MaskOptions
+    from napari_ribseg.core.postprocess import MaskOptions
 
     for f in dataclasses.fields(MaskOptions):
         flag = "--" + f.name.replace("_", "-")
@@ -123,7 +123,7 @@ def add_mask_options(parser: argparse.ArgumentParser) -> None:
 
 def mask_options(args: argparse.Namespace) -> MaskOptions:
     """The :class:`MaskOptions` the parsed ``add_mask_options`` flags describe."""
-    from napari_ribseg.core.session import MaskOptions
+    from napari_ribseg.core.postprocess import MaskOptions
 
     return MaskOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(MaskOptions)})
 

@@ -13,13 +13,47 @@ closed only through a diagonal still counts as enclosing its hole.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import numpy as np
-from scipy import ndimage
 
 #: 8-connectivity in the image plane.
 _PLANE_8 = np.ones((3, 3), dtype=bool)
-#: 4-connectivity in the image plane (background connectivity for hole filling).
-_PLANE_4 = ndimage.generate_binary_structure(2, 1)
+#: 4-connectivity in the image plane (background connectivity for hole filling); the cross that
+#: ``scipy.ndimage.generate_binary_structure(2, 1)`` gives, written out so that importing this
+#: module (the CLI parser does, for ``MaskOptions``) does not import scipy.
+_PLANE_4 = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
+
+
+@dataclass
+class MaskOptions:
+    """How probabilities become a rib mask (see :func:`probability_to_mask`)."""
+
+    threshold: float = field(
+        default=0.5,
+        metadata={"range": (0.01, 0.99), "help": "probability above which a pixel is rib"},
+    )
+    min_size: int = field(
+        default=0,
+        metadata={"range": (0, 100_000), "help": "drop rib pieces smaller than this (px)"},
+    )
+    fill_holes: bool = field(default=False, metadata={"help": "fill holes inside rib pieces"})
+    keep_largest: int = field(
+        default=0, metadata={"range": (0, 50), "help": "keep only the K largest pieces (0: all)"}
+    )
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``probability_to_mask`` besides the threshold."""
+        return {
+            "min_size": self.min_size,
+            "fill_holes": self.fill_holes,
+            "keep_largest": self.keep_largest,
+        }
+
+    def masks(self, prob: np.ndarray) -> np.ndarray:
+        """Rib masks (uint8 0/1) of uint8 or float probabilities."""
+        return probability_to_mask(prob, self.threshold, **self.kwargs())
 
 
 def _stack_structure(plane: np.ndarray) -> np.ndarray:
@@ -37,6 +71,8 @@ def label_components(mask: np.ndarray, *, background: bool = False) -> tuple[np.
     """
     plane = _PLANE_4 if background else _PLANE_8
     structure = plane if mask.ndim == 2 else _stack_structure(plane)
+    from scipy import ndimage
+
     labels, count = ndimage.label(mask, structure=structure)
     return labels, int(count)
 

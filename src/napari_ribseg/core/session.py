@@ -24,7 +24,7 @@ import datetime as _dt
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,7 @@ from psygnal import Signal
 
 from napari_ribseg.core.errors import DatasetError
 from napari_ribseg.core.jobs import Job, Progress, StopFlag, run_job
-from napari_ribseg.core.postprocess import probability_to_mask
+from napari_ribseg.core.postprocess import MaskOptions
 from napari_ribseg.core.project import ReviewProject, project_dir_for
 from napari_ribseg.core.stack import FrameStatus, Stack
 from napari_ribseg.core.uncertainty import frame_uncertainty
@@ -45,36 +45,6 @@ if TYPE_CHECKING:
 
 #: Where a run may go: the frame shown, every frame, or the frames nobody has reviewed yet.
 SCOPES = ("current", "all", "unreviewed")
-
-
-@dataclass
-class MaskOptions:
-    """How probabilities become a rib mask (see :func:`~napari_ribseg.core.postprocess.probability_to_mask`)."""
-
-    threshold: float = field(
-        default=0.5,
-        metadata={"range": (0.01, 0.99), "help": "probability above which a pixel is rib"},
-    )
-    min_size: int = field(
-        default=0,
-        metadata={"range": (0, 100_000), "help": "drop rib pieces smaller than this (px)"},
-    )
-    fill_holes: bool = field(default=False, metadata={"help": "fill holes inside rib pieces"})
-    keep_largest: int = field(
-        default=0, metadata={"range": (0, 50), "help": "keep only the K largest pieces (0: all)"}
-    )
-
-    def kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``probability_to_mask`` besides the threshold."""
-        return {
-            "min_size": self.min_size,
-            "fill_holes": self.fill_holes,
-            "keep_largest": self.keep_largest,
-        }
-
-    def masks(self, prob: np.ndarray) -> np.ndarray:
-        """Rib masks (uint8 0/1) of uint8 or float probabilities."""
-        return probability_to_mask(prob, self.threshold, **self.kwargs())
 
 
 @dataclass

@@ -18,7 +18,12 @@ from scipy import ndimage
 from napari_ribseg.core.jobs import Progress, StopFlag, run_job
 from napari_ribseg.core.simulate.anatomy import LUNG_DECORRELATION, Anatomy, build_anatomy
 from napari_ribseg.core.simulate.config import SimulationConfig
-from napari_ribseg.core.simulate.display import Overlay, draw_overlay, jpeg_compress
+from napari_ribseg.core.simulate.display import (
+    Overlay,
+    VideoCodec,
+    draw_overlay,
+    jpeg_compress,
+)
 from napari_ribseg.core.simulate.geometry import ProbeGeometry, probe_geometry
 from napari_ribseg.core.simulate.psf import BeamPSF, build_psf, complex_gaussian, psf_margin
 from napari_ribseg.core.stack import Stack
@@ -186,6 +191,11 @@ class CineRenderer:
         self._b_sig = np.asarray(a.b_line_sigma)
         self._b_amp = np.asarray(a.b_line_amp)
         self._previous: np.ndarray | None = None  # persistence: the last displayed beam image
+        # An mp4 export: one codec stream per cine (a renderer renders one cine), so its first
+        # frame is a keyframe. JPEG, when set, wins: an export is one or the other.
+        self.codec: VideoCodec | None = None
+        if config.video_qp and not config.jpeg_quality:
+            self.codec = VideoCodec(config.video_qp, config.video_gop)
         self.overlay: Overlay | None = None
         self._keep_labels: np.ndarray | None = None
         # Drawn whether or not overlays are on, so switching them leaves speckle and motion alone.
@@ -291,6 +301,8 @@ class CineRenderer:
             labels = [lab * self._keep_labels for lab in labels]
         if cfg.jpeg_quality:
             image = jpeg_compress(image, cfg.jpeg_quality)
+        elif self.codec is not None:
+            image = self.codec.compress(image)
         # Scanners store 8-bit grey levels.
         image = (np.rint(np.clip(image, 0.0, 1.0) * 255.0) * np.float32(1.0 / 255.0)).astype(
             np.float32, copy=False

@@ -46,6 +46,10 @@ class SimulationConfig:
       rest is black margin, where the overlays go.
     - ``overlays``: vendor overlays (text, depth ruler, focus marker, logo), never labelled.
     - ``jpeg_quality``: 0 for none, else 8x8-block DCT quantisation at this JPEG quality (5-100).
+    - ``video_qp``: 0 for none, else an H.264-like codec at this quantiser (10-51; 4x4 blocks,
+      skipped macroblocks that freeze, deblocking), as an mp4 export compresses a cine. An export
+      is one or the other: when ``jpeg_quality`` is set it wins and the codec is off.
+    - ``video_gop``: the codec's keyframe interval in frames (1-600).
     """
 
     probe: str = "linear"
@@ -85,6 +89,8 @@ class SimulationConfig:
     image_region: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
     overlays: bool = False
     jpeg_quality: int = 0
+    video_qp: int = 0
+    video_gop: int = 30
 
     def __post_init__(self) -> None:
         if self.probe not in PROBES:
@@ -160,6 +166,14 @@ class SimulationConfig:
         if not (self.jpeg_quality == 0 or 5 <= self.jpeg_quality <= 100):
             raise ValueError(
                 f"SimulationConfig.jpeg_quality must be 0 (off) or in [5, 100]; got {self.jpeg_quality}"
+            )
+        if not (self.video_qp == 0 or 10 <= self.video_qp <= 51):
+            raise ValueError(
+                f"SimulationConfig.video_qp must be 0 (off) or in [10, 51]; got {self.video_qp}"
+            )
+        if not 1 <= self.video_gop <= 600:
+            raise ValueError(
+                f"SimulationConfig.video_gop must be in [1, 600]; got {self.video_gop}"
             )
         if not -80.0 <= self.clutter_db <= 0.0:
             raise ValueError(
@@ -266,8 +280,13 @@ def random_config(rng: np.random.Generator | int | None = None, **overrides) -> 
         "pixel_aspect": rng.uniform(1.15, 1.6) if probe != "linear" else 1.0,
         "image_region": _draw_region(rng),
         "overlays": bool(rng.random() < 0.7),
-        "jpeg_quality": int(rng.integers(40, 96)) * int(rng.random() < 0.5),
     }
+    # Half the clips are JPEG exports, a quarter H.264 (mp4) and a quarter uncompressed. The
+    # codec reuses the JPEG coin (its upper half, rescaled, is a fresh uniform) instead of a new
+    # draw, so every other field, and whatever a caller draws from ``rng`` next, keeps its value.
+    quality, coin = int(rng.integers(40, 96)), float(rng.random())
+    draw["jpeg_quality"] = quality * int(coin < 0.5)
+    draw["video_qp"] = 22 + int((coin - 0.5) * 60.0) if 0.5 <= coin < 0.75 else 0
     if probe == "linear":
         # A linear image is mostly chest wall, not lung: scanners (and users) set it darker, so it
         # shows the same grey levels as a convex scan (the real median is 22 of 255).
@@ -285,6 +304,10 @@ def random_config(rng: np.random.Generator | int | None = None, **overrides) -> 
         # its grain as fine as real scans show it.
         draw["speckle_reduction"] *= 0.5
     draw.update(overrides)
+    if overrides.get("jpeg_quality") and "video_qp" not in overrides:
+        draw["video_qp"] = 0
+    if overrides.get("video_qp") and "jpeg_quality" not in overrides:
+        draw["jpeg_quality"] = 0
     # Keep the anatomy consistent when an override moved one part of it.
     rib_depth = float(draw["rib_depth_mm"])
     if "fat_mm" not in overrides:

@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+from napari_ribseg.cli.cmd_info import add_depth_options
 from napari_ribseg.cli.cmd_predict import add_model_options, chosen_model, mask_options
 
 
@@ -21,7 +22,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="paired dataset folder")
     add_model_options(parser)
-    parser.add_argument(
+    physical = parser.add_mutually_exclusive_group()
+    physical.add_argument(
         "--spacing",
         type=float,
         nargs=2,
@@ -29,6 +31,7 @@ def register(subparsers) -> None:
         metavar=("ROW_MM", "COL_MM"),
         help="pixel spacing in mm, for HD95 in mm (default: the dataset's, else pixels)",
     )
+    add_depth_options(physical, replace=False)
     parser.add_argument("--csv", type=Path, default=None, metavar="F", help="write per-frame CSV")
     parser.add_argument(
         "--json-out", type=Path, default=None, metavar="F", help="write the full result as JSON"
@@ -92,6 +95,16 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     dataset = read_paired_dataset(args.data_dir)
+    spacing = tuple(args.spacing) if args.spacing else None
+    derived = None
+    if args.depth_mm is not None:
+        from napari_ribseg.core.region import frames_spacing_from_depth
+
+        # Before the slow predictions: a data set of several depth settings fails here.
+        derived = frames_spacing_from_depth(
+            dataset.images, dataset.groups, args.depth_mm, what=f"'{args.data_dir}'"
+        )
+        spacing = derived.spacing_mm
     loaded = load_model(chosen_model(args), device="cpu")
     options = mask_options(args)
     evaluation = evaluate_model(
@@ -101,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         postprocess=options.kwargs(),
         device=device,
         batch_size=args.batch_size,
-        spacing=tuple(args.spacing) if args.spacing else None,
+        spacing=spacing,
         on_progress=ProgressBar("evaluate"),
     )
     evaluation.extra = {
@@ -111,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
         "threshold": options.threshold,
         "postprocess": options.kwargs(),
     }
+    if derived is not None:
+        evaluation.extra["spacing_from_depth"] = derived.to_dict()
     if args.csv is not None:
         evaluation.to_csv(args.csv)
     if args.json_out is not None:
@@ -120,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(evaluation.to_dict(), allow_nan=False))
         return 0
     _print_table(evaluation)
+    if derived is not None:
+        print(f"spacing: {derived.describe()} (median clip)")
     print(
         f"{evaluation.n_frames} frames: Dice {_fmt(evaluation.mean['dice'])}, "
         f"IoU {_fmt(evaluation.mean['iou'])}, HD95 {_fmt(evaluation.mean['hd95'])} {evaluation.unit}, "

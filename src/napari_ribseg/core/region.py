@@ -20,12 +20,17 @@ or black shadows reaching its border then do not bite holes in it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import replace as replace_fields
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from napari_ribseg.core.errors import RibsegError
+
+if TYPE_CHECKING:
+    from napari_ribseg.core.stack import Stack
 
 #: Kinds of imaged region: a convex/phased ``fan``, a linear ``rect``, a convex ``hull`` that fits
 #: neither, or the ``full`` frame (nothing to crop).
@@ -113,10 +118,17 @@ class ImagedRegion:
 
     @property
     def depth_px(self) -> float:
-        """Imaging depth in pixels: the fan's radial extent, else the region's height."""
+        """Imaging depth in pixels: the fan's radial extent, else the region's centre column.
+
+        A scanner's depth runs from the probe face straight down the middle of the image. For a
+        hull (a fan the user redrew, so without fitted radii) the middle column spans inner to
+        outer arc; its bounding box would add the sag of the inner arc (~5% on a 70 degree fan).
+        """
         if self.radii is not None:
             return float(self.radii[1] - self.radii[0])
-        return float(self.bbox[2] - self.bbox[0])
+        top, left, bottom, right = self.bbox
+        rows = np.flatnonzero(self.mask[top:bottom, (left + right - 1) // 2])
+        return float(rows[-1] - rows[0] + 1) if rows.size else float(bottom - top)
 
     def polygon(self, tolerance_px: float = 1.0) -> np.ndarray:
         """Outline of the region as (K, 2) float (row, col) vertices, for a napari Shapes layer."""
@@ -413,25 +425,207 @@ def detect_imaged_region(frames: Any, *, min_fraction: float = 0.05) -> ImagedRe
     return _fit_shape(component, source)
 
 
+# --------------------------------------------------------------------------- physical size
+
+#: Imaging depths of lung scans in mm, 2 cm (linear probe) to 40 cm. Outside them the number is
+#: almost surely in another unit (16 for 16 cm), which would silently scale every mm by 10.
+DEPTH_RANGE_MM = (20.0, 400.0)
+#: Clips of one data set whose depth-derived spacings differ by more than this share were not
+#: taken at one depth setting (or the region was missed in one), so one depth cannot serve them.
+DEPTH_AGREEMENT = 0.05
+
+
+@dataclass(frozen=True)
+class DepthSpacing:
+    """A pixel spacing derived from the scanner's imaging depth and the imaged region's height.
+
+    ``spacing_mm`` is square: the depth fixes the row spacing, and exported frames have square
+    pixels. ``depth_px`` is how many pixels the depth spans; ``region`` the region's kind.
+    """
+
+    spacing_mm: tuple[float, float]
+    depth_mm: float
+    depth_px: float
+    region: str
+
+    def describe(self) -> str:
+        """One line for people: the spacing and where it came from."""
+        return (
+            f"{self.spacing_mm[0]:.4g} x {self.spacing_mm[1]:.4g} mm/pixel from "
+            f"{self.depth_mm:g} mm imaging depth over {self.depth_px:.1f} px ({self.region})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "spacing_mm": [round(v, 6) for v in self.spacing_mm],
+            "depth_mm": float(self.depth_mm),
+            "depth_px": round(self.depth_px, 2),
+            "region": self.region,
+        }
+
+
+def check_depth(depth_mm: float) -> float:
+    """``depth_mm`` as a float; :class:`RegionError` naming the problem when no scanner shows it."""
+    depth = float(depth_mm)
+    low, high = DEPTH_RANGE_MM
+    if not math.isfinite(depth) or depth <= 0:
+        raise RegionError(
+            f"imaging depth must be a positive number of millimetres (the depth the scanner "
+            f"shows, e.g. 160 for 16 cm); got {depth_mm}"
+        )
+    if not low <= depth <= high:
+        hint = f" (in cm? {depth:g} cm is {10 * depth:g} mm)" if depth < low else ""
+        raise RegionError(
+            f"imaging depth {depth:g} mm is outside the {low:g}-{high:g} mm scanners use{hint}"
+        )
+    return depth
+
+
+def _keep_recorded(existing: tuple[float, float] | None, replace: bool, what: str) -> None:
+    """Refuse to replace a spacing the file records unless the user asked for it."""
+    if existing and not replace:
+        raise RegionError(
+            f"{what} already records a pixel spacing of {float(existing[0]):.4g} x "
+            f"{float(existing[1]):.4g} mm; the imaging depth would replace it, so ask for that "
+            "explicitly (replace=True, --replace-spacing, or the widget's 'Replace the file's "
+            "spacing' box)"
+        )
+
+
+def depth_spacing(
+    region: ImagedRegion | None,
+    depth_mm: float,
+    *,
+    existing: tuple[float, float] | None = None,
+    replace: bool = False,
+    what: str = "the stack",
+) -> DepthSpacing:
+    """The pixel spacing that makes ``region``'s depth in pixels span ``depth_mm`` of tissue.
+
+    ``existing`` is the spacing the file already records: it wins unless ``replace`` is given,
+    and asking for a depth-derived one without ``replace`` raises :class:`RegionError` saying so.
+    """
+    depth = check_depth(depth_mm)
+    _keep_recorded(existing, replace, what)
+    if region is None:
+        raise RegionError(
+            f"no imaged region in {what}: the depth needs the image's height in pixels; detect "
+            "the region (detect_imaged_region) or draw it (the widget's 'imaged region' layer)"
+        )
+    pixels = region.depth_px
+    if not pixels > 0:
+        raise RegionError(
+            f"the imaged region of {what} ({region.describe()}) has no depth in pixels"
+        )
+    mm = depth / pixels
+    return DepthSpacing((mm, mm), depth, pixels, region.kind)
+
+
 def spacing_from_depth(region: ImagedRegion, depth_mm: float) -> tuple[float, float]:
     """Square pixel spacing (mm) when the region's depth in pixels spans ``depth_mm`` of tissue."""
-    if depth_mm <= 0:
-        raise RegionError(f"imaging depth must be > 0 mm; got {depth_mm}")
-    pixels = region.depth_px
-    if pixels <= 0:
-        raise RegionError("the imaged region has no depth in pixels; cannot derive a spacing")
-    mm = float(depth_mm) / pixels
-    return (mm, mm)
+    return depth_spacing(region, depth_mm).spacing_mm
+
+
+def _found_region(frames: Any, what: str) -> ImagedRegion:
+    region = detect_imaged_region(frames)
+    if region.kind == "full":
+        raise RegionError(
+            f"no imaged region was found in {what} (blank frames, or under 16 pixels); the "
+            "imaging depth needs the image's height in pixels: draw the region in the widget"
+        )
+    return region
+
+
+def stack_with_depth(
+    stack: Stack,
+    depth_mm: float,
+    region: ImagedRegion | None = None,
+    *,
+    replace: bool = False,
+) -> tuple[Stack, DepthSpacing]:
+    """``stack`` with the spacing its imaging depth gives over ``region`` (detected when ``None``).
+
+    The stack's own spacing (from the file) is kept and :class:`RegionError` raised unless
+    ``replace``; the new stack's metadata records ``spacing_source`` and ``imaging_depth_mm``.
+    """
+    what = f"'{stack.source}'" if stack.source is not None else f"stack '{stack.name}'"
+    check_depth(depth_mm)
+    _keep_recorded(stack.spacing_mm, replace, what)  # before the detection, which takes a while
+    if region is None:
+        region = _found_region(stack.frames, f"the frames of {what}")
+    elif region.shape != stack.frame_shape:
+        raise RegionError(
+            f"the imaged region is for {region.shape[0]}x{region.shape[1]} frames but {what} has "
+            f"{stack.frame_shape[0]}x{stack.frame_shape[1]} frames"
+        )
+    derived = depth_spacing(region, depth_mm, what=what)
+    metadata = {
+        **stack.metadata,
+        "spacing_source": f"imaging depth: {derived.describe()}",
+        "imaging_depth_mm": derived.depth_mm,
+    }
+    return replace_fields(stack, spacing_mm=derived.spacing_mm, metadata=metadata), derived
+
+
+def frames_spacing_from_depth(
+    images: Sequence[np.ndarray],
+    groups: Sequence[str],
+    depth_mm: float,
+    *,
+    what: str = "the data set",
+) -> DepthSpacing:
+    """One spacing for 2-D ``images`` of clips (``groups``: each image's clip) at one depth setting.
+
+    Each clip's region is detected on (up to :data:`MAX_SAMPLED_FRAMES` of) its own frames; clips
+    whose spacings differ by more than :data:`DEPTH_AGREEMENT` raise :class:`RegionError` naming
+    them, since one depth cannot serve both.
+    """
+    check_depth(depth_mm)
+    if len(images) != len(groups):
+        raise RegionError(f"{len(images)} images but {len(groups)} clip ids in {what}")
+    if not len(images):
+        raise RegionError(f"{what} has no frames to find the imaged region in")
+    members: dict[str, list[int]] = {}
+    for index, clip in enumerate(groups):
+        members.setdefault(str(clip), []).append(index)
+    derived = {}
+    for clip, indices in members.items():
+        picks = np.unique(np.linspace(0, len(indices) - 1, MAX_SAMPLED_FRAMES).round().astype(int))
+        frames = [np.asarray(images[indices[i]]) for i in picks]
+        if len({f.shape for f in frames}) > 1:
+            raise RegionError(
+                f"clip {clip} of {what} mixes frame sizes {sorted({f.shape for f in frames})}; "
+                "expected one size per clip"
+            )
+        region = _found_region(np.stack(frames), f"clip {clip} of {what}")
+        derived[clip] = depth_spacing(region, depth_mm, what=f"clip {clip} of {what}")
+    ordered = sorted(derived.items(), key=lambda item: item[1].spacing_mm[0])
+    (low_clip, low), (high_clip, high) = ordered[0], ordered[-1]
+    if high.spacing_mm[0] > (1.0 + DEPTH_AGREEMENT) * low.spacing_mm[0]:
+        raise RegionError(
+            f"one imaging depth gives different spacings in {what}: clip {low_clip} "
+            f"{low.spacing_mm[0]:.4g} mm/pixel ({low.depth_px:.0f} px deep), clip {high_clip} "
+            f"{high.spacing_mm[0]:.4g} mm/pixel ({high.depth_px:.0f} px deep); expected clips "
+            "of one depth setting: score them separately, or give the spacing itself"
+        )
+    return ordered[len(ordered) // 2][1]
 
 
 __all__ = [
+    "DEPTH_AGREEMENT",
+    "DEPTH_RANGE_MM",
     "REGION_KINDS",
+    "DepthSpacing",
     "ImagedRegion",
     "RegionError",
     "changing_pixels",
+    "check_depth",
     "content_pixels",
+    "depth_spacing",
     "detect_imaged_region",
     "fan_mask",
+    "frames_spacing_from_depth",
     "polygon_to_mask",
     "spacing_from_depth",
+    "stack_with_depth",
 ]

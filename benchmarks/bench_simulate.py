@@ -50,13 +50,19 @@ def frames_per_second(config: SimulationConfig, n: int = 120) -> tuple[float, fl
 
 def main() -> None:
     # Clean physics (no scanner chain), then the calibrated chain random_config draws (overlays,
-    # JPEG, speckle reduction, persistence), then the hard domain at its real 820 x 1124 size.
+    # JPEG or H.264, speckle reduction, persistence), then the hard domain at its real
+    # 820 x 1124 size.
     scanner = random_config(7, probe="convex", size=(256, 256), overlays=True, jpeg_quality=60)
     hard = hard_domain_config(HARD_DOMAIN_SEED)
     cases = (
         ("linear 256x256", LINEAR, 120),
         ("convex 256x256", CONVEX, 120),
         ("convex+scanner chain 256x256", scanner, 120),
+        (
+            "convex+scanner chain, H.264 QP 30 256x256",
+            scanner.replace(jpeg_quality=0, video_qp=30),
+            120,
+        ),
         ("hard domain 820x1124", hard, 12),
     )
     for name, config, n in cases:

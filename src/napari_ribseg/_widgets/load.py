@@ -91,6 +91,10 @@ class LoadSection(QWidget):
         form.addRow("Frames:", self.frames_label)
         form.addRow("Size:", self.size_label)
         form.addRow("Spacing:", self.spacing_label)
+        from napari_ribseg._widgets.region import DepthControl
+
+        self.depth_control = DepthControl(session)
+        form.addRow("Imaging depth:", self.depth_control)
         form.addRow("Frame rate:", self.rate_label)
         form.addRow("Source:", self.source_label)
         form.addRow("Review:", self.project_label)
@@ -154,6 +158,7 @@ class LoadSection(QWidget):
         self.sample_convex_btn.clicked.connect(lambda: self.load_sample("convex"))
         session.image_bound.connect(self._show_summary)
         session.saved.connect(lambda msg: self._show_summary(False))
+        self.depth_control.applied.connect(lambda derived: self._show_summary(False))
 
     # -- dialogs (never on a test path: tests call load()) ---------------------------------------
     def _start_folder(self) -> str:
@@ -325,15 +330,21 @@ class LoadSection(QWidget):
             return
         meta = layer.metadata if isinstance(layer.metadata, dict) else {}
         n, (h, w) = s.project.n_frames, s.project.frame_shape
+        # The layer's scale is what the viewer measures with (the file's spacing, or one the
+        # imaging depth gave); the metadata only says what the file recorded.
         spacing = meta.get("spacing_mm")
-        if not spacing and tuple(layer.scale[-2:]) != (1.0, 1.0):
+        if tuple(layer.scale[-2:]) != (1.0, 1.0):
             spacing = [float(v) for v in layer.scale[-2:]]
         self.frames_label.setText(str(n))
         size = f"{h} x {w} pixels"
         if spacing:
             size += f" ({h * spacing[0]:.1f} x {w * spacing[1]:.1f} mm)"
         self.size_label.setText(size)
-        self.spacing_label.setText(_fmt_spacing(tuple(spacing) if spacing else None))
+        spacing_text = _fmt_spacing(tuple(spacing) if spacing else None)
+        derived = meta.get("spacing_from_depth")
+        if derived and spacing and abs(derived["spacing_mm"][0] - spacing[0]) < 1e-5 * spacing[0]:
+            spacing_text += f" (from {derived['depth_mm']:g} mm depth)"
+        self.spacing_label.setText(spacing_text)
         rate = meta.get("frame_rate")
         self.rate_label.setText(f"{rate:.1f} frames/s" if rate else "unknown")
         source = source_of(layer)

@@ -2,7 +2,10 @@
 
 The core finds the region (:func:`~napari_ribseg.core.region.detect_imaged_region`); this module
 only draws it as a polygon the user can move or reshape and turns that polygon back into an
-:class:`~napari_ribseg.core.region.ImagedRegion` when the model runs.
+:class:`~napari_ribseg.core.region.ImagedRegion` when the model runs. :class:`DepthControl` turns
+the scanner's imaging depth into a pixel spacing over that region
+(:func:`~napari_ribseg.core.region.depth_spacing`, which also keeps a spacing the file records) and
+puts it on the layers' scale.
 """
 
 from __future__ import annotations
@@ -10,11 +13,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QCheckBox, QDoubleSpinBox, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
-from napari_ribseg.core.region import ImagedRegion, detect_imaged_region
+from napari_ribseg.core.errors import RibsegError
+from napari_ribseg.core.region import (
+    DEPTH_RANGE_MM,
+    DepthSpacing,
+    ImagedRegion,
+    depth_spacing,
+    detect_imaged_region,
+)
 
 if TYPE_CHECKING:
     from napari.layers import Image, Shapes
+
+    from napari_ribseg._widgets._session import ReviewSession
 
 #: Name of the Shapes layer that holds the imaged region.
 REGION_LAYER = "imaged region"
@@ -71,3 +85,85 @@ def region_for(viewer: Any, frame_shape: tuple[int, int]) -> ImagedRegion | None
     if layer is None or tuple(layer.metadata.get("frame_shape", ())) != tuple(frame_shape):
         return None
     return region_from_layer(layer, frame_shape)
+
+
+class DepthControl(QWidget):
+    """ "Imaging depth (mm)": the depth the scanner shows gives the pixel spacing of the stack."""
+
+    #: The layers got a spacing from the depth; argument: the :class:`DepthSpacing`.
+    applied = Signal(object)
+
+    def __init__(self, session: ReviewSession, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.depth_spin = QDoubleSpinBox()
+        self.depth_spin.setRange(0.0, DEPTH_RANGE_MM[1])
+        self.depth_spin.setDecimals(1)
+        self.depth_spin.setSingleStep(10.0)
+        self.depth_spin.setSuffix(" mm")
+        self.depth_spin.setSpecialValueText("unknown")  # shown at 0, the default
+        self.depth_spin.setToolTip(
+            "The imaging depth the scanner prints on screen (160 mm for 16 cm). With Apply, the "
+            "pixel spacing becomes depth / height of the imaged region (as you left its outline), "
+            "for exports that record none (PNG, JPEG, video)"
+        )
+        self.apply_btn = QPushButton("Apply")
+        self.apply_btn.setToolTip("Set the stack's pixel spacing from the imaging depth")
+        self.replace_box = QCheckBox("Replace the file's spacing")
+        self.replace_box.setToolTip(
+            "A spacing the file records (DICOM, TIFF) is kept unless this is ticked"
+        )
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.depth_spin, 1)
+        row.addWidget(self.apply_btn)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+        layout.addWidget(self.replace_box)
+        self.apply_btn.clicked.connect(lambda: self.apply_depth())
+
+    def apply_depth(self, depth_mm: float | None = None) -> DepthSpacing | None:
+        """Give the stack under review the spacing of ``depth_mm`` (default: the spin box's)."""
+        from napari_ribseg._widgets._session import notify_error
+
+        if depth_mm is not None:
+            self.depth_spin.setValue(float(depth_mm))
+        depth = float(self.depth_spin.value())
+        image = self.session.image_layer
+        if image is None:
+            notify_error("Load a stack first: the imaging depth applies to the stack under review.")
+            return None
+        if depth == 0.0:
+            notify_error("Enter the imaging depth the scanner shows (e.g. 160 mm for 16 cm).")
+            return None
+        frame_shape = tuple(int(v) for v in image.data.shape[-2:])
+        meta = image.metadata if isinstance(image.metadata, dict) else {}
+        try:
+            derived = depth_spacing(
+                region_for(self.session.viewer, frame_shape),
+                depth,
+                existing=meta.get("spacing_mm"),
+                replace=self.replace_box.isChecked(),
+                what=f"'{image.name}'",
+            )
+        except RibsegError as exc:
+            notify_error(f"Could not set the spacing from the imaging depth: {exc}")
+            return None
+        meta["spacing_from_depth"] = derived.to_dict()
+        self._scale_layers(image, derived.spacing_mm)
+        self.applied.emit(derived)
+        return derived
+
+    def _scale_layers(self, image: Image, spacing: tuple[float, float]) -> None:
+        """Put ``spacing`` on the scale of the stack's image, labels, probability and region."""
+        s = self.session
+        stack_layers = [image, s.labels_layer, s.prob_layer]
+        for layer in (x for x in stack_layers if x is not None and x in s.viewer.layers):
+            layer.scale = (*tuple(layer.scale)[:-2], *spacing)
+            layer.units = ("pixel",) * (layer.ndim - 2) + ("mm", "mm")
+        region = region_layer(s.viewer)
+        if region is not None:
+            region.scale = tuple(spacing)
+            region.units = ("mm", "mm")
+        s.viewer.reset_view()

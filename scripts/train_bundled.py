@@ -109,6 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="compact")
     p.add_argument("--clips", type=int, default=48, help="simulated training clips")
     p.add_argument("--frames", type=int, default=8, help="frames per clip")
+    p.add_argument(
+        "--linear-clips",
+        type=int,
+        default=0,
+        help="extra linear-probe clips on top of --clips (random_config draws 25%% linear)",
+    )
+    p.add_argument("--loss", default="dice_bce", help="training loss (see core/training/losses)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
     p.add_argument("--test-clips", type=int, default=16)
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -149,9 +157,30 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     from napari_ribseg.core.simulate import hard_domain_set
 
-    if args.train_seed < 0 or args.train_seed + args.clips > TEST_SEED:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.train_seed < 0 or args.train_seed + args.clips + args.linear_clips > TEST_SEED:
         p.error(f"--train-seed: clips must stay below the test seeds ({TEST_SEED})")
     train = simulated_set(args.clips, args.frames, args.train_seed, TRAIN_SIZES)
+    if args.linear_clips:
+        # Linear frames are the weak class (thick ribs, long horizontal pleura): extra clips of
+        # them, seeded after the random ones so no seed repeats.
+        linear = simulated_set(
+            args.linear_clips,
+            args.frames,
+            args.train_seed + args.clips,
+            TRAIN_SIZES,
+            probe="linear",
+        )
+        from napari_ribseg.core.training import TrainingSet
+
+        train = TrainingSet(
+            images=train.images + linear.images,
+            masks=train.masks + linear.masks,
+            groups=train.groups + linear.groups,
+            ids=train.ids + linear.ids,
+            source=f"{train.source} + linear {linear.source}",
+        )
     test = simulated_set(args.test_clips, 4, TEST_SEED)
     hard = hard_domain_set(args.hard_clips, 2)
     log(
@@ -168,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             optimizer="adam",
             schedule="cosine",
-            loss="dice_bce",
+            loss=args.loss,
             augment=args.augment,
             val_share=0.15,
             # A fixed schedule: the test sets judge the result, and the final weights are kept
@@ -199,9 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         source = "synthetic salient-object pre-training (scikit-image photographs, not XPIE)"
         card.description = (
             f"{variant} {args.preset} trained on simulated lung ultrasound (napari-ribseg simulator: "
-            f"{args.clips} clips x {args.frames} frames calibrated to the fingerprint of real convex "
+            f"{args.clips} clips"
+            + (f" + {args.linear_clips} linear clips" if args.linear_clips else "")
+            + f" x {args.frames} frames calibrated to the fingerprint of real convex "
             f"scans: convex, phased and linear probes, frame sizes {list(TRAIN_SIZES)}, dark grey "
-            f"maps, shadow clutter, overlays, JPEG; augmentation {args.augment}). "
+            f"maps, shadow clutter, overlays, JPEG; augmentation {args.augment}, loss {args.loss}). "
             + (
                 "Continued from the previous bundled model, whose start was: "
                 if args.init == "bundled"

@@ -413,3 +413,33 @@ def test_phased_array_is_a_narrow_sector_from_a_small_apex():
     # The sector starts narrow: its first rows are a small share of the width.
     assert cine.fan[top_row : top_row + 3].sum(axis=1).max() < 0.3 * cine.fan.shape[1]
     assert cine.rib.any() and not cine.rib[0][~cine.fan].any()
+
+
+def test_render_rows_keeps_the_rib_band_and_grain_share_of_a_large_export():
+    """A large export is a ~320-row scanner image interpolated up: the rib band keeps its share
+    of the frame height (real 820x1124 scans: 0.018 [0.0135-0.0234]); rendered at full size it
+    was half that. Frames no taller than render_rows come out byte-identical."""
+    base = random_config(
+        5, probe="convex", size=(480, 660), overlays=False, jpeg_quality=0, video_qp=0
+    )
+
+    def band(config):
+        cine = simulate_cine(1, config, seed=5)
+        rib = cine.rib[0]
+        cols = rib.any(axis=0).sum()
+        return rib.sum() / max(cols, 1) / rib.shape[0], cine
+
+    full, full_cine = band(base.replace(render_rows=0))
+    scanner, cine = band(base.replace(render_rows=160))
+    assert cine.frames.shape == full_cine.frames.shape == (1, 480, 660)
+    assert cine.spacing_mm == full_cine.spacing_mm
+    assert scanner > 1.6 * full  # thin at full size, as thick as at 160 rows when scaled up
+    assert 0.012 < scanner < 0.03
+    # The fan edge is the output geometry's: nothing outside it, labels inside it.
+    assert not cine.frames[0][~cine.fan].any() and not cine.rib[0][~cine.fan].any()
+    small = random_config(5, probe="convex", size=(128, 160))
+    a = simulate_cine(2, small.replace(render_rows=0), seed=1)
+    b = simulate_cine(2, small.replace(render_rows=128), seed=1)
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.rib, b.rib)
+    with pytest.raises(ValueError, match="render_rows"):
+        SimulationConfig(render_rows=10)

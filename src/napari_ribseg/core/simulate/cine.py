@@ -125,10 +125,23 @@ class CineRenderer:
     def __init__(self, config: SimulationConfig, rng: np.random.Generator) -> None:
         self.config = config
         self.rng = rng
+        #: The output frame's geometry (shape, fan, spacing, overlays).
         self.geometry: ProbeGeometry = probe_geometry(config)
-        grid = self.geometry.grid
-        self.margin = psf_margin(config, grid)
-        self.psf: BeamPSF = build_psf(config, grid, self.margin)
+        #: The geometry the beam image is rendered on: the frame's own, or with ``render_rows`` a
+        #: smaller frame of the same shape whose image is interpolated up to the output.
+        self._render = config
+        height, width = config.size
+        if config.render_rows and height > config.render_rows:
+            scale = config.render_rows / height
+            self._render = config.replace(
+                size=(config.render_rows, max(16, int(round(width * scale)))), render_rows=0
+            )
+        self._render_geometry = (
+            self.geometry if self._render is config else probe_geometry(self._render)
+        )
+        grid = self._render_geometry.grid
+        self.margin = psf_margin(self._render, grid)
+        self.psf: BeamPSF = build_psf(self._render, grid, self.margin)
         mr, mc = self.margin
         lateral_mm = 3 * config.jitter_mm + config.breathing_mm + config.sliding_mm + 1.0
         axial_mm = 1.5 * config.jitter_mm + 0.4 * config.breathing_mm + 0.5
@@ -229,8 +242,28 @@ class CineRenderer:
             image = np.float32(cfg.grey_floor) + np.float32(1.0 - cfg.grey_floor) * image
         return image.astype(np.float32, copy=False)
 
+    def _upsample(self, image: np.ndarray, labels: list[np.ndarray]):
+        """Interpolate a ``render_rows`` image (bilinear) and its labels (bilinear, then >= 0.5) up
+        to the output frame; the output geometry's fan cuts both, so the edge stays where it is."""
+        out_shape = self.geometry.output_shape
+        factors = (out_shape[0] / image.shape[0], out_shape[1] / image.shape[1])
+
+        def up(a: np.ndarray) -> np.ndarray:
+            big = ndimage.zoom(
+                a.astype(np.float32, copy=False), factors, order=1, mode="nearest", grid_mode=True
+            )
+            return big[: out_shape[0], : out_shape[1]]
+
+        image = up(image)
+        labels = [(up(lab) >= 0.5).astype(np.uint8) for lab in labels]
+        conv = self.geometry.converter
+        if conv is not None:
+            image = image * conv.inside
+            labels = [lab * conv.inside for lab in labels]
+        return image.astype(np.float32, copy=False), labels
+
     def _indices(self, shift_x_mm: float, ramp_x_mm: float, shift_z_mm: float) -> np.ndarray:
-        grid = self.geometry.grid
+        grid = self._render_geometry.grid
         a = self.anatomy
         ax = np.rint(shift_z_mm * self._ramp / grid.dr_mm).astype(np.intp)
         lat = np.rint((shift_x_mm + ramp_x_mm * self._ramp) / grid.ds_mm).astype(np.intp)
@@ -240,7 +273,7 @@ class CineRenderer:
 
     def render(self, motion: _Motion, i: int, *, want_envelope: bool = False):
         """Render frame ``i``: (image, rib, pleura, shadow, envelope-or-None) on the output grid."""
-        grid = self.geometry.grid
+        grid = self._render_geometry.grid
         mr, mc = self.margin
         flat = self._flat
         shift_z = motion.jitter_z[i] + motion.breath_z[i]
@@ -292,10 +325,12 @@ class CineRenderer:
 
         core = idx[mr : mr + grid.n_rows, mc : mc + grid.n_cols]
         labels = [np.take(flat[name], core) for name in ("rib", "pleura", "shadow")]
-        conv = self.geometry.converter
+        conv = self._render_geometry.converter
         if conv is not None:
             image = conv.image(image)
             labels = [conv.labels(lab) for lab in labels]
+        if self._render_geometry is not self.geometry:
+            image, labels = self._upsample(image, labels)
         if self.overlay is not None:
             image = self.overlay.apply(image)
             labels = [lab * self._keep_labels for lab in labels]
@@ -345,7 +380,7 @@ def simulate_cine_job(
     conv = renderer.geometry.converter
     fan = np.ones((height, width), dtype=bool) if conv is None else conv.inside.copy()
     a = renderer.anatomy
-    grid = renderer.geometry.grid
+    grid = renderer._render_geometry.grid
     metadata = {
         "simulated": True,
         "seed": int(seed),

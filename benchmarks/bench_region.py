@@ -103,6 +103,7 @@ def main() -> None:
             region = detect_imaged_region(frames)
             ms = 1000.0 * (time.perf_counter() - start)
             truth = ImagedRegion.from_mask(fan, kind="hull", source="user")
+            visible = ImagedRegion.from_mask(region.mask, kind="hull", source="user")
             union = np.count_nonzero(region.mask | fan)
             rib_total = np.count_nonzero(rib)
             rib_out = np.count_nonzero(rib[:, ~region.mask]) / rib_total if rib_total else 0.0
@@ -110,7 +111,7 @@ def main() -> None:
                 {
                     "iou": np.count_nonzero(region.mask & fan) / union,
                     "rib_out": rib_out,
-                    "depth": abs(region.depth_px / truth.depth_px - 1.0),
+                    "depth": abs(visible.depth_px / truth.depth_px - 1.0),
                     "ms": ms,
                     "kind": region.kind,
                 }

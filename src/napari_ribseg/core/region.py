@@ -41,10 +41,23 @@ MAX_SAMPLED_FRAMES = 32
 CHANGING_SHARE = 0.25
 #: Grey-level step (of 1.0) that counts as a change; above 8-bit rounding and codec flicker.
 CHANGE_TOLERANCE = 2.5 / 255.0
-#: Grey level above which a median-filtered pixel counts as image on a single frame.
-CONTENT_LEVEL = 6.0 / 255.0
+#: Grey level (of 1.0) above the margin's black at which a time-averaged, median-filtered pixel
+#: counts as image: scanners lift the weakest echo inside the image (5-30 of 255 measured on
+#: simulated and real exports) while margins stay black, so static deep lung and shadows count.
+CONTENT_LEVEL = 2.5 / 255.0
+#: A pixel that is exactly static over the cine (range within this) and at least OVERLAY_LEVEL
+#: bright is an overlay (text, ruler, marker, logo): no echo stays bright and bit-identical.
+STATIC_RANGE = 1.5 / 255.0
+OVERLAY_LEVEL = 0.25
+#: The margin's black is measured on the frame's static border, but no darker-than-image margin is
+#: brighter than this: a border above it is image (a frame-filling linear scan), not margin.
+MARGIN_BLACK_MAX = 8.0 / 255.0
 #: The fitted fan (or rectangle) replaces the hull when their IoU is at least this.
 FIT_IOU = 0.9
+#: Column widths (in rows) tried for a fan: exports resized to another aspect ratio stretch it.
+COL_SCALES = tuple(round(0.6 + 0.05 * i, 2) for i in range(23))
+#: The column scale is searched on the component subsampled to at most this many pixels a side.
+FIT_GRID = 192
 
 
 class RegionError(RibsegError):
@@ -254,13 +267,52 @@ def changing_pixels(frames: np.ndarray) -> np.ndarray:
     return steps.mean(axis=0) >= CHANGING_SHARE
 
 
-def content_pixels(frame: np.ndarray) -> np.ndarray:
-    """Non-black pixels of one frame after a median filter (speckle holes fill, dots vanish)."""
+def _level(frame: np.ndarray) -> np.ndarray:
+    """A frame (or a cine's mean) median-filtered as 8-bit: speckle holes fill, strokes vanish."""
     import cv2
 
-    img = np.clip(np.asarray(frame, dtype=np.float32) * 255.0, 0, 255).astype(np.uint8)
-    k = _odd(min(img.shape) / 100)
-    return cv2.medianBlur(img, k) > CONTENT_LEVEL * 255.0
+    img = np.clip(np.asarray(frame, dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return cv2.medianBlur(img, _odd(min(img.shape) / 100)).astype(np.float32) / 255.0
+
+
+def _margin_black(level: np.ndarray, static: np.ndarray | None = None) -> float:
+    """The margin's grey: median of the frame's (static) 2-pixel border, at most MARGIN_BLACK_MAX."""
+    ring = np.zeros(level.shape, bool)
+    ring[:2], ring[-2:], ring[:, :2], ring[:, -2:] = True, True, True, True
+    if static is not None and (ring & static).any():
+        ring &= static
+    return min(float(np.median(level[ring])), MARGIN_BLACK_MAX)
+
+
+def content_pixels(frame: np.ndarray, static: np.ndarray | None = None) -> np.ndarray:
+    """Pixels of one frame (or a cine's mean) lifted above the margin's black, median-filtered.
+
+    ``static`` (optional, bool (H, W)) marks pixels that do not change over the cine: the margin's
+    black is measured on the static part of the frame's border.
+    """
+    level = _level(frame)
+    return level > _margin_black(level, static) + CONTENT_LEVEL
+
+
+def overlay_pixels(frames: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
+    """Static overlays of a cine and the static pixels around them (their JPEG ringing).
+
+    Overlays are bright and bit-identical in every frame; the codec's ringing around them is
+    static too, a few grey levels over black within a block (8 px), so static pixels that close to
+    an overlay go with it. A frozen cine (nothing moves) has no overlays to tell apart: none.
+    """
+    import cv2
+
+    sample = _sample(frames)
+    still = (sample.max(axis=0) - sample.min(axis=0)) <= STATIC_RANGE
+    if sample.shape[0] < 2 or still.all():
+        return np.zeros(sample.shape[1:], bool)
+    mean = sample.mean(axis=0) if mean is None else mean
+    overlay = (still & (mean >= OVERLAY_LEVEL)).astype(np.uint8)
+    if not overlay.any():
+        return overlay.astype(bool)
+    ring = cv2.getStructuringElement(cv2.MORPH_RECT, (17, 17))
+    return still & cv2.dilate(overlay, ring).astype(bool)
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -298,15 +350,16 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return np.count_nonzero(a & b) / union if union else 1.0
 
 
-def fan_mask(
-    shape: tuple[int, int],
+def _sector(
+    rows: np.ndarray,
+    cols: np.ndarray,
     apex: tuple[float, float],
     angles_deg: tuple[float, float],
     radii: tuple[float, float],
+    col_scale: float = 1.0,
 ) -> np.ndarray:
-    """Boolean (H, W) mask of a sector: apex (row, col), angles from straight down, radii in px."""
-    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
-    dr, dc = rows - apex[0], cols - apex[1]
+    """Which of the (broadcast) pixel coordinates lie inside the sector (see :func:`fan_mask`)."""
+    dr, dc = rows - apex[0], (cols - apex[1]) * col_scale
     dist = np.hypot(dr, dc)
     theta = np.degrees(np.arctan2(dc, dr))
     return (
@@ -316,6 +369,24 @@ def fan_mask(
         & (theta <= angles_deg[1])
         & (dr > 0)
     )
+
+
+def fan_mask(
+    shape: tuple[int, int],
+    apex: tuple[float, float],
+    angles_deg: tuple[float, float],
+    radii: tuple[float, float],
+    *,
+    col_scale: float = 1.0,
+) -> np.ndarray:
+    """Boolean (H, W) mask of a sector: apex (row, col), angles from straight down, radii in px.
+
+    ``col_scale`` is the width of a column in rows (a frame stretched to another aspect ratio):
+    angles and radii are then measured with columns scaled by it, and the arcs are ellipses.
+    """
+    rows = np.arange(shape[0], dtype=np.float32)[:, None]
+    cols = np.arange(shape[1], dtype=np.float32)[None, :]
+    return _sector(rows, cols, apex, angles_deg, radii, col_scale)
 
 
 def _edge_line(rows: np.ndarray, cols: np.ndarray) -> tuple[float, float] | None:
@@ -338,8 +409,32 @@ def _robust_box(component: np.ndarray) -> tuple[int, int, int, int]:
     return int(r[0]), int(c[0]), int(r[-1]) + 1, int(c[-1]) + 1
 
 
-def _fit_fan(component: np.ndarray) -> tuple[tuple, tuple, tuple] | None:
-    """Apex, angles and radii of a sector fitted to a component's side edges, or ``None``."""
+def _sector_radii(
+    rr: np.ndarray, cc: np.ndarray, apex: tuple[float, float], slopes: tuple[float, float], k: float
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Angles and (inner, outer) radii of the sector through pixels (rr, cc), columns scaled by k."""
+    angles = (math.degrees(math.atan(k * slopes[0])), math.degrees(math.atan(k * slopes[1])))
+    dr, dc = rr - apex[0], (cc - apex[1]) * k
+    dist = np.hypot(dr, dc)
+    theta = np.degrees(np.arctan2(dc, dr))
+    # Radii per angle bin, each the median over the bins of their nearest and deepest pixels: an
+    # overlay stuck to an arc in a few bins, or a slightly misplaced apex, does not stretch the
+    # whole fan (the detected pixels outside the sector are kept by the caller).
+    bins = np.clip(((theta - angles[0]) / (angles[1] - angles[0]) * 24).astype(int), 0, 23)
+    outer = np.full(24, -np.inf)
+    inner = np.full(24, np.inf)
+    np.maximum.at(outer, bins, dist)
+    np.minimum.at(inner, bins, dist)
+    seen = np.isfinite(outer)
+    return angles, (float(np.median(inner[seen])), float(np.median(outer[seen])))
+
+
+def _fit_fan(component: np.ndarray) -> tuple[tuple, tuple, tuple, float] | None:
+    """Apex, angles, radii and column scale of a sector fitted to a component, or ``None``.
+
+    The side edges give the apex (lines stay lines on a stretched frame); the column scale (see
+    :func:`fan_mask`) is the one, of :data:`COL_SCALES`, whose sector overlaps the component best.
+    """
     h, w = component.shape
     rows = np.flatnonzero(component.any(axis=1))
     if rows.size < 16:
@@ -363,19 +458,25 @@ def _fit_fan(component: np.ndarray) -> tuple[tuple, tuple, tuple] | None:
     (a1, b1), (a2, b2) = line_l, line_r
     apex_row = (b1 - b2) / (a2 - a1)
     apex = (apex_row, a1 * apex_row + b1)
-    angles = (math.degrees(math.atan(a1)), math.degrees(math.atan(a2)))
+    # Search the column scale on a subsampled grid (<= FIT_GRID px a side): the same answer, fast.
+    step = max(1, math.ceil(max(h, w) / FIT_GRID))
+    small = component[::step, ::step]
+    grid_r = np.arange(0, h, step, dtype=np.float32)[:, None]
+    grid_c = np.arange(0, w, step, dtype=np.float32)[None, :]
+    rr, cc = np.nonzero(small)
+    rr, cc = rr.astype(np.float64) * step, cc.astype(np.float64) * step
+    best, best_iou = 1.0, -1.0
+    for k in COL_SCALES:
+        angles, radii = _sector_radii(rr, cc, apex, (a1, a2), float(k))
+        iou = _iou(_sector(grid_r, grid_c, apex, angles, radii, float(k)), small)
+        # A stretched fan must beat the square-pixel one clearly: noise does not stretch it.
+        if iou > best_iou + (0.005 if k != 1.0 else 0.0) or (k == 1.0 and iou >= best_iou - 0.005):
+            best, best_iou = float(k), iou
     rr, cc = np.nonzero(component)
-    dist = np.hypot(rr - apex[0], cc - apex[1])
-    theta = np.degrees(np.arctan2(cc - apex[1], rr - apex[0]))
-    # Radii per angle bin: the outer one is the median of the bins' deepest pixels, so an overlay
-    # stuck to the bottom arc in a few bins does not stretch the whole fan.
-    bins = np.clip(((theta - angles[0]) / (angles[1] - angles[0]) * 24).astype(int), 0, 23)
-    outer = np.full(24, np.nan)
-    inner = np.full(24, np.nan)
-    for b in np.unique(bins):
-        d = dist[bins == b]
-        outer[b], inner[b] = d.max(), d.min()
-    return apex, angles, (float(np.nanmin(inner)), float(np.nanmedian(outer)))
+    angles, radii = _sector_radii(
+        rr.astype(np.float64), cc.astype(np.float64), apex, (a1, a2), best
+    )
+    return apex, angles, radii, best
 
 
 def _fit_shape(component: np.ndarray, source: str) -> ImagedRegion:
@@ -387,11 +488,14 @@ def _fit_shape(component: np.ndarray, source: str) -> ImagedRegion:
         return ImagedRegion(box, (top, left, bottom, right), kind="rect", source=source)
     fit = _fit_fan(component)
     if fit is not None:
-        apex, angles, radii = fit
-        fan = fan_mask(component.shape, apex, angles, radii)
+        apex, angles, radii, col_scale = fit
+        fan = fan_mask(component.shape, apex, angles, radii, col_scale=col_scale)
         if fan.any() and _iou(fan, component) >= FIT_IOU:
-            fitted = ImagedRegion.from_mask(fan, kind="fan", source=source)
+            # The fitted sector smooths the outline; image pixels it leaves out (a rib at the
+            # fan's top corner, an arc that is not quite circular) stay in: never cut the image.
+            fitted = ImagedRegion.from_mask(fan | component, kind="fan", source=source)
             fitted.apex, fitted.angles_deg, fitted.radii = apex, angles, radii
+            fitted.extra["col_scale"] = col_scale
             return fitted
     return ImagedRegion.from_mask(_hull(component), kind="hull", source=source)
 
@@ -415,10 +519,15 @@ def detect_imaged_region(frames: Any, *, min_fraction: float = 0.05) -> ImagedRe
         return ImagedRegion.full(shape)
     sample = _sample(frames)
     moving = changing_pixels(sample)
-    if moving.mean() >= min_fraction:
-        mask, source = moving, "variance"
-    else:
-        mask, source = content_pixels(sample.max(axis=0)), "intensity"
+    # Image = what moves, or what is lifted above the margin's black over the cine: the deep
+    # lung of a dark scan, a shadow or a frame under strong persistence is image that barely
+    # changes, yet the scanner shows it a few grey levels above the black margin.
+    mean = sample.mean(axis=0)
+    content = content_pixels(mean, ~moving)
+    source = "variance" if moving.mean() >= min_fraction else "intensity"
+    mask = content | moving if source == "variance" else content
+    if sample.shape[0] > 1:
+        mask &= ~overlay_pixels(sample, mean)
     component = _largest_component(mask)
     if component.mean() < min_fraction:
         return ImagedRegion.full(shape)
@@ -621,6 +730,7 @@ __all__ = [
     "changing_pixels",
     "check_depth",
     "content_pixels",
+    "overlay_pixels",
     "depth_spacing",
     "detect_imaged_region",
     "fan_mask",

@@ -294,12 +294,25 @@ def content_pixels(frame: np.ndarray, static: np.ndarray | None = None) -> np.nd
     return level > _margin_black(level, static) + CONTENT_LEVEL
 
 
-def overlay_pixels(frames: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
-    """Static overlays of a cine and the static pixels around them (their JPEG ringing).
+def _blocks(mask: np.ndarray, size: int = 8) -> np.ndarray:
+    """Pixels of the aligned ``size`` x ``size`` blocks (a codec's) that hold any ``mask`` pixel."""
+    h, w = mask.shape
+    ph, pw = -h % size, -w % size
+    padded = np.pad(mask, ((0, ph), (0, pw)))
+    hit = padded.reshape((h + ph) // size, size, (w + pw) // size, size).any(axis=(1, 3))
+    return np.repeat(np.repeat(hit, size, axis=0), size, axis=1)[:h, :w]
 
-    Overlays are bright and bit-identical in every frame; the codec's ringing around them is
-    static too, a few grey levels over black within a block (8 px), so static pixels that close to
-    an overlay go with it. A frozen cine (nothing moves) has no overlays to tell apart: none.
+
+def overlay_pixels(
+    frames: np.ndarray, mean: np.ndarray | None = None, black: float | None = None
+) -> np.ndarray:
+    """Static overlays drawn on black (margin text, ruler, marker) and their codec ringing.
+
+    An overlay pixel is bit-identical in every frame, bright, and has the margin's black within
+    a few pixels (strokes on a black background). A frozen bright echo (an H.264 block skipped
+    until the next keyframe) is static and bright too, but sits among image greys, above black:
+    it is not taken. The codec's ringing is dim and static within the overlay's 8x8 blocks and
+    goes with it. A frozen cine (nothing moves) has no overlays to tell apart: none.
     """
     import cv2
 
@@ -308,11 +321,21 @@ def overlay_pixels(frames: np.ndarray, mean: np.ndarray | None = None) -> np.nda
     if sample.shape[0] < 2 or still.all():
         return np.zeros(sample.shape[1:], bool)
     mean = sample.mean(axis=0) if mean is None else mean
-    overlay = (still & (mean >= OVERLAY_LEVEL)).astype(np.uint8)
-    if not overlay.any():
-        return overlay.astype(bool)
-    ring = cv2.getStructuringElement(cv2.MORPH_RECT, (17, 17))
-    return still & cv2.dilate(overlay, ring).astype(bool)
+    if black is None:
+        black = _margin_black(_level(mean), still)
+    bright = still & (mean >= OVERLAY_LEVEL)
+    if not bright.any():
+        return bright
+    # Overlay strokes are drawn ~min(H, W) / 300 px wide (as scanners scale their fonts): thin
+    # enough for an opening twice as wide to remove them, with black beside them. A frozen
+    # band of bright echo is wider, and its thin bright specks have image greys around them.
+    stroke = max(1, round(min(mean.shape) / 300))
+    window = np.ones((4 * stroke + 1, 4 * stroke + 1), np.uint8)
+    thick = cv2.morphologyEx(bright.astype(np.uint8), cv2.MORPH_OPEN, window).astype(bool)
+    darkest = cv2.erode(mean.astype(np.float32), window)
+    overlay = bright & ~thick & (darkest <= black + CONTENT_LEVEL)
+    ringing = still & (mean < OVERLAY_LEVEL) & _blocks(overlay)
+    return overlay | ringing
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -322,16 +345,19 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     h, w = mask.shape
     m = mask.astype(np.uint8)
     close = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_odd(min(h, w) / 40),) * 2)
-    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, close)
+    closed = cv2.morphologyEx(m, cv2.MORPH_CLOSE, close)
     # Text strokes, ruler ticks and marker lines are a few pixels wide: an opening a little wider
-    # removes them (or cuts them off the image), and the shape fit below restores the edges.
+    # removes them (or cuts them off the image).
     opening = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (max(5, _odd(min(h, w) / 30)),) * 2)
-    m = cv2.morphologyEx(m, cv2.MORPH_OPEN, opening)
+    m = cv2.morphologyEx(closed, cv2.MORPH_OPEN, opening)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
     if n <= 1:
         return np.zeros_like(mask, bool)
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return labels == largest
+    # The opening also shaved the image's own edges and a phased fan's narrow tip, where ribs
+    # can lie: give back the pixels it took within its reach of the kept component.
+    kept = (labels == largest).astype(np.uint8)
+    return (cv2.dilate(kept, opening) & closed).astype(bool)
 
 
 def _hull(mask: np.ndarray) -> np.ndarray:

@@ -9,7 +9,9 @@ pixels) each cine scores:
 * ``IoU``: of the detected region's mask with the true imaged pixels;
 * ``rib out``: share of the cine's rib-label pixels outside the detected region (what the default
   ``--region auto`` would zero): must be ~0;
-* ``depth err``: ``|detected depth_px / true depth_px - 1|`` (what the imaging-depth spacing uses).
+* ``depth err``: ``|detected / true - 1|`` of the region's visible depth, its middle column's
+  height (a fitted fan's ``depth_px`` extends a cut-off arc: ``bench_depth_spacing.py`` scores
+  that against the true spacing).
 
 Per row: median, 10th percentile and worst IoU; median, 90th percentile and worst rib-out and
 depth error; how many cines are within 5% depth; the kinds found; and the detection's time per

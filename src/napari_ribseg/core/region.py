@@ -6,12 +6,15 @@ Kitware's ``itk-pocus`` do, in two steps:
 
 1. Which pixels are image? On a cine, the pixels that change over time (speckle moves, overlays are
    static): the share of frame-to-frame differences above a small tolerance, as sonocrop counts
-   changing values per pixel. On a single frame (or a frozen cine) the intensity structure instead:
-   non-black after a median filter, with thin strokes (text, ruler ticks) opened away.
+   changing values per pixel; and the pixels whose time-averaged grey is lifted above the
+   margin's black (scanners lift the weakest echo inside the image, so static deep lung and
+   frames smoothed by persistence count). Thin static strokes on black (text, ruler, markers) and
+   their codec ringing are dropped. On a single frame (or a frozen cine) the lifted pixels alone.
 2. What shape is it? The largest connected component, holes filled, convex hull; then, as itk-pocus
    fits the curvilinear sector, the two straight side edges are fitted with lines whose crossing is
-   the apex (often above the frame), and the fan is rebuilt from apex, angles and radii. A region
-   whose sides are parallel is a rectangle (linear probe); one that fits neither stays a hull.
+   the apex (often above the frame), and the fan is rebuilt from apex, angles, radii and a column
+   scale (exports stretched to another aspect ratio); detected pixels it leaves out are kept. A
+   region whose sides are parallel is a rectangle (linear probe); one that fits neither stays a hull.
 
 The fitted shape, not the raw pixel mask, is what inference uses: overlays drawn over the fan's edge
 or black shadows reaching its border then do not bite holes in it.

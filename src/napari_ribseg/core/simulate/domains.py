@@ -4,7 +4,8 @@ Training draws ``random_config`` with seeds 10000+ (test 90000+, ``scripts/train
 The hard domain is a *test* set kept out of training: its clips use seeds from
 ``HARD_DOMAIN_SEED`` (500000) on, and its configurations sit on the hard side of what real convex
 lung scans show: dark gain, shadows nearly as bright as the lung beside them, vendor overlays, a
-wide magnified fan, JPEG compression, at the 820 x 1124 frame size of real exports.
+wide magnified fan, JPEG compression, at the 820 x 1124 frame size of real exports (rendered at
+``random_config``'s 320 rows and interpolated up, as a scanner does).
 """
 
 from __future__ import annotations

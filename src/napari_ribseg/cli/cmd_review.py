@@ -12,8 +12,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "review",
         help="show or set the frame statuses of a stack's review",
-        description="Print the frame statuses of STACK's review (<stem>.ribseg next to it) and "
-        "their counts; --curate / --reject / --unreview FRAMES (e.g. 0-3,7) set them.",
+        description="Print the frame statuses of STACK's review (the folder <file name>.ribseg "
+        "next to it, e.g. clip.dcm.ribseg) and their counts; --curate / --reject / --unreview "
+        "FRAMES (e.g. 0-3,7) set them.",
     )
     parser.add_argument("stack", type=Path, metavar="STACK", help="the reviewed ultrasound stack")
     parser.add_argument("--curate", metavar="FRAMES", help="mark these frames curated, e.g. 0-3,7")

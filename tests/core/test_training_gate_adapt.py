@@ -29,6 +29,12 @@ def test_gate_promotes_only_a_clear_majority_win_on_enough_corrected_frames():
     few = judge(ids[:2], [0.1, 0.2], [0.9, 0.9], min_frames=3)
     assert not few.promoted and "too few held-out corrected frames to judge" in few.reason
     assert sign_test_p(0, 0) == 1.0 and sign_test_p(5, 0) == pytest.approx(1 / 32)
+    # The verdict says how many stacks it rests on; a win on one stack is said to be that stack's.
+    one = judge(ids[:3], [0.5, 0.6, 0.4], [0.7, 0.7, 0.6], groups=["s1", "s1", "s1"])
+    assert one.promoted and one.stacks == 1
+    assert "of 1 stack," in one.reason and "not for others" in one.reason
+    two = judge(ids, [0.5, 0.6, 0.4, 1.0], [0.7, 0.7, 0.6, 0.2], groups=["s1", "s1", "s2", "s3"])
+    assert two.stacks == 2 and "of 2 stacks" in two.reason and "not for others" not in two.reason
 
 
 def test_adaptation_reports_what_it_did_and_writes_nothing_when_the_check_fails(tmp_path):

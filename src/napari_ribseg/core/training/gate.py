@@ -33,6 +33,8 @@ class GateReport:
     losses: int = 0
     mean_gain: float = float("nan")
     sign_test_p: float = float("nan")
+    #: Distinct stacks (clips) the judged frames come from; 0 when not known.
+    stacks: int = 0
 
     @property
     def frames(self) -> int:
@@ -73,8 +75,13 @@ def judge(
     *,
     min_frames: int = 3,
     margin: float = 0.02,
+    groups: list[str] | None = None,
 ) -> GateReport:
-    """Compare new vs base per held-out frame; promote only a clear win on enough frames."""
+    """Compare new vs base per held-out frame; promote only a clear win on enough frames.
+
+    ``groups`` (the stack or clip of each frame) lets the verdict say how many stacks it rests on:
+    a win on frames of one stack shows the new model is better on that stack, not on others.
+    """
     held_out = len(ids)
     picked = [i for i, d in enumerate(base_dice) if d < CORRECTED_BELOW]
     report = GateReport(
@@ -84,6 +91,7 @@ def judge(
         base_dice=[round(base_dice[i], 6) for i in picked],
         new_dice=[round(new_dice[i], 6) for i in picked],
         held_out=held_out,
+        stacks=len({groups[i] for i in picked}) if groups is not None else 0,
     )
     n = len(picked)
     if n < min_frames:
@@ -98,10 +106,13 @@ def judge(
     report.losses = sum(g < -TIE for g in gains)
     report.mean_gain = _mean(gains)
     report.sign_test_p = sign_test_p(report.wins, report.losses)
+    of = ""
+    if report.stacks:
+        of = f" of {report.stacks} stack" + ("s" if report.stacks > 1 else "")
     numbers = (
         f"Dice {report.base_mean:.3f} -> {report.new_mean:.3f} "
-        f"({report.mean_gain:+.3f}) on {n} held-out corrected frames, better on {report.wins}, "
-        f"worse on {report.losses}"
+        f"({report.mean_gain:+.3f}) on {n} held-out corrected frames{of}, better on "
+        f"{report.wins}, worse on {report.losses}"
     )
     if report.mean_gain <= margin:
         report.reason = f"no clear improvement: {numbers}; a gain above {margin:.3f} is needed"
@@ -110,4 +121,9 @@ def judge(
     else:
         report.promoted = True
         report.reason = f"better than the base: {numbers}"
+        if report.stacks == 1:
+            report.reason += (
+                " (all from one stack: shown for that stack, not for others; curate frames of "
+                "more stacks to judge beyond it)"
+            )
     return report

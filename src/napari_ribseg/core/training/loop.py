@@ -533,6 +533,7 @@ def _select_and_gate(run: _Run) -> Iterable[Progress]:
         dices,
         min_frames=config.gate_frames,
         margin=config.gate_margin,
+        groups=list(run.val.groups),
     )
     run.best_val_dice = mean_dice(dices)
     run.best_epoch = len(run.history)

@@ -1,0 +1,51 @@
+"""Choose between candidate bundled models on validation sets no reported number uses.
+
+    python benchmarks/bench_validate_bundled.py --threads 2 v-unet-compact out/r7/v-unet-compact.safetensors
+
+Standard: ``random_config`` clips of seeds 95000+ (24 clips x 2 frames, 256x256; the reported test
+set of ``bench_bundled.py`` and the training script is 90000+), split by probe; hard: the hard
+domain from seed 530000 (30 clips x 1 frame; reported: 500000+, fine-tune benchmark 501000+,
+550000+, 570000+). Threshold 0.5, the product's predict chain (``evaluate_model``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("models", nargs="+", help="registry names or checkpoints")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+
+    import numpy as np
+    import torch
+
+    from napari_ribseg.core.evaluation import evaluate_model
+    from napari_ribseg.core.models import load_model
+    from napari_ribseg.core.simulate import hard_domain_set, random_config
+    from napari_ribseg.core.training import TrainingSet
+
+    torch.set_num_threads(args.threads)
+    seeds = [95_000 + i for i in range(24)]
+    configs = [random_config(np.random.default_rng(s), size=(256, 256)) for s in seeds]
+    standard = TrainingSet.from_cines(zip(configs, seeds, strict=True), 2, source="validation")
+    probes = np.array([c.probe for c in configs for _ in range(2)])
+    hard = hard_domain_set(30, 1, seed=530_000)
+    print("| model | standard | convex | linear | phased | hard | hard spurious / frame |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.models:
+        model = load_model(name)
+        ev = evaluate_model(model, standard, region=False)
+        per = np.array([r["dice"] for r in ev.rows])
+        by = [float(per[probes == probe].mean()) for probe in ("convex", "linear", "phased")]
+        h = evaluate_model(model, hard).mean
+        cells = [ev.mean["dice"], *by, h["dice"], h.get("spurious_components", 0.0)]
+        print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in cells) + " |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

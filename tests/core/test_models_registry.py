@@ -187,6 +187,15 @@ def test_default_model_is_a_gate_winner_never_a_loser():
     assert default_model().name == "won"
     assert default_model(list(entries.values())).name == "won"
     assert default_model([entries["lost"], entries["ungated"]]) is None
+    # A model adapted without labels (even from a gate winner) is for its own stack: never the
+    # default, however new.
+    adapted = _save_finetune("adapted", "2026-04-01T00:00:00+00:00", {"promoted": True})
+    from napari_ribseg.core.models import load_checkpoint, save_checkpoint
+
+    loaded = load_checkpoint(adapted)
+    loaded.card.extra["adapt"] = {"teacher_view": "raw"}
+    save_checkpoint(loaded.model, loaded.card, adapted, overwrite=True)
+    assert default_model().name == "won"
 
 
 def test_predict_without_model_uses_the_default(tmp_path, capsys):

@@ -152,6 +152,12 @@ def gate_verdict(card: ModelCard) -> bool | None:
     return bool(gate.get("promoted")) if isinstance(gate, dict) else False
 
 
+def is_label_free(card: ModelCard) -> bool:
+    """Whether the model was adapted without labels (``ribseg adapt``): tuned to one stack and
+    checked only by its own consistency, which cannot see a small loss (bench_adapt_cine.py)."""
+    return isinstance(card.extra.get("adapt"), dict)
+
+
 def _created(entry: ModelEntry) -> datetime:
     """When the card says the model was made (aware, UTC when the card gives no zone)."""
     try:
@@ -169,15 +175,20 @@ def default_model(
     The newest user model (by the card's ``created``) that either passed its fine-tune's gate or
     is no fine-tune at all (a checkpoint the user trained elsewhere or copied in: nothing judged
     it worse); else the bundled rib model with the best test Dice on its card. A fine-tune that
-    lost its gate or was never gated is never the default (it stays selectable by name), and a
-    user model's Dice is never compared with a bundled one's: they are measured on other frames.
+    lost its gate or was never gated is never the default (it stays selectable by name), nor is a
+    model adapted without labels (it is tuned to one stack and no label checked it); and a user
+    model's Dice is never compared with a bundled one's: they are measured on other frames.
     Start checkpoints (salient pre-training) are never the default. ``entries`` defaults to
     :func:`list_models`; ``None`` when there is no candidate.
     """
     if entries is None:
         entries = list_models(model_dir=model_dir)
     rib_models = [e for e in entries if not e.is_start]
-    users = [e for e in rib_models if e.source == "user" and gate_verdict(e.card) is not False]
+    users = [
+        e
+        for e in rib_models
+        if e.source == "user" and gate_verdict(e.card) is not False and not is_label_free(e.card)
+    ]
     if users:
         return max(users, key=lambda e: (_created(e), e.name))
     bundled = [e for e in rib_models if e.source == "bundled"]

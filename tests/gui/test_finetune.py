@@ -185,3 +185,41 @@ def test_plot_spans_the_runs_epochs_when_they_follow_from_steps(segmented):
     assert section.plot.epochs == 240
     assert section.plot.loss == [(120.0, 0.3)] and section.plot.dice == [(0.0, 0.4)]
     assert section.plot.x_ticks()[-1] == 240
+
+
+def test_an_adapted_model_is_offered_not_selected_and_never_the_default(segmented, tiny_model):
+    """A label-free check cannot show an adapted model is better (it promoted losses of 0.01-0.03
+    Dice on 100-frame cines): the widget keeps the base selected and offers "Use new model"."""
+    from types import SimpleNamespace
+
+    from napari_ribseg.core.models import load_checkpoint, save_checkpoint
+
+    _viewer, widget = segmented
+    section = widget.finetune_section
+    segment = widget.segment_section
+    loaded = load_checkpoint(user_model_dir() / f"{tiny_model}.safetensors")
+    loaded.card.extra["adapt"] = {"teacher_view": "raw"}
+    loaded.card.name = f"{tiny_model}-adapt-clip01"
+    path = save_checkpoint(
+        loaded.model, loaded.card, user_model_dir() / f"{loaded.card.name}.safetensors"
+    )
+    section._base_name = tiny_model
+    result = SimpleNamespace(
+        checkpoint=path,
+        reason="flip consistency 0.900 -> 0.950 on 2 held-out frames",
+        teacher_view="raw",
+        frames_trained=4,
+        frames_checked=2,
+        seconds=1.0,
+    )
+    section._adapt_done(result)
+    assert segment.current_model().name == tiny_model
+    assert "not selected" in section.outcome_label.text()
+    assert section.use_new_btn.isEnabled()
+    section.use_new_btn.click()
+    assert segment.current_model().name == loaded.card.name
+    # napari opened again: the default is not the adapted model, however new.
+    segment.model_combo.setCurrentIndex(-1)
+    segment.refresh_models()
+    assert segment.current_model().name != loaded.card.name
+    assert default_model().name != loaded.card.name

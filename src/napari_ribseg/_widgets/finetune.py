@@ -183,6 +183,8 @@ class FinetuneSection(QWidget):
         self.session = session
         self.job: Any = None
         self.result: Any = None
+        #: The model "Use new model" selects: the last fine-tune's or adaptation's output.
+        self._candidate: str | None = None
         self._last_job: Any = None
         self._base_name = ""
         self._loaded_base: tuple[str, Any] | None = None
@@ -483,9 +485,17 @@ class FinetuneSection(QWidget):
     def _adapt_done(self, result: Any) -> None:
         self.adapt_result = result
         if result.checkpoint is not None:
+            # Not selected: a label-free check cannot show it is better (measured: it promoted
+            # losses of 0.01-0.03 Dice), so the user chooses it knowingly with "Use new model".
             name = result.checkpoint.stem
-            text = f"<b>{name}</b><br>Adapted without labels: {result.reason}."
-            self.session.models_changed.emit(name)
+            self._candidate = name
+            text = (
+                f"<b>{name}</b> saved, not selected.<br>Adapted without labels: {result.reason}."
+                f"<br>The base {self._base_name} stays selected; <i>Use new model</i> switches."
+            )
+            self.session.models_changed.emit(self._base_name)
+            self.use_new_btn.setEnabled(True)
+            self.keep_base_btn.setEnabled(True)
         else:
             text = f"<b>No new model</b>: {result.reason}. The base {self._base_name} stays."
             self.session.models_changed.emit(self._base_name)
@@ -588,6 +598,7 @@ class FinetuneSection(QWidget):
                 else "<br>The base model stays selected (the new one did not pass the gate)."
             )
         self.outcome_label.setText(text)
+        self._candidate = result.checkpoint.stem if result.checkpoint is not None else None
         # The default model is the gate's winner, never a loser.
         winner = result.checkpoint.stem if promoted else self._base_name
         self.session.models_changed.emit(winner)
@@ -602,8 +613,8 @@ class FinetuneSection(QWidget):
         self.resegment_btn.setText(f"Re-segment {n_todo} unreviewed frames")
 
     def _use_new(self) -> None:
-        if self.result is not None and self.result.checkpoint is not None:
-            self.session.models_changed.emit(self.result.checkpoint.stem)
+        if self._candidate:
+            self.session.models_changed.emit(self._candidate)
 
     def _keep_base(self) -> None:
         if self._base_name:

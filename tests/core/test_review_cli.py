@@ -98,3 +98,27 @@ def test_review_cli_errors_are_one_line(stack_file, capsys):
 def test_predict_needs_out_or_review(stack_file, capsys):
     assert main(["predict", str(stack_file), "--model", "unet"]) == 2
     assert "--review" in capsys.readouterr().err
+
+
+def test_adapt_is_judged_on_the_reviews_curated_frames(tmp_path, tiny_model, capsys):
+    rng = np.random.default_rng(1)
+    frames = rng.random((12, 64, 64), dtype=np.float32) * 0.2
+    frames[:, 20:26, 8:56] += 0.7
+    path = tmp_path / "clip02.npy"
+    np.save(path, frames.clip(0, 1))
+    args = ["adapt", str(path), "--model", tiny_model, "--out", "tiny-ad", "--steps", "2"]
+    args += ["--device", "cpu"]
+    # No review: label-free, and none is created.
+    assert main(args) == 0
+    assert "curated frames" not in capsys.readouterr().out
+    assert not (tmp_path / "clip02.npy.ribseg").exists()
+    band = np.zeros((64, 64), np.uint8)
+    band[20:26, 8:56] = 1
+    with ReviewSession.open(path) as session:
+        for f in (0, 5, 10):
+            session.set_labels(f, band)
+            session.set_status(f, FrameStatus.CURATED)
+    assert main([*args[:5], "tiny-ad2", *args[6:]]) == 0
+    out = capsys.readouterr().out
+    assert "3 curated frames in the stack's review: left out, they judge the result" in out
+    assert "judged on the stack's curated frames" in out

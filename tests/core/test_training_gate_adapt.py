@@ -49,3 +49,28 @@ def test_adaptation_reports_what_it_did_and_writes_nothing_when_the_check_fails(
     assert (result.checkpoint is not None) == result.promoted == out.exists()
     with pytest.raises(TrainingError, match="needs at least 10"):
         adapt_sync(base, frames[:6], AdaptConfig(steps=1, device="cpu"))
+
+
+def test_adaptation_with_curated_frames_is_judged_by_the_gate_on_them(tmp_path):
+    """Curated frames are left out of adaptation and judge it; too few leave the check label-free."""
+    from napari_ribseg.core.models import is_label_free, load_checkpoint
+
+    base = tiny_base(tmp_path / "base.safetensors")
+    rng = np.random.default_rng(0)
+    frames = rng.random((12, 64, 64), dtype=np.float32) * 0.2
+    frames[:, 20:26, 8:56] += 0.7
+    band = np.zeros((64, 64), np.uint8)
+    band[20:26, 8:56] = 1
+    out = tmp_path / "adapted.safetensors"
+    config = AdaptConfig(steps=3, device="cpu")
+    result = adapt_sync(base, frames, config, out=out, labelled={0: band, 5: band, 10: band})
+    # 12 frames: 2 held out for the label-free check (2, 7), 3 curated (0, 5, 10), 7 learned from.
+    assert result.frames_trained == 7 and result.frames_checked == 2
+    assert result.gate is not None and result.gate.frames == 3
+    assert result.gate.frame_ids == ["stack_f0000", "stack_f0005", "stack_f0010"]
+    assert "judged on the stack's curated frames" in result.reason
+    assert result.promoted == result.gate.promoted == out.exists()
+    if out.exists():
+        assert not is_label_free(load_checkpoint(out).card)
+    few = adapt_sync(base, frames, config, labelled={0: band, 5: band})
+    assert few.gate.frames == 2 and "so the check stayed label-free" in few.reason

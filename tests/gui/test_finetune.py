@@ -211,6 +211,7 @@ def test_an_adapted_model_is_offered_not_selected_and_never_the_default(segmente
         frames_trained=4,
         frames_checked=2,
         seconds=1.0,
+        gate=None,
     )
     section._adapt_done(result)
     assert segment.current_model().name == tiny_model
@@ -223,3 +224,32 @@ def test_an_adapted_model_is_offered_not_selected_and_never_the_default(segmente
     segment.refresh_models()
     assert segment.current_model().name != loaded.card.name
     assert default_model().name != loaded.card.name
+
+
+def test_an_adaptation_that_won_the_gate_on_curated_frames_is_selected(segmented, tiny_model):
+    from types import SimpleNamespace
+
+    from napari_ribseg.core.models import load_checkpoint, save_checkpoint
+
+    _viewer, widget = segmented
+    section = widget.finetune_section
+    loaded = load_checkpoint(user_model_dir() / f"{tiny_model}.safetensors")
+    loaded.card.extra["adapt"] = {"teacher_view": "raw", "gate": {"promoted": True}}
+    loaded.card.name = f"{tiny_model}-adapt-gated"
+    path = save_checkpoint(
+        loaded.model, loaded.card, user_model_dir() / f"{loaded.card.name}.safetensors"
+    )
+    section._base_name = tiny_model
+    result = SimpleNamespace(
+        checkpoint=path,
+        reason="judged on the stack's curated frames: better than the base: Dice 0.5 -> 0.7",
+        teacher_view="raw",
+        frames_trained=4,
+        frames_checked=2,
+        seconds=1.0,
+        gate=SimpleNamespace(promoted=True, frames=3),
+    )
+    section._adapt_done(result)
+    assert widget.segment_section.current_model().name == loaded.card.name
+    assert "is selected" in section.outcome_label.text()
+    assert default_model().name == loaded.card.name  # judged with labels, like a fine-tune

@@ -456,6 +456,8 @@ class FinetuneSection(QWidget):
             notify_info("Load a stack and choose a base model to adapt.")
             return False
         try:
+            from napari_ribseg.core.session import curated_masks
+
             loaded = load_model(base, device="cpu")
             config = AdaptConfig(device=s.settings.device or "auto")
             job = adapt(
@@ -464,6 +466,8 @@ class FinetuneSection(QWidget):
                 config,
                 out=stamped_output(base, s.image_layer.name, "adapt"),
                 source=s.image_layer.name,
+                # Curated frames, if any, are left out and judge the result (the gate).
+                labelled=curated_masks(s.project) if s.project is not None else None,
             )
         except RibsegError as exc:
             notify_error(f"Adaptation cannot start: {exc}")
@@ -484,7 +488,17 @@ class FinetuneSection(QWidget):
 
     def _adapt_done(self, result: Any) -> None:
         self.adapt_result = result
-        if result.checkpoint is not None:
+        # Promoted by the gate on curated frames (labels), not by the label-free check alone.
+        gated = result.gate is not None and bool(result.gate.promoted)
+        if result.checkpoint is not None and gated:
+            # It won the gate on curated frames it never saw: selected, like a fine-tune winner.
+            name = result.checkpoint.stem
+            self._candidate = name
+            text = f"<b>{name}</b><br>Adapted and {result.reason}.<br>The new model is selected."
+            self.session.models_changed.emit(name)
+            self.use_new_btn.setEnabled(True)
+            self.keep_base_btn.setEnabled(True)
+        elif result.checkpoint is not None:
             # Not selected: a label-free check cannot show it is better (measured: it promoted
             # losses of 0.01-0.03 Dice), so the user chooses it knowingly with "Use new model".
             name = result.checkpoint.stem

@@ -21,7 +21,9 @@ def register(subparsers) -> None:
         help="adapt a model to one stack without labels (self-training with a check)",
         description="Adapt a rib-segmentation model to a stack's own unlabelled frames. Every "
         f"{defaults.check_every}th frame is held out; the adapted model is kept only when it "
-        "is more self-consistent there than the base.",
+        "is more self-consistent there than the base. When the stack's review has curated "
+        "frames, they are left out and judge the result instead (the fine-tune's gate: at "
+        "least 3 corrected frames, a mean Dice gain above 0.02, better on most).",
     )
     parser.add_argument("stack", type=Path, metavar="STACK", help="the stack to adapt to")
     parser.add_argument("--model", required=True, help="base model: registry name or checkpoint")
@@ -36,6 +38,17 @@ def register(subparsers) -> None:
         "--overwrite", action="store_true", help="replace an existing model of the same name"
     )
     parser.set_defaults(func=run)
+
+
+def _curated(stack) -> dict:
+    """The curated frames' rib masks of the stack's review, if it has one (none is created)."""
+    from napari_ribseg.core.project import project_dir_for
+    from napari_ribseg.core.session import ReviewSession, curated_masks
+
+    if stack.source is None or not project_dir_for(stack.source, name=stack.name).exists():
+        return {}
+    with ReviewSession.open(stack) as session:
+        return curated_masks(session.project)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,8 +68,14 @@ def run(args: argparse.Namespace) -> int:
     config.validate()
     stack = read_stack(args.stack)
     base = load_model(args.model)
+    labelled = _curated(stack)
+    if labelled:
+        print(
+            f"{len(labelled)} curated frames in the stack's review: left out, they judge the result"
+        )
     bar = ProgressBar("adapt", kind="batch")
-    result = run_job(adapt(base, stack.frames, config, out=out, source=args.stack.name), bar)
+    job = adapt(base, stack.frames, config, out=out, source=args.stack.name, labelled=labelled)
+    result = run_job(job, bar)
     if result.checkpoint is not None:
         print(f"adapted: {result.checkpoint} ({result.reason}; {result.seconds:.0f} s)")
     else:

@@ -95,6 +95,12 @@ def training_set_from_review(
     return TrainingSet.from_stack(frames, project.labels, project.statuses, name=name)
 
 
+def curated_masks(project: ReviewProject) -> dict[int, np.ndarray]:
+    """Rib masks (``labels == 1``) of the review's curated frames, by frame index: what judges a
+    label-free adaptation of the stack (``core.training.adapt``, ``labelled=``)."""
+    return {int(i): (project.labels[i] == 1).astype(np.uint8) for i in project.curated_frames}
+
+
 class ReviewSession:
     """A stack under review: frames, review project, saved probabilities, mask options, the rule."""
 

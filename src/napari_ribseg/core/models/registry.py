@@ -153,9 +153,14 @@ def gate_verdict(card: ModelCard) -> bool | None:
 
 
 def is_label_free(card: ModelCard) -> bool:
-    """Whether the model was adapted without labels (``ribseg adapt``): tuned to one stack and
-    checked only by its own consistency, which cannot see a small loss (bench_adapt_cine.py)."""
-    return isinstance(card.extra.get("adapt"), dict)
+    """Whether the model was adapted without labels (``ribseg adapt``) and kept by the label-free
+    check alone, which cannot see a small loss (bench_adapt_cine.py); an adaptation that won the
+    gate on its stack's curated frames is judged like a fine-tune."""
+    adapt = card.extra.get("adapt")
+    if not isinstance(adapt, dict):
+        return False
+    gate = adapt.get("gate")
+    return not (isinstance(gate, dict) and gate.get("promoted"))
 
 
 def _created(entry: ModelEntry) -> datetime:

@@ -76,10 +76,13 @@ class AdaptResult:
     seconds: float
     model: Any = None
     details: dict = field(default_factory=dict)
+    #: The promotion gate on the stack's curated frames, when it has enough of them (else None).
+    gate: Any = None
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         out.pop("model")
+        out["gate"] = self.gate.to_dict() if self.gate is not None else None
         out["checkpoint"] = str(self.checkpoint) if self.checkpoint else None
         return out
 
@@ -109,6 +112,16 @@ def _probs(model, x, torch) -> Any:
     return (p + q) / 2, cons
 
 
+def _dices(probs, masks: np.ndarray) -> list[float]:
+    """Per-frame Dice of ``probs > 0.5`` against boolean masks (both empty: 1)."""
+    pred = (probs[:, 0] > 0.5).numpy()
+    out = []
+    for p, m in zip(pred, masks, strict=True):
+        total = int(p.sum()) + int(m.sum())
+        out.append(1.0 if total == 0 else 2.0 * float((p & m).sum()) / total)
+    return out
+
+
 def _predict(model, images: np.ndarray, device, torch, batch: int = 8):
     probs, cons = [], []
     for start in range(0, len(images), batch):
@@ -127,8 +140,18 @@ def adapt(
     out: str | Path | None = None,
     stop: StopFlag | None = None,
     source: str = "stack",
+    labelled: dict[int, np.ndarray] | None = None,
+    gate_frames: int = 3,
+    gate_margin: float = 0.02,
 ) -> Job[AdaptResult]:
-    """Adapt ``base`` (a LoadedModel) to ``frames`` (2-D floats in 0-1) without labels."""
+    """Adapt ``base`` (a LoadedModel) to ``frames`` (2-D floats in 0-1) without labels.
+
+    ``labelled`` (frame index -> rib mask: the stack's curated frames, if any) turns the check
+    into the fine-tune's promotion gate (:func:`~napari_ribseg.core.training.gate.judge`): those
+    frames are left out of adaptation entirely and, with at least ``gate_frames`` corrected ones,
+    the adapted model is kept only if it beats the base on them. Without them the check is
+    label-free, which cannot see a small loss.
+    """
     import torch
 
     from napari_ribseg.core.devices import resolve_device
@@ -151,7 +174,16 @@ def adapt(
     raw = np.stack([letterbox(_unit_float(f)[None], size)[0][0] for f in frames])[:, None]
     views = {"raw": raw, "stretched": stretch(raw)}
     check = np.arange(len(raw)) % config.check_every == config.check_every // 2
-    fit_idx, check_idx = np.flatnonzero(~check), np.flatnonzero(check)
+    labelled = {int(i): m for i, m in (labelled or {}).items() if 0 <= int(i) < len(raw)}
+    judged = np.zeros(len(raw), dtype=bool)
+    judged[list(labelled)] = True
+    # Curated frames are never learned from, not even their pixels: they judge the result.
+    fit_idx, check_idx = np.flatnonzero(~check & ~judged), np.flatnonzero(check & ~judged)
+    if len(fit_idx) == 0 or len(check_idx) == 0:
+        raise TrainingError(
+            f"{source}: {len(labelled)} of {len(raw)} frames are curated; label-free adaptation "
+            "needs uncurated frames to learn from and to check on"
+        )
     yield Progress(
         "message",
         message=f"adapting {base.card.name} to {len(raw)} frames of {source}: "
@@ -249,6 +281,29 @@ def adapt(
             "(checked without labels, which cannot see a loss of about 0.01 Dice: it is used "
             "for this stack, never made the default model; correct a few frames to judge it)"
         )
+    gate = None
+    if labelled:
+        from napari_ribseg.core.training.gate import judge
+
+        idx = sorted(labelled)
+        masks = np.stack(
+            [letterbox((np.asarray(labelled[i]) > 0).astype(np.float32)[None], size)[0][0]
+             for i in idx]
+        ) > 0.5  # fmt: skip
+        gate = judge(
+            [f"{source}_f{i:04d}" for i in idx],
+            _dices(base_probs[idx], masks),
+            _dices(new_probs[idx], masks),
+            min_frames=gate_frames,
+            margin=gate_margin,
+            groups=[source] * len(idx),
+        )
+        if gate.frames >= gate_frames and not stopped:
+            # Labels outrank the label-free check: the gate decides, and says on what.
+            promoted = gate.promoted
+            reason = f"judged on the stack's curated frames: {gate.reason}"
+        elif not stopped:
+            reason += f" ({gate.reason}; so the check stayed label-free)"
     checkpoint = None
     if promoted and out is not None:
         from napari_ribseg import __version__
@@ -270,7 +325,11 @@ def adapt(
             weights_source=f"label-free adaptation of {base.card.name} ({base.path})",
             extra={
                 **base.card.extra,
-                "adapt": {"config": dataclasses.asdict(config), "teacher_view": view},
+                "adapt": {
+                    "config": dataclasses.asdict(config),
+                    "teacher_view": view,
+                    "gate": gate.to_dict() if gate is not None else None,
+                },
             },
         )
         save_checkpoint(model, card, checkpoint)
@@ -289,6 +348,7 @@ def adapt(
         seconds=time.perf_counter() - start_time,
         model=model,
         details={"view_consistency": scores},
+        gate=gate,
     )
     yield Progress(
         "done",
@@ -300,7 +360,16 @@ def adapt(
 
 
 def adapt_sync(
-    base, frames, config: AdaptConfig | None = None, *, out=None, source="stack", on_progress=None
+    base,
+    frames,
+    config: AdaptConfig | None = None,
+    *,
+    out=None,
+    source="stack",
+    on_progress=None,
+    labelled: dict[int, np.ndarray] | None = None,
 ) -> AdaptResult:
     """Run :func:`adapt` to the end and return its :class:`AdaptResult`."""
-    return run_job(adapt(base, frames, config, out=out, source=source), on_progress)
+    return run_job(
+        adapt(base, frames, config, out=out, source=source, labelled=labelled), on_progress
+    )

@@ -6,6 +6,11 @@ subprocess (start-up, reading, adaptation, the check and the write all count), a
 adapted model against the simulator's labels on every frame of the cine.
 
     python benchmarks/bench_adapt_cine.py --models v-unet-compact --cines 2 --frames 100 --threads 2
+    python benchmarks/bench_adapt_cine.py ... --curated 5   # a review with 5 curated frames judges it
+
+With ``--curated N`` the cine gets a review whose N evenly spaced frames are curated with the
+simulator's labels (as a user's corrections), so the CLI leaves them out and the gate judges the
+adapted model on them; Dice is then scored on the other frames only.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=100)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=580_000)
+    p.add_argument("--curated", type=int, default=0, help="curated frames in a review (0: none)")
     args = p.parse_args(argv)
 
     import numpy as np
@@ -34,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from napari_ribseg.core.evaluation import evaluate_model
     from napari_ribseg.core.models import load_checkpoint, load_model
+    from napari_ribseg.core.session import ReviewSession
     from napari_ribseg.core.simulate import hard_domain_config, simulate_cine
+    from napari_ribseg.core.stack import FrameStatus
     from napari_ribseg.core.training import TrainingSet
 
     torch.set_num_threads(args.threads)
@@ -47,10 +55,21 @@ def main(argv: list[str] | None = None) -> int:
             cine = simulate_cine(args.frames, hard_domain_config(seed), seed=seed)
             path = Path(tmp) / f"cine{seed}.tif"
             tifffile.imwrite(path, np.rint(cine.frames * 255).astype(np.uint8))
+            curated = (
+                np.linspace(0, args.frames - 1, args.curated).round().astype(int)
+                if args.curated
+                else np.array([], int)
+            )
+            if curated.size:
+                with ReviewSession.open(path) as session:
+                    for f in curated:
+                        session.set_labels(int(f), cine.rib[f])
+                        session.set_status(int(f), FrameStatus.CURATED)
+            scored = [i for i in range(args.frames) if i not in set(curated.tolist())]
             truth = TrainingSet(
-                images=list(cine.frames),
-                masks=list(cine.rib),
-                groups=[f"cine{seed}"] * len(cine.rib),
+                images=[cine.frames[i] for i in scored],
+                masks=[cine.rib[i] for i in scored],
+                groups=[f"cine{seed}"] * len(scored),
             )
             for name in args.models.split(","):
                 out = Path(tmp) / f"adapted-{c}-{Path(name).stem}.safetensors"
@@ -74,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(rows[-1], flush=True)
     print(
         f"\n{args.frames}-frame hard-domain cines (820x1124), `ribseg adapt` defaults, "
-        f"{args.threads} thread(s); Dice on every frame of the cine\n"
+        f"{args.threads} thread(s), {args.curated} curated frames; Dice on the frames not curated\n"
     )
     print("| model | cine seed | Dice before | Dice kept | promoted | wall s |")
     print("|---|---|---|---|---|---|")

@@ -23,11 +23,12 @@ import numpy as np
 TEST_SEED = 90_000
 
 
-def standard_set(n_clips: int, frames: int):
+def standard_set(n_clips: int, frames: int, seed: int = TEST_SEED):
+    """``random_config`` clips of seeds ``seed``+ at 256x256, and the probe of each frame."""
     from napari_ribseg.core.simulate import random_config
     from napari_ribseg.core.training import TrainingSet
 
-    seeds = [TEST_SEED + i for i in range(n_clips)]
+    seeds = [seed + i for i in range(n_clips)]
     configs = [random_config(np.random.default_rng(s), size=(256, 256)) for s in seeds]
     data = TrainingSet.from_cines(zip(configs, seeds, strict=True), frames, source="standard test")
     return data, [c.probe for c in configs for _ in range(frames)]

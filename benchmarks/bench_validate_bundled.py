@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,14 +26,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from napari_ribseg.core.evaluation import evaluate_model
     from napari_ribseg.core.models import load_model
-    from napari_ribseg.core.simulate import hard_domain_set, random_config
-    from napari_ribseg.core.training import TrainingSet
+    from napari_ribseg.core.simulate import hard_domain_set
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_bundled import standard_set
 
     torch.set_num_threads(args.threads)
-    seeds = [95_000 + i for i in range(24)]
-    configs = [random_config(np.random.default_rng(s), size=(256, 256)) for s in seeds]
-    standard = TrainingSet.from_cines(zip(configs, seeds, strict=True), 2, source="validation")
-    probes = np.array([c.probe for c in configs for _ in range(2)])
+    standard, probes = standard_set(24, 2, seed=95_000)
+    probes = np.array(probes)
     hard = hard_domain_set(30, 1, seed=530_000)
     print("| model | standard | convex | linear | phased | hard | hard spurious / frame |")
     print("|---|---|---|---|---|---|---|")

@@ -187,69 +187,66 @@ def test_plot_spans_the_runs_epochs_when_they_follow_from_steps(segmented):
     assert section.plot.x_ticks()[-1] == 240
 
 
-def test_an_adapted_model_is_offered_not_selected_and_never_the_default(segmented, tiny_model):
-    """A label-free check cannot show an adapted model is better (it promoted losses of 0.01-0.03
-    Dice on 100-frame cines): the widget keeps the base selected and offers "Use new model"."""
+def _adaptation_done(section, tiny_model, name, reason, gate=None):
+    """Save the tiny model as an adapted one (its card says how it was judged) and hand the
+    section the result ``adapt`` would return; the adapted model's name."""
     from types import SimpleNamespace
 
     from napari_ribseg.core.models import load_checkpoint, save_checkpoint
 
+    loaded = load_checkpoint(user_model_dir() / f"{tiny_model}.safetensors")
+    loaded.card.extra["adapt"] = {"teacher_view": "raw", "gate": gate}
+    loaded.card.name = name
+    path = save_checkpoint(loaded.model, loaded.card, user_model_dir() / f"{name}.safetensors")
+    section._base_name = tiny_model
+    section._adapt_done(
+        SimpleNamespace(
+            checkpoint=path,
+            reason=reason,
+            teacher_view="raw",
+            frames_trained=4,
+            frames_checked=2,
+            seconds=1.0,
+            gate=None if gate is None else SimpleNamespace(**gate),
+        )
+    )
+    return name
+
+
+def test_an_adapted_model_is_offered_not_selected_and_never_the_default(segmented, tiny_model):
+    """A label-free check cannot show an adapted model is better (it promoted losses of 0.01-0.03
+    Dice on 100-frame cines): the widget keeps the base selected and offers "Use new model"."""
     _viewer, widget = segmented
     section = widget.finetune_section
     segment = widget.segment_section
-    loaded = load_checkpoint(user_model_dir() / f"{tiny_model}.safetensors")
-    loaded.card.extra["adapt"] = {"teacher_view": "raw"}
-    loaded.card.name = f"{tiny_model}-adapt-clip01"
-    path = save_checkpoint(
-        loaded.model, loaded.card, user_model_dir() / f"{loaded.card.name}.safetensors"
+    name = _adaptation_done(
+        section,
+        tiny_model,
+        f"{tiny_model}-adapt-clip01",
+        "flip consistency 0.900 -> 0.950 on 2 held-out frames",
     )
-    section._base_name = tiny_model
-    result = SimpleNamespace(
-        checkpoint=path,
-        reason="flip consistency 0.900 -> 0.950 on 2 held-out frames",
-        teacher_view="raw",
-        frames_trained=4,
-        frames_checked=2,
-        seconds=1.0,
-        gate=None,
-    )
-    section._adapt_done(result)
     assert segment.current_model().name == tiny_model
     assert "not selected" in section.outcome_label.text()
     assert section.use_new_btn.isEnabled()
     section.use_new_btn.click()
-    assert segment.current_model().name == loaded.card.name
+    assert segment.current_model().name == name
     # napari opened again: the default is not the adapted model, however new.
     segment.model_combo.setCurrentIndex(-1)
     segment.refresh_models()
-    assert segment.current_model().name != loaded.card.name
-    assert default_model().name != loaded.card.name
+    assert segment.current_model().name != name
+    assert default_model().name != name
 
 
 def test_an_adaptation_that_won_the_gate_on_curated_frames_is_selected(segmented, tiny_model):
-    from types import SimpleNamespace
-
-    from napari_ribseg.core.models import load_checkpoint, save_checkpoint
-
     _viewer, widget = segmented
     section = widget.finetune_section
-    loaded = load_checkpoint(user_model_dir() / f"{tiny_model}.safetensors")
-    loaded.card.extra["adapt"] = {"teacher_view": "raw", "gate": {"promoted": True}}
-    loaded.card.name = f"{tiny_model}-adapt-gated"
-    path = save_checkpoint(
-        loaded.model, loaded.card, user_model_dir() / f"{loaded.card.name}.safetensors"
+    name = _adaptation_done(
+        section,
+        tiny_model,
+        f"{tiny_model}-adapt-gated",
+        "judged on the stack's curated frames: better than the base: Dice 0.5 -> 0.7",
+        gate={"promoted": True, "frames": 3},
     )
-    section._base_name = tiny_model
-    result = SimpleNamespace(
-        checkpoint=path,
-        reason="judged on the stack's curated frames: better than the base: Dice 0.5 -> 0.7",
-        teacher_view="raw",
-        frames_trained=4,
-        frames_checked=2,
-        seconds=1.0,
-        gate=SimpleNamespace(promoted=True, frames=3),
-    )
-    section._adapt_done(result)
-    assert widget.segment_section.current_model().name == loaded.card.name
+    assert widget.segment_section.current_model().name == name
     assert "is selected" in section.outcome_label.text()
-    assert default_model().name == loaded.card.name  # judged with labels, like a fine-tune
+    assert default_model().name == name  # judged with labels, like a fine-tune

@@ -488,31 +488,28 @@ class FinetuneSection(QWidget):
 
     def _adapt_done(self, result: Any) -> None:
         self.adapt_result = result
-        # Promoted by the gate on curated frames (labels), not by the label-free check alone.
-        gated = result.gate is not None and bool(result.gate.promoted)
-        if result.checkpoint is not None and gated:
-            # It won the gate on curated frames it never saw: selected, like a fine-tune winner.
-            name = result.checkpoint.stem
-            self._candidate = name
-            text = f"<b>{name}</b><br>Adapted and {result.reason}.<br>The new model is selected."
-            self.session.models_changed.emit(name)
-            self.use_new_btn.setEnabled(True)
-            self.keep_base_btn.setEnabled(True)
-        elif result.checkpoint is not None:
-            # Not selected: a label-free check cannot show it is better (measured: it promoted
-            # losses of 0.01-0.03 Dice), so the user chooses it knowingly with "Use new model".
-            name = result.checkpoint.stem
-            self._candidate = name
-            text = (
-                f"<b>{name}</b> saved, not selected.<br>Adapted without labels: {result.reason}."
-                f"<br>The base {self._base_name} stays selected; <i>Use new model</i> switches."
-            )
-            self.session.models_changed.emit(self._base_name)
-            self.use_new_btn.setEnabled(True)
-            self.keep_base_btn.setEnabled(True)
-        else:
+        if result.checkpoint is None:
             text = f"<b>No new model</b>: {result.reason}. The base {self._base_name} stays."
             self.session.models_changed.emit(self._base_name)
+        else:
+            name = self._candidate = result.checkpoint.stem
+            if result.gate is not None and result.gate.promoted:
+                # It won the gate on curated frames it never saw: selected, like a fine-tune winner.
+                text = (
+                    f"<b>{name}</b><br>Adapted and {result.reason}.<br>The new model is selected."
+                )
+                self.session.models_changed.emit(name)
+            else:
+                # Not selected: a label-free check cannot show it is better (measured: it promoted
+                # losses of 0.01-0.03 Dice), so the user chooses it knowingly with "Use new model".
+                text = (
+                    f"<b>{name}</b> saved, not selected.<br>Adapted without labels: "
+                    f"{result.reason}.<br>The base {self._base_name} stays selected; "
+                    "<i>Use new model</i> switches."
+                )
+                self.session.models_changed.emit(self._base_name)
+            self.use_new_btn.setEnabled(True)
+            self.keep_base_btn.setEnabled(True)
         self.outcome_label.setText(
             f"{text}<br>Teacher: {result.teacher_view} frames; {result.frames_trained} frames "
             f"learned from, {result.frames_checked} checked, {result.seconds:.0f} s."

@@ -14,8 +14,9 @@ from pathlib import Path
 def register(subparsers) -> None:
     """Add the ``adapt`` subcommand."""
     from napari_ribseg.core.training.adapt import AdaptConfig
+    from napari_ribseg.core.training.config import FinetuneConfig
 
-    defaults = AdaptConfig()
+    defaults, gate = AdaptConfig(), FinetuneConfig()
     parser = subparsers.add_parser(
         "adapt",
         help="adapt a model to one stack without labels (self-training with a check)",
@@ -23,7 +24,8 @@ def register(subparsers) -> None:
         f"{defaults.check_every}th frame is held out; the adapted model is kept only when it "
         "is more self-consistent there than the base. When the stack's review has curated "
         "frames, they are left out and judge the result instead (the fine-tune's gate: at "
-        "least 3 corrected frames, a mean Dice gain above 0.02, better on most).",
+        f"least {gate.gate_frames} corrected frames, a mean Dice gain above {gate.gate_margin}, "
+        "better on most).",
     )
     parser.add_argument("stack", type=Path, metavar="STACK", help="the stack to adapt to")
     parser.add_argument("--model", required=True, help="base model: registry name or checkpoint")

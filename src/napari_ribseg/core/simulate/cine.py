@@ -129,19 +129,17 @@ class CineRenderer:
         self.geometry: ProbeGeometry = probe_geometry(config)
         #: The geometry the beam image is rendered on: the frame's own, or with ``render_rows`` a
         #: smaller frame of the same shape whose image is interpolated up to the output.
-        self._render = config
+        render = config
         height, width = config.size
         if config.render_rows and height > config.render_rows:
             scale = config.render_rows / height
-            self._render = config.replace(
+            render = config.replace(
                 size=(config.render_rows, max(16, int(round(width * scale)))), render_rows=0
             )
-        self._render_geometry = (
-            self.geometry if self._render is config else probe_geometry(self._render)
-        )
+        self._render_geometry = self.geometry if render is config else probe_geometry(render)
         grid = self._render_geometry.grid
-        self.margin = psf_margin(self._render, grid)
-        self.psf: BeamPSF = build_psf(self._render, grid, self.margin)
+        self.margin = psf_margin(render, grid)
+        self.psf: BeamPSF = build_psf(render, grid, self.margin)
         mr, mc = self.margin
         lateral_mm = 3 * config.jitter_mm + config.breathing_mm + config.sliding_mm + 1.0
         axial_mm = 1.5 * config.jitter_mm + 0.4 * config.breathing_mm + 0.5

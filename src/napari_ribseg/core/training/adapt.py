@@ -112,16 +112,6 @@ def _probs(model, x, torch) -> Any:
     return (p + q) / 2, cons
 
 
-def _dices(probs, masks: np.ndarray) -> list[float]:
-    """Per-frame Dice of ``probs > 0.5`` against boolean masks (both empty: 1)."""
-    pred = (probs[:, 0] > 0.5).numpy()
-    out = []
-    for p, m in zip(pred, masks, strict=True):
-        total = int(p.sum()) + int(m.sum())
-        out.append(1.0 if total == 0 else 2.0 * float((p & m).sum()) / total)
-    return out
-
-
 def _predict(model, images: np.ndarray, device, torch, batch: int = 8):
     probs, cons = [], []
     for start in range(0, len(images), batch):
@@ -141,15 +131,16 @@ def adapt(
     stop: StopFlag | None = None,
     source: str = "stack",
     labelled: dict[int, np.ndarray] | None = None,
-    gate_frames: int = 3,
-    gate_margin: float = 0.02,
+    gate_frames: int | None = None,
+    gate_margin: float | None = None,
 ) -> Job[AdaptResult]:
     """Adapt ``base`` (a LoadedModel) to ``frames`` (2-D floats in 0-1) without labels.
 
     ``labelled`` (frame index -> rib mask: the stack's curated frames, if any) turns the check
     into the fine-tune's promotion gate (:func:`~napari_ribseg.core.training.gate.judge`): those
     frames are left out of adaptation entirely and, with at least ``gate_frames`` corrected ones,
-    the adapted model is kept only if it beats the base on them. Without them the check is
+    the adapted model is kept only if it beats the base on them (``gate_frames`` and
+    ``gate_margin`` default to the fine-tune's, ``FinetuneConfig``). Without them the check is
     label-free, which cannot see a small loss.
     """
     import torch
@@ -278,22 +269,28 @@ def adapt(
         reason = (
             f"flip consistency {base_consistency:.3f} -> {new_consistency:.3f} on "
             f"{len(check_idx)} held-out frames; rib share {base_area:.4f} -> {new_area:.4f} "
-            "(checked without labels, which cannot see a loss of about 0.01 Dice: it is used "
+            "(checked without labels, which cannot see a loss of about 0.01 Dice: it is offered "
             "for this stack, never made the default model; correct a few frames to judge it)"
         )
     gate = None
     if labelled:
+        from napari_ribseg.core.metrics import dice
+        from napari_ribseg.core.training.config import FinetuneConfig
         from napari_ribseg.core.training.gate import judge
 
+        defaults = FinetuneConfig()
+        gate_frames = defaults.gate_frames if gate_frames is None else gate_frames
+        gate_margin = defaults.gate_margin if gate_margin is None else gate_margin
         idx = sorted(labelled)
-        masks = np.stack(
-            [letterbox((np.asarray(labelled[i]) > 0).astype(np.float32)[None], size)[0][0]
-             for i in idx]
-        ) > 0.5  # fmt: skip
+        masks = [
+            letterbox((np.asarray(labelled[i]) > 0).astype(np.float32)[None], size)[0][0] > 0.5
+            for i in idx
+        ]
+        base_pred, new_pred = (base_probs[idx, 0] > 0.5).numpy(), (new_probs[idx, 0] > 0.5).numpy()
         gate = judge(
             [f"{source}_f{i:04d}" for i in idx],
-            _dices(base_probs[idx], masks),
-            _dices(new_probs[idx], masks),
+            [dice(p, m) for p, m in zip(base_pred, masks, strict=True)],
+            [dice(p, m) for p, m in zip(new_pred, masks, strict=True)],
             min_frames=gate_frames,
             margin=gate_margin,
             groups=[source] * len(idx),

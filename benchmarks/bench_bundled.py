@@ -5,6 +5,9 @@
 
 Test sets (seeds never used in training, see scripts/train_bundled.py):
 - ``standard``: ``random_config`` clips (seeds 90000+, 256x256, 4 frames each), also split by probe;
+- ``probe``: per-probe sets large enough to compare linear with convex (``--probe-clips`` clips of
+  each probe, 2 frames each, 256x256; seeds 97000+ linear, 98000+ convex, 99000+ phased): the
+  standard set's probe split rests on its 2-6 clips of each probe;
 - ``hard``: the hard domain pushed to the real-scan fingerprint (dark, shadows as bright as the lung,
   overlays, wide fan, JPEG, 820x1124; seeds 500000+): the default (whole frame, outside of the
   detected imaged region zeroed), cropped to the region's box, and with no region at all;
@@ -34,6 +37,21 @@ def standard_set(n_clips: int, frames: int, seed: int = TEST_SEED):
     return data, [c.probe for c in configs for _ in range(frames)]
 
 
+#: First seed of each per-probe test set (bench_validate_bundled.py validates on 96000+).
+PROBE_SEEDS = {"linear": 97_000, "convex": 98_000, "phased": 99_000}
+
+
+def probe_set(probe: str, n_clips: int, frames: int = 2, seed: int | None = None):
+    """``random_config`` clips with the probe fixed: seeds ``PROBE_SEEDS[probe]``+ at 256x256."""
+    from napari_ribseg.core.simulate import random_config
+    from napari_ribseg.core.training import TrainingSet
+
+    first = PROBE_SEEDS[probe] if seed is None else seed
+    seeds = [first + i for i in range(n_clips)]
+    configs = [random_config(np.random.default_rng(s), size=(256, 256), probe=probe) for s in seeds]
+    return TrainingSet.from_cines(zip(configs, seeds, strict=True), frames, source=f"{probe} test")
+
+
 def fans_without_ribs(n: int = 8):
     from scipy import ndimage as ndi
 
@@ -61,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--clips", type=int, default=12)
     p.add_argument("--hard-clips", type=int, default=12)
+    p.add_argument("--probe-clips", type=int, default=24, help="clips of each per-probe set")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -76,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     standard, probes = standard_set(args.clips, 4)
     hard = hard_domain_set(args.hard_clips, 2)
     fans = fans_without_ribs()
+    per_probe = {probe: probe_set(probe, args.probe_clips) for probe in PROBE_SEEDS}
     print(f"test sets made in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     rows = {}
     for name in args.models:
@@ -89,10 +109,15 @@ def main(argv: list[str] | None = None) -> int:
         hard_crop = evaluate_model(model, hard, region=True).mean
         hard_full = evaluate_model(model, hard, region=False).mean
         fan_masks = predict_masks(model, fans, region=False)
+        probe_dice = {
+            probe: evaluate_model(model, data, region=False).mean["dice"]
+            for probe, data in per_probe.items()
+        }
         rows[name] = {
             "standard_dice": ev.mean["dice"],
             **{f"standard_dice_{k}": v for k, v in by_probe.items()},
             "standard_spurious": ev.mean.get("spurious_components"),
+            **{f"{probe}_set_dice": v for probe, v in probe_dice.items()},
             "hard_dice": hard_auto["dice"],
             "hard_dice_crop": hard_crop["dice"],
             "hard_dice_no_region": hard_full["dice"],
@@ -108,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | " + " | ".join(f"{row[k]:.4g}" for k in keys) + " |")
     n_std, n_hard = len(standard.images), len(hard.images)
     print(
-        f"\nstandard: {n_std} frames of {args.clips} clips; hard: {n_hard} frames of "
-        f"{args.hard_clips} clips; {args.threads} thread(s); {time.perf_counter() - t0:.0f} s"
+        f"\nstandard: {n_std} frames of {args.clips} clips; per-probe sets: {args.probe_clips} "
+        f"clips x 2 frames each; hard: {n_hard} frames of {args.hard_clips} clips; "
+        f"{args.threads} thread(s); {time.perf_counter() - t0:.0f} s"
     )
     if args.json:
         with open(args.json, "w") as fh:

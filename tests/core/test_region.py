@@ -189,3 +189,18 @@ def test_frozen_bright_band_is_not_taken_for_an_overlay() -> None:
     region = detect_imaged_region(np.round(np.clip(frames, 0, 1) * 255) / 255)
     assert region.kind == "rect"
     assert region.bbox == (0, 10, SHAPE[0], SHAPE[1])
+
+
+def test_stretched_fan_reports_its_column_scale() -> None:
+    """A fan exported at another aspect ratio: the fit's column scale reaches info --json."""
+    rng = np.random.default_rng(5)
+    shape = (96, 160)  # the 96x128 fan stretched 1.25x across
+    truth = fan_mask(shape, (-30.0, 80.0), ANGLES, RADII, col_scale=0.8)
+    frames = np.clip(rng.rayleigh(0.08, (12, *shape)), 0, 1).astype(np.float32) * truth
+    region = detect_imaged_region(frames)
+    assert region.kind == "fan"
+    assert _iou(region.mask, truth) >= 0.95
+    assert region.to_dict()["col_scale"] == pytest.approx(0.8, abs=0.051)
+    assert "columns stretched x1.2" in region.describe()
+    square = detect_imaged_region(_fan_cine(12)[0])
+    assert square.to_dict()["col_scale"] == pytest.approx(1.0, abs=0.051)

@@ -167,6 +167,10 @@ class ImagedRegion:
             "apex": [round(v, 2) for v in self.apex] if self.apex else None,
             "angles_deg": [round(v, 2) for v in self.angles_deg] if self.angles_deg else None,
             "radii": [round(v, 2) for v in self.radii] if self.radii else None,
+            # A fan fitted on a frame stretched to another aspect ratio: column width in rows.
+            "col_scale": round(float(self.extra["col_scale"]), 4)
+            if "col_scale" in self.extra
+            else None,
         }
 
     def describe(self) -> str:
@@ -182,6 +186,8 @@ class ImagedRegion:
                 f"angles {self.angles_deg[0]:.1f}..{self.angles_deg[1]:.1f} deg, "
                 f"radii {self.radii[0]:.1f}..{self.radii[1]:.1f} px"
             )
+            if abs(self.extra.get("col_scale", 1.0) - 1.0) > 0.01:
+                text += f", columns stretched x{1 / self.extra['col_scale']:.2f}"
         return text
 
     # -- crop and map back ---------------------------------------------------------------------

@@ -274,23 +274,31 @@ def adapt(
         )
     gate = None
     if labelled:
-        from napari_ribseg.core.metrics import dice
         from napari_ribseg.core.training.config import FinetuneConfig
+        from napari_ribseg.core.training.evaluation import frame_dices
         from napari_ribseg.core.training.gate import judge
+        from napari_ribseg.core.training.losses import get_loss
 
         defaults = FinetuneConfig()
         gate_frames = defaults.gate_frames if gate_frames is None else gate_frames
         gate_margin = defaults.gate_margin if gate_margin is None else gate_margin
         idx = sorted(labelled)
-        masks = [
-            letterbox((np.asarray(labelled[i]) > 0).astype(np.float32)[None], size)[0][0] > 0.5
-            for i in idx
-        ]
-        base_pred, new_pred = (base_probs[idx, 0] > 0.5).numpy(), (new_probs[idx, 0] > 0.5).numpy()
+        masks = np.stack(
+            [
+                letterbox((np.asarray(labelled[i]) > 0).astype(np.float32)[None], size)[0][0] > 0.5
+                for i in idx
+            ]
+        )[:, None].astype(np.float32)
+        # Scored as the fine-tune's gate scores (core.training.evaluation.frame_dices): one plain
+        # prediction per frame, as predict and the widget make them, not the flip-averaged teacher.
+        parent = copy.deepcopy(base.model).to(device).float()
+        loss_fn = get_loss("dice")
+        base_dice, _ = frame_dices(parent, raw[idx], masks, device, config.batch_size, loss_fn)
+        new_dice, _ = frame_dices(model, raw[idx], masks, device, config.batch_size, loss_fn)
         gate = judge(
             [f"{source}_f{i:04d}" for i in idx],
-            [dice(p, m) for p, m in zip(base_pred, masks, strict=True)],
-            [dice(p, m) for p, m in zip(new_pred, masks, strict=True)],
+            base_dice,
+            new_dice,
             min_frames=gate_frames,
             margin=gate_margin,
             groups=[source] * len(idx),

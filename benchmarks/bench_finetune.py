@@ -8,7 +8,9 @@ reports the
 Dice on >= 40 held-out frames of other clips before and after fine-tuning with the current
 defaults (``FinetuneConfig()``) and with the old defaults (lr 1e-4, patience 5, flips, best epoch),
 whether the gate promoted the result, and the wall time; then label-free adaptation on whole
-stacks of other clips. One command, so it can be rerun when the bundled models change:
+stacks of other clips. ``--scanner shared`` images every clip (fine-tune and test) with one
+hard-domain scanner and varies only the subject, as a user's next patients on the same machine.
+One command, so it can be rerun when the bundled models change:
 
     python benchmarks/bench_finetune.py                       # bundled unet-compact, K=5,10,20
     python benchmarks/bench_finetune.py --models unet-compact,v-unet-compact --ks 20 --threads 2
@@ -20,26 +22,41 @@ import argparse
 import math
 import time
 
+#: ``--scanner shared``: the hard-domain scanner every clip is imaged with (offset seed).
+SHARED_SCANNER_SEED = 90_000
 
-def hard_domain_set(n_clips: int, frames: int, seed: int, size: tuple[int, int], stride: int = 1):
+
+def hard_domain_set(
+    n_clips: int,
+    frames: int,
+    seed: int,
+    size: tuple[int, int],
+    stride: int = 1,
+    scanner: str = "each",
+):
     """Clips of the simulator's hard domain (``core.simulate.hard_domain_config``), one group per
     clip, every ``stride``-th frame kept; ``seed`` is an offset above ``HARD_DOMAIN_SEED``, so no
-    clip meets the training seeds."""
-    from napari_ribseg.core.simulate import HARD_DOMAIN_SEED, hard_domain_config
+    clip meets the training seeds. With ``--scanner shared`` every clip keeps its own subject
+    (anatomy, motion) but is imaged by one hard-domain scanner (``core.simulate.same_scanner``)."""
+    from napari_ribseg.core.simulate import HARD_DOMAIN_SEED, hard_domain_config, same_scanner
     from napari_ribseg.core.training import TrainingSet
 
     seeds = [HARD_DOMAIN_SEED + seed + clip for clip in range(n_clips)]
-    clips = ((hard_domain_config(s, size=size), s) for s in seeds)
+    if scanner == "shared":
+        shared = hard_domain_config(HARD_DOMAIN_SEED + SHARED_SCANNER_SEED, size=size)
+        clips = ((same_scanner(shared, hard_domain_config(s, size=size)), s) for s in seeds)
+    else:
+        clips = ((hard_domain_config(s, size=size), s) for s in seeds)
     data = TrainingSet.from_cines(clips, frames * stride, group="hard{seed:06d}")
     keep = [i for i in range(len(data)) if i % stride == 0]  # clips are frames * stride long
     return data.subset(keep, source=f"hard domain seed={seed}")
 
 
-def k_frames(k: int, seed: int, size: tuple[int, int]):
+def k_frames(k: int, seed: int, size: tuple[int, int], scanner: str = "each"):
     """K corrected frames from ceil(K / 5) clips, every 3rd frame (neighbours are near-duplicates)."""
     n_clips = max(1, math.ceil(k / 5))
     per_clip = math.ceil(k / n_clips)
-    data = hard_domain_set(n_clips, per_clip, seed, size, stride=3)
+    data = hard_domain_set(n_clips, per_clip, seed, size, stride=3, scanner=scanner)
     return data.subset(list(range(k)), source=f"{data.source} (K={k})")
 
 
@@ -55,6 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapt-stacks", type=int, default=2, help="0: skip adaptation")
     parser.add_argument("--adapt-frames", type=int, default=40)
     parser.add_argument("--set", nargs="*", default=[], help="FinetuneConfig overrides k=v")
+    parser.add_argument(
+        "--scanner",
+        choices=("each", "shared"),
+        default="each",
+        help="each: every clip its own hard-domain scanner (a new scanner for the test clips); "
+        "shared: one scanner, other subjects (a user's next patients on the same machine)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
@@ -79,14 +103,16 @@ def main(argv: list[str] | None = None) -> int:
         key, _, value = item.partition("=")
         overrides[key] = setting_spec(key).type(value)
     t0 = time.perf_counter()
-    test = hard_domain_set(args.test_clips, args.test_frames, 50_000, size, stride=3)
+    test = hard_domain_set(
+        args.test_clips, args.test_frames, 50_000, size, stride=3, scanner=args.scanner
+    )
     print(f"test: {len(test)} frames of {args.test_clips} clips ({time.perf_counter() - t0:.0f} s)")
     rows = []
     for name in args.models.split(","):
         base = load_model(name, device=args.device)
         before = dice(base.model, test)
         for k in [int(k) for k in args.ks.split(",") if k]:
-            frames = k_frames(k, 1_000 + 10 * k, size)
+            frames = k_frames(k, 1_000 + 10 * k, size, args.scanner)
             for recipe in args.recipes.split(","):
                 settings = {"device": args.device, **overrides}
                 if recipe == "old":
@@ -110,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 print(rows[-1], result.reason, flush=True)
         if args.adapt_stacks:
-            stacks = hard_domain_set(args.adapt_stacks, args.adapt_frames, 70_000, size)
+            stacks = hard_domain_set(
+                args.adapt_stacks, args.adapt_frames, 70_000, size, scanner=args.scanner
+            )
             for g in stacks.group_names:
                 stack = stacks.subset([i for i, x in enumerate(stacks.groups) if x == g])
                 t0 = time.perf_counter()
@@ -138,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"Hard domain {size[0]}x{size[1]}; test {len(test)} frames of {args.test_clips} other "
-        f"clips; {args.threads} torch thread(s) on {args.device}; overrides {overrides or 'none'}"
+        f"clips; scanner: {args.scanner}; {args.threads} torch thread(s) on {args.device}; "
+        f"overrides {overrides or 'none'}"
     )
     print()
     print(

@@ -443,3 +443,22 @@ def test_render_rows_keeps_the_rib_band_and_grain_share_of_a_large_export():
     assert np.array_equal(a.frames, b.frames) and np.array_equal(a.rib, b.rib)
     with pytest.raises(ValueError, match="render_rows"):
         SimulationConfig(render_rows=10)
+
+
+def test_same_scanner_keeps_the_machine_and_changes_only_the_subject():
+    import dataclasses
+
+    from napari_ribseg.core.simulate import SUBJECT_FIELDS, hard_domain_config, same_scanner
+
+    scanner, subject = hard_domain_config(500_001), hard_domain_config(500_002)
+    mixed = same_scanner(scanner, subject)
+    names = {f.name for f in dataclasses.fields(mixed)}
+    assert set(SUBJECT_FIELDS) < names
+    for name in names:
+        source = subject if name in SUBJECT_FIELDS else scanner
+        assert getattr(mixed, name) == getattr(source, name), name
+    # The two draws differ in both kinds of field, so the mix is neither of them.
+    assert mixed.rib_spacing_mm != scanner.rib_spacing_mm
+    assert mixed.gain_db != subject.gain_db
+    frames = simulate_cine(2, mixed.replace(size=(96, 128)), seed=3).frames
+    assert frames.shape == (2, 96, 128) and float(frames.max()) > 0

@@ -23,9 +23,11 @@ from napari_ribseg.core.simulate.domains import (
     DOMAINS,
     HARD_DOMAIN_SEED,
     HARD_DOMAIN_SIZE,
+    SUBJECT_FIELDS,
     domain_config,
     hard_domain_config,
     hard_domain_set,
+    same_scanner,
 )
 from napari_ribseg.core.simulate.psf import envelope_homogeneous
 
@@ -37,6 +39,7 @@ __all__ = [
     "HARD_DOMAIN_SIZE",
     "PROBES",
     "RAYLEIGH_MEAN_STD_RATIO",
+    "SUBJECT_FIELDS",
     "SimulatedCine",
     "SimulatedFrame",
     "SimulationConfig",
@@ -45,6 +48,7 @@ __all__ = [
     "hard_domain_config",
     "hard_domain_set",
     "random_config",
+    "same_scanner",
     "simulate_cine",
     "simulate_cine_job",
     "simulate_frame",

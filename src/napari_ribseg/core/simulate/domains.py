@@ -23,6 +23,35 @@ HARD_DOMAIN_SEED = 500_000
 HARD_DOMAIN_SIZE = (820, 1124)
 DOMAINS = ("standard", "hard")
 
+#: What belongs to the person scanned (anatomy, tissue, motion), not to the scanner and its
+#: settings: ``same_scanner`` takes these from another configuration.
+SUBJECT_FIELDS = (
+    "attenuation_db_cm_mhz",
+    "skin_mm",
+    "fat_mm",
+    "rib_depth_mm",
+    "rib_spacing_mm",
+    "rib_width_mm",
+    "pleura_offset_mm",
+    "pleura_irregularity_mm",
+    "a_line_decay_db",
+    "b_lines",
+    "sliding_mm",
+    "breathing_mm",
+    "breathing_period_s",
+    "jitter_mm",
+)
+
+
+def same_scanner(scanner: SimulationConfig, subject: SimulationConfig) -> SimulationConfig:
+    """Another person on the same scanner: ``subject``'s anatomy and motion (``SUBJECT_FIELDS``),
+    everything else (probe, frame, depth, gain, grey map, overlays, codec...) from ``scanner``.
+
+    A user fine-tunes on frames of one patient and segments the next patients of the same machine:
+    benchmarks that test on clips sharing the scanner measure that, not a change of scanner.
+    """
+    return scanner.replace(**{name: getattr(subject, name) for name in SUBJECT_FIELDS})
+
 
 def hard_domain_config(
     rng: np.random.Generator | int | None = None, **overrides: Any

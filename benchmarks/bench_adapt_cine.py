@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                     for f in curated:
                         session.set_labels(int(f), cine.rib[f])
                         session.set_status(int(f), FrameStatus.CURATED)
-            scored = [i for i in range(args.frames) if i not in set(curated.tolist())]
+            scored = sorted(set(range(args.frames)) - set(curated.tolist()))
             truth = TrainingSet(
                 images=[cine.frames[i] for i in scored],
                 masks=[cine.rib[i] for i in scored],

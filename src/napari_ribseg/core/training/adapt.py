@@ -192,6 +192,22 @@ def adapt(
     view = max(scores, key=scores.get)
     target = teacher[view]
     base_probs, base_cons = _predict(model, raw, device, torch)
+    if labelled:
+        # The gate's frames, scored as the fine-tune's gate scores them (frame_dices: one plain
+        # prediction per frame, as predict and the widget make them, not the flip-averaged
+        # teacher); the base's score now, while ``model`` is still the base.
+        from napari_ribseg.core.training.evaluation import frame_dices
+        from napari_ribseg.core.training.losses import get_loss
+
+        idx = sorted(labelled)
+        gate_masks = np.stack(
+            [
+                letterbox((np.asarray(labelled[i]) > 0).astype(np.float32)[None], size)[0][0] > 0.5
+                for i in idx
+            ]
+        )[:, None].astype(np.float32)
+        loss_fn = get_loss("dice")
+        base_dice, _ = frame_dices(model, raw[idx], gate_masks, device, config.batch_size, loss_fn)
     base_consistency = float(base_cons[check_idx].mean())
     teacher_area = float((target[fit_idx] > 0.5).float().mean())
     yield Progress(
@@ -275,30 +291,15 @@ def adapt(
     gate = None
     if labelled:
         from napari_ribseg.core.training.config import FinetuneConfig
-        from napari_ribseg.core.training.evaluation import frame_dices
         from napari_ribseg.core.training.gate import judge
-        from napari_ribseg.core.training.losses import get_loss
 
         defaults = FinetuneConfig()
         gate_frames = defaults.gate_frames if gate_frames is None else gate_frames
         gate_margin = defaults.gate_margin if gate_margin is None else gate_margin
-        idx = sorted(labelled)
-        masks = np.stack(
-            [
-                letterbox((np.asarray(labelled[i]) > 0).astype(np.float32)[None], size)[0][0] > 0.5
-                for i in idx
-            ]
-        )[:, None].astype(np.float32)
-        # Scored as the fine-tune's gate scores (core.training.evaluation.frame_dices): one plain
-        # prediction per frame, as predict and the widget make them, not the flip-averaged teacher.
-        parent = copy.deepcopy(base.model).to(device).float()
-        loss_fn = get_loss("dice")
-        base_dice, _ = frame_dices(parent, raw[idx], masks, device, config.batch_size, loss_fn)
-        new_dice, _ = frame_dices(model, raw[idx], masks, device, config.batch_size, loss_fn)
         gate = judge(
             [f"{source}_f{i:04d}" for i in idx],
             base_dice,
-            new_dice,
+            frame_dices(model, raw[idx], gate_masks, device, config.batch_size, loss_fn)[0],
             min_frames=gate_frames,
             margin=gate_margin,
             groups=[source] * len(idx),

@@ -64,7 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="unet-compact", help="comma-separated names/paths")
     parser.add_argument("--ks", default="5,10,20", help="corrected frames to fine-tune on")
-    parser.add_argument("--recipes", default="new,old", help="new (defaults), old (pre-issue-9)")
+    parser.add_argument(
+        "--recipes",
+        default="new,old",
+        help="new (defaults), old (pre-issue-9); either may carry FinetuneConfig overrides after "
+        "'+', e.g. new+lr=3e-4",
+    )
     parser.add_argument("--height", type=int, default=820)
     parser.add_argument("--width", type=int, default=1124)
     parser.add_argument("--test-clips", type=int, default=40)
@@ -72,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapt-stacks", type=int, default=2, help="0: skip adaptation")
     parser.add_argument("--adapt-frames", type=int, default=40)
     parser.add_argument("--set", nargs="*", default=[], help="FinetuneConfig overrides k=v")
+    parser.add_argument(
+        "--replica",
+        type=int,
+        default=0,
+        help="which clips the K corrected frames come from (0-40; the test set stays the same), "
+        "to repeat a comparison on other frames",
+    )
     parser.add_argument(
         "--scanner",
         choices=("each", "shared"),
@@ -82,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    if not 0 <= args.replica <= 40:
+        parser.error(
+            f"--replica must be 0-40 (got {args.replica}): higher ones reach the test clips"
+        )
 
     import torch
 
@@ -97,11 +113,15 @@ def main(argv: list[str] | None = None) -> int:
         # The product's chain (imaged-region crop, threshold 0.5): what a user's masks score.
         return float(evaluate_model(model, data, device=args.device).mean["dice"])
 
+    def parse_overrides(items) -> dict:
+        out = {}
+        for item in items:
+            key, _, value = item.partition("=")
+            out[key] = setting_spec(key).type(value)
+        return out
+
     size = (args.height, args.width)
-    overrides = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        overrides[key] = setting_spec(key).type(value)
+    overrides = parse_overrides(args.set)
     t0 = time.perf_counter()
     test = hard_domain_set(
         args.test_clips, args.test_frames, 50_000, size, stride=3, scanner=args.scanner
@@ -112,11 +132,15 @@ def main(argv: list[str] | None = None) -> int:
         base = load_model(name, device=args.device)
         before = dice(base.model, test)
         for k in [int(k) for k in args.ks.split(",") if k]:
-            frames = k_frames(k, 1_000 + 10 * k, size, args.scanner)
+            frames = k_frames(k, 1_000 * (args.replica + 1) + 10 * k, size, args.scanner)
             for recipe in args.recipes.split(","):
+                kind, *extra = recipe.split("+")
+                if kind not in ("new", "old"):
+                    parser.error(f"recipe {recipe!r}: must start with 'new' or 'old'")
                 settings = {"device": args.device, **overrides}
-                if recipe == "old":
+                if kind == "old":
                     settings.update(OLD_DEFAULTS)
+                settings.update(parse_overrides(extra))
                 config = FinetuneConfig(**settings)
                 t0 = time.perf_counter()
                 result = finetune_sync(base, frames, config)
@@ -166,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"Hard domain {size[0]}x{size[1]}; test {len(test)} frames of {args.test_clips} other "
-        f"clips; scanner: {args.scanner}; {args.threads} torch thread(s) on {args.device}; "
+        f"clips; scanner: {args.scanner}; replica {args.replica}; {args.threads} torch thread(s) on {args.device}; "
         f"overrides {overrides or 'none'}"
     )
     print()

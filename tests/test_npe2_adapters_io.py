@@ -78,6 +78,18 @@ def test_write_labels_uint8_atomic(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["noext.tif", "ribs.tif"]
 
 
+def test_write_labels_keeps_a_layers_mm_scale(tmp_path):
+    from napari_ribseg.core.io import read_stack
+
+    labels = np.zeros((2, 8, 10), np.uint8)
+    labels[0, 2:4, 2:6] = 1
+    mm = write_labels(str(tmp_path / "mm.tif"), labels, {"scale": (1.0, 0.2, 0.3)})
+    assert read_stack(mm[0]).spacing_mm == pytest.approx((0.2, 0.3))
+    np.testing.assert_array_equal(tifffile.imread(mm[0]), labels)
+    px = write_labels(str(tmp_path / "px.tif"), labels, {"scale": (1.0, 1.0, 1.0)})
+    assert read_stack(px[0]).spacing_mm is None
+
+
 def test_manifest_points_at_these_adapters():
     import importlib
     from importlib.resources import files

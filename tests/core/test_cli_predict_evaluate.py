@@ -83,6 +83,20 @@ def test_predict_writes_masks_and_probabilities(tmp_path, cine, random_model, ca
     captured = capsys.readouterr()
     assert "5 frames 50x70" in captured.out
     assert "5/5" in captured.err  # the progress bar went to stderr
+    assert "pixel spacing recorded in the TIFF(s): none" in captured.out
+
+
+def test_predict_masks_carry_the_stacks_spacing(tmp_path, rng, random_model, capsys):
+    from napari_ribseg.core.io import read_stack
+
+    src = write_stack_tiff(tmp_path / "mm.tif", rng.random((2, 40, 60), np.float32), (0.3, 0.2))
+    for into_review in (False, True):
+        out = tmp_path / f"masks{into_review}.tif"
+        argv = ["predict", str(src), "--model", str(random_model), "--out", str(out)]
+        argv += ["--device", "cpu"] + (["--review"] if into_review else [])
+        assert main(argv) == 0
+        assert read_stack(out).spacing_mm == pytest.approx((0.3, 0.2))
+    assert "0.3 x 0.2 mm (row x col)" in capsys.readouterr().out
 
 
 def test_predict_everywhere_model_marks_every_pixel(tmp_path, cine, everywhere_model):

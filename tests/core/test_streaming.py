@@ -28,8 +28,9 @@ def test_tiff_frames_are_read_lazily_and_equal_the_file(tmp_path, rng, dtype):
     data = rng.integers(0, np.iinfo(dtype).max, (6, 20, 24), dtype=dtype)
     path = tmp_path / "stack.tif"
     tifffile.imwrite(path, data)
-    frames = open_frames(path)
+    frames, spacing = open_frames(path)
     assert isinstance(frames, TiffFrames) and frames.shape == (6, 20, 24)
+    assert spacing is None
     np.testing.assert_array_equal(frames[np.array([0, 1, 2, 4])], data[[0, 1, 2, 4]])
     np.testing.assert_array_equal(frames[3], data[3])
     np.testing.assert_array_equal(frames[2:6], data[2:6])
@@ -44,8 +45,8 @@ def test_compressed_or_float_tiffs_fall_back_to_the_reader(tmp_path, rng):
         compression="zlib",
         photometric="minisblack",
     )
-    assert isinstance(open_frames(tmp_path / "f.tif"), np.ndarray)
-    assert isinstance(open_frames(tmp_path / "z.tif"), np.ndarray)
+    assert isinstance(open_frames(tmp_path / "f.tif")[0], np.ndarray)
+    assert isinstance(open_frames(tmp_path / "z.tif")[0], np.ndarray)
 
 
 def test_segment_file_equals_predict_then_threshold(tmp_path, rng, tiny_unet):
@@ -72,6 +73,29 @@ def test_segment_file_equals_predict_then_threshold(tmp_path, rng, tiny_unet):
     assert np.abs(tifffile.imread(tmp_path / "p.tif").astype(int) - whole.prob).max() <= 1
     assert done.rib_fraction == pytest.approx(masks.mean())
     assert done.prediction.n_done == 5 and done.frame_shape == (40, 48)
+
+
+def test_segment_file_masks_keep_the_stacks_pixel_spacing(tmp_path, rng, tiny_unet):
+    from napari_ribseg.core.io import write_stack_tiff
+
+    src = write_stack_tiff(
+        tmp_path / "clip.tif",
+        rng.integers(0, 256, (3, 40, 48), dtype=np.uint8),
+        spacing_mm=(0.25, 0.4),
+    )
+    assert open_frames(src)[1] == pytest.approx((0.25, 0.4))
+    done = run_job(
+        segment_file(tiny_unet, src, tmp_path / "m.tif", prob_path=tmp_path / "p.tif", device="cpu")
+    )
+    assert done.spacing_mm == pytest.approx((0.25, 0.4))
+    for out in ("m.tif", "p.tif"):
+        back = read_stack(tmp_path / out)
+        assert back.n_frames == 3 and back.spacing_mm == pytest.approx((0.25, 0.4))
+
+
+def test_a_stream_refuses_a_spacing_that_is_not_positive(tmp_path):
+    with pytest.raises(ValueError, match="spacing_mm must be positive"):
+        LabelTiffStream(tmp_path / "m.tif", 1, (0.0, 0.3))
 
 
 def test_an_unfinished_stream_leaves_the_target_untouched(tmp_path):

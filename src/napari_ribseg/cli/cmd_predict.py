@@ -241,7 +241,14 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.prob is not None:
         print(f"{args.prob}: rib probability x 255 (uint8)")
+    print(f"pixel spacing recorded in the TIFF(s): {_spacing_text(done.spacing_mm)}")
     return 0
+
+
+def _spacing_text(spacing_mm) -> str:
+    if spacing_mm is None:
+        return "none (the stack records none; ribseg info --depth-mm derives one)"
+    return f"{spacing_mm[0]:.4g} x {spacing_mm[1]:.4g} mm (row x col)"
 
 
 def _predict_into_review(args: argparse.Namespace, loaded, device) -> int:
@@ -258,9 +265,9 @@ def _predict_into_review(args: argparse.Namespace, loaded, device) -> int:
         written = session.apply_prediction(run_job(job, ProgressBar("predict")))
         session.save()
     if args.out is not None:
-        write_label_tiff(args.out, session.labels)
+        write_label_tiff(args.out, session.labels, stack.spacing_mm)
     if args.prob is not None and session.prob is not None:
-        write_label_tiff(args.prob, session.prob)
+        write_label_tiff(args.prob, session.prob, stack.spacing_mm)
     counts = session.counts()
     print(
         f"{session.project.folder}: {written.size} of {stack.n_frames} frames written by "

@@ -25,11 +25,13 @@ from napari_ribseg.core.postprocess import probability_to_mask
 
 @dataclass
 class SegmentedFile:
-    """What :func:`segment_file` wrote: the prediction's bookkeeping and the mask's rib fraction."""
+    """What :func:`segment_file` wrote: the prediction's bookkeeping, the mask's rib fraction and
+    the pixel spacing its TIFFs record (the source's, ``None`` when it had none)."""
 
     prediction: Prediction
     frame_shape: tuple[int, int]
     rib_fraction: float
+    spacing_mm: tuple[float, float] | None = None
 
 
 def segment_file(
@@ -52,13 +54,13 @@ def segment_file(
     """Job: predict every frame of ``source`` and write the uint8 0/1 masks (and p x 255) as TIFFs.
 
     The outputs are committed atomically when every frame is done; a stop or an error leaves any
-    existing file at those paths untouched. ``crop_to_region``/``region`` as in ``predict_stack``;
+    existing file at those paths untouched. They carry the source's pixel spacing, if it has one. ``crop_to_region``/``region`` as in ``predict_stack``;
     an automatic region is detected from at most 32 frames sampled across the file.
     """
     from napari_ribseg.core.inference import CROP_TO_REGION
     from napari_ribseg.core.region import detect_imaged_region
 
-    frames = open_frames(source, variable=variable)
+    frames, spacing = open_frames(source, variable=variable)
     if region is None and crop_to_region is not False:
         region = detect_imaged_region(frames)
     crop = CROP_TO_REGION if crop_to_region is None else bool(crop_to_region)
@@ -66,9 +68,11 @@ def segment_file(
     rib_pixels = 0
 
     with contextlib.ExitStack() as outputs:
-        masks_out = outputs.enter_context(LabelTiffStream(masks_path, n_frames))
+        masks_out = outputs.enter_context(LabelTiffStream(masks_path, n_frames, spacing))
         prob_out = (
-            outputs.enter_context(LabelTiffStream(prob_path, n_frames)) if prob_path else None
+            outputs.enter_context(LabelTiffStream(prob_path, n_frames, spacing))
+            if prob_path
+            else None
         )
 
         def write(_indices: np.ndarray, probs: np.ndarray) -> None:
@@ -99,7 +103,7 @@ def segment_file(
         if prediction.stopped:
             raise InterruptedError(f"{source}: stopped after {prediction.n_done} frames")
     total = max(n_frames * height * width, 1)
-    return SegmentedFile(prediction, (height, width), rib_pixels / total)
+    return SegmentedFile(prediction, (height, width), rib_pixels / total, spacing)
 
 
 __all__ = ["SegmentedFile", "segment_file"]

@@ -33,8 +33,15 @@ class TiffFrames:
     (native byte order); nothing is cached.
     """
 
-    def __init__(self, path: Path, offset: int, shape: tuple[int, int, int], dtype: np.dtype):
-        self.path, self.offset = path, int(offset)
+    def __init__(
+        self,
+        path: Path,
+        offset: int,
+        shape: tuple[int, int, int],
+        dtype: np.dtype,
+        spacing_mm: tuple[float, float] | None = None,
+    ):
+        self.path, self.offset, self.spacing_mm = path, int(offset), spacing_mm
         self.shape, self.dtype, self.ndim = shape, np.dtype(dtype), 3
         self._frame_bytes = shape[1] * shape[2] * self.dtype.itemsize
 
@@ -75,6 +82,8 @@ def _lazy_tiff(path: Path) -> TiffFrames | None:
     """A :class:`TiffFrames` when the file's first series is grey, integer and contiguous."""
     import tifffile
 
+    from napari_ribseg.core.io.tiff import tiff_physics
+
     try:
         with tifffile.TiffFile(path) as tif:
             if not tif.series:
@@ -82,6 +91,7 @@ def _lazy_tiff(path: Path) -> TiffFrames | None:
             series = tif.series[0]
             dtype, shape, offset = np.dtype(series.dtype), tuple(series.shape), series.dataoffset
             axes = series.axes
+            spacing, _rate = tiff_physics(tif)
     except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError, EOFError):
         return None  # the registry's reader gives the specific error
     if "S" in axes or full_scale(dtype) is None or dtype.kind == "b" or offset is None:
@@ -91,17 +101,20 @@ def _lazy_tiff(path: Path) -> TiffFrames | None:
     height, width = shape[-2:]
     n_frames = int(np.prod(shape[:-2], dtype=np.int64)) if len(shape) > 2 else 1
     check_frame(height, width, path)
-    frames = TiffFrames(path, offset, (n_frames, int(height), int(width)), dtype)
+    frames = TiffFrames(path, offset, (n_frames, int(height), int(width)), dtype, spacing)
     if offset + frames.nbytes > path.stat().st_size:
         return None
     return frames
 
 
-def open_frames(path: str | os.PathLike, *, variable: str | None = None) -> Any:
-    """Frames of ``path`` for :func:`~napari_ribseg.core.inference.predict_stack`, lazily if possible.
+def open_frames(
+    path: str | os.PathLike, *, variable: str | None = None
+) -> tuple[Any, tuple[float, float] | None]:
+    """Frames of ``path`` for :func:`~napari_ribseg.core.inference.predict_stack`, lazily if
+    possible, and the file's pixel spacing in mm (row, col; ``None`` when it records none).
 
-    Returns a :class:`TiffFrames` (raw uint8/uint16, scaled by the engine as the readers scale it)
-    for an uncompressed grey TIFF, else the float32 frames of ``read_stack``.
+    The frames are a :class:`TiffFrames` (raw uint8/uint16, scaled by the engine as the readers
+    scale it) for an uncompressed grey TIFF, else the float32 frames of ``read_stack``.
     """
     from napari_ribseg.core.io.registry import read_stack
 
@@ -109,8 +122,9 @@ def open_frames(path: str | os.PathLike, *, variable: str | None = None) -> Any:
     if path.is_file() and path.suffix.lower() in (".tif", ".tiff") and variable is None:
         lazy = _lazy_tiff(path)
         if lazy is not None:
-            return lazy
-    return read_stack(path, variable=variable).frames
+            return lazy, lazy.spacing_mm
+    stack = read_stack(path, variable=variable)
+    return stack.frames, stack.spacing_mm
 
 
 class LabelTiffStream:
@@ -120,8 +134,16 @@ class LabelTiffStream:
     with fewer frames than ``n_frames``, removes the temporary file and leaves the target untouched.
     """
 
-    def __init__(self, path: str | os.PathLike, n_frames: int) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        n_frames: int,
+        spacing_mm: tuple[float, float] | None = None,
+    ) -> None:
+        from napari_ribseg.core.io.writers import label_resolution
+
         self.path, self.n_frames, self.written = Path(path), int(n_frames), 0
+        self._resolution = label_resolution(spacing_mm)  # checked before any frame is computed
         self._stack = contextlib.ExitStack()
         self._writer = None
 
@@ -138,7 +160,9 @@ class LabelTiffStream:
         if pages.dtype != np.uint8 or pages.ndim != 3:
             raise ValueError(f"expected uint8 (n, H, W) pages; got {pages.dtype} {pages.shape}")
         # metadata=None: readers see all pages as one generic (N, H, W) series.
-        self._writer.write(pages, photometric="minisblack", compression="zlib", metadata=None)
+        self._writer.write(
+            pages, photometric="minisblack", compression="zlib", metadata=None, **self._resolution
+        )
         self.written += len(pages)
 
     def __exit__(self, exc_type, exc, tb) -> bool:

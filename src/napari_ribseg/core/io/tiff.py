@@ -97,7 +97,8 @@ def _tag_spacing(page, unit_mm: float | None) -> tuple[float, float] | None:
     return (unit_mm / res_y, unit_mm / res_x)
 
 
-def _physics(tif) -> tuple[tuple[float, float] | None, float | None]:
+def tiff_physics(tif) -> tuple[tuple[float, float] | None, float | None]:
+    """Spacing in mm (row, col) and frame rate of an open ``tifffile.TiffFile``; ``None`` if absent."""
     spacing, rate = None, None
     if tif.is_ome and tif.ome_metadata:
         spacing, rate = _ome_physics(tif.ome_metadata)
@@ -160,7 +161,7 @@ def read_tiff(path: Path) -> Stack:
             check_shape(shape, dtype.itemsize, "TIFF series", path)
             if "Y" in axes and "X" in axes:
                 check_frame(shape[axes.index("Y")], shape[axes.index("X")], path)
-            spacing, rate = _physics(tif)
+            spacing, rate = tiff_physics(tif)
             offset = series.dataoffset
             nbytes = int(np.prod(shape)) * dtype.itemsize
             if offset is not None and offset + nbytes > path.stat().st_size:

@@ -28,14 +28,34 @@ def labels_as_uint8(labels: np.ndarray, what: str = "labels") -> np.ndarray:
     return arr.astype(np.uint8)
 
 
-def write_label_tiff(path: str | os.PathLike, labels: np.ndarray) -> Path:
-    """Write labels as a uint8 TIFF ((H, W) or (N, H, W), zlib-compressed), atomically."""
+def label_resolution(spacing_mm: tuple[float, float] | None) -> dict:
+    """tifffile keywords that record ``spacing_mm`` (row, col) in a label TIFF, ``{}`` for None.
+
+    Resolution tags in pixels per centimetre (TIFF has no millimetre unit): ``read_stack``, Fiji and
+    most TIFF readers give back the spacing, so masks overlay their stack in physical units.
+    """
+    if spacing_mm is None:
+        return {}
+    dy, dx = (float(v) for v in spacing_mm)
+    if not (dy > 0 and dx > 0):
+        raise ValueError(f"spacing_mm must be positive, got {spacing_mm}")
+    return {"resolution": (10.0 / dx, 10.0 / dy), "resolutionunit": "CENTIMETER"}
+
+
+def write_label_tiff(
+    path: str | os.PathLike,
+    labels: np.ndarray,
+    spacing_mm: tuple[float, float] | None = None,
+) -> Path:
+    """Write labels as a uint8 TIFF ((H, W) or (N, H, W), zlib-compressed), atomically; with
+    ``spacing_mm`` (row, col) the pixel size goes into its resolution tags."""
     import tifffile
 
     arr = labels_as_uint8(labels)
+    resolution = label_resolution(spacing_mm)
     path = Path(path)
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, arr, photometric="minisblack", compression="zlib")
+        tifffile.imwrite(tmp, arr, photometric="minisblack", compression="zlib", **resolution)
     return path
 
 

@@ -26,14 +26,22 @@ import numpy as np
 TEST_SEED = 90_000
 
 
-def standard_set(n_clips: int, frames: int, seed: int = TEST_SEED):
-    """``random_config`` clips of seeds ``seed``+ at 256x256, and the probe of each frame."""
+def _random_clips(n_clips: int, frames: int, first_seed: int, source: str, probe=None):
+    """``random_config`` clips of seeds ``first_seed``+ at 256x256 (probe fixed when given), and
+    their configs."""
     from napari_ribseg.core.simulate import random_config
     from napari_ribseg.core.training import TrainingSet
 
-    seeds = [seed + i for i in range(n_clips)]
-    configs = [random_config(np.random.default_rng(s), size=(256, 256)) for s in seeds]
-    data = TrainingSet.from_cines(zip(configs, seeds, strict=True), frames, source="standard test")
+    fixed = {"size": (256, 256)} | ({"probe": probe} if probe else {})
+    seeds = [first_seed + i for i in range(n_clips)]
+    configs = [random_config(np.random.default_rng(s), **fixed) for s in seeds]
+    data = TrainingSet.from_cines(zip(configs, seeds, strict=True), frames, source=source)
+    return data, configs
+
+
+def standard_set(n_clips: int, frames: int, seed: int = TEST_SEED):
+    """``random_config`` clips of seeds ``seed``+ at 256x256, and the probe of each frame."""
+    data, configs = _random_clips(n_clips, frames, seed, "standard test")
     return data, [c.probe for c in configs for _ in range(frames)]
 
 
@@ -43,13 +51,8 @@ PROBE_SEEDS = {"linear": 97_000, "convex": 98_000, "phased": 99_000}
 
 def probe_set(probe: str, n_clips: int, frames: int = 2, seed: int | None = None):
     """``random_config`` clips with the probe fixed: seeds ``PROBE_SEEDS[probe]``+ at 256x256."""
-    from napari_ribseg.core.simulate import random_config
-    from napari_ribseg.core.training import TrainingSet
-
     first = PROBE_SEEDS[probe] if seed is None else seed
-    seeds = [first + i for i in range(n_clips)]
-    configs = [random_config(np.random.default_rng(s), size=(256, 256), probe=probe) for s in seeds]
-    return TrainingSet.from_cines(zip(configs, seeds, strict=True), frames, source=f"{probe} test")
+    return _random_clips(n_clips, frames, first, f"{probe} test", probe=probe)[0]
 
 
 def fans_without_ribs(n: int = 8):

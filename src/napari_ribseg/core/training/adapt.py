@@ -196,16 +196,12 @@ def adapt(
         # The gate's frames, scored as the fine-tune's gate scores them (frame_dices: one plain
         # prediction per frame, as predict and the widget make them, not the flip-averaged
         # teacher); the base's score now, while ``model`` is still the base.
-        from napari_ribseg.core.training.evaluation import frame_dices
+        from napari_ribseg.core.training.evaluation import frame_dices, letterbox_mask
         from napari_ribseg.core.training.losses import get_loss
 
         idx = sorted(labelled)
-        gate_masks = np.stack(
-            [
-                letterbox((np.asarray(labelled[i]) > 0).astype(np.float32)[None], size)[0][0] > 0.5
-                for i in idx
-            ]
-        )[:, None].astype(np.float32)
+        gate_masks = np.stack([letterbox_mask(labelled[i], size) for i in idx])[:, None]
+        gate_masks = gate_masks.astype(np.float32)
         loss_fn = get_loss("dice")
         base_dice, _ = frame_dices(model, raw[idx], gate_masks, device, config.batch_size, loss_fn)
     base_consistency = float(base_cons[check_idx].mean())

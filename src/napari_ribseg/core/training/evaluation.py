@@ -10,13 +10,18 @@ from napari_ribseg.core.training.data import TrainingSet
 from napari_ribseg.core.training.losses import get_loss
 
 
+def letterbox_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """A (H, W) mask (any value > 0 is rib) letterboxed to bool (S, S), as the frames are."""
+    return letterbox((np.asarray(mask) > 0).astype(np.float32)[None], size)[0][0] > 0.5
+
+
 def letterbox_set(data: TrainingSet, size: int) -> tuple[np.ndarray, np.ndarray]:
     """All frames and masks of ``data`` letterboxed: float32 (N, 1, S, S) and uint8 (N, 1, S, S)."""
     images = np.empty((len(data), 1, size, size), np.float32)
     masks = np.empty((len(data), 1, size, size), np.uint8)
     for i, (image, mask) in enumerate(zip(data.images, data.masks, strict=True)):
         images[i, 0] = letterbox(image[None], size)[0][0]
-        masks[i, 0] = letterbox(mask[None].astype(np.float32), size)[0][0] > 0.5
+        masks[i, 0] = letterbox_mask(mask, size)
     return images, masks
 
 

@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"Hard domain {size[0]}x{size[1]}; test {len(test)} frames of {args.test_clips} other "
-        f"clips; scanner: {args.scanner}; replica {args.replica}; {args.threads} torch thread(s) on {args.device}; "
+        f"clips; scanner: {args.scanner}; replica {args.replica}; "
+        f"{args.threads} torch thread(s) on {args.device}; "
         f"overrides {overrides or 'none'}"
     )
     print()

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_ribseg.core.io import write_label_tiff
+from napari_ribseg.core.stack import spacing_from_scale
 
 
 def write_labels(path: str, data: Any, meta: dict) -> list[str]:
@@ -17,6 +18,5 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
     target = Path(path)
     if target.suffix.lower() not in (".tif", ".tiff"):
         target = target.with_name(target.name + ".tif")
-    scale = [float(v) for v in (meta or {}).get("scale", ())[-2:]]
-    spacing = tuple(scale) if len(scale) == 2 and scale != [1.0, 1.0] else None
+    spacing = spacing_from_scale((meta or {}).get("scale", ()))
     return [str(write_label_tiff(target, data, spacing))]

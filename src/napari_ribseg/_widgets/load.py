@@ -27,6 +27,7 @@ from napari_ribseg._widgets._session import (
 )
 from napari_ribseg._widgets._settings import model_dir, save_settings, settings_backend
 from napari_ribseg.core.errors import RibsegError
+from napari_ribseg.core.stack import spacing_from_scale
 
 if TYPE_CHECKING:
     from napari.layers import Image
@@ -298,7 +299,7 @@ class LoadSection(QWidget):
                     viewer.layers.remove(old)
                 else:
                     old.visible = False
-        mm = tuple(float(v) for v in image.scale[-2:]) != (1.0, 1.0)
+        mm = spacing_from_scale(image.scale) is not None
         if mm:
             image.units = ("pixel", "mm", "mm")
         for layer in added:
@@ -332,9 +333,7 @@ class LoadSection(QWidget):
         n, (h, w) = s.project.n_frames, s.project.frame_shape
         # The layer's scale is what the viewer measures with (the file's spacing, or one the
         # imaging depth gave); the metadata only says what the file recorded.
-        spacing = meta.get("spacing_mm")
-        if tuple(layer.scale[-2:]) != (1.0, 1.0):
-            spacing = [float(v) for v in layer.scale[-2:]]
+        spacing = spacing_from_scale(layer.scale) or meta.get("spacing_mm")
         self.frames_label.setText(str(n))
         size = f"{h} x {w} pixels"
         if spacing:

@@ -17,6 +17,13 @@ class FrameStatus(enum.IntEnum):
     REJECTED = 2
 
 
+def spacing_from_scale(scale) -> tuple[float, float] | None:
+    """The mm spacing (row, col) a napari layer's ``scale`` gives, ``None`` for the unit scale
+    of a layer in pixels (layers of a stack with a known spacing are scaled by it)."""
+    last = tuple(float(v) for v in tuple(scale)[-2:])
+    return last if len(last) == 2 and last != (1.0, 1.0) else None
+
+
 @dataclass
 class Stack:
     """Frames x height x width of float32 in [0, 1], with what is known about the acquisition.

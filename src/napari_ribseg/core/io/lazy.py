@@ -33,15 +33,8 @@ class TiffFrames:
     (native byte order); nothing is cached.
     """
 
-    def __init__(
-        self,
-        path: Path,
-        offset: int,
-        shape: tuple[int, int, int],
-        dtype: np.dtype,
-        spacing_mm: tuple[float, float] | None = None,
-    ):
-        self.path, self.offset, self.spacing_mm = path, int(offset), spacing_mm
+    def __init__(self, path: Path, offset: int, shape: tuple[int, int, int], dtype: np.dtype):
+        self.path, self.offset = path, int(offset)
         self.shape, self.dtype, self.ndim = shape, np.dtype(dtype), 3
         self._frame_bytes = shape[1] * shape[2] * self.dtype.itemsize
 
@@ -78,8 +71,9 @@ class TiffFrames:
         return out[0] if single else out
 
 
-def _lazy_tiff(path: Path) -> TiffFrames | None:
-    """A :class:`TiffFrames` when the file's first series is grey, integer and contiguous."""
+def _lazy_tiff(path: Path) -> tuple[TiffFrames, tuple[float, float] | None] | None:
+    """A :class:`TiffFrames` and the file's spacing in mm when its first series is grey, integer
+    and contiguous."""
     import tifffile
 
     from napari_ribseg.core.io.tiff import tiff_physics
@@ -101,10 +95,10 @@ def _lazy_tiff(path: Path) -> TiffFrames | None:
     height, width = shape[-2:]
     n_frames = int(np.prod(shape[:-2], dtype=np.int64)) if len(shape) > 2 else 1
     check_frame(height, width, path)
-    frames = TiffFrames(path, offset, (n_frames, int(height), int(width)), dtype, spacing)
+    frames = TiffFrames(path, offset, (n_frames, int(height), int(width)), dtype)
     if offset + frames.nbytes > path.stat().st_size:
         return None
-    return frames
+    return frames, spacing
 
 
 def open_frames(
@@ -122,7 +116,7 @@ def open_frames(
     if path.is_file() and path.suffix.lower() in (".tif", ".tiff") and variable is None:
         lazy = _lazy_tiff(path)
         if lazy is not None:
-            return lazy, lazy.spacing_mm
+            return lazy
     stack = read_stack(path, variable=variable)
     return stack.frames, stack.spacing_mm
 

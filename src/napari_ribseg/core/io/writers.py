@@ -28,6 +28,14 @@ def labels_as_uint8(labels: np.ndarray, what: str = "labels") -> np.ndarray:
     return arr.astype(np.uint8)
 
 
+def _positive_spacing(spacing_mm: tuple[float, float]) -> tuple[float, float]:
+    """``spacing_mm`` as (row, col) floats; raises ValueError unless both are positive."""
+    dy, dx = (float(v) for v in spacing_mm)
+    if not (dy > 0 and dx > 0):
+        raise ValueError(f"spacing_mm must be positive, got {spacing_mm}")
+    return dy, dx
+
+
 def label_resolution(spacing_mm: tuple[float, float] | None) -> dict:
     """tifffile keywords that record ``spacing_mm`` (row, col) in a label TIFF, ``{}`` for None.
 
@@ -36,9 +44,7 @@ def label_resolution(spacing_mm: tuple[float, float] | None) -> dict:
     """
     if spacing_mm is None:
         return {}
-    dy, dx = (float(v) for v in spacing_mm)
-    if not (dy > 0 and dx > 0):
-        raise ValueError(f"spacing_mm must be positive, got {spacing_mm}")
+    dy, dx = _positive_spacing(spacing_mm)
     return {"resolution": (10.0 / dx, 10.0 / dy), "resolutionunit": "CENTIMETER"}
 
 
@@ -105,9 +111,7 @@ def write_stack_tiff(
     metadata: dict = {"axes": "TYX" if arr.ndim == 3 else "YX"}
     kwargs: dict = {}
     if spacing_mm is not None:
-        dy, dx = (float(v) for v in spacing_mm)
-        if not (dy > 0 and dx > 0):
-            raise ValueError(f"spacing_mm must be positive, got {spacing_mm}")
+        dy, dx = _positive_spacing(spacing_mm)
         # TIFF resolution is pixels per unit; ImageJ keeps the unit name in its description.
         kwargs["resolution"] = (1.0 / dx, 1.0 / dy)
         metadata["unit"] = "mm"

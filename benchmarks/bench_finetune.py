@@ -155,9 +155,12 @@ def main(argv: list[str] | None = None) -> int:
                     if gate
                     else ("yes" if result.promoted else "no") + f" (best ep {result.best_epoch})"
                 )
-                rows.append(
-                    (name, f"K={k}", recipe, config.strategy, before, trained, after, verdict, wall)
-                )
+                # The lr the run took ('auto' depends on the base's Dice on the training frames).
+                tuned = result.card.extra.get("finetune", {})
+                how = f"{config.strategy}, lr {tuned.get('lr', config.lr):g}"
+                if tuned.get("base_train_dice") is not None:
+                    how += f" (base {tuned['base_train_dice']:.2f} on its frames)"
+                rows.append((name, f"K={k}", recipe, how, before, trained, after, verdict, wall))
                 print(rows[-1], result.reason, flush=True)
         if args.adapt_stacks:
             stacks = hard_domain_set(

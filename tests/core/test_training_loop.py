@@ -192,3 +192,36 @@ def test_bad_settings_raise_training_error(base, data, field, value):
 def test_too_few_frames_is_a_training_error(base):
     with pytest.raises(TrainingError, match="need at least 2"):
         finetune_sync(base, synthetic_set(1, 1), FinetuneConfig(**FAST))
+
+
+def test_auto_lr_is_a_tenth_for_a_base_that_already_finds_the_ribs(base, data, tmp_path):
+    from napari_ribseg.core.training.config import STRONG_BASE_DICE
+
+    auto = {**FAST, "lr": 0.0, "select": "last"}  # "last": the card is written whatever the gate
+    assert FinetuneConfig(**auto).effective_lr() == 1e-3
+    assert FinetuneConfig(**auto).effective_lr(STRONG_BASE_DICE) == pytest.approx(1e-4)
+    assert FinetuneConfig(**auto, strategy="decoder").effective_lr(0.9) == pytest.approx(2e-4)
+    assert FinetuneConfig(**{**auto, "lr": 5e-4}).effective_lr(0.9) == 5e-4
+
+    def peak_lr(model, out):
+        events = []
+        finetune_sync(
+            model, data, FinetuneConfig(epochs=1, **auto), out=out, on_progress=events.append
+        )
+        lrs = {e.values["lr"] for e in events if e.kind == "batch"}
+        message = next(e.message for e in events if e.kind == "message" and "lr " in e.message)
+        return max(lrs), message
+
+    # The untrained base finds nothing: the strategy's rate.
+    lr, message = peak_lr(base, tmp_path / "weak.safetensors")
+    assert lr == pytest.approx(1e-3) and f"< {STRONG_BASE_DICE}" in message
+    # Trained on these frames it scores well on them: a tenth, and the card says so.
+    trained = tmp_path / "trained.safetensors"
+    finetune_sync(base, data, FinetuneConfig(epochs=4, **FAST), out=trained)
+    strong = load_checkpoint(trained)
+    out = tmp_path / "strong.safetensors"
+    lr, message = peak_lr(strong, out)
+    assert lr == pytest.approx(1e-4) and f">= {STRONG_BASE_DICE}" in message
+    recorded = json.loads(out.with_suffix(".json").read_text())["finetune"]
+    assert recorded["lr"] == pytest.approx(1e-4)
+    assert recorded["base_train_dice"] >= STRONG_BASE_DICE

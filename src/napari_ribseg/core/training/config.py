@@ -37,6 +37,12 @@ AUTO_LR: dict[str, float] = {
     "decoder": 2e-3,
     "progressive": 1e-3,
 }
+#: ``lr`` 0 ("auto") and a base that already scores at least this mean Dice on the training frames
+#: before training: the strategy's rate times ``STRONG_BASE_LR_FACTOR``. A base that finds the
+#: ribs gains most from small steps, one that does not needs large ones (docs/training.md,
+#: "Learning rate against base strength").
+STRONG_BASE_DICE = 0.75
+STRONG_BASE_LR_FACTOR = 0.1
 #: Fields that may change between an interrupted run and its resumption.
 RESUME_FREE = ("epochs", "device", "num_workers", "early_stop_patience")
 
@@ -86,7 +92,12 @@ class FinetuneConfig:
         auto="from steps",
     )
     lr: float = setting(
-        0.0, "peak learning rate; 0 = per strategy (AUTO_LR)", low=0.0, high=0.1, auto="auto"
+        0.0,
+        "peak learning rate; 0 = auto: per strategy (1e-3; decoder 2e-3), a tenth of it when the "
+        f"base already scores Dice >= {STRONG_BASE_DICE} on the training frames",
+        low=0.0,
+        high=0.1,
+        auto="auto",
     )
     warmup_share: float = setting(
         0.1, "share of the steps with a linear learning-rate warm-up", low=0.0, high=0.5
@@ -145,9 +156,16 @@ class FinetuneConfig:
     #: random initialisation.
     base_is_candidate: bool = setting(True, "the base competes as epoch 0", cli=False)
 
-    def effective_lr(self) -> float:
-        """The peak learning rate: ``lr``, or the strategy's measured default when it is 0."""
-        return self.lr if self.lr > 0 else AUTO_LR.get(self.strategy, 1e-3)
+    def effective_lr(self, base_dice: float | None = None) -> float:
+        """The peak learning rate: ``lr``, or when it is 0 the strategy's measured default,
+        lowered for a strong base (``base_dice``: its mean Dice on the training frames before
+        training; None when not measured)."""
+        if self.lr > 0:
+            return self.lr
+        lr = AUTO_LR.get(self.strategy, 1e-3)
+        if base_dice is not None and base_dice >= STRONG_BASE_DICE:
+            lr *= STRONG_BASE_LR_FACTOR
+        return lr
 
     def effective_epochs(self, n_train: int) -> int:
         """``epochs``, or enough epochs over ``n_train`` frames to make ``steps`` steps."""

@@ -43,6 +43,7 @@ from napari_ribseg.core.training.config import (
     OPTIMIZERS,
     RESUME_FREE,
     SCHEDULES,
+    STRONG_BASE_DICE,
     FinetuneConfig,
 )
 from napari_ribseg.core.training.data import TrainingSet
@@ -196,12 +197,11 @@ def split_for_gate(data: TrainingSet, config: FinetuneConfig) -> tuple[TrainingS
 # ---- optimiser and schedule ------------------------------------------------------------------
 
 
-def _make_optimizer(model, config: FinetuneConfig):
+def _make_optimizer(model, config: FinetuneConfig, lr: float):
     # Every parameter is handed over, frozen ones included: their grad stays None, which torch
     # optimisers skip entirely (no step, no weight decay), and progressive unfreezing needs no
     # new parameter groups, so the optimizer state has one stable layout for resuming.
     params = list(model.parameters())
-    lr = config.effective_lr()
     if config.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
     return torch.optim.Adam(params, lr=lr, weight_decay=config.weight_decay)
@@ -261,6 +261,9 @@ class _Run:
     dataset: Any = None
     base_dices: list[float] = field(default_factory=list)
     base_val_dice: float = float("nan")
+    #: The base's mean Dice on the training frames before training (measured for ``lr`` auto).
+    base_train_dice: float | None = None
+    lr: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
     best_val_dice: float = float("nan")
     best_epoch: int = 0
@@ -334,7 +337,15 @@ def _prepare(base, data, config, out, ddp) -> _Run:
         pin_memory=device.type == "cuda",
         drop_last=False,
     )
-    run.optimizer = _make_optimizer(model, config)
+    if config.lr == 0 and config.base_is_candidate:
+        # 'auto' lr: how well the base already does on the user's frames sets the step size.
+        train_images, train_masks = letterbox_set(train, size)
+        dices, _ = frame_dices(
+            model, train_images, train_masks, device, run.eval_batch, run.loss_fn
+        )
+        run.base_train_dice = mean_dice(dices)
+    run.lr = config.effective_lr(run.base_train_dice)
+    run.optimizer = _make_optimizer(model, config, run.lr)
     run.scheduler = _make_scheduler(run.optimizer, config, len(run.loader) * run.epochs)
     run.use_amp = bool(config.amp and device.type == "cuda")
     if run.use_amp and torch.cuda.is_bf16_supported():
@@ -360,9 +371,23 @@ def _measure_base(run: _Run) -> Iterable[Progress]:
         message=f"base model {run.base.card.name}: Dice {run.base_val_dice:.3f} on "
         f"{len(run.val)} held-out frames ({len(run.val.group_names)} clip(s)); training on "
         f"{len(run.train)} frames for {run.epochs} epochs ({len(run.loader) * run.epochs} steps, "
-        f"lr {run.config.effective_lr():g})",
+        f"lr {run.lr:g}{_lr_reason(run)})",
     )
     yield Progress("val_dice", 0, run.epochs, values={"val_dice": run.base_val_dice})
+
+
+def _lr_reason(run: _Run) -> str:
+    """Why the 'auto' learning rate is what it is ("" for a chosen one)."""
+    if run.config.lr > 0:
+        return ""
+    if run.base_train_dice is None:
+        return f", auto for '{run.config.strategy}'"
+    strong = run.base_train_dice >= STRONG_BASE_DICE
+    return f", auto: the base scores Dice {run.base_train_dice:.3f} on the training frames, " + (
+        f">= {STRONG_BASE_DICE}: a strong base takes small steps"
+        if strong
+        else f"< {STRONG_BASE_DICE}: the strategy's rate"
+    )
 
 
 def _cpu_state(model) -> dict:
@@ -595,6 +620,8 @@ def _card(run: _Run, gate: GateReport | None = None) -> ModelCard:
             "finetune": {
                 "parent_path": str(base.path) if base.path else None,
                 "config": config.to_dict(),
+                "lr": run.lr,
+                "base_train_dice": run.base_train_dice,
                 "train_ids": train.ids,
                 "val_ids": val.ids,
                 "val_groups": val.group_names,

@@ -12,6 +12,9 @@ import time
 sys.path.insert(0, "benchmarks")
 import torch  # noqa: E402
 
+from napari_ribseg.core.devices import flush_denormals  # noqa: E402
+
+flush_denormals()  # as the ribseg training commands do
 torch.set_num_threads(2)
 import bench_finetune as b  # noqa: E402
 from napari_ribseg.core.evaluation import evaluate_model  # noqa: E402

@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
             f"--replica must be 0-40 (got {args.replica}): higher ones reach the test clips"
         )
 
+    from napari_ribseg.core.devices import flush_denormals
+
+    flush_denormals()  # as the ribseg training commands and the widget's fine-tune child do
     import torch
 
     from napari_ribseg.core.evaluation import evaluate_model

@@ -142,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="src/napari_ribseg/core/models/weights")
     args = p.parse_args(argv)
 
+    from napari_ribseg.core.devices import flush_denormals
+
+    flush_denormals()  # CPU training speed; before torch starts its threads
     import torch
 
     from napari_ribseg.core.jobs import run_job

@@ -78,3 +78,35 @@ def test_my_core_modules_import_without_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_flush_denormals_makes_cpu_maths_treat_denormals_as_zero():
+    from napari_ribseg.core.devices import flush_denormals
+
+    tiny = torch.tensor([1e-39], dtype=torch.float32)  # a denormal float32
+    assert float(tiny * 1.0) > 0
+    flush_denormals()
+    try:
+        assert float(tiny * 1.0) == 0.0
+    finally:
+        torch.set_flush_denormal(False)
+    assert float(tiny * 1.0) > 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "flushed"),
+    [
+        (["adapt", "missing.tif", "--model", "unet-compact", "--out", "x"], True),
+        (["finetune", "missing_dir", "--model", "unet-compact", "--out", "x"], True),
+        (["models"], False),
+    ],
+)
+def test_training_commands_flush_denormals_before_they_start(monkeypatch, argv, flushed, tmp_path):
+    import napari_ribseg.core.devices as devices
+    from napari_ribseg.cli import main
+
+    calls = []
+    monkeypatch.setattr(devices, "flush_denormals", lambda: calls.append(True))
+    monkeypatch.chdir(tmp_path)
+    main(argv)
+    assert bool(calls) == flushed

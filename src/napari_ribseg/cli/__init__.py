@@ -29,12 +29,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands that train: they run with denormal floats flushed (core.devices.flush_denormals).
+TRAINING_COMMANDS = ("finetune", "adapt", "pretrain-salient", "experiment")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    if args.command in TRAINING_COMMANDS:
+        from napari_ribseg.core.devices import flush_denormals
+
+        flush_denormals()  # before torch starts its threads (CPU training speed)
     try:
         return int(args.func(args) or 0)
     except RibsegError as exc:

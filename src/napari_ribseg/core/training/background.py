@@ -40,7 +40,10 @@ def _child_main(
 ) -> None:
     """Entry point of the child process: run the job, send every event, then the result."""
     try:
+        from napari_ribseg.core.devices import flush_denormals
         from napari_ribseg.core.models import load_model
+
+        flush_denormals()  # before torch starts its threads (CPU training speed)
         from napari_ribseg.core.training.loop import FinetuneConfig, finetune
 
         loaded = load_model(base)

@@ -19,7 +19,9 @@ import sys
 import time
 
 
-def _measure(model: str, flush: bool, steps: int, threads: int, inputs: str) -> dict:
+def _measure(
+    model: str, flush: bool, steps: int, threads: int, inputs: str, channels_last: bool
+) -> dict:
     """One process's numbers: mean seconds per training step and per inference batch."""
     from napari_ribseg.core.devices import flush_denormals
 
@@ -44,6 +46,8 @@ def _measure(model: str, flush: bool, steps: int, threads: int, inputs: str) -> 
 
         images, masks = letterbox_set(k_frames(4, 1_210, (820, 1124), "each"), size)
         x, y = torch.from_numpy(images), torch.from_numpy(masks).float()
+    if channels_last:  # as the fine-tune trains on the CPU
+        net = net.to(memory_format=torch.channels_last)
     loss_fn = get_loss("tversky")
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
     net.train()
@@ -70,13 +74,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--inputs", choices=("frames", "random"), default="frames")
+    parser.add_argument(
+        "--channels-last", action="store_true", help="NHWC weights, as the fine-tune on the CPU"
+    )
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "FLUSH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         model, flush = args.child
-        print(json.dumps(_measure(model, flush == "on", args.steps, args.threads, args.inputs)))
+        print(
+            json.dumps(
+                _measure(
+                    model, flush == "on", args.steps, args.threads, args.inputs, args.channels_last
+                )
+            )
+        )
         return 0
-    print(f"{args.steps} training steps of 4 {args.inputs}, {args.threads} torch thread(s)")
+    layout = "channels_last" if args.channels_last else "contiguous (NCHW)"
+    print(
+        f"{args.steps} training steps of 4 {args.inputs}, {args.threads} torch thread(s), {layout}"
+    )
     print()
     print("| model | denormals | s per training step | s per inference batch |")
     print("|---|---|---|---|")
@@ -95,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                     str(args.threads),
                     "--inputs",
                     args.inputs,
+                    *(["--channels-last"] if args.channels_last else []),
                 ],
                 capture_output=True,
                 text=True,

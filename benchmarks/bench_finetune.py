@@ -60,6 +60,11 @@ def k_frames(k: int, seed: int, size: tuple[int, int], scanner: str = "each"):
     return data.subset(list(range(k)), source=f"{data.source} (K={k})")
 
 
+def replica_frames(k: int, replica: int, size: tuple[int, int], scanner: str = "each"):
+    """The K corrected frames of ``--replica`` (its own clips; the test clips stay the same)."""
+    return k_frames(k, 1_000 * (replica + 1) + 10 * k, size, scanner)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="unet-compact", help="comma-separated names/paths")
@@ -135,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         base = load_model(name, device=args.device)
         before = dice(base.model, test)
         for k in [int(k) for k in args.ks.split(",") if k]:
-            frames = k_frames(k, 1_000 * (args.replica + 1) + 10 * k, size, args.scanner)
+            frames = replica_frames(k, args.replica, size, args.scanner)
             for recipe in args.recipes.split(","):
                 kind, *extra = recipe.split("+")
                 if kind not in ("new", "old"):

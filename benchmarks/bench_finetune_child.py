@@ -22,11 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=20)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).parent))
-    from bench_finetune import k_frames
+    from bench_finetune import replica_frames
     from napari_ribseg.core.training import FinetuneConfig
     from napari_ribseg.core.training.background import BackgroundFinetune
 
-    frames = k_frames(args.k, 1_000 + 10 * args.k, (820, 1124), "each")
+    frames = replica_frames(args.k, 0, (820, 1124), "each")
     with tempfile.TemporaryDirectory() as tmp:
         job = BackgroundFinetune(
             args.model, frames, FinetuneConfig(device="cpu"), Path(tmp) / "child.safetensors"

@@ -108,7 +108,7 @@ def flush_denormals() -> None:
 
     Training on the CPU slows down when activations, gradients and Adam's moments fall into the
     denormal range, which x86 processors handle in microcode: a 4-frame V-Unet training step
-    took 1.07 s with them and 0.63 s without on the 2-core machine (U-Net 0.75 / 0.58 s;
+    took 1.10 s with them and 0.71 s without on the 2-core machine (U-Net 0.84 / 0.61 s;
     inference unchanged; ``benchmarks/bench_denormals.py``). Values that small change no Dice a
     float32 network reports. Call it first thing in a process that trains (the ``ribseg``
     training commands and the widget's fine-tune child do): torch's worker threads copy the

@@ -516,15 +516,14 @@ _SELECTION_TEXT = {
 
 def _recipe_line(config: StudyConfig) -> str:
     """The report's one line on how the cells fine-tuned, from the nested FinetuneConfig."""
-    from napari_ribseg.core.training.config import STRONG_BASE_DICE
+    from napari_ribseg.core.training.config import STRONG_BASE_RULE
 
     ft = config.finetune
     epochs = f"{ft.epochs} epochs" if ft.epochs else f"{ft.steps} steps"
     lr = (
         f"lr {ft.lr}"
         if ft.lr
-        else f"lr auto ({ft.effective_lr()} for '{ft.strategy}', a tenth of it for a base with "
-        f"Dice >= {STRONG_BASE_DICE} on the cell's training frames)"
+        else f"lr auto ({ft.effective_lr()} for '{ft.strategy}', {STRONG_BASE_RULE})"
     )
     return (
         f"- fine-tuning: {epochs}"

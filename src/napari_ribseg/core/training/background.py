@@ -41,9 +41,9 @@ def _child_main(
     """Entry point of the child process: run the job, send every event, then the result."""
     try:
         from napari_ribseg.core.devices import flush_denormals
-        from napari_ribseg.core.models import load_model
 
-        flush_denormals()  # before torch starts its threads (CPU training speed)
+        flush_denormals()  # first: before torch starts its threads (CPU training speed)
+        from napari_ribseg.core.models import load_model
         from napari_ribseg.core.training.loop import FinetuneConfig, finetune
 
         loaded = load_model(base)

@@ -43,6 +43,11 @@ AUTO_LR: dict[str, float] = {
 #: "Learning rate against base strength").
 STRONG_BASE_DICE = 0.75
 STRONG_BASE_LR_FACTOR = 0.1
+#: The rule in words (the lr setting's help, the study report).
+STRONG_BASE_RULE = (
+    f"{STRONG_BASE_LR_FACTOR:g} x that when the base already scores Dice >= {STRONG_BASE_DICE} "
+    "on the training frames"
+)
 #: Fields that may change between an interrupted run and its resumption.
 RESUME_FREE = ("epochs", "device", "num_workers", "early_stop_patience")
 
@@ -93,8 +98,7 @@ class FinetuneConfig:
     )
     lr: float = setting(
         0.0,
-        "peak learning rate; 0 = auto: per strategy (1e-3; decoder 2e-3), a tenth of it when the "
-        f"base already scores Dice >= {STRONG_BASE_DICE} on the training frames",
+        f"peak learning rate; 0 = auto: per strategy (1e-3; decoder 2e-3), {STRONG_BASE_RULE}",
         low=0.0,
         high=0.1,
         auto="auto",
@@ -163,9 +167,19 @@ class FinetuneConfig:
         if self.lr > 0:
             return self.lr
         lr = AUTO_LR.get(self.strategy, 1e-3)
-        if base_dice is not None and base_dice >= STRONG_BASE_DICE:
-            lr *= STRONG_BASE_LR_FACTOR
-        return lr
+        return lr * STRONG_BASE_LR_FACTOR if _strong_base(base_dice) else lr
+
+    def lr_reason(self, base_dice: float | None = None) -> str:
+        """Why :meth:`effective_lr` is what it is, for the run's first message ("" for a set lr)."""
+        if self.lr > 0:
+            return ""
+        if base_dice is None:
+            return f"auto for '{self.strategy}'"
+        return f"auto: the base scores Dice {base_dice:.3f} on the training frames, " + (
+            f">= {STRONG_BASE_DICE}: a strong base takes small steps"
+            if _strong_base(base_dice)
+            else f"< {STRONG_BASE_DICE}: the strategy's rate"
+        )
 
     def effective_epochs(self, n_train: int) -> int:
         """``epochs``, or enough epochs over ``n_train`` frames to make ``steps`` steps."""
@@ -214,6 +228,11 @@ OLD_DEFAULTS: dict[str, Any] = {
     "select": "best",
     "warmup_share": 0.0,
 }
+
+
+def _strong_base(base_dice: float | None) -> bool:
+    """Whether 'auto' lr treats the base as strong (``STRONG_BASE_DICE``); None: not measured."""
+    return base_dice is not None and base_dice >= STRONG_BASE_DICE
 
 
 def _bad(config: FinetuneConfig, name: str, expected: str) -> TrainingError:

@@ -43,7 +43,6 @@ from napari_ribseg.core.training.config import (
     OPTIMIZERS,
     RESUME_FREE,
     SCHEDULES,
-    STRONG_BASE_DICE,
     FinetuneConfig,
 )
 from napari_ribseg.core.training.data import TrainingSet
@@ -305,8 +304,9 @@ def _prepare(base, data, config, out, ddp) -> _Run:
     torch.manual_seed(config.seed)
     model = copy.deepcopy(base.model).to(device).float()
     if device.type == "cpu":
-        # NHWC convolutions train faster on the CPU (4-frame V-Unet step 0.60 -> 0.47 s, U-Net
-        # 0.56 -> 0.41 s; benchmarks/bench_denormals.py --channels-last). Checkpoints are
+        # NHWC convolutions train faster on the CPU (4-frame V-Unet step 0.71 -> 0.51 s, U-Net
+        # 0.61 -> 0.43 s, denormals flushed; benchmarks/bench_denormals.py [--channels-last]).
+        # Checkpoints are
         # written contiguous, so nothing outside the run sees the layout.
         model = model.to(memory_format=torch.channels_last)
     size = int(model.input_size)
@@ -364,6 +364,8 @@ def _prepare(base, data, config, out, ddp) -> _Run:
 
 def _measure_base(run: _Run) -> Iterable[Progress]:
     """The base model's Dice on each held-out frame (epoch 0 of the curves)."""
+    reason = run.config.lr_reason(run.base_train_dice)
+    reason = f", {reason}" if reason else ""
     run.base_dices, _ = frame_dices(
         run.model, run.val_images, run.val_masks, run.device, run.eval_batch, run.loss_fn
     )
@@ -376,23 +378,9 @@ def _measure_base(run: _Run) -> Iterable[Progress]:
         message=f"base model {run.base.card.name}: Dice {run.base_val_dice:.3f} on "
         f"{len(run.val)} held-out frames ({len(run.val.group_names)} clip(s)); training on "
         f"{len(run.train)} frames for {run.epochs} epochs ({len(run.loader) * run.epochs} steps, "
-        f"lr {run.lr:g}{_lr_reason(run)})",
+        f"lr {run.lr:g}{reason})",
     )
     yield Progress("val_dice", 0, run.epochs, values={"val_dice": run.base_val_dice})
-
-
-def _lr_reason(run: _Run) -> str:
-    """Why the 'auto' learning rate is what it is ("" for a chosen one)."""
-    if run.config.lr > 0:
-        return ""
-    if run.base_train_dice is None:
-        return f", auto for '{run.config.strategy}'"
-    strong = run.base_train_dice >= STRONG_BASE_DICE
-    return f", auto: the base scores Dice {run.base_train_dice:.3f} on the training frames, " + (
-        f">= {STRONG_BASE_DICE}: a strong base takes small steps"
-        if strong
-        else f"< {STRONG_BASE_DICE}: the strategy's rate"
-    )
 
 
 def _cpu_state(model) -> dict:

@@ -1,14 +1,22 @@
-"""BackgroundFinetune: the job in a spawned child process, events through a queue, cancel, crashes."""
+"""Training in a spawned child process: events through a queue, cancel, crashes, both job kinds."""
 
 from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 from test_training_support import synthetic_set, tiny_base
 
 from napari_ribseg.core.models import load_checkpoint
-from napari_ribseg.core.training.background import BackgroundFinetune, _child_main
+from napari_ribseg.core.training.adapt import AdaptConfig, AdaptResult, adapt_sync
+from napari_ribseg.core.training.background import (
+    BackgroundAdapt,
+    BackgroundFinetune,
+    _child_main,
+    load_adapt_data,
+    save_adapt_data,
+)
 from napari_ribseg.core.training.loop import FinetuneConfig, FinetuneResult
 
 CONFIG = FinetuneConfig(
@@ -16,7 +24,7 @@ CONFIG = FinetuneConfig(
 )
 
 
-def _wait(job: BackgroundFinetune, timeout: float = 60.0) -> list:
+def _wait(job, timeout: float = 60.0) -> list:
     events = []
     deadline = time.monotonic() + timeout
     while job.is_alive() and time.monotonic() < deadline:
@@ -72,11 +80,12 @@ def test_child_crash_is_reported_as_one_line(tmp_path):
     data_path = synthetic_set(2, 2).save_npz(tmp_path / "set.npz")
     with pytest.raises(SystemExit):
         _child_main(
+            "finetune",
             str(tmp_path / "missing.safetensors"),
             str(data_path),
             CONFIG.to_dict(),
             str(tmp_path / "o.safetensors"),
-            True,
+            {"resume": True},
             events,
             threading.Event(),
         )
@@ -98,3 +107,65 @@ def test_killed_child_reports_its_exit_code(tmp_path):
     events = _wait(killed)
     assert killed.result is None and "exit code -9" in killed.error
     assert events[-1].kind == "error"
+
+
+def _banded_stack(n: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    frames = (rng.random((n, 64, 64)) * 50).astype(np.uint8)
+    frames[:, 20:26, 8:56] += 180
+    band = np.zeros((64, 64), np.uint8)
+    band[20:26, 8:56] = 1
+    return frames, band
+
+
+def test_adapt_stack_file_round_trip_keeps_dtype_and_curated_masks(tmp_path):
+    frames, band = _banded_stack(6)
+    path = save_adapt_data(tmp_path / "s.npz", frames, {4: band, 1: band * 0})
+    back, labelled = load_adapt_data(path)
+    assert back.dtype == np.uint8 and np.array_equal(back, frames)
+    assert sorted(labelled) == [1, 4] and labelled[4].sum() == band.sum() and not labelled[1].any()
+
+
+def test_adapt_in_a_child_gives_what_it_gives_in_process(tmp_path):
+    """The widget's path (child process, denormals flushed) and the CLI's (in process) agree: same
+    frames, curated masks and seed give the same verdict, frame counts and consistency numbers."""
+    base = tiny_base(tmp_path / "base.safetensors")
+    frames, band = _banded_stack()
+    labelled = {0: band, 5: band, 10: band}
+    config = AdaptConfig(steps=3, device="cpu")
+    here = adapt_sync(base, frames, config, source="clip", labelled=labelled)
+    out = tmp_path / "adapted.safetensors"
+    job = BackgroundAdapt(
+        tmp_path / "base.safetensors", frames, config, out, source="clip", labelled=labelled
+    )
+    job.start()
+    events = _wait(job)
+    assert job.error is None, job.error_details
+    there = job.result
+    assert isinstance(there, AdaptResult) and there.model is None
+    assert (there.frames_trained, there.frames_checked) == (7, 2)
+    assert there.gate is not None and there.gate.frame_ids == here.gate.frame_ids
+    assert there.promoted == here.promoted and there.teacher_view == here.teacher_view
+    assert there.base_consistency == pytest.approx(here.base_consistency, abs=1e-6)
+    assert there.new_consistency == pytest.approx(here.new_consistency, abs=0.02)
+    assert (there.checkpoint == out) == there.promoted == out.exists()
+    assert events[-1].kind == "done" and any(e.kind == "batch" for e in events)
+
+
+def test_a_cancelled_adaptation_ends_without_a_model(tmp_path):
+    tiny_base(tmp_path / "base.safetensors")
+    frames, _ = _banded_stack()
+    out = tmp_path / "adapted.safetensors"
+    config = AdaptConfig(steps=100_000, device="cpu")
+    job = BackgroundAdapt(tmp_path / "base.safetensors", frames, config, out)
+    job.start()
+    deadline = time.monotonic() + 60
+    seen = []
+    while not any(e.kind == "batch" for e in seen) and time.monotonic() < deadline:
+        seen += job.poll()
+        time.sleep(0.05)
+    job.cancel()
+    _wait(job)
+    assert job.error is None, job.error_details
+    assert not job.result.promoted and "stopped before the end" in job.result.reason
+    assert job.result.checkpoint is None and not out.exists()

@@ -250,3 +250,39 @@ def test_an_adaptation_that_won_the_gate_on_curated_frames_is_selected(segmented
     assert widget.segment_section.current_model().name == name
     assert "is selected" in section.outcome_label.text()
     assert default_model().name == name  # judged with labels, like a fine-tune
+
+
+def test_adapt_to_this_stack_runs_in_a_child_process_and_reports(
+    docked, qtbot, tiny_model, wait_worker, tmp_path
+):
+    """The button starts a BackgroundAdapt (denormals flushed there, not in napari), blocks a
+    fine-tune while it runs, and its outcome names what it learned from and checked on."""
+    from napari_ribseg.core.training import BackgroundAdapt
+
+    rng = np.random.default_rng(0)
+    frames = rng.random((12, 64, 64), dtype=np.float32) * 0.2
+    frames[:, 20:26, 8:56] += 0.7
+    np.save(tmp_path / "cine12.npy", frames.clip(0, 1))
+    _viewer, widget = docked
+    widget.load(str(tmp_path / "cine12.npy"))
+    assert widget.segment_section.select_model(tiny_model)
+    section = widget.finetune_section
+    section.select_base(tiny_model)
+    assert section.adapt_btn.isEnabled()
+    before = {e.name for e in list_models()}
+    section.adapt_btn.click()
+    assert isinstance(section.job, BackgroundAdapt) and section.cancel_btn.isEnabled()
+    assert not section.adapt_btn.isEnabled() and not section.start_btn.isEnabled()
+    assert "Adaptation is running" in section.start_blocker()
+    qtbot.waitUntil(lambda: section.job is None, timeout=120_000)
+    result = section.adapt_result
+    assert result is not None, section.outcome_label.text()
+    assert (result.frames_trained, result.frames_checked) == (10, 2)
+    text = section.outcome_label.text()
+    assert "10 frames learned from, 2 checked" in text
+    made = {e.name for e in list_models()} - before
+    if result.promoted:
+        assert made == {result.checkpoint.stem} and result.checkpoint.parent == user_model_dir()
+    else:
+        assert not made and "No new model" in text and result.reason in text
+    assert section.adapt_btn.isEnabled() and not section.cancel_btn.isEnabled()

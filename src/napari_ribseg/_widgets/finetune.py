@@ -1,9 +1,10 @@
-"""Fine-tune section: train a new checkpoint on the curated frames in a child process.
+"""Fine-tune section: train a new checkpoint on the curated frames, or adapt one to the stack.
 
-Training runs in :class:`~napari_ribseg.core.training.BackgroundFinetune` (a separate OS process),
-polled by a QTimer on the GUI thread, so napari stays responsive and a crash in training cannot take
-the viewer down. The section shows epoch, batch and ETA, plots training loss and validation Dice,
-and at the end compares the new model with its base on the same validation frames.
+Both run in a separate OS process (:class:`~napari_ribseg.core.training.BackgroundFinetune`,
+:class:`~napari_ribseg.core.training.BackgroundAdapt`; one at a time), polled by a QTimer on the GUI
+thread, so napari stays responsive, Cancel works and a crash in training cannot take the viewer
+down. The section shows epoch, batch and ETA, plots training loss and validation Dice, and at the
+end compares the new model with its base on frames it never trained on.
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ TRAIN_LABELS = {
 SPAWN_GUARD = (
     "A fine-tune started from a Python script needs the script's code under `if __name__ == "
     '"__main__":` (training runs in a spawned child process, which imports the script again).'
+)
+ADAPT_HELP = (
+    "Self-train the base model on this stack's own frames, in the background; kept only when a "
+    "check on held-out frames (its curated frames when it has 3 or more, else a label-free one) "
+    "says it is better than the base"
 )
 LOSS_COLOUR = QColor(255, 159, 28)
 DICE_COLOUR = QColor(80, 180, 255)
@@ -175,6 +181,8 @@ class FinetuneSection(QWidget):
     resegment_requested = Signal()
     #: Fine-tuning ended; argument: the result (``None`` when it failed).
     done = Signal(object)
+    #: Adaptation to the stack ended; argument: the AdaptResult (``None`` when it failed).
+    adapt_done = Signal(object)
     #: One progress event from the child process arrived (for scripts watching the run).
     event_received = Signal(object)
 
@@ -233,12 +241,9 @@ class FinetuneSection(QWidget):
         row.addWidget(self.cancel_btn)
         layout.addLayout(row)
         self.adapt_btn = QPushButton("Adapt to this stack (no labels)")
-        self.adapt_btn.setToolTip(
-            "Self-train the base model on this stack's own frames; kept only when a label-free "
-            "check on held-out frames says it is more consistent than the base"
-        )
+        self.adapt_btn.setToolTip(ADAPT_HELP)
         layout.addWidget(self.adapt_btn)
-        self.adapt_worker: Any = None
+        self.adapt_result: Any = None
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -364,7 +369,7 @@ class FinetuneSection(QWidget):
     def start_blocker(self) -> str:
         """Why Start is disabled, or an empty string when it is enabled."""
         if self.job is not None:
-            return "Fine-tuning is running."
+            return self._running()
         if self.session.project is None:
             return "Load a stack and segment it first."
         if not self.base_combo.currentData():
@@ -377,11 +382,30 @@ class FinetuneSection(QWidget):
             )
         return ""
 
+    def _running(self) -> str:
+        from napari_ribseg.core.training import BackgroundAdapt
+
+        what = "Adaptation" if isinstance(self.job, BackgroundAdapt) else "Fine-tuning"
+        return f"{what} is running (one run at a time; Cancel stops it)."
+
+    def adapt_blocker(self) -> str:
+        """Why "Adapt to this stack" is disabled, or an empty string when it is enabled."""
+        if self.job is not None:
+            return self._running()
+        if self.session.image_layer is None:
+            return "Load a stack to adapt to."
+        if not self.base_combo.currentData():
+            return "No base model: add a checkpoint to the model folder."
+        return ""
+
     def update_start_enabled(self) -> None:
         reason = self.start_blocker()
         self.start_btn.setEnabled(not reason)
         self.start_btn.setToolTip(reason or f"Train on {self.curated_count()} curated frames")
         self.reason_label.setText(reason or f"{self.curated_count()} curated frames ready.")
+        blocker = self.adapt_blocker()
+        self.adapt_btn.setEnabled(not blocker)
+        self.adapt_btn.setToolTip(blocker or ADAPT_HELP)
 
     def config(self) -> Any:
         from napari_ribseg.core.training import FinetuneConfig
@@ -443,47 +467,51 @@ class FinetuneSection(QWidget):
         return True
 
     def start_adapt(self) -> bool:
-        """Adapt the base model to the loaded stack without labels, in a worker thread."""
-        from napari.qt.threading import create_worker
-
-        from napari_ribseg.core.models import load_model
-        from napari_ribseg.core.training.adapt import AdaptConfig, adapt
+        """Adapt the base model to the loaded stack without labels, in a child process."""
+        from napari_ribseg.core.models import resolve_model
+        from napari_ribseg.core.session import curated_masks
+        from napari_ribseg.core.training import BackgroundAdapt
+        from napari_ribseg.core.training.adapt import AdaptConfig
         from napari_ribseg.core.training.output import stamped_output
 
+        reason = self.adapt_blocker()
+        if reason:
+            notify_info(reason)
+            return False
+        guard = spawn_guard_problem()
+        if guard:
+            notify_error(guard)
+            self.outcome_label.setText(guard)
+            return False
         s = self.session
         base = self.base_combo.currentData()
-        if s.image_layer is None or not base or self.adapt_worker is not None:
-            notify_info("Load a stack and choose a base model to adapt.")
-            return False
+        folder = model_dir(s.settings)
         try:
-            from napari_ribseg.core.session import curated_masks
-
-            loaded = load_model(base, device="cpu")
-            config = AdaptConfig(device=s.settings.device or "auto")
-            job = adapt(
-                loaded,
+            job = BackgroundAdapt(
+                resolve_model(base, model_dir=folder),
                 s.frames,
-                config,
-                out=stamped_output(base, s.image_layer.name, "adapt"),
+                AdaptConfig(device=s.settings.device or "auto"),
+                stamped_output(base, s.image_layer.name, "adapt", model_dir=folder),
                 source=s.image_layer.name,
                 # Curated frames, if any, are left out and judge the result (the gate).
                 labelled=curated_masks(s.project) if s.project is not None else None,
             )
+            job.start()
         except RibsegError as exc:
             notify_error(f"Adaptation cannot start: {exc}")
             return False
+        self.job = job
         self._base_name = base
-        worker = create_worker(lambda: (yield from job), _start_thread=False)
-        worker.yielded.connect(
-            lambda event: event.message and self.progress_label.setText(event.message)
-        )
-        worker.returned.connect(self._adapt_done)
-        worker.errored.connect(lambda exc: notify_error(f"Adaptation failed: {exc}"))
-        worker.finished.connect(self._adapt_finished)
-        self.adapt_worker = worker
-        self.adapt_btn.setEnabled(False)
+        self.adapt_result = None
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress_label.setText(f"Starting: adapting {base} to {s.image_layer.name}…")
         self.outcome_label.setText("Adapting to this stack…")
-        worker.start()
+        for btn in (self.use_new_btn, self.keep_base_btn, self.resegment_btn):
+            btn.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        self.update_start_enabled()
+        self._timer.start()
         return True
 
     def _adapt_done(self, result: Any) -> None:
@@ -515,15 +543,17 @@ class FinetuneSection(QWidget):
             f"learned from, {result.frames_checked} checked, {result.seconds:.0f} s."
         )
 
-    def _adapt_finished(self) -> None:
-        self.adapt_worker = None
-        self.adapt_btn.setEnabled(True)
-
     def cancel(self) -> None:
-        """Stop training; the child keeps the best checkpoint written so far."""
+        """Stop the run: a fine-tune keeps its best checkpoint, an adaptation leaves no model."""
+        from napari_ribseg.core.training import BackgroundAdapt
+
         if self.job is not None:
             self.job.cancel()
-            self.progress_label.setText("Stopping after this batch; the best checkpoint is kept…")
+            self.progress_label.setText(
+                "Stopping after this step; no new model…"
+                if isinstance(self.job, BackgroundAdapt)
+                else "Stopping after this batch; the best checkpoint is kept…"
+            )
 
     def poll(self) -> None:
         """Read the child's events (on the GUI thread) and finish when it is done."""
@@ -556,12 +586,19 @@ class FinetuneSection(QWidget):
         # "error" events are reported once, by _finish, with what the user can do about them.
 
     def _finish(self) -> None:
+        from napari_ribseg.core.training import BackgroundAdapt
+
         self._timer.stop()
         job, self.job = self.job, None
         self._last_job = job
         self.cancel_btn.setEnabled(False)
         if job.error is not None or job.result is None:
             self._finish_failed(job.error or "the training process gave no result")
+            return
+        if isinstance(job, BackgroundAdapt):
+            self._adapt_done(job.result)
+            self.update_start_enabled()
+            self.adapt_done.emit(job.result)
             return
         result = job.result
         self.result = result
@@ -570,18 +607,21 @@ class FinetuneSection(QWidget):
         self.done.emit(result)
 
     def _finish_failed(self, message: str) -> None:
+        from napari_ribseg.core.training import BackgroundAdapt
+
         self._timer.stop()
         self.job = None
         self.progress_label.setText("Failed; see the notification.")
         self.cancel_btn.setEnabled(False)
         message = explain_child_failure(message, getattr(self._last_job, "error_details", ""))
+        adapting = isinstance(self._last_job, BackgroundAdapt)
         notify_error(
-            f"Fine-tuning failed: {message}. Your curated labels are safe; check the settings "
-            "and try again."
+            f"{'Adaptation' if adapting else 'Fine-tuning'} failed: {message}. Your curated labels "
+            "are safe; check the settings and try again."
         )
         self.outcome_label.setText(f"Failed: {message}")
         self.update_start_enabled()
-        self.done.emit(None)
+        (self.adapt_done if adapting else self.done).emit(None)
 
     def _show_outcome(self, result: Any) -> None:
         n_val = len(result.val_ids)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from napari_ribseg.core.training.adapt import AdaptConfig, AdaptResult, adapt, adapt_sync
     from napari_ribseg.core.training.augment import AUGMENT_PRESETS, Augmenter, build_augmentation
-    from napari_ribseg.core.training.background import BackgroundFinetune
+    from napari_ribseg.core.training.background import BackgroundAdapt, BackgroundFinetune
     from napari_ribseg.core.training.config import FinetuneConfig, setting_specs
     from napari_ribseg.core.training.data import TrainingSet
     from napari_ribseg.core.training.evaluation import evaluate_dice
@@ -35,6 +35,7 @@ _WHERE = {
     "AUGMENT_PRESETS": "augment",
     "Augmenter": "augment",
     "build_augmentation": "augment",
+    "BackgroundAdapt": "background",
     "BackgroundFinetune": "background",
     "TrainingSet": "data",
     "FREEZE_STRATEGIES": "freeze",
@@ -69,6 +70,7 @@ __all__ = [
     "judge",
     "setting_specs",
     "Augmenter",
+    "BackgroundAdapt",
     "BackgroundFinetune",
     "FREEZE_STRATEGIES",
     "FinetuneConfig",

@@ -86,6 +86,21 @@ class AdaptResult:
         out["checkpoint"] = str(self.checkpoint) if self.checkpoint else None
         return out
 
+    @classmethod
+    def from_dict(cls, data: dict) -> AdaptResult:
+        """The result :meth:`to_dict` wrote (without the model: load ``checkpoint``)."""
+        from napari_ribseg.core.training.gate import GateReport
+
+        data = dict(data)
+        gate = data.pop("gate", None)
+        checkpoint = data.pop("checkpoint", None)
+        known = {f.name for f in dataclasses.fields(cls)} - {"model", "gate", "checkpoint"}
+        return cls(
+            **{k: v for k, v in data.items() if k in known},
+            checkpoint=Path(checkpoint) if checkpoint else None,
+            gate=GateReport.from_dict(gate) if gate is not None else None,
+        )
+
 
 def _unit_float(frame) -> np.ndarray:
     """A frame as float32 in 0-1: integers scaled by their dtype's range, as the readers do."""
@@ -161,6 +176,10 @@ def adapt(
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model = copy.deepcopy(base.model).to(device).float().eval()
+    if device.type == "cpu":
+        # NHWC convolutions are faster on the CPU, as in the fine-tune (core.training.loop);
+        # save_checkpoint writes contiguous tensors.
+        model = model.to(memory_format=torch.channels_last)
     size = int(model.input_size)
     raw = np.stack([letterbox(_unit_float(f)[None], size)[0][0] for f in frames])[:, None]
     views = {"raw": raw, "stretched": stretch(raw)}
@@ -185,13 +204,13 @@ def adapt(
     scores = {}
     teacher = {}
     for name, images in views.items():
-        probs, cons = _predict(model, images, device, torch)
+        teacher[name] = probs, cons = _predict(model, images, device, torch)
         area = float((probs > 0.5).float().mean())
         scores[name] = float(cons[check_idx].mean()) if area > 0 else 0.0
-        teacher[name] = probs
     view = max(scores, key=scores.get)
-    target = teacher[view]
-    base_probs, base_cons = _predict(model, raw, device, torch)
+    target = teacher[view][0]
+    # The base on the raw frames is the raw view's teacher pass (the model has not changed yet).
+    base_probs, base_cons = teacher["raw"]
     if labelled:
         # The gate's frames, scored as the fine-tune's gate scores them (frame_dices: one plain
         # prediction per frame, as predict and the widget make them, not the flip-averaged
@@ -223,6 +242,7 @@ def adapt(
     rng = np.random.default_rng(config.seed)
     model.train()
     stopped = False
+    train_start = time.perf_counter()
     for step in range(config.steps):
         if stop is not None and stop.is_set():
             stopped = True
@@ -245,20 +265,25 @@ def adapt(
         loss.backward()
         optimizer.step()
         if step % 10 == 0 or step + 1 == config.steps:
+            per_step = (time.perf_counter() - train_start) / (step + 1)
             yield Progress(
                 "batch",
                 step + 1,
                 config.steps,
                 message=f"adapt step {step + 1}/{config.steps}",
-                values={"loss": float(loss.detach())},
+                values={
+                    "loss": float(loss.detach()),
+                    "eta_s": per_step * (config.steps - step - 1),
+                },
             )
     model.eval()
 
     # 3. label-free check on the held-out frames.
-    new_probs, new_cons = _predict(model, raw, device, torch)
-    new_consistency = float(new_cons[check_idx].mean())
+    # Only the check frames are read: the student is judged on nothing else.
+    new_probs, new_cons = _predict(model, raw[check_idx], device, torch)
+    new_consistency = float(new_cons.mean())
     base_area = float((base_probs[check_idx] > 0.5).float().mean())
-    new_area = float((new_probs[check_idx] > 0.5).float().mean())
+    new_area = float((new_probs > 0.5).float().mean())
     check_teacher_area = float((target[check_idx] > 0.5).float().mean())
     if stopped:
         promoted, reason = False, "stopped before the end; no new model"

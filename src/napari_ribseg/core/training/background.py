@@ -1,9 +1,13 @@
-"""Fine-tuning in a child process, so the viewer stays responsive and a crash cannot take it down.
+"""Training in a child process, so the viewer stays responsive and a crash cannot take it down.
 
-The child is started with the ``spawn`` method: forking a process that runs Qt or has initialised
-CUDA is unsafe. Events come back through a multiprocessing queue as plain dicts; cancelling sets a
-multiprocessing Event that the loop checks between batches, so the best checkpoint is kept. No Qt
-here: the widget calls :meth:`BackgroundFinetune.poll` from a QTimer.
+Two jobs run this way: fine-tuning on curated frames (:class:`BackgroundFinetune`) and label-free
+adaptation to a stack (:class:`BackgroundAdapt`). The child is started with the ``spawn`` method:
+forking a process that runs Qt or has initialised CUDA is unsafe. It flushes denormal floats before
+torch starts its threads (2x faster CPU training, ``core.devices.flush_denormals``), which the
+viewer's own process must not do. Events come back through a multiprocessing queue as plain dicts;
+cancelling sets a multiprocessing Event that the job checks between batches (a fine-tune keeps its
+best checkpoint, an adaptation ends without a model). No Qt here: the widget calls
+:meth:`BackgroundJob.poll` from a QTimer.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from napari_ribseg.core.errors import DatasetError
 from napari_ribseg.core.jobs import Progress
 from napari_ribseg.core.training.data import TrainingSet
 
@@ -35,27 +42,49 @@ class _EventStop:
         return self._event.is_set()
 
 
+def _finetune_job(base: str, data_path: str, config: dict, out: str, options: dict, stop):
+    from napari_ribseg.core.models import load_model
+    from napari_ribseg.core.training.loop import FinetuneConfig, finetune
+
+    return finetune(
+        load_model(base),
+        TrainingSet.load_npz(data_path),
+        FinetuneConfig.from_dict(config),
+        out=out,
+        stop=stop,
+        resume=bool(options.get("resume", True)),
+    )
+
+
+def _adapt_job(base: str, data_path: str, config: dict, out: str, options: dict, stop):
+    from napari_ribseg.core.models import load_model
+    from napari_ribseg.core.training.adapt import AdaptConfig, adapt
+
+    frames, labelled = load_adapt_data(data_path)
+    return adapt(
+        load_model(base),
+        frames,
+        AdaptConfig(**config),
+        out=out,
+        stop=stop,
+        source=str(options.get("source", "stack")),
+        labelled=labelled or None,
+    )
+
+
+#: What a child process can run: name -> a function returning the job (a generator of Progress).
+_JOBS = {"finetune": _finetune_job, "adapt": _adapt_job}
+
+
 def _child_main(
-    base: str, data_path: str, config: dict, out: str, resume: bool, events, stop_event
+    kind: str, base: str, data_path: str, config: dict, out: str, options: dict, events, stop_event
 ) -> None:
     """Entry point of the child process: run the job, send every event, then the result."""
     try:
         from napari_ribseg.core.devices import flush_denormals
 
         flush_denormals()  # first: before torch starts its threads (CPU training speed)
-        from napari_ribseg.core.models import load_model
-        from napari_ribseg.core.training.loop import FinetuneConfig, finetune
-
-        loaded = load_model(base)
-        data = TrainingSet.load_npz(data_path)
-        job = finetune(
-            loaded,
-            data,
-            FinetuneConfig.from_dict(config),
-            out=out,
-            stop=_EventStop(stop_event),
-            resume=resume,
-        )
+        job = _JOBS[kind](base, data_path, config, out, options, _EventStop(stop_event))
         while True:
             try:
                 event = next(job)
@@ -69,29 +98,52 @@ def _child_main(
         raise SystemExit(1) from None
 
 
-class BackgroundFinetune:
-    """Run :func:`~napari_ribseg.core.training.loop.finetune` in a spawned child process.
+def save_adapt_data(path: str | Path, frames, labelled: dict[int, np.ndarray] | None) -> Path:
+    """Write a stack's frames (their own dtype) and its curated masks for :class:`BackgroundAdapt`."""
+    from napari_ribseg.core.atomic import atomic_path
 
-    ``data`` is a :class:`TrainingSet` (written to a temporary ``.npz`` the child reads) or the
-    path of such an ``.npz``. ``result`` is the :class:`FinetuneResult` (without the model: load
-    ``result.checkpoint``) once the child finished; ``error`` holds a one-line message if it crashed
-    or was killed.
+    labelled = labelled or {}
+    idx = np.array(sorted(int(i) for i in labelled), dtype=np.int64)
+    masks = (
+        np.stack([np.asarray(labelled[int(i)], dtype=np.uint8) for i in idx])
+        if len(idx)
+        else np.zeros((0, 1, 1), dtype=np.uint8)
+    )
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, frames=np.asarray(frames), labelled_idx=idx, labelled_masks=masks)
+    return path
+
+
+def load_adapt_data(path: str | Path) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """The frames and curated masks :func:`save_adapt_data` wrote."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            frames = data["frames"]
+            pairs = zip(data["labelled_idx"], data["labelled_masks"], strict=True)
+            labelled = {int(i): m.astype(bool) for i, m in pairs}
+    except (OSError, KeyError, ValueError) as exc:
+        raise DatasetError(f"{path}: not a stack written by save_adapt_data ({exc})") from exc
+    return frames, labelled
+
+
+class BackgroundJob:
+    """Run one training job (``kind``: a key of ``_JOBS``) in a spawned child process.
+
+    ``result`` is the job's result (decoded by :meth:`_decode`, without the model: load its
+    ``checkpoint``) once the child finished; ``error`` holds a one-line message if it crashed or
+    was killed.
     """
 
-    def __init__(
-        self,
-        base_path: str | Path,
-        data: TrainingSet | str | Path,
-        config,
-        out: str | Path,
-        *,
-        resume: bool = True,
-    ) -> None:
+    kind = ""
+    #: Prefix of the temporary files (data, stderr log) of this kind of job.
+    prefix = "ribseg-job-"
+
+    def __init__(self, base_path: str | Path, config, out: str | Path | None, options: dict):
         self.base_path = str(base_path)
         self.config = config
-        self.out = Path(out)
-        self.resume = resume
-        self._data = data
+        self.out = Path(out) if out is not None else None
+        self._options = options
         self._tmpdir: tempfile.TemporaryDirectory | None = None
         self._ctx = mp.get_context("spawn")
         self._events = None
@@ -101,35 +153,47 @@ class BackgroundFinetune:
         self.error: str | None = None
         self.error_details: str = ""
 
+    def _data_path(self) -> Path:
+        """Write (or name) the data the child reads; called once by :meth:`start`."""
+        raise NotImplementedError
+
+    def _config_dict(self) -> dict:
+        return self.config.to_dict() if hasattr(self.config, "to_dict") else dict(self.config)
+
+    @staticmethod
+    def _decode(data: dict) -> Any:
+        raise NotImplementedError
+
+    def _temp_dir(self) -> Path:
+        if self._tmpdir is None:
+            self._tmpdir = tempfile.TemporaryDirectory(prefix=self.prefix)
+        return Path(self._tmpdir.name)
+
     def start(self) -> None:
         """Start the child process (once)."""
         if self._process is not None:
-            raise RuntimeError("this BackgroundFinetune was already started")
-        if isinstance(self._data, TrainingSet):
-            self._tmpdir = tempfile.TemporaryDirectory(prefix="ribseg-finetune-")
-            data_path = self._data.save_npz(Path(self._tmpdir.name) / "training_set.npz")
-        else:
-            data_path = Path(self._data)
-        config = self.config.to_dict() if hasattr(self.config, "to_dict") else dict(self.config)
+            raise RuntimeError(f"this {type(self).__name__} was already started")
+        data_path = self._data_path()
         self._events = self._ctx.Queue()
         self._stop = self._ctx.Event()
         self._process = self._ctx.Process(
             target=_child_main,
             args=(
+                self.kind,
                 self.base_path,
                 str(data_path),
-                config,
-                str(self.out),
-                self.resume,
+                self._config_dict(),
+                str(self.out) if self.out is not None else None,
+                self._options,
                 self._events,
                 self._stop,
             ),
-            name="ribseg-finetune",
+            name=f"ribseg-{self.kind}",
             daemon=True,
         )
         # The child inherits this stderr: a failure before _child_main runs (multiprocessing's
         # bootstrapping error in a script without a __main__ guard) is only ever written there.
-        self._stderr_log = Path(tempfile.mkstemp(prefix="ribseg-finetune-", suffix=".log")[1])
+        self._stderr_log = Path(tempfile.mkstemp(prefix=self.prefix, suffix=".log")[1])
         saved = None
         with contextlib.suppress(OSError, ValueError):
             log_fd = os.open(self._stderr_log, os.O_WRONLY)
@@ -176,7 +240,7 @@ class BackgroundFinetune:
                     events.extend(self._handle(self._events.get(timeout=0.2)))
             if self.result is None and self.error is None:
                 code = self._process.exitcode
-                self.error = f"fine-tuning process ended without a result (exit code {code})"
+                self.error = f"{self.kind} process ended without a result (exit code {code})"
                 self.error_details = self.error_details or self.child_stderr()
                 events.append(Progress("error", message=self.error))
         if self.result is not None or self.error is not None:
@@ -184,13 +248,11 @@ class BackgroundFinetune:
         return events
 
     def _handle(self, item: tuple) -> list[Progress]:
-        from napari_ribseg.core.training.loop import FinetuneResult
-
         kind = item[0]
         if kind == "progress":
             return [Progress(**item[1])]
         if kind == "result":
-            self.result = FinetuneResult.from_dict(item[1])
+            self.result = self._decode(item[1])
             return []
         if kind == "error":
             self.error = item[1]
@@ -199,7 +261,7 @@ class BackgroundFinetune:
         return []
 
     def cancel(self) -> None:
-        """Ask the child to stop after the current batch; it keeps the best checkpoint so far."""
+        """Ask the child to stop after the current batch (a fine-tune keeps its best checkpoint)."""
         if self._stop is not None:
             self._stop.set()
 
@@ -245,3 +307,84 @@ class BackgroundFinetune:
     def __del__(self) -> Any:
         with contextlib.suppress(Exception):
             self._cleanup()
+
+
+class BackgroundFinetune(BackgroundJob):
+    """Run :func:`~napari_ribseg.core.training.loop.finetune` in a spawned child process.
+
+    ``data`` is a :class:`TrainingSet` (written to a temporary ``.npz`` the child reads) or the
+    path of such an ``.npz``. ``result`` is the :class:`FinetuneResult`.
+    """
+
+    kind = "finetune"
+    prefix = "ribseg-finetune-"
+
+    def __init__(
+        self,
+        base_path: str | Path,
+        data: TrainingSet | str | Path,
+        config,
+        out: str | Path,
+        *,
+        resume: bool = True,
+    ) -> None:
+        super().__init__(base_path, config, out, {"resume": bool(resume)})
+        self.resume = resume
+        self._data = data
+
+    def _data_path(self) -> Path:
+        if isinstance(self._data, TrainingSet):
+            return self._data.save_npz(self._temp_dir() / "training_set.npz")
+        return Path(self._data)
+
+    @staticmethod
+    def _decode(data: dict) -> Any:
+        from napari_ribseg.core.training.loop import FinetuneResult
+
+        return FinetuneResult.from_dict(data)
+
+
+class BackgroundAdapt(BackgroundJob):
+    """Run :func:`~napari_ribseg.core.training.adapt.adapt` in a spawned child process.
+
+    ``frames`` is the stack (the first ``config.max_frames`` are sent, in their own dtype);
+    ``labelled`` its curated masks (frame index -> mask), which judge the result. ``result`` is
+    the :class:`AdaptResult` (``model`` None: load ``checkpoint``).
+    """
+
+    kind = "adapt"
+    prefix = "ribseg-adapt-"
+
+    def __init__(
+        self,
+        base_path: str | Path,
+        frames,
+        config=None,
+        out: str | Path | None = None,
+        *,
+        source: str = "stack",
+        labelled: dict[int, np.ndarray] | None = None,
+    ) -> None:
+        from napari_ribseg.core.training.adapt import AdaptConfig
+
+        config = config or AdaptConfig()
+        config.validate()
+        super().__init__(base_path, config, out, {"source": source})
+        self._frames = frames
+        self._labelled = labelled
+
+    def _config_dict(self) -> dict:
+        return dataclasses.asdict(self.config)
+
+    def _data_path(self) -> Path:
+        # Only the frames adapt reads travel (max_frames), and curated masks among them.
+        n = min(len(self._frames), self.config.max_frames)
+        frames = np.stack([np.asarray(self._frames[i]) for i in range(n)])
+        labelled = {i: m for i, m in (self._labelled or {}).items() if 0 <= int(i) < n}
+        return save_adapt_data(self._temp_dir() / "adapt_stack.npz", frames, labelled)
+
+    @staticmethod
+    def _decode(data: dict) -> Any:
+        from napari_ribseg.core.training.adapt import AdaptResult
+
+        return AdaptResult.from_dict(data)

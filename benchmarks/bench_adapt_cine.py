@@ -7,6 +7,13 @@ adapted model against the simulator's labels on every frame of the cine.
 
     python benchmarks/bench_adapt_cine.py --models v-unet-compact --cines 2 --frames 100 --threads 2
     python benchmarks/bench_adapt_cine.py ... --curated 5   # a review with 5 curated frames judges it
+    python benchmarks/bench_adapt_cine.py ... --path widget      # the widget's child process
+    python benchmarks/bench_adapt_cine.py ... --path in-process  # the widget before 2026-12-02
+
+``--path``: ``cli`` (default) runs ``ribseg adapt`` in a subprocess; ``widget`` what the widget's
+button starts, ``BackgroundAdapt`` (a spawned child, denormals flushed, frames and curated masks
+handed over in a file), timed from start to result; ``in-process`` the adaptation in this process
+with denormals kept, as the widget ran it in napari's process before.
 
 With ``--curated N`` the cine gets a review whose N evenly spaced frames are curated with the
 simulator's labels (as a user's corrections), so the CLI leaves them out and the gate judges the
@@ -32,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=580_000)
     p.add_argument("--curated", type=int, default=0, help="curated frames in a review (0: none)")
+    p.add_argument("--path", choices=("cli", "widget", "in-process"), default="cli")
     args = p.parse_args(argv)
 
     import numpy as np
@@ -73,16 +81,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             for name in args.models.split(","):
                 out = Path(tmp) / f"adapted-{c}-{Path(name).stem}.safetensors"
+                labelled = {int(f): cine.rib[f] for f in curated}
                 t0 = time.perf_counter()
-                run = subprocess.run(
-                    [ribseg, "adapt", str(path), "--model", name, "--out", str(out)],
-                    capture_output=True,
-                    text=True,
-                    env=env,
-                    check=False,
-                )
+                said = run_adapt(args.path, ribseg, path, name, out, env, labelled)
                 wall = time.perf_counter() - t0
-                said = (run.stdout + run.stderr).strip().splitlines()
                 base = load_model(name)
                 before = evaluate_model(base, truth, device="cpu").mean["dice"]
                 kept = load_checkpoint(out) if out.exists() else base
@@ -93,13 +95,46 @@ def main(argv: list[str] | None = None) -> int:
                 print(rows[-1], flush=True)
     print(
         f"\n{args.frames}-frame hard-domain cines (820x1124), `ribseg adapt` defaults, "
-        f"{args.threads} thread(s), {args.curated} curated frames; Dice on the frames not curated\n"
+        f"{args.threads} thread(s), {args.curated} curated frames, path {args.path}; Dice on the "
+        "frames not curated\n"
     )
     print("| model | cine seed | Dice before | Dice kept | promoted | wall s |")
     print("|---|---|---|---|---|---|")
     for name, seed, before, after, promoted, wall, _ in rows:
         print(f"| {name} | {seed} | {before:.3f} | {after:.3f} | {promoted} | {wall:.0f} |")
     return 0
+
+
+def run_adapt(path_kind: str, ribseg: str, path: Path, name: str, out: Path, env, labelled):
+    """Adapt ``name`` to the cine at ``path`` the way ``path_kind`` says; the lines it reported."""
+    if path_kind == "cli":
+        run = subprocess.run(
+            [ribseg, "adapt", str(path), "--model", name, "--out", str(out)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        return (run.stdout + run.stderr).strip().splitlines()
+    import tifffile
+
+    from napari_ribseg.core.models import load_model, resolve_model
+    from napari_ribseg.core.training import AdaptConfig, BackgroundAdapt, adapt_sync
+
+    frames = tifffile.imread(path)  # uint8, as the widget's layer holds a TIFF cine
+    if path_kind == "widget":
+        job = BackgroundAdapt(
+            resolve_model(name), frames, AdaptConfig(), out, source=path.stem, labelled=labelled
+        )
+        job.start()
+        events = job.join()
+        if job.error:
+            return [f"child failed: {job.error}"]
+        return [e.message for e in events if e.message]
+    result = adapt_sync(
+        load_model(name), frames, AdaptConfig(), out=out, source=path.stem, labelled=labelled
+    )
+    return [result.reason]
 
 
 if __name__ == "__main__":

@@ -35,6 +35,18 @@ def _wait(job, timeout: float = 60.0) -> list:
     return events
 
 
+def _cancel_after_first_batch(job) -> None:
+    """Start the job, cancel it once it reports a batch, and wait for it to end."""
+    job.start()
+    deadline = time.monotonic() + 60
+    seen = []
+    while not any(e.kind == "batch" for e in seen) and time.monotonic() < deadline:
+        seen += job.poll()
+        time.sleep(0.05)
+    job.cancel()
+    _wait(job)
+
+
 def test_round_trip_one_epoch(tmp_path):
     tiny_base(tmp_path / "base.safetensors")
     out = tmp_path / "tuned.safetensors"
@@ -58,14 +70,7 @@ def test_cancel_keeps_the_best_checkpoint(tmp_path):
     out = tmp_path / "tuned.safetensors"
     config = FinetuneConfig(**{**CONFIG.to_dict(), "epochs": 50, "early_stop_patience": 0})
     job = BackgroundFinetune(tmp_path / "base.safetensors", data_path, config, out)
-    job.start()
-    deadline = time.monotonic() + 60
-    seen = []
-    while not any(e.kind == "batch" for e in seen) and time.monotonic() < deadline:
-        seen += job.poll()
-        time.sleep(0.05)
-    job.cancel()
-    _wait(job)
+    _cancel_after_first_batch(job)
     assert job.error is None, job.error_details
     assert job.result.stopped and out.is_file()
     assert len(job.result.history) < 50
@@ -158,14 +163,7 @@ def test_a_cancelled_adaptation_ends_without_a_model(tmp_path):
     out = tmp_path / "adapted.safetensors"
     config = AdaptConfig(steps=100_000, device="cpu")
     job = BackgroundAdapt(tmp_path / "base.safetensors", frames, config, out)
-    job.start()
-    deadline = time.monotonic() + 60
-    seen = []
-    while not any(e.kind == "batch" for e in seen) and time.monotonic() < deadline:
-        seen += job.poll()
-        time.sleep(0.05)
-    job.cancel()
-    _wait(job)
+    _cancel_after_first_batch(job)
     assert job.error is None, job.error_details
     assert not job.result.promoted and "stopped before the end" in job.result.reason
     assert job.result.checkpoint is None and not out.exists()

@@ -426,14 +426,7 @@ class FinetuneSection(QWidget):
         from napari_ribseg.core.training import BackgroundFinetune, TrainingSet
         from napari_ribseg.core.training.output import stamped_output
 
-        reason = self.start_blocker()
-        if reason:
-            notify_info(reason)
-            return False
-        guard = spawn_guard_problem()
-        if guard:
-            notify_error(guard)
-            self.outcome_label.setText(guard)
+        if not self._may_start(self.start_blocker()):
             return False
         s = self.session
         project = s.project
@@ -451,19 +444,9 @@ class FinetuneSection(QWidget):
         except RibsegError as exc:
             notify_error(f"Fine-tuning cannot start: {exc}")
             return False
-        self.job = job
-        self._base_name = base
         self.result = None
         self.plot.reset(config.epochs)
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress_label.setText(f"Starting: {len(data)} curated frames, base {base}…")
-        self.outcome_label.setText("Running…")
-        for btn in (self.use_new_btn, self.keep_base_btn, self.resegment_btn):
-            btn.setEnabled(False)
-        self.cancel_btn.setEnabled(True)
-        self.update_start_enabled()
-        self._timer.start()
+        self._started(job, base, f"Starting: {len(data)} curated frames, base {base}…", "Running…")
         return True
 
     def start_adapt(self) -> bool:
@@ -474,14 +457,7 @@ class FinetuneSection(QWidget):
         from napari_ribseg.core.training.adapt import AdaptConfig
         from napari_ribseg.core.training.output import stamped_output
 
-        reason = self.adapt_blocker()
-        if reason:
-            notify_info(reason)
-            return False
-        guard = spawn_guard_problem()
-        if guard:
-            notify_error(guard)
-            self.outcome_label.setText(guard)
+        if not self._may_start(self.adapt_blocker()):
             return False
         s = self.session
         base = self.base_combo.currentData()
@@ -500,19 +476,36 @@ class FinetuneSection(QWidget):
         except RibsegError as exc:
             notify_error(f"Adaptation cannot start: {exc}")
             return False
+        self.adapt_result = None
+        self._started(job, base, f"Starting: adapting {base} to {s.image_layer.name}…", "Adapting…")
+        return True
+
+    def _may_start(self, blocker: str) -> bool:
+        """Whether a run may start: nothing blocks it and the running script has the spawn guard
+        (both run in a spawned child); otherwise the user is told why."""
+        if blocker:
+            notify_info(blocker)
+            return False
+        guard = spawn_guard_problem()
+        if guard:
+            notify_error(guard)
+            self.outcome_label.setText(guard)
+            return False
+        return True
+
+    def _started(self, job: Any, base: str, progress: str, outcome: str) -> None:
+        """Show a started run and poll its child until it ends."""
         self.job = job
         self._base_name = base
-        self.adapt_result = None
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        self.progress_label.setText(f"Starting: adapting {base} to {s.image_layer.name}…")
-        self.outcome_label.setText("Adapting to this stack…")
+        self.progress_label.setText(progress)
+        self.outcome_label.setText(outcome)
         for btn in (self.use_new_btn, self.keep_base_btn, self.resegment_btn):
             btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
         self.update_start_enabled()
         self._timer.start()
-        return True
 
     def _adapt_done(self, result: Any) -> None:
         self.adapt_result = result

@@ -164,9 +164,11 @@ def test_default_model_is_a_gate_winner_never_a_loser():
     from napari_ribseg.core.models import default_model, gate_verdict
 
     bundled = [e for e in list_models() if e.name in BUNDLED_RIB_MODELS]
-    best_bundled = max(bundled, key=lambda e: e.card.metric("dice"))
-    assert default_model().name == best_bundled.name
-    assert all(best_bundled.card.metric("dice") >= e.card.metric("dice") for e in bundled)
+    # Bundled models rank by the hard-domain Dice on their cards (the real-scan proxy), not by
+    # the ordinary test set's, where another model may lead (the U-Net did on 2026-12-02).
+    best_bundled = max(bundled, key=lambda e: e.card.metric("hard_dice"))
+    assert default_model().name == best_bundled.name == "v-unet-compact"
+    assert all(best_bundled.card.metric("hard_dice") >= e.card.metric("hard_dice") for e in bundled)
 
     # A loser kept by --select last, an ungated --select best run, both newer and "dice 1.0".
     _save_finetune("lost", "2026-03-01T00:00:00+00:00", {"promoted": False}, select="last")

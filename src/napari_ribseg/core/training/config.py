@@ -37,16 +37,19 @@ AUTO_LR: dict[str, float] = {
     "decoder": 2e-3,
     "progressive": 1e-3,
 }
-#: ``lr`` 0 ("auto") and a base that already scores at least this mean Dice on the training frames
-#: before training: the strategy's rate times ``STRONG_BASE_LR_FACTOR``. A base that finds the
-#: ribs gains most from small steps, one that does not needs large ones (docs/training.md,
+#: ``lr`` 0 ("auto"), a base of one of ``SMALL_STEP_VARIANTS`` that already scores at least this
+#: mean Dice on the training frames before training: the strategy's rate times
+#: ``STRONG_BASE_LR_FACTOR``. A V-Unet (VGG16 encoder) that finds the ribs gained most from small
+#: steps (2 of 2 replicas); one that does not, and the U-Net and X-Unet, weak or strong, from the
+#: strategy's rate (7 of 7; the U-Net at base Dice 0.76 and 0.79 too) (docs/training.md,
 #: "Learning rate against base strength").
 STRONG_BASE_DICE = 0.75
 STRONG_BASE_LR_FACTOR = 0.1
+SMALL_STEP_VARIANTS = ("v-unet",)
 #: The rule in words (the lr setting's help, the study report).
 STRONG_BASE_RULE = (
-    f"{STRONG_BASE_LR_FACTOR:g} x that when the base already scores Dice >= {STRONG_BASE_DICE} "
-    "on the training frames"
+    f"{STRONG_BASE_LR_FACTOR:g} x that for a v-unet base that already scores Dice >= "
+    f"{STRONG_BASE_DICE} on the training frames"
 )
 #: Fields that may change between an interrupted run and its resumption.
 RESUME_FREE = ("epochs", "device", "num_workers", "early_stop_patience")
@@ -160,26 +163,30 @@ class FinetuneConfig:
     #: random initialisation.
     base_is_candidate: bool = setting(True, "the base competes as epoch 0", cli=False)
 
-    def effective_lr(self, base_dice: float | None = None) -> float:
+    def effective_lr(self, base_dice: float | None = None, variant: str | None = None) -> float:
         """The peak learning rate: ``lr``, or when it is 0 the strategy's measured default,
-        lowered for a strong base (``base_dice``: its mean Dice on the training frames before
-        training; None when not measured)."""
+        lowered for a strong base of a small-step variant (``base_dice``: its mean Dice on the
+        training frames before training, None when not measured; ``variant``: the base's)."""
         if self.lr > 0:
             return self.lr
         lr = AUTO_LR.get(self.strategy, 1e-3)
-        return lr * STRONG_BASE_LR_FACTOR if _strong_base(base_dice) else lr
+        return lr * STRONG_BASE_LR_FACTOR if _strong_base(base_dice, variant) else lr
 
-    def lr_reason(self, base_dice: float | None = None) -> str:
+    def lr_reason(self, base_dice: float | None = None, variant: str | None = None) -> str:
         """Why :meth:`effective_lr` is what it is, for the run's first message ("" for a set lr)."""
         if self.lr > 0:
             return ""
         if base_dice is None:
             return f"auto for '{self.strategy}'"
-        return f"auto: the base scores Dice {base_dice:.3f} on the training frames, " + (
-            f">= {STRONG_BASE_DICE}: a strong base takes small steps"
-            if _strong_base(base_dice)
-            else f"< {STRONG_BASE_DICE}: the strategy's rate"
-        )
+        said = f"auto: the base scores Dice {base_dice:.3f} on the training frames, "
+        if _strong_base(base_dice, variant):
+            return said + f">= {STRONG_BASE_DICE}: a strong {variant} base takes small steps"
+        if base_dice >= STRONG_BASE_DICE:
+            return said + (
+                f"but a {variant or 'model'} base takes the strategy's rate (small steps only for "
+                f"{', '.join(SMALL_STEP_VARIANTS)})"
+            )
+        return said + f"< {STRONG_BASE_DICE}: the strategy's rate"
 
     def effective_epochs(self, n_train: int) -> int:
         """``epochs``, or enough epochs over ``n_train`` frames to make ``steps`` steps."""
@@ -230,9 +237,12 @@ OLD_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _strong_base(base_dice: float | None) -> bool:
-    """Whether 'auto' lr treats the base as strong (``STRONG_BASE_DICE``); None: not measured."""
-    return base_dice is not None and base_dice >= STRONG_BASE_DICE
+def _strong_base(base_dice: float | None, variant: str | None) -> bool:
+    """Whether 'auto' lr takes small steps: a base of ``SMALL_STEP_VARIANTS`` scoring at least
+    ``STRONG_BASE_DICE`` (None: not measured)."""
+    return (
+        base_dice is not None and base_dice >= STRONG_BASE_DICE and variant in SMALL_STEP_VARIANTS
+    )
 
 
 def _bad(config: FinetuneConfig, name: str, expected: str) -> TrainingError:

@@ -349,7 +349,7 @@ def _prepare(base, data, config, out, ddp) -> _Run:
             model, train_images, train_masks, device, run.eval_batch, run.loss_fn
         )
         run.base_train_dice = mean_dice(dices)
-    run.lr = config.effective_lr(run.base_train_dice)
+    run.lr = config.effective_lr(run.base_train_dice, base.card.variant)
     run.optimizer = _make_optimizer(model, config, run.lr)
     run.scheduler = _make_scheduler(run.optimizer, config, len(run.loader) * run.epochs)
     run.use_amp = bool(config.amp and device.type == "cuda")
@@ -364,7 +364,7 @@ def _prepare(base, data, config, out, ddp) -> _Run:
 
 def _measure_base(run: _Run) -> Iterable[Progress]:
     """The base model's Dice on each held-out frame (epoch 0 of the curves)."""
-    reason = run.config.lr_reason(run.base_train_dice)
+    reason = run.config.lr_reason(run.base_train_dice, run.base.card.variant)
     reason = f", {reason}" if reason else ""
     run.base_dices, _ = frame_dices(
         run.model, run.val_images, run.val_masks, run.device, run.eval_batch, run.loss_fn

@@ -383,9 +383,7 @@ class FinetuneSection(QWidget):
         return ""
 
     def _running(self) -> str:
-        from napari_ribseg.core.training import BackgroundAdapt
-
-        what = "Adaptation" if isinstance(self.job, BackgroundAdapt) else "Fine-tuning"
+        what = "Adaptation" if _adapting(self.job) else "Fine-tuning"
         return f"{what} is running (one run at a time; Cancel stops it)."
 
     def adapt_blocker(self) -> str:
@@ -538,13 +536,11 @@ class FinetuneSection(QWidget):
 
     def cancel(self) -> None:
         """Stop the run: a fine-tune keeps its best checkpoint, an adaptation leaves no model."""
-        from napari_ribseg.core.training import BackgroundAdapt
-
         if self.job is not None:
             self.job.cancel()
             self.progress_label.setText(
                 "Stopping after this step; no new model…"
-                if isinstance(self.job, BackgroundAdapt)
+                if _adapting(self.job)
                 else "Stopping after this batch; the best checkpoint is kept…"
             )
 
@@ -579,8 +575,6 @@ class FinetuneSection(QWidget):
         # "error" events are reported once, by _finish, with what the user can do about them.
 
     def _finish(self) -> None:
-        from napari_ribseg.core.training import BackgroundAdapt
-
         self._timer.stop()
         job, self.job = self.job, None
         self._last_job = job
@@ -588,7 +582,7 @@ class FinetuneSection(QWidget):
         if job.error is not None or job.result is None:
             self._finish_failed(job.error or "the training process gave no result")
             return
-        if isinstance(job, BackgroundAdapt):
+        if _adapting(job):
             self._adapt_done(job.result)
             self.update_start_enabled()
             self.adapt_done.emit(job.result)
@@ -600,14 +594,12 @@ class FinetuneSection(QWidget):
         self.done.emit(result)
 
     def _finish_failed(self, message: str) -> None:
-        from napari_ribseg.core.training import BackgroundAdapt
-
         self._timer.stop()
         self.job = None
         self.progress_label.setText("Failed; see the notification.")
         self.cancel_btn.setEnabled(False)
         message = explain_child_failure(message, getattr(self._last_job, "error_details", ""))
-        adapting = isinstance(self._last_job, BackgroundAdapt)
+        adapting = _adapting(self._last_job)
         notify_error(
             f"{'Adaptation' if adapting else 'Fine-tuning'} failed: {message}. Your curated labels "
             "are safe; check the settings and try again."
@@ -670,6 +662,11 @@ class FinetuneSection(QWidget):
         if self.job is not None:
             with contextlib.suppress(Exception):
                 self.job.cancel()
+
+
+def _adapting(job: Any) -> bool:
+    """Whether ``job`` (a ``core.training.BackgroundJob``) adapts to the stack, not fine-tunes."""
+    return getattr(job, "kind", "") == "adapt"
 
 
 def _safe(name: str) -> str:

@@ -306,8 +306,7 @@ def _prepare(base, data, config, out, ddp) -> _Run:
     if device.type == "cpu":
         # NHWC convolutions train faster on the CPU (4-frame V-Unet step 0.71 -> 0.51 s, U-Net
         # 0.61 -> 0.43 s, denormals flushed; benchmarks/bench_denormals.py [--channels-last]).
-        # Checkpoints are
-        # written contiguous, so nothing outside the run sees the layout.
+        # Checkpoints are written contiguous, so nothing outside the run sees the layout.
         model = model.to(memory_format=torch.channels_last)
     size = int(model.input_size)
     val_images, val_masks = letterbox_set(val, size)

@@ -142,3 +142,30 @@ def test_training_set_and_export_from_review(stack_file, tmp_path):
     assert len(back.images) == 4
     np.testing.assert_array_equal(back.masks[2], data.masks[2])
     np.testing.assert_allclose(back.images[1], data.images[1], atol=1 / 255)
+
+
+def test_start_blocker_is_the_one_rule_for_training_jobs(stack_file):
+    from napari_ribseg.core.session import start_blocker
+    from napari_ribseg.core.training.data import MIN_TRAIN_FRAMES
+
+    assert start_blocker(None, "finetune", base="unet") == "Load a stack and segment it first."
+    assert start_blocker(None, "adapt", base="unet") == "Load a stack to adapt to."
+    session = ReviewSession.open(stack_file)
+    assert "No base model" in start_blocker(session, "adapt", base=None)
+    # Adaptation needs no labels; a fine-tune needs one frame to train on and one to check.
+    assert start_blocker(session, "adapt", base="unet") == ""
+    assert "(0 so far)" in start_blocker(session, "finetune", base="unet")
+    session.set_status([0], FrameStatus.CURATED)
+    assert f"at least {MIN_TRAIN_FRAMES} frames" in start_blocker(session, "finetune", base="unet")
+    session.set_status([1], FrameStatus.CURATED)
+    assert start_blocker(session, "finetune", base="unet") == ""
+    # One run at a time, named by what runs.
+    assert start_blocker(session, "finetune", base="unet", running="adapt").startswith(
+        "Adaptation is running"
+    )
+    assert start_blocker(session, "adapt", base="unet", running="finetune").startswith(
+        "Fine-tuning is running"
+    )
+    with pytest.raises(ValueError, match="unknown training job 'train'"):
+        start_blocker(session, "train", base="unet")
+    session.close(save=False)

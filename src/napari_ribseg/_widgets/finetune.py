@@ -39,8 +39,6 @@ from napari_ribseg.core.stack import FrameStatus
 if TYPE_CHECKING:
     from napari_ribseg.core.jobs import Progress
 
-#: Fewest curated frames fine-tuning accepts: one to train on and one to validate with.
-MIN_CURATED = 2
 #: How often the child process's events are read; fast enough for a smooth progress bar.
 POLL_MS = 200
 #: Strategies named by what trains ("Freeze: all" read as "freeze everything").
@@ -368,33 +366,19 @@ class FinetuneSection(QWidget):
 
     def start_blocker(self) -> str:
         """Why Start is disabled, or an empty string when it is enabled."""
-        if self.job is not None:
-            return self._running()
-        if self.session.project is None:
-            return "Load a stack and segment it first."
-        if not self.base_combo.currentData():
-            return "No base model: add a checkpoint to the model folder."
-        n = self.curated_count()
-        if n < MIN_CURATED:
-            return (
-                f"Mark at least {MIN_CURATED} frames curated to fine-tune ({n} so far): one to "
-                "train on, one to check the new model against."
-            )
-        return ""
-
-    def _running(self) -> str:
-        what = "Adaptation" if _adapting(self.job) else "Fine-tuning"
-        return f"{what} is running (one run at a time; Cancel stops it)."
+        return self._blocker("finetune")
 
     def adapt_blocker(self) -> str:
         """Why "Adapt to this stack" is disabled, or an empty string when it is enabled."""
-        if self.job is not None:
-            return self._running()
-        if self.session.image_layer is None:
-            return "Load a stack to adapt to."
-        if not self.base_combo.currentData():
-            return "No base model: add a checkpoint to the model folder."
-        return ""
+        return self._blocker("adapt")
+
+    def _blocker(self, job: str) -> str:
+        from napari_ribseg.core.session import start_blocker
+
+        running = None if self.job is None else self.job.kind
+        return start_blocker(
+            self.session.core, job, base=self.base_combo.currentData(), running=running
+        )
 
     def update_start_enabled(self) -> None:
         reason = self.start_blocker()

@@ -95,6 +95,43 @@ def training_set_from_review(
     return TrainingSet.from_stack(frames, project.labels, project.statuses, name=name)
 
 
+#: The training jobs a review can start, by the name :func:`start_blocker` takes.
+JOB_NAMES = {"finetune": "Fine-tuning", "adapt": "Adaptation"}
+
+
+def start_blocker(
+    session: ReviewSession | None, job: str, *, base: str | None, running: str | None = None
+) -> str:
+    """Why ``job`` (``"finetune"`` or ``"adapt"``) cannot start now, or ``""`` when it can.
+
+    The one rule of when a training job may start, for every front end: one job at a time
+    (``running`` is the kind of the job in progress, if any), a stack and a base model, and for a
+    fine-tune enough curated frames to train on one and check the result on another.
+    """
+    if job not in JOB_NAMES:
+        raise ValueError(f"unknown training job {job!r}; expected one of {sorted(JOB_NAMES)}")
+    if running:
+        return f"{JOB_NAMES.get(running, running)} is running (one run at a time; Cancel stops it)."
+    if session is None:
+        return (
+            "Load a stack and segment it first."
+            if job == "finetune"
+            else "Load a stack to adapt to."
+        )
+    if not base:
+        return "No base model: add a checkpoint to the model folder."
+    if job == "finetune":
+        from napari_ribseg.core.training.data import MIN_TRAIN_FRAMES
+
+        n = int(len(session.project.curated_frames))
+        if n < MIN_TRAIN_FRAMES:
+            return (
+                f"Mark at least {MIN_TRAIN_FRAMES} frames curated to fine-tune ({n} so far): one "
+                "to train on, one to check the new model against."
+            )
+    return ""
+
+
 def curated_masks(project: ReviewProject) -> dict[int, np.ndarray]:
     """Rib masks (``labels == 1``) of the review's curated frames, by frame index: what judges a
     label-free adaptation of the stack (``core.training.adapt``, ``labelled=``)."""

@@ -21,6 +21,10 @@ from napari_ribseg.core.atomic import atomic_path
 from napari_ribseg.core.errors import DatasetError, TrainingError
 from napari_ribseg.core.stack import FrameStatus, Stack
 
+#: The fewest labelled frames a fine-tune runs on: one to train on, one to check the new model
+#: against (:meth:`TrainingSet.split`; the widget's Start stays disabled below it).
+MIN_TRAIN_FRAMES = 2
+
 if TYPE_CHECKING:
     from napari_ribseg.core.io import PairedDataset
 
@@ -210,10 +214,10 @@ class TrainingSet:
         if not 0.0 < val_share < 1.0:
             raise TrainingError(f"val_share must be between 0 and 1 (exclusive); got {val_share}")
         n = len(self)
-        if n < 2:
+        if n < MIN_TRAIN_FRAMES:
             raise TrainingError(
-                f"training set from {self.source or 'memory'} has {n} frame(s); need at least 2 "
-                "to keep one for validation"
+                f"training set from {self.source or 'memory'} has {n} frame(s); need at least "
+                f"{MIN_TRAIN_FRAMES} to keep one for validation"
             )
         rng = np.random.default_rng(seed)
         names = self.group_names

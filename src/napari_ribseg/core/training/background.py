@@ -329,7 +329,6 @@ class BackgroundFinetune(BackgroundJob):
         resume: bool = True,
     ) -> None:
         super().__init__(base_path, config, out, {"resume": bool(resume)})
-        self.resume = resume
         self._data = data
 
     def _data_path(self) -> Path:

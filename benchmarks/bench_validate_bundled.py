@@ -21,7 +21,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("models", nargs="+", help="registry names or checkpoints")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--mirror",
+        action="store_true",
+        help="average each frame's prediction with its mirror image's (test-time flips; "
+        "measured, not adopted: docs/inference.md)",
+    )
     args = p.parse_args(argv)
+    if args.mirror:
+        _average_with_mirror()
 
     import numpy as np
     import torch
@@ -56,6 +64,23 @@ def main(argv: list[str] | None = None) -> int:
         cells = [ev.mean["dice"], *by, *sets, h["dice"], h.get("spurious_components", 0.0)]
         print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in cells) + " |", flush=True)
     return 0
+
+
+def _average_with_mirror() -> None:
+    """Make the product's predict chain average every batch with its left-right mirror."""
+    import numpy as np
+
+    from napari_ribseg.core import inference
+
+    plain = inference._forward_batch
+
+    def mirrored(model, batch, input_size, device, **kw):
+        a = plain(model, batch, input_size, device, **kw).astype(np.float32)
+        flipped = np.ascontiguousarray(batch[:, :, ::-1])
+        b = plain(model, flipped, input_size, device, **kw)[:, :, ::-1]
+        return np.round((a + b) / 2).astype(np.uint8)
+
+    inference._forward_batch = mirrored
 
 
 if __name__ == "__main__":

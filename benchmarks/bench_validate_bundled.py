@@ -5,7 +5,8 @@
 Standard: ``random_config`` clips of seeds 95000+ (24 clips x 2 frames, 256x256; the reported test
 set of ``bench_bundled.py`` and the training script is 90000+), split by probe; linear and convex
 sets of 24 clips x 2 frames each (seeds 96000+ and 96500+; reported: 97000+, 98000+), a phased set
-of 24 clips x 2 frames (seeds 96250+; reported: 99000+); hard: the hard
+of 24 clips x 2 frames (seeds 96250+; reported: 99000+), also scored on its frames that show at
+least 50 rib pixels or none; hard: the hard
 domain from seed 530000 (30 clips x 1 frame; reported: 500000+, fine-tune benchmark 501000+,
 550000+, 570000+). Threshold 0.5, the product's predict chain (``evaluate_model``).
 """
@@ -49,19 +50,23 @@ def main(argv: list[str] | None = None) -> int:
     phased = probe_set("phased", 24, seed=96_250)
     print(
         "| model | standard | convex | linear | phased | linear set | convex set | phased set "
-        "| hard | hard spurious / frame |"
+        "| phased, rib >= 50 px | hard | hard spurious / frame |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    # A narrow sector often shows a sliver of rib at its edge (a few pixels): one stray or
+    # missing mark there scores Dice 0 or 1, so the phased set is also scored on the frames that
+    # show a rib of at least 50 pixels (or none).
+    visible = np.array([m.sum() == 0 or m.sum() >= 50 for m in phased.masks])
     for name in args.models:
         model = load_model(name)
         ev = evaluate_model(model, standard, region=False)
         per = np.array([r["dice"] for r in ev.rows])
         by = [float(per[probes == probe].mean()) for probe in ("convex", "linear", "phased")]
-        sets = [
-            evaluate_model(model, d, region=False).mean["dice"] for d in (linear, convex, phased)
-        ]
+        sets = [evaluate_model(model, d, region=False) for d in (linear, convex, phased)]
+        shown = np.array([r["dice"] for r in sets[2].rows])[visible].mean()
         h = evaluate_model(model, hard).mean
-        cells = [ev.mean["dice"], *by, *sets, h["dice"], h.get("spurious_components", 0.0)]
+        cells = [ev.mean["dice"], *by, *(e.mean["dice"] for e in sets), shown, h["dice"]]
+        cells.append(h.get("spurious_components", 0.0))
         print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in cells) + " |", flush=True)
     return 0
 

@@ -11,7 +11,10 @@ Test sets (seeds never used in training, see scripts/train_bundled.py):
 - ``hard``: the hard domain pushed to the real-scan fingerprint (dark, shadows as bright as the lung,
   overlays, wide fan, JPEG, 820x1124; seeds 500000+): the default (whole frame, outside of the
   detected imaged region zeroed), cropped to the region's box, and with no region at all;
-- ``fan_fp``: rib pixels marked on convex fans with no rib (share of the frame; lower is better).
+- ``fan_fp``: rib pixels marked on convex fans with no rib (share of the frame; lower is better);
+- ``rib_free``: transverse views (probe along the ribs, no rib in view; ``random_config`` clips of
+  any probe, seeds 99500+, ``--probe-clips`` x 2 frames): the share of frames with any rib pixel
+  and the marked share of the frame (about one real frame in ten shows no rib).
 """
 
 from __future__ import annotations
@@ -26,13 +29,13 @@ import numpy as np
 TEST_SEED = 90_000
 
 
-def _random_clips(n_clips: int, frames: int, first_seed: int, source: str, probe=None):
-    """``random_config`` clips of seeds ``first_seed``+ at 256x256 (probe fixed when given), and
-    their configs."""
+def _random_clips(n_clips: int, frames: int, first_seed: int, source: str, probe=None, **overrides):
+    """``random_config`` clips of seeds ``first_seed``+ at 256x256 (probe and any other field
+    fixed when given), and their configs."""
     from napari_ribseg.core.simulate import random_config
     from napari_ribseg.core.training import TrainingSet
 
-    fixed = {"size": (256, 256)} | ({"probe": probe} if probe else {})
+    fixed = {"size": (256, 256)} | ({"probe": probe} if probe else {}) | overrides
     seeds = [first_seed + i for i in range(n_clips)]
     configs = [random_config(np.random.default_rng(s), **fixed) for s in seeds]
     data = TrainingSet.from_cines(zip(configs, seeds, strict=True), frames, source=source)
@@ -53,6 +56,24 @@ def probe_set(probe: str, n_clips: int, frames: int = 2, seed: int | None = None
     """``random_config`` clips with the probe fixed: seeds ``PROBE_SEEDS[probe]``+ at 256x256."""
     first = PROBE_SEEDS[probe] if seed is None else seed
     return _random_clips(n_clips, frames, first, f"{probe} test", probe=probe)[0]
+
+
+#: First seed of the rib-free test set (transverse views; bench_validate_bundled.py: 96750+).
+RIB_FREE_SEED = 99_500
+
+
+def rib_free_set(n_clips: int = 24, frames: int = 2, seed: int = RIB_FREE_SEED):
+    """Transverse views (the probe along the ribs: pleura, A- and B-lines, no rib) of
+    ``random_config`` clips, any probe, at 256x256: what an empty mask must come back for."""
+    return _random_clips(n_clips, frames, seed, "rib-free test", view="transverse")[0]
+
+
+def marked(masks) -> tuple[float, float]:
+    """(share of frames with any rib pixel, rib pixels per frame as a share of the frame)."""
+    return (
+        float(np.mean([np.asarray(m).any() for m in masks])),
+        float(np.mean([np.asarray(m).mean() for m in masks])),
+    )
 
 
 def fans_without_ribs(n: int = 8):
@@ -99,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     hard = hard_domain_set(args.hard_clips, 2)
     fans = fans_without_ribs()
     per_probe = {probe: probe_set(probe, args.probe_clips) for probe in PROBE_SEEDS}
+    rib_free = rib_free_set(args.probe_clips)
     print(f"test sets made in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     rows = {}
     for name in args.models:
@@ -112,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         hard_crop = evaluate_model(model, hard, region=True).mean
         hard_full = evaluate_model(model, hard, region=False).mean
         fan_masks = predict_masks(model, fans, region=False)
+        free_frames, free_share = marked(predict_masks(model, rib_free.images, region=False))
         probe_dice = {
             probe: evaluate_model(model, data, region=False).mean["dice"]
             for probe, data in per_probe.items()
@@ -127,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             "hard_spurious": hard_auto.get("spurious_components"),
             "hard_spurious_no_region": hard_full.get("spurious_components"),
             "fan_fp_share": float(np.mean([m.mean() for m in fan_masks])),
+            "rib_free_frames_marked": free_frames,
+            "rib_free_fp_share": free_share,
         }
         print(name, json.dumps(rows[name]), file=sys.stderr)
     keys = list(next(iter(rows.values())))

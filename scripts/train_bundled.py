@@ -134,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         help="extra phased-array clips on top of --clips and --linear-clips (random_config "
         "draws 15%% phased)",
     )
+    p.add_argument(
+        "--transverse-clips",
+        type=int,
+        default=0,
+        help="extra clips of a transverse view (no rib in view; random probe), after the others",
+    )
     p.add_argument("--loss", default="dice_bce", help="training loss (see core/training/losses)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
     p.add_argument("--test-clips", type=int, default=16)
@@ -181,17 +187,23 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    n_seeds = args.clips + args.linear_clips + args.phased_clips
+    n_seeds = args.clips + args.linear_clips + args.phased_clips + args.transverse_clips
     if args.train_seed < 0 or args.train_seed + n_seeds > TEST_SEED:
         p.error(f"--train-seed: clips must stay below the test seeds ({TEST_SEED})")
     train = simulated_set(args.clips, args.frames, args.train_seed, TRAIN_SIZES)
     # The weak probes get extra clips of their own (linear: thick ribs, long horizontal pleura;
     # phased: a narrow sector), seeded after the random ones so no seed repeats.
     next_seed = args.train_seed + args.clips
-    for probe, n in (("linear", args.linear_clips), ("phased", args.phased_clips)):
+    # Transverse views (the probe along the ribs, none in view) teach an empty mask.
+    extras = (
+        ("linear", args.linear_clips, {"probe": "linear"}),
+        ("phased", args.phased_clips, {"probe": "phased"}),
+        ("transverse", args.transverse_clips, {"view": "transverse"}),
+    )
+    for what, n, overrides in extras:
         if not n:
             continue
-        extra = simulated_set(n, args.frames, next_seed, TRAIN_SIZES, probe=probe)
+        extra = simulated_set(n, args.frames, next_seed, TRAIN_SIZES, **overrides)
         next_seed += n
         from napari_ribseg.core.training import TrainingSet
 
@@ -200,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             masks=train.masks + extra.masks,
             groups=train.groups + extra.groups,
             ids=train.ids + extra.ids,
-            source=f"{train.source} + {probe} {extra.source}",
+            source=f"{train.source} + {what} {extra.source}",
         )
     test = simulated_set(args.test_clips, 4, TEST_SEED)
     hard = hard_domain_set(args.hard_clips, 2)
@@ -251,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.clips} random_config clips"
             + (f" + {args.linear_clips} extra linear clips" if args.linear_clips else "")
             + (f" + {args.phased_clips} extra phased clips" if args.phased_clips else "")
+            + (f" + {args.transverse_clips} transverse clips" if args.transverse_clips else "")
             + f" x {args.frames} frames (seeds {args.train_seed}-{args.train_seed + n_seeds - 1}), "
             f"{args.epochs} epochs, loss {args.loss}, augmentation {args.augment}, lr {args.lr:g}"
         )

@@ -462,3 +462,33 @@ def test_same_scanner_keeps_the_machine_and_changes_only_the_subject():
     assert mixed.gain_db != subject.gain_db
     frames = simulate_cine(2, mixed.replace(size=(96, 128)), seed=3).frames
     assert frames.shape == (2, 96, 128) and float(frames.max()) > 0
+
+
+@pytest.mark.parametrize("probe", ["linear", "convex", "phased"])
+def test_transverse_view_has_the_pleura_across_and_no_rib(probe):
+    """A probe turned along the ribs, in one intercostal space: no rib, no shadow, the pleural
+    line across the whole sector, B-lines anywhere; the same seed's longitudinal view has ribs."""
+    config = random_config(3, probe=probe, size=(128, 160), b_lines=2)
+    across = simulate_cine(2, config.replace(view="transverse"), seed=3)
+    along = simulate_cine(2, config, seed=3)
+    assert across.rib.sum() == 0 and across.shadow.sum() == 0
+    assert along.rib.sum() > 0 and along.shadow.sum() > 0
+    covered = across.pleura.any(axis=1).all(axis=0)  # columns with pleura in every frame
+    # Columns where the longitudinal view shows the pleura or a rib: the sector's width at the
+    # pleura's depth.
+    reach = (along.pleura.any(axis=1) | along.rib.any(axis=1)).any(axis=0)
+    assert covered[reach].mean() > 0.8
+    assert len(across.metadata["b_lines_mm"]) == 2
+    with pytest.raises(ValueError, match="view must be one of"):
+        config.replace(view="oblique")
+
+
+def test_cli_simulates_a_transverse_view(tmp_path):
+    from napari_ribseg.cli import main
+    from napari_ribseg.core.io import read_paired_dataset
+
+    out = tmp_path / "sim"
+    argv = ["simulate", "--frames", "2", "--size", "64", "64", "--view", "transverse"]
+    assert main([*argv, "--seed", "1", "--out", str(out)]) == 0
+    data = read_paired_dataset(out)
+    assert len(data) == 2 and all(m.sum() == 0 for m in data.masks)

@@ -40,6 +40,13 @@ def register(subparsers) -> None:
         help="probe geometry; 'random' draws it per clip (default)",
     )
     parser.add_argument(
+        "--view",
+        choices=("longitudinal", "transverse"),
+        default="longitudinal",
+        help="'longitudinal': across the ribs (rib, intercostal space, rib; default); "
+        "'transverse': in one intercostal space along the ribs, so no rib is in view",
+    )
+    parser.add_argument(
         "--domain",
         choices=("standard", "hard"),
         default="standard",
@@ -84,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     extra: dict[str, list[np.ndarray]] = {name: [] for name in args.labels[1:]}
     for clip, stream in enumerate(streams):
         rng = np.random.default_rng(stream)
-        overrides = {"size": size}
+        overrides = {"size": size, "view": args.view}
         if args.probe != "random":
             overrides["probe"] = args.probe
         config = domain_config(args.domain, rng, **overrides)

@@ -18,7 +18,7 @@ from napari_ribseg.core.simulate.cine import (
     simulate_cine_job,
     simulate_frame,
 )
-from napari_ribseg.core.simulate.config import PROBES, SimulationConfig, random_config
+from napari_ribseg.core.simulate.config import PROBES, VIEWS, SimulationConfig, random_config
 from napari_ribseg.core.simulate.domains import (
     DOMAINS,
     HARD_DOMAIN_SEED,
@@ -38,6 +38,7 @@ __all__ = [
     "HARD_DOMAIN_SEED",
     "HARD_DOMAIN_SIZE",
     "PROBES",
+    "VIEWS",
     "RAYLEIGH_MEAN_STD_RATIO",
     "SUBJECT_FIELDS",
     "SimulatedCine",

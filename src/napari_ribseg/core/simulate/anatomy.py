@@ -156,7 +156,8 @@ def build_anatomy(
     k_lo = int(np.floor((s1[0] - s_gap) / period)) - 1
     k_hi = int(np.ceil((s1[-1] - s_gap) / period)) + 1
     ribs = []
-    for k in range(k_lo, k_hi + 1):
+    # A transverse view lies in one intercostal space: no rib.
+    for k in range(k_lo, k_hi + 1) if config.view != "transverse" else ():
         centre = s_gap + period / 2.0 + k * period
         a = width / 2.0 * float(rng.uniform(0.9, 1.1))
         b = a * float(rng.uniform(0.4, 0.6))
@@ -326,6 +327,8 @@ def build_anatomy(
         lo, hi = max(lo, -half_view + 1.0), min(hi, half_view - 1.0)
         if hi > lo:
             gaps.append((lo, hi))
+    if not ribs:
+        gaps.append((-half_view + 1.0, half_view - 1.0))
     for _ in range(config.b_lines if gaps else 0):
         lo, hi = gaps[int(rng.integers(len(gaps)))]
         b_s.append(float(rng.uniform(lo, hi)))

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 
 PROBES = ("linear", "convex", "phased")
+#: How the probe lies on the chest: ``longitudinal`` across the ribs (the "bat sign": rib,
+#: intercostal space, rib) or ``transverse``, in one intercostal space parallel to the ribs, so
+#: the pleural line runs across the whole view and no rib is in it.
+VIEWS = ("longitudinal", "transverse")
 #: ``random_config``'s ``render_rows``: real 820 x 1124 convex exports show the speckle grain and
 #: rib band of a ~320-row image scaled up (grain_lat_frac 0.036, rib_thick_frac 0.018); rendered at
 #: 820 rows the simulator's were half that (0.020, 0.0094). Frames of up to 320 rows are unchanged.
@@ -27,6 +31,10 @@ class SimulationConfig:
     (it falls 20 dB towards the top, as the time-gain compensation amplifies it less there).
     ``sliding_mm`` is the lung-sliding excursion at the pleura, ``breathing_mm`` the chest-wall (rib
     and pleura) motion and ``jitter_mm`` the standard deviation of hand-held probe motion.
+
+    ``view`` is how the probe lies (:data:`VIEWS`): ``transverse`` images one intercostal space
+    with no rib in it, as a real clip does when the probe turns along the ribs (about one real
+    frame in ten shows no rib); ``random_config`` keeps ``longitudinal`` unless told otherwise.
 
     ``phased`` is a phased array: a narrow sector from a small virtual apex (``convex_radius_mm``
     of a few millimetres). The scanner fields below default to a clean image (no processing, no
@@ -100,10 +108,13 @@ class SimulationConfig:
     video_qp: int = 0
     video_gop: int = 30
     render_rows: int = 0
+    view: str = "longitudinal"
 
     def __post_init__(self) -> None:
         if self.probe not in PROBES:
             raise ValueError(f"SimulationConfig.probe must be one of {PROBES}; got {self.probe!r}")
+        if self.view not in VIEWS:
+            raise ValueError(f"SimulationConfig.view must be one of {VIEWS}; got {self.view!r}")
         size = tuple(int(v) for v in self.size)
         if len(size) != 2 or min(size) < 16:
             raise ValueError(

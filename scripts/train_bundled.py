@@ -21,6 +21,9 @@ import numpy as np
 
 TRAIN_SEED = 10_000  # clips 10000.. train; 90000.. test: the seeds never overlap
 TEST_SEED = 90_000
+#: The seed blocks training clips may come from: 90000-99999 are the test and validation sets of
+#: the benchmarks, 500000+ the hard domain's, the fine-tune benchmark's and the tests' clips.
+TRAIN_SEED_BLOCKS = ((TRAIN_SEED, TEST_SEED), (100_000, 500_000))
 
 
 #: Frame sizes (H, W) the training clips are drawn at: scanners export square, 4:3 and wide frames,
@@ -160,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         "--train-seed",
         type=int,
         default=TRAIN_SEED,
-        help="first training clip seed (keep below 90000: test seeds start there)",
+        help="first training clip seed, in 10000-89999 or 100000-499999 (the other seeds are "
+        "test and validation sets)",
     )
     p.add_argument("--hard-clips", type=int, default=12, help="hard-domain test clips (x 2 frames)")
     p.add_argument("--work", default="out/bundled")
@@ -188,8 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     n_seeds = args.clips + args.linear_clips + args.phased_clips + args.transverse_clips
-    if args.train_seed < 0 or args.train_seed + n_seeds > TEST_SEED:
-        p.error(f"--train-seed: clips must stay below the test seeds ({TEST_SEED})")
+    last = args.train_seed + n_seeds - 1
+    if not any(lo <= args.train_seed and last < hi for lo, hi in TRAIN_SEED_BLOCKS):
+        p.error(
+            f"--train-seed: clips {args.train_seed}-{last} must lie in one training seed block "
+            f"{TRAIN_SEED_BLOCKS} (the others are test and validation sets)"
+        )
     train = simulated_set(args.clips, args.frames, args.train_seed, TRAIN_SIZES)
     # The weak probes get extra clips of their own (linear: thick ribs, long horizontal pleura;
     # phased: a narrow sector), seeded after the random ones so no seed repeats.

@@ -492,3 +492,19 @@ def test_cli_simulates_a_transverse_view(tmp_path):
     assert main([*argv, "--seed", "1", "--out", str(out)]) == 0
     data = read_paired_dataset(out)
     assert len(data) == 2 and all(m.sum() == 0 for m in data.masks)
+
+
+def test_cli_mixed_views_keep_each_clips_draws(tmp_path):
+    """--view mixed makes some clips transverse (no rib) and leaves every other clip identical to
+    the plain longitudinal run."""
+    from napari_ribseg.cli import main
+    from napari_ribseg.core.io import read_paired_dataset
+
+    common = ["simulate", "--frames", "1", "--size", "48", "48", "--clips", "30", "--seed", "2"]
+    assert main([*common, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*common, "--view", "mixed", "--out", str(tmp_path / "mixed")]) == 0
+    plain, mixed = read_paired_dataset(tmp_path / "plain"), read_paired_dataset(tmp_path / "mixed")
+    empty = [i for i, m in enumerate(mixed.masks) if m.sum() == 0 and plain.masks[i].sum() > 0]
+    assert 1 <= len(empty) <= 8  # about 3 of 30 at the real share of 10 %
+    same = [i for i in range(30) if i not in empty]
+    assert all(np.array_equal(mixed.images[i], plain.images[i]) for i in same)

@@ -41,10 +41,11 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--view",
-        choices=("longitudinal", "transverse"),
+        choices=("longitudinal", "transverse", "mixed"),
         default="longitudinal",
         help="'longitudinal': across the ribs (rib, intercostal space, rib; default); "
-        "'transverse': in one intercostal space along the ribs, so no rib is in view",
+        "'transverse': in one intercostal space along the ribs, so no rib is in view; "
+        "'mixed': each clip transverse with the share real scans show (TRANSVERSE_SHARE, 10%%)",
     )
     parser.add_argument(
         "--domain",
@@ -78,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_ribseg.core.io import write_paired_dataset
     from napari_ribseg.core.jobs import Progress
     from napari_ribseg.core.simulate import domain_config, simulate_cine_job
+    from napari_ribseg.core.simulate.config import TRANSVERSE_SHARE
 
     if args.frames < 1 or args.clips < 1:
         print("ribseg simulate: error: --frames and --clips must be >= 1", file=sys.stderr)
@@ -91,7 +93,12 @@ def run(args: argparse.Namespace) -> int:
     extra: dict[str, list[np.ndarray]] = {name: [] for name in args.labels[1:]}
     for clip, stream in enumerate(streams):
         rng = np.random.default_rng(stream)
-        overrides = {"size": size, "view": args.view}
+        view = args.view
+        if view == "mixed":
+            # Its own stream: the clip's configuration draws stay those of any other --view.
+            view_rng = np.random.default_rng(stream.spawn(1)[0])
+            view = "transverse" if view_rng.random() < TRANSVERSE_SHARE else "longitudinal"
+        overrides = {"size": size, "view": view}
         if args.probe != "random":
             overrides["probe"] = args.probe
         config = domain_config(args.domain, rng, **overrides)

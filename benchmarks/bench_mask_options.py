@@ -70,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     sets = _sets(args.test)
+    truths = {k: [np.asarray(m) > 0 for m in d.masks] for k, (d, _) in sets.items()}
     combos = list(itertools.product(THRESHOLDS, MIN_SIZES, FILL))
-    # scores[model][set][combo] = (mean dice, spurious / frame)
+    # table[combo][set] = (mean Dice, spurious components per frame), one table per model
     names = list(sets)
     print(f"sets: {', '.join(f'{k} {len(d.images)}' for k, (d, _) in sets.items())} frames")
     best_rows = []
@@ -87,22 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         for combo in combos:
             threshold, min_size, fill = combo
             row = {}
-            for k, (d, _) in sets.items():
-                masks = [
-                    probability_to_mask(pr, threshold, min_size=min_size, fill_holes=fill)
-                    for pr in probs[k]
+            for k in sets:
+                pairs = [
+                    (probability_to_mask(pr, threshold, min_size=min_size, fill_holes=fill) > 0, t)
+                    for pr, t in zip(probs[k], truths[k], strict=True)
                 ]
-                truths = [np.asarray(m) > 0 for m in d.masks]
                 row[k] = (
-                    float(np.mean([dice(m > 0, t) for m, t in zip(masks, truths, strict=True)])),
-                    float(
-                        np.mean(
-                            [
-                                spurious_components(m > 0, t)
-                                for m, t in zip(masks, truths, strict=True)
-                            ]
-                        )
-                    ),
+                    float(np.mean([dice(m, t) for m, t in pairs])),
+                    float(np.mean([spurious_components(m, t) for m, t in pairs])),
                 )
             table[combo] = row
         print(f"\n{name} (predicted in {t_pred:.0f} s; Dice / spurious components per frame)")

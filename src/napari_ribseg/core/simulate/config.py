@@ -239,6 +239,12 @@ class SimulationConfig:
         return out
 
 
+def mixed_view(rng: np.random.Generator) -> str:
+    """A view drawn with the real share of rib-free frames: ``transverse`` with probability
+    :data:`TRANSVERSE_SHARE`, else ``longitudinal`` (``ribseg simulate --view mixed``)."""
+    return "transverse" if rng.random() < TRANSVERSE_SHARE else "longitudinal"
+
+
 def random_config(rng: np.random.Generator | int | None = None, **overrides) -> SimulationConfig:
     """Draw a realistic, varied configuration; ``overrides`` fix any field (e.g. ``probe="convex"``).
 

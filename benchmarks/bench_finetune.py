@@ -166,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
                 # The lr the run took ('auto' depends on the base's Dice on the training frames).
                 tuned = result.card.extra.get("finetune", {})
                 how = f"{config.strategy}, lr {tuned.get('lr', config.lr):g}"
+                if tuned.get("mix", 1.0) < 1.0:
+                    how += f", mix {tuned['mix']:g}"
                 if tuned.get("base_train_dice") is not None:
                     how += f" (base {tuned['base_train_dice']:.2f} on its frames)"
                 rows.append((name, f"K={k}", recipe, how, before, trained, after, verdict, wall))

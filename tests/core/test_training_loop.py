@@ -239,3 +239,65 @@ def test_auto_lr_is_a_tenth_for_a_v_unet_that_already_finds_the_ribs(base, data,
     unet = trained_on_these_frames(base, "u")
     lr, message = peak_lr(unet, tmp_path / "strong-unet.safetensors")
     assert lr == pytest.approx(1e-3) and "a unet base takes the strategy's rate" in message, message
+
+
+def test_mix_weights_is_the_weighted_mean_of_base_and_trained(base, tmp_path):
+    from napari_ribseg.core.training.loop import mix_weights
+
+    other = tiny_base(tmp_path / "other.safetensors")
+    with torch.no_grad():
+        for p in other.model.parameters():
+            p.add_(1.0)
+    start = {k: v.clone() for k, v in base.model.state_dict().items()}
+    end = {k: v.clone() for k, v in other.model.state_dict().items()}
+    mix_weights(other.model, base.model, 0.25)
+    for name, value in other.model.state_dict().items():
+        if value.is_floating_point():
+            expected = start[name] + 0.25 * (end[name] - start[name])
+            assert torch.allclose(value, expected, atol=1e-6), name
+
+
+def test_auto_mix_keeps_half_the_change_for_a_strong_base_and_all_of_it_for_a_weak_one(
+    base, data, tmp_path
+):
+    """'auto' mix: a base that already finds the ribs on the training frames keeps half the
+    fine-tuned change (weight-space mix, docs/training.md "Weight mixing"); a weak one all of it.
+    The half-way weights are exactly the mean of the base and the unmixed run (CPU runs are
+    bit-identical), and the card and the run's messages say what was kept."""
+    from napari_ribseg.core.training.config import STRONG_BASE_DICE, STRONG_BASE_MIX
+
+    auto = {**FAST, "select": "last"}
+    assert FinetuneConfig(**auto).effective_mix() == 1.0
+    assert FinetuneConfig(**auto).effective_mix(STRONG_BASE_DICE) == STRONG_BASE_MIX == 0.5
+    assert FinetuneConfig(**auto).effective_mix(STRONG_BASE_DICE - 0.01) == 1.0
+    assert FinetuneConfig(**{**auto, "mix": 0.8}).effective_mix(0.9) == 0.8
+
+    # Weak (untrained) base: the trained weights, no mixing message.
+    events = []
+    weak = finetune_sync(base, data, FinetuneConfig(epochs=1, **auto), on_progress=events.append)
+    assert weak.card.extra["finetune"]["mix"] == 1.0
+    assert not any("fine-tuned change" in e.message for e in events if e.kind == "message")
+
+    strong_path = tmp_path / "strong.safetensors"
+    finetune_sync(base, data, FinetuneConfig(epochs=4, **FAST), out=strong_path)
+    strong = load_checkpoint(strong_path)
+    events = []
+    out = tmp_path / "mixed.safetensors"
+    mixed = finetune_sync(
+        strong, data, FinetuneConfig(epochs=1, **auto), out=out, on_progress=events.append
+    )
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["finetune"]["base_train_dice"] >= STRONG_BASE_DICE
+    assert card["finetune"]["mix"] == 0.5
+    assert "0.5 of the fine-tuned change kept" in card["description"]
+    said = [e.message for e in events if e.kind == "message" and "fine-tuned change" in e.message]
+    assert said and f">= {STRONG_BASE_DICE}" in said[0], said
+    whole = finetune_sync(strong, data, FinetuneConfig(epochs=1, **{**auto, "mix": 1.0}))
+    assert whole.card.extra["finetune"]["mix"] == 1.0
+    base_state = strong.model.float().state_dict()
+    whole_state = whole.model.state_dict()
+    for name, value in mixed.model.state_dict().items():
+        if value.is_floating_point():
+            half = base_state[name] + 0.5 * (whole_state[name] - base_state[name])
+            assert torch.allclose(value, half, atol=1e-6), name
+    assert not state_equal(mixed.model.state_dict(), whole_state)

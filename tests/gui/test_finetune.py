@@ -286,3 +286,18 @@ def test_adapt_to_this_stack_runs_in_a_child_process_and_reports(
     else:
         assert not made and "No new model" in text and result.reason in text
     assert section.adapt_btn.isEnabled() and not section.cancel_btn.isEnabled()
+
+
+def test_change_kept_is_auto_by_default_and_reaches_the_config(segmented):
+    """The widget's "Change kept" is FinetuneConfig's mix: auto (0) by default, a set value goes
+    into the run's config."""
+    from napari_ribseg.core.training import FinetuneConfig
+
+    _viewer, widget = segmented
+    section = widget.finetune_section
+    assert section.mix_spin.value() == FinetuneConfig().mix == 0.0
+    assert section.mix_spin.specialValueText() == "auto"
+    assert section.config().mix == 0.0
+    section.mix_spin.setValue(0.75)
+    assert section.config().mix == 0.75
+    assert "fine-tuned change" in section.mix_spin.toolTip()

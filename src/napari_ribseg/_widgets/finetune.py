@@ -218,6 +218,9 @@ class FinetuneSection(QWidget):
         self.val_spin = QDoubleSpinBox()
         self.val_spin.setSingleStep(0.05)
         _bind_spin(self.val_spin, "val_share")
+        self.mix_spin = QDoubleSpinBox()
+        self.mix_spin.setSingleStep(0.25)
+        _bind_spin(self.mix_spin, "mix")
         form.addRow("Base model:", self.base_combo)
         form.addRow("Train:", self.strategy_combo)
         form.addRow("", self.trainable_label)
@@ -225,6 +228,7 @@ class FinetuneSection(QWidget):
         form.addRow("Learning rate:", self.lr_spin)
         form.addRow("Augmentation:", self.augment_combo)
         form.addRow("Validation share:", self.val_spin)
+        form.addRow("Change kept:", self.mix_spin)
         layout.addLayout(form)
 
         self.reason_label = QLabel("")
@@ -398,6 +402,7 @@ class FinetuneSection(QWidget):
             lr=float(self.lr_spin.value()),
             augment=self.augment_combo.currentText(),
             val_share=float(self.val_spin.value()),
+            mix=float(self.mix_spin.value()),
             device=self.session.settings.device or "auto",
         )
 

@@ -51,8 +51,20 @@ STRONG_BASE_RULE = (
     f"{STRONG_BASE_LR_FACTOR:g} x that for a v-unet base that already scores Dice >= "
     f"{STRONG_BASE_DICE} on the training frames"
 )
-#: Fields that may change between an interrupted run and its resumption.
-RESUME_FREE = ("epochs", "device", "num_workers", "early_stop_patience")
+#: ``mix`` 0 ("auto"): the share of the fine-tuned change a base keeps (weight-space ensembling,
+#: WiSE-FT: kept = base + mix x (trained - base)). A base that already scores at least
+#: ``STRONG_BASE_DICE`` on the training frames keeps half the change: on the hard domain the
+#: half-way weights beat both ends on frames of other clips, for the V-Unet and the U-Net alike
+#: (docs/training.md, "Weight mixing"); a weak base keeps the whole change.
+STRONG_BASE_MIX = 0.5
+#: The rule in words (the mix setting's help).
+STRONG_BASE_MIX_RULE = (
+    f"{STRONG_BASE_MIX:g} for a base that already scores Dice >= {STRONG_BASE_DICE} on the "
+    "training frames, else 1"
+)
+#: Fields that may change between an interrupted run and its resumption (``mix`` is applied
+#: after the last step, so a resumed run may ask for another).
+RESUME_FREE = ("epochs", "device", "num_workers", "early_stop_patience", "mix")
 
 
 def setting(
@@ -139,6 +151,14 @@ class FinetuneConfig:
         "validation epoch, the base competing as epoch 0)",
         choices=SELECTIONS,
     )
+    mix: float = setting(
+        0.0,
+        "share of the fine-tuned change the new model keeps (weight-space mix with the base): "
+        f"base + mix x (trained - base); 1 = the trained weights; 0 = auto: {STRONG_BASE_MIX_RULE}",
+        low=0.0,
+        high=1.0,
+        auto="auto",
+    )
     gate_frames: int = setting(
         3,
         "fewest held-out corrected frames the promotion gate judges on",
@@ -187,6 +207,31 @@ class FinetuneConfig:
                 f"{', '.join(SMALL_STEP_VARIANTS)})"
             )
         return said + f"< {STRONG_BASE_DICE}: the strategy's rate"
+
+    def effective_mix(self, base_dice: float | None = None) -> float:
+        """The share of the fine-tuned change kept: ``mix``, or when it is 0 ``STRONG_BASE_MIX``
+        for a base scoring at least ``STRONG_BASE_DICE`` on the training frames (``base_dice``;
+        None: not measured), else 1 (the trained weights)."""
+        if self.mix > 0:
+            return self.mix
+        strong = base_dice is not None and base_dice >= STRONG_BASE_DICE
+        return STRONG_BASE_MIX if strong else 1.0
+
+    def mix_reason(self, base_dice: float | None = None) -> str:
+        """Why :meth:`effective_mix` is what it is ("" for a set mix)."""
+        if self.mix > 0:
+            return ""
+        if base_dice is None:
+            return "auto, the base not measured: the trained weights"
+        if base_dice >= STRONG_BASE_DICE:
+            return (
+                f"auto: the base scores Dice {base_dice:.3f} on the training frames, >= "
+                f"{STRONG_BASE_DICE}: a strong base keeps half the fine-tuned change"
+            )
+        return (
+            f"auto: the base scores Dice {base_dice:.3f} on the training frames, < "
+            f"{STRONG_BASE_DICE}: the trained weights"
+        )
 
     def effective_epochs(self, n_train: int) -> int:
         """``epochs``, or enough epochs over ``n_train`` frames to make ``steps`` steps."""

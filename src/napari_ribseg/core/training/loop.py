@@ -263,6 +263,8 @@ class _Run:
     #: The base's mean Dice on the training frames before training (measured for ``lr`` auto).
     base_train_dice: float | None = None
     lr: float = 0.0
+    #: The share of the fine-tuned change kept (``FinetuneConfig.effective_mix``); set at the end.
+    mix: float = 1.0
     history: list[dict[str, float]] = field(default_factory=list)
     best_val_dice: float = float("nan")
     best_epoch: int = 0
@@ -341,8 +343,9 @@ def _prepare(base, data, config, out, ddp) -> _Run:
         pin_memory=device.type == "cuda",
         drop_last=False,
     )
-    if config.lr == 0 and config.base_is_candidate:
-        # 'auto' lr: how well the base already does on the user's frames sets the step size.
+    if (config.lr == 0 or config.mix == 0) and config.base_is_candidate:
+        # 'auto' lr and mix: how well the base already does on the user's frames sets the step
+        # size and how much of the change the new model keeps.
         train_images, train_masks = letterbox_set(train, size)
         dices, _ = frame_dices(
             model, train_images, train_masks, device, run.eval_batch, run.loss_fn
@@ -380,6 +383,18 @@ def _measure_base(run: _Run) -> Iterable[Progress]:
         f"lr {run.lr:g}{reason})",
     )
     yield Progress("val_dice", 0, run.epochs, values={"val_dice": run.base_val_dice})
+
+
+@torch.no_grad()
+def mix_weights(model, base, share: float) -> None:
+    """Set ``model``'s weights to ``base + share x (model - base)`` in place (weight-space
+    ensembling of a fine-tuned model with its base, WiSE-FT); buffers that are not floating point
+    (counters) keep the model's values."""
+    reference = base.state_dict()
+    for name, value in model.state_dict().items():
+        if value.is_floating_point():
+            start = reference[name].to(device=value.device, dtype=value.dtype)
+            value.copy_(start + share * (value - start))
 
 
 def _cpu_state(model) -> dict:
@@ -541,6 +556,15 @@ def _select_and_gate(run: _Run) -> Iterable[Progress]:
     if _selects_best(config):
         run.model.load_state_dict(run.best_state)
         return None
+    run.mix = config.effective_mix(run.base_train_dice)
+    if run.mix < 1.0:
+        mix_weights(run.model, run.base.model, run.mix)
+        reason = config.mix_reason(run.base_train_dice)
+        yield Progress(
+            "message",
+            message=f"new weights: the base + {run.mix:g} x the fine-tuned change"
+            + (f" ({reason})" if reason else ""),
+        )
     dices, _ = frame_dices(
         run.model, run.val_images, run.val_masks, run.device, run.eval_batch, run.loss_fn
     )
@@ -604,7 +628,9 @@ def _card(run: _Run, gate: GateReport | None = None) -> ModelCard:
         package_version=__version__,
         description=(
             f"{parent} fine-tuned on {len(train)} frames ({config.strategy} strategy, "
-            f"{config.augment} augmentation, {config.loss} loss); {verdict}."
+            f"{config.augment} augmentation, {config.loss} loss"
+            + (f", {run.mix:g} of the fine-tuned change kept" if run.mix < 1.0 else "")
+            + f"); {verdict}."
         ),
         weights_source=f"fine-tuned from {parent} ({base.path})",
         extra={
@@ -613,6 +639,7 @@ def _card(run: _Run, gate: GateReport | None = None) -> ModelCard:
                 "parent_path": str(base.path) if base.path else None,
                 "config": config.to_dict(),
                 "lr": run.lr,
+                "mix": run.mix,
                 "base_train_dice": run.base_train_dice,
                 "train_ids": train.ids,
                 "val_ids": val.ids,

@@ -122,6 +122,11 @@ def test_study_nests_the_one_finetune_config():
     cell = smoke.cell_finetune("bottleneck", "none", fold=2, epochs=7)
     assert (cell.strategy, cell.augment, cell.seed, cell.epochs) == ("bottleneck", "none", 2, 7)
     assert cell.lr == smoke.finetune.lr and cell.select == "best"
+    # The report's recipe line names weight mixing where it applies (final weights), not for best.
+    from napari_ribseg.core.experiments.runner import _recipe_line
+
+    assert "change kept auto (0.5 for a base" in _recipe_line(StudyConfig())
+    assert "change kept" not in _recipe_line(smoke)
 
 
 def test_legacy_flat_finetune_keys_and_their_errors():

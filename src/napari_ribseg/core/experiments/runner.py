@@ -516,7 +516,7 @@ _SELECTION_TEXT = {
 
 def _recipe_line(config: StudyConfig) -> str:
     """The report's one line on how the cells fine-tuned, from the nested FinetuneConfig."""
-    from napari_ribseg.core.training.config import STRONG_BASE_RULE
+    from napari_ribseg.core.training.config import STRONG_BASE_MIX_RULE, STRONG_BASE_RULE
 
     ft = config.finetune
     epochs = f"{ft.epochs} epochs" if ft.epochs else f"{ft.steps} steps"
@@ -525,12 +525,20 @@ def _recipe_line(config: StudyConfig) -> str:
         if ft.lr
         else f"lr auto ({ft.effective_lr()} for '{ft.strategy}', {STRONG_BASE_RULE})"
     )
+    # Weight mixing applies to the final weights (gated, last), not to a chosen best epoch.
+    mix = (
+        ""
+        if ft.select == "best"
+        else f", change kept {ft.mix:g}"
+        if ft.mix
+        else f", change kept auto ({STRONG_BASE_MIX_RULE})"
+    )
     return (
         f"- fine-tuning: {epochs}"
         + (f" (at least {config.min_steps} batches)" if config.min_steps else "")
         + f", {ft.optimizer} {lr}, batch {ft.batch_size}, loss {ft.loss}, schedule {ft.schedule}"
         + (f" after {ft.warmup_share:.0%} warm-up" if ft.warmup_share else "")
-        + f", validation share {ft.val_share} ({_SELECTION_TEXT[ft.select]}), "
+        + f", validation share {ft.val_share} ({_SELECTION_TEXT[ft.select]}{mix}), "
         f"threshold {config.threshold}"
     )
 

@@ -245,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
             # (the validation clips only report progress).
             early_stop_patience=0,
             select="last",
+            # The whole change: the rounds are judged on the test sets, and weight mixing with
+            # the parent (the product's 'auto' for a strong base) was never measured for them.
+            mix=1.0,
             warmup_share=0.05,
             seed=0,
             device=args.device,

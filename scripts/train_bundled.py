@@ -166,10 +166,30 @@ def main(argv: list[str] | None = None) -> int:
         help="first training clip seed, in 10000-89999 or 100000-499999 (the other seeds are "
         "test and validation sets)",
     )
+    p.add_argument(
+        "--average-with",
+        default="",
+        help="no training: average the bundled model's weights with this checkpoint of the same "
+        "lineage (a model soup; with --init bundled and one variant), then measure and card it",
+    )
+    p.add_argument(
+        "--average-share",
+        type=float,
+        default=0.5,
+        help="share of the bundled model in the average (the rest: --average-with)",
+    )
+    p.add_argument(
+        "--average-note",
+        default="",
+        help="what --average-with is, for the card (e.g. 'the model after round (24)')",
+    )
     p.add_argument("--hard-clips", type=int, default=12, help="hard-domain test clips (x 2 frames)")
     p.add_argument("--work", default="out/bundled")
     p.add_argument("--out", default="src/napari_ribseg/core/models/weights")
     args = p.parse_args(argv)
+    averaging = bool(args.average_with)
+    if averaging and (args.init != "bundled" or len(args.variants) != 1 or not args.average_note):
+        p.error("--average-with needs --init bundled, one --variants and an --average-note")
 
     from napari_ribseg.core.devices import flush_denormals
 
@@ -179,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_ribseg.core.jobs import run_job
     from napari_ribseg.core.models import Metric, load_checkpoint, save_checkpoint
     from napari_ribseg.core.training import FinetuneConfig, finetune
+    from napari_ribseg.core.training.loop import mix_weights
 
     Path(args.work).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -201,14 +222,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     n_seeds = args.clips + sum(n for _, n, _ in extras)
     last = args.train_seed + n_seeds - 1
-    if not any(lo <= args.train_seed and last < hi for lo, hi in TRAIN_SEED_BLOCKS):
+    if averaging:
+        args.clips, extras = 0, ()  # nothing is trained: no training clips to simulate
+    elif not any(lo <= args.train_seed and last < hi for lo, hi in TRAIN_SEED_BLOCKS):
         p.error(
             f"--train-seed: clips {args.train_seed}-{last} must lie in one training seed block "
             f"{TRAIN_SEED_BLOCKS} (the others are test and validation sets)"
         )
     from napari_ribseg.core.training import TrainingSet
 
-    train = simulated_set(args.clips, args.frames, args.train_seed, TRAIN_SIZES)
+    train = (
+        None if averaging else simulated_set(args.clips, args.frames, args.train_seed, TRAIN_SIZES)
+    )
     next_seed = args.train_seed + args.clips
     for what, n, overrides in extras:
         if not n:
@@ -225,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     test = simulated_set(args.test_clips, 4, TEST_SEED)
     hard = hard_domain_set(args.hard_clips, 2)
     log(
-        f"train {len(train.images)} frames ({args.clips} clips), test {len(test.images)} frames, "
-        f"hard-domain test {len(hard.images)} frames"
+        f"train {len(train.images) if train else 0} frames ({args.clips} clips), test "
+        f"{len(test.images)} frames, hard-domain test {len(hard.images)} frames"
     )
     summary = {}
     for variant in args.variants:
@@ -253,13 +278,21 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
         )
         work_out = Path(args.work) / f"{variant}-{args.preset}.safetensors"
-        result = run_job(
-            finetune(base, train, config, out=work_out),
-            lambda e, v=variant: (
-                e.kind == "epoch" and log(f"  {v} epoch {e.step}/{e.total} {e.values}")
-            ),
-        )
-        loaded = load_checkpoint(result.checkpoint)
+        if averaging:
+            # A model soup of one lineage: the product's weight mixing (core.training.loop).
+            model = base.model.float()
+            mix_weights(model, load_checkpoint(args.average_with).model.float(), args.average_share)
+            save_checkpoint(model, base.card, work_out)
+            history: list = []
+        else:
+            result = run_job(
+                finetune(base, train, config, out=work_out),
+                lambda e, v=variant: (
+                    e.kind == "epoch" and log(f"  {v} epoch {e.step}/{e.total} {e.values}")
+                ),
+            )
+            work_out, history = result.checkpoint, result.history
+        loaded = load_checkpoint(work_out)
         ev = measure(loaded, test, args.device)
         mean = ev.mean
         hard_mean = measure(loaded, hard, args.device).mean
@@ -271,7 +304,10 @@ def main(argv: list[str] | None = None) -> int:
             card.parent = base.card.parent or card.parent
         source = "synthetic salient-object pre-training (scikit-image photographs, not XPIE)"
         this_round = (
-            f"{args.clips} random_config clips"
+            f"its weights averaged with {args.average_note} ({args.average_share:g} of these, "
+            f"{1 - args.average_share:g} of those; no training), picked on validation"
+            if averaging
+            else f"{args.clips} random_config clips"
             + "".join(f" + {n} extra {what} clips" for what, n, _ in extras if n)
             + f" x {args.frames} frames (seeds {args.train_seed}-{last}), "
             f"{args.epochs} epochs, loss {args.loss}, augmentation {args.augment}, lr {args.lr:g}"
@@ -328,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             **mean,
             "hard_dice": hard_mean["dice"],
             "checkpoint": str(path),
-            "epochs": len(result.history),
+            "epochs": len(history),
         }
     log("summary " + json.dumps(summary, indent=1))
     Path(args.work, "summary.json").write_text(json.dumps(summary, indent=1))

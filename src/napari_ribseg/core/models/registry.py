@@ -131,7 +131,7 @@ def bundled_rank(entry: ModelEntry) -> tuple[float, str]:
     """How bundled models rank: by the hard-domain Dice on their cards (simulated frames pushed to
     the real-scan fingerprint, the closest measure to a user's own scans; docs/models.md), else
     by their test Dice. On 2026-12-02 the U-Net led the ordinary test set (at last 0.830 against
-    the V-Unet's 0.824) and the V-Unet the hard domain (0.817 against 0.808): the V-Unet stays
+    the V-Unet's 0.826) and the V-Unet the hard domain (0.818 against 0.808): the V-Unet stays
     first."""
     card = entry.card
     score = card.metric("hard_dice")

@@ -54,8 +54,9 @@ STRONG_BASE_RULE = (
 #: ``mix`` 0 ("auto"): the share of the fine-tuned change a base keeps (weight-space ensembling,
 #: WiSE-FT: kept = base + mix x (trained - base)). A base that already scores at least
 #: ``STRONG_BASE_DICE`` on the training frames keeps half the change: on the hard domain the
-#: half-way weights beat the trained ones on frames of other clips in 6 of 6 runs (V-Unet, U-Net,
-#: X-Unet) and the base in 4 of 6 (docs/training.md, "Weight mixing"); a weak base keeps the whole
+#: half-way weights beat or matched the trained ones on frames of other clips in 7 of 7 runs
+#: (V-Unet, U-Net, X-Unet) and beat the base in 5 of 7 (docs/training.md, "Weight mixing"); a weak
+#: base keeps the whole
 #: change (a base that marked no rib lost 0.681 -> 0.422 at half).
 STRONG_BASE_MIX = 0.5
 #: The rule in words (the mix setting's help).

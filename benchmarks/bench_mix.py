@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_ribseg.core.evaluation import evaluate_model
     from napari_ribseg.core.models import load_model
     from napari_ribseg.core.training import FinetuneConfig, finetune_sync
-    from napari_ribseg.core.training.loop import mix_weights, split_for_gate
+    from napari_ribseg.core.training.loop import mix_weights
 
     torch.set_num_threads(args.threads)
     size = (args.height, args.width)
@@ -47,10 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     base = load_model(args.model, device="cpu")
     frames = replica_frames(args.k, args.replica, size, args.scanner)
     config = FinetuneConfig(device="cpu", select="last", mix=1.0)
-    _, held_out = split_for_gate(frames, config)
     t0 = time.perf_counter()
     result = finetune_sync(base, frames, config)
     wall = time.perf_counter() - t0
+    held_out = frames.subset([frames.ids.index(i) for i in result.val_ids])
     tuned = result.card.extra["finetune"]
     base_dice = tuned.get("base_train_dice")
     print(

@@ -526,13 +526,13 @@ def _recipe_line(config: StudyConfig) -> str:
         else f"lr auto ({ft.effective_lr()} for '{ft.strategy}', {STRONG_BASE_RULE})"
     )
     # Weight mixing applies to the final weights (gated, last), not to a chosen best epoch.
-    mix = (
-        ""
-        if ft.select == "best"
-        else f", change kept {ft.mix:g}"
-        if ft.mix
-        else f", change kept auto ({STRONG_BASE_MIX_RULE})"
-    )
+    mix = ""
+    if not ft.selects_best():
+        mix = (
+            f", change kept {ft.mix:g}"
+            if ft.mix
+            else f", change kept auto ({STRONG_BASE_MIX_RULE})"
+        )
     return (
         f"- fine-tuning: {epochs}"
         + (f" (at least {config.min_steps} batches)" if config.min_steps else "")

@@ -56,8 +56,7 @@ STRONG_BASE_RULE = (
 #: ``STRONG_BASE_DICE`` on the training frames keeps half the change: on the hard domain the
 #: half-way weights beat or matched the trained ones on frames of other clips in 7 of 7 runs
 #: (V-Unet, U-Net, X-Unet) and beat the base in 5 of 7 (docs/training.md, "Weight mixing"); a weak
-#: base keeps the whole
-#: change (a base that marked no rib lost 0.681 -> 0.422 at half).
+#: base keeps the whole change (a base that marked no rib lost 0.681 -> 0.422 at half).
 STRONG_BASE_MIX = 0.5
 #: The rule in words (the mix setting's help).
 STRONG_BASE_MIX_RULE = (
@@ -210,6 +209,12 @@ class FinetuneConfig:
             )
         return said + f"< {STRONG_BASE_DICE}: the strategy's rate"
 
+    def selects_best(self) -> bool:
+        """Whether epochs are selected by validation Dice (no gate, no weight mixing):
+        ``select="best"``, or a random start (``base_is_candidate=False``, salient
+        pre-training), where beating the base, or keeping part of it, means nothing."""
+        return self.select == "best" or not self.base_is_candidate
+
     def effective_mix(self, base_dice: float | None = None) -> float:
         """The share of the fine-tuned change kept: ``mix``, or when it is 0 ``STRONG_BASE_MIX``
         for a base scoring at least ``STRONG_BASE_DICE`` on the training frames (``base_dice``;
@@ -220,19 +225,12 @@ class FinetuneConfig:
         return STRONG_BASE_MIX if strong else 1.0
 
     def mix_reason(self, base_dice: float | None = None) -> str:
-        """Why :meth:`effective_mix` is what it is ("" for a set mix)."""
-        if self.mix > 0:
+        """Why 'auto' mixes (:meth:`effective_mix` below 1); "" for a set mix or no mixing."""
+        if self.mix > 0 or self.effective_mix(base_dice) == 1.0:
             return ""
-        if base_dice is None:
-            return "auto, the base not measured: the trained weights"
-        if base_dice >= STRONG_BASE_DICE:
-            return (
-                f"auto: the base scores Dice {base_dice:.3f} on the training frames, >= "
-                f"{STRONG_BASE_DICE}: a strong base keeps half the fine-tuned change"
-            )
         return (
-            f"auto: the base scores Dice {base_dice:.3f} on the training frames, < "
-            f"{STRONG_BASE_DICE}: the trained weights"
+            f"auto: the base scores Dice {base_dice:.3f} on the training frames, >= "
+            f"{STRONG_BASE_DICE}: a strong base keeps half the fine-tuned change"
         )
 
     def effective_epochs(self, n_train: int) -> int:

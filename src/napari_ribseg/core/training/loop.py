@@ -173,17 +173,10 @@ class _TrainFrames(Dataset):
         return x[0], (m[0] > 0.5).float()
 
 
-def _selects_best(config: FinetuneConfig) -> bool:
-    """Whether epochs are selected by validation Dice (no gate): ``select="best"``, or a random
-    start (``base_is_candidate=False``, salient pre-training), where beating the base means
-    nothing."""
-    return config.select == "best" or not config.base_is_candidate
-
-
 def split_for_gate(data: TrainingSet, config: FinetuneConfig) -> tuple[TrainingSet, TrainingSet]:
     """(train, held-out) by clip; a gated run holds out at least ``gate_frames`` when it can."""
     train, val = data.split(config.val_share, config.seed)
-    if _selects_best(config):
+    if config.selects_best():
         return train, val
     share = config.val_share
     # Grow the held-out share until the gate has enough frames, keeping >= 1 frame to train on.
@@ -499,7 +492,7 @@ def _train_epoch(run: _Run, epoch: int, stop: StopFlag | None, clock: dict) -> J
 
 def _eval_every(run: _Run) -> int:
     """Validate every epoch when epochs select the model; else about 20 times per run."""
-    if _selects_best(run.config) or run.config.early_stop_patience:
+    if run.config.selects_best() or run.config.early_stop_patience:
         return 1
     return max(1, run.epochs // 20)
 
@@ -517,7 +510,7 @@ def _validate(run: _Run, epoch: int) -> tuple[float, float]:
     first_trained = run.best_epoch == 0 and not config.base_is_candidate
     if first_trained or val_dice > run.best_val_dice:
         run.best_val_dice, run.best_epoch, run.since_best = val_dice, epoch + 1, 0
-        if _selects_best(config):
+        if config.selects_best():
             run.best_state = _cpu_state(run.model)
             if run.out is not None and run.ddp.main:
                 save_checkpoint(run.model, _card(run), run.out)
@@ -553,7 +546,7 @@ def _save_state(run: _Run, epoch: int) -> None:
 def _select_and_gate(run: _Run) -> Iterable[Progress]:
     """Pick the weights the config asks for and judge them against the base on held-out frames."""
     config = run.config
-    if _selects_best(config):
+    if config.selects_best():
         run.model.load_state_dict(run.best_state)
         return None
     run.mix = config.effective_mix(run.base_train_dice)

@@ -202,7 +202,6 @@ def pretrain_salient(
         seed=seed,
         device=device,
         base_is_candidate=False,
-        mix=1.0,  # the start is a random initialisation: nothing of it is worth keeping
     )
     result = yield from finetune(base, salient_training_set(salient), config, out=target, stop=stop)
 

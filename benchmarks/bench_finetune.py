@@ -65,6 +65,18 @@ def replica_frames(k: int, replica: int, size: tuple[int, int], scanner: str = "
     return k_frames(k, 1_000 * (replica + 1) + 10 * k, size, scanner)
 
 
+def add_one_run_arguments(parser) -> None:
+    """The options of a benchmark that fine-tunes one base on one replica's K frames
+    (bench_mix.py, bench_gate.py)."""
+    parser.add_argument("--model", default="v-unet-compact", help="name or path of the base")
+    parser.add_argument("--k", type=int, default=20, help="corrected frames to fine-tune on")
+    parser.add_argument("--replica", type=int, default=0, help="as bench_finetune.py --replica")
+    parser.add_argument("--scanner", choices=("each", "shared"), default="each")
+    parser.add_argument("--height", type=int, default=820)
+    parser.add_argument("--width", type=int, default=1124)
+    parser.add_argument("--threads", type=int, default=2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="unet-compact", help="comma-separated names/paths")

@@ -15,20 +15,14 @@ import argparse
 import copy
 import time
 
-from bench_finetune import hard_domain_set, replica_frames
+from bench_finetune import add_one_run_arguments, hard_domain_set, replica_frames
 
 SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="v-unet-compact", help="name or path of the base")
-    parser.add_argument("--k", type=int, default=20, help="corrected frames to fine-tune on")
-    parser.add_argument("--replica", type=int, default=0, help="as bench_finetune.py --replica")
-    parser.add_argument("--scanner", choices=("each", "shared"), default="each")
-    parser.add_argument("--height", type=int, default=820)
-    parser.add_argument("--width", type=int, default=1124)
-    parser.add_argument("--threads", type=int, default=2)
+    add_one_run_arguments(parser)
     args = parser.parse_args(argv)
 
     from napari_ribseg.core.devices import flush_denormals

@@ -37,6 +37,26 @@ def test_gate_promotes_only_a_clear_majority_win_on_enough_corrected_frames():
     assert two.stacks == 2 and "of 2 stacks" in two.reason and "not for others" not in two.reason
 
 
+def test_the_gate_margin_is_the_calibrated_one_everywhere():
+    """One margin (gate.GATE_MARGIN, measured by benchmarks/bench_gate.py) for judge() and the
+    fine-tune's and adaptation's defaults: a +0.0155 mean gain on 5 frames (3 better) now promotes,
+    as in the U-Net run the 0.02 margin refused; +0.008 does not."""
+    from napari_ribseg.core.training import FinetuneConfig
+    from napari_ribseg.core.training.gate import GATE_FRAMES, GATE_MARGIN
+
+    assert GATE_MARGIN == 0.01 and GATE_FRAMES == 3
+    assert FinetuneConfig().gate_margin == GATE_MARGIN
+    assert FinetuneConfig().gate_frames == GATE_FRAMES
+    ids = list("abcde")
+    base = [0.80, 0.85, 0.82, 0.88, 0.79]
+    clear = judge(ids, base, [0.83, 0.88, 0.85, 0.875, 0.7825])
+    assert clear.mean_gain == pytest.approx(0.0155) and clear.wins == 3
+    assert clear.promoted and "better than the base" in clear.reason
+    small = judge(ids, base, [0.81, 0.86, 0.83, 0.88, 0.80])
+    assert small.mean_gain == pytest.approx(0.008) and small.wins == 4
+    assert not small.promoted and "a gain above 0.010 is needed" in small.reason
+
+
 def test_adaptation_reports_what_it_did_and_writes_nothing_when_the_check_fails(tmp_path):
     base = tiny_base(tmp_path / "base.safetensors")
     rng = np.random.default_rng(0)

@@ -21,6 +21,7 @@ from typing import Any
 from napari_ribseg.core.errors import TrainingError
 from napari_ribseg.core.training.augment import AUGMENT_PRESETS
 from napari_ribseg.core.training.freeze import FREEZE_STRATEGIES
+from napari_ribseg.core.training.gate import GATE_FRAMES, GATE_MARGIN
 from napari_ribseg.core.training.losses import LOSSES
 
 OPTIMIZERS = ("adam", "adamw")
@@ -161,13 +162,13 @@ class FinetuneConfig:
         auto="auto",
     )
     gate_frames: int = setting(
-        3,
+        GATE_FRAMES,
         "fewest held-out corrected frames the promotion gate judges on",
         low=1,
         high=1000,
     )
     gate_margin: float = setting(
-        0.02, "mean Dice gain over the base the new model needs on them", low=0.0, high=1.0
+        GATE_MARGIN, "mean Dice gain over the base the new model needs on them", low=0.0, high=1.0
     )
     seed: int = setting(0, "random seed (splits, augmentation, initial order)", low=0, high=2**31)
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")

@@ -72,6 +72,7 @@ def run(args) -> dict:
     result = finetune_sync(base, frames, config)
     wall = time.perf_counter() - t0
     print(
+        f"base Dice on its training frames {result.card.extra['finetune'].get('base_train_dice')}; "
         f"fine-tuned in {wall:.0f} s; the run's own gate on the trained weights: {result.reason}",
         flush=True,
     )
@@ -133,6 +134,7 @@ def run(args) -> dict:
         "replica": args.replica,
         "scanner": args.scanner,
         "lr": result.card.extra["finetune"]["lr"],
+        "base_train_dice": result.card.extra["finetune"].get("base_train_dice"),
         "wall_s": wall,
         "base_test_dice": base_test,
         "judge_clips": len(clips),

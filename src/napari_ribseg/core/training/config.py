@@ -54,14 +54,20 @@ STRONG_BASE_RULE = (
 )
 #: ``mix`` 0 ("auto"): the share of the fine-tuned change a base keeps (weight-space ensembling,
 #: WiSE-FT: kept = base + mix x (trained - base)). A base that already scores at least
-#: ``STRONG_BASE_DICE`` on the training frames keeps half the change: on the hard domain the
+#: ``MIX_BASE_DICE`` on the training frames keeps half the change: on the hard domain the
 #: half-way weights beat or matched the trained ones on frames of other clips in 7 of 7 runs
-#: (V-Unet, U-Net, X-Unet) and beat the base in 5 of 7 (docs/training.md, "Weight mixing"); a weak
-#: base keeps the whole change (a base that marked no rib lost 0.681 -> 0.422 at half).
+#: (V-Unet, U-Net, X-Unet; bases 0.78-0.82) and beat the base in 5 of 7 (docs/training.md, "Weight
+#: mixing"); a weak base keeps the whole change. The threshold lies between the bases measured on
+#: either side (benchmarks/bench_gate.py, gain on 190 frames of other clips, "Weight mixing against
+#: base strength"): at 0.02 (a base that marks no rib) and 0.62 (an early X-Unet) the whole change
+#: won by far (0.681 against 0.422; +0.151 against +0.082); at 0.70 (an early U-Net) they tied
+#: (+0.106 against +0.105); at 0.69 (today's U-Net on a hard clip, K=10) half won by far (+0.006
+#: against -0.060).
+MIX_BASE_DICE = 0.65
 STRONG_BASE_MIX = 0.5
 #: The rule in words (the mix setting's help).
 STRONG_BASE_MIX_RULE = (
-    f"{STRONG_BASE_MIX:g} for a base that already scores Dice >= {STRONG_BASE_DICE} on the "
+    f"{STRONG_BASE_MIX:g} for a base that already scores Dice >= {MIX_BASE_DICE} on the "
     "training frames, else 1"
 )
 #: Fields that may change between an interrupted run and its resumption (``mix`` is applied
@@ -218,11 +224,11 @@ class FinetuneConfig:
 
     def effective_mix(self, base_dice: float | None = None) -> float:
         """The share of the fine-tuned change kept: ``mix``, or when it is 0 ``STRONG_BASE_MIX``
-        for a base scoring at least ``STRONG_BASE_DICE`` on the training frames (``base_dice``;
+        for a base scoring at least ``MIX_BASE_DICE`` on the training frames (``base_dice``;
         None: not measured), else 1 (the trained weights)."""
         if self.mix > 0:
             return self.mix
-        strong = base_dice is not None and base_dice >= STRONG_BASE_DICE
+        strong = base_dice is not None and base_dice >= MIX_BASE_DICE
         return STRONG_BASE_MIX if strong else 1.0
 
     def mix_reason(self, base_dice: float | None = None) -> str:
@@ -231,7 +237,7 @@ class FinetuneConfig:
             return ""
         return (
             f"auto: the base scores Dice {base_dice:.3f} on the training frames, >= "
-            f"{STRONG_BASE_DICE}: a strong base keeps half the fine-tuned change"
+            f"{MIX_BASE_DICE}: a strong base keeps half the fine-tuned change"
         )
 
     def effective_epochs(self, n_train: int) -> int:

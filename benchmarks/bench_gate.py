@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,6 +65,23 @@ def run(args) -> dict:
         flush=True,
     )
     base = load_model(args.model, device="cpu")
+    if args.pretrain_steps:
+        # A base of intermediate strength (docs/training.md, "Weight mixing against base
+        # strength"): the model after a few steps on 5 frames of other clips (replica 30).
+        first = finetune_sync(
+            base,
+            replica_frames(5, 30, size, args.scanner),
+            FinetuneConfig(
+                device="cpu",
+                select="last",
+                mix=1.0,
+                lr=1e-3,
+                steps=args.pretrain_steps,
+                val_share=0.4,
+            ),
+            out=Path(tempfile.mkdtemp()) / "weaker-base.safetensors",
+        )
+        base = load_model(first.checkpoint, device="cpu")  # as saved, the way it was measured
     frames = replica_frames(args.k, args.replica, size, args.scanner)
     config = FinetuneConfig(device="cpu", select="last", mix=1.0)
     if args.steps:  # a quick check of the script; the measurement uses the default schedule
@@ -217,6 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--judge-clips", type=int, default=30)
     parser.add_argument("--margins", type=float, nargs="*", default=list(MARGINS))
     parser.add_argument("--steps", type=int, default=0, help="0: the default schedule")
+    parser.add_argument(
+        "--pretrain-steps",
+        type=int,
+        default=0,
+        help="first train the base this many steps on 5 frames of other clips (a weaker base "
+        "from one that marks no rib: the pre-issue-8 V-Unet and 20 steps give 0.22)",
+    )
     parser.add_argument("--json", help="write the run's numbers here (for --summarise)")
     parser.add_argument("--summarise", nargs="*", help="pool these --json files instead")
     args = parser.parse_args(argv)

@@ -59,8 +59,9 @@ STRONG_BASE_RULE = (
 #: (V-Unet, U-Net, X-Unet; bases 0.78-0.82) and beat the base in 5 of 7 (docs/training.md, "Weight
 #: mixing"); a weak base keeps the whole change. The threshold lies between the bases measured on
 #: either side (benchmarks/bench_gate.py, gain on 190 frames of other clips, "Weight mixing against
-#: base strength"): at 0.02 (a base that marks no rib) and 0.62 (an early X-Unet) the whole change
-#: won by far (0.681 against 0.422; +0.151 against +0.082); at 0.70 (an early U-Net) they tied
+#: base strength"): at 0.02 (a base that marks no rib), 0.22 and 0.62 (an early X-Unet) the whole
+#: change won by far (0.681 against 0.422; +0.550 against +0.266; +0.151 against +0.082); at 0.70
+#: (an early U-Net) they tied
 #: (+0.106 against +0.105); at 0.69 (today's U-Net on a hard clip, K=10) half won by far (+0.006
 #: against -0.060).
 MIX_BASE_DICE = 0.65

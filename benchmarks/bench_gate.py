@@ -2,7 +2,8 @@
 
 The gate (``core.training.gate.judge``) decides on the frames of one held-out clip (5 frames at
 K = 10 or 20) whether a fine-tuned model replaces its base. This benchmark measures how that
-decision relates to what the user gets: the model's Dice gain on 40 frames of 40 other clips.
+decision relates to what the user gets: the model's Dice gain on other clips (``truth``: the 40
+test frames of bench_finetune.py and the judge clips' frames together).
 
 One fine-tune per call (every default except ``mix=1``, ``select=last``), then models at several
 shares of the fine-tuned change (``mix_weights``: base + a x (trained - base)), which gives models
@@ -36,6 +37,8 @@ from bench_finetune import add_one_run_arguments, hard_domain_set, replica_frame
 #: Judge clips: offset above HARD_DOMAIN_SEED, clear of the K-frame (1_000-41_000), test (50_000)
 #: and adaptation (70_000) clips of bench_finetune.py.
 JUDGE_SEED = 60_000
+#: The test set: one frame of each of 40 clips, as bench_finetune.py's and bench_mix.py's.
+TEST_CLIPS = 40
 SHARES = (0.25, 0.5, 0.75, 1.0)
 MARGINS = (0.0, 0.005, 0.01, 0.015, 0.02, 0.03)
 
@@ -57,7 +60,7 @@ def run(args) -> dict:
     torch.set_num_threads(args.threads)
     size = (args.height, args.width)
     t0 = time.perf_counter()
-    test = hard_domain_set(40, 1, 50_000, size, stride=3, scanner=args.scanner)
+    test = hard_domain_set(TEST_CLIPS, 1, 50_000, size, stride=3, scanner=args.scanner)
     judges = hard_domain_set(args.judge_clips, 5, JUDGE_SEED, size, stride=3, scanner=args.scanner)
     print(
         f"simulated {len(test)} test and {len(judges)} judge frames in "
@@ -83,9 +86,9 @@ def run(args) -> dict:
         )
         base = load_model(first.checkpoint, device="cpu")  # as saved, the way it was measured
     frames = replica_frames(args.k, args.replica, size, args.scanner)
-    config = FinetuneConfig(device="cpu", select="last", mix=1.0)
-    if args.steps:  # a quick check of the script; the measurement uses the default schedule
-        config = FinetuneConfig(device="cpu", select="last", mix=1.0, steps=args.steps)
+    # --steps: a quick check of the script; the measurement uses the default schedule.
+    schedule = {"steps": args.steps} if args.steps else {}
+    config = FinetuneConfig(device="cpu", select="last", mix=1.0, **schedule)
     t0 = time.perf_counter()
     result = finetune_sync(base, frames, config)
     wall = time.perf_counter() - t0
@@ -164,7 +167,7 @@ def run(args) -> dict:
 def truth(model: dict) -> float:
     """A model's gain on other patients: its mean Dice gain on the 40 test frames and the judge
     clips' frames together (190 frames of 70 clips at the defaults)."""
-    n_test = 40
+    n_test = TEST_CLIPS
     clip_gains = model["clip_gains"]
     n_judge = 5 * len(clip_gains)
     pooled = sum(clip_gains) / len(clip_gains)
@@ -202,6 +205,8 @@ def summarise(paths: list[str]) -> None:
             [m for m in everything if m["share"] == 0.5],
         ),
     ):
+        if not pool:  # e.g. no run of that scanner
+            continue
         losers = [m for m in pool if truth(m) < 0]
         idle = [m for m in pool if 0 <= truth(m) < 0.005]
         winners = [m for m in pool if truth(m) >= 0.01]

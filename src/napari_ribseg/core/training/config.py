@@ -61,9 +61,8 @@ STRONG_BASE_RULE = (
 #: either side (benchmarks/bench_gate.py, gain on 190 frames of other clips, "Weight mixing against
 #: base strength"): at 0.02 (a base that marks no rib), 0.22 and 0.62 (an early X-Unet) the whole
 #: change won by far (0.681 against 0.422; +0.550 against +0.266; +0.151 against +0.082); at 0.70
-#: (an early U-Net) they tied
-#: (+0.106 against +0.105); at 0.69 (today's U-Net on a hard clip, K=10) half won by far (+0.006
-#: against -0.060).
+#: (an early U-Net) they tied (+0.106 against +0.105); at 0.69 (today's U-Net on a hard clip, K=10)
+#: half won by far (+0.006 against -0.060).
 MIX_BASE_DICE = 0.65
 STRONG_BASE_MIX = 0.5
 #: The rule in words (the mix setting's help).

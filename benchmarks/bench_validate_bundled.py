@@ -24,14 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("models", nargs="+", help="registry names or checkpoints")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument(
-        "--mirror",
-        action="store_true",
+        "--flip-average",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="average each frame's prediction with its mirror image's (test-time flips; "
-        "measured, not adopted: docs/inference.md)",
+        "default: the product's FLIP_AVERAGE, docs/inference.md)",
     )
     args = p.parse_args(argv)
-    if args.mirror:
-        _average_with_mirror()
 
     import numpy as np
     import torch
@@ -59,36 +58,21 @@ def main(argv: list[str] | None = None) -> int:
     # missing mark there scores Dice 0 or 1, so the phased set is also scored on the frames that
     # show a rib of at least 50 pixels (or none).
     visible = np.array([m.sum() == 0 or m.sum() >= 50 for m in phased.masks])
+    flips = {"flip_average": args.flip_average}
     for name in args.models:
         model = load_model(name)
-        ev = evaluate_model(model, standard, region=False)
+        ev = evaluate_model(model, standard, region=False, **flips)
         per = np.array([r["dice"] for r in ev.rows])
         by = [float(per[probes == probe].mean()) for probe in ("convex", "linear", "phased")]
-        sets = [evaluate_model(model, d, region=False) for d in (linear, convex, phased)]
+        sets = [evaluate_model(model, d, region=False, **flips) for d in (linear, convex, phased)]
         shown = np.array([r["dice"] for r in sets[2].rows])[visible].mean()
-        h = evaluate_model(model, hard).mean
+        h = evaluate_model(model, hard, **flips).mean
         cells = [ev.mean["dice"], *by, *(e.mean["dice"] for e in sets), shown, h["dice"]]
         cells.append(h.get("spurious_components", 0.0))
-        cells.append(marked(predict_masks(model, rib_free.images, region=False))[0])
+        free = predict_masks(model, rib_free.images, region=False, **flips)
+        cells.append(marked(free)[0])
         print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in cells) + " |", flush=True)
     return 0
-
-
-def _average_with_mirror() -> None:
-    """Make the product's predict chain average every batch with its left-right mirror."""
-    import numpy as np
-
-    from napari_ribseg.core import inference
-
-    plain = inference._forward_batch
-
-    def mirrored(model, batch, input_size, device, **kw):
-        a = plain(model, batch, input_size, device, **kw).astype(np.float32)
-        flipped = np.ascontiguousarray(batch[:, :, ::-1])
-        b = plain(model, flipped, input_size, device, **kw)[:, :, ::-1]
-        return np.round((a + b) / 2).astype(np.uint8)
-
-    inference._forward_batch = mirrored
 
 
 if __name__ == "__main__":

@@ -165,6 +165,24 @@ def test_evaluate_json_has_exact_means(tmp_path, dataset, everywhere_model, caps
     assert len(csv_path.read_text().splitlines()) == 4
 
 
+def test_evaluate_says_whether_it_averaged_with_mirror_images(dataset, random_model, capsys):
+    from napari_ribseg.core.inference import FLIP_AVERAGE
+
+    root, _ = dataset
+    argv = ["evaluate", str(root), "--model", str(random_model), "--device", "cpu", "--json"]
+    results = {}
+    for flag in ("", "--flip-average", "--no-flip-average"):
+        assert main([*argv, flag] if flag else argv) == 0
+        results[flag] = json.loads(capsys.readouterr().out)
+    assert results[""]["flip_average"] is FLIP_AVERAGE
+    assert results["--flip-average"]["flip_average"] is True
+    assert results["--no-flip-average"]["flip_average"] is False
+    # A random model is lopsided, so its mirror image changes what it marks.
+    dice_on = [f["dice"] for f in results["--flip-average"]["frames"]]
+    dice_off = [f["dice"] for f in results["--no-flip-average"]["frames"]]
+    assert dice_on != dice_off
+
+
 def test_evaluate_table_in_pixels(dataset, random_model, capsys):
     root, _ = dataset
     assert main(["evaluate", str(root), "--model", str(random_model), "--device", "cpu"]) == 0

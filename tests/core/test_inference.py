@@ -88,7 +88,7 @@ def test_tall_frames_and_a_single_2d_frame():
 def test_probabilities_are_uint8_of_the_model_sigmoid(tiny_unet, frames):
     from napari_ribseg.core.models import letterbox_tensor, unletterbox_tensor
 
-    pred = predict_stack_sync(tiny_unet, frames, device="cpu", batch_size=7)
+    pred = predict_stack_sync(tiny_unet, frames, device="cpu", batch_size=7, flip_average=False)
     with torch.no_grad():
         x, box = letterbox_tensor(torch.from_numpy(frames), 64)
         ref = unletterbox_tensor(torch.sigmoid(tiny_unet(x)), box)[:, 0].numpy()
@@ -99,6 +99,42 @@ def test_probabilities_are_uint8_of_the_model_sigmoid(tiny_unet, frames):
     # The model is left as it was: training flag and default memory layout.
     assert tiny_unet.training
     assert all(p.is_contiguous() for p in tiny_unet.parameters())
+
+
+class LeftHalfNet(nn.Module):
+    """Marks the left half of its input as rib, whatever the image: as lopsided as a model gets."""
+
+    input_size = 64
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        left = torch.arange(x.shape[-1], device=x.device) < x.shape[-1] // 2
+        return torch.where(left, 10.0, -10.0).expand_as(x) + 0 * x
+
+
+def test_flip_average_is_the_mean_of_the_frame_and_its_mirror_image(frames):
+    # A lopsided model: plain, the left half is rib; averaged with the mirror image, every pixel
+    # is half rib (sigmoid(10) and sigmoid(-10) average to 0.5: 127.5 of 255, rounded either way
+    # by float32 resizing).
+    square = frames[:, :50, :50]
+    plain = predict_stack_sync(
+        LeftHalfNet(), square, device="cpu", crop_to_region=False, flip_average=False
+    )
+    assert (plain.prob[:, :, :24] == 255).all() and (plain.prob[:, :, 26:] == 0).all()
+    flipped = predict_stack_sync(
+        LeftHalfNet(), square, device="cpu", crop_to_region=False, flip_average=True
+    )
+    assert flipped.flip_average and not plain.flip_average
+    assert ((flipped.prob == 127) | (flipped.prob == 128)).all()
+    # A pointwise model gives the same map both ways on a lopsided, odd-sized frame: the
+    # mirrored map is mirrored back before averaging, through the letterbox.
+    frames[:] = 0.0
+    frames[:, :, :40] = 1.0
+    a = predict_stack_sync(PointwiseNet(), frames, device="cpu", flip_average=False)
+    model = PointwiseNet()
+    b = predict_stack_sync(model, frames, device="cpu", flip_average=True, batch_size=3)
+    assert np.abs(a.prob.astype(int) - b.prob.astype(int)).max() <= 1
+    # The mirrored batch runs after the plain one, not beside it: a batch's memory is one pass.
+    assert model.batch_sizes == [3, 3, 3, 3, 1, 1]
 
 
 def test_deterministic(tiny_unet, frames):

@@ -59,14 +59,14 @@ def test_segment_file_equals_predict_then_threshold(tmp_path, rng, tiny_unet):
             src,
             tmp_path / "m.tif",
             prob_path=tmp_path / "p.tif",
-            threshold=0.4,
+            threshold=0.5,
             min_size=3,
             device="cpu",
             batch_size=2,
         )
     )
     whole = predict_stack_sync(tiny_unet, read_stack(src).frames, device="cpu", batch_size=2)
-    masks = probability_to_mask(whole.prob, 0.4, min_size=3)
+    masks = probability_to_mask(whole.prob, 0.5, min_size=3)
     written = tifffile.imread(tmp_path / "m.tif")
     assert written.shape == (5, 40, 48) and 0 < masks.sum() < masks.size
     np.testing.assert_array_equal(written, masks)

@@ -50,6 +50,22 @@ def test_dock_load_segment(docked, qtbot, tiny_model, stack_file, wait_worker):
     wait_worker(widget)
     assert widget.segment_section.progress_label.text().startswith("1 of 1 frames")
 
+    # "Average with the mirror image" starts at the product's default and reaches the model: an
+    # untrained model is lopsided, so its mirror image changes the frame's probabilities.
+    from napari_ribseg.core.inference import FLIP_AVERAGE
+
+    flip = widget.segment_section.flip_check
+    assert flip.isChecked() is FLIP_AVERAGE
+    before = session.prob[3].copy()
+    flip.setChecked(not FLIP_AVERAGE)
+    widget.segment_section.run_btn.click()
+    wait_worker(widget)
+    assert not np.array_equal(session.prob[3], before)
+    flip.setChecked(FLIP_AVERAGE)
+    widget.segment_section.run_btn.click()
+    wait_worker(widget)
+    np.testing.assert_array_equal(session.prob[3], before)
+
 
 def test_review_shortcuts_corrections_and_protection(segmented, qtbot, wait_worker):
     viewer, widget = segmented

@@ -42,6 +42,7 @@ from napari_ribseg._widgets._session import (
 )
 from napari_ribseg._widgets._settings import model_dir, save_settings
 from napari_ribseg.core.errors import RibsegError
+from napari_ribseg.core.inference import FLIP_AVERAGE
 from napari_ribseg.core.jobs import Progress, StopFlag
 from napari_ribseg.core.session import MaskOptions, PredictionBatch
 from napari_ribseg.core.session import ReviewSession as CoreSession
@@ -101,6 +102,7 @@ def segmentation_job(
     indices: np.ndarray,
     stop: StopFlag,
     region: Any = None,
+    flip_average: bool | None = None,
 ) -> Generator[Progress, None, PredictionBatch]:
     """Worker body: the core session's prediction job (loads the model unless cached)."""
     import torch
@@ -115,7 +117,7 @@ def segmentation_job(
     model = cached if cached is not None else model_path
     try:
         batch = yield from core.compute_prediction(
-            model, indices, device=device, stop=stop, region=region
+            model, indices, device=device, stop=stop, region=region, flip_average=flip_average
         )
     finally:
         # The setting is process-wide: give every other torch user (fine-tune, notebooks) it back.
@@ -163,6 +165,13 @@ class SegmentSection(QWidget):
         form.addRow("Model:", model_row)
         form.addRow("Device:", self.device_combo)
         form.addRow("Run on:", self.scope_combo)
+        self.flip_check = QCheckBox("Average with the mirror image")
+        self.flip_check.setChecked(FLIP_AVERAGE)
+        self.flip_check.setToolTip(
+            "Run each frame and its left-right mirror image and average the two (test-time "
+            "augmentation): twice the time; measured gains in docs/inference.md"
+        )
+        form.addRow("Flips:", self.flip_check)
         layout.addLayout(form)
 
         run_row = QHBoxLayout()
@@ -429,6 +438,7 @@ class SegmentSection(QWidget):
             indices,
             self._stop,
             region=self.current_region(),
+            flip_average=self.flip_check.isChecked(),
             _start_thread=False,
         )
         self._pbar = progress(total=int(indices.size), desc=f"Segmenting ribs ({entry.name})")

@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         batch_size=args.batch_size,
         spacing=spacing,
+        flip_average=args.flip_average,
         on_progress=ProgressBar("evaluate"),
     )
     evaluation.extra = {
@@ -123,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         "device": str(device),
         "threshold": options.threshold,
         "postprocess": options.kwargs(),
+        "flip_average": evaluation.extra["flip_average"],
     }
     if derived is not None:
         evaluation.extra["spacing_from_depth"] = derived.to_dict()

@@ -92,6 +92,16 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         metavar="B",
         help="frames per batch (default: chosen from free memory)",
     )
+    from napari_ribseg.core.inference import FLIP_AVERAGE
+
+    parser.add_argument(
+        "--flip-average",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average each frame's probabilities with its left-right mirror image's (test-time "
+        f"augmentation, twice the time; default: {'on' if FLIP_AVERAGE else 'off'}, "
+        "docs/inference.md)",
+    )
     add_mask_options(parser)
 
 
@@ -224,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
             device=device,
             batch_size=args.batch_size,
             crop_to_region={"auto": None, "crop": True, "none": False}[args.region],
+            flip_average=args.flip_average,
             **options.kwargs(),
         ),
         ProgressBar("predict"),
@@ -261,7 +272,9 @@ def _predict_into_review(args: argparse.Namespace, loaded, device) -> int:
     stack = read_stack(args.input, variable=args.variable)
     options = mask_options(args)
     with ReviewSession.open(stack, project_folder=args.project_folder, options=options) as session:
-        job = session.compute_prediction(loaded, device=str(device), batch_size=args.batch_size)
+        job = session.compute_prediction(
+            loaded, device=str(device), batch_size=args.batch_size, flip_average=args.flip_average
+        )
         written = session.apply_prediction(run_job(job, ProgressBar("predict")))
         session.save()
     if args.out is not None:

@@ -33,13 +33,15 @@ def predict_masks(
     device: Any = None,
     batch_size: int | None = None,
     region: bool | None = None,
+    flip_average: bool | None = None,
     on_progress: Callable | None = None,
 ) -> list[np.ndarray]:
     """Rib masks (uint8 0/1) of ``images`` at their own sizes, through the inference engine.
 
     ``device=None`` runs where the model's weights are; ``region`` is ``predict_stack``'s
-    ``crop_to_region`` (``None``: its default); ``postprocess`` holds ``min_size``, ``fill_holes``
-    and ``keep_largest`` of :func:`~napari_ribseg.core.postprocess.probability_to_mask`.
+    ``crop_to_region`` and ``flip_average`` its ``flip_average`` (``None``: their defaults);
+    ``postprocess`` holds ``min_size``, ``fill_holes`` and ``keep_largest`` of
+    :func:`~napari_ribseg.core.postprocess.probability_to_mask`.
     """
     from napari_ribseg.core.inference import predict_images_sync
     from napari_ribseg.core.postprocess import probability_to_mask
@@ -54,6 +56,7 @@ def predict_masks(
         device=_model_device(model) if device is None else device,
         batch_size=batch_size,
         crop_to_region=region,
+        flip_average=flip_average,
         on_progress=on_progress,
     )
     return [probability_to_mask(p, threshold, **options) for p in probs]
@@ -69,6 +72,7 @@ def evaluate_model(
     batch_size: int | None = None,
     region: bool | None = None,
     spacing: tuple[float, float] | None = None,
+    flip_average: bool | None = None,
     on_progress: Callable | None = None,
 ) -> Evaluation:
     """Predict ``data.images``, turn them into masks and score them against ``data.masks``.
@@ -85,6 +89,7 @@ def evaluate_model(
         device=device,
         batch_size=batch_size,
         region=region,
+        flip_average=flip_average,
         on_progress=on_progress,
     )
     if spacing is None:
@@ -92,7 +97,16 @@ def evaluate_model(
     ids = list(getattr(data, "ids", None) or []) or None
     evaluation = evaluate_masks(masks, data.masks, spacing=spacing, ids=ids)
     evaluation.masks = masks
-    evaluation.extra.update({"threshold": float(threshold), "postprocess": dict(postprocess or {})})
+    from napari_ribseg.core.inference import FLIP_AVERAGE
+
+    flipped = FLIP_AVERAGE if flip_average is None else bool(flip_average)
+    evaluation.extra.update(
+        {
+            "threshold": float(threshold),
+            "postprocess": dict(postprocess or {}),
+            "flip_average": flipped,
+        }
+    )
     return evaluation
 
 

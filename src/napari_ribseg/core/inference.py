@@ -76,6 +76,10 @@ MEMORY_FRACTION = {"cuda": 0.6, "mps": 0.4, "cpu": 0.25}
 #: 0.427 / 0.414 on whole frames with the outside zeroed, 0.523 / 0.392 / 0.406 cropped to the box
 #: and 0.528 / 0.427 / 0.407 with no region; zeroing halves x-unet's spurious components there.
 CROP_TO_REGION = False
+#: Whether to average each frame's probabilities with those of its left-right mirror image
+#: (test-time augmentation, twice the compute). Chosen in docs/inference.md from
+#: ``benchmarks/bench_flip_average.py``.
+FLIP_AVERAGE = False
 #: The uint8 level of p = 0.5: stored values >= this are "rib" for the confidence score.
 _HALF_LEVEL = 128
 
@@ -98,6 +102,8 @@ class Prediction:
     model_name: str | None = None
     elapsed_s: float = 0.0
     stopped: bool = False
+    #: Whether each frame's probabilities are the mean of the frame's and its mirror image's.
+    flip_average: bool = False
     #: The imaged region the model ran on (``ImagedRegion``), ``None`` when it saw whole frames.
     region: Any = None
 
@@ -358,11 +364,14 @@ def _forward_batch(
     *,
     autocast_dtype: torch.dtype | None,
     channels_last: bool,
+    flip_average: bool = False,
 ) -> np.ndarray:
     """Letterbox a batch, run the model, return uint8 probabilities at the frames' own size.
 
     Resizing, sigmoid and quantisation all run on ``device``, so only the raw frames go up and uint8
-    maps (a quarter of float32) come back.
+    maps (a quarter of float32) come back. ``flip_average`` also runs the left-right mirrored batch
+    and averages the two probability maps (mirrored back), one after the other, so the batch's
+    memory is that of one pass.
     """
     import torch
 
@@ -384,8 +393,11 @@ def _forward_batch(
         dtype=autocast_dtype or torch.float32,
         enabled=autocast_dtype is not None,
     ):
-        logits = model(x)
-    prob = unletterbox_tensor(torch.sigmoid(logits.float()), box)[:, 0]
+        prob = torch.sigmoid(model(x).float())
+        if flip_average:
+            mirrored = torch.flip(x, dims=[-1])
+            prob = prob.add_(torch.sigmoid(model(mirrored).float()).flip(dims=[-1])).mul_(0.5)
+    prob = unletterbox_tensor(prob, box)[:, 0]
     return prob.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
 
 
@@ -420,6 +432,7 @@ def predict_stack(
     keep_probabilities: bool = True,
     crop_to_region: bool | None = None,
     region: Any = None,
+    flip_average: bool | None = None,
 ) -> Generator[Progress, None, Prediction]:
     """Job: predict rib probabilities of ``frames`` (N, H, W) float32 in [0, 1] (or a ``Stack``).
 
@@ -435,7 +448,9 @@ def predict_stack(
     ``region`` (an ``ImagedRegion``; detected from in-memory frames when ``None``, unless
     ``crop_to_region`` is ``False``) zeroes the probabilities outside the imaged region;
     ``crop_to_region`` (``None``: :data:`CROP_TO_REGION`) also runs the model on its bounding box
-    instead of the whole frame. A given ``region`` is always applied.
+    instead of the whole frame. A given ``region`` is always applied. ``flip_average`` (``None``:
+    :data:`FLIP_AVERAGE`) averages each frame's probabilities with those of its mirror image (test-
+    time augmentation; twice the compute).
 
     Yields ``Progress("batch", step=frames done, total=frames to run, values={"frames_per_s",
     "batch_size"})``, one ``"message"`` naming device and batch size first; returns the Prediction.
@@ -452,6 +467,7 @@ def predict_stack(
     autocast_dtype = _autocast_dtype(dev, mixed_precision)
     order = _frame_order(frame_indices, n_frames)
     crop = CROP_TO_REGION if crop_to_region is None else bool(crop_to_region)
+    flip = FLIP_AVERAGE if flip_average is None else bool(flip_average)
     # Lazy stacks (readers that decode on demand) are read exactly once: pass them a region.
     if region is None and crop_to_region is not False and isinstance(frames, np.ndarray):
         from napari_ribseg.core.region import detect_imaged_region
@@ -475,6 +491,7 @@ def predict_stack(
     else:
         result = into
     result.device, result.input_size, result.model_name = str(dev), input_size, name
+    result.flip_average = flip
     result.stopped = False
     result.region = region
 
@@ -495,6 +512,7 @@ def predict_stack(
         if channels_last:
             model.to(memory_format=torch.channels_last)
         amp = f", autocast {str(autocast_dtype).removeprefix('torch.')}" if autocast_dtype else ""
+        amp += ", flip-averaged" if flip else ""
         yield Progress("message", message=f"{len(order)} frames on {dev}, batch size {batch}{amp}")
         yield Progress(
             "batch", 0, len(order), values={"frames_per_s": 0.0, "batch_size": float(batch)}
@@ -520,6 +538,7 @@ def predict_stack(
                         dev,
                         autocast_dtype=autocast_dtype,
                         channels_last=channels_last,
+                        flip_average=flip,
                     )
             except (RuntimeError, MemoryError) as exc:
                 if not _is_out_of_memory(exc) and not isinstance(exc, MemoryError):

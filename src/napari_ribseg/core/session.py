@@ -306,10 +306,12 @@ class ReviewSession:
         batch_size: int | None = None,
         stop: StopFlag | None = None,
         region: Any = None,
+        flip_average: bool | None = None,
     ) -> Job[PredictionBatch]:
         """Job: probabilities of the overwritable ``frames`` (default all); changes nothing.
 
         ``region`` (an ``ImagedRegion``) is where the model runs; ``None`` detects it automatically.
+        ``flip_average`` is ``predict_stack``'s (``None``: its default).
 
         Safe to run in a worker thread; hand its result to :meth:`apply_prediction`.
         """
@@ -326,7 +328,7 @@ class ReviewSession:
             return PredictionBatch(np.zeros(0, np.int64), np.zeros((0, *self.frames.shape[1:]), np.uint8), name, loaded=loaded)  # fmt: skip
         prediction = yield from predict_stack(
             loaded, self.frames, device=device, batch_size=batch_size, frame_indices=indices,
-            stop=stop, region=region,
+            stop=stop, region=region, flip_average=flip_average,
         )  # fmt: skip
         done = np.flatnonzero(prediction.done)
         return PredictionBatch(

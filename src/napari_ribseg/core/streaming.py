@@ -50,12 +50,13 @@ def segment_file(
     stop: StopFlag | None = None,
     crop_to_region: bool | None = None,
     region: Any = None,
+    flip_average: bool | None = None,
 ) -> Generator[Progress, None, SegmentedFile]:
     """Job: predict every frame of ``source`` and write the uint8 0/1 masks (and p x 255) as TIFFs.
 
     The outputs are committed atomically when every frame is done; a stop or an error leaves any
     existing file at those paths untouched. They carry the source's pixel spacing, if it has one.
-    ``crop_to_region``/``region`` as in ``predict_stack``; an automatic region is detected from at
+    ``crop_to_region``/``region``/``flip_average`` as in ``predict_stack``; an automatic region is detected from at
     most 32 frames sampled across the file.
     """
     from napari_ribseg.core.inference import CROP_TO_REGION
@@ -100,6 +101,7 @@ def segment_file(
             keep_probabilities=False,
             crop_to_region=crop,
             region=region,
+            flip_average=flip_average,
         )
         if prediction.stopped:
             raise InterruptedError(f"{source}: stopped after {prediction.n_done} frames")

@@ -94,3 +94,66 @@ def test_adaptation_with_curated_frames_is_judged_by_the_gate_on_them(tmp_path):
         assert not is_label_free(load_checkpoint(out).card)
     few = adapt_sync(base, frames, config, labelled={0: band, 5: band})
     assert few.gate.frames == 2 and "so the check stayed label-free" in few.reason
+
+
+def test_temporal_teacher_averages_only_neighbours_that_look_alike():
+    """A cine's neighbouring frames are averaged into each frame's teacher; an unrelated frame is
+    not (a folder of different scans is not a cine)."""
+    from napari_ribseg.core.training.adapt import temporal_mean
+
+    rng = np.random.default_rng(1)
+    scene = rng.random((64, 64), dtype=np.float32)
+    cine = np.stack([scene + 0.01 * rng.random((64, 64), dtype=np.float32) for _ in range(5)])
+    images = np.concatenate([cine, rng.random((1, 64, 64), dtype=np.float32)])[:, None]
+    probs = torch.arange(6, dtype=torch.float32).reshape(6, 1, 1, 1).expand(6, 1, 4, 4).clone()
+    out, mean_used = temporal_mean(probs, images, radius=1)
+    # Frame 2 averages frames 1-3; frame 0 has one neighbour; frame 4's neighbour 5 is unrelated.
+    assert out[2, 0, 0, 0].item() == pytest.approx(2.0)
+    assert out[0, 0, 0, 0].item() == pytest.approx(0.5)
+    assert out[4, 0, 0, 0].item() == pytest.approx(3.5)
+    assert out[5, 0, 0, 0].item() == pytest.approx(5.0)
+    # Frames used: 2, 3, 3, 3, 2 (4 averages 3 and 4), 1 (5 alone).
+    assert mean_used == pytest.approx(14 / 6)
+
+
+def test_adaptation_keeps_only_the_mixed_share_of_its_change(tmp_path):
+    """mix=0.5 leaves the weights halfway between the base and the student of the same run."""
+    base = tiny_base(tmp_path / "base.safetensors")
+    rng = np.random.default_rng(0)
+    frames = rng.random((12, 64, 64), dtype=np.float32) * 0.2
+    frames[:, 20:26, 8:56] += 0.7
+    # confident=0.501: an untrained model's teacher sits near 0.5, so every pixel must count for
+    # the student to move at all.
+    runs = {
+        mix: adapt_sync(
+            base,
+            frames,
+            AdaptConfig(
+                steps=3, device="cpu", mix=mix, teacher="mean", temporal=2, confident=0.501
+            ),
+        )
+        for mix in (1.0, 0.5)
+    }
+    assert runs[1.0].teacher_view == "mean" and runs[1.0].details["temporal_frames"] > 1
+    for name, start in base.model.state_dict().items():
+        full = runs[1.0].model.state_dict()[name]
+        half = runs[0.5].model.state_dict()[name]
+        assert torch.allclose(half, start + 0.5 * (full - start), atol=1e-6), name
+    moved = sum(
+        float((runs[1.0].model.state_dict()[k] - v).abs().sum())
+        for k, v in base.model.state_dict().items()
+    )
+    assert moved > 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("teacher", "median", "expected best or mean"),
+        ("mix", 0.0, "0 < mix <= 1"),
+        ("temporal", -1, "temporal >= 0"),
+    ],
+)
+def test_adapt_settings_out_of_range_are_named(field, value, message):
+    with pytest.raises(TrainingError, match=message):
+        AdaptConfig(**{field: value}).validate()

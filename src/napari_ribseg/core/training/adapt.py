@@ -2,11 +2,16 @@
 
 1. **Teacher.** The base model predicts every frame with flip averaging, on the frame as it is and
    on a contrast-stretched copy (percentiles 1-99.5 to 0-1, which lifts the dark frames of a new
-   scanner into the range the model was trained on). The view whose predictions agree best with
-   their own flipped predictions (flip consistency) on the check frames becomes the teacher.
+   scanner into the range the model was trained on). ``teacher="best"``: the view whose
+   predictions agree best with their own flipped predictions (flip consistency) on the check
+   frames becomes the teacher; ``"mean"``: both views' probabilities averaged. With ``temporal``
+   > 0, each frame's teacher is also averaged with its neighbours' in the cine
+   (:func:`temporal_mean`; only neighbours that look like it, so a folder of unrelated frames is
+   left alone).
 2. **Student.** A copy of the base trains for ``steps`` steps on the *raw* frames (with flips and
    brightness jitter) to reproduce the teacher's confident pixels (probability above ``confident``
-   or below ``1 - confident``; the rest are ignored): masked BCE + soft Dice.
+   or below ``1 - confident``; the rest are ignored): masked BCE + soft Dice. Then only ``mix`` of
+   the change is kept (weights = base + mix x (student - base), as the fine-tune mixes).
 3. **Check.** On held-out frames of the stack (every ``check_every``-th, never trained on) the
    student must be more flip-consistent than the base on the raw frames and must not collapse to
    an empty or exploded mask. Otherwise there is no new model, and the result says why.
@@ -45,6 +50,14 @@ class AdaptConfig:
     check_every: int = 5
     #: The student must beat the base's flip consistency by at least this much.
     margin: float = 0.0
+    #: The teacher: "best" = the view (raw or stretched) the base is most flip-consistent on;
+    #: "mean" = both views' flip-averaged probabilities averaged.
+    teacher: str = "best"
+    #: Average each frame's teacher probabilities with those of its neighbours within this many
+    #: frames (a cine's ribs move little between frames); 0 = each frame on its own.
+    temporal: int = 0
+    #: Share of the adapted change kept: weights = base + mix x (student - base).
+    mix: float = 1.0
     max_frames: int = 200
     seed: int = 0
     device: str = "auto"
@@ -56,6 +69,13 @@ class AdaptConfig:
             raise TrainingError(f"adapt setting confident={self.confident}: expected 0.5-1")
         if self.check_every < 2:
             raise TrainingError(f"adapt setting check_every={self.check_every}: expected >= 2")
+        if self.teacher not in ("best", "mean"):
+            raise TrainingError(f"adapt setting teacher={self.teacher!r}: expected best or mean")
+        if self.temporal < 0 or not 0 < self.mix <= 1:
+            raise TrainingError(
+                f"adapt settings temporal={self.temporal}, mix={self.mix}: expected temporal >= 0 "
+                "and 0 < mix <= 1"
+            )
 
 
 @dataclass
@@ -114,6 +134,32 @@ def stretch(frames: np.ndarray) -> np.ndarray:
     """Contrast-stretch a stack: its 1st-99.5th percentiles to 0-1 (one mapping for all frames)."""
     low, high = np.percentile(frames, [1.0, 99.5])
     return np.clip((frames - low) / max(float(high - low), 1e-6), 0, 1).astype(np.float32)
+
+
+#: Neighbours whose frames correlate less than this with a frame (mean-removed, 64x64) are not
+#: averaged into its teacher: a folder of unrelated frames is not a cine. Consecutive frames of a
+#: simulated cine correlate at 0.998-1.0, frames of different clips at about 0.66.
+TEMPORAL_MIN_CORRELATION = 0.9
+
+
+def temporal_mean(probs, images: np.ndarray, radius: int):
+    """Each frame's probabilities averaged with those of the frames within ``radius`` of it whose
+    image (``images``, N x 1 x H x W) correlates with its own at ``TEMPORAL_MIN_CORRELATION`` or
+    more; returns the averaged probabilities and the mean number of frames averaged."""
+    step = max(1, images.shape[-1] // 64)
+    small = images[:, 0, ::step, ::step].reshape(len(images), -1).astype(np.float64)
+    small = small - small.mean(1, keepdims=True)
+    small /= np.maximum(np.linalg.norm(small, axis=1, keepdims=True), 1e-12)
+    out = probs.clone()
+    used = []
+    for i in range(len(probs)):
+        lo, hi = max(0, i - radius), min(len(probs), i + radius + 1)
+        near = [
+            j for j in range(lo, hi) if j == i or small[i] @ small[j] >= TEMPORAL_MIN_CORRELATION
+        ]
+        out[i] = probs[near].mean(0)
+        used.append(len(near))
+    return out, float(np.mean(used))
 
 
 def _probs(model, x, torch) -> Any:
@@ -208,7 +254,14 @@ def adapt(
         area = float((probs > 0.5).float().mean())
         scores[name] = float(cons[check_idx].mean()) if area > 0 else 0.0
     view = max(scores, key=scores.get)
-    target = teacher[view][0]
+    if config.teacher == "mean":
+        view = "mean"
+        target = (teacher["raw"][0] + teacher["stretched"][0]) / 2
+    else:
+        target = teacher[view][0]
+    averaged = 1.0
+    if config.temporal:
+        target, averaged = temporal_mean(target, raw, config.temporal)
     # The base on the raw frames is the raw view's teacher pass (the model has not changed yet).
     base_probs, base_cons = teacher["raw"]
     if labelled:
@@ -229,7 +282,8 @@ def adapt(
         "message",
         message=f"teacher: {view} frames (flip consistency "
         + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
-        + f"); rib share {teacher_area:.4f}",
+        + f"); rib share {teacher_area:.4f}"
+        + (f"; averaged over {averaged:.1f} neighbouring frames" if config.temporal else ""),
     )
 
     # 2. student on the raw frames, confident teacher pixels only.
@@ -277,6 +331,10 @@ def adapt(
                 },
             )
     model.eval()
+    if config.mix < 1.0:
+        from napari_ribseg.core.training.loop import mix_weights
+
+        mix_weights(model, base.model, config.mix)
 
     # 3. label-free check on the held-out frames.
     # Only the check frames are read: the student is judged on nothing else.
@@ -374,7 +432,7 @@ def adapt(
         frames_checked=len(check_idx),
         seconds=time.perf_counter() - start_time,
         model=model,
-        details={"view_consistency": scores},
+        details={"view_consistency": scores, "temporal_frames": averaged},
         gate=gate,
     )
     yield Progress(

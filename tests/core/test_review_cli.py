@@ -123,3 +123,19 @@ def test_adapt_is_judged_on_the_reviews_curated_frames(tmp_path, tiny_model, cap
     out = capsys.readouterr().out
     assert "3 curated frames in the stack's review: left out, they judge the result" in out
     assert "judged on the stack's curated frames" in out
+
+
+def test_adapt_options_reach_the_recipe(tmp_path, tiny_model, capsys):
+    frames = np.random.default_rng(2).random((12, 64, 64), dtype=np.float32) * 0.2
+    frames[:, 20:26, 8:56] += 0.7
+    path = tmp_path / "clip03.npy"
+    np.save(path, frames.clip(0, 1))
+    args = ["adapt", str(path), "--model", tiny_model, "--steps", "2", "--device", "cpu"]
+    recipe = ["--teacher", "mean", "--temporal", "2", "--mix", "0.5"]
+    assert main([*args, "--out", "tiny-mean", *recipe]) == 0
+    captured = capsys.readouterr()
+    # The teacher line names the recipe: both views averaged, over neighbouring frames.
+    assert "teacher: mean frames" in captured.err + captured.out
+    assert "averaged over" in captured.err + captured.out
+    assert main([*args, "--out", "tiny-bad", "--mix", "0"]) == 2
+    assert "0 < mix <= 1" in capsys.readouterr().err

@@ -34,6 +34,28 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--steps", type=int, default=defaults.steps, help="optimiser steps")
     parser.add_argument("--lr", type=float, default=defaults.lr, help="learning rate")
+    parser.add_argument(
+        "--teacher",
+        choices=("best", "mean"),
+        default=defaults.teacher,
+        help="best: the view (raw or contrast-stretched) the base is most flip-consistent on; "
+        f"mean: both views averaged (default: {defaults.teacher})",
+    )
+    parser.add_argument(
+        "--temporal",
+        type=int,
+        default=defaults.temporal,
+        metavar="R",
+        help="average each frame's teacher with its neighbours within R frames that look like it "
+        f"(0: each frame alone; default: {defaults.temporal})",
+    )
+    parser.add_argument(
+        "--mix",
+        type=float,
+        default=defaults.mix,
+        help="share of the adapted change kept: base + mix x (adapted - base) "
+        f"(default: {defaults.mix})",
+    )
     parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:N, mps")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument(
@@ -66,7 +88,15 @@ def run(args: argparse.Namespace) -> int:
     out = model_output_path(args.out)
     if out.exists() and not args.overwrite:
         raise TrainingError(f"--out {out} exists; choose a new name or pass --overwrite")
-    config = AdaptConfig(steps=args.steps, lr=args.lr, device=args.device, seed=args.seed)
+    config = AdaptConfig(
+        steps=args.steps,
+        lr=args.lr,
+        teacher=args.teacher,
+        temporal=args.temporal,
+        mix=args.mix,
+        device=args.device,
+        seed=args.seed,
+    )
     config.validate()
     stack = read_stack(args.stack)
     base = load_model(args.model)

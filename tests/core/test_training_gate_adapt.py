@@ -66,6 +66,14 @@ def test_adaptation_reports_what_it_did_and_writes_nothing_when_the_check_fails(
     result = adapt_sync(base, frames, AdaptConfig(steps=3, device="cpu"), out=out)
     assert result.frames_trained == 10 and result.frames_checked == 2
     assert result.teacher_view in ("raw", "stretched") and result.reason
+    assert set(result.details["view_consistency"]) == {"raw", "stretched"}
+    # The mean teacher averages both views; 12 near-identical frames are a cine, so with
+    # temporal=2 each frame's teacher also averages its neighbours within 2 frames, except the
+    # check frames 2 and 7, which lend nobody their teacher: 2+3+5+4+4+4+4+5+4+4+4+3 = 46 / 12.
+    config = AdaptConfig(steps=1, device="cpu", teacher="mean", temporal=2)
+    mean = adapt_sync(base, frames, config)
+    assert mean.teacher_view == "mean"
+    assert mean.details["temporal_frames"] == pytest.approx(46 / 12)
     assert (result.checkpoint is not None) == result.promoted == out.exists()
     with pytest.raises(TrainingError, match="needs at least 10"):
         adapt_sync(base, frames[:6], AdaptConfig(steps=1, device="cpu"))
@@ -114,6 +122,11 @@ def test_temporal_teacher_averages_only_neighbours_that_look_alike():
     assert out[5, 0, 0, 0].item() == pytest.approx(5.0)
     # Frames used: 2, 3, 3, 3, 2 (4 averages 3 and 4), 1 (5 alone).
     assert mean_used == pytest.approx(14 / 6)
+    # A frame that is not usable (held out) lends its teacher to no neighbour, but keeps its own.
+    usable = np.array([True, True, False, True, True, True])
+    out, _ = temporal_mean(probs, images, radius=1, usable=usable)
+    assert out[1, 0, 0, 0].item() == pytest.approx(0.5)  # frames 0 and 1, not 2
+    assert out[2, 0, 0, 0].item() == pytest.approx(2.0)  # frames 1, 2 and 3
 
 
 def test_adaptation_keeps_only_the_mixed_share_of_its_change(tmp_path):

@@ -50,6 +50,10 @@ class AdaptConfig:
     check_every: int = 5
     #: The student must beat the base's flip consistency by at least this much.
     margin: float = 0.0
+    # teacher, temporal and mix (benchmarks/bench_adapt_recipe.py, docs/training.md "Label-free
+    # adaptation recipe"): mean teacher + temporal 2 + mix 0.5 led on 6 hard-domain stacks
+    # (seeds 75_000+) and lost on 8 others (70_000+: V-Unet -0.001 against the old recipe's
+    # +0.009, U-Net +0.000 against +0.004, worst stack -0.062), so the old recipe stays.
     #: The teacher: "best" = the view (raw or stretched) the base is most flip-consistent on;
     #: "mean" = both views' flip-averaged probabilities averaged.
     teacher: str = "best"
@@ -142,10 +146,11 @@ def stretch(frames: np.ndarray) -> np.ndarray:
 TEMPORAL_MIN_CORRELATION = 0.9
 
 
-def temporal_mean(probs, images: np.ndarray, radius: int):
+def temporal_mean(probs, images: np.ndarray, radius: int, usable: np.ndarray | None = None):
     """Each frame's probabilities averaged with those of the frames within ``radius`` of it whose
     image (``images``, N x 1 x H x W) correlates with its own at ``TEMPORAL_MIN_CORRELATION`` or
-    more; returns the averaged probabilities and the mean number of frames averaged."""
+    more and that are ``usable`` (a bool mask; default all); returns the averaged probabilities and
+    the mean number of frames averaged."""
     step = max(1, images.shape[-1] // 64)
     small = images[:, 0, ::step, ::step].reshape(len(images), -1).astype(np.float64)
     small = small - small.mean(1, keepdims=True)
@@ -155,7 +160,10 @@ def temporal_mean(probs, images: np.ndarray, radius: int):
     for i in range(len(probs)):
         lo, hi = max(0, i - radius), min(len(probs), i + radius + 1)
         near = [
-            j for j in range(lo, hi) if j == i or small[i] @ small[j] >= TEMPORAL_MIN_CORRELATION
+            j
+            for j in range(lo, hi)
+            if j == i
+            or ((usable is None or usable[j]) and small[i] @ small[j] >= TEMPORAL_MIN_CORRELATION)
         ]
         out[i] = probs[near].mean(0)
         used.append(len(near))
@@ -261,7 +269,9 @@ def adapt(
         target = teacher[view][0]
     averaged = 1.0
     if config.temporal:
-        target, averaged = temporal_mean(target, raw, config.temporal)
+        # Only frames learned from lend their teacher to a neighbour: the check frames and the
+        # curated frames stay out of the training targets entirely.
+        target, averaged = temporal_mean(target, raw, config.temporal, usable=~check & ~judged)
     # The base on the raw frames is the raw view's teacher pass (the model has not changed yet).
     base_probs, base_cons = teacher["raw"]
     if labelled:

@@ -9,6 +9,7 @@ adapted model against the simulator's labels on every frame of the cine.
     python benchmarks/bench_adapt_cine.py ... --curated 5   # a review with 5 curated frames judges it
     python benchmarks/bench_adapt_cine.py ... --path widget      # the widget's child process
     python benchmarks/bench_adapt_cine.py ... --path in-process  # the widget before 2026-12-02
+    python benchmarks/bench_adapt_cine.py ... --adapt-args "--mix 1.0"  # the recipe before 2026-12-03
 
 ``--path``: ``cli`` (default) runs ``ribseg adapt`` in a subprocess; ``widget`` what the widget's
 button starts, ``BackgroundAdapt`` (a spawned child, denormals flushed, frames and curated masks
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -40,7 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=580_000)
     p.add_argument("--curated", type=int, default=0, help="curated frames in a review (0: none)")
     p.add_argument("--path", choices=("cli", "widget", "in-process"), default="cli")
+    p.add_argument(
+        "--adapt-args",
+        default="",
+        help="extra `ribseg adapt` options for --path cli, e.g. '--mix 1.0' (the old recipe)",
+    )
     args = p.parse_args(argv)
+    if args.adapt_args and args.path != "cli":
+        p.error("--adapt-args goes with --path cli")
 
     import numpy as np
     import tifffile
@@ -83,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
                 out = Path(tmp) / f"adapted-{c}-{Path(name).stem}.safetensors"
                 labelled = {int(f): cine.rib[f] for f in curated}
                 t0 = time.perf_counter()
-                said = run_adapt(args.path, ribseg, path, name, out, env, labelled)
+                said = run_adapt(
+                    args.path, ribseg, path, name, out, env, labelled, shlex.split(args.adapt_args)
+                )
                 wall = time.perf_counter() - t0
                 base = load_model(name)
                 before = evaluate_model(base, truth, device="cpu").mean["dice"]
@@ -105,11 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_adapt(path_kind: str, ribseg: str, path: Path, name: str, out: Path, env, labelled):
-    """Adapt ``name`` to the cine at ``path`` the way ``path_kind`` says; the lines it reported."""
+def run_adapt(
+    path_kind: str, ribseg: str, path: Path, name: str, out: Path, env, labelled, extra=()
+):
+    """Adapt ``name`` to the cine at ``path`` the way ``path_kind`` says; the lines it reported.
+    ``extra``: more ``ribseg adapt`` options (the CLI path only)."""
     if path_kind == "cli":
         run = subprocess.run(
-            [ribseg, "adapt", str(path), "--model", name, "--out", str(out)],
+            [ribseg, "adapt", str(path), "--model", name, "--out", str(out), *extra],
             capture_output=True,
             text=True,
             env=env,

@@ -135,6 +135,9 @@ def test_flip_average_is_the_mean_of_the_frame_and_its_mirror_image(frames):
     assert np.abs(a.prob.astype(int) - b.prob.astype(int)).max() <= 1
     # The mirrored batch runs after the plain one, not beside it: a batch's memory is one pass.
     assert model.batch_sizes == [3, 3, 3, 3, 1, 1]
+    # A prediction made one way is not continued the other way.
+    with pytest.raises(ValueError, match="flip_average=False with flip_average=True"):
+        predict_stack_sync(PointwiseNet(), frames, device="cpu", into=a, flip_average=True)
 
 
 def test_deterministic(tiny_unet, frames):

@@ -488,6 +488,11 @@ def predict_stack(
         raise ValueError(
             f"cannot continue a prediction of shape {into.prob.shape} on frames {frames.shape}"
         )
+    elif into.n_done and into.flip_average != flip:
+        raise ValueError(
+            f"cannot continue a prediction made with flip_average={into.flip_average} with "
+            f"flip_average={flip}: its frames would mix the two"
+        )
     else:
         result = into
     result.device, result.input_size, result.model_name = str(dev), input_size, name

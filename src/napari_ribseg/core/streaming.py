@@ -56,8 +56,8 @@ def segment_file(
 
     The outputs are committed atomically when every frame is done; a stop or an error leaves any
     existing file at those paths untouched. They carry the source's pixel spacing, if it has one.
-    ``crop_to_region``/``region``/``flip_average`` as in ``predict_stack``; an automatic region is detected from at
-    most 32 frames sampled across the file.
+    ``crop_to_region``/``region``/``flip_average`` as in ``predict_stack``; an automatic region is
+    detected from at most 32 frames sampled across the file.
     """
     from napari_ribseg.core.inference import CROP_TO_REGION
     from napari_ribseg.core.region import detect_imaged_region

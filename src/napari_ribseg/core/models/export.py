@@ -163,14 +163,6 @@ def _documentation(card: Any) -> str:
         "- input: one B-mode frame, float32 in [0, 1] (uint8 / 255); output: rib probability",
         "- frames of another size: letterbox to the square (aspect kept, zero pad), as napari-ribseg",
     ]
-    from napari_ribseg.core.inference import FLIP_AVERAGE
-
-    if FLIP_AVERAGE:
-        lines.append(
-            "- napari-ribseg also averages each frame's probabilities with those of its "
-            "left-right mirror image (run the network on the flipped frame, flip the output "
-            "back); this package is one pass, so do the same to reproduce its numbers"
-        )
     lines += [f"- {m.name}: {m.value}" for m in card.metrics]
     return "\n".join(lines) + "\n"
 

@@ -9,7 +9,10 @@ of 24 clips x 2 frames (seeds 96250+; reported: 99000+), also scored on its fram
 least 50 rib pixels or none; rib-free: transverse views (no rib in view) of 24 clips x 2 frames,
 any probe (seeds 96750+; reported: 99500+), the share of them with any rib pixel; hard: the hard
 domain from seed 530000 (30 clips x 1 frame; reported: 500000+, fine-tune benchmark 501000+,
-550000+, 570000+). Threshold 0.5, the product's predict chain (``evaluate_model``).
+550000+, 570000+); hard edges: hard-domain clips at the edges of real scans where the models lose
+(``bench_sensitivity.py``, reported: 610000+): 15 clips with shadows filled 5 dB (seeds 620000+)
+and 15 with little speckle smoothing, 0.3 (seeds 625000+), one frame each. Threshold 0.5, the
+product's predict chain (``evaluate_model``).
 """
 
 from __future__ import annotations
@@ -46,14 +49,19 @@ def main(argv: list[str] | None = None) -> int:
     standard, probes = standard_set(24, 2, seed=95_000)
     probes = np.array(probes)
     hard = hard_domain_set(30, 1, seed=530_000)
+    edges = (
+        hard_domain_set(15, 1, seed=620_000, shadow_fill_db=5.0),
+        hard_domain_set(15, 1, seed=625_000, speckle_reduction=0.3),
+    )
     linear, convex = probe_set("linear", 24, seed=96_000), probe_set("convex", 24, seed=96_500)
     phased = probe_set("phased", 24, seed=96_250)
     rib_free = rib_free_set(24, seed=96_750)
     print(
         "| model | standard | convex | linear | phased | linear set | convex set | phased set "
-        "| phased, rib >= 50 px | hard | hard spurious / frame | rib-free frames marked |"
+        "| phased, rib >= 50 px | hard | hard spurious / frame | rib-free frames marked "
+        "| hard edges: shadow 5 dB | speckle 0.3 |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     # A narrow sector often shows a sliver of rib at its edge (a few pixels): one stray or
     # missing mark there scores Dice 0 or 1, so the phased set is also scored on the frames that
     # show a rib of at least 50 pixels (or none).
@@ -71,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         cells.append(h.get("spurious_components", 0.0))
         free = predict_masks(model, rib_free.images, region=False, **flips)
         cells.append(marked(free)[0])
+        cells.extend(evaluate_model(model, e, **flips).mean["dice"] for e in edges)
         print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in cells) + " |", flush=True)
     return 0
 

@@ -404,6 +404,63 @@ def test_hard_domain_is_dark_wide_overlaid_compressed_and_seeded_apart():
     assert np.array_equal(again.images[1], small.images[1])
 
 
+def test_edge_domain_redraws_only_the_scanner_edges():
+    """edge_config is random_config with the shadow fill, speckle smoothing and clutter redrawn in
+    EDGE_RANGES (a linear probe keeps its fill and halves the smoothing); overrides win."""
+    import dataclasses
+
+    from napari_ribseg.core.simulate import EDGE_RANGES, domain_config, edge_config
+
+    probes = set()
+    for seed in range(12):
+        edge, plain = edge_config(seed), random_config(seed)
+        probes.add(plain.probe)
+        for field in dataclasses.fields(plain):
+            if field.name not in EDGE_RANGES:
+                assert getattr(edge, field.name) == getattr(plain, field.name), field.name
+        lo, hi = EDGE_RANGES["clutter_db"]
+        assert lo <= edge.clutter_db <= hi
+        lo, hi = EDGE_RANGES["speckle_reduction"]
+        if plain.probe == "linear":
+            assert edge.shadow_fill_db == plain.shadow_fill_db
+            assert 0.5 * lo <= edge.speckle_reduction <= 0.5 * hi
+        else:
+            assert lo <= edge.speckle_reduction <= hi
+            assert EDGE_RANGES["shadow_fill_db"][0] <= edge.shadow_fill_db
+            assert edge.shadow_fill_db <= EDGE_RANGES["shadow_fill_db"][1]
+    assert probes == {"linear", "convex", "phased"}
+    assert edge_config(3, shadow_fill_db=-2.0).shadow_fill_db == -2.0
+    assert edge_config(3, shadow_fill_db=-2.0).clutter_db == edge_config(3).clutter_db
+    assert domain_config("edge", 4) == edge_config(4)
+
+
+def test_shadow_fill_brightens_the_shadow_towards_the_lung_beside_it():
+    """The edge domain's knob: 6 dB of fill brings the shadow near the lit lung (real scans:
+    shadow / intercostal 0.67-1.03), -4 dB leaves it clearly darker."""
+    base = random_config(
+        5, probe="convex", size=(128, 128), overlays=False, jpeg_quality=0, video_qp=0
+    )
+    dark = _fan_stats(simulate_cine(2, base.replace(shadow_fill_db=-4.0), seed=5))[2]
+    filled = _fan_stats(simulate_cine(2, base.replace(shadow_fill_db=6.0), seed=5))[2]
+    assert filled > dark + 0.1, (dark, filled)
+    assert 0.8 < filled < 1.1, filled
+
+
+def test_cli_simulates_the_edge_domain(tmp_path):
+    from napari_ribseg.cli import main
+    from napari_ribseg.core.io import read_paired_dataset
+
+    argv = ["simulate", "--frames", "1", "--size", "64", "64", "--seed", "3", "--clips", "2"]
+    assert main([*argv, "--out", str(tmp_path / "plain")]) == 0
+    for run in ("edge", "again"):
+        assert main([*argv, "--domain", "edge", "--out", str(tmp_path / run)]) == 0
+    plain, edge = read_paired_dataset(tmp_path / "plain"), read_paired_dataset(tmp_path / "edge")
+    again = read_paired_dataset(tmp_path / "again")
+    assert len(edge) == 2 and all(m.any() for m in edge.masks)
+    assert not np.array_equal(plain.images[0], edge.images[0])
+    assert all(np.array_equal(a, b) for a, b in zip(edge.images, again.images, strict=True))
+
+
 def test_phased_array_is_a_narrow_sector_from_a_small_apex():
     config = random_config(
         2, probe="phased", size=(96, 96), overlays=False, image_region=(0, 0, 1, 1)

@@ -49,11 +49,13 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--domain",
-        choices=("standard", "hard"),
+        choices=("standard", "hard", "edge"),
         default="standard",
         help=(
             "'standard': random_config, the training distribution; 'hard': hard_domain_config "
-            "(dark, soft shadows, overlays, wide fan, JPEG; convex unless --probe is given). "
+            "(dark, soft shadows, overlays, wide fan, JPEG; convex unless --probe is given); "
+            "'edge': edge_config (random_config with shadows up to as bright as the lung, raw "
+            "speckle and more clutter: the edges of real scans). "
             "--size still sets the frame; the hard domain's own size is 820 1124"
         ),
     )

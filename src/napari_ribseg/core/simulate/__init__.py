@@ -21,10 +21,12 @@ from napari_ribseg.core.simulate.cine import (
 from napari_ribseg.core.simulate.config import PROBES, VIEWS, SimulationConfig, random_config
 from napari_ribseg.core.simulate.domains import (
     DOMAINS,
+    EDGE_RANGES,
     HARD_DOMAIN_SEED,
     HARD_DOMAIN_SIZE,
     SUBJECT_FIELDS,
     domain_config,
+    edge_config,
     hard_domain_config,
     hard_domain_set,
     same_scanner,
@@ -35,6 +37,7 @@ RAYLEIGH_MEAN_STD_RATIO = 1.9131  # sqrt(pi / (4 - pi)): fully developed speckle
 
 __all__ = [
     "DOMAINS",
+    "EDGE_RANGES",
     "HARD_DOMAIN_SEED",
     "HARD_DOMAIN_SIZE",
     "PROBES",
@@ -46,6 +49,7 @@ __all__ = [
     "SimulationConfig",
     "domain_config",
     "envelope_homogeneous",
+    "edge_config",
     "hard_domain_config",
     "hard_domain_set",
     "random_config",

@@ -1,4 +1,5 @@
-"""Named simulation domains: the hard test domain pushed to the real-scan fingerprint.
+"""Named simulation domains: the hard test domain pushed to the real-scan fingerprint, and the
+edge training domain (scanner settings at the edges of real scans).
 
 Training draws ``random_config`` with seeds 10000+ (test 90000+, ``scripts/train_bundled.py``).
 The hard domain is a *test* set kept out of training: its clips use seeds from
@@ -21,7 +22,19 @@ if TYPE_CHECKING:
 
 HARD_DOMAIN_SEED = 500_000
 HARD_DOMAIN_SIZE = (820, 1124)
-DOMAINS = ("standard", "hard")
+DOMAINS = ("standard", "hard", "edge")
+
+#: The scanner settings ``edge_config`` redraws, and their ranges: where the bundled models were
+#: measured to lose Dice inside the real scans' fingerprint (``benchmarks/bench_sensitivity.py``,
+#: docs/models.md "Sensitivity"): shadows filled up to as bright as the lung beside them (real
+#: shadow / intercostal ratios reach 1.03), speckle smoothed from not at all to twice as much as
+#: ``random_config`` does, and side-lobe clutter. ``random_config`` draws -4..0 dB, 0.3..1.5 and
+#: -22..-14 dB.
+EDGE_RANGES = {
+    "shadow_fill_db": (0.0, 6.0),
+    "speckle_reduction": (0.0, 3.0),
+    "clutter_db": (-18.0, -6.0),
+}
 
 #: What belongs to the person scanned (anatomy, tissue, motion), not to the scanner and its
 #: settings: ``same_scanner`` takes these from another configuration.
@@ -87,14 +100,33 @@ def hard_domain_config(
     return base.replace(**hard)
 
 
+def edge_config(rng: np.random.Generator | int | None = None, **overrides: Any) -> SimulationConfig:
+    """``random_config`` with the scanner settings of ``EDGE_RANGES`` redrawn at the edges of real
+    scans (``overrides`` fix any field). Any probe; a linear probe keeps its own shadow fill
+    (drawn 2-6 dB already) and halves the smoothing, as ``random_config`` does. A training domain:
+    ``scripts/train_bundled.py --edge-clips``.
+    """
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    base = random_config(rng, **overrides)
+    # Always draw all three, so a clip's other fields do not depend on which are overridden.
+    edges = {name: float(rng.uniform(lo, hi)) for name, (lo, hi) in EDGE_RANGES.items()}
+    if base.probe == "linear":
+        edges["shadow_fill_db"] = base.shadow_fill_db
+        edges["speckle_reduction"] *= 0.5
+    return base.replace(**{k: v for k, v in edges.items() if k not in overrides})
+
+
 def domain_config(
     domain: str, rng: np.random.Generator | int | None = None, **overrides: Any
 ) -> SimulationConfig:
-    """``random_config`` for ``"standard"``, ``hard_domain_config`` for ``"hard"``."""
+    """``random_config`` for ``"standard"``, ``hard_domain_config`` for ``"hard"``,
+    ``edge_config`` for ``"edge"``."""
     if domain == "standard":
         return random_config(rng, **overrides)
     if domain == "hard":
         return hard_domain_config(rng, **overrides)
+    if domain == "edge":
+        return edge_config(rng, **overrides)
     raise ValueError(f"simulation domain must be one of {DOMAINS}; got {domain!r}")
 
 

@@ -8,6 +8,8 @@ Test sets (seeds never used in training, see scripts/train_bundled.py):
 - ``probe``: per-probe sets large enough to compare linear with convex (``--probe-clips`` clips of
   each probe, 2 frames each, 256x256; seeds 97000+ linear, 98000+ convex, 99000+ phased): the
   standard set's probe split rests on its 2-6 clips of each probe;
+- ``convex_export``: the convex set's clips again as 820x1124 full-screen exports (the real
+  scans' size: a ~320-row scanner image interpolated up, shrunk 3-4x on its way to the model);
 - ``hard``: the hard domain pushed to the real-scan fingerprint (dark, shadows as bright as the lung,
   overlays, wide fan, JPEG, 820x1124; seeds 500000+): the default (whole frame, outside of the
   detected imaged region zeroed), cropped to the region's box, and with no region at all;
@@ -52,10 +54,15 @@ def standard_set(n_clips: int, frames: int, seed: int = TEST_SEED):
 PROBE_SEEDS = {"linear": 97_000, "convex": 98_000, "phased": 99_000}
 
 
-def probe_set(probe: str, n_clips: int, frames: int = 2, seed: int | None = None):
-    """``random_config`` clips with the probe fixed: seeds ``PROBE_SEEDS[probe]``+ at 256x256."""
+def probe_set(probe: str, n_clips: int, frames: int = 2, seed: int | None = None, size=(256, 256)):
+    """``random_config`` clips with the probe fixed: seeds ``PROBE_SEEDS[probe]``+ at 256x256
+    (or ``size``: the same clips as a full-screen export, e.g. 820x1124)."""
     first = PROBE_SEEDS[probe] if seed is None else seed
-    return _random_clips(n_clips, frames, first, f"{probe} test", probe=probe)[0]
+    return _random_clips(n_clips, frames, first, f"{probe} test", probe=probe, size=size)[0]
+
+
+#: Full-screen export size of the real scans (H, W): the convex set again at this size.
+EXPORT_SIZE = (820, 1124)
 
 
 #: First seed of the rib-free test set (transverse views; bench_validate_bundled.py: 96750+).
@@ -121,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     fans = fans_without_ribs()
     per_probe = {probe: probe_set(probe, args.probe_clips) for probe in PROBE_SEEDS}
     rib_free = rib_free_set(args.probe_clips)
+    convex_export = probe_set("convex", args.probe_clips, size=EXPORT_SIZE)
     print(f"test sets made in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     rows = {}
     for name in args.models:
@@ -144,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             **{f"standard_dice_{k}": v for k, v in by_probe.items()},
             "standard_spurious": ev.mean.get("spurious_components"),
             **{f"{probe}_set_dice": v for probe, v in probe_dice.items()},
+            "convex_export_set_dice": evaluate_model(model, convex_export).mean["dice"],
             "hard_dice": hard_auto["dice"],
             "hard_dice_crop": hard_crop["dice"],
             "hard_dice_no_region": hard_full["dice"],

@@ -31,8 +31,8 @@ TRAIN_SEED_BLOCKS = ((TRAIN_SEED, TEST_SEED), (100_000, 500_000))
 TRAIN_SIZES = ((256, 256), (240, 320), (224, 352), (288, 384))
 #: Sizes of full-screen exports (H, W), as the real scans of issue 8 (820 x 1124): the image is a
 #: ~320-row scanner image interpolated up (``render_rows``) and reaches the model shrunk 3-4x, which
-#: the bundled models of 2026-12-02 met only in the hard test domain (bundled V-Unet, 10 convex
-#: clips of random_config: Dice 0.833 at 256 x 256, 0.772 at 820 x 1124).
+#: the bundled models of 2026-12-02 met only in the hard test domain (bundled V-Unet on the convex
+#: test set, ``benchmarks/bench_bundled.py``: Dice 0.826 at 256 x 256, 0.744 as 820 x 1124 exports).
 EXPORT_SIZES = ((820, 1124), (768, 1024), (600, 800))
 
 

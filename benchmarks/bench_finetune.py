@@ -33,36 +33,62 @@ def hard_domain_set(
     size: tuple[int, int],
     stride: int = 1,
     scanner: str = "each",
+    shift: dict | None = None,
 ):
     """Clips of the simulator's hard domain (``core.simulate.hard_domain_config``), one group per
     clip, every ``stride``-th frame kept; ``seed`` is an offset above ``HARD_DOMAIN_SEED``, so no
     clip meets the training seeds. With ``--scanner shared`` every clip keeps its own subject
-    (anatomy, motion) but is imaged by one hard-domain scanner (``core.simulate.same_scanner``)."""
+    (anatomy, motion) but is imaged by one hard-domain scanner (``core.simulate.same_scanner``).
+    ``shift`` fixes configuration fields of every clip (``--shift``: a scanner setting at which
+    the bundled models lose, bench_sensitivity.py), keeping every other draw."""
     from napari_ribseg.core.simulate import HARD_DOMAIN_SEED, hard_domain_config, same_scanner
     from napari_ribseg.core.training import TrainingSet
 
+    shift = dict(shift or {})
     seeds = [HARD_DOMAIN_SEED + seed + clip for clip in range(n_clips)]
     if scanner == "shared":
-        shared = hard_domain_config(HARD_DOMAIN_SEED + SHARED_SCANNER_SEED, size=size)
-        clips = ((same_scanner(shared, hard_domain_config(s, size=size)), s) for s in seeds)
+        shared = hard_domain_config(HARD_DOMAIN_SEED + SHARED_SCANNER_SEED, size=size, **shift)
+        clips = (
+            (same_scanner(shared, hard_domain_config(s, size=size, **shift)), s) for s in seeds
+        )
     else:
-        clips = ((hard_domain_config(s, size=size), s) for s in seeds)
+        clips = ((hard_domain_config(s, size=size, **shift), s) for s in seeds)
     data = TrainingSet.from_cines(clips, frames * stride, group="hard{seed:06d}")
     keep = [i for i in range(len(data)) if i % stride == 0]  # clips are frames * stride long
-    return data.subset(keep, source=f"hard domain seed={seed}")
+    shifted = "".join(f",{k}={v:g}" for k, v in shift.items())
+    return data.subset(keep, source=f"hard domain seed={seed}{shifted}")
 
 
-def k_frames(k: int, seed: int, size: tuple[int, int], scanner: str = "each"):
+def k_frames(
+    k: int, seed: int, size: tuple[int, int], scanner: str = "each", shift: dict | None = None
+):
     """K corrected frames from ceil(K / 5) clips, every 3rd frame (neighbours are near-duplicates)."""
     n_clips = max(1, math.ceil(k / 5))
     per_clip = math.ceil(k / n_clips)
-    data = hard_domain_set(n_clips, per_clip, seed, size, stride=3, scanner=scanner)
+    data = hard_domain_set(n_clips, per_clip, seed, size, stride=3, scanner=scanner, shift=shift)
     return data.subset(list(range(k)), source=f"{data.source} (K={k})")
 
 
-def replica_frames(k: int, replica: int, size: tuple[int, int], scanner: str = "each"):
+def replica_frames(
+    k: int, replica: int, size: tuple[int, int], scanner: str = "each", shift: dict | None = None
+):
     """The K corrected frames of ``--replica`` (its own clips; the test clips stay the same)."""
-    return k_frames(k, 1_000 * (replica + 1) + 10 * k, size, scanner)
+    return k_frames(k, 1_000 * (replica + 1) + 10 * k, size, scanner, shift)
+
+
+def parse_shift(text: str) -> dict[str, float]:
+    """``--shift speckle_reduction=0,shadow_fill_db=5`` -> fields of ``SimulationConfig``."""
+    from napari_ribseg.core.simulate import SimulationConfig
+
+    defaults = SimulationConfig()
+    out = {}
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or key not in SimulationConfig.__dataclass_fields__:
+            raise ValueError(f"--shift item {item!r}: expected FIELD=NUMBER with a config field")
+        kind = type(getattr(defaults, key))
+        out[key] = kind(float(value)) if kind in (int, float) else float(value)
+    return out
 
 
 def add_one_run_arguments(parser) -> None:
@@ -108,9 +134,19 @@ def main(argv: list[str] | None = None) -> int:
         help="each: every clip its own hard-domain scanner (a new scanner for the test clips); "
         "shared: one scanner, other subjects (a user's next patients on the same machine)",
     )
+    parser.add_argument(
+        "--shift",
+        default="",
+        help="fix scanner settings of every clip, e.g. speckle_reduction=0 or shadow_fill_db=5 "
+        "(where the bundled models lose; bench_sensitivity.py)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    try:
+        shift = parse_shift(args.shift)
+    except ValueError as exc:
+        parser.error(str(exc))
     if not 0 <= args.replica <= 40:
         parser.error(
             f"--replica must be 0-40 (got {args.replica}): higher ones reach the test clips"
@@ -144,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = parse_overrides(args.set)
     t0 = time.perf_counter()
     test = hard_domain_set(
-        args.test_clips, args.test_frames, 50_000, size, stride=3, scanner=args.scanner
+        args.test_clips, args.test_frames, 50_000, size, stride=3, scanner=args.scanner, shift=shift
     )
     print(f"test: {len(test)} frames of {args.test_clips} clips ({time.perf_counter() - t0:.0f} s)")
     rows = []
@@ -152,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         base = load_model(name, device=args.device)
         before = dice(base.model, test)
         for k in [int(k) for k in args.ks.split(",") if k]:
-            frames = replica_frames(k, args.replica, size, args.scanner)
+            frames = replica_frames(k, args.replica, size, args.scanner, shift)
             for recipe in args.recipes.split(","):
                 kind, *extra = recipe.split("+")
                 if kind not in ("new", "old"):
@@ -182,11 +218,18 @@ def main(argv: list[str] | None = None) -> int:
                     how += f", mix {tuned['mix']:g}"
                 if tuned.get("base_train_dice") is not None:
                     how += f" (base {tuned['base_train_dice']:.2f} on its frames)"
+                for back in tuned.get("rollbacks", []):
+                    how += f"; collapsed at epoch {back['epoch']}: back to {back['back_to']}"
                 rows.append((name, f"K={k}", recipe, how, before, trained, after, verdict, wall))
                 print(rows[-1], result.reason, flush=True)
         if args.adapt_stacks:
             stacks = hard_domain_set(
-                args.adapt_stacks, args.adapt_frames, 70_000, size, scanner=args.scanner
+                args.adapt_stacks,
+                args.adapt_frames,
+                70_000,
+                size,
+                scanner=args.scanner,
+                shift=shift,
             )
             for g in stacks.group_names:
                 stack = stacks.subset([i for i, x in enumerate(stacks.groups) if x == g])
@@ -215,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"Hard domain {size[0]}x{size[1]}; test {len(test)} frames of {args.test_clips} other "
-        f"clips; scanner: {args.scanner}; replica {args.replica}; "
+        f"clips; scanner: {args.scanner}; shift {shift or 'none'}; replica {args.replica}; "
         f"{args.threads} torch thread(s) on {args.device}; "
         f"overrides {overrides or 'none'}"
     )

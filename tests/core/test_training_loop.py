@@ -305,3 +305,58 @@ def test_auto_mix_keeps_half_the_change_for_a_strong_base_and_all_of_it_for_a_we
             half = base_state[name] + 0.5 * (whole_state[name] - base_state[name])
             assert torch.allclose(value, half, atol=1e-6), name
     assert not state_equal(mixed.model.state_dict(), whole_state)
+
+
+def test_a_run_that_stops_marking_ribs_goes_back_and_continues_at_a_lower_lr(
+    base, data, tmp_path, monkeypatch
+):
+    """The collapse guard (docs/training.md, "The collapse guard"). At the end of epoch 3 the
+    network dies (the ReLUs under the output layer dead, its bias -20: it marks no rib pixel and
+    no gradient revives it, as when the V-Unet collapsed at lr 1e-3); epochs 4 and 5 mark nothing, so the run goes back to the last snapshot that went on to mark
+    ribs (epoch 2: epoch 3's end is dead, though epoch 3 itself marked ribs on the way), lowers the
+    lr, and ends where a healthy run would; without the guard it ends dead. The rollback is on the
+    card, in the history's recall and in the messages."""
+    from napari_ribseg.core.training import loop
+
+    real_epoch = loop._train_epoch
+
+    def dies_after_epoch_3(run, epoch, stop, clock):
+        loss = yield from real_epoch(run, epoch, stop, clock)
+        if epoch == 2:
+            *_, last_features, head = [
+                m for m in run.model.modules() if isinstance(m, torch.nn.Conv2d)
+            ]
+            with torch.no_grad():  # dead ReLUs under the head: no gradient reaches them again
+                last_features.weight.zero_()
+                last_features.bias.fill_(-100.0)
+                head.weight.zero_()
+                head.bias.fill_(-20.0)
+        return loss
+
+    monkeypatch.setattr(loop, "_train_epoch", dies_after_epoch_3)
+    config = FinetuneConfig(epochs=6, **{**FAST, "select": "last"})
+
+    events = []
+    out = tmp_path / "guarded.safetensors"
+    guarded = finetune_sync(base, data, config, out=out, on_progress=events.append)
+    rollbacks = guarded.card.extra["finetune"]["rollbacks"]
+    assert len(rollbacks) == 1, rollbacks
+    (rollback,) = rollbacks
+    assert rollback["epoch"] == 5 and rollback["recall"] < loop.COLLAPSED_RECALL
+    assert rollback["back_to"] == 2
+    assert rollback["lr"] == pytest.approx(FAST["lr"] * loop.ROLLBACK_LR_FACTOR)
+    recall = [h["train_recall"] for h in guarded.history]
+    assert recall[2] > loop.LEARNED_RECALL
+    assert recall[3] < loop.COLLAPSED_RECALL and recall[4] < loop.COLLAPSED_RECALL
+    assert recall[5] > loop.LEARNED_RECALL, recall
+    lrs = [e.values["lr"] for e in events if e.kind == "batch"]
+    assert lrs[0] == pytest.approx(3e-3) and lrs[-1] == pytest.approx(3e-3 * 0.3)
+    said = [e.message for e in events if e.kind == "message" and "stopped marking" in e.message]
+    assert said and "back to the weights of epoch 2" in said[0], said
+    assert json.loads(out.with_suffix(".json").read_text())["finetune"]["rollbacks"] == rollbacks
+
+    monkeypatch.setattr(loop, "MAX_ROLLBACKS", 0)
+    unguarded = finetune_sync(base, data, config)
+    assert unguarded.card.extra["finetune"]["rollbacks"] == []
+    assert unguarded.best_val_dice < 0.05, "without the guard the dead network stays dead"
+    assert guarded.best_val_dice > 0.5 and guarded.best_val_dice > guarded.base_val_dice + 0.3

@@ -189,6 +189,23 @@ def split_for_gate(data: TrainingSet, config: FinetuneConfig) -> tuple[TrainingS
 # ---- optimiser and schedule ------------------------------------------------------------------
 
 
+#: The collapse guard. Epochs in which the model marks (logit > 0) fewer than this share of the
+#: rib pixels of its own training batches, after an epoch in which it marked at least
+#: ``LEARNED_RECALL`` of them, are a collapse: the network has stopped marking ribs at all (with
+#: the V-Unet at lr 1e-3 the training loss jumped from 0.14 to 0.97 within one epoch and never came
+#: back; docs/training.md, "The collapse guard").
+COLLAPSED_RECALL = 0.02
+LEARNED_RECALL = 0.2
+#: Epochs in a row below ``COLLAPSED_RECALL`` that make a collapse (one epoch of a few frames
+#: whose few rib pixels a healthy model misses must not turn the run back).
+COLLAPSED_EPOCHS = 2
+#: On a collapse the weights and optimiser state go back to the last healthy snapshot (taken at
+#: the validation points) and the rest of the schedule runs at this share of the learning rate;
+#: at most ``MAX_ROLLBACKS`` times a run.
+ROLLBACK_LR_FACTOR = 0.3
+MAX_ROLLBACKS = 2
+
+
 def _make_optimizer(model, config: FinetuneConfig, lr: float):
     # Every parameter is handed over, frozen ones included: their grad stays None, which torch
     # optimisers skip entirely (no step, no weight decay), and progressive unfreezing needs no
@@ -267,6 +284,16 @@ class _Run:
     start_epoch: int = 0
     stopped: bool = False
     last_dices: list[float] = field(default_factory=list)
+    #: Share of the training batches' rib pixels the model marked in the last epoch (NaN: none).
+    epoch_recall: float = float("nan")
+    learned: bool = False
+    #: (epoch, model state, optimiser state) at the end of the last epoch at a validation point
+    #: whose next epoch marked ribs (the collapse guard's way back), and of the last epoch at a
+    #: validation point, still to be confirmed by the next.
+    snapshot: tuple | None = None
+    pending: tuple | None = None
+    rollbacks: list[dict] = field(default_factory=list)
+    collapsed_epochs: int = 0
 
     @property
     def name(self) -> str:
@@ -424,6 +451,9 @@ def _restore(run: _Run) -> Iterable[Progress]:
     run.best_epoch = int(info["best_epoch"])
     run.since_best = int(info["since_best"])
     run.checkpoint_written = bool(info["checkpoint_written"])
+    # The lowered rate itself is in the scheduler's state (its base rates); the snapshot is not
+    # kept, so a resumed run can go back only to a snapshot taken after it resumed.
+    run.rollbacks = list(info.get("rollbacks", []))
     if run.checkpoint_written and run.out.is_file():
         run.best_state = load_checkpoint(run.out).model.state_dict()
     else:
@@ -456,7 +486,7 @@ def _train_epoch(run: _Run, epoch: int, stop: StopFlag | None, clock: dict) -> J
     run.dataset.epoch = epoch
     per_epoch = len(run.loader)
     total = per_epoch * run.epochs
-    loss_sum, loss_count = 0.0, 0
+    loss_sum, loss_count, hit, positive = 0.0, 0, 0.0, 0.0
     for batch_index, (x, y) in enumerate(run.loader):
         if all_reduce_max(bool(stop is not None and stop.is_set()), device, run.ddp):
             run.stopped = True
@@ -476,6 +506,10 @@ def _train_epoch(run: _Run, epoch: int, stop: StopFlag | None, clock: dict) -> J
         loss_value = float(loss.detach())
         loss_sum += loss_value * len(x)
         loss_count += len(x)
+        with torch.no_grad():
+            ribs = y > 0.5
+            hit += float((logits.detach() > 0)[ribs].sum())
+            positive += float(ribs.sum())
         clock["done"] += 1
         clock["run_batches"] += 1
         per_batch = (time.perf_counter() - clock["start"]) / clock["run_batches"]
@@ -486,8 +520,68 @@ def _train_epoch(run: _Run, epoch: int, stop: StopFlag | None, clock: dict) -> J
             message=f"epoch {epoch + 1}/{run.epochs} batch {batch_index + 1}/{per_epoch}",
             values={"loss": loss_value, "lr": lr, "eta_s": per_batch * (total - clock["done"])},
         )
-    loss_sum, loss_count = all_reduce_sum([loss_sum, float(loss_count)], device, run.ddp)
+    loss_sum, loss_count, hit, positive = all_reduce_sum(
+        [loss_sum, float(loss_count), hit, positive], device, run.ddp
+    )
+    run.epoch_recall = hit / positive if positive else float("nan")
     return loss_sum / max(1.0, loss_count)
+
+
+def _guard_collapse(run: _Run, epoch: int, snapshot_now: bool) -> Iterable[Progress]:
+    """The collapse guard: snapshot healthy epochs; on a collapse go back and lower the lr.
+
+    A run that stops marking ribs on its own training frames (``COLLAPSED_RECALL``, for
+    ``COLLAPSED_EPOCHS`` epochs in a row) after it had marked them (``LEARNED_RECALL``) has
+    diverged, and a fixed schedule would carry the dead
+    network to the end. Its weights and optimiser state go back to the last healthy snapshot and
+    the rest of the schedule runs at ``ROLLBACK_LR_FACTOR`` of the rate (the steps already taken
+    count: the run takes no longer). A snapshot (taken at the end of an epoch at a validation
+    point) counts as healthy only once the next epoch, which starts from it, has marked ribs: an
+    epoch's recall is measured on the way through it, so the weights at its end may already be
+    dead. Every rollback is on the card (``finetune.rollbacks``).
+    """
+    recall = run.epoch_recall
+    if not math.isfinite(recall):
+        return
+    collapsed = run.learned and recall < COLLAPSED_RECALL
+    run.collapsed_epochs = run.collapsed_epochs + 1 if collapsed else 0
+    if not collapsed:
+        healthy = recall >= LEARNED_RECALL
+        run.learned = run.learned or healthy
+        if healthy and run.pending is not None:
+            run.snapshot = run.pending
+        run.pending = None
+        if snapshot_now and healthy:
+            run.pending = (
+                epoch + 1,
+                _cpu_state(run.model),
+                copy.deepcopy(run.optimizer.state_dict()),
+            )
+        return
+    run.pending = None
+    if (
+        run.collapsed_epochs < COLLAPSED_EPOCHS
+        or run.snapshot is None
+        or len(run.rollbacks) >= MAX_ROLLBACKS
+    ):
+        return
+    run.collapsed_epochs = 0
+    back_to, weights, optimizer_state = run.snapshot
+    current = [group["lr"] for group in run.optimizer.param_groups]
+    run.model.load_state_dict(weights)
+    run.optimizer.load_state_dict(optimizer_state)
+    for group, lr in zip(run.optimizer.param_groups, current, strict=True):
+        group["lr"] = lr * ROLLBACK_LR_FACTOR
+    if run.scheduler is not None and hasattr(run.scheduler, "base_lrs"):
+        run.scheduler.base_lrs = [lr * ROLLBACK_LR_FACTOR for lr in run.scheduler.base_lrs]
+    peak = run.lr * ROLLBACK_LR_FACTOR ** (len(run.rollbacks) + 1)
+    run.rollbacks.append({"epoch": epoch + 1, "back_to": back_to, "recall": recall, "lr": peak})
+    yield Progress(
+        "message",
+        message=f"epoch {epoch + 1}: the model stopped marking ribs on its training frames "
+        f"(it marked {recall:.0%} of their rib pixels, {COLLAPSED_EPOCHS} epochs in a row); back to the weights of epoch {back_to}, "
+        f"the rest at {ROLLBACK_LR_FACTOR:g} x the learning rate (peak {peak:g})",
+    )
 
 
 def _eval_every(run: _Run) -> int:
@@ -537,6 +631,7 @@ def _save_state(run: _Run, epoch: int) -> None:
             "best_epoch": run.best_epoch,
             "since_best": run.since_best,
             "checkpoint_written": run.checkpoint_written,
+            "rollbacks": run.rollbacks,
             "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
             "scaler": run.scaler.state_dict(),
         },
@@ -634,6 +729,7 @@ def _card(run: _Run, gate: GateReport | None = None) -> ModelCard:
                 "lr": run.lr,
                 "mix": run.mix,
                 "base_train_dice": run.base_train_dice,
+                "rollbacks": run.rollbacks,
                 "train_ids": train.ids,
                 "val_ids": val.ids,
                 "val_groups": val.group_names,
@@ -724,6 +820,7 @@ def _finetune(base, data, config, out, stop, resume, ddp) -> Job[FinetuneResult]
         if run.stopped:
             break
         last = epoch + 1 == run.epochs
+        yield from _guard_collapse(run, epoch, snapshot_now=epoch == 0 or (epoch + 1) % every == 0)
         if (epoch + 1) % every and not last:
             val_dice, val_loss = float("nan"), float("nan")
         else:
@@ -732,6 +829,9 @@ def _finetune(base, data, config, out, stop, resume, ddp) -> Job[FinetuneResult]
             {
                 "epoch": epoch + 1,
                 "train_loss": train_loss,
+                # The share of the training batches' rib pixels marked (the collapse guard's
+                # signal); None when they had none.
+                "train_recall": run.epoch_recall if math.isfinite(run.epoch_recall) else None,
                 # None, not NaN, on epochs without validation: cards are strict JSON.
                 "val_loss": val_loss if math.isfinite(val_loss) else None,
                 "val_dice": val_dice if math.isfinite(val_dice) else None,

@@ -10,10 +10,15 @@ defaults (``FinetuneConfig()``) and with the old defaults (lr 1e-4, patience 5, 
 whether the gate promoted the result, and the wall time; then label-free adaptation on whole
 stacks of other clips. ``--scanner shared`` images every clip (fine-tune and test) with one
 hard-domain scanner and varies only the subject, as a user's next patients on the same machine.
+``--shift speckle_reduction=0`` (any ``SimulationConfig`` fields) fixes a scanner setting in every
+clip, e.g. one at which the bundled models lose Dice (bench_sensitivity.py): the closest stand-in
+here for a real scanner the models do poorly on.
 One command, so it can be rerun when the bundled models change:
 
     python benchmarks/bench_finetune.py                       # bundled unet-compact, K=5,10,20
     python benchmarks/bench_finetune.py --models unet-compact,v-unet-compact --ks 20 --threads 2
+    python benchmarks/bench_finetune.py --models v-unet-compact --scanner shared \
+        --shift speckle_reduction=0 --threads 2
 """
 
 from __future__ import annotations

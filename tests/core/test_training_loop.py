@@ -354,6 +354,8 @@ def test_a_run_that_stops_marking_ribs_goes_back_and_continues_at_a_lower_lr(
     said = [e.message for e in events if e.kind == "message" and "stopped marking" in e.message]
     assert said and "back to the weights of epoch 2" in said[0], said
     assert json.loads(out.with_suffix(".json").read_text())["finetune"]["rollbacks"] == rollbacks
+    # The outcome the CLI prints and the widget's outcome box shows says so too.
+    assert "stopped marking ribs 1 time(s) (at epoch 5 back to epoch 2)" in guarded.reason
 
     monkeypatch.setattr(loop, "MAX_ROLLBACKS", 0)
     unguarded = finetune_sync(base, data, config)

@@ -887,6 +887,14 @@ def _finetune(base, data, config, out, stop, resume, ddp) -> Job[FinetuneResult]
         promoted = False
     else:
         reason = f"best validation epoch {run.best_epoch}"
+    if run.rollbacks:
+        went = ", ".join(
+            f"at epoch {r['epoch']} back to epoch {r['back_to']}" for r in run.rollbacks
+        )
+        reason += (
+            f"; the network stopped marking ribs {len(run.rollbacks)} time(s) ({went}) and went "
+            f"on from there at a lower learning rate (peak {run.rollbacks[-1]['lr']:g})"
+        )
     result = FinetuneResult(
         checkpoint=checkpoint,
         card=_card(run, gate),

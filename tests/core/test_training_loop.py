@@ -312,10 +312,11 @@ def test_a_run_that_stops_marking_ribs_goes_back_and_continues_at_a_lower_lr(
 ):
     """The collapse guard (docs/training.md, "The collapse guard"). At the end of epoch 3 the
     network dies (the ReLUs under the output layer dead, its bias -20: it marks no rib pixel and
-    no gradient revives it, as when the V-Unet collapsed at lr 1e-3); epochs 4 and 5 mark nothing, so the run goes back to the last snapshot that went on to mark
-    ribs (epoch 2: epoch 3's end is dead, though epoch 3 itself marked ribs on the way), lowers the
-    lr, and ends where a healthy run would; without the guard it ends dead. The rollback is on the
-    card, in the history's recall and in the messages."""
+    no gradient revives it, as when the V-Unet collapsed at lr 1e-3); epochs 4 and 5 mark
+    nothing, so the run goes back to the last snapshot that went on to mark ribs (epoch 2: epoch
+    3's end is dead, though epoch 3 itself marked ribs on the way), lowers the lr, and ends where
+    a healthy run would; without the guard it ends dead. The rollback is on the card, in the
+    history's recall and in the messages."""
     from napari_ribseg.core.training import loop
 
     real_epoch = loop._train_epoch

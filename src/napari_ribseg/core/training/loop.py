@@ -532,13 +532,13 @@ def _guard_collapse(run: _Run, epoch: int, snapshot_now: bool) -> Iterable[Progr
 
     A run that stops marking ribs on its own training frames (``COLLAPSED_RECALL``, for
     ``COLLAPSED_EPOCHS`` epochs in a row) after it had marked them (``LEARNED_RECALL``) has
-    diverged, and a fixed schedule would carry the dead
-    network to the end. Its weights and optimiser state go back to the last healthy snapshot and
-    the rest of the schedule runs at ``ROLLBACK_LR_FACTOR`` of the rate (the steps already taken
-    count: the run takes no longer). A snapshot (taken at the end of an epoch at a validation
-    point) counts as healthy only once the next epoch, which starts from it, has marked ribs: an
-    epoch's recall is measured on the way through it, so the weights at its end may already be
-    dead. Every rollback is on the card (``finetune.rollbacks``).
+    diverged, and a fixed schedule would carry the dead network to the end. Its weights and
+    optimiser state go back to the last healthy snapshot and the rest of the schedule runs at
+    ``ROLLBACK_LR_FACTOR`` of the rate (the steps already taken count: the run takes no longer).
+    A snapshot (taken at the end of an epoch at a validation point) counts as healthy only once
+    the next epoch, which starts from it, has marked ribs: an epoch's recall is measured on the
+    way through it, so the weights at its end may already be dead. Every rollback is on the card
+    (``finetune.rollbacks``).
     """
     recall = run.epoch_recall
     if not math.isfinite(recall):
@@ -579,8 +579,9 @@ def _guard_collapse(run: _Run, epoch: int, snapshot_now: bool) -> Iterable[Progr
     yield Progress(
         "message",
         message=f"epoch {epoch + 1}: the model stopped marking ribs on its training frames "
-        f"(it marked {recall:.0%} of their rib pixels, {COLLAPSED_EPOCHS} epochs in a row); back to the weights of epoch {back_to}, "
-        f"the rest at {ROLLBACK_LR_FACTOR:g} x the learning rate (peak {peak:g})",
+        f"(it marked {recall:.0%} of their rib pixels, {COLLAPSED_EPOCHS} epochs in a row); "
+        f"back to the weights of epoch {back_to}, the rest at {ROLLBACK_LR_FACTOR:g} x the "
+        f"learning rate (peak {peak:g})",
     )
 
 

@@ -192,8 +192,8 @@ def split_for_gate(data: TrainingSet, config: FinetuneConfig) -> tuple[TrainingS
 #: The collapse guard. Epochs in which the model marks (logit > 0) fewer than this share of the
 #: rib pixels of its own training batches, after an epoch in which it marked at least
 #: ``LEARNED_RECALL`` of them, are a collapse: the network has stopped marking ribs at all (with
-#: the V-Unet at lr 1e-3 the training loss jumped from 0.14 to 0.97 within one epoch and never came
-#: back; docs/training.md, "The collapse guard").
+#: the V-Unet at lr 1e-3 the training loss jumped from 0.14 to 0.97 within five epochs and never
+#: came back; docs/training.md, "The collapse guard").
 COLLAPSED_RECALL = 0.02
 LEARNED_RECALL = 0.2
 #: Epochs in a row below ``COLLAPSED_RECALL`` that make a collapse (one epoch of a few frames

@@ -486,7 +486,9 @@ def _train_epoch(run: _Run, epoch: int, stop: StopFlag | None, clock: dict) -> J
     run.dataset.epoch = epoch
     per_epoch = len(run.loader)
     total = per_epoch * run.epochs
-    loss_sum, loss_count, hit, positive = 0.0, 0, 0.0, 0.0
+    loss_sum, loss_count = 0.0, 0
+    # Counted on the device (int64, exact) and read once per epoch: no extra sync per batch.
+    hit = positive = torch.zeros((), dtype=torch.int64, device=device)
     for batch_index, (x, y) in enumerate(run.loader):
         if all_reduce_max(bool(stop is not None and stop.is_set()), device, run.ddp):
             run.stopped = True
@@ -508,8 +510,8 @@ def _train_epoch(run: _Run, epoch: int, stop: StopFlag | None, clock: dict) -> J
         loss_count += len(x)
         with torch.no_grad():
             ribs = y > 0.5
-            hit += float((logits.detach() > 0)[ribs].sum())
-            positive += float(ribs.sum())
+            hit = hit + (logits.detach() > 0)[ribs].sum()
+            positive = positive + ribs.sum()
         clock["done"] += 1
         clock["run_batches"] += 1
         per_batch = (time.perf_counter() - clock["start"]) / clock["run_batches"]
@@ -521,7 +523,7 @@ def _train_epoch(run: _Run, epoch: int, stop: StopFlag | None, clock: dict) -> J
             values={"loss": loss_value, "lr": lr, "eta_s": per_batch * (total - clock["done"])},
         )
     loss_sum, loss_count, hit, positive = all_reduce_sum(
-        [loss_sum, float(loss_count), hit, positive], device, run.ddp
+        [loss_sum, float(loss_count), float(hit), float(positive)], device, run.ddp
     )
     run.epoch_recall = hit / positive if positive else float("nan")
     return loss_sum / max(1.0, loss_count)

@@ -43,7 +43,9 @@ AUTO_LR: dict[str, float] = {
 #: ``STRONG_BASE_LR_FACTOR``. A V-Unet (VGG16 encoder) that finds the ribs gained most from small
 #: steps (2 of 2 replicas); one that does not, and the U-Net and X-Unet, weak or strong, from the
 #: strategy's rate (7 of 7; the U-Net at base Dice 0.76 and 0.79 too) (docs/training.md,
-#: "Learning rate against base strength").
+#: "Learning rate against base strength"). A weak V-Unet base keeps the full rate: against
+#: 3e-4 it won every run of a base that marks no rib (the real-scan case) and tied on scanners
+#: the bundled V-Unet does poorly on (docs/training.md, "Learning rate for a weak V-Unet base").
 STRONG_BASE_DICE = 0.75
 STRONG_BASE_LR_FACTOR = 0.1
 SMALL_STEP_VARIANTS = ("v-unet",)

@@ -46,22 +46,22 @@ def hard_domain_set(
     (anatomy, motion) but is imaged by one hard-domain scanner (``core.simulate.same_scanner``).
     ``shift`` fixes configuration fields of every clip (``--shift``: a scanner setting at which
     the bundled models lose, bench_sensitivity.py), keeping every other draw."""
-    from napari_ribseg.core.simulate import HARD_DOMAIN_SEED, hard_domain_config, same_scanner
-    from napari_ribseg.core.training import TrainingSet
+    from napari_ribseg.core import simulate
 
     shift = dict(shift or {})
-    seeds = [HARD_DOMAIN_SEED + seed + clip for clip in range(n_clips)]
-    if scanner == "shared":
-        shared = hard_domain_config(HARD_DOMAIN_SEED + SHARED_SCANNER_SEED, size=size, **shift)
-        clips = (
-            (same_scanner(shared, hard_domain_config(s, size=size, **shift)), s) for s in seeds
-        )
-    else:
-        clips = ((hard_domain_config(s, size=size, **shift), s) for s in seeds)
-    data = TrainingSet.from_cines(clips, frames * stride, group="hard{seed:06d}")
-    keep = [i for i in range(len(data)) if i % stride == 0]  # clips are frames * stride long
+    data = simulate.hard_domain_set(
+        n_clips,
+        frames,
+        simulate.HARD_DOMAIN_SEED + seed,
+        stride=stride,
+        scanner_seed=simulate.HARD_DOMAIN_SEED + SHARED_SCANNER_SEED
+        if scanner == "shared"
+        else None,
+        size=size,
+        **shift,
+    )
     shifted = "".join(f",{k}={v:g}" for k, v in shift.items())
-    return data.subset(keep, source=f"hard domain seed={seed}{shifted}")
+    return data.subset(range(len(data)), source=f"hard domain seed={seed}{shifted}")
 
 
 def k_frames(

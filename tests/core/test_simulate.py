@@ -404,6 +404,37 @@ def test_hard_domain_is_dark_wide_overlaid_compressed_and_seeded_apart():
     assert np.array_equal(again.images[1], small.images[1])
 
 
+def test_hard_domain_set_strides_through_clips_and_can_share_one_scanner():
+    from napari_ribseg.core.simulate import (
+        HARD_DOMAIN_SEED,
+        hard_domain_config,
+        hard_domain_set,
+        same_scanner,
+    )
+    from napari_ribseg.core.training import TrainingSet
+
+    size = (96, 128)
+    whole = hard_domain_set(2, 6, size=size)
+    strided = hard_domain_set(2, 2, stride=3, size=size)
+    assert [i.rsplit("_", 1)[1] for i in strided.ids] == ["f0000", "f0003"] * 2
+    assert strided.group_names == ["hard500000", "hard500001"]
+    for frame, index in zip(strided.images, (0, 3, 6, 9), strict=True):
+        assert np.array_equal(frame, whole.images[index])
+    scanner_seed = HARD_DOMAIN_SEED + 90_000
+    shared = hard_domain_set(2, 1, scanner_seed=scanner_seed, size=size, shadow_fill_db=5.0)
+    machine = hard_domain_config(scanner_seed, size=size, shadow_fill_db=5.0)
+    own = hard_domain_set(2, 1, size=size, shadow_fill_db=5.0)  # each clip its own scanner
+    for clip in range(2):
+        seed = HARD_DOMAIN_SEED + clip
+        subject = hard_domain_config(seed, size=size, shadow_fill_db=5.0)
+        expected = TrainingSet.from_cines([(same_scanner(machine, subject), seed)], 1)
+        assert np.array_equal(shared.images[clip], expected.images[0])
+        assert not np.array_equal(shared.images[clip], own.images[clip])
+    assert "stride=3" in strided.source and f"scanner={scanner_seed}" in shared.source
+    with pytest.raises(ValueError, match="stride must be >= 1; got 1, 1, 0"):
+        hard_domain_set(1, 1, stride=0, size=size)
+
+
 def test_edge_domain_redraws_only_the_scanner_edges():
     """edge_config is random_config with the shadow fill, speckle smoothing and clutter redrawn in
     EDGE_RANGES (a linear probe keeps its fill and halves the smoothing); overrides win."""

@@ -134,25 +134,43 @@ def hard_domain_set(
     n_clips: int,
     frames_per_clip: int,
     seed: int = HARD_DOMAIN_SEED,
+    *,
+    stride: int = 1,
+    scanner_seed: int | None = None,
     **overrides: Any,
 ) -> TrainingSet:
     """The hard-domain test set as a ``TrainingSet`` (rib masks), one group per clip.
 
     Clip ``i`` draws its configuration from ``hard_domain_config(seed + i)`` and is simulated
     with seed ``seed + i``, so a clip is the same whatever ``n_clips`` is. Keep ``seed`` at
-    ``HARD_DOMAIN_SEED`` or above so it never meets the training seeds.
+    ``HARD_DOMAIN_SEED`` or above so it never meets the training seeds. ``stride``: every
+    ``stride``-th frame of a clip ``frames_per_clip * stride`` frames long (neighbouring frames
+    are near-duplicates). ``scanner_seed``: every clip keeps its own subject (anatomy, motion)
+    but is imaged by the one scanner of ``hard_domain_config(scanner_seed)`` (``same_scanner``:
+    a user's next patients on the same machine). ``overrides`` fix fields of every clip.
     """
     from napari_ribseg.core.training import TrainingSet
 
-    if n_clips < 1 or frames_per_clip < 1:
+    if n_clips < 1 or frames_per_clip < 1 or stride < 1:
         raise ValueError(
-            f"hard_domain_set: n_clips and frames_per_clip must be >= 1; got {n_clips}, "
-            f"{frames_per_clip}"
+            "hard_domain_set: n_clips, frames_per_clip and stride must be >= 1; got "
+            f"{n_clips}, {frames_per_clip}, {stride}"
         )
-    clips = ((hard_domain_config(seed + i, **overrides), seed + i) for i in range(n_clips))
-    return TrainingSet.from_cines(
-        clips,
-        frames_per_clip,
-        group="hard{seed:06d}",
-        source=f"simulator:hard-domain,seed={seed},clips={n_clips}x{frames_per_clip}",
+    shared = None if scanner_seed is None else hard_domain_config(scanner_seed, **overrides)
+
+    def config(clip_seed: int) -> SimulationConfig:
+        own = hard_domain_config(clip_seed, **overrides)
+        return own if shared is None else same_scanner(shared, own)
+
+    clips = ((config(seed + i), seed + i) for i in range(n_clips))
+    source = f"simulator:hard-domain,seed={seed},clips={n_clips}x{frames_per_clip}"
+    if stride > 1:
+        source += f",stride={stride}"
+    if scanner_seed is not None:
+        source += f",scanner={scanner_seed}"
+    data = TrainingSet.from_cines(
+        clips, frames_per_clip * stride, group="hard{seed:06d}", source=source
     )
+    if stride == 1:
+        return data
+    return data.subset(range(0, len(data), stride))

@@ -145,7 +145,38 @@ def test_dicom_without_extension_is_found_by_magic(tmp_path):
 
 def test_dicom_monochrome1_is_inverted(tmp_path):
     path = make_dicom(tmp_path / "m1.dcm", np.array([[[0, 255]]], np.uint8), "MONOCHROME1")
-    assert read_stack(path).frames[0, 0].tolist() == [1.0, 0.0]
+    stack = read_stack(path)
+    assert stack.frames[0, 0].tolist() == [1.0, 0.0]
+    # Inverted after scaling, in the output: the record names the real divisor.
+    assert stack.metadata["intensity_scaling"] == {
+        "method": "divide",
+        "divisor": 255.0,
+        "inverted": True,
+    }
+
+
+def test_dicom_named_by_its_uid_or_img_is_found_by_magic(tmp_path):
+    """PACS and storescp name files by their SOP Instance UID: pathlib sees a suffix."""
+    pixels = np.full((2, 4, 4), 255, np.uint8)
+    for name in ("1.2.840.113619.2.55.3.604688119.971.1234567890.123", "US.000001.IMG"):
+        path = make_dicom(tmp_path / name, pixels)
+        assert find_reader(path).name == "dicom", name
+        assert read_stack(path).frames.min() == 1.0
+    # A file of another format's extension is never sniffed as DICOM, nor a non-DICOM file.
+    (tmp_path / "notes.1").write_bytes(b"\x00" * 200)
+    assert find_reader(tmp_path / "notes.1") is None
+
+
+def test_dicom_frame_rate_prefers_acquisition_timing(tmp_path):
+    path = make_dicom(
+        tmp_path / "r.dcm",
+        np.zeros((2, 4, 4), np.uint8),
+        FrameTime=40.0,
+        RecommendedDisplayFrameRate=10,
+    )
+    stack = read_stack(path)
+    assert stack.frame_rate == pytest.approx(25.0)
+    assert stack.metadata["frame_rate_source"] == "FrameTime"
 
 
 def test_dicom_compressed_without_decoder_names_package(tmp_path):

@@ -194,6 +194,8 @@ def test_natural_key_sorts_digit_runs_as_numbers():
         "frame9.png",
         "frame10.png",
     ]
+    # "²" is a digit to str.isdigit but not a number int() reads: it sorts as text.
+    assert sorted(["roi_5²1.png", "roi_5.png"], key=natural_key) == ["roi_5.png", "roi_5²1.png"]
 
 
 def test_frame_folder_mixes_grey_rgb_and_jpeg(tmp_path):
@@ -344,12 +346,14 @@ def test_mat_frame_axis_rule(tmp_path):
     np.testing.assert_allclose(frames[1], 0.114, atol=1e-6)
 
 
-def _write_mat73(path: Path, arrays: dict[str, np.ndarray], **dataset_kwargs) -> None:
+def _write_mat73(
+    path: Path, arrays: dict[str, np.ndarray], *, matlab_class: str | None = None, **dataset_kwargs
+) -> None:
     """An HDF5 file laid out like MATLAB -v7.3: 512-byte text header, arrays stored transposed."""
     with h5py.File(path, "w", userblock_size=512) as fh:
         for name, array in arrays.items():
             dset = fh.create_dataset(name, data=array.T, **dataset_kwargs)
-            dset.attrs["MATLAB_class"] = np.bytes_(str(array.dtype))
+            dset.attrs["MATLAB_class"] = np.bytes_(matlab_class or str(array.dtype))
     header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: test HDF5 schema 1.00 ."
     header = header.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02" + b"IM"
     with open(path, "r+b") as fh:
@@ -420,3 +424,88 @@ def test_reading_never_changes_inputs(tmp_path, rng, cine):
             frames[...] = 0.5  # a writable result must be a private copy, not the file
     assert {p: (digest(p), p.stat().st_mtime_ns) for p in paths} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)
+
+
+@pytest.mark.parametrize("ext,options", [("gif", {}), ("png", {}), ("webp", {"lossless": True})])
+def test_animated_image_reads_every_frame_with_its_rate(tmp_path, ext, options):
+    """Animated GIF, APNG and WebP cines: every frame, in order, rate from the frame durations."""
+    levels = [0, 40, 80, 120, 160, 200, 240]
+    images = [Image.fromarray(np.full((12, 20), v, np.uint8)) for v in levels]
+    path = tmp_path / f"clip.{ext}"
+    images[0].save(path, save_all=True, append_images=images[1:], duration=40, **options)
+    stack = read_stack(path)
+    assert stack.frames.shape == (7, 12, 20)
+    np.testing.assert_allclose(stack.frames[:, 6, 10], np.array(levels) / 255, atol=1.5 / 255)
+    assert stack.frame_rate == pytest.approx(25.0)
+    # A still image is one frame with no rate.
+    images[0].save(tmp_path / "still.png")
+    still = read_stack(tmp_path / "still.png")
+    assert still.n_frames == 1 and still.frame_rate is None
+    # In a frame folder an animation is refused by name, never cut to its first frame.
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    images[0].save(folder / "a.png")
+    path.replace(folder / f"b.{'png' if ext == 'png' else ext}")
+    if ext == "png":
+        with pytest.raises(StackReadError, match=r"b\.png: holds 7 frames"):
+            read_stack(folder)
+
+
+@pytest.mark.parametrize("version", ["5", "7.3"])
+def test_mat_h_w_1_n_and_logical(tmp_path, version):
+    """MATLAB's greyscale multi-frame layout H x W x 1 x N (N = 3 is frames, not colour) and
+    logical arrays (stored as uint8) read as 0/1."""
+    for n in (5, 3):
+        x = np.zeros((12, 20, 1, n), np.uint8)
+        for k in range(n):
+            x[2:6, 2 : 2 + 2 * (k + 1), 0, k] = 255
+        path = tmp_path / f"hw1n_{n}_{version}.mat"
+        if version == "5":
+            scipy.io.savemat(path, {"X": x})
+        else:
+            _write_mat73(path, {"X": x})
+        stack = read_stack(path)
+        assert stack.frames.shape == (n, 12, 20), n
+        assert [int((f[3] > 0.5).sum()) for f in stack.frames] == [2 * (k + 1) for k in range(n)]
+    mask = np.zeros((12, 20, 4), bool)
+    mask[3:6, 3:9] = True
+    path = tmp_path / f"mask_{version}.mat"
+    if version == "5":
+        scipy.io.savemat(path, {"mask": mask})
+    else:
+        _write_mat73(path, {"mask": mask.astype(np.uint8)}, matlab_class="logical")
+    stack = read_stack(path)
+    assert stack.original_dtype == "bool"
+    assert stack.frames.max() == 1.0 and int(stack.frames.sum()) == 4 * 18
+
+
+def test_tiff_white_is_zero_is_inverted(tmp_path):
+    """TIFF PhotometricInterpretation 0 (WhiteIsZero): low values are white; bright must be echo."""
+    data = np.zeros((2, 8, 12), np.uint8)
+    data[:, :, :4] = 255
+    tifffile.imwrite(tmp_path / "w.tif", data, photometric="miniswhite")
+    stack = read_stack(tmp_path / "w.tif")
+    assert stack.frames[0, 0, 0] == 0.0 and stack.frames[0, 0, -1] == 1.0
+    assert stack.metadata["intensity_scaling"]["inverted"] is True
+    folder = tmp_path / "f"
+    folder.mkdir()
+    tifffile.imwrite(folder / "0.tif", data[0], photometric="miniswhite")
+    tifffile.imwrite(folder / "1.tif", 255 - data[0], photometric="minisblack")
+    frames = read_stack(folder).frames
+    assert frames[0, 0, 0] == 0.0 and frames[0, 0, -1] == 1.0
+    np.testing.assert_array_equal(frames[0], frames[1])
+
+
+@pytest.mark.parametrize(
+    "tunit,rate", [(None, 1 / 0.04), ("ms", 25.0), ("sec", 1 / 0.04), ("min", 1 / 2.4)]
+)
+def test_imagej_frame_interval_in_its_time_unit(tmp_path, tunit, rate):
+    """ImageJ writes ``finterval`` in ``tunit`` and leaves ``tunit`` out when it is seconds."""
+    finterval = 40 if tunit == "ms" else 0.04
+    metadata = {"axes": "TYX", "finterval": finterval}
+    if tunit:
+        metadata["tunit"] = tunit
+    tifffile.imwrite(
+        tmp_path / "t.tif", np.zeros((3, 8, 8), np.uint8), imagej=True, metadata=metadata
+    )
+    assert read_stack(tmp_path / "t.tif").frame_rate == pytest.approx(rate)

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 #: File filter of the open dialog; the reader registry decides in the end, so "All files" stays.
 FILE_FILTER = (
     "Ultrasound stacks (*.tif *.tiff *.dcm *.dicom *.mp4 *.avi *.mov *.mat *.npy *.npz);;"
-    "Single images (*.png *.jpg *.jpeg *.bmp *.gif *.webp);;"
+    "Images and animations (*.png *.jpg *.jpeg *.bmp *.gif *.webp);;"
     "All files (*)"
 )
 #: Name ending of a sample's ground-truth layer: shown hidden and locked so no one paints on it.

@@ -7,8 +7,10 @@ to MATLAB, so they are transposed back first. MATLAB stacks are usually H x W x 
 the axis that is strictly the smallest is the frame axis and goes first; when the smallest size is
 shared by two axes (e.g. 64 x 64 x 64) the MATLAB layout H x W x N is assumed. A trailing axis of
 exactly 3 (with larger height and width) is MATLAB's truecolor RGB layout and gives one colour frame
-(MATLAB keeps alpha separately, so a trailing 4 is four frames). 4-D arrays are H x W x 3 x N
-(MATLAB's RGB video layout) or H x W x N x 3.
+(MATLAB keeps alpha separately, so a trailing 4 is four frames). 4-D arrays are H x W x 1 x N
+(MATLAB's greyscale multi-frame layout: ``dicomread`` of a cine, ``immovie``), H x W x 3 x N
+(MATLAB's RGB video layout) or H x W x N x 3. MATLAB ``logical`` arrays (stored as uint8) read as
+bool: 0/1.
 
 NumPy (.npy, .npz): numpy's own layout (N, H, W), (N, H, W, 3|4) or (H, W). .npy files and uncompressed
 contiguous v7.3 datasets are memory-mapped.
@@ -65,6 +67,9 @@ def matlab_frames_first(array: np.ndarray, path: Path) -> tuple[np.ndarray, bool
         frame_axis = shape.index(smallest) if shape.count(smallest) == 1 else 2
         return arrange_frames(np.moveaxis(array, frame_axis, 0), path, colour=False)
     if array.ndim == 4 and min(shape[:2]) > 4:
+        if shape[2] == 1:
+            # H x W x 1 x N: MATLAB's greyscale multi-frame layout (dicomread, immovie, montage).
+            return arrange_frames(np.moveaxis(array[:, :, 0, :], 2, 0), path, colour=False)
         if shape[2] in (3, 4):
             return arrange_frames(np.transpose(array, (3, 0, 1, 2)), path, colour=True)
         if shape[3] in (3, 4):
@@ -97,7 +102,9 @@ def read_mat(path: Path, *, variable: str | None = None) -> Stack:
         return _read_mat73(path, variable)
     try:
         # whosmat reads the headers only: budget the declared arrays before loadmat makes them.
-        for var_name, var_shape, _ in scipy.io.whosmat(str(path)):
+        classes = {}
+        for var_name, var_shape, var_class in scipy.io.whosmat(str(path)):
+            classes[var_name] = var_class
             if variable is None or var_name == variable:
                 check_shape(var_shape, 8, f"MATLAB variable {var_name!r}", path)
         contents = scipy.io.loadmat(str(path))
@@ -112,6 +119,8 @@ def read_mat(path: Path, *, variable: str | None = None) -> Stack:
     }
     name = choose_variable({k: (v.shape, v.dtype) for k, v in arrays.items()}, variable, path)
     array = arrays[name]
+    if classes.get(name) == "logical":
+        array = array.astype(bool)  # scipy gives MATLAB logicals as uint8 0/1
     raw, colour = matlab_frames_first(array, path)
     return _stack(
         raw, colour, path, name, array.dtype, {"matlab_version": "5", "shape": array.shape}
@@ -136,8 +145,10 @@ def _read_mat73(path: Path, variable: str | None) -> Stack:
             offset = dset.id.get_offset()
             mappable = dset.chunks is None and dset.compression is None and offset is not None
             dtype = dset.dtype
+            if dset.attrs.get("MATLAB_class", b"") == b"logical" and dtype == np.uint8:
+                dtype = np.dtype(bool)  # MATLAB stores logicals as uint8 0/1
             if not mappable:
-                array = dset[()]
+                array = dset[()].astype(dtype, copy=False)
         if mappable:
             array = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=dset.shape)
     except (StackReadError, MemoryBudgetError):

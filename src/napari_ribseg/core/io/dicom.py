@@ -8,8 +8,8 @@ otherwise :class:`UnsupportedFormatError` says which package to install.
 
 Spacing: ``PixelSpacing`` (enhanced files: the shared ``PixelMeasuresSequence``), else the first
 ``SequenceOfUltrasoundRegions`` item measured in centimetres in both directions (units code 3),
-``PhysicalDeltaY``/``X`` x 10 -> mm. Frame rate: ``CineRate``, ``RecommendedDisplayFrameRate``, else
-``1000 / FrameTime`` (ms).
+``PhysicalDeltaY``/``X`` x 10 -> mm. Frame rate: the acquisition's ``CineRate``, else
+``1000 / FrameTime`` (ms), else the display's ``RecommendedDisplayFrameRate``.
 """
 
 from __future__ import annotations
@@ -69,13 +69,17 @@ def dicom_spacing(ds) -> tuple[tuple[float, float] | None, str | None]:
 
 def dicom_frame_rate(ds) -> tuple[float | None, str | None]:
     """Frames per second and the element it came from, or (None, None)."""
-    for key in ("CineRate", "RecommendedDisplayFrameRate"):
-        rate = _float(ds.get(key))
-        if rate:
-            return rate, key
+    # Acquisition timing first (CineRate, FrameTime); the display rate a viewer is told to use
+    # (RecommendedDisplayFrameRate) may be slowed down for viewing.
+    rate = _float(ds.get("CineRate"))
+    if rate:
+        return rate, "CineRate"
     frame_time = _float(ds.get("FrameTime"))
     if frame_time:
         return 1000.0 / frame_time, "FrameTime"
+    rate = _float(ds.get("RecommendedDisplayFrameRate"))
+    if rate:
+        return rate, "RecommendedDisplayFrameRate"
     return None, None
 
 
@@ -198,16 +202,13 @@ def read_dicom(path: Path) -> Stack:
         bits = int(ds.get("BitsStored", arr.dtype.itemsize * 8) or arr.dtype.itemsize * 8)
         scale = float(2 ** min(bits, arr.dtype.itemsize * 8) - 1)
     original_dtype = str(arr.dtype)
-    if photometric == "MONOCHROME1":
-        # MONOCHROME1 shows low values as white; invert so bright is always strong echo.
-        top = scale if scale is not None else float(arr.max())
-        arr = np.float32(top) - arr.astype(np.float32)
-        if scale is not None:
-            arr /= np.float32(scale)
-            scale = 1.0
     colour = samples > 1 or (arr.ndim == 4)
     raw, colour = arrange_frames(arr, path, colour=colour)
-    frames, scaling = to_unit_frames(raw, path, colour=colour, scale=scale)
+    # MONOCHROME1 shows low values as white: inverted after scaling (in place, chunk by chunk), so
+    # bright is always strong echo.
+    frames, scaling = to_unit_frames(
+        raw, path, colour=colour, scale=scale, invert=photometric == "MONOCHROME1"
+    )
     spacing, spacing_source = dicom_spacing(ds)
     rate, rate_source = dicom_frame_rate(ds)
     return Stack(

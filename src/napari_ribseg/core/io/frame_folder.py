@@ -7,6 +7,8 @@ own dtype (uint8 /255, uint16 /65535); float frames follow the stack-wide float 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,7 @@ def read_image(path: Path) -> np.ndarray:
                     check_frame(series.shape[ax.index("Y")], series.shape[ax.index("X")], path)
                 data = series.asarray()
                 axes = series.axes
+                white_is_zero = int(getattr(series.keyframe, "photometric", 1)) == 0
         except (tifffile.TiffFileError, OSError, ValueError, IndexError, RuntimeError) as exc:
             raise StackReadError(
                 f"{path}: cannot read TIFF image (truncated or corrupt?): {exc}"
@@ -41,30 +44,69 @@ def read_image(path: Path) -> np.ndarray:
             data = np.moveaxis(data, axes.index("S"), -1)
         data = np.squeeze(data) if data.ndim > 2 and 1 in data.shape[:-2] else data
         if data.ndim == 2 or (data.ndim == 3 and data.shape[-1] in (2, 3, 4)):
-            return data
+            return _white_to_black(data) if white_is_zero else data
         raise StackReadError(f"{path}: expected a single 2-D image, got shape {data.shape}")
+    with open_pil(path) as img:
+        frames = int(getattr(img, "n_frames", 1) or 1)
+        if frames > 1:
+            raise StackReadError(
+                f"{path}: holds {frames} frames (an animation); a frame folder takes one image per "
+                "file: open the file itself to read all its frames"
+            )
+        return pil_array(img, path)
+
+
+@contextlib.contextmanager
+def open_pil(path: Path) -> Iterator:
+    """``PIL.Image.open(path)`` with the frame limit as PIL's bomb check and errors naming ``path``."""
     from PIL import Image, UnidentifiedImageError
 
     # PIL's own bomb check follows our frame limit (it raises above twice MAX_IMAGE_PIXELS).
     Image.MAX_IMAGE_PIXELS = MAX_FRAME_PIXELS
     try:
-        with Image.open(path) as img:
-            width, height = img.size
-            check_frame(height, width, path)
-            check_shape((height, width, len(img.getbands())), 4, "image", path)
-            if img.mode == "P":
-                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-            elif img.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-                img = img.convert("RGB")
-            data = np.asarray(img)
+        img = Image.open(path)
     except Image.DecompressionBombError as exc:
         raise MemoryBudgetError(f"{path}: image is too large to decode safely: {exc}") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise StackReadError(f"{path}: cannot read image (truncated or corrupt?): {exc}") from exc
+    try:
+        with img:
+            yield img
+    except Image.DecompressionBombError as exc:
+        raise MemoryBudgetError(f"{path}: image is too large to decode safely: {exc}") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise StackReadError(f"{path}: cannot read image (truncated or corrupt?): {exc}") from exc
+
+
+def pil_array(img, path: Path) -> np.ndarray:
+    """The current frame of an open PIL image as (H, W) or (H, W, samples) in its stored dtype.
+
+    Palette images become RGB(A), other colour spaces RGB; 16-bit greyscale that Pillow opens as
+    32-bit "I" comes back as uint16.
+    """
+    width, height = img.size
+    check_frame(height, width, path)
+    check_shape((height, width, len(img.getbands())), 4, "image", path)
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif img.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        img = img.convert("RGB")
+    data = np.asarray(img)
     if data.dtype == np.int32 and data.size and data.min() >= 0 and data.max() <= 65535:
         # Pillow opens some 16-bit greyscale files as 32-bit "I"; they are uint16 on disk.
         data = data.astype(np.uint16)
     return data
+
+
+def _white_to_black(data: np.ndarray) -> np.ndarray:
+    """A WhiteIsZero TIFF image (low values white) inverted in its own dtype: bright is echo."""
+    if data.dtype == bool:
+        return ~data
+    if data.dtype.kind == "u":
+        return np.iinfo(data.dtype).max - data
+    data = data.astype(np.float32)
+    # Floats in [0, 1] stay in [0, 1]; anything else is left to the stack-wide float rule.
+    return 1.0 - data if data.size and data.min() >= 0.0 and data.max() <= 1.0 else -data
 
 
 def read_frame_folder(folder: Path) -> Stack:
@@ -72,30 +114,48 @@ def read_frame_folder(folder: Path) -> Stack:
     files = frame_files(folder)
     if not files:
         raise StackReadError(f"{folder}: folder contains no image frames (png, jpg, bmp, tif)")
+    images = ((read_image(file), file) for file in files)
+    frames, dtypes, scaling = stack_images(images, len(files), folder, files[0].name)
+    return Stack(
+        frames=frames,
+        source=folder,
+        original_dtype=dtypes[0] if len(dtypes) == 1 else "mixed:" + ",".join(dtypes),
+        metadata={"files": [f.name for f in files], "intensity_scaling": scaling},
+    )
+
+
+def stack_images(
+    images: Iterable[tuple[np.ndarray, Path]], count: int, source: Path, first: str
+) -> tuple[np.ndarray, list[str], dict]:
+    """``count`` 2-D images, given one at a time with the file each came from, as float32 frames.
+
+    Returns the (count, H, W) frames in [0, 1], the images' dtypes in order of appearance and the
+    scaling record. Every image must have the size of the first (named ``first`` in the error).
+    Integer images are scaled by their own dtype as they come; float images are scaled together at
+    the end (the stack-wide float rule) so their relative brightness is kept.
+    """
     frames: np.ndarray | None = None
     dtypes: list[str] = []
     float_rule = False
-    for i, file in enumerate(files):
-        image = read_image(file)
+    for i, (image, file) in enumerate(images):
         raw, colour = arrange_frames(image, file, colour=image.ndim == 3)
         if raw.shape[0] != 1:
             raise StackReadError(f"{file}: expected one frame per file, got {raw.shape[0]}")
         if frames is None:
             check_allocation(
-                4.0 * len(files) * raw.shape[1] * raw.shape[2],
-                f"{len(files)} frames of {raw.shape[1]}x{raw.shape[2]} float32",
-                folder,
+                4.0 * count * raw.shape[1] * raw.shape[2],
+                f"{count} frames of {raw.shape[1]}x{raw.shape[2]} float32",
+                source,
             )
-            frames = np.empty((len(files), *raw.shape[1:3]), dtype=np.float32)
+            frames = np.empty((count, *raw.shape[1:3]), dtype=np.float32)
         elif raw.shape[1:3] != frames.shape[1:]:
             raise StackReadError(
                 f"{file}: frame {i} is {raw.shape[1]}x{raw.shape[2]} (height x width) but "
-                f"{files[0].name} is {frames.shape[1]}x{frames.shape[2]}; all frames must match"
+                f"{first} is {frames.shape[1]}x{frames.shape[2]}; all frames must match"
             )
         if str(image.dtype) not in dtypes:
             dtypes.append(str(image.dtype))
         if full_scale(image.dtype) is None:
-            # Float frames are scaled together below so their relative brightness is kept.
             float_rule = True
             grey = luma(raw[0]) if colour else raw[0].astype(np.float32)
             if not np.isfinite(grey).all():
@@ -106,10 +166,5 @@ def read_frame_folder(folder: Path) -> Stack:
     assert frames is not None
     scaling: dict = {"method": "divide-by-dtype"}
     if float_rule:
-        frames, scaling = to_unit_frames(frames, folder)
-    return Stack(
-        frames=frames,
-        source=folder,
-        original_dtype=dtypes[0] if len(dtypes) == 1 else "mixed:" + ",".join(dtypes),
-        metadata={"files": [f.name for f in files], "intensity_scaling": scaling},
-    )
+        frames, scaling = to_unit_frames(frames, source)
+    return frames, dtypes, scaling

@@ -9,7 +9,9 @@ Every reader ends here, so the intensity rules are the same for all formats:
   brightness of frames stays comparable); a constant stack outside [0, 1] becomes zeros;
 * NaN or infinite values raise :class:`StackReadError` naming the file and the first bad frame;
 * colour (a trailing axis of 3 or 4 samples) becomes ITU-R BT.601 luma ``0.299 R + 0.587 G + 0.114 B``
-  (alpha ignored); 2 samples (grey + alpha) keep the grey sample.
+  (alpha ignored); 2 samples (grey + alpha) keep the grey sample;
+* data whose format says "low values are white" (DICOM MONOCHROME1, TIFF WhiteIsZero) is inverted
+  after scaling, ``1 - v``, so bright is always strong echo.
 
 Conversion runs over chunks of frames into one preallocated float32 array, so a memory-mapped source
 is paged in a chunk at a time and never held in memory next to its float copy; a float32 source that
@@ -121,12 +123,27 @@ def to_unit_frames(
     *,
     colour: bool = False,
     scale: float | None = None,
+    invert: bool = False,
 ) -> tuple[np.ndarray, dict]:
     """Convert (N, H, W[, samples]) raw data to float32 (N, H, W) in [0, 1].
 
     Returns the frames and a dict describing the scaling (stored in ``Stack.metadata``). ``scale``
-    overrides the full-scale value of integer data.
+    overrides the full-scale value of integer data. ``invert`` maps the scaled value ``v`` to
+    ``1 - v`` chunk by chunk in the output (no second copy of the stack).
     """
+    frames, scaling = _unit_frames(raw, source, colour=colour, scale=scale, copy=invert)
+    if invert:
+        step = _chunk_len(frames.shape[1:3])
+        for start in range(0, len(frames), step):
+            block = frames[start : start + step]
+            np.subtract(np.float32(1.0), block, out=block)
+        scaling = {**scaling, "inverted": True}
+    return frames, scaling
+
+
+def _unit_frames(
+    raw: np.ndarray, source, *, colour: bool, scale: float | None, copy: bool
+) -> tuple[np.ndarray, dict]:
     if not is_numeric(raw):
         raise StackReadError(f"{source}: pixel data of dtype {raw.dtype} is not numeric")
     if scale is None:
@@ -134,7 +151,7 @@ def to_unit_frames(
     n = raw.shape[0]
     step = _chunk_len(raw.shape[1:3])
 
-    if scale is None and not colour and raw.dtype == np.float32:
+    if scale is None and not colour and raw.dtype == np.float32 and not copy:
         # Check before copying: a float32 [0, 1] source (e.g. a memory-mapped TIFF) is used as is.
         lo, hi = np.inf, -np.inf
         for start in range(0, n, step):

@@ -25,7 +25,8 @@ _DIGITS = re.compile(r"(\d+)")
 def natural_key(name: str) -> tuple:
     """Sort key putting ``frame2`` before ``frame10`` (digit runs compare as numbers)."""
     parts = _DIGITS.split(name.lower())
-    return tuple((0, int(p), p) if p.isdigit() else (1, 0, p) for p in parts if p != "")
+    # isdecimal, not isdigit: "²" is a digit that int() cannot read and \d does not split out.
+    return tuple((0, int(p), p) if p.isdecimal() else (1, 0, p) for p in parts if p != "")
 
 
 def natural_sorted(paths: list[Path]) -> list[Path]:
@@ -43,11 +44,19 @@ def _head(path: Path, n: int = 1024) -> bytes:
         return fh.read(n)
 
 
+_VIDEO_SUFFIXES = (".mp4", ".avi", ".mov")
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+#: Extensions that other readers own; any other file is checked for the DICOM magic.
+_OTHER_SUFFIXES = (*FRAME_SUFFIXES, *_IMAGE_SUFFIXES, *_VIDEO_SUFFIXES, ".mat", ".npy", ".npz")
+
+
 def _is_dicom(path: Path) -> bool:
     if path.suffix.lower() in (".dcm", ".dicom"):
         return True
-    # Scanners often write DICOM without an extension: the "DICM" magic follows a 128-byte preamble.
-    return path.suffix == "" and _head(path, 132)[128:132] == b"DICM"
+    # Scanners and PACS exports often name DICOM files without a DICOM extension: none
+    # (IM_0001), their UID (1.2.840.113619.2.55...: pathlib sees a suffix) or US.000001.IMG. The
+    # "DICM" magic follows a 128-byte preamble.
+    return path.suffix.lower() not in _OTHER_SUFFIXES and _head(path, 132)[128:132] == b"DICM"
 
 
 def _is_tiff(path: Path) -> bool:
@@ -128,10 +137,10 @@ def _read_numpy(path: Path, variable: str | None) -> Stack:
 READERS: tuple[StackReader, ...] = (
     StackReader("tiff", "TIFF / OME-TIFF / ImageJ stack", lambda p: p.is_file() and _is_tiff(p), _read_tiff),
     StackReader("dicom", "DICOM (single- or multi-frame)", lambda p: p.is_file() and _is_dicom(p), _read_dicom),
-    StackReader("video", "video (mp4, avi, mov)", _suffix_in(".mp4", ".avi", ".mov"), _read_video),
+    StackReader("video", "video (mp4, avi, mov)", _suffix_in(*_VIDEO_SUFFIXES), _read_video),
     StackReader("mat", "MATLAB .mat (v5 and v7.3)", _suffix_in(".mat"), _read_mat),
     StackReader("numpy", "NumPy .npy / .npz", _suffix_in(".npy", ".npz"), _read_numpy),
-    StackReader("image", "single image (png, jpg, bmp, gif, webp)", _suffix_in(".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"), _read_image),
+    StackReader("image", "image or animation (png, jpg, bmp, gif, webp)", _suffix_in(*_IMAGE_SUFFIXES), _read_image),
     StackReader("frame-folder", "folder of frames (png, jpg, bmp, tif)", _is_folder, _read_folder),
 )  # fmt: skip
 

@@ -6,7 +6,9 @@ stays a memory map. Compressed or tiled files are decoded with ``series.asarray(
 
 Spacing: OME ``PhysicalSizeY/X`` (with their units), else ImageJ ``unit`` + resolution tags, else
 resolution tags with ResolutionUnit centimetre. Inch resolution is ignored: it is nearly always a
-screen DPI, not a physical size. Frame rate: OME ``TimeIncrement``, ImageJ ``finterval`` or ``fps``.
+screen DPI, not a physical size. Frame rate: OME ``TimeIncrement`` (in ``TimeIncrementUnit``), ImageJ
+``finterval`` (in ``tunit``, seconds when absent) or ``fps``. Pages marked WhiteIsZero
+(photometric 0, "min is white") are inverted so bright is always strong echo.
 """
 
 from __future__ import annotations
@@ -41,15 +43,47 @@ _UNIT_MM = {
     "micrometer": 1e-3,
     "nm": 1e-6,
 }
-_TIME_S = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "us": 1e-6, "min": 60.0}
+# Seconds per unit, for the time unit names OME (``TimeIncrementUnit``) and ImageJ (``tunit``) write.
+_TIME_S = {
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "seconds": 1.0,
+    "ms": 1e-3,
+    "msec": 1e-3,
+    "millisecond": 1e-3,
+    "milliseconds": 1e-3,
+    "µs": 1e-6,
+    "us": 1e-6,
+    "usec": 1e-6,
+    "microsecond": 1e-6,
+    "microseconds": 1e-6,
+    "min": 60.0,
+    "minute": 60.0,
+    "minutes": 60.0,
+    "h": 3600.0,
+    "hr": 3600.0,
+    "hour": 3600.0,
+    "hours": 3600.0,
+}
+
+
+def _unit_key(unit) -> str:
+    return str(unit).strip().lower().replace("\\u00b5", "µ").replace("μ", "µ")
 
 
 def unit_to_mm(unit: str | None) -> float | None:
     """Millimetres per ``unit`` (``"µm"``, ``"micron"``, ``"cm"`` ...), ``None`` if unknown."""
     if not unit:
         return None
-    key = str(unit).strip().lower().replace("\\u00b5", "µ").replace("μ", "µ")
-    return _UNIT_MM.get(key)
+    return _UNIT_MM.get(_unit_key(unit))
+
+
+def unit_to_s(unit: str | None) -> float | None:
+    """Seconds per time ``unit`` (``"ms"``, ``"sec"``, ``"µs"`` ...), ``None`` if unknown."""
+    if not unit:
+        return None
+    return _TIME_S.get(_unit_key(unit))
 
 
 def _positive(value) -> float | None:
@@ -76,7 +110,7 @@ def _ome_physics(xml: str) -> tuple[tuple[float, float] | None, float | None]:
         spacing = (dy * uy, dx * ux)
     rate = None
     dt = _positive(pixels.get("TimeIncrement"))
-    unit_s = _TIME_S.get(pixels.get("TimeIncrementUnit", "s"))
+    unit_s = unit_to_s(pixels.get("TimeIncrementUnit", "s"))
     if dt and unit_s:
         rate = 1.0 / (dt * unit_s)
     return spacing, rate
@@ -108,9 +142,16 @@ def tiff_physics(tif) -> tuple[tuple[float, float] | None, float | None]:
         ij_unit = unit_to_mm(ij.get("unit")) if ij else None
         spacing = _tag_spacing(page, ij_unit)
     if rate is None and ij:
+        # ImageJ writes ``finterval`` in ``tunit`` and leaves ``tunit`` out when it is seconds.
         finterval = _positive(ij.get("finterval"))
-        rate = 1.0 / finterval if finterval else _positive(ij.get("fps"))
+        unit_s = unit_to_s(ij.get("tunit") or "s")
+        rate = 1.0 / (finterval * unit_s) if finterval and unit_s else _positive(ij.get("fps"))
     return spacing, rate
+
+
+def _white_is_zero(page) -> bool:
+    """True for a page whose PhotometricInterpretation is WhiteIsZero (0): low values are white."""
+    return page is not None and int(getattr(page, "photometric", 1)) == 0
 
 
 class _TiffWarnings(logging.Handler):
@@ -162,6 +203,7 @@ def read_tiff(path: Path) -> Stack:
             if "Y" in axes and "X" in axes:
                 check_frame(shape[axes.index("Y")], shape[axes.index("X")], path)
             spacing, rate = tiff_physics(tif)
+            white_is_zero = _white_is_zero(series.keyframe)
             offset = series.dataoffset
             nbytes = int(np.prod(shape)) * dtype.itemsize
             if offset is not None and offset + nbytes > path.stat().st_size:
@@ -189,7 +231,7 @@ def read_tiff(path: Path) -> Stack:
         axes = axes.replace("S", "") + "S"
     colour = axes.endswith("S") and data.shape[-1] in (2, 3, 4)
     raw, colour = arrange_frames(data, path, colour=colour)
-    frames, scaling = to_unit_frames(raw, path, colour=colour)
+    frames, scaling = to_unit_frames(raw, path, colour=colour, invert=white_is_zero)
     return Stack(
         frames=frames,
         source=path,

@@ -509,3 +509,25 @@ def test_imagej_frame_interval_in_its_time_unit(tmp_path, tunit, rate):
         tmp_path / "t.tif", np.zeros((3, 8, 8), np.uint8), imagej=True, metadata=metadata
     )
     assert read_stack(tmp_path / "t.tif").frame_rate == pytest.approx(rate)
+
+
+def test_mat_from_matlab_keeps_frames_last_however_many(tmp_path):
+    """A cine with more frames than rows (a 12 x 20 crop of 30 frames): MATLAB's H x W x N when
+    MATLAB or Octave wrote the file; from Python the smallest-axis rule stands (documented)."""
+    cine = np.zeros((12, 20, 30), np.uint8)
+    cine[:, :, 7] = 255
+    path = tmp_path / "crop.mat"
+    scipy.io.savemat(path, {"cine": cine})
+    python_made = read_stack(path)
+    assert python_made.frames.shape == (12, 20, 30)
+    assert python_made.metadata["written_by_matlab"] is False
+    for writer in (b"Platform: GLNXA64", b"Platform: PCWIN64", b"written by Octave 8.4.0"):
+        header = b"MATLAB 5.0 MAT-file, " + writer + b", Created on: Thu Dec  3 10:00:00 2026"
+        data = bytearray(path.read_bytes())
+        data[:116] = header.ljust(116, b" ")
+        path.write_bytes(bytes(data))
+        stack = read_stack(path)
+        assert stack.frames.shape == (30, 12, 20), writer
+        assert stack.frames[7].min() == 1.0 and stack.frames[6].max() == 0.0
+    _write_mat73(tmp_path / "crop73.mat", {"cine": cine})  # header: Platform GLNXA64
+    assert read_stack(tmp_path / "crop73.mat").frames.shape == (30, 12, 20)

@@ -3,9 +3,11 @@
 Choice: the array named by ``variable=``, else the largest numeric array with 2 to 5 dimensions.
 
 MATLAB (.mat v5 through ``scipy.io.loadmat``, v7.3 through h5py): h5py sees arrays transposed relative
-to MATLAB, so they are transposed back first. MATLAB stacks are usually H x W x N, so for a 3-D array
-the axis that is strictly the smallest is the frame axis and goes first; when the smallest size is
-shared by two axes (e.g. 64 x 64 x 64) the MATLAB layout H x W x N is assumed. A trailing axis of
+to MATLAB, so they are transposed back first. A 3-D array in a file MATLAB or Octave wrote (its text
+header names MATLAB's platform or Octave) is H x W x N, MATLAB's own layout, whatever the sizes. In a
+file from Python (scipy writes "Platform: posix"), numpy's N x H x W is as likely, so the axis that is
+strictly the smallest is the frame axis and goes first; when the smallest size is shared by two axes
+(e.g. 64 x 64 x 64) the MATLAB layout H x W x N is assumed. A trailing axis of
 exactly 3 (with larger height and width) is MATLAB's truecolor RGB layout and gives one colour frame
 (MATLAB keeps alpha separately, so a trailing 4 is four frames). 4-D arrays are H x W x 1 x N
 (MATLAB's greyscale multi-frame layout: ``dicomread`` of a cine, ``immovie``), H x W x 3 x N
@@ -18,6 +20,7 @@ contiguous v7.3 datasets are memory-mapped.
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -57,14 +60,33 @@ def choose_variable(candidates: dict[str, Candidate], variable: str | None, path
     return max(sorted(usable), key=lambda k: int(np.prod(usable[k][0])))
 
 
-def matlab_frames_first(array: np.ndarray, path: Path) -> tuple[np.ndarray, bool]:
-    """Put the frame axis of a MATLAB-ordered array first (see the module docstring)."""
+#: The header MATLAB itself (its architecture codes) or Octave writes; scipy writes
+#: "Platform: posix" or "nt" and h5py none.
+_MATLAB_WRITER = re.compile(
+    rb"MAT-file, (?:Platform: (?:PCWIN|GLNX|MAC|SOL|HPUX)|written by Octave)"
+)
+
+
+def written_by_matlab(path: Path) -> bool:
+    """True when the .mat file's text header says MATLAB or Octave wrote it (not Python)."""
+    with open(path, "rb") as fh:
+        return bool(_MATLAB_WRITER.search(fh.read(116)))
+
+
+def matlab_frames_first(
+    array: np.ndarray, path: Path, *, frames_last: bool = False
+) -> tuple[np.ndarray, bool]:
+    """Put the frame axis of a MATLAB-ordered array first (see the module docstring).
+
+    ``frames_last``: the file came from MATLAB or Octave, whose stacks are H x W x N, so a 3-D
+    array's last axis is the frame axis whatever its size; otherwise the smallest axis is.
+    """
     shape = array.shape
     if array.ndim == 3:
         if shape[2] == 3 and min(shape[:2]) > 4:
             return arrange_frames(array, path, colour=True)
         smallest = min(shape)
-        frame_axis = shape.index(smallest) if shape.count(smallest) == 1 else 2
+        frame_axis = 2 if frames_last or shape.count(smallest) > 1 else shape.index(smallest)
         return arrange_frames(np.moveaxis(array, frame_axis, 0), path, colour=False)
     if array.ndim == 4 and min(shape[:2]) > 4:
         if shape[2] == 1:
@@ -121,10 +143,13 @@ def read_mat(path: Path, *, variable: str | None = None) -> Stack:
     array = arrays[name]
     if classes.get(name) == "logical":
         array = array.astype(bool)  # scipy gives MATLAB logicals as uint8 0/1
-    raw, colour = matlab_frames_first(array, path)
-    return _stack(
-        raw, colour, path, name, array.dtype, {"matlab_version": "5", "shape": array.shape}
-    )
+    by_matlab = written_by_matlab(path)
+    raw, colour = matlab_frames_first(array, path, frames_last=by_matlab)
+    return _stack(raw, colour, path, name, array.dtype, _mat_extra("5", array, by_matlab))
+
+
+def _mat_extra(version: str, array: np.ndarray, by_matlab: bool) -> dict:
+    return {"matlab_version": version, "shape": array.shape, "written_by_matlab": by_matlab}
 
 
 def _read_mat73(path: Path, variable: str | None) -> Stack:
@@ -158,8 +183,9 @@ def _read_mat73(path: Path, variable: str | None) -> Stack:
             f"{path}: cannot read MATLAB v7.3 file (truncated or corrupt?): {exc}"
         ) from exc
     array = np.asarray(array).T if not mappable else array.T
-    raw, colour = matlab_frames_first(array, path)
-    return _stack(raw, colour, path, name, dtype, {"matlab_version": "7.3", "shape": array.shape})
+    by_matlab = written_by_matlab(path)
+    raw, colour = matlab_frames_first(array, path, frames_last=by_matlab)
+    return _stack(raw, colour, path, name, dtype, _mat_extra("7.3", array, by_matlab))
 
 
 def _npz_members(path: Path) -> dict[str, Candidate]:

@@ -30,6 +30,22 @@ def test_info_prints_the_stack(tmp_path, capsys):
     assert f"source:      {path}" in out
 
 
+def test_info_says_which_tiff_series_were_not_read(tmp_path, capsys):
+    """Pages of two sizes make two series; only the first is read, and info says so."""
+    import tifffile
+
+    path = tmp_path / "mixed.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(np.zeros((3, 16, 12), np.uint8), photometric="minisblack")
+        tif.write(np.zeros((20, 24), np.uint8), photometric="minisblack")
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "frames:      3" in out
+    assert "note:        only the first image series was read; 1 more not read: YX (20, 24)" in out
+    assert main(["info", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["series_not_read"] == ["YX (20, 24)"]
+
+
 def test_info_json_and_variable(tmp_path, capsys):
     scipy.io.savemat(tmp_path / "m.mat", {"big": np.zeros((8, 8, 5)), "small": np.zeros((4, 6))})
     assert main(["info", str(tmp_path / "m.mat"), "--variable", "small", "--json"]) == 0

@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     info["reader"] = stack.metadata.get("reader")
     info["variable"] = stack.metadata.get("variable")
     info["intensity_scaling"] = stack.metadata.get("intensity_scaling")
+    info["series_not_read"] = stack.metadata.get("series_not_read", [])
     info["imaged_region"] = region.to_dict()
     info["spacing_from_depth"] = derived.to_dict() if derived else None
     if args.json:
@@ -93,6 +94,14 @@ def run(args: argparse.Namespace) -> int:
     ]
     if info["variable"]:
         lines.insert(2, ("variable", info["variable"]))
+    if skipped := stack.metadata.get("series_not_read"):
+        lines.append(
+            (
+                "note",
+                f"only the first image series was read; {len(skipped)} more not read: "
+                + "; ".join(skipped),
+            )
+        )
     for key, value in lines:
         print(f"{key + ':':<12} {value}")
     return 0

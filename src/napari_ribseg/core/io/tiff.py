@@ -204,6 +204,8 @@ def read_tiff(path: Path) -> Stack:
                 check_frame(shape[axes.index("Y")], shape[axes.index("X")], path)
             spacing, rate = tiff_physics(tif)
             white_is_zero = _white_is_zero(series.keyframe)
+            # Pages of another size or type form further series; they are not read, but said.
+            skipped = [f"{s.axes} {tuple(s.shape)}" for s in tif.series[1:]]
             offset = series.dataoffset
             nbytes = int(np.prod(shape)) * dtype.itemsize
             if offset is not None and offset + nbytes > path.stat().st_size:
@@ -244,5 +246,6 @@ def read_tiff(path: Path) -> Stack:
             "intensity_scaling": scaling,
             # The source was paged from disk rather than decoded into memory.
             "source_memory_mapped": isinstance(data, np.memmap),
+            "series_not_read": skipped,
         },
     )

@@ -24,8 +24,12 @@ from napari_ribseg.core.session import ReviewSession as CoreSession
 from napari_ribseg.core.stack import FrameStatus
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import napari
     from napari.layers import Image, Labels
+
+    from napari_ribseg.core.postprocess import MaskOptions
 
 #: Where the review projects of stacks that have no file (simulated samples) go by default.
 SOURCELESS_FOLDER = "projects"
@@ -136,6 +140,8 @@ class ReviewSession(QObject):
         self.prob_layer: Image | None = None
         #: The Qt-free session of the bound stack; ``None`` until an image is bound.
         self.core: CoreSession | None = None
+        #: The mask options the Segment section shows; a newly bound stack starts with them.
+        self.mask_options: Callable[[], MaskOptions] | None = None
         self._last_frame: int | None = None
         self._save_error_shown = False
         viewer.dims.events.current_step.connect(self._on_step)
@@ -179,11 +185,19 @@ class ReviewSession(QObject):
         for the user when the layer cannot be reviewed.
         """
         if same_layer(layer, self.image_layer) and self.core is not None:
+            # The same stack again: only a ribs layer the user deleted comes back.
+            self.ensure_labels_layer()
             return False
         frames = frames_of(layer)
         folder = self.project_folder_for(layer)
         self._release()
-        core = CoreSession.for_frames(frames, folder, source=source_of(layer), name=layer.name)
+        # The previous stack's ribs layer stays on screen but no longer feeds this review.
+        self._unhook_labels(self.labels_layer)
+        self.labels_layer = None
+        options = self.mask_options() if self.mask_options is not None else None
+        core = CoreSession.for_frames(
+            frames, folder, source=source_of(layer), name=layer.name, options=options
+        )
         core.labels_changed.connect(self._on_core_labels)
         core.statuses_changed.connect(self.statuses_changed.emit)
         core.saved.connect(self.saved.emit)
@@ -211,6 +225,7 @@ class ReviewSession(QObject):
         extra = {"units": tuple(str(u) for u in units)} if units is not None else {}
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
+            self._unhook_labels(layer)  # hooked again below, once
             layer.data = project.labels
             layer.visible = True
         else:
@@ -230,6 +245,24 @@ class ReviewSession(QObject):
         layer.events.data.connect(self._on_labels_data)
         return layer
 
+    def _unhook_labels(self, layer: Labels | None) -> None:
+        if layer is None:
+            return
+        for emitter, callback in (
+            (layer.events.paint, self._on_paint),
+            (layer.events.data, self._on_labels_data),
+        ):
+            with contextlib.suppress(Exception):  # not connected: nothing to undo
+                emitter.disconnect(callback)
+
+    def ensure_labels_layer(self) -> Labels | None:
+        """The ribs layer of the stack under review, made again if the user deleted it."""
+        if self.core is None or self.image_layer is None:
+            return None
+        if not any(same_layer(layer, self.labels_layer) for layer in self.viewer.layers):
+            self.labels_layer = self._labels_layer_for(self.image_layer, self.core.project)
+        return self.labels_layer
+
     def forget_layer(self, layer: Any) -> None:
         """Drop references to a layer the user deleted (saving first when it was the image)."""
         if same_layer(layer, self.image_layer):
@@ -237,7 +270,10 @@ class ReviewSession(QObject):
             self.image_layer = self.labels_layer = self.prob_layer = None
             self.image_bound.emit(False)
         elif same_layer(layer, self.labels_layer):
+            # The review keeps the masks; the layer comes back when the stack is segmented or
+            # picked again (ensure_labels_layer).
             self.autosave()
+            self._unhook_labels(layer)
             self.labels_layer = None
         elif same_layer(layer, self.prob_layer):
             self.prob_layer = None
@@ -270,6 +306,7 @@ class ReviewSession(QObject):
             self.core.mark_edited([self.current_frame()])
 
     def _on_core_labels(self, frames: list) -> None:
+        self.ensure_labels_layer()
         self.refresh_layers()
         self.labels_updated.emit(list(frames))
 
@@ -278,6 +315,8 @@ class ReviewSession(QObject):
         # the review keeps saving what the user sees.
         if self.core is None or self.labels_layer is None:
             return
+        if not same_layer(getattr(event, "source", self.labels_layer), self.labels_layer):
+            return  # another stack's ribs layer: never this review's
         project = self.core.project
         data = self.labels_layer.data
         if data is not project.labels and np.shape(data) == project.labels.shape:

@@ -23,6 +23,7 @@ from napari_ribseg._widgets._session import (
     ReviewSession,
     friendly_error,
     notify_error,
+    same_layer,
     source_of,
 )
 from napari_ribseg._widgets._settings import model_dir, save_settings, settings_backend
@@ -311,8 +312,27 @@ class LoadSection(QWidget):
                 layer.locked = True  # nor can it be deleted by a stray key
         self._show_region(image)
         self.image_added.emit(image)
+        self._select_ribs(image)
+
+    def show_stack(self, image: Image) -> None:
+        """Show a stack already in the viewer as the one under review (picked in Segment -> Image).
+
+        As after loading it: the other layers are hidden, its ribs layer is shown and selected, and
+        the imaged-region outline is this stack's (as the user left it, or detected).
+        """
+        viewer = self.session.viewer
+        own = {image.name, f"{image.name} ribs", f"{image.name} rib probability"}
+        for layer in viewer.layers:
+            if layer.name not in own:
+                layer.visible = False
+        image.visible = True
+        self._show_region(image)
+        self._select_ribs(image)
+
+    def _select_ribs(self, image: Image) -> None:
+        viewer = self.session.viewer
         labels = self.session.labels_layer
-        if labels is not None and labels in viewer.layers:
+        if labels is not None and any(same_layer(x, labels) for x in viewer.layers):
             # It may have been made when the image was inserted, before the units were set.
             labels.units = tuple(str(u) for u in image.units)
             labels.visible = True

@@ -69,6 +69,7 @@ class RibSegWidget(QWidget):
         self.session.saved.connect(self._on_saved)
         self.session.image_bound.connect(self._on_bound)
         self.segment_section.finished.connect(self._on_segment_finished)
+        self.segment_section.image_chosen.connect(self.load_section.show_stack)
         self.finetune_section.resegment_requested.connect(self._resegment_unreviewed)
         napari_viewer.layers.events.removed.connect(self._on_layer_removed)
         app = QApplication.instance()
@@ -140,7 +141,10 @@ class RibSegWidget(QWidget):
             self.status_line.setToolTip(str(self.session.project.folder))
 
     def _on_layer_removed(self, event: Any) -> None:
+        from napari_ribseg._widgets.region import forget_region_of
+
         self.session.forget_layer(event.value)
+        forget_region_of(self.viewer, event.value)
 
     def _resegment_unreviewed(self) -> None:
         self.tabs.setCurrentWidget(self.segment_section)

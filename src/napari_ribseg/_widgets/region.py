@@ -39,52 +39,113 @@ def region_layer(viewer: Any) -> Shapes | None:
     return next((layer for layer in viewer.layers if layer.name == REGION_LAYER), None)
 
 
+#: Key in an image layer's metadata under which its outline waits while another stack is shown.
+KEPT_REGION = "ribseg_region"
+
+
+def _frame_shape(image: Image) -> tuple[int, int]:
+    return tuple(int(v) for v in image.data.shape[-2:])
+
+
+def region_owner(layer: Shapes | None) -> str | None:
+    """Name of the image layer the region layer outlines (``None`` for none or an orphan)."""
+    return None if layer is None else layer.metadata.get("image")
+
+
 def show_region(viewer: Any, image: Image) -> Shapes | None:
-    """Detect the imaged region of ``image`` and show it as an editable polygon (replacing any)."""
+    """Show the imaged region of ``image`` as an editable outline (one region layer per viewer).
+
+    An outline already drawn for ``image`` stays as the user left it. Another stack's outline is
+    kept in that stack's metadata (:data:`KEPT_REGION`) and comes back when it is shown again;
+    a stack never outlined before is detected.
+    """
     from napari_ribseg._widgets._session import frames_of
 
-    frames = frames_of(image)
-    region = detect_imaged_region(frames)
+    frame_shape = _frame_shape(image)
     old = region_layer(viewer)
     if old is not None:
+        if region_owner(old) == image.name and tuple(old.metadata["frame_shape"]) == frame_shape:
+            old.scale = tuple(image.scale[-2:])  # the image may have gained mm since
+            old.units = tuple(str(u) for u in image.units)[-2:]
+            old.visible = True
+            return old
+        owner = next((x for x in viewer.layers if x.name == region_owner(old)), None)
+        if owner is not None and isinstance(owner.metadata, dict):
+            owner.metadata[KEPT_REGION] = {
+                "frame_shape": list(old.metadata["frame_shape"]),
+                "data": [np.asarray(d) for d in old.data],
+                "shape_type": list(old.shape_type),
+                "detected": old.metadata.get("detected"),
+            }
         viewer.layers.remove(old)
-    if region.kind == "full":
-        return None
+    meta = image.metadata if isinstance(image.metadata, dict) else {}
+    kept = meta.get(KEPT_REGION)
+    if kept and tuple(kept["frame_shape"]) == frame_shape:
+        data, shape_type, detected = kept["data"], kept["shape_type"], kept["detected"]
+    else:
+        region = detect_imaged_region(frames_of(image))
+        if region.kind == "full":
+            return None
+        data, shape_type, detected = [region.polygon()], "polygon", region.to_dict()
     layer = viewer.add_shapes(
-        [region.polygon()],
-        shape_type="polygon",
+        data,
+        shape_type=shape_type,
         name=REGION_LAYER,
         edge_color="#39c5ff",
-        edge_width=max(1.0, min(region.shape) / 200),
+        edge_width=max(1.0, min(frame_shape) / 200),
         face_color="transparent",
         scale=tuple(image.scale[-2:]),
-        metadata={"frame_shape": list(region.shape), "detected": region.to_dict()},
+        # The image's units too: napari drops all units (and warns) when layers' units differ.
+        units=tuple(str(u) for u in image.units)[-2:],
+        metadata={"frame_shape": list(frame_shape), "detected": detected, "image": image.name},
     )
     viewer.layers.selection.active = image
     return layer
 
 
 def region_from_layer(layer: Shapes | None, frame_shape: tuple[int, int]) -> ImagedRegion | None:
-    """The region the user's polygons cover (their union) in frames of ``frame_shape``."""
+    """The region the user's shapes cover (their union) in frames of ``frame_shape``.
+
+    Polygons, rectangles and ellipses are filled as napari draws them; a path or line is closed
+    into the polygon of its points.
+    """
     if layer is None or not len(layer.data):
         return None
     from napari_ribseg.core.region import polygon_to_mask
 
     mask = np.zeros(frame_shape, bool)
-    for shape in layer.data:
-        if len(shape) >= 3:
+    filled = None
+    for index, (shape, kind) in enumerate(zip(layer.data, layer.shape_type, strict=True)):
+        if kind == "ellipse":
+            # Its points are the corners of its bounding box; napari rasterises the ellipse.
+            if filled is None:
+                filled = layer.to_masks(mask_shape=frame_shape)
+            mask |= np.asarray(filled[index], bool)
+        elif len(shape) >= 3:
             mask |= polygon_to_mask(np.asarray(shape)[:, -2:], frame_shape)
     if not mask.any():
         return None
     return ImagedRegion.from_mask(mask, kind="hull", source="user")
 
 
-def region_for(viewer: Any, frame_shape: tuple[int, int]) -> ImagedRegion | None:
-    """The region to run the model on: the layer's, when it was drawn for frames of this size."""
+def region_for(viewer: Any, image: Image) -> ImagedRegion | None:
+    """The region to run the model on in ``image``: the layer's, when it outlines this stack."""
     layer = region_layer(viewer)
-    if layer is None or tuple(layer.metadata.get("frame_shape", ())) != tuple(frame_shape):
+    frame_shape = _frame_shape(image)
+    if (
+        layer is None
+        or region_owner(layer) != image.name
+        or tuple(layer.metadata.get("frame_shape", ())) != frame_shape
+    ):
         return None
     return region_from_layer(layer, frame_shape)
+
+
+def forget_region_of(viewer: Any, image: Any) -> None:
+    """``image`` was deleted: its outline belongs to no stack (never to a later one of its name)."""
+    layer = region_layer(viewer)
+    if layer is not None and region_owner(layer) == getattr(image, "name", None):
+        layer.metadata["image"] = None
 
 
 class DepthControl(QWidget):
@@ -137,11 +198,10 @@ class DepthControl(QWidget):
         if depth == 0.0:
             notify_error("Enter the imaging depth the scanner shows (e.g. 160 mm for 16 cm).")
             return None
-        frame_shape = tuple(int(v) for v in image.data.shape[-2:])
         meta = image.metadata if isinstance(image.metadata, dict) else {}
         try:
             derived = depth_spacing(
-                region_for(self.session.viewer, frame_shape),
+                region_for(self.session.viewer, image),
                 depth,
                 existing=meta.get("spacing_mm"),
                 replace=self.replace_box.isChecked(),

@@ -132,6 +132,9 @@ class SegmentSection(QWidget):
 
     #: A run ended; argument: "done", "stopped", "failed" or "discarded".
     finished = Signal(str)
+    #: The picker put another image layer under review (the user's choice or a dropped stack);
+    #: argument: the layer, to be shown as the stack to work on.
+    image_chosen = Signal(object)
 
     def __init__(self, session: ReviewSession, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -238,6 +241,8 @@ class SegmentSection(QWidget):
         self.keep_spin.valueChanged.connect(self._schedule_update)
         self.fill_holes_check.toggled.connect(self._schedule_update)
         self.show_prob_check.toggled.connect(self.session.show_probability)
+        # A stack bound later starts with the options shown here, not the defaults.
+        session.mask_options = self.options
         session.models_changed.connect(self.refresh_models)
         layers = session.viewer.layers
         layers.events.inserted.connect(self._refresh_images)
@@ -288,8 +293,9 @@ class SegmentSection(QWidget):
 
     def _on_image_choice(self, index: int) -> None:
         layer = self.image_combo.itemData(index) if index >= 0 else None
-        if layer is not None and not same_layer(layer, self.session.image_layer):
-            self._bind(layer)
+        new = layer is not None and not same_layer(layer, self.session.image_layer)
+        if new and self._bind(layer):
+            self.image_chosen.emit(layer)
 
     def _bind(self, layer: Image) -> bool:
         try:
@@ -401,10 +407,10 @@ class SegmentSection(QWidget):
         """The imaged region from the "imaged region" layer (as the user left it), else ``None``."""
         from napari_ribseg._widgets.region import region_for
 
-        project = self.session.project
-        if project is None:
+        image = self.session.image_layer
+        if self.session.project is None or image is None:
             return None
-        return region_for(self.session.viewer, tuple(project.frame_shape))
+        return region_for(self.session.viewer, image)
 
     def run(self, scope: str = "all") -> Any:
         """Start a segmentation worker on ``scope``; returns it (``None`` if nothing to do)."""

@@ -139,3 +139,32 @@ def test_adapt_options_reach_the_recipe(tmp_path, tiny_model, capsys):
     assert "averaged over" in captured.err + captured.out
     assert main([*args, "--out", "tiny-bad", "--mix", "0"]) == 2
     assert "0 < mix <= 1" in capsys.readouterr().err
+
+
+def test_finetune_gate_does_not_judge_on_frames_accepted_unedited_at_another_size(
+    tmp_path, tiny_model, capsys
+):
+    """Frames of 48 x 80 (not the model's 64 x 64 input) predicted, curated without an edit, then
+    fine-tuned from the same model: none of them is a correction, whatever the resampled Dice."""
+    rng = np.random.default_rng(5)
+    frames = rng.random((10, 48, 80), dtype=np.float32) * 0.2
+    frames[:, 14:19, 6:70] += 0.7
+    path = tmp_path / "wide.npy"
+    np.save(path, frames.clip(0, 1))
+    assert main(["predict", str(path), "--review", "--model", tiny_model, "--device", "cpu"]) == 0
+    assert main(["review", str(path), "--curate", "0-9"]) == 0
+    capsys.readouterr()
+    with ReviewSession.open(path) as session:
+        data = session.training_set()
+    assert data.edited == [False] * 10 and data.labelled_by == tiny_model
+    args = ["finetune", str(path), "--model", tiny_model, "--out", "wide-ft", "--epochs", "1"]
+    args += ["--batch-size", "2", "--device", "cpu", "--patience", "0"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "too few held-out corrected frames to judge: 0 of" in out
+    assert not (tmp_path / "models" / "wide-ft.safetensors").exists()
+
+    # One frame painted by hand: that one is a correction the review knows of.
+    with ReviewSession.open(path) as session:
+        session.set_labels(3, np.ones((48, 80), np.uint8))
+        assert session.training_set().edited == [f == 3 for f in range(10)]

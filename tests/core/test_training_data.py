@@ -99,6 +99,14 @@ def test_npz_round_trip_without_pickle(tmp_path):
     back = TrainingSet.load_npz(path)
     assert back.hash == ts.hash and back.ids == ts.ids and back.groups == ts.groups
     assert back.source == ts.source
+    # What a review knows of the labels travels to the fine-tune's child process too.
+    ts.edited, ts.labelled_by = [True, False, False, True], "v-unet-compact"
+    back = TrainingSet.load_npz(ts.save_npz(tmp_path / "flags.npz"))
+    assert back.edited == [True, False, False, True] and back.labelled_by == "v-unet-compact"
+    assert back.subset([3, 1]).edited == [True, False]
+    assert back.corrected_for("v-unet-compact") == [True, False, False, True]
+    assert back.corrected_for("unet-compact") == [True, None, None, True]
+    assert synthetic_set(1, 2, size=16).corrected_for("unet-compact") is None
 
 
 def test_from_simulator_groups_by_clip():

@@ -410,7 +410,8 @@ class FinetuneSection(QWidget):
     def start(self) -> bool:
         """Start fine-tuning in a child process; returns whether it started."""
         from napari_ribseg.core.models import resolve_model
-        from napari_ribseg.core.training import BackgroundFinetune, TrainingSet
+        from napari_ribseg.core.session import training_set_from_review
+        from napari_ribseg.core.training import BackgroundFinetune
         from napari_ribseg.core.training.output import stamped_output
 
         if not self._may_start(self.start_blocker()):
@@ -419,9 +420,7 @@ class FinetuneSection(QWidget):
         project = s.project
         base = self.base_combo.currentData()
         try:
-            data = TrainingSet.from_stack(
-                s.frames, project.labels, project.statuses, name=_safe(s.image_layer.name)
-            )
+            data = training_set_from_review(s.frames, project, name=_safe(s.image_layer.name))
             config = self.config()
             config.validate()
             folder = model_dir(s.settings)

@@ -92,7 +92,15 @@ def training_set_from_review(
     if name is None:
         name = Path(project.source).stem if project.source else project.folder.stem
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "stack"
-    return TrainingSet.from_stack(frames, project.labels, project.statuses, name=name)
+    return TrainingSet.from_stack(
+        frames,
+        project.labels,
+        project.statuses,
+        name=name,
+        changed=project.changed_pixels,
+        predicted=np.isfinite(project.confidence),
+        labelled_by=project.model_name,
+    )
 
 
 #: The training jobs a review can start, by the name :func:`start_blocker` takes.

@@ -52,6 +52,12 @@ class TrainingSet:
     source: str = ""
     hash: str = ""
     ids: list[str] = field(default_factory=list)
+    #: What a review knows of each label (empty: nothing, e.g. a paired folder): True, the user
+    #: changed the model's mask or drew the label; False, they accepted the mask of model
+    #: ``labelled_by`` unchanged. The promotion gate does not judge on a frame that is its base
+    #: model's own unchanged mask.
+    edited: list[bool] = field(default_factory=list)
+    labelled_by: str | None = None
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -73,6 +79,9 @@ class TrainingSet:
             self.ids = [f"{g}_f{i:04d}" for i, g in enumerate(self.groups)]
         elif len(self.ids) != n:
             raise DatasetError(f"training set: {len(self.ids)} ids for {n} frames")
+        self.edited = [bool(e) for e in self.edited]
+        if self.edited and len(self.edited) != n:
+            raise DatasetError(f"training set: {len(self.edited)} edited flags for {n} frames")
         if not self.hash:
             self.hash = _hash_frames(self.images, self.masks)
 
@@ -93,7 +102,18 @@ class TrainingSet:
             groups=[self.groups[i] for i in idx],
             source=self.source if source is None else source,
             ids=[self.ids[i] for i in idx],
+            edited=[self.edited[i] for i in idx] if self.edited else [],
+            labelled_by=self.labelled_by,
         )
+
+    def corrected_for(self, model_name: str) -> list[bool | None] | None:
+        """Per frame, whether its label is a correction of ``model_name``'s own mask, as far as
+        the review knows: True (edited or drawn), False (that model's mask, accepted unchanged),
+        None (another model's mask accepted, or no review: the gate compares the masks itself)."""
+        if not self.edited:
+            return None
+        same = self.labelled_by is not None and self.labelled_by == model_name
+        return [True if e else (False if same else None) for e in self.edited]
 
     # ---- constructors -----------------------------------------------------------------------
 
@@ -116,8 +136,16 @@ class TrainingSet:
         statuses: Sequence[int] | np.ndarray,
         *,
         name: str | None = None,
+        changed: Sequence[int] | np.ndarray | None = None,
+        predicted: Sequence[bool] | np.ndarray | None = None,
+        labelled_by: str | None = None,
     ) -> TrainingSet:
-        """Curated frames of one stack; the rib mask is ``labels == 1`` (other labels are not ribs)."""
+        """Curated frames of one stack; the rib mask is ``labels == 1`` (other labels are not ribs).
+
+        ``changed`` (pixels the user changed per frame), ``predicted`` (whether the model ever
+        masked the frame) and ``labelled_by`` (the model of the masks) come from the review and
+        fill :attr:`edited`; without them nothing is known of the labels' origin.
+        """
         if isinstance(stack_frames, Stack):
             frames = stack_frames.frames
             name = name or stack_frames.name
@@ -138,12 +166,23 @@ class TrainingSet:
             raise TrainingError(
                 f"stack {source}: no frame is marked curated; mark the corrected frames first"
             )
+        edited: list[bool] = []
+        if changed is not None:
+            changed = np.asarray(changed)
+            never = (
+                ~np.asarray(predicted, bool)
+                if predicted is not None
+                else np.zeros(len(changed), bool)
+            )
+            edited = [bool(changed[i] > 0 or never[i]) for i in curated]
         return cls(
             images=[np.asarray(frames[i], dtype=np.float32) for i in curated],
             masks=[(labels[i] == 1).astype(np.uint8) for i in curated],
             groups=[name] * curated.size,
             source=source,
             ids=[f"{name}_f{i:04d}" for i in curated],
+            edited=edited,
+            labelled_by=labelled_by if edited else None,
         )
 
     @classmethod
@@ -269,7 +308,14 @@ class TrainingSet:
         for i, (image, mask) in enumerate(zip(self.images, self.masks, strict=True)):
             arrays[f"image_{i:06d}"] = image
             arrays[f"mask_{i:06d}"] = mask
-        header = {"groups": self.groups, "ids": self.ids, "source": self.source, "hash": self.hash}
+        header = {
+            "groups": self.groups,
+            "ids": self.ids,
+            "source": self.source,
+            "hash": self.hash,
+            "edited": self.edited,
+            "labelled_by": self.labelled_by,
+        }
         arrays["header"] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
@@ -289,7 +335,15 @@ class TrainingSet:
             raise DatasetError(
                 f"{path}: not a training set written by TrainingSet.save_npz ({exc})"
             ) from exc
-        data = cls(images, masks, header["groups"], header["source"], ids=header["ids"])
+        data = cls(
+            images,
+            masks,
+            header["groups"],
+            header["source"],
+            ids=header["ids"],
+            edited=header.get("edited", []),
+            labelled_by=header.get("labelled_by"),
+        )
         if data.hash != header["hash"]:
             raise DatasetError(f"{path}: pixel hash does not match its header; the file is damaged")
         return data

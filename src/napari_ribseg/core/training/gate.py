@@ -1,8 +1,11 @@
 """The promotion gate: a fine-tuned model replaces its base only when it wins on frames it never saw.
 
 It judges on *corrected* held-out frames: frames whose label differs from the base model's own
-prediction (the base's Dice on them is below ``CORRECTED_BELOW``). A frame accepted without edits
-scores the base 1.0 by construction and can only hide a loss, so it does not count. The new model
+prediction. A frame accepted without edits scores the base 1.0 by construction and can only hide a
+loss, so it does not count. Where the review says (``corrected``: the user edited or drew the label,
+or accepted the base's own mask unchanged), that decides; otherwise the base's Dice on the frame
+must be below ``CORRECTED_BELOW``. The review is needed for frames of other sizes than the model's
+input: there the base's mask, resampled to the frame and back, scores it only 0.8-0.95. The new model
 must gain more than a margin in mean Dice *and* win on a strict majority of those frames; with
 fewer than ``min_frames`` such frames there is nothing to judge on, and nothing is promoted.
 """
@@ -85,14 +88,22 @@ def judge(
     min_frames: int = GATE_FRAMES,
     margin: float = GATE_MARGIN,
     groups: list[str] | None = None,
+    corrected: list[bool | None] | None = None,
 ) -> GateReport:
     """Compare new vs base per held-out frame; promote only a clear win on enough frames.
 
     ``groups`` (the stack or clip of each frame) lets the verdict say how many stacks it rests on:
     a win on frames of one stack shows the new model is better on that stack, not on others.
+    ``corrected`` (per frame: True, False or None for unknown) is what the review knows of each
+    label (:meth:`TrainingSet.corrected_for`); unknown frames fall back to the base's Dice.
     """
     held_out = len(ids)
-    picked = [i for i, d in enumerate(base_dice) if d < CORRECTED_BELOW]
+    known = corrected if corrected is not None else [None] * held_out
+    picked = [
+        i
+        for i, d in enumerate(base_dice)
+        if (known[i] if known[i] is not None else d < CORRECTED_BELOW)
+    ]
     report = GateReport(
         promoted=False,
         reason="",

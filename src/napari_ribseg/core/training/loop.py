@@ -666,6 +666,7 @@ def _select_and_gate(run: _Run) -> Iterable[Progress]:
         min_frames=config.gate_frames,
         margin=config.gate_margin,
         groups=list(run.val.groups),
+        corrected=run.val.corrected_for(run.base.card.name),
     )
     run.best_val_dice = mean_dice(dices)
     run.best_epoch = len(run.history)

@@ -74,6 +74,18 @@ def test_model_output_path_is_one_rule(tmp_path):
     (tmp_path / "mine.safetensors").write_bytes(b"")
     with pytest.raises(TrainingError, match="exists"):
         model_output_path("mine", model_dir=tmp_path, overwrite=False)
+    # A user model named like a bundled one (or a variant name) would stand in for it silently.
+    for name in ("unet-compact", "v-unet-compact", "x-unet-compact-salient", "unet", "v-unet"):
+        with pytest.raises(TrainingError, match=f"output name '{name}' is a bundled model's"):
+            model_output_path(name, model_dir=tmp_path)
+    with pytest.raises(TrainingError, match="is a bundled model's"):
+        model_output_path(tmp_path / "unet-compact.safetensors", model_dir=tmp_path)
+    # Elsewhere (a run folder) the bundled stem is only a file name.
+    run_dir = tmp_path / "run"
+    assert (
+        model_output_path(run_dir / "unet-compact.safetensors", model_dir=tmp_path).parent
+        == run_dir
+    )
 
 
 def test_variants_registry_and_paths_import_without_torch():

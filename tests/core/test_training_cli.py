@@ -183,3 +183,12 @@ def test_bad_output_and_same_as_base_fail_with_one_line(tmp_path, paired, capsys
     )
     assert code == 2 and "exists" in capsys.readouterr().err
     assert (tmp_path / "taken.safetensors").read_bytes() == b"a model the user made"
+
+
+def test_pretrain_salient_does_not_replace_an_existing_model(tmp_path, capsys):
+    (tmp_path / "mine.safetensors").write_bytes(b"keep me")
+    args = ["pretrain-salient", "--synthetic", "2", "--epochs", "1", "--preset", "tiny"]
+    code = main([*args, "--size", "32", "--out", str(tmp_path / "mine.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 2 and "exists; choose a new name or pass --overwrite" in err
+    assert (tmp_path / "mine.safetensors").read_bytes() == b"keep me"

@@ -48,6 +48,9 @@ def register(subparsers) -> None:
     parser.add_argument("--limit", type=int, default=None, help="read at most this many images")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing model of the same name"
+    )
     parser.set_defaults(func=run)
 
 
@@ -55,10 +58,13 @@ def run(args: argparse.Namespace) -> int:
     """Run the pre-training with a progress bar; print where the checkpoint went."""
     from napari_ribseg.cli.cmd_finetune import output_path
     from napari_ribseg.cli.progress_bar import ProgressBar
-    from napari_ribseg.core.errors import DatasetError
+    from napari_ribseg.core.errors import DatasetError, TrainingError
     from napari_ribseg.core.jobs import run_job
     from napari_ribseg.core.training.salient import pretrain_salient
 
+    out = output_path(args.out)
+    if out.exists() and not args.overwrite:
+        raise TrainingError(f"--out {out} exists; choose a new name or pass --overwrite")
     if args.data is None and args.synthetic <= 0:
         raise DatasetError("pretrain-salient needs DATA or --synthetic N")
     if args.data is not None and args.synthetic > 0:
@@ -74,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             seed=args.seed,
             device=args.device,
-            out=output_path(args.out),
+            out=out,
             limit=args.limit,
         ),
         ProgressBar("pretrain-salient", kind="batch"),

@@ -41,6 +41,24 @@ def model_output_path(
         from napari_ribseg.core.models.registry import user_model_dir
 
         target = user_model_dir(model_dir) / f"{text}.safetensors"
+    from napari_ribseg.core.models.registry import (
+        best_model_of_variant,
+        bundled_model_dir,
+        user_model_dir,
+    )
+
+    in_user_folder = target.parent.resolve() == user_model_dir(model_dir).resolve()
+    stem = target.stem
+    if in_user_folder and (
+        (bundled_model_dir() / f"{stem}.safetensors").exists()
+        or best_model_of_variant(stem) is not None
+    ):
+        # resolve_model looks in the user folder first: the new model would hide the bundled one.
+        raise TrainingError(
+            f"output name {stem!r} is a bundled model's (or selects one, as a variant name): a "
+            f"user model of that name would stand in for it wherever {stem!r} is asked for; "
+            "choose another name"
+        )
     if not overwrite and target.exists():
         raise TrainingError(f"output {target} exists; choose a new name or allow overwriting it")
     return target

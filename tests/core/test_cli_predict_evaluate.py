@@ -112,6 +112,16 @@ def test_predict_refuses_to_overwrite_its_input(cine, random_model, capsys):
     assert main(["predict", str(path), "--model", str(random_model), "--out", str(path)]) == 2
     assert "never overwritten" in capsys.readouterr().err
     assert path.read_bytes() == before
+    # A folder of frames: neither a frame nor a new file inside it (it would become a frame).
+    folder = path.parent / "frames"
+    folder.mkdir()
+    for i in range(2):
+        tifffile.imwrite(folder / f"f{i}.tif", np.zeros((50, 70), np.uint8))
+    frame = (folder / "f0.tif").read_bytes()
+    for target in (folder / "f0.tif", folder / "ribs.tif"):
+        code = main(["predict", str(folder), "--model", str(random_model), "--out", str(target)])
+        assert code == 2 and "inside the input folder of frames" in capsys.readouterr().err
+    assert (folder / "f0.tif").read_bytes() == frame and not (folder / "ribs.tif").exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
@@ -197,3 +207,22 @@ def test_evaluate_missing_dataset_is_exit_2(tmp_path, random_model, capsys):
     assert main(argv) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.startswith("ribseg evaluate: error:")
+
+
+def test_predict_and_adapt_refuse_a_start_checkpoint(tmp_path, cine, capsys):
+    """The salient start checkpoint never saw a rib (the widget hides it from segmenting)."""
+    path, _ = cine
+    out = tmp_path / "ribs.tif"
+    assert main(["predict", str(path), "--model", "x-unet-compact-salient", "--out", str(out)]) == 2
+    assert "is a start checkpoint" in capsys.readouterr().err and not out.exists()
+    code = main(["adapt", str(path), "--model", "x-unet-compact-salient", "--out", "adapted"])
+    assert code == 2 and "is a start checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "0", "-0.2", "x"])
+def test_evaluate_refuses_a_spacing_that_is_no_length_before_predicting(dataset, bad, capsys):
+    root, _ = dataset
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(root), "--spacing", bad, "0.2"])
+    assert exit_info.value.code == 2
+    assert "expected a pixel spacing in mm > 0" in capsys.readouterr().err

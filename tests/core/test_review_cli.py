@@ -168,3 +168,32 @@ def test_finetune_gate_does_not_judge_on_frames_accepted_unedited_at_another_siz
     with ReviewSession.open(path) as session:
         session.set_labels(3, np.ones((48, 80), np.uint8))
         assert session.training_set().edited == [f == 3 for f in range(10)]
+
+
+def test_finetune_and_adapt_read_a_review_kept_under_a_project_folder(tmp_path, tiny_model, capsys):
+    frames = np.random.default_rng(2).random((12, 64, 64), dtype=np.float32) * 0.2
+    frames[:, 20:26, 8:56] += 0.7
+    stack_file = tmp_path / "clip01.npy"
+    np.save(stack_file, frames)
+    reviews = tmp_path / "reviews ü"
+    base = ["--model", tiny_model, "--device", "cpu"]
+    kept = ["--project-folder", str(reviews)]
+    assert main(["predict", str(stack_file), "--review", *kept, *base]) == 0
+    assert main(["review", str(stack_file), *kept, "--curate", "0-5"]) == 0
+    capsys.readouterr()
+    sidecar = stack_file.parent / "clip01.npy.ribseg"
+    # Without the folder: an error that says where it looked, and no empty review left behind.
+    args = ["finetune", str(stack_file), *base, "--out", "pf-ft", "--epochs", "1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"no review at {sidecar}" in err and "--project-folder" in err
+    assert main(["review", str(stack_file)]) == 2 and "no review at" in capsys.readouterr().err
+    assert not sidecar.exists()
+    # With it: trained on its 6 curated frames, some held out.
+    args += [*kept, "--batch-size", "2", "--val-share", "0.5", "--select", "last"]
+    assert main(args) == 0
+    card = json.loads((tmp_path / "models" / "pf-ft.json").read_text())
+    assert 1 <= card["training_data"]["frames"] < 6
+    code = main(["adapt", str(stack_file), *base, *kept, "--out", "pf-ad", "--steps", "2"])
+    assert code == 0 and "6 curated frames in the stack's review" in capsys.readouterr().out
+    assert not sidecar.exists()

@@ -59,19 +59,25 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:N, mps")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument(
+        "--project-folder", type=Path, default=None, metavar="DIR",
+        help="the stack's review (its curated frames judge the result) is kept under DIR",
+    )  # fmt: skip
+    parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing model of the same name"
     )
     parser.set_defaults(func=run)
 
 
-def _curated(stack) -> dict:
+def _curated(stack, project_folder: Path | None = None) -> dict:
     """The curated frames' rib masks of the stack's review, if it has one (none is created)."""
     from napari_ribseg.core.project import project_dir_for
     from napari_ribseg.core.session import ReviewSession, curated_masks
 
-    if stack.source is None or not project_dir_for(stack.source, name=stack.name).exists():
+    if stack.source is None and project_folder is None:
         return {}
-    with ReviewSession.open(stack) as session:
+    if not project_dir_for(stack.source, root=project_folder, name=stack.name).exists():
+        return {}
+    with ReviewSession.open(stack, project_folder=project_folder, existing=True) as session:
         return curated_masks(session.project)
 
 
@@ -82,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_ribseg.core.io import read_stack
     from napari_ribseg.core.jobs import run_job
     from napari_ribseg.core.models import load_model
+    from napari_ribseg.core.models.registry import refuse_start_checkpoint
     from napari_ribseg.core.training.adapt import AdaptConfig, adapt
     from napari_ribseg.core.training.output import model_output_path
 
@@ -100,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     config.validate()
     stack = read_stack(args.stack)
     base = load_model(args.model)
-    labelled = _curated(stack)
+    refuse_start_checkpoint(base.card, "adapt to a stack by its own confident ribs")
+    labelled = _curated(stack, args.project_folder)
     if labelled:
         print(
             f"{len(labelled)} curated frames in the stack's review: left out, they judge the result"

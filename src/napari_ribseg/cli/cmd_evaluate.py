@@ -11,6 +11,17 @@ from napari_ribseg.cli.cmd_info import add_depth_options
 from napari_ribseg.cli.cmd_predict import add_model_options, chosen_model, mask_options
 
 
+def spacing_mm(text: str) -> float:
+    """argparse type of ``--spacing``: a finite number of mm > 0, checked before any inference."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a pixel spacing in mm > 0; got {text!r}")
+    return value
+
+
 def register(subparsers) -> None:
     """Add the ``evaluate`` subcommand."""
     parser = subparsers.add_parser(
@@ -25,11 +36,11 @@ def register(subparsers) -> None:
     physical = parser.add_mutually_exclusive_group()
     physical.add_argument(
         "--spacing",
-        type=float,
+        type=spacing_mm,
         nargs=2,
         default=None,
         metavar=("ROW_MM", "COL_MM"),
-        help="pixel spacing in mm, for HD95 in mm (default: the dataset's, else pixels)",
+        help="pixel spacing in mm, for HD95 in mm (default: pixels; or --depth-mm)",
     )
     add_depth_options(physical, replace=False)
     parser.add_argument("--csv", type=Path, default=None, metavar="F", help="write per-frame CSV")

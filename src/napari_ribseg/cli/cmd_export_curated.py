@@ -27,7 +27,9 @@ def run(args: argparse.Namespace) -> int:
     """Export and print how many pairs went where."""
     from napari_ribseg.core.session import ReviewSession
 
-    with ReviewSession.open(args.stack, project_folder=args.project_folder) as session:
+    with ReviewSession.open(
+        args.stack, project_folder=args.project_folder, existing=True
+    ) as session:
         return _run(args, session)
 
 

@@ -40,6 +40,10 @@ def register(subparsers) -> None:
         required=True,
         help="new model: a name (saved in the user model folder) or a path ending in .safetensors",
     )
+    parser.add_argument(
+        "--project-folder", type=Path, default=None, metavar="DIR",
+        help="with a STACK: its review is kept under DIR instead of next to the stack",
+    )  # fmt: skip
     add_arguments(parser)
     parser.add_argument(
         "--no-resume", action="store_true", help="ignore a resume state beside the output"
@@ -50,8 +54,9 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _training_data(path: Path):
-    """A paired folder as is; a stack (file or frame folder) through its review's curated frames."""
+def _training_data(path: Path, project_folder: Path | None = None):
+    """A paired folder as is; a stack (file or frame folder) through its review's curated frames
+    (kept next to it, or under ``project_folder``; a stack without a review is an error)."""
     from napari_ribseg.core.io import find_reader, read_paired_dataset
     from napari_ribseg.core.training.data import TrainingSet
 
@@ -59,7 +64,7 @@ def _training_data(path: Path):
         return TrainingSet.from_paired(read_paired_dataset(path))
     from napari_ribseg.core.session import ReviewSession
 
-    with ReviewSession.open(path) as session:
+    with ReviewSession.open(path, project_folder=project_folder, existing=True) as session:
         return session.training_set()
 
 
@@ -82,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not resuming and not args.overwrite:
         raise TrainingError(f"--out {out} exists; choose a new name or pass --overwrite")
     config = config_from_args(args)
-    data = _training_data(args.data)
+    data = _training_data(args.data, args.project_folder)
     base = load_model(base_path)
     main_rank = int(os.environ.get("RANK", "0")) == 0
     bar = ProgressBar("finetune", kind="batch") if main_rank else None

@@ -191,6 +191,12 @@ def _refuse_overwriting_input(source: Path, *targets: Path | None) -> str | None
     for target in named:
         if target.resolve() == resolved:
             return f"{target} is the input file; inputs are never overwritten"
+        if source.is_dir() and target.resolve().parent == resolved:
+            # It would replace a frame, or become one on the next read of the folder.
+            return (
+                f"{target} is inside the input folder of frames; write the masks elsewhere "
+                "(inputs are never overwritten)"
+            )
     if len(named) == 2 and named[0].resolve() == named[1].resolve():
         return f"--out and --prob name the same file {named[0]}"
     return None
@@ -215,10 +221,12 @@ def run(args: argparse.Namespace) -> int:
     from napari_ribseg.core.devices import resolve_device
     from napari_ribseg.core.jobs import run_job
     from napari_ribseg.core.models import load_model
+    from napari_ribseg.core.models.registry import refuse_start_checkpoint
     from napari_ribseg.core.streaming import segment_file
 
     device = resolve_device(args.device)  # fail before the slow reads when the device is missing
     loaded = load_model(chosen_model(args), device="cpu")
+    refuse_start_checkpoint(loaded.card, "segment ribs")
     if args.review:
         return _predict_into_review(args, loaded, device)
     options = mask_options(args)

@@ -32,7 +32,11 @@ def run(args: argparse.Namespace) -> int:
     """Apply the requested statuses, save, and print the table and counts."""
     from napari_ribseg.core.session import ReviewSession
 
-    with ReviewSession.open(args.stack, project_folder=args.project_folder) as session:
+    # Only showing a review never starts one (no empty sidecar left behind).
+    changes = any((args.unreview, args.curate, args.reject))
+    with ReviewSession.open(
+        args.stack, project_folder=args.project_folder, existing=not changes
+    ) as session:
         return _run(args, session)
 
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from psygnal import Signal
 
-from napari_ribseg.core.errors import DatasetError
+from napari_ribseg.core.errors import DatasetError, ProjectError
 from napari_ribseg.core.jobs import Job, Progress, StopFlag, run_job
 from napari_ribseg.core.postprocess import MaskOptions
 from napari_ribseg.core.project import ReviewProject, project_dir_for
@@ -201,16 +201,25 @@ class ReviewSession:
         project_folder: str | os.PathLike | None = None,
         name: str | None = None,
         options: MaskOptions | None = None,
+        existing: bool = False,
     ) -> ReviewSession:
         """Open a stack (a :class:`Stack` or any readable path) and restore or start its review.
 
         The review lives in ``<file name>.ribseg`` next to the stack, or under ``project_folder``.
+        ``existing``: only restore; a stack without a review raises :class:`ProjectError` (naming
+        where it looked) instead of starting one, so reading never leaves an empty review behind.
         """
         if not isinstance(stack, Stack):
             from napari_ribseg.core.io import read_stack
 
             stack = read_stack(stack)
         folder = project_dir_for(stack.source, root=project_folder, name=name or stack.name)
+        if existing and not folder.is_dir():
+            hint = "" if project_folder else " (pass --project-folder if it is kept elsewhere)"
+            raise ProjectError(
+                f"{stack.source or stack.name}: no review at {folder}{hint}; segment it with "
+                "ribseg predict STACK --review (or in the widget) and curate frames first"
+            )
         return cls.for_frames(stack.frames, folder, source=stack.source, name=name or stack.name,
                               options=options)  # fmt: skip
 

@@ -51,9 +51,24 @@ class ModelEntry:
         Start checkpoints are what a new X-Unet begins from; they never saw a rib, so pickers that
         segment hide them and ``ribseg models`` marks them.
         """
-        # A salient pre-training card has no parent; models trained from it name it as parent.
-        salient = "salient_pretraining" in self.card.extra and not self.card.parent
-        return salient or self.card.training_data.source.startswith("synthetic:")
+        return is_start_card(self.card)
+
+
+def is_start_card(card: ModelCard) -> bool:
+    """Whether ``card`` is a start checkpoint's (salient pre-training), not a rib model's."""
+    # A salient pre-training card has no parent; models trained from it name it as parent.
+    salient = "salient_pretraining" in card.extra and not card.parent
+    return salient or card.training_data.source.startswith("synthetic:")
+
+
+def refuse_start_checkpoint(card: ModelCard, what: str) -> None:
+    """Raise :class:`CheckpointError` when ``card`` is a start checkpoint's: it never saw a rib."""
+    if is_start_card(card):
+        raise CheckpointError(
+            f"{card.name} is a start checkpoint (salient-object pre-training), not a rib model: "
+            f"it never saw a rib, so it cannot {what}; fine-tune it first (ribseg finetune DATA "
+            f"--model {card.name} --out NAME) or choose a rib model (ribseg models)"
+        )
 
 
 def bundled_model_dir() -> Path:

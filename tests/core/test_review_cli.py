@@ -94,6 +94,12 @@ def test_review_cli_errors_are_one_line(stack_file, capsys):
     assert "outside this stack of 8 frames" in err and len(err.strip().splitlines()) == 1
     assert main(["export-curated", str(stack_file), "--out", str(stack_file.parent / "x")]) == 2
     assert "no frame is marked curated" in capsys.readouterr().err
+    assert main(["review", str(stack_file), "--curate", "5-2"]) == 2
+    assert "'5-2' runs backwards; write the lower frame first (2-5)" in capsys.readouterr().err
+    assert main(["review", str(stack_file), "--curate", "1-3", "--reject", "3,6"]) == 2
+    assert "frames [3] are asked to be both curated and rejected" in capsys.readouterr().err
+    with ReviewSession.open(stack_file) as session:
+        assert (session.statuses == FrameStatus.UNREVIEWED).all(), "nothing half-applied"
 
 
 def test_predict_needs_out_or_review(stack_file, capsys):

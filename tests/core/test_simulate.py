@@ -596,3 +596,13 @@ def test_cli_mixed_views_keep_each_clips_draws(tmp_path):
     assert 1 <= len(empty) <= 8  # about 3 of 30 at the real share of 10 %
     same = [i for i in range(30) if i not in empty]
     assert all(np.array_equal(mixed.images[i], plain.images[i]) for i in same)
+
+
+def test_frame_size_is_refused_outside_what_the_readers_accept():
+    """A 20000 x 20000 frame was killed by the kernel (exit 137) instead of being refused."""
+    from napari_ribseg.core.simulate import SimulationConfig
+
+    for size in ((20000, 20000), (8193, 64), (15, 64)):
+        with pytest.raises(ValueError, match=r"both in 16\.\.8192"):
+            SimulationConfig(size=size)
+    assert SimulationConfig(size=(8192, 16)).size == (8192, 16)

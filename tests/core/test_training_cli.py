@@ -192,3 +192,20 @@ def test_pretrain_salient_does_not_replace_an_existing_model(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "exists; choose a new name or pass --overwrite" in err
     assert (tmp_path / "mine.safetensors").read_bytes() == b"keep me"
+
+
+@pytest.mark.parametrize(
+    "option,value,message",
+    [
+        ("--epochs", "0", "must be >= 1"),
+        ("--size", "0", "must be >= 1"),
+        ("--size", "100", "multiple of 16"),
+        ("--lr", "nan", "expected a number > 0"),
+        ("--batch-size", "0", "must be >= 1"),
+    ],
+)
+def test_pretrain_salient_numbers_are_checked_first(tmp_path, option, value, message, capsys):
+    args = ["pretrain-salient", "--synthetic", "2", "--out", str(tmp_path / "s.safetensors")]
+    with pytest.raises(SystemExit):
+        main([*args, option, value])
+    assert message in capsys.readouterr().err

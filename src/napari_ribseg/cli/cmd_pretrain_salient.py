@@ -8,8 +8,30 @@ and the model card then says so. torch is imported inside :func:`run`, not at CL
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
+
+from napari_ribseg.cli.cmd_predict import positive_int
+
+
+def input_size(text: str) -> int:
+    """argparse type of ``--size``: a model input size (a multiple of 16 in 16..4096)."""
+    value = positive_int(text)
+    if value % 16 or not 16 <= value <= 4096:
+        raise argparse.ArgumentTypeError(f"expected a multiple of 16 in 16..4096; got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0; got {text!r}")
+    return value
 
 
 def register(subparsers) -> None:
@@ -38,13 +60,18 @@ def register(subparsers) -> None:
         metavar="N",
         help="compose N synthetic salient images instead of reading DATA",
     )
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=positive_int, default=20)
     parser.add_argument(
         "--preset", default="compact", choices=("paper", "compact", "tiny"), help="model widths"
     )
-    parser.add_argument("--size", type=int, default=256, help="training and model input size")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--size",
+        type=input_size,
+        default=256,
+        help="training and model input size (16-4096, a multiple of 16)",
+    )
+    parser.add_argument("--lr", type=positive_float, default=1e-3)
+    parser.add_argument("--batch-size", type=positive_int, default=8)
     parser.add_argument("--limit", type=int, default=None, help="read at most this many images")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--seed", type=int, default=0)

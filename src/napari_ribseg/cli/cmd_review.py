@@ -41,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, session) -> int:
+    import numpy as np
+
+    from napari_ribseg.core.errors import DatasetError
     from napari_ribseg.core.session import parse_frames
     from napari_ribseg.core.stack import FrameStatus
 
@@ -49,9 +52,18 @@ def _run(args: argparse.Namespace, session) -> int:
         (args.curate, FrameStatus.CURATED),
         (args.reject, FrameStatus.REJECTED),
     )
-    for text, status in requests:
-        if text:
-            session.set_status(parse_frames(text, session.n_frames), status)
+    asked = {status: parse_frames(text, session.n_frames) for text, status in requests if text}
+    statuses = list(asked)
+    for i, first in enumerate(statuses):
+        for second in statuses[i + 1 :]:
+            both = np.intersect1d(asked[first], asked[second])
+            if both.size:
+                raise DatasetError(
+                    f"frames {both.tolist()} are asked to be both {first.name.lower()} and "
+                    f"{second.name.lower()}; give each frame one status"
+                )
+    for status, frames in asked.items():
+        session.set_status(frames, status)
     session.save()
     project = session.project
     if not args.quiet:

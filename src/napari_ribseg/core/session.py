@@ -70,7 +70,11 @@ def parse_frames(text: str, n_frames: int) -> np.ndarray:
             raise DatasetError(f"frames {text!r}: cannot read {part!r}; expected e.g. 0-3,7")
         lo = int(match.group(1))
         hi = int(match.group(2)) if match.group(2) is not None else lo
-        if hi < lo or hi >= n_frames:
+        if hi < lo:
+            raise DatasetError(
+                f"frames {text!r}: {part!r} runs backwards; write the lower frame first ({hi}-{lo})"
+            )
+        if hi >= n_frames:
             raise DatasetError(
                 f"frames {text!r}: {part!r} is outside this stack of {n_frames} frames "
                 f"(0-{n_frames - 1})"

@@ -119,9 +119,10 @@ class SimulationConfig:
         if self.view not in VIEWS:
             raise ValueError(f"SimulationConfig.view must be one of {VIEWS}; got {self.view!r}")
         size = tuple(int(v) for v in self.size)
-        if len(size) != 2 or min(size) < 16:
+        if len(size) != 2 or min(size) < 16 or max(size) > 8192:
+            # 8192: the largest frame the readers accept (core.budget.MAX_FRAME_PIXELS).
             raise ValueError(
-                f"SimulationConfig.size must be (H, W) with both >= 16; got {self.size}"
+                f"SimulationConfig.size must be (H, W) with both in 16..8192; got {self.size}"
             )
         object.__setattr__(self, "size", size)
         positive = (

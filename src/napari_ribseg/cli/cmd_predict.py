@@ -266,7 +266,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _spacing_text(spacing_mm) -> str:
     if spacing_mm is None:
-        return "none (the stack records none; ribseg info STACK --depth-mm D says what a depth gives)"
+        return (
+            "none (the stack records none; ribseg info STACK --depth-mm D says what a depth gives)"
+        )
     return f"{spacing_mm[0]:.4g} x {spacing_mm[1]:.4g} mm (row x col)"
 
 

@@ -22,6 +22,17 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     return root
 
 
+@pytest.fixture(autouse=True)
+def _denormals_as_found():
+    """``ribseg`` training commands run in-process here flush denormals for the whole process
+    (as a CLI run does); later tests get torch's default back."""
+    yield
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_flush_denormal(False)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

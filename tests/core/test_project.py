@@ -46,6 +46,7 @@ def test_save_and_restore_round_trip(tmp_path, rng):
     project.set_status(3, FrameStatus.REJECTED)
     assert project.save()
     assert not project.save()  # nothing changed: nothing written
+    project.close()
 
     again, restored = ReviewProject.open(tmp_path / "a.ribseg", 4, (16, 20))
     assert restored

@@ -52,6 +52,7 @@ def test_two_stacks_with_one_stem_get_two_reviews(tmp_path):
     first.labels[1] = 1
     first.set_status(1, FrameStatus.CURATED)
     first.save()
+    first.close()
     second, restored = ReviewProject.open(project_dir_for(mp4), 3, (8, 8), source=mp4, frames=b)
     assert not restored and second.labels.sum() == 0
     # The same review folder pointed at another stack's content is refused, naming both.
@@ -86,6 +87,25 @@ def test_second_viewer_is_refused_and_stale_lock_taken_over(tmp_path):
     project, _ = ReviewProject.open(folder, 2, (4, 4))
     assert (folder / LOCK_FILE).read_text().startswith(str(os.getpid()))
     project.close()
+    assert not (folder / LOCK_FILE).exists()
+
+
+def test_one_process_cannot_open_one_review_twice(tmp_path):
+    """Two viewers in one Python session (a notebook, a script) each saving the same review
+    wiped each other's statuses: the lock now holds within the process too."""
+    import gc
+
+    folder = tmp_path / "y.ribseg"
+    first, _ = ReviewProject.open(folder, 2, (4, 4))
+    with pytest.raises(ProjectError, match="already open in this Python session"):
+        ReviewProject.open(folder, 2, (4, 4))
+    first.close()
+    second, _ = ReviewProject.open(folder, 2, (4, 4))  # closed: free again
+    # A project dropped without close() (an exception, a forgotten handle) frees it too.
+    del second
+    gc.collect()
+    third, _ = ReviewProject.open(folder, 2, (4, 4))
+    third.close()
     assert not (folder / LOCK_FILE).exists()
 
 

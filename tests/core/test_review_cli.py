@@ -58,7 +58,8 @@ def test_batch_review_path_end_to_end(tmp_path, tiny_model, stack_file, capsys):
     assert "4 curated, 1 rejected, 3 unreviewed of 8 frames; 1 hand-edited" in out
     assert out.splitlines()[1].split()[:2] == ["0", "curated"]
 
-    before = ReviewSession.open(stack_file).labels.copy()
+    with ReviewSession.open(stack_file) as opened:
+        before = opened.labels.copy()
     assert (
         main(["predict", str(stack_file), "--review", "--model", tiny_model, "--device", "cpu"])
         == 0
@@ -68,6 +69,7 @@ def test_batch_review_path_end_to_end(tmp_path, tiny_model, stack_file, capsys):
     for f in (0, 1, 2, 3, 6, 7):
         np.testing.assert_array_equal(after.labels[f], before[f])
     assert after.statuses[7] == FrameStatus.REJECTED
+    after.close()  # one open review per stack, in this process too
 
     assert main(["export-curated", str(stack_file), "--out", str(tmp_path / "pairs")]) == 0
     assert "4 curated frame pairs" in capsys.readouterr().out

@@ -114,7 +114,7 @@ def test_review_reopens_with_statuses_labels_and_probabilities(stack_file, tiny_
     session = ReviewSession.open(stack_file)
     session.predict_sync(tiny_model, device="cpu")
     session.set_status([0, 1], FrameStatus.CURATED)
-    assert session.save()
+    session.close()
     again = ReviewSession.open(stack_file)
     assert again.restored
     np.testing.assert_array_equal(again.labels, session.labels)

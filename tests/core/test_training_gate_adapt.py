@@ -40,16 +40,17 @@ def test_gate_promotes_only_a_clear_majority_win_on_enough_corrected_frames():
 def test_what_the_review_knows_of_a_label_decides_whether_the_gate_judges_on_it():
     """At frame sizes other than the model's input the base's own mask, resampled, scores it
     0.8-0.95: the Dice rule alone would call an accepted frame corrected. The review decides."""
-    ids = ["a", "b", "c", "d"]
-    base, new = [0.93, 0.91, 0.95, 0.995], [0.80, 0.85, 0.97, 0.999]
+    ids = ["a", "b", "c", "d", "e"]
+    base, new = [0.93, 0.91, 0.95, 0.60, 0.995], [0.80, 0.85, 0.97, 0.90, 0.999]
     alone = judge(ids, base, new, min_frames=3)
-    assert alone.frame_ids == ["a", "b", "c"]
-    # a, b, c accepted unchanged from the base, d edited by hand (by a few pixels): only d counts.
-    known = judge(ids, base, new, min_frames=3, corrected=[False, False, False, True])
+    assert alone.frame_ids == ["a", "b", "c", "d"]
+    # a, b, c accepted unchanged from the base, d and e edited by hand: a, b, c are out, and e
+    # (edited by a few pixels, reproduced by the base to 0.995) does not count either.
+    known = judge(ids, base, new, min_frames=3, corrected=[False, False, False, True, True])
     assert known.frame_ids == ["d"] and not known.promoted
-    assert "1 of 4 held-out frames differ from the base model's own prediction" in known.reason
-    # Unknown frames (another model's mask accepted) fall back to the Dice rule.
-    mixed = judge(ids, base, new, min_frames=3, corrected=[None, False, None, True])
+    assert "1 of 5 held-out frames differ from the base model's own prediction" in known.reason
+    # Unknown frames (another model's mask accepted) keep the Dice rule.
+    mixed = judge(ids, base, new, min_frames=3, corrected=[None, False, None, True, None])
     assert mixed.frame_ids == ["a", "c", "d"]
 
 

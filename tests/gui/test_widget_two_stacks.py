@@ -116,3 +116,31 @@ def test_ellipse_outline_is_filled_as_an_ellipse_and_has_the_images_units(docked
     region = widget.segment_section.current_region()
     assert not (region.mask & ~ellipse).any(), "the bounding box's corners are not the ellipse"
     assert region.mask.sum() >= 0.95 * ellipse.sum()
+
+
+def test_closing_the_dock_releases_the_review_and_a_new_dock_can_pick_the_stack(
+    make_napari_viewer_proxy, tmp_path
+):
+    """napari's dock x only takes the widget out of its dock (setParent(None)): the widget must
+    still save, stop and let go, so a dock opened again can put the stack under review."""
+    from napari_ribseg.core.project import _held_here
+
+    viewer = make_napari_viewer_proxy()
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-ribseg", "Rib Segmentation")
+    full_path, _boxed = _two_stacks(tmp_path)
+    widget.load(full_path)
+    widget.set_status(1, 1)
+    folder = widget.session.project.folder
+    assert _held_here(folder)
+    viewer.window.remove_dock_widget(widget)
+    assert not _held_here(folder), "the closed widget still holds the review"
+    assert widget.session.core is None
+
+    _dock, again = viewer.window.add_plugin_dock_widget("napari-ribseg", "Rib Segmentation")
+    combo = again.segment_section.image_combo
+    combo.activated.emit(combo.findText("full"))  # a pick of the entry already shown
+    assert again.session.project is not None
+    assert again.session.project.statuses.tolist() == [0, 1, 0, 0]
+    # The old widget reacts to nothing any more: a new layer does not bind it again.
+    viewer.add_image(np.zeros((2, 64, 80), np.float32), name="later")
+    assert widget.session.core is None

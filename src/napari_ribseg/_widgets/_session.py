@@ -210,6 +210,14 @@ class ReviewSession(QObject):
         self.image_bound.emit(core.restored)
         return core.restored
 
+    def close(self) -> None:
+        """The widget is going away: save and unlock the review, let go of the viewer."""
+        self._release()
+        self._unhook_labels(self.labels_layer)
+        self.image_layer = self.labels_layer = self.prob_layer = None
+        with contextlib.suppress(Exception):  # the viewer may already be gone
+            self.viewer.dims.events.current_step.disconnect(self._on_step)
+
     def _release(self) -> None:
         """Save and unlock the current review (before binding another or when its layer goes)."""
         if self.core is None:

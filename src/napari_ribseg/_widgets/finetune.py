@@ -645,11 +645,12 @@ class FinetuneSection(QWidget):
             self.session.models_changed.emit(self._base_name)
 
     def shutdown(self) -> None:
-        """Stop a running child process (when the widget closes)."""
-        self._timer.stop()
+        """Stop a running child process (when the widget closes), before anything Qt."""
         if self.job is not None:
             with contextlib.suppress(Exception):
                 self.job.cancel()
+        with contextlib.suppress(RuntimeError):  # the timer may already be deleted
+            self._timer.stop()
 
 
 def _adapting(job: Any) -> bool:

@@ -11,7 +11,7 @@ import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QSize, Qt
+from qtpy.QtCore import QEvent, QSize, Qt, QTimer
 from qtpy.QtWidgets import QApplication, QLabel, QSizePolicy, QTabWidget, QVBoxLayout, QWidget
 
 from napari_ribseg._widgets._session import ReviewSession
@@ -39,6 +39,8 @@ class RibSegWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
+        self._shut_down = False
+        self._window: QWidget | None = None  # the main window it is docked in, once it is
         settings = load_settings()
         self.session = ReviewSession(napari_viewer, settings)
         self.load_section = LoadSection(self.session)
@@ -157,10 +159,47 @@ class RibSegWidget(QWidget):
             self.session.autosave()
         super().hideEvent(event)
 
+    def shutdown(self) -> None:
+        """The widget goes away: save, stop the jobs (a fine-tune child too), release the review
+        (its lock) and the viewer's events, so a dock opened later starts clean. Idempotent."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        for step in (
+            self.finetune_section.shutdown,
+            self.segment_section.shutdown,
+            self.review_section.shutdown,
+            self.session.close,
+            lambda: self.viewer.layers.events.removed.disconnect(self._on_layer_removed),
+        ):
+            with contextlib.suppress(RuntimeError):  # one deleted Qt part must not stop the rest
+                step()
+
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
-        with contextlib.suppress(RuntimeError):
-            self.session.autosave()
-            self.finetune_section.shutdown()
-            self.segment_section.shutdown()
-            self.review_section.unbind_keys()
+        self.shutdown()
         super().closeEvent(event)
+
+    def event(self, event: Any) -> bool:
+        # napari's dock "x" (remove_dock_widget) only takes the widget out of its dock
+        # (setParent(None)); napari closing its window sends the widget nothing. Both end it here.
+        if event.type() == QEvent.Type.ParentChange:
+            window = self.window()
+            if self.parent() is not None and window is not self:
+                if self._window is not window:
+                    window.installEventFilter(self)
+                    self._window = window
+            elif self._window is not None:
+                self.shutdown()
+        return super().event(event)
+
+    def eventFilter(self, watched: Any, event: Any) -> bool:  # noqa: N802 (Qt's name)
+        if watched is self._window and event.type() == QEvent.Type.Close:
+            # napari may ask first and keep the window; ended only once it has really closed.
+            QTimer.singleShot(0, self._end_if_window_closed)
+        return False
+
+    def _end_if_window_closed(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the window may already be deleted
+            if self._window is not None and self._window.isVisible():
+                return
+        self.shutdown()

@@ -134,6 +134,12 @@ class ReviewSection(QWidget):
                 self.session.viewer.bind_key(key, None)
         self._bound_keys.clear()
 
+    def shutdown(self) -> None:
+        """The widget is going away: free the keys and stop following the viewer's frame."""
+        self.unbind_keys()
+        with contextlib.suppress(Exception):
+            self.session.viewer.dims.events.current_step.disconnect(self._follow_frame)
+
     # -- actions -------------------------------------------------------------------------------
     def mark(self, status: FrameStatus, frame: int | None = None) -> None:
         """Set the status of ``frame`` (default: the frame shown); saved at once."""

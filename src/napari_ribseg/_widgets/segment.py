@@ -234,6 +234,8 @@ class SegmentSection(QWidget):
         self.cancel_btn.clicked.connect(self.cancel)
         self.refresh_models_btn.clicked.connect(lambda: self.refresh_models())
         self.image_combo.currentIndexChanged.connect(self._on_image_choice)
+        # Also a pick of the entry already shown (a reopened dock shows a stack not yet bound).
+        self.image_combo.activated.connect(self._on_image_choice)
         self.device_combo.currentTextChanged.connect(self._on_device_choice)
         self.model_combo.currentIndexChanged.connect(self._on_model_choice)
         self.threshold_slider.valueChanged.connect(self._schedule_update)
@@ -538,9 +540,13 @@ class SegmentSection(QWidget):
         return core.set_options(self.options())
 
     def shutdown(self) -> None:
-        """Stop a running worker (used when the widget closes)."""
+        """Stop a running worker and stop following the viewer's layers (the widget closes)."""
         self.cancel()
         self._live_timer.stop()
+        layers = self.session.viewer.layers
+        for emitter in (layers.events.inserted, layers.events.removed, layers.events.renamed):
+            with contextlib.suppress(Exception):  # the viewer may already be gone
+                emitter.disconnect(self._refresh_images)
         if self._pbar is not None:
             with contextlib.suppress(Exception):
                 self._pbar.close()

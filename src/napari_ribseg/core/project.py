@@ -43,6 +43,7 @@ import os
 import re
 import shutil
 import socket
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,17 +222,39 @@ def _lock_is_live(owner: tuple[int, str] | None) -> bool:
     return _pid_alive(pid)
 
 
+#: Reviews this process holds open (folder -> the open project), so that two viewers in one
+#: Python session (a notebook, a script) cannot both save one review either.
+_HELD: dict[str, weakref.ref] = {}
+
+
+def _held_key(folder: Path) -> str:
+    return os.path.normcase(str(Path(folder).resolve()))
+
+
+def _held_here(folder: Path) -> bool:
+    """Whether an open project of this process holds ``folder``'s review."""
+    ref = _HELD.get(_held_key(folder))
+    project = ref() if ref is not None else None
+    return project is not None and bool(getattr(project, "_locked", False))
+
+
 def acquire_lock(folder: Path) -> None:
-    """Take the review's lock for this process; raise :class:`ProjectError` if another holds it."""
+    """Take the review's lock for this process; raise :class:`ProjectError` if another holds it
+    (another process, or another open project of this one)."""
     folder.mkdir(parents=True, exist_ok=True)
     me = f"{os.getpid()}@{socket.gethostname()}"
+    if _held_here(folder):
+        raise ProjectError(
+            f"{folder}: this review is already open in this Python session (another viewer, or a "
+            "ReviewSession/ReviewProject not closed); close that one first"
+        )
     for _ in range(3):
         try:
             fd = os.open(folder / LOCK_FILE, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             owner = _lock_owner(folder)
             if owner is not None and owner[0] == os.getpid() and owner[1] == socket.gethostname():
-                return  # this process already holds it (the widget re-binding the same stack)
+                return  # left by a project of this process that is gone (never closed)
             if _lock_is_live(owner):
                 raise ProjectError(
                     f"{folder}: this review is open in another viewer (process {owner[0]} on "
@@ -249,6 +272,7 @@ def acquire_lock(folder: Path) -> None:
 
 def release_lock(folder: Path) -> None:
     """Drop this process's lock on ``folder`` (someone else's is left alone)."""
+    _HELD.pop(_held_key(folder), None)
     owner = _lock_owner(folder)
     if owner is not None and owner[0] == os.getpid():
         with contextlib.suppress(FileNotFoundError):
@@ -520,6 +544,8 @@ class ReviewProject:
                 new = cls.new(folder, *expected[:1], expected[1:], source)
                 new.fingerprint = fingerprint
                 new._locked = lock
+                if lock:
+                    _HELD[_held_key(folder)] = weakref.ref(new)
                 return new, False
             cls._check_binding(project, expected, fingerprint, source)
         except BaseException:
@@ -531,6 +557,8 @@ class ReviewProject:
         if source is not None:
             project.source = str(source)
         project._locked = lock
+        if lock:
+            _HELD[_held_key(folder)] = weakref.ref(project)
         return project, True
 
     @classmethod

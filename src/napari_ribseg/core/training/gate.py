@@ -2,10 +2,10 @@
 
 It judges on *corrected* held-out frames: frames whose label differs from the base model's own
 prediction. A frame accepted without edits scores the base 1.0 by construction and can only hide a
-loss, so it does not count. Where the review says (``corrected``: the user edited or drew the label,
-or accepted the base's own mask unchanged), that decides; otherwise the base's Dice on the frame
-must be below ``CORRECTED_BELOW``. The review is needed for frames of other sizes than the model's
-input: there the base's mask, resampled to the frame and back, scores it only 0.8-0.95. The new model
+loss, so it does not count: the base's Dice on a counted frame must be below ``CORRECTED_BELOW``,
+and a frame the review knows to be the base's own mask accepted unchanged (``corrected`` False)
+does not count whatever its Dice. The review is needed for frames of other sizes than the model's
+input: there the base's mask, resampled to the frame and back, scores it well below 0.99. The new model
 must gain more than a margin in mean Dice *and* win on a strict majority of those frames; with
 fewer than ``min_frames`` such frames there is nothing to judge on, and nothing is promoted.
 """
@@ -95,15 +95,13 @@ def judge(
     ``groups`` (the stack or clip of each frame) lets the verdict say how many stacks it rests on:
     a win on frames of one stack shows the new model is better on that stack, not on others.
     ``corrected`` (per frame: True, False or None for unknown) is what the review knows of each
-    label (:meth:`TrainingSet.corrected_for`); unknown frames fall back to the base's Dice.
+    label (:meth:`TrainingSet.corrected_for`); False takes a frame out.
     """
     held_out = len(ids)
     known = corrected if corrected is not None else [None] * held_out
-    picked = [
-        i
-        for i, d in enumerate(base_dice)
-        if (known[i] if known[i] is not None else d < CORRECTED_BELOW)
-    ]
+    # The review can only take frames out (the base's own mask, accepted unchanged); a frame the
+    # base reproduces to 0.99 was not corrected in any way that counts, edited or not.
+    picked = [i for i, d in enumerate(base_dice) if d < CORRECTED_BELOW and known[i] is not False]
     report = GateReport(
         promoted=False,
         reason="",

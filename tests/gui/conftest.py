@@ -61,10 +61,10 @@ def docked(make_napari_viewer_proxy, qtbot):
     viewer = make_napari_viewer_proxy()
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-ribseg", "Rib Segmentation")
     yield viewer, widget
-    widget.segment_section.shutdown()
-    widget.finetune_section.shutdown()
-    if widget.finetune_section.job is not None:
-        widget.finetune_section.job.kill()
+    job = widget.finetune_section.job
+    widget.shutdown()  # idempotent; safe after napari closed (a test may close it)
+    if job is not None:
+        job.kill()
 
 
 @pytest.fixture

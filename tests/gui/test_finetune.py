@@ -301,3 +301,20 @@ def test_change_kept_is_auto_by_default_and_reaches_the_config(segmented):
     section.mix_spin.setValue(0.75)
     assert section.config().mix == 0.75
     assert "fine-tuned change" in section.mix_spin.toolTip()
+
+
+def test_closing_napari_stops_a_running_finetune(segmented, qtbot, tiny_model):
+    """napari closing its window sends the dock nothing; the fine-tune child was left running."""
+    viewer, widget = segmented
+    _accept_base_predictions(widget, tiny_model)
+    section = widget.finetune_section
+    section.select_base(tiny_model)
+    section.epochs_spin.setValue(5000)
+    section.val_spin.setValue(0.5)
+    viewer.window.show()  # as a user has it: the dock learns its window when shown
+    assert widget.start_finetune()
+    job = section.job
+    qtbot.waitUntil(job.is_alive, timeout=60_000)
+    viewer.close()
+    qtbot.waitUntil(lambda: not job.is_alive(), timeout=60_000)
+    assert widget._shut_down and widget.session.core is None, "the review was released"

@@ -40,7 +40,8 @@ class RibSegWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self._shut_down = False
-        self._window: QWidget | None = None  # the main window it is docked in, once it is
+        self._docked = False
+        self._window: QWidget | None = None  # the main window it is shown in, once it is
         settings = load_settings()
         self.session = ReviewSession(napari_viewer, settings)
         self.load_section = LoadSection(self.session)
@@ -174,6 +175,7 @@ class RibSegWidget(QWidget):
         ):
             with contextlib.suppress(RuntimeError):  # one deleted Qt part must not stop the rest
                 step()
+        self._window = None  # no reference keeps a closed napari window alive
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
         self.shutdown()
@@ -181,15 +183,19 @@ class RibSegWidget(QWidget):
 
     def event(self, event: Any) -> bool:
         # napari's dock "x" (remove_dock_widget) only takes the widget out of its dock
-        # (setParent(None)); napari closing its window sends the widget nothing. Both end it here.
-        if event.type() == QEvent.Type.ParentChange:
-            window = self.window()
-            if self.parent() is not None and window is not self:
-                if self._window is not window:
-                    window.installEventFilter(self)
-                    self._window = window
-            elif self._window is not None:
+        # (setParent(None)); napari closing its window sends the widget nothing. Both end it here:
+        # the first as the parent goes, the second through a filter on the window it is shown in.
+        kind = event.type()
+        if kind == QEvent.Type.ParentChange:
+            if self.parent() is not None:
+                self._docked = True
+            elif self._docked:
                 self.shutdown()
+        elif kind == QEvent.Type.Show:
+            window = self.window()
+            if window is not self and window is not self._window:
+                window.installEventFilter(self)
+                self._window = window
         return super().event(event)
 
     def eventFilter(self, watched: Any, event: Any) -> bool:  # noqa: N802 (Qt's name)

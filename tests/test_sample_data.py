@@ -30,6 +30,14 @@ def test_linear_sample_is_scaled_in_mm_and_deterministic():
     assert frames.tobytes() == again.tobytes() and ribs.tobytes() == ribs_again.tobytes()
 
 
+def test_convex_sample_is_scaled_as_its_metadata_says():
+    """Its Spacing line read the metadata's mm while the layers were in pixels, and Imaging depth
+    then refused ("already records a spacing"): the scale is now the recorded spacing."""
+    (_, kwargs, _), (_, label_kwargs, _) = convex_cine()
+    assert kwargs["scale"][1:] == pytest.approx(tuple(kwargs["metadata"]["spacing_mm"]))
+    assert label_kwargs["scale"] == kwargs["scale"]
+
+
 def test_manifest_points_at_the_sample_functions():
     from pathlib import Path
 

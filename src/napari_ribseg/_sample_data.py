@@ -17,9 +17,11 @@ LayerData = tuple[Any, dict, str]
 N_FRAMES = 24
 LINEAR_SEED = 20240
 CONVEX_SEED = 20241
+#: The samples' image layer names (a sample's review, having no file, is kept under this name).
+SAMPLE_NAMES = {"linear": "Simulated LUS (linear)", "convex": "Simulated LUS (convex)"}
 
 
-def _layers(config: SimulationConfig, seed: int, name: str, *, scaled: bool) -> list[LayerData]:
+def _layers(config: SimulationConfig, seed: int, name: str) -> list[LayerData]:
     cine = simulate_cine(N_FRAMES, config, seed)
     metadata = {
         **cine.to_stack().describe(),
@@ -33,10 +35,10 @@ def _layers(config: SimulationConfig, seed: int, name: str, *, scaled: bool) -> 
         "metadata": metadata,
     }
     label_kwargs: dict[str, Any] = {"name": f"{name} ribs (ground truth)", "opacity": 0.5}
-    if scaled:
-        # Labels share the image's scale so they overlay it in millimetres.
-        image_kwargs["scale"] = (1.0, *cine.spacing_mm)
-        label_kwargs["scale"] = (1.0, *cine.spacing_mm)
+    # Both in millimetres (the layers' scale is what the widget's Spacing line reports); the labels
+    # share the image's scale so they overlay it. A convex fan's pixels are not square.
+    image_kwargs["scale"] = (1.0, *cine.spacing_mm)
+    label_kwargs["scale"] = (1.0, *cine.spacing_mm)
     return [(cine.frames, image_kwargs, "image"), (cine.rib, label_kwargs, "labels")]
 
 
@@ -52,9 +54,9 @@ def sample_config(probe: str) -> SimulationConfig:
 
 def linear_cine() -> list[LayerData]:
     """A linear-probe intercostal cine (bat sign, A-lines, B-lines, sliding) and its rib labels."""
-    return _layers(sample_config("linear"), LINEAR_SEED, "Simulated LUS (linear)", scaled=True)
+    return _layers(sample_config("linear"), LINEAR_SEED, SAMPLE_NAMES["linear"])
 
 
 def convex_cine() -> list[LayerData]:
     """A convex-probe cine (wide fan, radial rib shadows, A-lines) and its rib labels."""
-    return _layers(sample_config("convex"), CONVEX_SEED, "Simulated LUS (convex)", scaled=False)
+    return _layers(sample_config("convex"), CONVEX_SEED, SAMPLE_NAMES["convex"])

@@ -78,6 +78,12 @@ def test_presets_and_yaml(tmp_path):
         merge_config(smoke, {"variants": ["resnet"]})
     with pytest.raises(StudyConfigError, match="multiple of 16"):
         merge_config(smoke, {"input_size": 60})
+    with pytest.raises(StudyConfigError, match="folds must be a whole number; got 'two'"):
+        merge_config(smoke, {"folds": "two"})
+    with pytest.raises(StudyConfigError, match=r"sizes must be whole numbers; got \[5, 'ten'\]"):
+        merge_config(smoke, {"sizes": [5, "ten"]})
+    with pytest.raises(StudyConfigError, match="threshold must be a number"):
+        merge_config(smoke, {"threshold": "high"})
     with pytest.raises(StudyConfigError, match="neither a preset"):
         load_study_config(tmp_path / "missing.yaml")
 
@@ -323,3 +329,23 @@ def test_cli_report_only(study, capsys):
     (out / "report.md").unlink()
     assert main(["experiment", str(config_path), "--out", str(out), "--report-only"]) == 0
     assert (out / "report.md").is_file() and "report:" in capsys.readouterr().out
+
+
+def test_a_size_larger_than_a_folds_pool_is_refused_not_run_smaller(tmp_path):
+    """sizes: [100] on 12 frames ran cells of 6 frames reported as size 100."""
+    from napari_ribseg.core.experiments import run_study
+    from napari_ribseg.core.training import TrainingSet
+
+    rng = np.random.default_rng(0)
+    images = [rng.random((32, 32), dtype=np.float32) for _ in range(8)]
+    data = TrainingSet(
+        images, [(im > 0.7).astype(np.uint8) for im in images], [f"c{i // 2}" for i in range(8)]
+    )
+    config = merge_config(
+        load_study_config("smoke"),
+        {**TINY, "variants": ["unet"], "input_size": 32, "sizes": [3, 100], "overlays": 0},
+    )
+    job = run_study(config, tmp_path, data=data)
+    with pytest.raises(StudyConfigError, match=r"sizes \[3, 100\] exceed the \d+ frames a fold"):
+        while True:
+            next(job)

@@ -216,6 +216,16 @@ def test_sample_is_one_click_away(docked, tmp_path):
     # A sample has no file: its review goes to the projects folder of the settings.
     assert widget.session.project.folder.name == f"{image.name}.ribseg"
 
+    # Clicked again after another stack: the same layer and its review come back, not a copy
+    # named "... [1]" with an empty review.
+    widget.set_status(3, 1)
+    widget.load_sample("convex")
+    assert widget.load_section.spacing_label.text().endswith("mm/pixel")
+    again = widget.load_sample("linear")
+    assert again.name == image.name and f"{image.name} [1]" not in viewer.layers
+    assert widget.session.image_layer.name == image.name and again.visible
+    assert widget.session.project.statuses[3] == 1
+
 
 def test_dropped_file_is_put_under_review(docked, stack_file):
     viewer, widget = docked

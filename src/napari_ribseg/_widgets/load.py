@@ -263,6 +263,15 @@ class LoadSection(QWidget):
         if factory is None:
             notify_error(f"Unknown sample {kind!r}: choose 'linear' or 'convex'.")
             return None
+        name = _sample_data.SAMPLE_NAMES[kind]
+        viewer = self.session.viewer
+        if name in viewer.layers:
+            # Already loaded: show it again (with its review), not a copy named "... [1]" whose
+            # review would start empty.
+            existing = viewer.layers[name]
+            self.image_added.emit(existing)
+            self.show_stack(existing)
+            return existing
         image = None
         before = list(self.session.viewer.layers)
         added = []

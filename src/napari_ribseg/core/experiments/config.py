@@ -122,6 +122,29 @@ class StudyConfig:
 
     def validate(self) -> StudyConfig:
         """Raise :class:`StudyConfigError` naming the first bad field; return self."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            whole = f.type in ("int", "list[int]")
+            numbers = value if f.type == "list[int]" else [value]
+            if f.type == "float":
+                ok = isinstance(value, int | float) and not isinstance(value, bool)
+            elif whole:
+                ok = isinstance(numbers, list) and all(
+                    isinstance(v, int) and not isinstance(v, bool) for v in numbers
+                )
+            else:
+                continue
+            if not ok:
+                kind = (
+                    "whole numbers"
+                    if f.type == "list[int]"
+                    else "a whole number"
+                    if whole
+                    else "a number"
+                )
+                raise StudyConfigError(
+                    f"study {self.name!r}: {f.name} must be {kind}; got {value!r}"
+                )
         bad = [v for v in self.variants if v not in VARIANTS]
         if bad or not self.variants:
             raise StudyConfigError(

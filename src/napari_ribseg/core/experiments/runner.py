@@ -335,6 +335,15 @@ def _run_study(
         yield Progress("message", message="simulating / reading the study frames")
         data = load_study_data(config)
     folds = list(data.folds(config.folds, seed=config.seed))
+    pool = min(len(train_pool) for train_pool, _ in folds)
+    if max(config.sizes) > pool:
+        # A cell cannot train on more frames than its fold holds; it would run on fewer and be
+        # reported under a size it never had.
+        raise StudyConfigError(
+            f"study {config.name!r}: sizes {sorted(config.sizes)} exceed the {pool} frames a fold "
+            f"trains from ({len(data)} frames in {len(data.group_names)} clips, {config.folds} "
+            "folds); lower the sizes or give the study more data"
+        )
     yield Progress(
         "message",
         message=f"{len(data)} frames in {len(data.group_names)} clips, {config.folds} folds by clip",

@@ -119,6 +119,25 @@ def test_adaptation_with_curated_frames_is_judged_by_the_gate_on_them(tmp_path):
         assert not is_label_free(load_checkpoint(out).card)
     few = adapt_sync(base, frames, config, labelled={0: band, 5: band})
     assert few.gate.frames == 2 and "so the check stayed label-free" in few.reason
+    # Frame 5's label is the base's own mask accepted unchanged: not a correction to judge on.
+    known = adapt_sync(base, frames, config, labelled={0: band, 5: band, 10: band}, unedited=[5])
+    assert known.gate.frame_ids == ["stack_f0000", "stack_f0010"]
+    assert "so the check stayed label-free" in known.reason
+
+
+def test_unedited_frames_are_the_models_own_masks_accepted_unchanged(tmp_path):
+    from napari_ribseg.core.project import ReviewProject
+    from napari_ribseg.core.session import unedited_frames
+
+    project = ReviewProject.new(tmp_path / "p.ribseg", 4, (8, 8))
+    masks = np.zeros((3, 8, 8), np.uint8)
+    project.apply_prediction([0, 1, 2], masks, [0.9, 0.9, 0.9])
+    project.model_name = "v-unet-compact"
+    project.labels[1, 0, 0] = 1  # edited
+    for f in range(4):  # frame 3 was never predicted: drawn (here: left empty) by hand
+        project.set_status(f, 1)
+    assert unedited_frames(project, "v-unet-compact") == [0, 2]
+    assert unedited_frames(project, "unet-compact") == []
 
 
 def test_temporal_teacher_averages_only_neighbours_that_look_alike():

@@ -438,7 +438,8 @@ class FinetuneSection(QWidget):
     def start_adapt(self) -> bool:
         """Adapt the base model to the loaded stack without labels, in a child process."""
         from napari_ribseg.core.models import resolve_model
-        from napari_ribseg.core.session import curated_masks
+        from napari_ribseg.core.models.checkpoint import read_card
+        from napari_ribseg.core.session import curated_masks, unedited_frames
         from napari_ribseg.core.training import BackgroundAdapt
         from napari_ribseg.core.training.adapt import AdaptConfig
         from napari_ribseg.core.training.output import stamped_output
@@ -449,14 +450,21 @@ class FinetuneSection(QWidget):
         base = self.base_combo.currentData()
         folder = model_dir(s.settings)
         try:
+            base_path = resolve_model(base, model_dir=folder)
+            unedited = (
+                unedited_frames(s.project, read_card(base_path).name)
+                if s.project is not None
+                else []
+            )
             job = BackgroundAdapt(
-                resolve_model(base, model_dir=folder),
+                base_path,
                 s.frames,
                 AdaptConfig(device=s.settings.device or "auto"),
                 stamped_output(base, s.image_layer.name, "adapt", model_dir=folder),
                 source=s.image_layer.name,
                 # Curated frames, if any, are left out and judge the result (the gate).
                 labelled=curated_masks(s.project) if s.project is not None else None,
+                unedited=unedited,
             )
             job.start()
         except RibsegError as exc:

@@ -68,17 +68,18 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _curated(stack, project_folder: Path | None = None) -> dict:
-    """The curated frames' rib masks of the stack's review, if it has one (none is created)."""
+def _curated(stack, base_name: str, project_folder: Path | None = None) -> tuple[dict, list]:
+    """The curated frames' rib masks of the stack's review, if it has one (none is created), and
+    those that are ``base_name``'s own masks accepted unchanged."""
     from napari_ribseg.core.project import project_dir_for
-    from napari_ribseg.core.session import ReviewSession, curated_masks
+    from napari_ribseg.core.session import ReviewSession, curated_masks, unedited_frames
 
     if stack.source is None and project_folder is None:
-        return {}
+        return {}, []
     if not project_dir_for(stack.source, root=project_folder, name=stack.name).exists():
-        return {}
+        return {}, []
     with ReviewSession.open(stack, project_folder=project_folder, existing=True) as session:
-        return curated_masks(session.project)
+        return curated_masks(session.project), unedited_frames(session.project, base_name)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,13 +109,21 @@ def run(args: argparse.Namespace) -> int:
     stack = read_stack(args.stack)
     base = load_model(args.model)
     refuse_start_checkpoint(base.card, "adapt to a stack by its own confident ribs")
-    labelled = _curated(stack, args.project_folder)
+    labelled, unedited = _curated(stack, base.card.name, args.project_folder)
     if labelled:
         print(
             f"{len(labelled)} curated frames in the stack's review: left out, they judge the result"
         )
     bar = ProgressBar("adapt", kind="batch")
-    job = adapt(base, stack.frames, config, out=out, source=args.stack.name, labelled=labelled)
+    job = adapt(
+        base,
+        stack.frames,
+        config,
+        out=out,
+        source=args.stack.name,
+        labelled=labelled,
+        unedited=unedited,
+    )
     result = run_job(job, bar)
     if result.checkpoint is not None:
         print(f"adapted: {result.checkpoint} ({result.reason}; {result.seconds:.0f} s)")

@@ -150,6 +150,16 @@ def curated_masks(project: ReviewProject) -> dict[int, np.ndarray]:
     return {int(i): (project.labels[i] == 1).astype(np.uint8) for i in project.curated_frames}
 
 
+def unedited_frames(project: ReviewProject, model_name: str) -> list[int]:
+    """Curated frames whose label is ``model_name``'s own mask, accepted unchanged: no correction
+    of that model a gate could judge it on (the fine-tune reads the same from
+    :meth:`TrainingSet.corrected_for`)."""
+    if project.model_name != model_name:
+        return []
+    changed, predicted = project.changed_pixels, np.isfinite(project.confidence)
+    return [int(i) for i in project.curated_frames if changed[i] == 0 and predicted[i]]
+
+
 class ReviewSession:
     """A stack under review: frames, review project, saved probabilities, mask options, the rule."""
 

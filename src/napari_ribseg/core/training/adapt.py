@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -204,6 +205,7 @@ def adapt(
     labelled: dict[int, np.ndarray] | None = None,
     gate_frames: int | None = None,
     gate_margin: float | None = None,
+    unedited: Iterable[int] = (),
 ) -> Job[AdaptResult]:
     """Adapt ``base`` (a LoadedModel) to ``frames`` (2-D floats in 0-1) without labels.
 
@@ -212,7 +214,9 @@ def adapt(
     frames are left out of adaptation entirely and, with at least ``gate_frames`` corrected ones,
     the adapted model is kept only if it beats the base on them (``gate_frames`` and
     ``gate_margin`` default to the fine-tune's, ``FinetuneConfig``). Without them the check is
-    label-free, which cannot see a small loss.
+    label-free, which cannot see a small loss. ``unedited``: curated frames whose mask is the
+    base's own, accepted unchanged (:func:`~napari_ribseg.core.session.unedited_frames`); the gate
+    does not count them as corrections, as in a fine-tune.
     """
     import torch
 
@@ -384,6 +388,8 @@ def adapt(
         from napari_ribseg.core.training.config import FinetuneConfig
         from napari_ribseg.core.training.gate import judge
 
+        accepted = {int(i) for i in unedited}
+
         defaults = FinetuneConfig()
         gate_frames = defaults.gate_frames if gate_frames is None else gate_frames
         gate_margin = defaults.gate_margin if gate_margin is None else gate_margin
@@ -394,6 +400,7 @@ def adapt(
             min_frames=gate_frames,
             margin=gate_margin,
             groups=[source] * len(idx),
+            corrected=[False if i in accepted else None for i in idx],
         )
         if gate.frames >= gate_frames and not stopped:
             # Labels outrank the label-free check: the gate decides, and says on what.
@@ -465,8 +472,8 @@ def adapt_sync(
     source="stack",
     on_progress=None,
     labelled: dict[int, np.ndarray] | None = None,
+    unedited: Iterable[int] = (),
 ) -> AdaptResult:
     """Run :func:`adapt` to the end and return its :class:`AdaptResult`."""
-    return run_job(
-        adapt(base, frames, config, out=out, source=source, labelled=labelled), on_progress
-    )
+    job = adapt(base, frames, config, out=out, source=source, labelled=labelled, unedited=unedited)
+    return run_job(job, on_progress)

@@ -19,6 +19,7 @@ import os
 import queue as queue_module
 import tempfile
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,7 @@ def _adapt_job(base: str, data_path: str, config: dict, out: str, options: dict,
         stop=stop,
         source=str(options.get("source", "stack")),
         labelled=labelled or None,
+        unedited=options.get("unedited", ()),
     )
 
 
@@ -363,12 +365,14 @@ class BackgroundAdapt(BackgroundJob):
         *,
         source: str = "stack",
         labelled: dict[int, np.ndarray] | None = None,
+        unedited: Iterable[int] = (),
     ) -> None:
         from napari_ribseg.core.training.adapt import AdaptConfig
 
         config = config or AdaptConfig()
         config.validate()
-        super().__init__(base_path, config, out, {"source": source})
+        options = {"source": source, "unedited": sorted(int(i) for i in unedited)}
+        super().__init__(base_path, config, out, options)
         self._frames = frames
         self._labelled = labelled
 

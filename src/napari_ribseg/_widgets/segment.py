@@ -278,8 +278,13 @@ class SegmentSection(QWidget):
         if index >= 0:
             self.image_combo.setCurrentIndex(index)
         self.image_combo.blockSignals(False)
-        if current is None and self.image_combo.count() and event is not None:
-            # A stack dropped onto napari becomes the one under review when nothing else is.
+        if (
+            current is None
+            and self.image_combo.count()
+            and getattr(event, "type", "") == "inserted"
+        ):
+            # A stack dropped onto napari becomes the one under review when nothing else is (not
+            # when a layer goes: closing napari removes them one by one).
             self._on_image_choice(self.image_combo.currentIndex())
         self._update_run_enabled()
 

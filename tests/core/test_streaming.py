@@ -7,6 +7,7 @@ import pytest
 import tifffile
 import torch
 
+from napari_ribseg.core.errors import StackReadError
 from napari_ribseg.core.inference import predict_stack_sync
 from napari_ribseg.core.io import read_stack
 from napari_ribseg.core.io.lazy import LabelTiffStream, TiffFrames, open_frames
@@ -47,6 +48,30 @@ def test_compressed_or_float_tiffs_fall_back_to_the_reader(tmp_path, rng):
     )
     assert isinstance(open_frames(tmp_path / "f.tif")[0], np.ndarray)
     assert isinstance(open_frames(tmp_path / "z.tif")[0], np.ndarray)
+
+
+def test_the_lazy_path_reads_a_tiff_as_the_reader_does(tmp_path, rng):
+    """Found by an inference audit: big-endian uint16 (ImageJ's default) came back byte-swapped,
+    WhiteIsZero was not inverted and a time x channel stack became interleaved frames, so
+    ``ribseg predict --out`` segmented another image than ``--review`` and the widget."""
+    data = rng.integers(0, 23000, (4, 20, 24), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "be.tif", data, byteorder=">", photometric="minisblack")
+    frames, _ = open_frames(tmp_path / "be.tif")
+    assert isinstance(frames, TiffFrames) and frames.dtype == np.dtype("=u2")
+    np.testing.assert_array_equal(frames[0:4], data)
+    stack = read_stack(tmp_path / "be.tif")
+    assert stack.metadata["intensity_scaling"] == {"method": "divide", "divisor": 65535.0}
+    np.testing.assert_allclose(stack.frames, data / 65535.0, atol=1e-7)
+
+    tifffile.imwrite(tmp_path / "w.tif", data.astype(np.uint8), photometric="miniswhite")
+    frames, _ = open_frames(tmp_path / "w.tif")
+    np.testing.assert_allclose(frames, read_stack(tmp_path / "w.tif").frames)  # inverted once
+
+    tifffile.imwrite(
+        tmp_path / "tc.tif", data.reshape(2, 2, 20, 24), imagej=True, metadata={"axes": "TCYX"}
+    )
+    with pytest.raises(StackReadError, match="cannot read an array of shape"):
+        open_frames(tmp_path / "tc.tif")
 
 
 def test_segment_file_equals_predict_then_threshold(tmp_path, rng, tiny_unet):

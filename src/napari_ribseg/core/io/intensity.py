@@ -37,8 +37,10 @@ _FIXED_SCALE = {np.dtype(bool): 1.0, np.dtype(np.uint8): 255.0, np.dtype(np.uint
 
 
 def full_scale(dtype: np.dtype) -> float | None:
-    """The value that maps to 1.0 for ``dtype``, or ``None`` when the float rule applies."""
-    return _FIXED_SCALE.get(np.dtype(dtype))
+    """The value that maps to 1.0 for ``dtype``, or ``None`` when the float rule applies.
+
+    Byte order does not matter: a big-endian uint16 (ImageJ's default) is uint16."""
+    return _FIXED_SCALE.get(np.dtype(dtype).newbyteorder("="))
 
 
 def is_numeric(array: np.ndarray) -> bool:

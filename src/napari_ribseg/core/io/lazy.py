@@ -35,8 +35,10 @@ class TiffFrames:
 
     def __init__(self, path: Path, offset: int, shape: tuple[int, int, int], dtype: np.dtype):
         self.path, self.offset = path, int(offset)
-        self.shape, self.dtype, self.ndim = shape, np.dtype(dtype), 3
-        self._frame_bytes = shape[1] * shape[2] * self.dtype.itemsize
+        # ``dtype`` is as stored (ImageJ writes big-endian); frames come back in native order.
+        self._stored = np.dtype(dtype)
+        self.shape, self.dtype, self.ndim = shape, self._stored.newbyteorder("="), 3
+        self._frame_bytes = shape[1] * shape[2] * self._stored.itemsize
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -49,7 +51,7 @@ class TiffFrames:
         single = isinstance(index, int | np.integer)
         indices = np.arange(self.shape[0])[index]
         indices = np.atleast_1d(indices).astype(np.int64)
-        out = np.empty((len(indices), *self.shape[1:]), dtype=self.dtype.newbyteorder("="))
+        out = np.empty((len(indices), *self.shape[1:]), dtype=self.dtype)
         with open(self.path, "rb") as f:
             fd = f.fileno()
             start = 0
@@ -65,15 +67,17 @@ class TiffFrames:
                         f"{self.path}: file is truncated: frame {int(indices[start])} and the "
                         f"{stop - start - 1} after it need {size} bytes, got {len(data)}"
                     )
-                block = np.frombuffer(data, dtype=self.dtype).reshape(stop - start, *self.shape[1:])
+                block = np.frombuffer(data, dtype=self._stored)
+                block = block.reshape(stop - start, *self.shape[1:])
                 out[start:stop] = block
                 start = stop
         return out[0] if single else out
 
 
 def _lazy_tiff(path: Path) -> tuple[TiffFrames, tuple[float, float] | None] | None:
-    """A :class:`TiffFrames` and the file's spacing in mm when its first series is grey, integer
-    and contiguous."""
+    """A :class:`TiffFrames` and the file's spacing in mm when its first series is grey (black is
+    zero), integer, contiguous and one axis of frames; anything else goes to the registry's reader,
+    so both paths read a file the same way."""
     import tifffile
 
     from napari_ribseg.core.io.tiff import tiff_physics
@@ -83,15 +87,19 @@ def _lazy_tiff(path: Path) -> tuple[TiffFrames, tuple[float, float] | None] | No
             if not tif.series:
                 return None
             series = tif.series[0]
-            dtype, shape, offset = np.dtype(series.dtype), tuple(series.shape), series.dataoffset
-            axes = series.axes
+            # tifffile reports the native dtype; the bytes are in the file's order.
+            dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
+            shape, offset, axes = tuple(series.shape), series.dataoffset, series.axes
+            white_is_zero = int(getattr(series.keyframe, "photometric", 1)) == 0
             spacing, _rate = tiff_physics(tif)
     except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError, EOFError):
         return None  # the registry's reader gives the specific error
     if "S" in axes or full_scale(dtype) is None or dtype.kind == "b" or offset is None:
         return None
-    if len(shape) < 2 or axes[-2:] != "YX":
+    if white_is_zero or len(shape) < 2 or axes[-2:] != "YX":
         return None
+    if sum(n > 1 for n in shape[:-2]) > 1:
+        return None  # time x channels (or z): not one axis of frames; the reader says so
     height, width = shape[-2:]
     n_frames = int(np.prod(shape[:-2], dtype=np.int64)) if len(shape) > 2 else 1
     check_frame(height, width, path)

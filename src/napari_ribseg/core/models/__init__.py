@@ -22,6 +22,7 @@ _WHERE = {
     "macs_per_frame": "architectures",
     "StartWeightsWarning": "factory",
     "WEIGHT_SOURCES": "factory",
+    "architecture_of": "factory",
     "build_model": "factory",
     "Metric": "card",
     "ModelCard": "card",

@@ -421,3 +421,27 @@ def test_streaming_hands_each_batch_to_the_sink_and_keeps_nothing(tiny_unet, rng
     assert pred.prob.shape == (5, 0, 0) and pred.complete
     np.testing.assert_array_equal(np.stack([got[i] for i in range(5)]), expected.prob)
     np.testing.assert_array_equal(pred.confidence, expected.confidence)
+
+
+def test_images_of_one_size_keep_their_own_clips_region():
+    """``evaluate`` stacked every image of one size: a linear clip's frame made a convex frame's
+    region the whole frame (found in an inference audit). With ``clips`` each clip keeps its own."""
+    from test_region import _fan_cine
+
+    fan, truth = _fan_cine(2)
+    full = np.random.default_rng(3).random(fan.shape, dtype=np.float32)
+    everywhere = PointwiseNet()
+    with torch.no_grad():
+        everywhere.scale.fill_(0.0)  # p = 0.5 everywhere: exactly the region is marked
+
+    def marked(images, clips=None):
+        probs = predict_images_sync(everywhere, images, device="cpu", clips=clips)
+        return [p >= 128 for p in probs]
+
+    (alone,) = marked([fan[0]])
+    assert alone.sum() < 0.9 * alone.size and (alone & ~truth).sum() < 0.05 * truth.sum()
+    mixed, _ = marked([fan[0], full[0]])  # the old grouping
+    assert mixed.sum() > alone.sum()
+    kept, other = marked([fan[0], full[0]], clips=["convex", "linear"])
+    np.testing.assert_array_equal(kept, alone)
+    assert other.all()

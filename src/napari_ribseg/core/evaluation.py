@@ -35,9 +35,11 @@ def predict_masks(
     region: bool | None = None,
     flip_average: bool | None = None,
     on_progress: Callable | None = None,
+    clips: Sequence[str] | None = None,
 ) -> list[np.ndarray]:
     """Rib masks (uint8 0/1) of ``images`` at their own sizes, through the inference engine.
 
+    ``clips`` (each image's clip) keeps each clip's imaged region its own (``predict_images``).
     ``device=None`` runs where the model's weights are; ``region`` is ``predict_stack``'s
     ``crop_to_region`` and ``flip_average`` its ``flip_average`` (``None``: their defaults);
     ``postprocess`` holds ``min_size``, ``fill_holes`` and ``keep_largest`` of
@@ -58,6 +60,7 @@ def predict_masks(
         crop_to_region=region,
         flip_average=flip_average,
         on_progress=on_progress,
+        clips=clips,
     )
     return [probability_to_mask(p, threshold, **options) for p in probs]
 
@@ -91,6 +94,7 @@ def evaluate_model(
         region=region,
         flip_average=flip_average,
         on_progress=on_progress,
+        clips=getattr(data, "groups", None),
     )
     if spacing is None:
         spacing = getattr(data, "spacing_mm", None)

@@ -622,19 +622,26 @@ def predict_images(
     device: str | torch.device = "auto",
     batch_size: int | None = None,
     stop: StopFlag | None = None,
+    clips: Sequence[str] | None = None,
     **options: Any,
 ) -> Generator[Progress, None, list[np.ndarray | None]]:
     """Job: predict a list of 2-D images that may differ in size (e.g. a paired dataset).
 
-    Images of the same shape are batched together. Returns one uint8 probability map per image, in
-    input order; ``None`` for images not reached before a stop. Progress counts images overall.
-    Each image is scaled as a frame of :func:`predict_stack` is (uint8 by 255, floats in [0, 1]).
+    Images of the same shape (and the same clip, when ``clips`` names each image's) are one stack
+    for :func:`predict_stack`: batched together, and their imaged region detected together, as
+    for that clip on its own; unrelated images of one size never share a region. Returns one uint8
+    probability map per image, in input order; ``None`` for images not reached before a stop.
+    Progress counts images overall. Each image is scaled as a frame of :func:`predict_stack` is
+    (uint8 by 255, floats in [0, 1]).
     """
-    groups: dict[tuple[int, int], list[int]] = {}
+    if clips is not None and len(clips) != len(images):
+        raise ValueError(f"{len(clips)} clip names for {len(images)} images; expected one each")
+    groups: dict[tuple, list[int]] = {}
     for i, image in enumerate(images):
         if np.ndim(image) != 2:
             raise ValueError(f"image {i} must be 2-D; got shape {np.shape(image)}")
-        groups.setdefault(tuple(np.shape(image)), []).append(i)
+        clip = str(clips[i]) if clips is not None else ""
+        groups.setdefault((*np.shape(image), clip), []).append(i)
     total = len(images)
     out: list[np.ndarray | None] = [None] * total
     dev = resolve_device(device)

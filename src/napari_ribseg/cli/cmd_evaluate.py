@@ -7,19 +7,11 @@ import json
 import math
 from pathlib import Path
 
-from napari_ribseg.cli.cmd_info import add_depth_options
+from napari_ribseg.cli.cmd_info import add_depth_options, finite_positive
 from napari_ribseg.cli.cmd_predict import add_model_options, chosen_model, mask_options
 
-
-def spacing_mm(text: str) -> float:
-    """argparse type of ``--spacing``: a finite number of mm > 0, checked before any inference."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a pixel spacing in mm > 0; got {text!r}")
-    return value
+#: ``--spacing``: a length, checked before any inference.
+spacing_mm = finite_positive("a pixel spacing in mm > 0")
 
 
 def register(subparsers) -> None:

@@ -5,19 +5,27 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable
 
 
-def positive_mm(text: str) -> float:
-    """argparse type of ``--depth-mm``: a finite number > 0 (the core checks the scanner range)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(
-            f"expected a depth in mm > 0 (160 for 16 cm); got {text!r}"
-        )
-    return value
+def finite_positive(expected: str) -> Callable[[str], float]:
+    """An argparse type: a finite number > 0, checked before any work; ``expected`` says what
+    the error message asks for ("a depth in mm > 0")."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}")
+        return value
+
+    return parse
+
+
+#: ``--depth-mm`` (the core checks the scanner range).
+positive_mm = finite_positive("a depth in mm > 0 (160 for 16 cm)")
 
 
 def add_depth_options(parser: argparse.ArgumentParser, *, replace: bool = True) -> None:

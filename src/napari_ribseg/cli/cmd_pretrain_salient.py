@@ -8,10 +8,10 @@ and the model card then says so. torch is imported inside :func:`run`, not at CL
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
+from napari_ribseg.cli.cmd_info import finite_positive
 from napari_ribseg.cli.cmd_predict import positive_int
 
 
@@ -23,15 +23,7 @@ def input_size(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0; got {text!r}")
-    return value
+positive_float = finite_positive("a number > 0")
 
 
 def register(subparsers) -> None:

@@ -162,6 +162,52 @@ def test_resume_state_of_another_run_is_not_used(base, data, tmp_path):
     assert len(result.history) == 1
 
 
+def test_a_base_replaced_at_the_same_path_is_another_run(base, data, tmp_path):
+    """Resuming checked the base's path only: a file overwritten in place resumed from weights
+    trained from the old base and mixed the two (found in a training-engine audit)."""
+    out = tmp_path / "y.safetensors"
+    stop = StopFlag()
+    config = FinetuneConfig(epochs=2, **FAST)
+    finetune_sync(
+        base, data, config, out=out, stop=stop,
+        on_progress=lambda e: stop.set() if e.kind == "epoch" else None,
+    )  # fmt: skip
+    replaced = tiny_base(base.path, seed=7)  # new weights, same file name
+    events = []
+    finetune_sync(replaced, data, config, out=out, on_progress=events.append)
+    assert any("for another run" in e.message for e in events)
+    assert not any("resuming" in e.message for e in events)
+
+
+def test_a_resumed_run_guards_against_collapse_as_an_uninterrupted_one(tmp_path, monkeypatch):
+    """The guard's snapshot and counters were not saved: a collapse that began before an
+    interruption went unnoticed after it, and the results differed (training-engine audit)."""
+    from napari_ribseg.core.training import loop
+
+    real = loop._guard_collapse
+
+    def collapses_at_11_and_12(run, epoch, snapshot_now):
+        run.epoch_recall = 0.0 if epoch in (10, 11) else 0.5
+        return real(run, epoch, snapshot_now)
+
+    monkeypatch.setattr(loop, "_guard_collapse", collapses_at_11_and_12)
+    base = tiny_base(tmp_path / "base.safetensors")
+    data = synthetic_set(n_clips=4, frames_per_clip=3, size=64, seed=1)
+    config = FinetuneConfig(epochs=20, batch_size=4, select="last", augment="flip", lr=1e-2)
+    whole = finetune_sync(base, data, config, out=tmp_path / "a.safetensors")
+    stop = StopFlag()
+    first = finetune_sync(
+        base, data, config, out=tmp_path / "b.safetensors", stop=stop,
+        on_progress=lambda e: e.kind == "epoch" and e.step == 11 and stop.set(),
+    )  # fmt: skip
+    assert first.stopped and len(first.history) == 11
+    resumed = finetune_sync(base, data, config, out=tmp_path / "b.safetensors")
+    rollbacks = whole.card.extra["finetune"]["rollbacks"]
+    assert [r["epoch"] for r in rollbacks] == [12]
+    assert resumed.card.extra["finetune"]["rollbacks"] == rollbacks
+    assert state_equal(whole.model.state_dict(), resumed.model.state_dict())
+
+
 def test_early_stopping_ends_the_run(base, data):
     # lr 0 never improves on the base, so patience 2 stops after 2 epochs.
     config = FinetuneConfig(epochs=6, early_stop_patience=2, **{**FAST, "lr": 1e-12})

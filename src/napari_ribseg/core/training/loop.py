@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Iterable
@@ -64,6 +65,8 @@ from napari_ribseg.core.training.freeze import FREEZE_STRATEGIES, get_strategy
 from napari_ribseg.core.training.gate import GateReport, judge
 from napari_ribseg.core.training.losses import get_loss
 from napari_ribseg.core.training.resume import (
+    _file_sha256,
+    _kept_states,
     _load_resume,
     _remove_resume,
     _save_resume,
@@ -303,9 +306,13 @@ class _Run:
     def config_key(self) -> dict:
         return {k: v for k, v in self.config.to_dict().items() if k not in RESUME_FREE}
 
-    @property
+    @functools.cached_property
     def base_key(self) -> str:
-        return str(self.base.path) if self.base.path else self.base.card.name
+        """The base checkpoint: its path and its content (a file replaced at the same path is
+        another base, and a resume from the old one would mix two bases)."""
+        if not self.base.path:
+            return self.base.card.name
+        return f"{self.base.path}#{_file_sha256(Path(self.base.path))}"
 
 
 def _prepare(base, data, config, out, ddp) -> _Run:
@@ -451,9 +458,13 @@ def _restore(run: _Run) -> Iterable[Progress]:
     run.best_epoch = int(info["best_epoch"])
     run.since_best = int(info["since_best"])
     run.checkpoint_written = bool(info["checkpoint_written"])
-    # The lowered rate itself is in the scheduler's state (its base rates); the snapshot is not
-    # kept, so a resumed run can go back only to a snapshot taken after it resumed.
+    # The lowered rate itself is in the scheduler's state (its base rates); the guard's snapshots
+    # and counters come back with the weights.
     run.rollbacks = list(info.get("rollbacks", []))
+    run.learned = bool(info.get("learned", False))
+    run.collapsed_epochs = int(info.get("collapsed_epochs", 0))
+    kept = _kept_states(info, tensors)
+    run.snapshot, run.pending = kept.get("snapshot"), kept.get("pending")
     if run.checkpoint_written and run.out.is_file():
         run.best_state = load_checkpoint(run.out).model.state_dict()
     else:
@@ -571,7 +582,9 @@ def _guard_collapse(run: _Run, epoch: int, snapshot_now: bool) -> Iterable[Progr
     back_to, weights, optimizer_state = run.snapshot
     current = [group["lr"] for group in run.optimizer.param_groups]
     run.model.load_state_dict(weights)
-    run.optimizer.load_state_dict(optimizer_state)
+    # A copy: the optimiser keeps the tensors it is given and updates them in place, which would
+    # change the snapshot a second rollback goes back to.
+    run.optimizer.load_state_dict(copy.deepcopy(optimizer_state))
     for group, lr in zip(run.optimizer.param_groups, current, strict=True):
         group["lr"] = lr * ROLLBACK_LR_FACTOR
     if run.scheduler is not None and hasattr(run.scheduler, "base_lrs"):
@@ -637,7 +650,11 @@ def _save_state(run: _Run, epoch: int) -> None:
             "rollbacks": run.rollbacks,
             "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
             "scaler": run.scaler.state_dict(),
+            # The collapse guard's memory, so a resumed run guards as an uninterrupted one does.
+            "learned": run.learned,
+            "collapsed_epochs": run.collapsed_epochs,
         },
+        kept={"snapshot": run.snapshot, "pending": run.pending},
     )
 
 

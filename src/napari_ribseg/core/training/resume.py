@@ -50,7 +50,9 @@ def _json_restore(value: Any) -> Any:
     return value
 
 
-def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+def _flatten_optimizer(
+    state: dict, prefix: str = "optimizer"
+) -> tuple[dict[str, torch.Tensor], dict]:
     """Split an optimizer state dict into tensors (for safetensors) and the JSON-able rest."""
     tensors: dict[str, torch.Tensor] = {}
     meta: dict[str, dict] = {}
@@ -58,8 +60,8 @@ def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
         entry: dict[str, Any] = {}
         for key, value in param_state.items():
             if torch.is_tensor(value):
-                tensors[f"optimizer.{index}.{key}"] = value.detach().cpu().contiguous()
-                entry[key] = {"__tensor__": f"optimizer.{index}.{key}"}
+                tensors[f"{prefix}.{index}.{key}"] = value.detach().cpu().contiguous()
+                entry[key] = {"__tensor__": f"{prefix}.{index}.{key}"}
             else:
                 entry[key] = value
         meta[str(index)] = entry
@@ -82,13 +84,25 @@ def _unflatten_optimizer(meta: dict, tensors: dict[str, torch.Tensor]) -> dict:
     return {"state": state, "param_groups": groups}
 
 
-def _save_resume(out: Path, model, optimizer, info: dict) -> None:
+def _save_resume(out: Path, model, optimizer, info: dict, kept: dict | None = None) -> None:
+    """Write the resume state; ``kept`` names further (epoch, weights, optimizer state) triples
+    a run holds (the collapse guard's snapshots), stored beside the live ones."""
     from safetensors.torch import save_file
 
     tensor_path, json_path = resume_paths(out)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
     tensors.update(opt_tensors)
+    kept_meta: dict[str, Any] = {}
+    for name, triple in (kept or {}).items():
+        if triple is None:
+            kept_meta[name] = None
+            continue
+        epoch, weights, opt_state = triple
+        tensors.update({f"{name}.model.{k}": v.cpu().contiguous() for k, v in weights.items()})
+        kept_tensors, kept_opt = _flatten_optimizer(opt_state, prefix=f"{name}.optimizer")
+        tensors.update(kept_tensors)
+        kept_meta[name] = {"epoch": int(epoch), "optimizer": kept_opt}
     with atomic_path(tensor_path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "napari-ribseg-resume"})
     # JSON last: a state counts only once its JSON names the epoch, so a crash between the two
@@ -97,6 +111,7 @@ def _save_resume(out: Path, model, optimizer, info: dict) -> None:
     # by resuming without --overwrite (see resume_may_replace).
     info = {
         **info,
+        "kept": kept_meta,
         "optimizer": opt_meta,
         "format": RESUME_FORMAT,
         "output_sha256": _file_sha256(checkpoint_paths(out)[0]),
@@ -147,6 +162,19 @@ def _load_resume(out: Path) -> tuple[dict, dict[str, torch.Tensor]] | None:
     if info.get("format") != RESUME_FORMAT:
         return None
     return info, tensors
+
+
+def _kept_states(info: dict, tensors: dict[str, torch.Tensor]) -> dict[str, tuple | None]:
+    """The (epoch, weights, optimizer state) triples :func:`_save_resume` kept, by name."""
+    out: dict[str, tuple | None] = {}
+    for name, meta in (info.get("kept") or {}).items():
+        if meta is None:
+            out[name] = None
+            continue
+        head = f"{name}.model."
+        weights = {k[len(head) :]: v for k, v in tensors.items() if k.startswith(head)}
+        out[name] = (int(meta["epoch"]), weights, _unflatten_optimizer(meta["optimizer"], tensors))
+    return out
 
 
 def _remove_resume(out: Path) -> None:

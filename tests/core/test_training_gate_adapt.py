@@ -54,6 +54,19 @@ def test_what_the_review_knows_of_a_label_decides_whether_the_gate_judges_on_it(
     assert mixed.frame_ids == ["a", "c", "d"]
 
 
+def test_frames_with_no_rib_in_view_cannot_promote_a_model_that_marks_nothing():
+    """Found in a training-engine audit: a held-out clip of 3 frames without ribs (the base marks
+    a speck: Dice 0) and 2 with ribs promoted a model that marks nothing (0 -> 1 on the three)."""
+    ids = ["e1", "e2", "e3", "r1", "r2"]
+    base, nothing = [0.0, 0.0, 0.0, 0.85, 0.80], [1.0, 1.0, 1.0, 0.0, 0.0]
+    assert judge(ids, base, nothing, min_frames=2).promoted  # without knowing which show ribs
+    report = judge(ids, base, nothing, min_frames=2, has_rib=[False] * 3 + [True] * 2)
+    assert not report.promoted and report.frame_ids == ["r1", "r2"]
+    assert "3 corrected frame(s) with no rib in view not judged" in report.reason
+    few = judge(ids, base, nothing, min_frames=3, has_rib=[False] * 3 + [True] * 2)
+    assert "too few held-out corrected frames to judge: 2 of 5" in few.reason
+
+
 def test_the_gate_margin_is_the_calibrated_one_everywhere():
     """One margin (gate.GATE_MARGIN, measured by benchmarks/bench_gate.py) for judge() and the
     fine-tune's and adaptation's defaults: a +0.0155 mean gain on 5 frames (3 better) now promotes,

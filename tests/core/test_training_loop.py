@@ -11,6 +11,7 @@ from test_training_support import state_equal, synthetic_set, tiny_base
 from napari_ribseg.core.errors import TrainingError
 from napari_ribseg.core.jobs import StopFlag
 from napari_ribseg.core.models import load_checkpoint
+from napari_ribseg.core.training.data import TrainingSet
 from napari_ribseg.core.training.loop import (
     FinetuneConfig,
     FinetuneResult,
@@ -206,6 +207,14 @@ def test_a_resumed_run_guards_against_collapse_as_an_uninterrupted_one(tmp_path,
     assert [r["epoch"] for r in rollbacks] == [12]
     assert resumed.card.extra["finetune"]["rollbacks"] == rollbacks
     assert state_equal(whole.model.state_dict(), resumed.model.state_dict())
+
+
+def test_a_set_whose_masks_mark_no_rib_is_refused(base, data):
+    """All-empty masks (an export that lost the label value) trained a model that marks nothing,
+    which the gate then promoted (training-engine audit)."""
+    empty = TrainingSet(data.images, [m * 0 for m in data.masks], data.groups, source="lost-labels")
+    with pytest.raises(TrainingError, match="lost-labels: no mask marks a rib pixel in any of its"):
+        finetune_sync(base, empty, FinetuneConfig(epochs=1, **FAST))
 
 
 def test_early_stopping_ends_the_run(base, data):

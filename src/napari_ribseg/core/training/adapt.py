@@ -401,6 +401,7 @@ def adapt(
             margin=gate_margin,
             groups=[source] * len(idx),
             corrected=[False if i in accepted else None for i in idx],
+            has_rib=[bool(m.any()) for m in gate_masks],
         )
         if gate.frames >= gate_frames and not stopped:
             # Labels outrank the label-free check: the gate decides, and says on what.

@@ -89,19 +89,27 @@ def judge(
     margin: float = GATE_MARGIN,
     groups: list[str] | None = None,
     corrected: list[bool | None] | None = None,
+    has_rib: list[bool] | None = None,
 ) -> GateReport:
     """Compare new vs base per held-out frame; promote only a clear win on enough frames.
 
     ``groups`` (the stack or clip of each frame) lets the verdict say how many stacks it rests on:
     a win on frames of one stack shows the new model is better on that stack, not on others.
     ``corrected`` (per frame: True, False or None for unknown) is what the review knows of each
-    label (:meth:`TrainingSet.corrected_for`); False takes a frame out.
+    label (:meth:`TrainingSet.corrected_for`); False takes a frame out. ``has_rib`` (whether each
+    label marks a rib pixel) takes out frames with no rib in view: there a model that marks
+    nothing scores 1.0, so a gain on them is no evidence of finding ribs (a model trained to mark
+    nothing was promoted on such frames).
     """
     held_out = len(ids)
     known = corrected if corrected is not None else [None] * held_out
     # The review can only take frames out (the base's own mask, accepted unchanged); a frame the
     # base reproduces to 0.99 was not corrected in any way that counts, edited or not.
-    picked = [i for i, d in enumerate(base_dice) if d < CORRECTED_BELOW and known[i] is not False]
+    corrected_here = [
+        i for i, d in enumerate(base_dice) if d < CORRECTED_BELOW and known[i] is not False
+    ]
+    picked = [i for i in corrected_here if has_rib is None or has_rib[i]]
+    without_ribs = len(corrected_here) - len(picked)
     report = GateReport(
         promoted=False,
         reason="",
@@ -112,11 +120,17 @@ def judge(
         stacks=len({groups[i] for i in picked}) if groups is not None else 0,
     )
     n = len(picked)
+    note = (
+        f"; {without_ribs} corrected frame(s) with no rib in view not judged (marking nothing "
+        "scores them 1.0)"
+        if without_ribs
+        else ""
+    )
     if n < min_frames:
         report.reason = (
             f"too few held-out corrected frames to judge: {n} of {held_out} held-out frames "
-            f"differ from the base model's own prediction, at least {min_frames} are needed "
-            "(curate and correct more frames)"
+            f"differ from the base model's own prediction and show ribs, at least {min_frames} "
+            f"are needed (curate and correct more frames){note}"
         )
         return report
     gains = [new_dice[i] - base_dice[i] for i in picked]
@@ -130,7 +144,7 @@ def judge(
     numbers = (
         f"Dice {report.base_mean:.3f} -> {report.new_mean:.3f} "
         f"({report.mean_gain:+.3f}) on {n} held-out corrected frames{of}, better on "
-        f"{report.wins}, worse on {report.losses}"
+        f"{report.wins}, worse on {report.losses}{note}"
     )
     if report.mean_gain <= margin:
         report.reason = f"no clear improvement: {numbers}; a gain above {margin:.3f} is needed"

@@ -327,6 +327,12 @@ def _prepare(base, data, config, out, ddp) -> _Run:
             f"batch size {config.batch_size} must be a multiple of the {ddp.world} processes "
             "(each process takes an equal share of every batch)"
         )
+    if not any(mask.any() for mask in data.masks):
+        raise TrainingError(
+            f"training set from {data.source or 'memory'}: no mask marks a rib pixel in any of "
+            f"its {len(data)} frames; a model trained on it learns to mark nothing. Check the "
+            "masks' rib value (1, or above half range such as 255 for 8-bit masks)"
+        )
     train, val = split_for_gate(data, config)
     if len(train) == 0 or len(val) == 0:
         raise TrainingError(f"training set from {data.source}: nothing left to train on")
@@ -684,6 +690,7 @@ def _select_and_gate(run: _Run) -> Iterable[Progress]:
         margin=config.gate_margin,
         groups=list(run.val.groups),
         corrected=run.val.corrected_for(run.base.card.name),
+        has_rib=[bool(m.any()) for m in run.val_masks],
     )
     run.best_val_dice = mean_dice(dices)
     run.best_epoch = len(run.history)

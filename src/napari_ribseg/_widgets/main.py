@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import QEvent, QSize, Qt, QTimer
-from qtpy.QtWidgets import QApplication, QLabel, QSizePolicy, QTabWidget, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QApplication,
+    QLabel,
+    QMainWindow,
+    QSizePolicy,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from napari_ribseg._widgets._session import ReviewSession
 from napari_ribseg._widgets._settings import load_settings
@@ -192,8 +200,10 @@ class RibSegWidget(QWidget):
             elif self._docked:
                 self.shutdown()
         elif kind == QEvent.Type.Show:
+            # napari's main window only: a floating dock is a window of its own, hidden on close
+            # and shown again from the menu.
             window = self.window()
-            if window is not self and window is not self._window:
+            if isinstance(window, QMainWindow) and window is not self._window:
                 window.installEventFilter(self)
                 self._window = window
         return super().event(event)

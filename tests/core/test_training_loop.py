@@ -418,3 +418,37 @@ def test_a_run_that_stops_marking_ribs_goes_back_and_continues_at_a_lower_lr(
     assert unguarded.card.extra["finetune"]["rollbacks"] == []
     assert unguarded.best_val_dice < 0.05, "without the guard the dead network stays dead"
     assert guarded.best_val_dice > 0.5 and guarded.best_val_dice > guarded.base_val_dice + 0.3
+
+
+def test_the_guards_snapshots_are_written_only_when_they_change(base, tmp_path):
+    """They go to a file named by their epochs; an epoch that took no snapshot leaves it alone,
+    a new one replaces it once the JSON names the new file."""
+    import copy as copy_module
+
+    from napari_ribseg.core.training.resume import _kept_states, _save_resume
+
+    model = base.model
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.rand(1, 1, 64, 64)).mean().backward()
+    optimizer.step()
+
+    def snap(epoch):
+        weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return (epoch, weights, copy_module.deepcopy(optimizer.state_dict()))
+
+    out = tmp_path / "m.safetensors"
+    folder = resume_paths(out)[0].parent
+    first = {"snapshot": snap(2), "pending": snap(3)}
+    _save_resume(out, model, optimizer, {"epoch": 3}, kept=first)
+    (kept_file,) = folder.glob("kept-*.safetensors")
+    written = kept_file.stat().st_mtime_ns
+    _save_resume(out, model, optimizer, {"epoch": 4}, kept=first)
+    assert kept_file.stat().st_mtime_ns == written
+    _save_resume(
+        out, model, optimizer, {"epoch": 5}, kept={"snapshot": first["pending"], "pending": None}
+    )
+    assert [f.name for f in folder.glob("kept-*.safetensors")] == ["kept-snapshot3.safetensors"]
+    info = json.loads(resume_paths(out)[1].read_text())
+    states = _kept_states(info, folder)
+    assert states["pending"] is None and states["snapshot"][0] == 3
+    assert state_equal(states["snapshot"][1], first["pending"][1])

@@ -469,7 +469,7 @@ def _restore(run: _Run) -> Iterable[Progress]:
     run.rollbacks = list(info.get("rollbacks", []))
     run.learned = bool(info.get("learned", False))
     run.collapsed_epochs = int(info.get("collapsed_epochs", 0))
-    kept = _kept_states(info, tensors)
+    kept = _kept_states(info, resume_paths(run.out)[0].parent)
     run.snapshot, run.pending = kept.get("snapshot"), kept.get("pending")
     if run.checkpoint_written and run.out.is_file():
         run.best_state = load_checkpoint(run.out).model.state_dict()

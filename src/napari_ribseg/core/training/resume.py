@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -86,25 +87,17 @@ def _unflatten_optimizer(meta: dict, tensors: dict[str, torch.Tensor]) -> dict:
 
 def _save_resume(out: Path, model, optimizer, info: dict, kept: dict | None = None) -> None:
     """Write the resume state; ``kept`` names further (epoch, weights, optimizer state) triples
-    a run holds (the collapse guard's snapshots), stored beside the live ones."""
+    a run holds (the collapse guard's snapshots). They go to a file of their own, named by their
+    epochs and written only when they change (about 20 times a run, not every epoch)."""
     from safetensors.torch import save_file
 
     tensor_path, json_path = resume_paths(out)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
     tensors.update(opt_tensors)
-    kept_meta: dict[str, Any] = {}
-    for name, triple in (kept or {}).items():
-        if triple is None:
-            kept_meta[name] = None
-            continue
-        epoch, weights, opt_state = triple
-        tensors.update({f"{name}.model.{k}": v.cpu().contiguous() for k, v in weights.items()})
-        kept_tensors, kept_opt = _flatten_optimizer(opt_state, prefix=f"{name}.optimizer")
-        tensors.update(kept_tensors)
-        kept_meta[name] = {"epoch": int(epoch), "optimizer": kept_opt}
     with atomic_path(tensor_path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "napari-ribseg-resume"})
+    kept_file, kept_meta = _save_kept(tensor_path.parent, kept or {})
     # JSON last: a state counts only once its JSON names the epoch, so a crash between the two
     # writes leaves the previous, consistent pair (the tensors file is checked by epoch below).
     # Tie the state to the checkpoint this run has written so far: only that file may be replaced
@@ -112,11 +105,40 @@ def _save_resume(out: Path, model, optimizer, info: dict, kept: dict | None = No
     info = {
         **info,
         "kept": kept_meta,
+        "kept_file": kept_file,
         "optimizer": opt_meta,
         "format": RESUME_FORMAT,
         "output_sha256": _file_sha256(checkpoint_paths(out)[0]),
     }
     write_text_atomic(json_path, json.dumps(_json_safe(info), indent=1))
+    # Only now may an older snapshots file go: the JSON no longer names it.
+    for old in tensor_path.parent.glob("kept-*.safetensors"):
+        if old.name != kept_file:
+            with contextlib.suppress(OSError):
+                old.unlink()
+
+
+def _save_kept(folder: Path, kept: dict) -> tuple[str | None, dict]:
+    """Write the kept triples to ``kept-<epochs>.safetensors`` unless that file exists already;
+    return its name (``None`` when nothing is kept) and the JSON-able description."""
+    from safetensors.torch import save_file
+
+    held = {name: triple for name, triple in kept.items() if triple is not None}
+    if not held:
+        return None, dict.fromkeys(kept)
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict[str, Any] = dict.fromkeys(kept)
+    for name, (epoch, weights, opt_state) in held.items():
+        tensors.update({f"{name}.model.{k}": v.cpu().contiguous() for k, v in weights.items()})
+        kept_tensors, kept_opt = _flatten_optimizer(opt_state, prefix=f"{name}.optimizer")
+        tensors.update(kept_tensors)
+        meta[name] = {"epoch": int(epoch), "optimizer": kept_opt}
+    # A snapshot is taken once per epoch and never changed, so its epoch names it.
+    file_name = "kept-" + "-".join(f"{k}{v[0]}" for k, v in sorted(held.items())) + ".safetensors"
+    if not (folder / file_name).is_file():
+        with atomic_path(folder / file_name) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "napari-ribseg-resume-kept"})
+    return file_name, meta
 
 
 def _file_sha256(path: Path) -> str | None:
@@ -164,16 +186,21 @@ def _load_resume(out: Path) -> tuple[dict, dict[str, torch.Tensor]] | None:
     return info, tensors
 
 
-def _kept_states(info: dict, tensors: dict[str, torch.Tensor]) -> dict[str, tuple | None]:
+def _kept_states(info: dict, folder: Path) -> dict[str, tuple | None]:
     """The (epoch, weights, optimizer state) triples :func:`_save_resume` kept, by name."""
+    from safetensors.torch import load_file
+
+    meta = info.get("kept") or {}
+    name = info.get("kept_file")
+    tensors = load_file(str(folder / name)) if name and (folder / name).is_file() else {}
     out: dict[str, tuple | None] = {}
-    for name, meta in (info.get("kept") or {}).items():
-        if meta is None:
-            out[name] = None
+    for key, entry in meta.items():
+        if entry is None or not tensors:
+            out[key] = None
             continue
-        head = f"{name}.model."
+        head = f"{key}.model."
         weights = {k[len(head) :]: v for k, v in tensors.items() if k.startswith(head)}
-        out[name] = (int(meta["epoch"]), weights, _unflatten_optimizer(meta["optimizer"], tensors))
+        out[key] = (int(entry["epoch"]), weights, _unflatten_optimizer(entry["optimizer"], tensors))
     return out
 
 

@@ -32,7 +32,7 @@ class MaskOptions:
 
     threshold: float = field(
         default=0.5,
-        metadata={"range": (0.01, 0.99), "help": "probability above which a pixel is rib"},
+        metadata={"range": (0.01, 0.99), "help": "probability at or above which a pixel is rib"},
     )
     min_size: int = field(
         default=0,

@@ -26,6 +26,8 @@ def read_image(path: Path) -> np.ndarray:
     if path.suffix.lower() in (".tif", ".tiff"):
         import tifffile
 
+        from napari_ribseg.core.io.tiff import page_white_is_zero
+
         try:
             with tifffile.TiffFile(path) as tif:
                 series = tif.series[0]
@@ -35,7 +37,7 @@ def read_image(path: Path) -> np.ndarray:
                     check_frame(series.shape[ax.index("Y")], series.shape[ax.index("X")], path)
                 data = series.asarray()
                 axes = series.axes
-                white_is_zero = int(getattr(series.keyframe, "photometric", 1)) == 0
+                white_is_zero = page_white_is_zero(series.keyframe)
         except (tifffile.TiffFileError, OSError, ValueError, IndexError, RuntimeError) as exc:
             raise StackReadError(
                 f"{path}: cannot read TIFF image (truncated or corrupt?): {exc}"
@@ -115,22 +117,22 @@ def read_frame_folder(folder: Path) -> Stack:
     if not files:
         raise StackReadError(f"{folder}: folder contains no image frames (png, jpg, bmp, tif)")
     images = ((read_image(file), file) for file in files)
-    frames, dtypes, scaling = stack_images(images, len(files), folder, files[0].name)
+    frames, original_dtype, scaling = stack_images(images, len(files), folder, files[0].name)
     return Stack(
         frames=frames,
         source=folder,
-        original_dtype=dtypes[0] if len(dtypes) == 1 else "mixed:" + ",".join(dtypes),
+        original_dtype=original_dtype,
         metadata={"files": [f.name for f in files], "intensity_scaling": scaling},
     )
 
 
 def stack_images(
     images: Iterable[tuple[np.ndarray, Path]], count: int, source: Path, first: str
-) -> tuple[np.ndarray, list[str], dict]:
+) -> tuple[np.ndarray, str, dict]:
     """``count`` 2-D images, given one at a time with the file each came from, as float32 frames.
 
-    Returns the (count, H, W) frames in [0, 1], the images' dtypes in order of appearance and the
-    scaling record. Every image must have the size of the first (named ``first`` in the error).
+    Returns the (count, H, W) frames in [0, 1], the original dtype (``"mixed:uint8,uint16"`` when
+    the images differ) and the scaling record. Every image must have the size of the first (named ``first`` in the error).
     Integer images are scaled by their own dtype as they come; float images are scaled together at
     the end (the stack-wide float rule) so their relative brightness is kept.
     """
@@ -167,4 +169,4 @@ def stack_images(
     scaling: dict = {"method": "divide-by-dtype"}
     if float_rule:
         frames, scaling = to_unit_frames(frames, source)
-    return frames, dtypes, scaling
+    return frames, dtypes[0] if len(dtypes) == 1 else "mixed:" + ",".join(dtypes), scaling

@@ -80,7 +80,7 @@ def _lazy_tiff(path: Path) -> tuple[TiffFrames, tuple[float, float] | None] | No
     so both paths read a file the same way."""
     import tifffile
 
-    from napari_ribseg.core.io.tiff import tiff_physics
+    from napari_ribseg.core.io.tiff import page_white_is_zero, tiff_physics
 
     try:
         with tifffile.TiffFile(path) as tif:
@@ -90,7 +90,7 @@ def _lazy_tiff(path: Path) -> tuple[TiffFrames, tuple[float, float] | None] | No
             # tifffile reports the native dtype; the bytes are in the file's order.
             dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
             shape, offset, axes = tuple(series.shape), series.dataoffset, series.axes
-            white_is_zero = int(getattr(series.keyframe, "photometric", 1)) == 0
+            white_is_zero = page_white_is_zero(series.keyframe)
             spacing, _rate = tiff_physics(tif)
     except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError, EOFError):
         return None  # the registry's reader gives the specific error

@@ -45,13 +45,13 @@ def read_single_image(path: str | Path) -> Stack:
                 "limit for one frame; expected an ultrasound frame"
             )
         n = int(getattr(img, "n_frames", 1) or 1)
-        frames, dtypes, scaling = stack_images(each_frame(img), n, path, "frame 0")
+        frames, original_dtype, scaling = stack_images(each_frame(img), n, path, "frame 0")
     # A still image has no frame rate, even when its format stores a display time.
     rate = 1000.0 / float(np.median(durations)) if n > 1 and len(durations) == n else None
     return Stack(
         frames=frames,
         source=path,
         frame_rate=rate,
-        original_dtype=dtypes[0] if len(dtypes) == 1 else "mixed:" + ",".join(dtypes),
+        original_dtype=original_dtype,
         metadata={"intensity_scaling": scaling, "frames_in_file": n},
     )

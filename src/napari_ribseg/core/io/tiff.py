@@ -149,8 +149,10 @@ def tiff_physics(tif) -> tuple[tuple[float, float] | None, float | None]:
     return spacing, rate
 
 
-def _white_is_zero(page) -> bool:
-    """True for a page whose PhotometricInterpretation is WhiteIsZero (0): low values are white."""
+def page_white_is_zero(page) -> bool:
+    """True for a page whose PhotometricInterpretation is WhiteIsZero (0): low values are white.
+
+    The one check of it: the stack reader, the frame-folder reader and the streaming path ask here."""
     return page is not None and int(getattr(page, "photometric", 1)) == 0
 
 
@@ -203,7 +205,7 @@ def read_tiff(path: Path) -> Stack:
             if "Y" in axes and "X" in axes:
                 check_frame(shape[axes.index("Y")], shape[axes.index("X")], path)
             spacing, rate = tiff_physics(tif)
-            white_is_zero = _white_is_zero(series.keyframe)
+            white_is_zero = page_white_is_zero(series.keyframe)
             # Pages of another size or type form further series; they are not read, but said.
             skipped = [f"{s.axes} {tuple(s.shape)}" for s in tif.series[1:]]
             offset = series.dataoffset

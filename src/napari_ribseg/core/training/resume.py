@@ -54,19 +54,25 @@ def _json_restore(value: Any) -> Any:
 def _flatten_optimizer(
     state: dict, prefix: str = "optimizer"
 ) -> tuple[dict[str, torch.Tensor], dict]:
-    """Split an optimizer state dict into tensors (for safetensors) and the JSON-able rest."""
+    """Split an optimizer state dict into its tensors (as they are: :func:`_for_file` readies them
+    for safetensors) and the JSON-able rest."""
     tensors: dict[str, torch.Tensor] = {}
     meta: dict[str, dict] = {}
     for index, param_state in state["state"].items():
         entry: dict[str, Any] = {}
         for key, value in param_state.items():
             if torch.is_tensor(value):
-                tensors[f"{prefix}.{index}.{key}"] = value.detach().cpu().contiguous()
+                tensors[f"{prefix}.{index}.{key}"] = value
                 entry[key] = {"__tensor__": f"{prefix}.{index}.{key}"}
             else:
                 entry[key] = value
         meta[str(index)] = entry
     return tensors, {"state": meta, "param_groups": state["param_groups"]}
+
+
+def _for_file(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Tensors as safetensors writes them: detached, on the CPU, contiguous."""
+    return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
 
 
 def _unflatten_optimizer(meta: dict, tensors: dict[str, torch.Tensor]) -> dict:
@@ -92,11 +98,11 @@ def _save_resume(out: Path, model, optimizer, info: dict, kept: dict | None = No
     from safetensors.torch import save_file
 
     tensor_path, json_path = resume_paths(out)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
     tensors.update(opt_tensors)
     with atomic_path(tensor_path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "napari-ribseg-resume"})
+        save_file(_for_file(tensors), str(tmp), metadata={"format": "napari-ribseg-resume"})
     kept_file, kept_meta = _save_kept(tensor_path.parent, kept or {})
     # JSON last: a state counts only once its JSON names the epoch, so a crash between the two
     # writes leaves the previous, consistent pair (the tensors file is checked by epoch below).
@@ -129,15 +135,18 @@ def _save_kept(folder: Path, kept: dict) -> tuple[str | None, dict]:
     tensors: dict[str, torch.Tensor] = {}
     meta: dict[str, Any] = dict.fromkeys(kept)
     for name, (epoch, weights, opt_state) in held.items():
-        tensors.update({f"{name}.model.{k}": v.cpu().contiguous() for k, v in weights.items()})
+        tensors.update({f"{name}.model.{k}": v for k, v in weights.items()})
         kept_tensors, kept_opt = _flatten_optimizer(opt_state, prefix=f"{name}.optimizer")
         tensors.update(kept_tensors)
         meta[name] = {"epoch": int(epoch), "optimizer": kept_opt}
-    # A snapshot is taken once per epoch and never changed, so its epoch names it.
+    # A snapshot is taken once per epoch and never changed, so its epoch names it; an epoch that
+    # took none copies nothing off the device.
     file_name = "kept-" + "-".join(f"{k}{v[0]}" for k, v in sorted(held.items())) + ".safetensors"
     if not (folder / file_name).is_file():
         with atomic_path(folder / file_name) as tmp:
-            save_file(tensors, str(tmp), metadata={"format": "napari-ribseg-resume-kept"})
+            save_file(
+                _for_file(tensors), str(tmp), metadata={"format": "napari-ribseg-resume-kept"}
+            )
     return file_name, meta
 
 

@@ -63,6 +63,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the description of the stack at ``args.path``; core errors propagate to ``main``."""
     from napari_ribseg.core.io import read_stack
+    from napari_ribseg.core.io.intensity import describe_scaling
     from napari_ribseg.core.region import check_depth, detect_imaged_region, stack_with_depth
 
     if args.depth_mm is not None:
@@ -96,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         ("frames", stack.n_frames),
         ("size", f"{stack.frame_shape[0]} x {stack.frame_shape[1]} (height x width)"),
         ("dtype", stack.original_dtype),
+        ("intensity", describe_scaling(info["intensity_scaling"])),
         ("spacing", spacing_text),
         ("frame rate", f"{stack.frame_rate:.4g} fps" if stack.frame_rate else "unknown"),
         ("image", region.describe()),

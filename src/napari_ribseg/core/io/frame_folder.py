@@ -1,8 +1,9 @@
 """A folder of single-image frames (png, jpg, bmp, tif) in natural sort order.
 
 ``frame2.png`` comes before ``frame10.png``. Every frame must have the height and width of the first;
-grey and colour frames may be mixed (colour becomes BT.601 luma). Each integer frame is scaled by its
-own dtype (uint8 /255, uint16 /65535); float frames follow the stack-wide float rule.
+grey and colour frames may be mixed (colour becomes BT.601 luma). 8-bit frames are divided by 255;
+16-bit frames by ``2**bits - 1`` for the bit depth (8, 12 or 16) that holds the folder's largest
+16-bit value; float frames follow the stack-wide float rule.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ import numpy as np
 
 from napari_ribseg.core.budget import MAX_FRAME_PIXELS, check_allocation, check_frame, check_shape
 from napari_ribseg.core.errors import MemoryBudgetError, StackReadError
-from napari_ribseg.core.io.intensity import arrange_frames, full_scale, luma, to_unit_frames
+from napari_ribseg.core.io.intensity import (
+    arrange_frames,
+    full_scale,
+    is_uint16,
+    luma,
+    to_unit_frames,
+    uint16_scaling,
+)
 from napari_ribseg.core.io.registry import frame_files
 from napari_ribseg.core.stack import Stack
 
@@ -133,12 +141,16 @@ def stack_images(
 
     Returns the (count, H, W) frames in [0, 1], the original dtype (``"mixed:uint8,uint16"`` when
     the images differ) and the scaling record. Every image must have the size of the first (named ``first`` in the error).
-    Integer images are scaled by their own dtype as they come; float images are scaled together at
-    the end (the stack-wide float rule) so their relative brightness is kept.
+    8-bit images are scaled by 255 as they come; 16-bit images are divided together at the end by
+    the bit depth of their largest value (:func:`~napari_ribseg.core.io.intensity.uint16_bits`), and
+    float images min-max scaled together (the stack-wide float rule), so the relative brightness of
+    frames is kept.
     """
     frames: np.ndarray | None = None
     dtypes: list[str] = []
     float_rule = False
+    wide: list[int] = []  # the 16-bit frames
+    wide_max = 0
     for i, (image, file) in enumerate(images):
         raw, colour = arrange_frames(image, file, colour=image.ndim == 3)
         if raw.shape[0] != 1:
@@ -163,10 +175,23 @@ def stack_images(
             if not np.isfinite(grey).all():
                 raise StackReadError(f"{file}: frame {i} contains NaN or infinite values")
             frames[i] = grey
+        elif is_uint16(image.dtype):
+            # Kept raw until the stack's maximum gives the bit depth of all 16-bit frames.
+            frames[i] = luma(raw[0]) if colour else raw[0]
+            wide.append(i)
+            wide_max = max(wide_max, int(raw.max()))
         else:
             frames[i] = to_unit_frames(raw, file, colour=colour)[0][0]
     assert frames is not None
     scaling: dict = {"method": "divide-by-dtype"}
+    if wide:
+        divisor, scaling = uint16_scaling(wide_max)
+        for i in wide:  # in place, one frame at a time: no second copy of the stack
+            np.clip(
+                np.divide(frames[i], np.float32(divisor), out=frames[i]), 0.0, 1.0, out=frames[i]
+            )
+        if len(wide) < count:
+            scaling = {"method": "divide-by-dtype", "uint16": scaling}
     if float_rule:
         frames, scaling = to_unit_frames(frames, source)
     return frames, dtypes[0] if len(dtypes) == 1 else "mixed:" + ",".join(dtypes), scaling

@@ -2,8 +2,10 @@
 
 Every reader ends here, so the intensity rules are the same for all formats:
 
-* ``bool`` -> 0/1, ``uint8`` -> /255, ``uint16`` -> /65535 (a reader may pass another full-scale
-  value, e.g. DICOM's ``2**BitsStored - 1``);
+* ``bool`` -> 0/1, ``uint8`` -> /255, ``uint16`` -> /(2**bits - 1) with ``bits`` the fewest of 8, 12
+  and 16 that hold the stack's maximum (:func:`uint16_bits`: 8-bit data saved as 16-bit, a 12-bit
+  scanner's or ADC's samples, true 16-bit; TIFF and PNG record no bit depth below 16); a reader that
+  knows the depth passes it (DICOM's ``2**BitsStored - 1``);
 * any other dtype (floats, signed or 32-bit integers): kept if every value lies in [0, 1], otherwise
   min-max scaled with the *global* minimum and maximum of the whole stack (not per frame, so the
   brightness of frames stays comparable); a constant stack outside [0, 1] becomes zeros;
@@ -34,6 +36,65 @@ LUMA_601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _CHUNK_BYTES = 64 * 2**20
 
 _FIXED_SCALE = {np.dtype(bool): 1.0, np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+#: The bit depths uint16 data is read at when its file records none (:func:`uint16_bits`).
+UINT16_BITS = (8, 12, 16)
+
+
+def is_uint16(dtype: np.dtype) -> bool:
+    """True for uint16 in either byte order."""
+    return np.dtype(dtype).newbyteorder("=") == np.dtype(np.uint16)
+
+
+def uint16_bits(maximum: int | float) -> int:
+    """Significant bits of uint16 samples whose file does not say: the fewest of 8, 12 and 16 that
+    hold ``maximum``, the largest value of the whole stack.
+
+    Ultrasound frames reach near their full scale (specular echoes, overlay text), so 12-bit samples
+    (maximum <= 4095) divided by 65535 would read 16 times too dark and the model would see a black
+    frame; napari's auto-contrast hides that from the user. Only 8, 12 and 16 are candidates, so a
+    12-bit stack is misread only if its brightest pixel is below 256 (6% of its range).
+    """
+    for bits in UINT16_BITS:
+        if maximum < 2**bits:
+            return bits
+    return 16
+
+
+def uint16_scaling(maximum: int | float) -> tuple[float, dict]:
+    """Divisor and ``intensity_scaling`` record for uint16 data whose largest value is ``maximum``."""
+    bits = uint16_bits(maximum)
+    divisor = float(2**bits - 1)
+    record: dict = {"method": "divide", "divisor": divisor}
+    if bits < 16:
+        record.update(significant_bits=bits, bits_from="stack maximum")
+    return divisor, record
+
+
+def describe_scaling(record: dict | None) -> str:
+    """One line for an ``intensity_scaling`` record, e.g. ``divided by 4095 (12 significant bits,
+    from the stack maximum)``; ``unknown`` for none."""
+    if not record:
+        return "unknown"
+    method = record.get("method")
+    if method == "divide":
+        text = f"divided by {record['divisor']:g}"
+        if "significant_bits" in record:
+            text += (
+                f" ({record['significant_bits']} significant bits, from the {record['bits_from']})"
+            )
+    elif method == "minmax":
+        text = f"min-max scaled from [{record['min']:g}, {record['max']:g}] over the stack"
+    elif method == "divide-by-dtype":
+        text = "each frame divided by its dtype's full scale"
+        if "uint16" in record:
+            text += f"; 16-bit frames {describe_scaling(record['uint16'])}"
+    elif method == "none":
+        text = "kept as read (already in [0, 1])"
+    else:
+        text = str(method)
+    return text + ("; inverted (low values were white)" if record.get("inverted") else "")
 
 
 def full_scale(dtype: np.dtype) -> float | None:
@@ -130,7 +191,8 @@ def to_unit_frames(
     """Convert (N, H, W[, samples]) raw data to float32 (N, H, W) in [0, 1].
 
     Returns the frames and a dict describing the scaling (stored in ``Stack.metadata``). ``scale``
-    overrides the full-scale value of integer data. ``invert`` maps the scaled value ``v`` to
+    overrides the full-scale value of integer data; without it, uint16 data is divided by
+    ``2**bits - 1`` for the :func:`uint16_bits` of its maximum. ``invert`` maps the scaled value ``v`` to
     ``1 - v`` chunk by chunk in the output (no second copy of the stack).
     """
     frames, scaling = _unit_frames(raw, source, colour=colour, scale=scale, copy=invert)
@@ -148,10 +210,14 @@ def _unit_frames(
 ) -> tuple[np.ndarray, dict]:
     if not is_numeric(raw):
         raise StackReadError(f"{source}: pixel data of dtype {raw.dtype} is not numeric")
-    if scale is None:
-        scale = full_scale(raw.dtype)
     n = raw.shape[0]
     step = _chunk_len(raw.shape[1:3])
+    record: dict | None = None
+    if scale is None and is_uint16(raw.dtype):
+        top = max(int(np.max(raw[start : start + step])) for start in range(0, n, step))
+        scale, record = uint16_scaling(top)
+    elif scale is None:
+        scale = full_scale(raw.dtype)
 
     if scale is None and not colour and raw.dtype == np.float32 and not copy:
         # Check before copying: a float32 [0, 1] source (e.g. a memory-mapped TIFF) is used as is.
@@ -177,7 +243,7 @@ def _unit_frames(
     if scale is not None:
         # DICOM's BitsStored may be smaller than the data: values above full scale are clipped.
         np.clip(out, 0.0, 1.0, out=out)
-        return out, {"method": "divide", "divisor": float(scale)}
+        return out, record or {"method": "divide", "divisor": float(scale)}
     if lo >= 0.0 and hi <= 1.0:
         return out, {"method": "none"}
     for start in range(0, n, step):

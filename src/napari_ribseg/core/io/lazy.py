@@ -23,14 +23,16 @@ import numpy as np
 from napari_ribseg.core.atomic import atomic_path
 from napari_ribseg.core.budget import check_frame
 from napari_ribseg.core.errors import StackReadError
-from napari_ribseg.core.io.intensity import full_scale
+from napari_ribseg.core.io.intensity import full_scale, is_uint16, uint16_scaling
 
 
 class TiffFrames:
     """(N, H, W) raw frames of an uncompressed contiguous TIFF series, read per request.
 
     Indexing with an int, a slice or an int array returns a fresh ndarray of the file's dtype
-    (native byte order); nothing is cached.
+    (native byte order); nothing is cached. uint16 samples that fit in fewer bits (the reader's
+    :func:`~napari_ribseg.core.io.intensity.uint16_bits` of the whole file's maximum, found by one
+    pass at opening) come back as float32 in [0, 1], divided as the reader divides them.
     """
 
     def __init__(self, path: Path, offset: int, shape: tuple[int, int, int], dtype: np.dtype):
@@ -39,6 +41,16 @@ class TiffFrames:
         self._stored = np.dtype(dtype)
         self.shape, self.dtype, self.ndim = shape, self._stored.newbyteorder("="), 3
         self._frame_bytes = shape[1] * shape[2] * self._stored.itemsize
+        self._divisor: np.float32 | None = None
+        if is_uint16(self._stored):
+            step = max(1, (64 << 20) // max(1, self._frame_bytes))
+            top = max(
+                int(self._read(np.arange(s, min(s + step, shape[0]))).max())
+                for s in range(0, shape[0], step)
+            )
+            divisor, _record = uint16_scaling(top)
+            if divisor != full_scale(self._stored):
+                self._divisor, self.dtype = np.float32(divisor), np.dtype(np.float32)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -50,8 +62,13 @@ class TiffFrames:
     def __getitem__(self, index: Any) -> np.ndarray:
         single = isinstance(index, int | np.integer)
         indices = np.arange(self.shape[0])[index]
-        indices = np.atleast_1d(indices).astype(np.int64)
-        out = np.empty((len(indices), *self.shape[1:]), dtype=self.dtype)
+        out = self._read(np.atleast_1d(indices).astype(np.int64))
+        if self._divisor is not None:
+            out = np.clip(out.astype(np.float32) / self._divisor, 0.0, 1.0)
+        return out[0] if single else out
+
+    def _read(self, indices: np.ndarray) -> np.ndarray:
+        out = np.empty((len(indices), *self.shape[1:]), dtype=self._stored.newbyteorder("="))
         with open(self.path, "rb") as f:
             fd = f.fileno()
             start = 0
@@ -71,7 +88,7 @@ class TiffFrames:
                 block = block.reshape(stop - start, *self.shape[1:])
                 out[start:stop] = block
                 start = stop
-        return out[0] if single else out
+        return out
 
 
 def _lazy_tiff(path: Path) -> tuple[TiffFrames, tuple[float, float] | None] | None:
@@ -115,8 +132,8 @@ def open_frames(
     """Frames of ``path`` for :func:`~napari_ribseg.core.inference.predict_stack`, lazily if
     possible, and the file's pixel spacing in mm (row, col; ``None`` when it records none).
 
-    The frames are a :class:`TiffFrames` (raw uint8/uint16, scaled by the engine as the readers
-    scale it) for an uncompressed grey TIFF, else the float32 frames of ``read_stack``.
+    The frames are a :class:`TiffFrames` (raw uint8/uint16 scaled by the engine, or float32 for
+    uint16 of fewer significant bits, as the readers scale them) for an uncompressed grey TIFF, else the float32 frames of ``read_stack``.
     """
     from napari_ribseg.core.io.registry import read_stack
 

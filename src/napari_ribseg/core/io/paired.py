@@ -29,7 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from napari_ribseg.core.errors import DatasetError, StackReadError
-from napari_ribseg.core.io.intensity import arrange_frames, binarize_mask, to_unit_frames
+from napari_ribseg.core.io.intensity import (
+    arrange_frames,
+    binarize_mask,
+    is_uint16,
+    luma,
+    to_unit_frames,
+    uint16_scaling,
+)
 from napari_ribseg.core.io.registry import FRAME_SUFFIXES, natural_key
 
 LAYOUTS = {
@@ -133,6 +140,8 @@ def read_paired_dataset(root: str | os.PathLike) -> PairedDataset:
     if not ids:
         raise DatasetError(f"{root}: {image_dir.name}/ and {mask_dir.name}/ contain no image files")
     images, masks = [], []
+    wide: list[int] = []  # the 16-bit images
+    wide_max = 0
     for sample_id in ids:
         image_path, mask_path = images_by_id[sample_id], masks_by_id[sample_id]
         try:
@@ -142,7 +151,13 @@ def read_paired_dataset(root: str | os.PathLike) -> PairedDataset:
                 raise DatasetError(
                     f"{image_path}: expected one 2-D image, got {raw.shape[0]} frames"
                 )
-            image = to_unit_frames(raw, image_path, colour=colour)[0][0]
+            if is_uint16(raw.dtype):
+                # Divided once all are read, by the bit depth of the dataset's largest value.
+                image = luma(raw[0]) if colour else raw[0].astype(np.float32)
+                wide.append(len(images))
+                wide_max = max(wide_max, int(raw.max()))
+            else:
+                image = to_unit_frames(raw, image_path, colour=colour)[0][0]
             mask = binarize_mask(read_image(mask_path), mask_path)
         except StackReadError as exc:
             raise DatasetError(str(exc)) from exc
@@ -153,6 +168,10 @@ def read_paired_dataset(root: str | os.PathLike) -> PairedDataset:
             )
         images.append(np.ascontiguousarray(image, dtype=np.float32))
         masks.append(mask)
+    if wide:
+        divisor = np.float32(uint16_scaling(wide_max)[0])
+        for i in wide:
+            np.clip(np.divide(images[i], divisor, out=images[i]), 0.0, 1.0, out=images[i])
     return PairedDataset(images, masks, ids, [clip_id(i) for i in ids], root)
 
 

@@ -8,9 +8,17 @@ from pathlib import Path
 DOC = Path(__file__).resolve().parents[2] / "docs" / "review-in-python.md"
 
 
-def test_review_in_python_example_runs(tmp_path, capsys):
+def test_review_in_python_example_runs(tmp_path, capsys, monkeypatch):
+    """Verbatim: nothing is injected (an audit found the example needed a ``workdir`` only the
+    test defined)."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # its mkdtemp lands in tmp_path
     code = re.search(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S).group(1)
-    exec(compile(code, str(DOC), "exec"), {"workdir": tmp_path})  # noqa: S102
+    namespace: dict = {"__name__": "__main__"}
+    exec(compile(code, str(DOC), "exec"), namespace)  # noqa: S102
+    workdir = namespace["workdir"]
+    assert workdir.parent == tmp_path
     out = capsys.readouterr().out
     assert "'curated': 4" in out
     assert "re-segmented frames [4, 5]" in out
@@ -19,4 +27,4 @@ def test_review_in_python_example_runs(tmp_path, capsys):
     promoted = "better than the base" in out
     refused = ("no clear improvement", "not better on most frames", "too few held-out")
     assert promoted or any(r in out for r in refused), out
-    assert (tmp_path / "tiny-ft.safetensors").is_file() == promoted
+    assert (workdir / "tiny-ft.safetensors").is_file() == promoted

@@ -67,21 +67,25 @@ def test_in_place_edit_without_notice_is_still_saved(tmp_path, rng):
     assert ReviewProject.load(tmp_path / "b.ribseg").labels[2, 4, 4] == 1
 
 
-def test_model_never_overwrites_curated_or_edited_frames(tmp_path, rng):
-    project = ReviewProject.new(tmp_path / "c.ribseg", 3, (8, 8))
-    project.apply_prediction([0, 1, 2], np.zeros((3, 8, 8), np.uint8), [0.5, 0.5, 0.5])
+def test_model_never_overwrites_curated_rejected_or_edited_frames(tmp_path, rng):
+    """The one rule, at the storage level too. Found by a review audit: a script calling
+    ``ReviewProject.apply_prediction`` overwrote hand-edited and rejected frames (only curated ones
+    were kept) and reset the rejected ones to unreviewed."""
+    project = ReviewProject.new(tmp_path / "c.ribseg", 5, (8, 8))
+    project.apply_prediction(range(5), np.zeros((5, 8, 8), np.uint8), [0.5] * 5)
     project.labels[0, 0, 0] = 1  # edited, still unreviewed
     project.set_status(1, FrameStatus.CURATED)
     project.set_status(2, FrameStatus.REJECTED)
-    curated_before = project.labels[1].copy()
-    written = project.apply_prediction(
-        [0, 1, 2], np.ones((3, 8, 8), np.uint8), protect=project.protected_frames
-    )
-    assert written.tolist() == [2]
-    np.testing.assert_array_equal(project.labels[1], curated_before)
-    assert project.labels[0].sum() == 1
-    assert project.labels[2].sum() == 64
-    assert project.statuses[2] == FrameStatus.UNREVIEWED  # a new mask needs a new look
+    project.labels[3, 1, 1] = 1  # edited
+    project.set_status(3, FrameStatus.REJECTED)
+    before = project.labels.copy()
+    assert project.protected_frames.tolist() == [0, 1, 2, 3]
+    written = project.apply_prediction(range(5), np.ones((5, 8, 8), np.uint8))
+    assert written.tolist() == [4]
+    np.testing.assert_array_equal(project.labels[:4], before[:4])
+    assert project.labels[4].sum() == 64
+    assert project.statuses.tolist()[:4] == [0, 1, 2, 2]
+    assert project.apply_prediction([4], np.zeros((1, 8, 8), np.uint8), protect=[4]).size == 0
 
 
 def test_navigation_queries(tmp_path):

@@ -386,9 +386,13 @@ class ReviewSession(QObject):
         except (OSError, RibsegError) as exc:
             if not self._save_error_shown:
                 self._save_error_shown = True
+                hint = (
+                    ""
+                    if isinstance(exc, RibsegError)  # says what to do itself
+                    else " Choose a writable project folder in Preferences, Rib Segmentation."
+                )
                 notify_error(
-                    f"Could not save the review ({exc}). Choose a writable project folder in the "
-                    "Rib Segmentation settings; your labels stay in the viewer."
+                    f"Could not save the review: {exc}.{hint} Your labels stay in the viewer."
                 )
             return False
 

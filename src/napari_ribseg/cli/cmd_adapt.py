@@ -78,7 +78,7 @@ def _curated(stack, base_name: str, project_folder: Path | None = None) -> tuple
         return {}, []
     if not project_dir_for(stack.source, root=project_folder, name=stack.name).exists():
         return {}, []
-    with ReviewSession.open(stack, project_folder=project_folder, existing=True) as session:
+    with ReviewSession.open(stack, project_folder=project_folder, read_only=True) as session:
         return curated_masks(session.project), unedited_frames(session.project, base_name)
 
 

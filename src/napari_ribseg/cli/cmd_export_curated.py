@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_ribseg.core.session import ReviewSession
 
     with ReviewSession.open(
-        args.stack, project_folder=args.project_folder, existing=True
+        args.stack, project_folder=args.project_folder, read_only=True
     ) as session:
         return _run(args, session)
 

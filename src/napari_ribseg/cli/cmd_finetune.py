@@ -64,7 +64,7 @@ def _training_data(path: Path, project_folder: Path | None = None):
         return TrainingSet.from_paired(read_paired_dataset(path))
     from napari_ribseg.core.session import ReviewSession
 
-    with ReviewSession.open(path, project_folder=project_folder, existing=True) as session:
+    with ReviewSession.open(path, project_folder=project_folder, read_only=True) as session:
         return session.training_set()
 
 

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     # Only showing a review never starts one (no empty sidecar left behind).
     changes = any((args.unreview, args.curate, args.reject))
     with ReviewSession.open(
-        args.stack, project_folder=args.project_folder, existing=not changes
+        args.stack, project_folder=args.project_folder, read_only=not changes
     ) as session:
         return _run(args, session)
 
@@ -64,7 +64,8 @@ def _run(args: argparse.Namespace, session) -> int:
                 )
     for status, frames in asked.items():
         session.set_status(frames, status)
-    session.save()
+    if asked:
+        session.save()
     project = session.project
     if not args.quiet:
         changed = project.changed_pixels

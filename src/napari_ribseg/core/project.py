@@ -204,22 +204,60 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _lock_owner(folder: Path) -> tuple[int, str] | None:
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started, in clock ticks since boot (Linux ``/proc``); ``None`` where
+    unknown. With the pid it names one process: a pid reused after a crash or reboot differs."""
     try:
-        text = (folder / LOCK_FILE).read_text(encoding="utf-8")
-        pid_text, _, host = text.strip().partition("@")
-        return int(pid_text), host
-    except (OSError, ValueError):
+        stat = Path(f"/proc/{int(pid)}/stat").read_text(encoding="ascii", errors="replace")
+        return stat.rpartition(")")[2].split()[19]  # field 22, after the command name
+    except (OSError, IndexError, ValueError):
         return None
 
 
-def _lock_is_live(owner: tuple[int, str] | None) -> bool:
+def _lock_text() -> str:
+    """``pid@host`` and, where known, `` start=<ticks>`` of this process."""
+    start = _process_start(os.getpid())
+    return f"{os.getpid()}@{socket.gethostname()}" + (f" start={start}" if start else "")
+
+
+def _lock_owner(folder: Path) -> tuple[int, str] | None:
+    owner = _lock_record(folder)
+    return None if owner is None else owner[:2]
+
+
+def _lock_record(folder: Path) -> tuple[int, str, str | None] | None:
+    """``(pid, host, start)`` written in the lock; ``None`` when there is none or it is unreadable."""
+    try:
+        text = (folder / LOCK_FILE).read_text(encoding="utf-8")
+        who, _, rest = text.strip().partition(" ")
+        pid_text, _, host = who.partition("@")
+        start = rest.partition("start=")[2].split()[0] if "start=" in rest else None
+        return int(pid_text), host, start
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _lock_is_live(owner: tuple[int, str] | tuple[int, str, str | None] | None) -> bool:
     if owner is None:
         return False
-    pid, host = owner
+    pid, host = owner[0], owner[1]
     if host and host != socket.gethostname():
         return True  # another machine's process cannot be checked: respect its lock
-    return _pid_alive(pid)
+    if not _pid_alive(pid):
+        return False
+    recorded = owner[2] if len(owner) > 2 else None
+    # The pid is in use; by the process that took the lock only if it started at the same time.
+    return recorded is None or _process_start(pid) in (None, recorded)
+
+
+def _locked_message(folder: Path, owner: tuple) -> str:
+    where = owner[1] or "this machine"
+    return (
+        f"{folder}: this review is open in another viewer (process {owner[0]} on {where}); close "
+        f"it there first. If no viewer has it open (a crash on another machine, a copied or synced "
+        f"folder), delete {folder / LOCK_FILE}: saves stay safe, a save never writes over a newer "
+        "one"
+    )
 
 
 #: Reviews this process holds open (folder -> the open project), so that two viewers in one
@@ -241,8 +279,10 @@ def _held_here(folder: Path) -> bool:
 def acquire_lock(folder: Path) -> None:
     """Take the review's lock for this process; raise :class:`ProjectError` if another holds it
     (another process, or another open project of this one)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    me = f"{os.getpid()}@{socket.gethostname()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(folder, exc) from exc
     if _held_here(folder):
         raise ProjectError(
             f"{folder}: this review is already open in this Python session (another viewer, or a "
@@ -250,24 +290,51 @@ def acquire_lock(folder: Path) -> None:
         )
     for _ in range(3):
         try:
-            fd = os.open(folder / LOCK_FILE, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            _create_lock(folder)
         except FileExistsError:
-            owner = _lock_owner(folder)
+            owner = _lock_record(folder)
             if owner is not None and owner[0] == os.getpid() and owner[1] == socket.gethostname():
                 return  # left by a project of this process that is gone (never closed)
             if _lock_is_live(owner):
-                raise ProjectError(
-                    f"{folder}: this review is open in another viewer (process {owner[0]} on "
-                    f"{owner[1] or 'this machine'}); close it there first"
-                ) from None
-            # The owner is gone (crash, kill): its lock is stale.
+                raise ProjectError(_locked_message(folder, owner)) from None
+            # The owner is gone (crash, kill, a reused pid): its lock is stale.
             with contextlib.suppress(FileNotFoundError):
                 (folder / LOCK_FILE).unlink()
             continue
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(me + "\n")
+        except OSError as exc:
+            raise _unwritable(folder, exc) from exc
         return
     raise ProjectError(f"{folder}: could not take the review's lock ({folder / LOCK_FILE})")
+
+
+def _create_lock(folder: Path) -> None:
+    """Create ``.lock`` holding this process's record, or raise ``FileExistsError``.
+
+    The record is written to a private file first and hard-linked into place, so no other process
+    ever reads an empty lock (and takes it for a stale one) between creation and writing.
+    """
+    tmp = folder / f".lock.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(_lock_text() + "\n")
+    try:
+        os.link(tmp, folder / LOCK_FILE)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links on this file system: create-exclusive, then write
+        fd = os.open(folder / LOCK_FILE, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(_lock_text() + "\n")
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def _unwritable(folder: Path, exc: OSError) -> ProjectError:
+    return ProjectError(
+        f"{folder}: cannot write the review there ({exc.strerror or exc}); keep reviews in a "
+        "folder you can write: --project-folder DIR (widget: Preferences, Rib Segmentation, "
+        "project folder)"
+    )
 
 
 def release_lock(folder: Path) -> None:
@@ -280,7 +347,7 @@ def release_lock(folder: Path) -> None:
 
 
 def _check_not_locked_by_other(folder: Path) -> None:
-    owner = _lock_owner(folder)
+    owner = _lock_record(folder)
     if owner is not None and owner[0] != os.getpid() and _lock_is_live(owner):
         raise ProjectError(
             f"{folder}: another viewer (process {owner[0]}) holds this review; not saving over it"
@@ -409,6 +476,11 @@ class ReviewProject:
     _saved_files: dict[str, dict] = field(default_factory=dict, repr=False)
     _saved_prob_sha: str | None = field(default=None, repr=False)
     _locked: bool = field(default=False, repr=False)
+    #: The newest version number on disk when this project was read or last saved (0: none). A save
+    #: commits only if it is still the newest, so a second viewer's save is never written over.
+    _base_version: int = field(default=0, repr=False)
+    #: Opened to read only (no lock, nothing cleaned, saving refused): see :meth:`open`.
+    read_only: bool = field(default=False, repr=False)
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -443,7 +515,8 @@ class ReviewProject:
         """
         folder = Path(folder)
         problems: list[str] = []
-        for _, version in _versions(folder):
+        versions = _versions(folder)
+        for _, version in versions:
             problem = _verify(version)
             if problem is None:
                 try:
@@ -451,6 +524,8 @@ class ReviewProject:
                 except ProjectError as exc:
                     problems.append(str(exc))
                     continue
+                # A damaged newer save is superseded by the next one, not a conflict.
+                project._base_version = versions[0][0]
                 if problems:
                     project.recovered_from = problems[0]
                     log.warning(
@@ -525,25 +600,30 @@ class ReviewProject:
         *,
         frames: np.ndarray | None = None,
         lock: bool = True,
+        read_only: bool = False,
     ) -> tuple[ReviewProject, bool]:
         """Restore the project in ``folder`` if one is there, else start a new one.
 
         Returns ``(project, restored)``. Raises :class:`ProjectError` rather than restoring a review
         onto another stack: a different frame count or shape, or (given ``frames``) a different
         content fingerprint. With ``lock`` the review is locked against a second viewer.
+        ``read_only`` reads the last save without the lock and without writing anything (a review
+        on a read-only share, or open in a viewer): :meth:`save` then refuses.
         """
         folder = Path(folder)
         expected = (int(n_frames), int(frame_shape[0]), int(frame_shape[1]))
         fingerprint = stack_fingerprint(frames) if frames is not None else None
+        lock = lock and not read_only
         if lock:
             acquire_lock(folder)
         try:
-            clean_folder(folder)
+            if not read_only:
+                clean_folder(folder)
             project = cls._restore(folder, source)
             if project is None:
                 new = cls.new(folder, *expected[:1], expected[1:], source)
                 new.fingerprint = fingerprint
-                new._locked = lock
+                new._locked, new.read_only = lock, read_only
                 if lock:
                     _HELD[_held_key(folder)] = weakref.ref(new)
                 return new, False
@@ -556,7 +636,7 @@ class ReviewProject:
             project.fingerprint = fingerprint  # a version-1 review gains its binding on next save
         if source is not None:
             project.source = str(source)
-        project._locked = lock
+        project._locked, project.read_only = lock, read_only
         if lock:
             _HELD[_held_key(folder)] = weakref.ref(project)
         return project, True
@@ -577,6 +657,7 @@ class ReviewProject:
         if old.source is None or Path(old.source).name != Path(str(source)).name:
             return None
         old.folder = folder
+        old._base_version = 0  # its saves stay in the old folder; the new one starts empty
         old._labels_dirty = old._model_dirty = True
         old._saved_json, old._saved_counts, old._saved_files = "", None, {}
         return old
@@ -644,9 +725,12 @@ class ReviewProject:
 
     @property
     def protected_frames(self) -> np.ndarray:
-        """Frames the model must not overwrite: curated ones and unreviewed ones the user edited."""
-        edited = (self.changed_pixels > 0) & (self.statuses == int(FrameStatus.UNREVIEWED))
-        return np.flatnonzero((self.statuses == int(FrameStatus.CURATED)) | edited)
+        """THE rule of which frames no model may overwrite: curated, rejected, or edited by hand
+        (labels differ from the model's mask), whatever their status."""
+        keep = (self.statuses == int(FrameStatus.CURATED)) | (
+            self.statuses == int(FrameStatus.REJECTED)
+        )
+        return np.flatnonzero(keep | (self.changed_pixels > 0))
 
     def next_unreviewed(self, after: int) -> int | None:
         """The first unreviewed frame after ``after``, wrapping around; ``None`` when all reviewed."""
@@ -683,10 +767,9 @@ class ReviewProject:
     ) -> np.ndarray:
         """Store the model's masks for ``frames``; write them into ``labels`` except where protected.
 
-        ``masks`` is uint8 (len(frames), H, W). Curated frames are always protected; ``protect``
-        adds more (the widget passes frames the user edited). Rejected frames that receive a new
-        mask go back to unreviewed because the new mask has not been looked at. Returns the frame
-        indices whose labels were written.
+        ``masks`` is uint8 (len(frames), H, W). :attr:`protected_frames` (curated, rejected, edited
+        by hand) are never written; ``protect`` adds more. Returns the frame indices whose labels
+        were written.
         """
         frames = np.asarray(frames, dtype=np.int64)
         masks = np.asarray(masks)
@@ -694,7 +777,7 @@ class ReviewProject:
             raise DatasetError(
                 f"expected {frames.size} masks of {self.frame_shape}, got an array of {masks.shape}"
             )
-        keep = set(self.curated_frames.tolist())
+        keep = set(self.protected_frames.tolist())
         if protect is not None:
             keep.update(int(f) for f in np.asarray(protect).ravel())
         written = []
@@ -706,8 +789,6 @@ class ReviewProject:
                 continue
             self.model_labels[f] = mask
             self.labels[f] = mask
-            if self.statuses[f] == FrameStatus.REJECTED:
-                self.statuses[f] = FrameStatus.UNREVIEWED
             if confidence is not None:
                 self.confidence[f] = float(np.asarray(confidence)[i])
             written.append(f)
@@ -776,6 +857,8 @@ class ReviewProject:
         edited in place without :meth:`mark_labels_changed` are still caught because the per-frame
         changed-pixel counts are compared with the saved ones.
         """
+        if self.read_only:
+            raise ProjectError(f"{self.folder}: this review was opened read-only; not saving")
         counts = self.changed_pixels
         labels_changed = (
             force
@@ -821,7 +904,15 @@ class ReviewProject:
         """Write one version folder and make it current by renaming it into place."""
         self.folder.mkdir(parents=True, exist_ok=True)
         versions = _versions(self.folder)
-        number = versions[0][0] + 1 if versions else 1
+        newest = versions[0][0] if versions else 0
+        # Fewer saves than read means the sidecar was removed under us: written again from here.
+        if newest > self._base_version:
+            raise ProjectError(
+                f"{self.folder}: another viewer or process saved this review (save {newest}) after "
+                f"this one read it (save {self._base_version}); not writing over its changes. Close "
+                "this stack and open it again to see them, then redo your latest edits"
+            )
+        number = max(newest, self._base_version) + 1
         final = self.folder / f"v{number:06d}"
         tmp = self.folder / f".v{number:06d}.tmp{os.getpid()}"
         if tmp.exists():
@@ -850,11 +941,22 @@ class ReviewProject:
                 ).encode(),
             )
             fsync_dir(tmp)
-            os.rename(tmp, final)  # the commit: the whole version appears at once
+            try:
+                # The commit: the whole version appears at once. A rename onto an existing v<N>
+                # fails, so two saves racing for one number cannot both win.
+                os.rename(tmp, final)
+            except OSError as exc:
+                if not final.exists():
+                    raise
+                raise ProjectError(
+                    f"{self.folder}: another process committed save {number} at the same moment; "
+                    "not writing over it. Close this stack and open it again"
+                ) from exc
             fsync_dir(self.folder)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        self._base_version = number
         for _, old in versions[KEEP_VERSIONS - 1 :]:
             shutil.rmtree(old, ignore_errors=True)
         return {name: {**entry, "path": str(final / name)} for name, entry in manifest.items()}

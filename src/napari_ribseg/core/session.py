@@ -216,13 +216,18 @@ class ReviewSession:
         name: str | None = None,
         options: MaskOptions | None = None,
         existing: bool = False,
+        read_only: bool = False,
     ) -> ReviewSession:
         """Open a stack (a :class:`Stack` or any readable path) and restore or start its review.
 
         The review lives in ``<file name>.ribseg`` next to the stack, or under ``project_folder``.
         ``existing``: only restore; a stack without a review raises :class:`ProjectError` (naming
         where it looked) instead of starting one, so reading never leaves an empty review behind.
+        ``read_only`` (implies ``existing``): read the last save without taking the lock or writing
+        anything, for commands that only read a review (show, export, train on it); it works on a
+        read-only share and while a viewer has the stack open. Saving it raises.
         """
+        existing = existing or read_only
         if not isinstance(stack, Stack):
             from napari_ribseg.core.io import read_stack
 
@@ -235,7 +240,7 @@ class ReviewSession:
                 "ribseg predict STACK --review (or in the widget) and curate frames first"
             )
         return cls.for_frames(stack.frames, folder, source=stack.source, name=name or stack.name,
-                              options=options)  # fmt: skip
+                              options=options, read_only=read_only)  # fmt: skip
 
     @classmethod
     def for_frames(
@@ -247,16 +252,18 @@ class ReviewSession:
         name: str = "stack",
         options: MaskOptions | None = None,
         lock: bool = True,
+        read_only: bool = False,
     ) -> ReviewSession:
         """A session over in-memory frames whose review is saved in ``folder``.
 
         The review is bound to the frames by a content fingerprint and locked against a second
-        viewer until :meth:`close`.
+        viewer until :meth:`close` (``read_only``: neither locked nor saved).
         """
         frames = np.asarray(frames)
         project, restored = ReviewProject.open(
-            folder, frames.shape[0], frames.shape[1:], source=source, frames=frames, lock=lock
-        )
+            folder, frames.shape[0], frames.shape[1:], source=source, frames=frames, lock=lock,
+            read_only=read_only,
+        )  # fmt: skip
         return cls(frames, project, name=name, options=options, restored=restored)
 
     # -- queries -------------------------------------------------------------------------------
@@ -278,11 +285,9 @@ class ReviewSession:
         return np.flatnonzero(self.project.changed_pixels > 0)
 
     def protected_frames(self) -> np.ndarray:
-        """Frames no model may overwrite: curated, rejected or edited by hand."""
-        statuses = self.project.statuses
-        keep = (statuses == int(FrameStatus.CURATED)) | (statuses == int(FrameStatus.REJECTED))
-        keep[self.edited_frames()] = True
-        return np.flatnonzero(keep)
+        """Frames no model may overwrite: curated, rejected or edited by hand (the project's rule,
+        :attr:`ReviewProject.protected_frames`)."""
+        return self.project.protected_frames
 
     def overwritable_frames(self, frames: Iterable[int] | np.ndarray | None = None) -> np.ndarray:
         """THE overwrite rule: of ``frames`` (default all), those a model may write a mask into."""
@@ -503,7 +508,7 @@ class ReviewSession:
     def close(self, save: bool = True) -> None:
         """Save (unless told not to) and release the review's lock."""
         try:
-            if save:
+            if save and not self.project.read_only:
                 self.save()
         finally:
             self.project.close()

@@ -1,0 +1,117 @@
+"""Two writers, stale locks and read-only reviews (found by a review audit, 2026-12-03).
+
+Before: a lock deleted by hand (or lost in a race) let two viewers hold one review, and the last
+save silently erased the other's work; a lock whose pid had been reused, or that came from another
+machine, blocked the review with no way out named; commands that only read a review needed to
+write its lock, so a review on a read-only share could not be shown, exported or trained on."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import numpy as np
+import pytest
+
+from napari_ribseg.cli import main
+from napari_ribseg.core.errors import ProjectError
+from napari_ribseg.core.project import LOCK_FILE, ReviewProject, _process_start
+from napari_ribseg.core.session import ReviewSession
+from napari_ribseg.core.stack import FrameStatus
+
+
+def test_a_save_never_writes_over_a_newer_save_of_another_viewer(tmp_path):
+    folder = tmp_path / "clip.npy.ribseg"
+    first, _ = ReviewProject.open(folder, 4, (8, 8))
+    first.save()
+    first.close()
+    a, _ = ReviewProject.open(folder, 4, (8, 8), lock=False)
+    b, _ = ReviewProject.open(folder, 4, (8, 8), lock=False)
+    b.set_status(2, FrameStatus.CURATED)
+    assert b.save()
+    a.set_status(1, FrameStatus.CURATED)
+    with pytest.raises(ProjectError, match=r"saved this review \(save 2\) after this one read it"):
+        a.save()
+    assert ReviewProject.load(folder).curated_frames.tolist() == [2]  # b's work is kept
+    b.set_status(3, FrameStatus.CURATED)
+    assert b.save()  # the one that saved last goes on saving
+    assert ReviewProject.load(folder).curated_frames.tolist() == [2, 3]
+
+
+def test_a_hand_deleted_lock_loses_nothing(tmp_path):
+    folder = tmp_path / "clip.npy.ribseg"
+    a, _ = ReviewProject.open(folder, 3, (8, 8))
+    a.save()
+    (folder / LOCK_FILE).unlink()  # "it looked stale"
+    a._locked = False  # noqa: SLF001 - as a second process sees it
+    from napari_ribseg.core import project as project_module
+
+    project_module._HELD.clear()
+    b, _ = ReviewProject.open(folder, 3, (8, 8))
+    b.set_status(0, FrameStatus.REJECTED)
+    b.save()
+    a.set_status(1, FrameStatus.CURATED)
+    with pytest.raises(ProjectError, match="not writing over its changes"):
+        a.save()
+    b.close()
+    assert ReviewProject.load(folder).statuses.tolist() == [2, 0, 0]
+
+
+@pytest.mark.skipif(_process_start(os.getpid()) is None, reason="needs /proc")
+def test_a_lock_whose_pid_was_reused_is_stale_and_a_live_one_names_its_file(tmp_path):
+    folder = tmp_path / "x.ribseg"
+    folder.mkdir()
+    host = socket.gethostname()
+    live = os.getppid()
+    (folder / LOCK_FILE).write_text(f"{live}@{host} start={_process_start(live)}\n")
+    with pytest.raises(ProjectError) as refused:
+        ReviewProject.open(folder, 2, (4, 4))
+    assert f"delete {folder / LOCK_FILE}" in str(refused.value)
+    # The same pid, but a process that started at another time: the lock's owner is gone.
+    (folder / LOCK_FILE).write_text(f"{live}@{host} start=1\n")
+    project, _ = ReviewProject.open(folder, 2, (4, 4))
+    pid, _, rest = (folder / LOCK_FILE).read_text().partition("@")
+    assert int(pid) == os.getpid() and f"start={_process_start(os.getpid())}" in rest
+    project.close()
+
+
+def test_read_only_open_takes_no_lock_cleans_nothing_and_refuses_to_save(tmp_path):
+    frames = np.random.default_rng(0).random((3, 8, 8), dtype=np.float32)
+    folder = tmp_path / "r.ribseg"
+    with ReviewSession.for_frames(frames, folder) as session:
+        session.set_status([1], FrameStatus.CURATED)
+    left_over = folder / ".v000009.tmp99999"  # another process's save in progress
+    left_over.mkdir()
+    (folder / LOCK_FILE).write_text(f"{os.getppid()}@{socket.gethostname()}\n")  # a viewer has it
+    with ReviewSession.for_frames(frames, folder, read_only=True) as session:
+        assert session.project.curated_frames.tolist() == [1]
+        session.set_status([2], FrameStatus.CURATED)
+        with pytest.raises(ProjectError, match="opened read-only"):
+            session.save()
+    assert left_over.is_dir()
+    assert (folder / LOCK_FILE).read_text().startswith(str(os.getppid()))
+    assert ReviewProject.load(folder).curated_frames.tolist() == [1]
+
+
+def test_showing_and_exporting_a_review_work_while_a_viewer_holds_it(tmp_path, capsys):
+    frames = np.random.default_rng(0).random((4, 16, 16), dtype=np.float32)
+    stack = tmp_path / "clip.npy"
+    np.save(stack, frames)
+    with ReviewSession.open(stack) as session:
+        session.project.labels[1, 4:8, 2:12] = 1
+        session.set_status([1], FrameStatus.CURATED)
+    held, _ = ReviewProject.open(tmp_path / "clip.npy.ribseg", 4, (16, 16))  # the "viewer"
+    assert main(["review", str(stack), "--quiet"]) == 0
+    assert "1 curated" in capsys.readouterr().out
+    assert main(["export-curated", str(stack), "--out", str(tmp_path / "out")]) == 0
+    assert len(list((tmp_path / "out" / "MASK").iterdir())) == 1
+    assert main(["review", str(stack), "--curate", "2"]) == 2  # a change still needs the lock
+    assert "already open" in capsys.readouterr().err
+    held.close()
+
+
+def test_a_review_folder_that_cannot_be_written_names_the_way_out(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ProjectError, match="cannot write the review there.*--project-folder"):
+        ReviewProject.open(blocker / "clip.npy.ribseg", 2, (4, 4))

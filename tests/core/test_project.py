@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 
 import numpy as np
 import pytest
@@ -29,7 +31,8 @@ def test_project_dir_is_a_sidecar_next_to_the_data(tmp_path):
     folder.mkdir()
     assert project_dir_for(tif) == tmp_path / "clip01.tif.ribseg"
     assert project_dir_for(folder) == tmp_path / "clip02.ribseg"
-    assert project_dir_for(tif, root=tmp_path / "p") == tmp_path / "p" / "clip01.tif.ribseg"
+    tag = hashlib.sha256(os.path.normcase(str(tmp_path.resolve())).encode()).hexdigest()[:8]
+    assert project_dir_for(tif, root=tmp_path / "p") == tmp_path / "p" / f"clip01.tif-{tag}.ribseg"
     assert project_dir_for(None, root=tmp_path, name="sim") == tmp_path / "sim.ribseg"
     with pytest.raises(DatasetError, match="project folder"):
         project_dir_for(None, name="sim")

@@ -95,7 +95,7 @@ def test_review_cli_errors_are_one_line(stack_file, capsys):
     err = capsys.readouterr().err
     assert "outside this stack of 8 frames" in err and len(err.strip().splitlines()) == 1
     assert main(["export-curated", str(stack_file), "--out", str(stack_file.parent / "x")]) == 2
-    assert "no frame is marked curated" in capsys.readouterr().err
+    assert "no review at" in capsys.readouterr().err  # the refused --curate saved nothing
     assert main(["review", str(stack_file), "--curate", "5-2"]) == 2
     assert "'5-2' runs backwards; write the lower frame first (2-5)" in capsys.readouterr().err
     assert main(["review", str(stack_file), "--curate", "1-3", "--reject", "3,6"]) == 2

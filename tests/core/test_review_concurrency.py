@@ -7,6 +7,7 @@ write its lock, so a review on a read-only share could not be shown, exported or
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 
@@ -115,3 +116,61 @@ def test_a_review_folder_that_cannot_be_written_names_the_way_out(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(ProjectError, match="cannot write the review there.*--project-folder"):
         ReviewProject.open(blocker / "clip.npy.ribseg", 2, (4, 4))
+
+
+def _curated_stack(path):
+    seed = int(hashlib.sha256(str(path).encode()).hexdigest()[:8], 16)
+    frames = np.random.default_rng(seed).random((4, 16, 16), dtype=np.float32)
+    np.save(path, frames)
+    return frames
+
+
+def test_a_renamed_stack_keeps_its_review(tmp_path, capsys):
+    """Before: a renamed stack silently started an empty review; the curated one sat beside it."""
+    stack = tmp_path / "clip.npy"
+    _curated_stack(stack)
+    with ReviewSession.open(stack) as session:
+        session.set_status([1, 2], FrameStatus.CURATED)
+    renamed = stack.rename(tmp_path / "patient 7 left.npy")
+    assert main(["review", str(renamed), "--quiet"]) == 0
+    assert "2 curated" in capsys.readouterr().out
+    with ReviewSession.open(renamed) as session:
+        assert session.project.curated_frames.tolist() == [1, 2]
+        assert session.project.adopted_from == str(tmp_path / "clip.npy.ribseg")
+        session.set_status([3], FrameStatus.CURATED)
+    assert ReviewProject.load(tmp_path / "patient 7 left.npy.ribseg").curated_frames.tolist() == [
+        1,
+        2,
+        3,
+    ]
+    assert ReviewProject.load(tmp_path / "clip.npy.ribseg").curated_frames.tolist() == [1, 2]
+
+
+def test_one_file_name_in_two_study_folders_gets_two_reviews_under_a_project_folder(tmp_path):
+    """DICOM exports reuse IM_0001 in every study: under --project-folder the second was refused
+    ("this review belongs to .../studyA/IM_0001")."""
+    reviews = tmp_path / "reviews"
+    stacks = []
+    for study in ("studyA", "studyB"):
+        (tmp_path / study).mkdir()
+        stacks.append(tmp_path / study / "IM_0001.npy")
+        _curated_stack(stacks[-1])
+    for i, stack in enumerate(stacks):
+        with ReviewSession.open(stack, project_folder=reviews) as session:
+            session.set_status([i], FrameStatus.CURATED)
+    for i, stack in enumerate(stacks):
+        with ReviewSession.open(stack, project_folder=reviews, read_only=True) as session:
+            assert session.project.curated_frames.tolist() == [i]
+    assert len(list(reviews.glob("IM_0001.npy-*.ribseg"))) == 2
+
+
+def test_a_review_under_the_old_project_folder_name_is_taken_over(tmp_path):
+    reviews = tmp_path / "reviews"
+    stack = tmp_path / "clip.npy"
+    frames = _curated_stack(stack)
+    old = reviews / "clip.npy.ribseg"  # the name before 2026-12-03
+    with ReviewSession.for_frames(frames, old, source=stack) as session:
+        session.set_status([2], FrameStatus.CURATED)
+    with ReviewSession.open(stack, project_folder=reviews, read_only=True) as session:
+        assert session.project.curated_frames.tolist() == [2]
+        assert session.project.adopted_from == str(old)

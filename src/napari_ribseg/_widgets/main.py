@@ -141,7 +141,10 @@ class RibSegWidget(QWidget):
             return
         self._run_message = ""
         what = "Restored the review of" if restored else "Reviewing"
-        self.status_line.setText(f"{what} '{s.image_layer.name}' ({s.project.n_frames} frames).")
+        text = f"{what} '{s.image_layer.name}' ({s.project.n_frames} frames)."
+        if s.project.adopted_from:  # a renamed stack: its review was found by content
+            text += f" Taken over from {Path(s.project.adopted_from).name} (same stack content)."
+        self.status_line.setText(text)
         self.status_line.setToolTip(str(s.project.folder))
 
     def _on_saved(self, message: str) -> None:

@@ -71,12 +71,13 @@ def register(subparsers) -> None:
 def _curated(stack, base_name: str, project_folder: Path | None = None) -> tuple[dict, list]:
     """The curated frames' rib masks of the stack's review, if it has one (none is created), and
     those that are ``base_name``'s own masks accepted unchanged."""
-    from napari_ribseg.core.project import project_dir_for
+    from napari_ribseg.core.project import project_dir_for, review_exists
     from napari_ribseg.core.session import ReviewSession, curated_masks, unedited_frames
 
     if stack.source is None and project_folder is None:
         return {}, []
-    if not project_dir_for(stack.source, root=project_folder, name=stack.name).exists():
+    folder = project_dir_for(stack.source, root=project_folder, name=stack.name)
+    if not review_exists(folder, stack.frames):
         return {}, []
     with ReviewSession.open(stack, project_folder=project_folder, read_only=True) as session:
         return curated_masks(session.project), unedited_frames(session.project, base_name)

@@ -78,15 +78,21 @@ _MAX_SIDE = 1_000_000
 def project_dir_for(
     source: str | Path | None, root: str | Path | None = None, name: str | None = None
 ) -> Path:
-    """Return the sidecar folder of a stack: ``<file name>.ribseg`` next to ``source`` or in ``root``.
+    """Return the sidecar folder of a stack: ``<file name>.ribseg`` next to ``source``, or
+    ``<file name>-<8 hex>.ribseg`` in ``root``.
 
     The full file name is kept (``clip.dcm.ribseg``) so two stacks with one stem get two reviews.
-    ``name`` replaces it when the stack has no file (e.g. simulated data); such a stack needs a
-    ``root`` because there is nowhere "next to the data" to put it.
+    Under a ``root`` the name also carries a hash of the stack's folder, so ``studyA/IM_0001`` and
+    ``studyB/IM_0001`` (DICOM exports reuse names in every study) get two reviews, not one slot the
+    second is refused. ``name`` replaces the file name when the stack has no file (e.g. simulated
+    data); such a stack needs a ``root`` because there is nowhere "next to the data" to put it.
     """
     if source is not None:
         src = Path(source)
         stem, parent = src.name, src.parent
+        if root is not None:
+            where = os.path.normcase(str(src.resolve().parent))
+            stem += "-" + hashlib.sha256(where.encode("utf-8")).hexdigest()[:8]
     else:
         if name is None or root is None:
             raise DatasetError(
@@ -97,6 +103,42 @@ def project_dir_for(
     if root is not None:
         parent = Path(root)
     return parent / f"{stem}{PROJECT_SUFFIX}"
+
+
+def _saved_fingerprint(folder: Path) -> dict | None:
+    """The stack fingerprint in the newest save of ``folder`` (read, not verified: a candidate
+    test only; the adopting load verifies)."""
+    versions = _versions(folder)
+    meta_path = (versions[0][1] if versions else folder) / JSON_FILE
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    found = meta.get("fingerprint") if isinstance(meta, dict) else None
+    return found if isinstance(found, dict) else None
+
+
+def same_content_review(folder: Path, fingerprint: dict | None) -> Path | None:
+    """Another review beside ``folder`` whose stack has this very content, newest first: the
+    review of a renamed (or moved-in) stack, or one kept under an older project-folder name."""
+    if fingerprint is None or not folder.parent.is_dir():
+        return None
+    found = []
+    for other in folder.parent.iterdir():
+        if other == folder or not other.name.endswith(PROJECT_SUFFIX) or not other.is_dir():
+            continue
+        if _saved_fingerprint(other) == fingerprint:
+            found.append((other.stat().st_mtime, other.name, other))
+    return max(found)[2] if found else None
+
+
+def review_exists(folder: str | Path, frames: np.ndarray | None = None) -> bool:
+    """Whether opening ``folder`` (for ``frames``) restores a review: saved there, or adoptable
+    from a review of the same content beside it."""
+    folder = Path(folder)
+    if _versions(folder) or (folder / JSON_FILE).is_file():
+        return True
+    return frames is not None and same_content_review(folder, stack_fingerprint(frames)) is not None
 
 
 def legacy_project_dir(folder: Path, source: str | Path | None) -> Path | None:
@@ -469,6 +511,8 @@ class ReviewProject:
     fingerprint: dict[str, Any] | None = None
     #: Set when the newest save was damaged and an older intact one was loaded instead.
     recovered_from: str | None = None
+    #: Set when this review was taken over from another folder (a renamed stack's review): which.
+    adopted_from: str | None = None
     _labels_dirty: bool = field(default=True, repr=False)
     _model_dirty: bool = field(default=True, repr=False)
     _saved_json: str = field(default="", repr=False)
@@ -620,6 +664,8 @@ class ReviewProject:
             if not read_only:
                 clean_folder(folder)
             project = cls._restore(folder, source)
+            if project is None and fingerprint is not None:
+                project = cls._adopt(folder, same_content_review(folder, fingerprint))
             if project is None:
                 new = cls.new(folder, *expected[:1], expected[1:], source)
                 new.fingerprint = fingerprint
@@ -661,6 +707,24 @@ class ReviewProject:
         old._labels_dirty = old._model_dirty = True
         old._saved_json, old._saved_counts, old._saved_files = "", None, {}
         return old
+
+    @classmethod
+    def _adopt(cls, folder: Path, other: Path | None) -> ReviewProject | None:
+        """The review in ``other`` (same stack content), to be saved in ``folder`` from now on;
+        ``other`` is left as it is."""
+        if other is None:
+            return None
+        try:
+            project = cls.load(other)
+        except ProjectError as exc:
+            log.warning("Not adopting review %s: %s", other, exc)
+            return None
+        log.warning("Review of %s: taken over from %s (same stack content)", folder.name, other)
+        project.folder, project.adopted_from = folder, str(other)
+        project._labels_dirty = project._model_dirty = True
+        project._saved_json, project._saved_counts, project._saved_files = "", None, {}
+        project._base_version = 0
+        return project
 
     @staticmethod
     def _check_binding(

@@ -34,7 +34,7 @@ from psygnal import Signal
 from napari_ribseg.core.errors import DatasetError, ProjectError
 from napari_ribseg.core.jobs import Job, Progress, StopFlag, run_job
 from napari_ribseg.core.postprocess import MaskOptions
-from napari_ribseg.core.project import ReviewProject, project_dir_for
+from napari_ribseg.core.project import ReviewProject, project_dir_for, review_exists
 from napari_ribseg.core.stack import FrameStatus, Stack
 from napari_ribseg.core.uncertainty import frame_uncertainty
 
@@ -233,7 +233,7 @@ class ReviewSession:
 
             stack = read_stack(stack)
         folder = project_dir_for(stack.source, root=project_folder, name=name or stack.name)
-        if existing and not folder.is_dir():
+        if existing and not review_exists(folder, stack.frames):
             hint = "" if project_folder else " (pass --project-folder if it is kept elsewhere)"
             raise ProjectError(
                 f"{stack.source or stack.name}: no review at {folder}{hint}; segment it with "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import numpy as np
@@ -349,3 +350,100 @@ def test_a_size_larger_than_a_folds_pool_is_refused_not_run_smaller(tmp_path):
     with pytest.raises(StudyConfigError, match=r"sizes \[3, 100\] exceed the \d+ frames a fold"):
         while True:
             next(job)
+
+
+def _small_data(seed: int = 0, n: int = 8, per_clip: int = 2):
+    from napari_ribseg.core.training import TrainingSet
+
+    rng = np.random.default_rng(seed)
+    images = [rng.random((32, 32), dtype=np.float32) for _ in range(n)]
+    masks = [(im > 0.7).astype(np.uint8) for im in images]
+    return TrainingSet(images, masks, groups=[f"c{i // per_clip}" for i in range(n)])
+
+
+def _small_config(**overrides):
+    return merge_config(
+        load_study_config("smoke"),
+        {**TINY, "variants": ["unet"], "input_size": 32, "sizes": [3], "overlays": 0, **overrides},
+    )
+
+
+def test_resume_refuses_data_whose_contents_or_folds_changed(tmp_path):
+    """A paired folder that gained clips under the same path was resumed into one results.csv."""
+    from napari_ribseg.core.experiments import run_study_sync
+
+    config = _small_config(strategies=["all"], augments=["none"])
+    first = run_study_sync(config, tmp_path, data=_small_data(0))
+    assert first.completed == 2
+    recorded = json.loads((tmp_path / "study.json").read_text())["inputs"]
+    assert recorded["frames"] == 8 and recorded["clips"] == 4
+    assert len(recorded["fold_test_ids_sha256"]) == 2
+    # Same settings, same path, other pixels (e.g. re-annotated masks or added frames).
+    with pytest.raises(StudyConfigError, match=r"other data: changed the frames' pixels"):
+        run_study_sync(config, tmp_path, data=_small_data(1))
+    # Same pixels, other clip ids: the folds hold other test frames.
+    regrouped = _small_data(0, per_clip=1)
+    with pytest.raises(StudyConfigError, match=r"test frames of folds"):
+        run_study_sync(config, tmp_path, data=regrouped)
+    assert len(read_results(tmp_path / "results.csv")) == 2
+    # The same data resumes: nothing to run.
+    assert run_study_sync(config, tmp_path, data=_small_data(0)).skipped == 2
+
+
+def test_no_resume_keeps_old_rows_until_the_data_is_read(tmp_path):
+    """--no-resume with a typo in data.path truncated results.csv before the data was read."""
+    from napari_ribseg.core.experiments import run_study_sync
+
+    config = _small_config(strategies=["all"], augments=["none"], overlays=2)
+    run_study_sync(config, tmp_path, data=_small_data(0))
+    before = (tmp_path / "results.csv").read_text()
+    assert len(read_results(tmp_path / "results.csv")) == 2
+    broken = merge_config(
+        config, {"data": {"source": "paired", "path": str(tmp_path / "no-such-folder")}}
+    )
+    with pytest.raises(Exception, match="no-such-folder"):
+        run_study_sync(broken, tmp_path, resume=False)
+    assert (tmp_path / "results.csv").read_text() == before
+    # A real --no-resume: the old CSV moves aside, the report lists each overlay once.
+    again = run_study_sync(config, tmp_path, data=_small_data(0), resume=False)
+    assert again.completed == 2 and again.skipped == 0
+    assert (tmp_path / "results.csv.bak").read_text() == before
+    report = (tmp_path / "report.md").read_text()
+    assert report.count("](overlays/unet_all_3_none_fold0.png)") == 1
+    assert len(again.overlays) == 1
+
+
+def test_report_is_of_the_current_grid_and_threshold(tmp_path):
+    """A shrunk grid reported its old rows; the text said threshold 0.5 whatever the study's."""
+    from napari_ribseg.core.experiments import run_study_sync
+
+    config = _small_config(strategies=["all"], augments=["none"], sizes=[2, 3], threshold=0.3)
+    run_study_sync(config, tmp_path, data=_small_data(0))
+    assert len(read_results(tmp_path / "results.csv")) == 4
+    shrunk = merge_config(config, {"sizes": [2]})
+    result = run_study_sync(shrunk, tmp_path, data=_small_data(0))
+    assert result.skipped == 2 and result.completed == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "| unet | all | 2 | none | 2 |" in report
+    assert "| unet | all | 3 | none |" not in report
+    assert (
+        "left out: 2 rows of results.csv belong to cells outside this grid (unet/all/3/none)"
+        in (report)
+    )
+    assert "Dice and IoU at threshold 0.3 " in report and "threshold 0.5" not in report
+    assert "x-unet initialisation" not in report  # x-unet is not in the grid
+    assert len(read_results(tmp_path / "results.csv")) == 4  # the CSV keeps every row
+
+
+def test_report_only_refuses_another_config(study):
+    """--report-only with another YAML rewrote the report under settings the rows never had."""
+    import yaml
+
+    from napari_ribseg.cli import main
+
+    config_path, out = study
+    other = config_path.with_name("other.yaml")
+    other.write_text(yaml.safe_dump({"base": "smoke", **TINY, "threshold": 0.7}), encoding="utf-8")
+    before = (out / "report.md").read_text()
+    assert main(["experiment", str(other), "--out", str(out), "--report-only"]) != 0
+    assert (out / "report.md").read_text() == before

@@ -433,10 +433,16 @@ def write_report(
     title: str = "Study report",
     preamble: str = "",
     overlays: Sequence[str | Path] = (),
+    rows: Sequence[dict[str, Any]] | None = None,
+    threshold: float = 0.5,
 ) -> Path:
-    """Write ``report.md``, ``dice_vs_size.png`` and ``strategy_bars.png`` into ``out_dir``."""
+    """Write ``report.md``, ``dice_vs_size.png`` and ``strategy_bars.png`` into ``out_dir``.
+
+    ``rows`` replaces the CSV's rows (a study reports only its grid's); ``threshold`` is the
+    cut-off the test masks were made with.
+    """
     out_dir = Path(out_dir)
-    rows = read_results(csv_path)
+    rows = read_results(csv_path) if rows is None else list(rows)
     parts = [f"# {title}", ""]
     if preamble:
         parts += [preamble.strip(), ""]
@@ -451,8 +457,10 @@ def write_report(
         "## Test metrics per cell (mean ± sd across folds)",
         "",
         (
-            "Dice and IoU at threshold 0.5 on the fold's held-out clips, averaged over its frames;"
-            " HD95 in pixels of the frame; frames where exactly one of prediction and truth is empty are left out of its mean (counted in the CSV column `hd95_undefined`)."
+            f"Dice and IoU at threshold {threshold:g} on the fold's held-out clips, averaged over"
+            " its frames; HD95 in pixels of the frame; frames where exactly one of prediction and"
+            " truth is empty are left out of its mean (counted in the CSV column"
+            " `hd95_undefined`)."
         ),
         "",
         study_table(rows),

@@ -19,7 +19,7 @@ from napari_ribseg.core.experiments import (
     study_effects,
     write_report,
 )
-from napari_ribseg.core.experiments.report import write_results
+from napari_ribseg.core.experiments.report import row_key, write_results
 from napari_ribseg.core.experiments.runner import _finished_pretraining, cell_epochs
 from napari_ribseg.core.jobs import StopFlag
 from napari_ribseg.core.training.salient import SYNTHETIC_STATEMENT
@@ -447,3 +447,26 @@ def test_report_only_refuses_another_config(study):
     before = (out / "report.md").read_text()
     assert main(["experiment", str(other), "--out", str(out), "--report-only"]) != 0
     assert (out / "report.md").read_text() == before
+
+
+def test_paired_effects_count_ties_apart_for_dice_and_hd95(tmp_path):
+    """HD95 ties (e.g. both inf-free and equal) were counted as wins of a: pairs - (a > b)."""
+    rows = _fake_rows()
+    for row in rows:
+        if row["variant"] == "x-unet":
+            twin = next(
+                r for r in rows if r["variant"] == "v-unet" and row_key(r)[1:] == row_key(row)[1:]
+            )
+            # x-unet equals v-unet on fold 0, is worse (lower Dice, higher HD95) elsewhere.
+            row["dice"] = twin["dice"] - (0.0 if row["fold"] == 0 else 0.1)
+            row["hd95"] = twin["hd95"] + (0.0 if row["fold"] == 0 else 2.0)
+    dice = paired_effect(rows, "variant", "v-unet", "x-unet", "dice")
+    hd95 = paired_effect(rows, "variant", "v-unet", "x-unet", "hd95")
+    for effect in (dice, hd95):
+        assert effect["pairs"] == 24
+        assert (effect["wins"], effect["losses"], effect["ties"]) == (16, 0, 8)
+    write_results(tmp_path / "results.csv", rows)
+    report = write_report(tmp_path / "results.csv", tmp_path).read_text()
+    assert "| a better | b better | ties |" in report
+    assert "| 24 | 16/24 (lower is better) | 0 | 8 |" in report
+    assert "| 24 | 16/24 (higher is better) | 0 | 8 |" in report

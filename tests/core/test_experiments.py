@@ -470,3 +470,24 @@ def test_paired_effects_count_ties_apart_for_dice_and_hd95(tmp_path):
     assert "| a better | b better | ties |" in report
     assert "| 24 | 16/24 (lower is better) | 0 | 8 |" in report
     assert "| 24 | 16/24 (higher is better) | 0 | 8 |" in report
+
+
+def test_a_study_warns_when_most_clips_hold_one_frame(tmp_path):
+    """Names without a recognised frame number made one clip per frame: folds by clip leaked."""
+    from napari_ribseg.core.experiments import run_study_sync
+
+    messages = []
+    config = _small_config(strategies=["all"], augments=["none"])
+    run_study_sync(
+        config,
+        tmp_path,
+        data=_small_data(0, per_clip=1),
+        on_progress=lambda e: messages.append(e.message or ""),
+    )
+    warning = "WARNING: 8 of 8 clips hold a single frame"
+    assert any(m.startswith(warning) for m in messages)
+    assert warning in (tmp_path / "report.md").read_text()
+    assert json.loads((tmp_path / "study.json").read_text())["inputs"]["single_frame_clips"] == 8
+    # Two frames per clip: no warning.
+    run_study_sync(config, tmp_path / "ok", data=_small_data(0, per_clip=2))
+    assert "WARNING" not in (tmp_path / "ok" / "report.md").read_text()

@@ -169,6 +169,15 @@ def test_binarize_mask_rule():
         ("0012", "0012"),
         ("_12", "_12"),
         ("frame_7", "frame_7"),
+        # A frame word straight after the clip's number, or after a separator: one clip, not one
+        # clip per frame (folds "by clip" put frames of one clip on both sides).
+        ("clip1f001", "clip1"),
+        ("clip1frame001", "clip1"),
+        ("P1_t0001", "P1"),
+        ("scan2_img0005", "scan2"),
+        ("img_0001", "img_0001"),
+        ("case12", "case12"),
+        ("shaft12", "shaft12"),
     ],
 )
 def test_clip_id(sample_id, clip):

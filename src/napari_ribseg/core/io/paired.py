@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +178,14 @@ def read_paired_dataset(root: str | os.PathLike) -> PairedDataset:
             )
         images.append(np.ascontiguousarray(image, dtype=np.float32))
         masks.append(mask)
+    if not any(m.any() for m in masks):
+        warnings.warn(
+            f"{root}: every mask of the {len(ids)} samples in {mask_dir.name}/ is empty (no rib "
+            "pixel); check that the masks are 0 and 1 or 255 (a label kept in an unread channel "
+            "reads as empty)",
+            UserWarning,
+            stacklevel=2,
+        )
     if wide:
         divisor = np.float32(uint16_scaling(wide_max)[0])
         for i in wide:

@@ -491,3 +491,25 @@ def test_a_study_warns_when_most_clips_hold_one_frame(tmp_path):
     # Two frames per clip: no warning.
     run_study_sync(config, tmp_path / "ok", data=_small_data(0, per_clip=2))
     assert "WARNING" not in (tmp_path / "ok" / "report.md").read_text()
+
+
+def test_config_checks_threshold_range_and_nested_types_before_any_work():
+    """threshold: 50 passed and failed after the salient pre-training; n_clips: six a bare TypeError."""
+    smoke = load_study_config("smoke")
+    with pytest.raises(StudyConfigError, match=r"threshold must lie in \[0, 1\].*got 50"):
+        merge_config(smoke, {"threshold": 50})
+    with pytest.raises(StudyConfigError, match=r"threshold must lie in \[0, 1\].*got -0.1"):
+        merge_config(smoke, {"threshold": -0.1})
+    assert merge_config(smoke, {"threshold": 0.3}).threshold == 0.3
+    with pytest.raises(StudyConfigError, match="data.n_clips must be a whole number; got 'six'"):
+        merge_config(smoke, {"data": {"n_clips": "six"}})
+    with pytest.raises(StudyConfigError, match="data.frames_per_clip must be >= 1; got 0"):
+        merge_config(smoke, {"data": {"frames_per_clip": 0}})
+    with pytest.raises(StudyConfigError, match="data.overrides must be a mapping"):
+        merge_config(smoke, {"data": {"overrides": [64, 64]}})
+    with pytest.raises(StudyConfigError, match="salient.epochs must be a whole number; got 1.5"):
+        merge_config(smoke, {"salient": {"epochs": 1.5}})
+    with pytest.raises(StudyConfigError, match="salient.lr must be > 0; got 0"):
+        merge_config(smoke, {"salient": {"lr": 0}})
+    with pytest.raises(StudyConfigError, match="salient.data must be a text; got 3"):
+        merge_config(smoke, {"salient": {"data": 3}})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import numpy as np
@@ -18,7 +19,7 @@ from napari_ribseg.core.experiments import (
     study_effects,
     write_report,
 )
-from napari_ribseg.core.experiments.report import write_results
+from napari_ribseg.core.experiments.report import row_key, write_results
 from napari_ribseg.core.experiments.runner import _finished_pretraining, cell_epochs
 from napari_ribseg.core.jobs import StopFlag
 from napari_ribseg.core.training.salient import SYNTHETIC_STATEMENT
@@ -349,3 +350,166 @@ def test_a_size_larger_than_a_folds_pool_is_refused_not_run_smaller(tmp_path):
     with pytest.raises(StudyConfigError, match=r"sizes \[3, 100\] exceed the \d+ frames a fold"):
         while True:
             next(job)
+
+
+def _small_data(seed: int = 0, n: int = 8, per_clip: int = 2):
+    from napari_ribseg.core.training import TrainingSet
+
+    rng = np.random.default_rng(seed)
+    images = [rng.random((32, 32), dtype=np.float32) for _ in range(n)]
+    masks = [(im > 0.7).astype(np.uint8) for im in images]
+    return TrainingSet(images, masks, groups=[f"c{i // per_clip}" for i in range(n)])
+
+
+def _small_config(**overrides):
+    return merge_config(
+        load_study_config("smoke"),
+        {**TINY, "variants": ["unet"], "input_size": 32, "sizes": [3], "overlays": 0, **overrides},
+    )
+
+
+def test_resume_refuses_data_whose_contents_or_folds_changed(tmp_path):
+    """A paired folder that gained clips under the same path was resumed into one results.csv."""
+    from napari_ribseg.core.experiments import run_study_sync
+
+    config = _small_config(strategies=["all"], augments=["none"])
+    first = run_study_sync(config, tmp_path, data=_small_data(0))
+    assert first.completed == 2
+    recorded = json.loads((tmp_path / "study.json").read_text())["inputs"]
+    assert recorded["frames"] == 8 and recorded["clips"] == 4
+    assert len(recorded["fold_test_ids_sha256"]) == 2
+    # Same settings, same path, other pixels (e.g. re-annotated masks or added frames).
+    with pytest.raises(StudyConfigError, match=r"other data: changed the frames' pixels"):
+        run_study_sync(config, tmp_path, data=_small_data(1))
+    # Same pixels, other clip ids: the folds hold other test frames.
+    regrouped = _small_data(0, per_clip=1)
+    with pytest.raises(StudyConfigError, match=r"test frames of folds"):
+        run_study_sync(config, tmp_path, data=regrouped)
+    assert len(read_results(tmp_path / "results.csv")) == 2
+    # The same data resumes: nothing to run.
+    assert run_study_sync(config, tmp_path, data=_small_data(0)).skipped == 2
+
+
+def test_no_resume_keeps_old_rows_until_the_data_is_read(tmp_path):
+    """--no-resume with a typo in data.path truncated results.csv before the data was read."""
+    from napari_ribseg.core.experiments import run_study_sync
+
+    config = _small_config(strategies=["all"], augments=["none"], overlays=2)
+    run_study_sync(config, tmp_path, data=_small_data(0))
+    before = (tmp_path / "results.csv").read_text()
+    assert len(read_results(tmp_path / "results.csv")) == 2
+    broken = merge_config(
+        config, {"data": {"source": "paired", "path": str(tmp_path / "no-such-folder")}}
+    )
+    with pytest.raises(Exception, match="no-such-folder"):
+        run_study_sync(broken, tmp_path, resume=False)
+    assert (tmp_path / "results.csv").read_text() == before
+    # A real --no-resume: the old CSV moves aside, the report lists each overlay once.
+    again = run_study_sync(config, tmp_path, data=_small_data(0), resume=False)
+    assert again.completed == 2 and again.skipped == 0
+    assert (tmp_path / "results.csv.bak").read_text() == before
+    report = (tmp_path / "report.md").read_text()
+    assert report.count("](overlays/unet_all_3_none_fold0.png)") == 1
+    assert len(again.overlays) == 1
+
+
+def test_report_is_of_the_current_grid_and_threshold(tmp_path):
+    """A shrunk grid reported its old rows; the text said threshold 0.5 whatever the study's."""
+    from napari_ribseg.core.experiments import run_study_sync
+
+    config = _small_config(strategies=["all"], augments=["none"], sizes=[2, 3], threshold=0.3)
+    run_study_sync(config, tmp_path, data=_small_data(0))
+    assert len(read_results(tmp_path / "results.csv")) == 4
+    shrunk = merge_config(config, {"sizes": [2]})
+    result = run_study_sync(shrunk, tmp_path, data=_small_data(0))
+    assert result.skipped == 2 and result.completed == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "| unet | all | 2 | none | 2 |" in report
+    assert "| unet | all | 3 | none |" not in report
+    assert (
+        "left out: 2 rows of results.csv belong to cells outside this grid (unet/all/3/none)"
+        in (report)
+    )
+    assert "Dice and IoU at threshold 0.3 " in report and "threshold 0.5" not in report
+    assert "x-unet initialisation" not in report  # x-unet is not in the grid
+    assert len(read_results(tmp_path / "results.csv")) == 4  # the CSV keeps every row
+
+
+def test_report_only_refuses_another_config(study):
+    """--report-only with another YAML rewrote the report under settings the rows never had."""
+    import yaml
+
+    from napari_ribseg.cli import main
+
+    config_path, out = study
+    other = config_path.with_name("other.yaml")
+    other.write_text(yaml.safe_dump({"base": "smoke", **TINY, "threshold": 0.7}), encoding="utf-8")
+    before = (out / "report.md").read_text()
+    assert main(["experiment", str(other), "--out", str(out), "--report-only"]) != 0
+    assert (out / "report.md").read_text() == before
+
+
+def test_paired_effects_count_ties_apart_for_dice_and_hd95(tmp_path):
+    """HD95 ties (e.g. both inf-free and equal) were counted as wins of a: pairs - (a > b)."""
+    rows = _fake_rows()
+    for row in rows:
+        if row["variant"] == "x-unet":
+            twin = next(
+                r for r in rows if r["variant"] == "v-unet" and row_key(r)[1:] == row_key(row)[1:]
+            )
+            # x-unet equals v-unet on fold 0, is worse (lower Dice, higher HD95) elsewhere.
+            row["dice"] = twin["dice"] - (0.0 if row["fold"] == 0 else 0.1)
+            row["hd95"] = twin["hd95"] + (0.0 if row["fold"] == 0 else 2.0)
+    dice = paired_effect(rows, "variant", "v-unet", "x-unet", "dice")
+    hd95 = paired_effect(rows, "variant", "v-unet", "x-unet", "hd95")
+    for effect in (dice, hd95):
+        assert effect["pairs"] == 24
+        assert (effect["wins"], effect["losses"], effect["ties"]) == (16, 0, 8)
+    write_results(tmp_path / "results.csv", rows)
+    report = write_report(tmp_path / "results.csv", tmp_path).read_text()
+    assert "| a better | b better | ties |" in report
+    assert "| 24 | 16/24 (lower is better) | 0 | 8 |" in report
+    assert "| 24 | 16/24 (higher is better) | 0 | 8 |" in report
+
+
+def test_a_study_warns_when_most_clips_hold_one_frame(tmp_path):
+    """Names without a recognised frame number made one clip per frame: folds by clip leaked."""
+    from napari_ribseg.core.experiments import run_study_sync
+
+    messages = []
+    config = _small_config(strategies=["all"], augments=["none"])
+    run_study_sync(
+        config,
+        tmp_path,
+        data=_small_data(0, per_clip=1),
+        on_progress=lambda e: messages.append(e.message or ""),
+    )
+    warning = "WARNING: 8 of 8 clips hold a single frame"
+    assert any(m.startswith(warning) for m in messages)
+    assert warning in (tmp_path / "report.md").read_text()
+    assert json.loads((tmp_path / "study.json").read_text())["inputs"]["single_frame_clips"] == 8
+    # Two frames per clip: no warning.
+    run_study_sync(config, tmp_path / "ok", data=_small_data(0, per_clip=2))
+    assert "WARNING" not in (tmp_path / "ok" / "report.md").read_text()
+
+
+def test_config_checks_threshold_range_and_nested_types_before_any_work():
+    """threshold: 50 passed and failed after the salient pre-training; n_clips: six a bare TypeError."""
+    smoke = load_study_config("smoke")
+    with pytest.raises(StudyConfigError, match=r"threshold must lie in \[0, 1\].*got 50"):
+        merge_config(smoke, {"threshold": 50})
+    with pytest.raises(StudyConfigError, match=r"threshold must lie in \[0, 1\].*got -0.1"):
+        merge_config(smoke, {"threshold": -0.1})
+    assert merge_config(smoke, {"threshold": 0.3}).threshold == 0.3
+    with pytest.raises(StudyConfigError, match="data.n_clips must be a whole number; got 'six'"):
+        merge_config(smoke, {"data": {"n_clips": "six"}})
+    with pytest.raises(StudyConfigError, match="data.frames_per_clip must be >= 1; got 0"):
+        merge_config(smoke, {"data": {"frames_per_clip": 0}})
+    with pytest.raises(StudyConfigError, match="data.overrides must be a mapping"):
+        merge_config(smoke, {"data": {"overrides": [64, 64]}})
+    with pytest.raises(StudyConfigError, match="salient.epochs must be a whole number; got 1.5"):
+        merge_config(smoke, {"salient": {"epochs": 1.5}})
+    with pytest.raises(StudyConfigError, match="salient.lr must be > 0; got 0"):
+        merge_config(smoke, {"salient": {"lr": 0}})
+    with pytest.raises(StudyConfigError, match="salient.data must be a text; got 3"):
+        merge_config(smoke, {"salient": {"data": 3}})

@@ -7,7 +7,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_ribseg.core.errors import DatasetError
+from napari_ribseg.core.errors import DatasetError, StackReadError
 from napari_ribseg.core.io import (
     binarize_mask,
     clip_id,
@@ -148,7 +148,8 @@ def test_generic_layout_mixed_extensions_and_lossy_masks(tmp_path):
 def test_binarize_mask_rule():
     lossy = np.array([[0, 3, 120, 128, 250, 255]], np.uint8)
     assert binarize_mask(lossy).tolist() == [[0, 0, 0, 1, 1, 1]]
-    assert binarize_mask(np.array([[0, 1, 2]], np.uint8)).tolist() == [[0, 1, 1]]  # labels
+    assert binarize_mask(np.array([[0, 1, 1]], np.uint8)).tolist() == [[0, 1, 1]]  # 0/1
+    assert binarize_mask(np.array([[0, 3, 3]], np.uint8)).tolist() == [[0, 1, 1]]  # one label
     assert binarize_mask(np.array([[0, 65535, 30000]], np.uint16)).tolist() == [[0, 1, 0]]
     assert binarize_mask(np.array([[0.0, 0.4, 0.6]])).tolist() == [[0, 0, 1]]
     assert binarize_mask(np.array([[True, False]])).tolist() == [[1, 0]]
@@ -169,6 +170,15 @@ def test_binarize_mask_rule():
         ("0012", "0012"),
         ("_12", "_12"),
         ("frame_7", "frame_7"),
+        # A frame word straight after the clip's number, or after a separator: one clip, not one
+        # clip per frame (folds "by clip" put frames of one clip on both sides).
+        ("clip1f001", "clip1"),
+        ("clip1frame001", "clip1"),
+        ("P1_t0001", "P1"),
+        ("scan2_img0005", "scan2"),
+        ("img_0001", "img_0001"),
+        ("case12", "case12"),
+        ("shaft12", "shaft12"),
     ],
 )
 def test_clip_id(sample_id, clip):
@@ -217,3 +227,44 @@ def test_write_stack_tiff_roundtrip(tmp_path, rng, dtype):
     assert stack.original_dtype == np.dtype(dtype).name
     plain = read_stack(write_stack_tiff(tmp_path / "p.tif", frames[0]))
     assert plain.spacing_mm is None and plain.frame_rate is None and plain.n_frames == 1
+
+
+def test_a_label_map_mask_is_refused_not_merged_into_rib():
+    """A napari-style label map (1 rib, 2 pleura, 3 shadow) was read as one rib mask."""
+    labels = np.zeros((8, 8), np.uint8)
+    labels[1, :4], labels[3, :] = 1, 2
+    labels[5:7, 2:5] = 3
+    with pytest.raises(
+        StackReadError,
+        match=r"m\.png: the mask holds 4 label values \(0: 46 px, 1: 4 px, 2: 8 px, 3: 6 px\)",
+    ):
+        binarize_mask(labels, "m.png")
+    with pytest.raises(StackReadError, match="labels == 1"):
+        binarize_mask(labels.astype(np.uint16), "m.tif")
+    with pytest.raises(StackReadError, match="4 label values"):
+        binarize_mask(labels.astype(np.float32), "m.tif")
+    # A JPEG-saved 0/255 mask has many values from ringing: still thresholded at half range.
+    jpeg = np.array([[0, 2, 5, 9, 120, 131, 247, 251, 255]], np.uint8)
+    assert binarize_mask(jpeg).tolist() == [[0, 0, 0, 0, 0, 1, 1, 1, 1]]
+
+
+def test_an_rgba_mask_labelled_only_in_alpha_reads_its_alpha():
+    """An RGBA mask whose RGB is constant and whose label is in alpha read as empty."""
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[1:3, 1:3, 3] = 255
+    assert int(binarize_mask(rgba).sum()) == 4
+    grey_alpha = np.zeros((4, 4, 2), np.uint8)
+    grey_alpha[0, :, 1] = 255
+    assert binarize_mask(grey_alpha)[0].tolist() == [1, 1, 1, 1]
+    # White RGB with opaque alpha everywhere: the colour is the mask (constant alpha).
+    white = np.full((4, 4, 4), 255, np.uint8)
+    assert int(binarize_mask(white).sum()) == 16
+
+
+def test_reading_a_paired_set_whose_masks_are_all_empty_warns(tmp_path):
+    images = [np.full((8, 8), 100, np.uint8)] * 2
+    masks = [np.zeros((8, 8), np.uint8)] * 2
+    write_paired_dataset(tmp_path / "ds", images, masks, ["a_1", "a_2"])
+    with pytest.warns(UserWarning, match=r"every mask of the 2 samples in MASK/ is empty"):
+        ds = read_paired_dataset(tmp_path / "ds")
+    assert sum(int(m.sum()) for m in ds.masks) == 0

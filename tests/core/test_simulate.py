@@ -606,3 +606,34 @@ def test_frame_size_is_refused_outside_what_the_readers_accept():
         with pytest.raises(ValueError, match=r"both in 16\.\.8192"):
             SimulationConfig(size=size)
     assert SimulationConfig(size=(8192, 16)).size == (8192, 16)
+
+
+def test_tiny_frames_in_the_accepted_range_keep_a_valid_image_region():
+    """--size 16..19 passed the CLI check, then a drawn margin left under 16 pixels of image."""
+    from napari_ribseg.core.simulate import domain_config
+    from napari_ribseg.core.simulate.config import fit_region
+
+    for domain in ("standard", "hard", "edge"):
+        for size in (16, 17, 18, 19):
+            for seed in range(12):
+                rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+                config = domain_config(domain, rng, size=(size, size), view="longitudinal")
+                top, left, bottom, right = config.image_region
+                assert (bottom - top) * size >= 16 and (right - left) * size >= 16
+    # Regions that already span 16 pixels are unchanged: larger frames keep their draws.
+    assert fit_region((0.05, 0.07, 0.96, 0.92), (64, 64)) == (0.05, 0.07, 0.96, 0.92)
+    # On 16 pixels the margins shrink to nothing; on 18 to one pixel's worth, in their ratio.
+    assert fit_region((0.05, 0.0, 0.95, 1.0), (16, 16)) == pytest.approx((0, 0, 1, 1), abs=1e-6)
+    top, _, bottom, _ = fit_region((0.1, 0.0, 0.95, 1.0), (18, 18))
+    assert (bottom - top) * 18 == pytest.approx(16, abs=1e-5)
+    assert top / (1 - bottom) == pytest.approx(2.0)
+
+
+def test_cli_simulates_the_smallest_accepted_frame(tmp_path):
+    from napari_ribseg.cli import main
+    from napari_ribseg.core.io import read_paired_dataset
+
+    out = tmp_path / "tiny"
+    argv = ["simulate", "--frames", "1", "--clips", "4", "--size", "16", "17", "--seed", "0"]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert [im.shape for im in read_paired_dataset(out).images] == [(16, 17)] * 4

@@ -2,7 +2,9 @@
 
 CONFIG is a preset (``paper``: the full study, sized for a GPU; ``smoke``: minutes on a CPU) or a
 YAML file (``base: <preset>`` plus overrides). Re-running with the same ``--out`` resumes: cells
-already in ``DIR/results.csv`` are skipped. ``--report-only`` rebuilds the report from the CSV.
+already in ``DIR/results.csv`` are skipped, and refused when the settings, the data's contents or its
+folds changed (``DIR/study.json``). ``--no-resume`` starts afresh, keeping the old CSV as
+``results.csv.bak``. ``--report-only`` rebuilds the report from the CSV with the study's own config.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ def register(subparsers) -> None:
     parser.add_argument("config", metavar="CONFIG", help="preset name (paper, smoke) or YAML file")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument("--device", default=None, help="override the config's device")
-    parser.add_argument("--no-resume", action="store_true", help="start a fresh results.csv")
+    parser.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start a fresh results.csv (the old one is kept as results.csv.bak)",
+    )
     parser.add_argument(
         "--report-only", action="store_true", help="rebuild report.md and plots from results.csv"
     )
@@ -35,14 +41,14 @@ def run(args: argparse.Namespace) -> int:
     """Run (or resume) the study with a progress line per cell."""
     from napari_ribseg.cli.progress_bar import ProgressBar
     from napari_ribseg.core.experiments import load_study_config
-    from napari_ribseg.core.experiments.runner import RESULTS_CSV, run_study, write_study_report
+    from napari_ribseg.core.experiments.runner import report_study, run_study
     from napari_ribseg.core.jobs import run_job
 
     config = load_study_config(args.config)
     if args.device:
         config.finetune.device = args.device
     if args.report_only:
-        report = write_study_report(config, args.out / RESULTS_CSV, args.out)
+        report = report_study(config, args.out)
         print(f"report: {report}", file=sys.stdout)
         return 0
     result = run_job(

@@ -121,30 +121,38 @@ class StudyConfig:
     torch_threads: int = 0
 
     def validate(self) -> StudyConfig:
-        """Raise :class:`StudyConfigError` naming the first bad field; return self."""
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            whole = f.type in ("int", "list[int]")
-            numbers = value if f.type == "list[int]" else [value]
-            if f.type == "float":
-                ok = isinstance(value, int | float) and not isinstance(value, bool)
-            elif whole:
-                ok = isinstance(numbers, list) and all(
-                    isinstance(v, int) and not isinstance(v, bool) for v in numbers
-                )
-            else:
-                continue
-            if not ok:
-                kind = (
-                    "whole numbers"
-                    if f.type == "list[int]"
-                    else "a whole number"
-                    if whole
-                    else "a number"
-                )
+        """Raise :class:`StudyConfigError` naming the first bad field; return self.
+
+        Everything that can be checked before any data is read or any model trained is checked
+        here, nested ``data`` and ``salient`` fields included, so a typo fails in a second rather
+        than after the salient pre-training.
+        """
+        _check_types(self, f"study {self.name!r}: ")
+        _check_types(self.data, f"study {self.name!r}: data.")
+        _check_types(self.salient, f"study {self.name!r}: salient.")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise StudyConfigError(
+                f"study {self.name!r}: threshold must lie in [0, 1] (a probability, e.g. 0.5 "
+                f"rather than 50); got {self.threshold}"
+            )
+        for where, value, low in (
+            ("data.n_clips", self.data.n_clips, 1),
+            ("data.frames_per_clip", self.data.frames_per_clip, 1),
+            ("salient.synthetic", self.salient.synthetic, 0),
+            ("salient.epochs", self.salient.epochs, 1),
+            ("salient.batch_size", self.salient.batch_size, 1),
+            ("overlays", self.overlays, 0),
+            ("min_steps", self.min_steps, 0),
+            ("torch_threads", self.torch_threads, 0),
+        ):
+            if value < low:
                 raise StudyConfigError(
-                    f"study {self.name!r}: {f.name} must be {kind}; got {value!r}"
+                    f"study {self.name!r}: {where} must be >= {low}; got {value}"
                 )
+        if not self.salient.lr > 0:
+            raise StudyConfigError(
+                f"study {self.name!r}: salient.lr must be > 0; got {self.salient.lr}"
+            )
         bad = [v for v in self.variants if v not in VARIANTS]
         if bad or not self.variants:
             raise StudyConfigError(
@@ -217,6 +225,43 @@ class StudyConfig:
         return dataclasses.replace(
             self.finetune, strategy=strategy, augment=augment, seed=self.seed + fold, epochs=epochs
         )
+
+
+def _check_types(obj: Any, prefix: str) -> None:
+    """Raise :class:`StudyConfigError` for the first field of dataclass ``obj`` whose value is not
+    of its declared type (``int``, ``float``, ``str``, ``list[int]``, ``list[str]``, a ``dict``,
+    each optionally ``| None``); other types are checked elsewhere."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        declared = str(f.type)
+        if declared.endswith(" | None"):
+            if value is None:
+                continue
+            declared = declared[: -len(" | None")]
+        if declared == "float":
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            kind = "a number"
+        elif declared == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            kind = "a whole number"
+        elif declared == "str":
+            ok = isinstance(value, str)
+            kind = "a text"
+        elif declared == "list[int]":
+            ok = isinstance(value, list) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            )
+            kind = "whole numbers"
+        elif declared == "list[str]":
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+            kind = "a list of names"
+        elif declared.startswith("dict["):
+            ok = isinstance(value, dict)
+            kind = "a mapping"
+        else:
+            continue
+        if not ok:
+            raise StudyConfigError(f"{prefix}{f.name} must be {kind}; got {value!r}")
 
 
 def paper_recipe(**settings: Any) -> FinetuneConfig:

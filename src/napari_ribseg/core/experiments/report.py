@@ -56,6 +56,8 @@ _INT_COLUMNS = {
     "trainable_params",
 }
 _STR_COLUMNS = {"variant", "strategy", "augment", "init"}
+#: Metrics where a smaller value is the better one.
+LOWER_IS_BETTER = frozenset({"hd95"})
 
 
 def row_key(row: dict[str, Any]) -> tuple:
@@ -159,6 +161,9 @@ def paired_effect(
 ) -> dict[str, Any] | None:
     """Mean difference ``a - b`` of ``metric`` over rows that match in every other grid coordinate.
 
+    ``wins``, ``losses`` and ``ties`` count the pairs where ``a`` was better, worse and equal
+    (better is higher for Dice and IoU, lower for HD95).
+
     Pairing removes the fold-to-fold and cell-to-cell spread, which is much larger than most
     effects in a small study. Returns None when no pair exists.
     """
@@ -182,7 +187,10 @@ def paired_effect(
         "pairs": int(arr.size),
         "mean": float(arr.mean()),
         "sd": float(arr.std(ddof=1)) if arr.size > 1 else 0.0,
-        "wins": int(np.sum(arr > 0)),
+        # Which side is better depends on the metric (HD95: lower); ties belong to neither.
+        "wins": int(np.sum(arr < 0 if metric in LOWER_IS_BETTER else arr > 0)),
+        "losses": int(np.sum(arr > 0 if metric in LOWER_IS_BETTER else arr < 0)),
+        "ties": int(np.sum(arr == 0)),
     }
 
 
@@ -269,11 +277,10 @@ def pre_post_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def effects_table(effects: Sequence[dict[str, Any]]) -> str:
-    """Paired differences (a - b) with their spread and how often a beat b."""
+    """Paired differences (a - b) with their spread and how often a beat b, lost, or tied."""
     body = []
     for e in effects:
-        better = "higher" if e["metric"] == "dice" else "lower"
-        wins = e["wins"] if e["metric"] == "dice" else e["pairs"] - e["wins"]
+        better = "lower" if e["metric"] in LOWER_IS_BETTER else "higher"
         body.append(
             [
                 e["factor"],
@@ -281,11 +288,14 @@ def effects_table(effects: Sequence[dict[str, Any]]) -> str:
                 e["metric"],
                 f"{e['mean']:+.3f} ± {e['sd']:.3f}",
                 e["pairs"],
-                f"{wins}/{e['pairs']} ({better} is better)",
+                f"{e['wins']}/{e['pairs']} ({better} is better)",
+                e["losses"],
+                e["ties"],
             ]
         )
     return _markdown_table(
-        ["factor", "difference", "metric", "mean ± sd", "pairs", "a better"], body
+        ["factor", "difference", "metric", "mean ± sd", "pairs", "a better", "b better", "ties"],
+        body,
     )
 
 
@@ -433,10 +443,16 @@ def write_report(
     title: str = "Study report",
     preamble: str = "",
     overlays: Sequence[str | Path] = (),
+    rows: Sequence[dict[str, Any]] | None = None,
+    threshold: float = 0.5,
 ) -> Path:
-    """Write ``report.md``, ``dice_vs_size.png`` and ``strategy_bars.png`` into ``out_dir``."""
+    """Write ``report.md``, ``dice_vs_size.png`` and ``strategy_bars.png`` into ``out_dir``.
+
+    ``rows`` replaces the CSV's rows (a study reports only its grid's); ``threshold`` is the
+    cut-off the test masks were made with.
+    """
     out_dir = Path(out_dir)
-    rows = read_results(csv_path)
+    rows = read_results(csv_path) if rows is None else list(rows)
     parts = [f"# {title}", ""]
     if preamble:
         parts += [preamble.strip(), ""]
@@ -451,8 +467,10 @@ def write_report(
         "## Test metrics per cell (mean ± sd across folds)",
         "",
         (
-            "Dice and IoU at threshold 0.5 on the fold's held-out clips, averaged over its frames;"
-            " HD95 in pixels of the frame; frames where exactly one of prediction and truth is empty are left out of its mean (counted in the CSV column `hd95_undefined`)."
+            f"Dice and IoU at threshold {threshold:g} on the fold's held-out clips, averaged over"
+            " its frames; HD95 in pixels of the frame; frames where exactly one of prediction and"
+            " truth is empty are left out of its mean (counted in the CSV column"
+            " `hd95_undefined`)."
         ),
         "",
         study_table(rows),

@@ -15,9 +15,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
+import logging
 import math
+import os
+import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +46,8 @@ if TYPE_CHECKING:
     from napari_ribseg.core.jobs import Job
     from napari_ribseg.core.models import LoadedModel
     from napari_ribseg.core.training import TrainingSet
+
+log = logging.getLogger(__name__)
 
 RESULTS_CSV = "results.csv"
 STUDY_JSON = "study.json"
@@ -271,19 +278,122 @@ def _split_sizes(config: StudyConfig, train: TrainingSet, seed: int) -> tuple[in
     return len(fit), len(val)
 
 
-def _check_fingerprint(config: StudyConfig, out: Path, resume: bool) -> None:
+def _read_study_json(out: Path) -> dict[str, Any] | None:
+    """The study.json of ``out`` (None when absent)."""
     path = out / STUDY_JSON
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StudyConfigError(
+            f"{path}: cannot be read ({exc}); move it away and run with --no-resume to start fresh"
+        ) from exc
+
+
+def check_config_fingerprint(config: StudyConfig, out: str | Path) -> None:
+    """Refuse ``config`` when ``out/study.json`` records a study made with other settings."""
+    out = Path(out)
+    previous = _read_study_json(out)
+    if previous is None:
+        return
     fingerprint = json.loads(json.dumps(config.fingerprint()))
-    if resume and path.is_file() and (out / RESULTS_CSV).is_file():
-        old = json.loads(path.read_text(encoding="utf-8")).get("fingerprint")
-        if old != fingerprint:
-            changed = sorted(k for k in fingerprint if (old or {}).get(k) != fingerprint[k])
-            raise StudyConfigError(
-                f"{out}: results.csv was made with another configuration (changed: {changed}); "
-                "use a new --out folder or --no-resume"
-            )
-    payload = {"config": config.to_dict(), "fingerprint": fingerprint}
-    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
+    old = previous.get("fingerprint") or {}
+    if old != fingerprint:
+        changed = sorted(k for k in fingerprint if old.get(k) != fingerprint[k])
+        raise StudyConfigError(
+            f"{out}: results.csv was made with another configuration (changed: {changed}); "
+            "use a new --out folder or --no-resume"
+        )
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def input_fingerprint(
+    config: StudyConfig, data: TrainingSet, folds: list[tuple[TrainingSet, TrainingSet]]
+) -> dict[str, Any]:
+    """What the study's numbers rest on beyond its settings: the frames, the folds, the X-Unet start.
+
+    The settings' fingerprint holds only the data *path*; a paired folder whose files changed under
+    the same path would otherwise be resumed into the same results.csv.
+    """
+    per_clip = Counter(data.groups)
+    record: dict[str, Any] = {
+        "frames": len(data),
+        "clips": len(per_clip),
+        "single_frame_clips": sum(1 for n in per_clip.values() if n == 1),
+        "pixels_sha256": data.hash,
+        "fold_test_ids_sha256": [
+            hashlib.sha256("\n".join(sorted(test.ids)).encode("utf-8")).hexdigest()
+            for _, test in folds
+        ],
+    }
+    init = config.x_unet_init
+    if "x-unet" in config.variants and init not in ("pretrain", "bundled") and Path(init).is_file():
+        record["x_unet_init_sha256"] = _sha256_file(Path(init))
+    return record
+
+
+def _check_inputs(out: Path, old: dict[str, Any] | None, new: dict[str, Any]) -> str | None:
+    """Raise when the recorded inputs differ from ``new``; a note when none were recorded."""
+    if old is None:
+        return (
+            "study.json records no data fingerprint (an older study); "
+            "recording it now, the rows already in results.csv could not be checked"
+        )
+    changed = []
+    if old.get("pixels_sha256") != new["pixels_sha256"]:
+        changed.append(
+            f"the frames' pixels or masks ({old.get('frames')} frames in {old.get('clips')} clips "
+            f"then, {new['frames']} in {new['clips']} now)"
+        )
+    folds = [
+        k
+        for k, (a, b) in enumerate(
+            zip(old.get("fold_test_ids_sha256") or [], new["fold_test_ids_sha256"], strict=False)
+        )
+        if a != b
+    ]
+    if folds or len(old.get("fold_test_ids_sha256") or []) != len(new["fold_test_ids_sha256"]):
+        changed.append(f"the test frames of folds {folds or 'all'}")
+    if old.get("x_unet_init_sha256") != new.get("x_unet_init_sha256"):
+        changed.append("the contents of the x_unet_init checkpoint")
+    if changed:
+        raise StudyConfigError(
+            f"{out}: results.csv was made from other data: changed {'; '.join(changed)}. "
+            "Mixing them would average two datasets in one table; use a new --out folder, or "
+            "--no-resume to start afresh there (results.csv is kept as results.csv.bak)"
+        )
+    return None
+
+
+def _single_frame_warning(inputs: dict[str, Any]) -> str | None:
+    """A warning when most clips hold one frame: their names probably carry no clip id."""
+    clips, single = inputs.get("clips", 0), inputs.get("single_frame_clips", 0)
+    if clips > 1 and 2 * single > clips:
+        return (
+            f"WARNING: {single} of {clips} clips hold a single frame, so the folds 'by clip' are "
+            "folds by frame and frames of one recording can be in both training and test sets; "
+            "name files <clip>_<frame number> (e.g. c003_f0012) so clips are recognised "
+            "(docs/formats.md)"
+        )
+    return None
+
+
+def _set_aside(path: Path) -> None:
+    """Move ``path`` (a file or folder) to ``path.bak``, replacing an older ``.bak``."""
+    if not path.exists():
+        return
+    backup = path.with_name(path.name + ".bak")
+    if backup.is_dir():
+        shutil.rmtree(backup)
+    os.replace(path, backup)
 
 
 def run_study(
@@ -324,12 +434,10 @@ def _run_study(
     stop = stop if stop is not None else StopFlag()
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / RESULTS_CSV
-    _check_fingerprint(config, out, resume)
-
-    rows = read_results(csv_path) if resume else []
-    done = {row_key(r) for r in rows}
-    if not resume:
-        write_results(csv_path, rows)
+    previous = _read_study_json(out) if resume and csv_path.is_file() else None
+    if previous is not None:
+        # Settings first: refused before any data is read.
+        check_config_fingerprint(config, out)
 
     if data is None:
         yield Progress("message", message="simulating / reading the study frames")
@@ -344,24 +452,40 @@ def _run_study(
             f"trains from ({len(data)} frames in {len(data.group_names)} clips, {config.folds} "
             "folds); lower the sizes or give the study more data"
         )
+    inputs = input_fingerprint(config, data, folds)
+    if previous is not None:
+        note = _check_inputs(out, previous.get("inputs"), inputs)
+        if note:
+            yield Progress("message", message=note)
+    payload = {
+        "config": config.to_dict(),
+        "fingerprint": json.loads(json.dumps(config.fingerprint())),
+        "inputs": inputs,
+    }
+    if not resume:
+        # Only now that the data is read and checked: a typo in the config never costs old rows.
+        _set_aside(csv_path)
+        _set_aside(out / "overlays")
+    write_text_atomic(out / STUDY_JSON, json.dumps(payload, indent=2) + "\n")
+    rows = read_results(csv_path) if resume else []
+    done = {row_key(r) for r in rows}
+    if not resume:
+        write_results(csv_path, rows)
     yield Progress(
         "message",
         message=f"{len(data)} frames in {len(data.group_names)} clips, {config.folds} folds by clip",
     )
+    warning = _single_frame_warning(inputs)
+    if warning:
+        log.warning(warning)
+        yield Progress("message", message=warning)
 
-    grid = [
-        (variant, strategy, int(size), augment, fold)
-        for fold in range(config.folds)
-        for variant in config.variants
-        for strategy in config.strategies
-        for size in config.sizes
-        for augment in config.augments
-    ]
+    grid = study_grid(config)
     todo = [cell for cell in grid if cell not in done]
     skipped = len(grid) - len(todo)
     if skipped:
         yield Progress("message", message=f"resuming: {skipped} of {len(grid)} cells already done")
-    overlays = sorted((out / "overlays").glob("*.png")) if (out / "overlays").is_dir() else []
+    overlays = grid_overlays(config, out)
     if not todo:
         report = write_study_report(config, csv_path, out, overlays)
         return StudyResult(out, csv_path, report, rows, 0, skipped, False, overlays)
@@ -427,7 +551,7 @@ def _run_study(
         write_results(csv_path, rows)
         completed += 1
         if fold == 0 and size == largest and config.overlays > 0:
-            overlays.append(_overlay(out, label, test, preds, config.overlays))
+            _overlay(out, label, test, preds, config.overlays)
         yield Progress(
             "cell",
             step=step,
@@ -439,6 +563,7 @@ def _run_study(
                 "seconds": float(seconds),
             },
         )
+    overlays = grid_overlays(config, out)
     report = write_study_report(config, csv_path, out, overlays)
     return StudyResult(out, csv_path, report, rows, completed, skipped, stopped, overlays)
 
@@ -476,13 +601,64 @@ def _overlay(out: Path, label: str, test: TrainingSet, preds: list, n: int) -> P
     )
 
 
+def study_grid(config: StudyConfig) -> list[tuple[str, str, int, str, int]]:
+    """Every (variant, strategy, size, augment, fold) of the study, folds first."""
+    return [
+        (variant, strategy, int(size), augment, fold)
+        for fold in range(config.folds)
+        for variant in config.variants
+        for strategy in config.strategies
+        for size in config.sizes
+        for augment in config.augments
+    ]
+
+
+def grid_overlays(config: StudyConfig, out: str | Path) -> list[Path]:
+    """The overlay files of this grid's cells (fold 0 at the largest size) that exist, in grid order.
+
+    Built from the grid rather than a folder listing, so an overlay is listed once and one left
+    by a cell no longer in the grid is not shown.
+    """
+    if config.overlays <= 0:
+        return []
+    largest = max(config.sizes)
+    names = [
+        f"{variant}_{strategy}_{size}_{augment}_fold{fold}.png"
+        for variant, strategy, size, augment, fold in study_grid(config)
+        if fold == 0 and size == largest
+    ]
+    folder = Path(out) / "overlays"
+    return [folder / name for name in names if (folder / name).is_file()]
+
+
+def report_study(config: StudyConfig, out: str | Path) -> Path:
+    """Rebuild the report of the study in ``out`` with ``config``; refused when ``out/study.json``
+    says the results were made with other settings (``--report-only``)."""
+    out = Path(out)
+    try:
+        check_config_fingerprint(config, out)
+    except StudyConfigError as exc:
+        raise StudyConfigError(
+            f"{exc}. --report-only needs the study's own config (its settings are in "
+            f"{out / STUDY_JSON})"
+        ) from exc
+    return write_study_report(config, out / RESULTS_CSV, out)
+
+
 def write_study_report(
     config: StudyConfig, csv_path: Path, out: Path, overlays: list[Path] | None = None
 ) -> Path:
-    """Rebuild ``report.md`` and the plots of a study from its CSV (overlays found in ``out``)."""
+    """Rebuild ``report.md`` and the plots of a study from its CSV (overlays found in ``out``).
+
+    Only the rows of ``config``'s grid are reported; rows of cells outside it (a grid that shrank
+    since they ran) stay in the CSV and the preamble says how many were left out.
+    """
+    out = Path(out)
     if overlays is None:
-        folder = Path(out) / "overlays"
-        overlays = sorted(folder.glob("*.png")) if folder.is_dir() else []
+        overlays = grid_overlays(config, out)
+    grid = set(study_grid(config))
+    all_rows = read_results(csv_path)
+    rows = [r for r in all_rows if row_key(r) in grid]
     widths = {v: config.widths.get(v, config.preset) for v in config.variants}
     data = config.data
     source = (
@@ -491,28 +667,51 @@ def write_study_report(
         if data.source == "simulator"
         else f"paired folder {data.path}"
     )
-    preamble = "\n".join(
-        [
-            (
-                f"Study `{config.name}`: variants {config.variants}, strategies {config.strategies}, "
-                f"training sizes {config.sizes}, augmentation {config.augments}, {config.folds} folds "
-                "by clip."
-            ),
-            "",
-            f"- data: {source}",
-            f"- models: widths {widths}, input {config.input_size}x{config.input_size}",
-            _recipe_line(config),
+    lines = [
+        (
+            f"Study `{config.name}`: variants {config.variants}, strategies {config.strategies}, "
+            f"training sizes {config.sizes}, augmentation {config.augments}, {config.folds} folds "
+            "by clip."
+        ),
+        "",
+        f"- data: {source}",
+    ]
+    inputs = ((_read_study_json(out) or {}).get("inputs")) or {}
+    if inputs:
+        lines.append(f"- data read: {inputs['frames']} frames in {inputs['clips']} clips")
+        warning = _single_frame_warning(inputs)
+        if warning:
+            lines.append(f"- **{warning}**")
+    lines += [
+        f"- models: widths {widths}, input {config.input_size}x{config.input_size}",
+        _recipe_line(config),
+    ]
+    if "x-unet" in config.variants:
+        lines.append(
             f"- x-unet initialisation: {config.x_unet_init}"
             + (
                 f" ({config.salient.data or f'{config.salient.synthetic} synthetic salient images'},"
                 f" {config.salient.epochs} epochs)"
                 if config.x_unet_init == "pretrain"
                 else ""
-            ),
-        ]
-    )
+            )
+        )
+    if len(rows) < len(all_rows):
+        outside = sorted({row_key(r)[:4] for r in all_rows if row_key(r) not in grid})
+        shown = ", ".join("/".join(str(v) for v in key) for key in outside[:6])
+        more = f" and {len(outside) - 6} more" if len(outside) > 6 else ""
+        lines.append(
+            f"- left out: {len(all_rows) - len(rows)} rows of {csv_path.name} belong to cells "
+            f"outside this grid ({shown}{more}); they stay in the CSV"
+        )
     return write_report(
-        csv_path, out, title=f"Study report: {config.name}", preamble=preamble, overlays=overlays
+        csv_path,
+        out,
+        title=f"Study report: {config.name}",
+        preamble="\n".join(lines),
+        overlays=overlays,
+        rows=rows,
+        threshold=config.threshold,
     )
 
 

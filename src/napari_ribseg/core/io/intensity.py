@@ -257,18 +257,47 @@ def _unit_frames(
     return out, {"method": "minmax", "min": lo, "max": hi}
 
 
+def _refuse_label_map(mask: np.ndarray, source) -> None:
+    """Raise when ``mask`` holds more than two small label values (a label map, not a rib mask)."""
+    values, counts = np.unique(mask, return_counts=True)
+    if len(values) <= 2:
+        return
+    shown = ", ".join(
+        f"{v:g}: {c} px" for v, c in zip(values[:8].tolist(), counts[:8], strict=True)
+    )
+    more = f" and {len(values) - 8} more" if len(values) > 8 else ""
+    raise StackReadError(
+        f"{source}: the mask holds {len(values)} label values ({shown}{more}), a label map rather "
+        "than a rib mask; merging them would count every label as rib. Save the rib label alone "
+        "as the mask (its pixels 1 or 255, all others 0), e.g. labels == 1 for label 1"
+    )
+
+
 def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np.ndarray:
     """Binarise a 2-D mask (or (H, W, samples) colour mask) to uint8 0/1.
 
-    Rule: colour masks take the maximum over R, G, B (alpha ignored). Integer masks whose maximum is
-    above half of their dtype's range (> 127 for 8-bit, > 32767 for 16-bit) are thresholded at half the
-    range, which equals ``> 0`` for clean 0/255 masks and removes JPEG ringing and interpolation grey;
-    other integer masks (0/1, small label values) use ``> 0``. Float masks use ``> 0.5`` when their
-    maximum is at most 1, else ``> 127.5`` (0..255 stored as float).
+    Rule: colour masks take the maximum over R, G, B, or the alpha channel when R, G, B are constant
+    and alpha varies (a label drawn only in alpha). Integer masks whose maximum is above half of
+    their dtype's range (> 127 for 8-bit, > 32767 for 16-bit) are thresholded at half the range,
+    which equals ``> 0`` for clean 0/255 masks and removes JPEG ringing and interpolation grey;
+    other integer masks use ``> 0`` when they hold at most two values (0/1, 0 and one label) and are
+    refused with :class:`StackReadError` when they hold more (a label map: which label is the rib
+    is the user's choice, not ours). Float masks use ``> 0.5`` when their maximum is at most 1, else
+    ``> 127.5`` (0..255 stored as float); whole-number float masks with more than two values up to
+    127 are refused as label maps too.
     """
     if mask.ndim == 3 and mask.shape[-1] in (2, 3, 4):
-        mask = mask[..., :1] if mask.shape[-1] == 2 else mask[..., :3]
-        mask = mask.max(axis=-1)
+        colour = mask[..., :1] if mask.shape[-1] == 2 else mask[..., :3]
+        alpha = mask[..., -1] if mask.shape[-1] in (2, 4) else None
+        if (
+            alpha is not None
+            and alpha.size
+            and colour.min() == colour.max()
+            and alpha.min() != alpha.max()
+        ):
+            mask = alpha
+        else:
+            mask = colour.max(axis=-1)
     if mask.ndim != 2:
         raise StackReadError(f"{source}: a mask must be 2-D, got shape {mask.shape}")
     if mask.dtype == bool:
@@ -276,11 +305,16 @@ def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np
     if mask.dtype.kind in "iu":
         half = np.iinfo(mask.dtype).max // 2
         top = mask.max() if mask.size else 0
+        if top <= half:
+            _refuse_label_map(mask, source)
         threshold = half if top > half else 0
         return (mask > threshold).astype(np.uint8)
     if mask.dtype.kind == "f":
         if not np.isfinite(mask).all():
             raise StackReadError(f"{source}: mask contains NaN or infinite values")
-        threshold = 0.5 if (mask.max() if mask.size else 0) <= 1.0 else 127.5
+        top = mask.max() if mask.size else 0
+        if 1.0 < top <= 127.0 and np.array_equal(mask, np.round(mask)):
+            _refuse_label_map(mask, source)
+        threshold = 0.5 if top <= 1.0 else 127.5
         return (mask > threshold).astype(np.uint8)
     raise StackReadError(f"{source}: mask of dtype {mask.dtype} is not numeric")

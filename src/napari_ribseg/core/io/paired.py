@@ -7,7 +7,8 @@ Layouts (folder names matched case-insensitively):
 
 Images become float32 2-D in [0, 1] by the stack rules; masks become uint8 0/1 by
 :func:`~napari_ribseg.core.io.intensity.binarize_mask`. ``groups`` holds each sample's clip id, the id
-minus a trailing frame number (``c003_f0012`` -> ``c003``), so train/validation splits go by clip.
+minus a trailing frame number (``c003_f0012`` -> ``c003``, ``clip1f001`` -> ``clip1``), so
+train/validation splits go by clip.
 
 :func:`write_paired_dataset` writes images in their own dtype (uint8, uint16, or float32 for float
 input) and masks as uint8 0/255 TIFF, so reading back gives exactly the images' [0, 1] values and the
@@ -22,6 +23,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +46,15 @@ LAYOUTS = {
     "images/masks": ("images", "masks", "", ""),
 }
 
-_TRAILING_FRAME = re.compile(r"^(?P<clip>.*?)[-_. ]+(?:f|fr|frame)?[-_. ]?\d+$", re.IGNORECASE)
+#: Words that mark the trailing number as a frame (``f0012``, ``frame12``, ``t0001``, ``img0005``).
+_FRAME_WORDS = ("frame", "img", "fr", "f", "t")
+_FRAME_WORD = "|".join(_FRAME_WORDS)
+# A frame number after a separator, optionally after a frame word (c003_f0012, P1_t0001,
+# scan2_img0005), or after a frame word straight after the clip's own number (clip1f001).
+_TRAILING_FRAME = re.compile(
+    rf"^(?:(?P<clip>.*?)[-_. ]+(?:{_FRAME_WORD})?|(?P<joined>.*?\d)(?:{_FRAME_WORD}))[-_. ]?\d+$",
+    re.IGNORECASE,
+)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
 
 
@@ -65,9 +75,9 @@ class PairedDataset:
 def clip_id(sample_id: str) -> str:
     """The clip a sample belongs to: its id without a trailing frame number, else the id itself."""
     match = _TRAILING_FRAME.match(sample_id)
-    clip = match.group("clip") if match else ""
+    clip = (match.group("clip") or match.group("joined") or "") if match else ""
     # "frame_7" is all frame number: no clip name remains.
-    if clip.lower() in ("f", "fr", "frame"):
+    if clip.lower() in _FRAME_WORDS:
         clip = ""
     return clip or sample_id
 
@@ -168,6 +178,14 @@ def read_paired_dataset(root: str | os.PathLike) -> PairedDataset:
             )
         images.append(np.ascontiguousarray(image, dtype=np.float32))
         masks.append(mask)
+    if not any(m.any() for m in masks):
+        warnings.warn(
+            f"{root}: every mask of the {len(ids)} samples in {mask_dir.name}/ is empty (no rib "
+            "pixel); check that the masks are 0 and 1 or 255 (a label kept in an unread channel "
+            "reads as empty)",
+            UserWarning,
+            stacklevel=2,
+        )
     if wide:
         divisor = np.float32(uint16_scaling(wide_max)[0])
         for i in wide:

@@ -352,10 +352,39 @@ def random_config(rng: np.random.Generator | int | None = None, **overrides) -> 
         draw["fat_mm"] = max(draw["fat_mm"], 0.5)
     if "depth_mm" not in overrides:
         draw["depth_mm"] = max(float(draw["depth_mm"]), rib_depth + draw["pleura_offset_mm"] + 15.0)
+    if "image_region" not in overrides and "size" in draw:
+        draw["image_region"] = fit_region(draw["image_region"], draw["size"])
     for key, value in list(draw.items()):
         if isinstance(value, np.floating):
             draw[key] = float(value)
     return SimulationConfig(**draw)
+
+
+#: The fewest pixels an image region spans in each direction (SimulationConfig checks it).
+MIN_REGION_PIXELS = 16
+
+
+def fit_region(
+    region: tuple[float, float, float, float], size: tuple[int, int]
+) -> tuple[float, float, float, float]:
+    """``region`` with its margins shrunk (in proportion) where it spans fewer than
+    ``MIN_REGION_PIXELS`` of ``size``: a drawn margin must not make a small frame invalid.
+
+    A region that already spans enough is returned unchanged, so frames of 20 pixels and more
+    keep the draws they always had.
+    """
+    top, left, bottom, right = (float(v) for v in region)
+    out = [top, left, bottom, right]
+    for axis, (lo, hi) in enumerate(((top, bottom), (left, right))):
+        n = int(size[axis])
+        if (hi - lo) * n >= MIN_REGION_PIXELS:
+            continue
+        # The smallest span of whole pixels at or above the minimum; margins keep their ratio.
+        span = min(1.0, (MIN_REGION_PIXELS + 1e-6) / n)
+        margins = lo + (1.0 - hi)
+        scale = (1.0 - span) / margins if margins > 0 else 0.0
+        out[axis], out[axis + 2] = lo * scale, 1.0 - (1.0 - hi) * scale
+    return out[0], out[1], out[2], out[3]
 
 
 def _draw_region(rng: np.random.Generator) -> tuple[float, float, float, float]:

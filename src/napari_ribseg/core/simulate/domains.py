@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_ribseg.core.simulate.config import SimulationConfig, random_config
+from napari_ribseg.core.simulate.config import SimulationConfig, fit_region, random_config
 
 if TYPE_CHECKING:
     from napari_ribseg.core.training import TrainingSet
@@ -96,6 +96,7 @@ def hard_domain_config(
         "grey_gamma": float(rng.uniform(1.1, 1.4)),
         "grey_floor": float(rng.uniform(0.02, 0.05)),
     }
+    hard["image_region"] = fit_region(hard["image_region"], base.size)
     hard.update(overrides)
     return base.replace(**hard)
 

@@ -204,3 +204,16 @@ def test_stretched_fan_reports_its_column_scale() -> None:
     assert "columns stretched x1.2" in region.describe()
     square = detect_imaged_region(_fan_cine(12)[0])
     assert square.to_dict()["col_scale"] == pytest.approx(1.0, abs=0.051)
+
+
+def test_dark_grey_screen_background_is_margin_not_image() -> None:
+    # Some exports draw the UI on grey 12 of 255, not black: above the old 8/255 cap, the whole
+    # frame was the region and the depth spacing was off by 25% (200 px for a 150 px deep fan).
+    frames, truth = _fan_cine(12)
+    grey = np.round(np.clip(frames + ~truth * np.float32(12 / 255), 0, 1) * 255) / 255
+    region = detect_imaged_region(grey)
+    assert region.kind == "fan"
+    assert region.area_fraction < 0.8
+    assert _iou(region.mask, truth) >= 0.95
+    spacing = spacing_from_depth(region, 84.0)  # the fan is 118 - 34 = 84 px deep
+    assert spacing[0] == pytest.approx(1.0, rel=0.06)

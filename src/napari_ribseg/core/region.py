@@ -53,8 +53,12 @@ CONTENT_LEVEL = 2.5 / 255.0
 STATIC_RANGE = 1.5 / 255.0
 OVERLAY_LEVEL = 0.25
 #: The margin's black is measured on the frame's static border, but no darker-than-image margin is
-#: brighter than this: a border above it is image (a frame-filling linear scan), not margin.
+#: brighter than this: a border above it is image (a frame-filling linear scan), not margin...
 MARGIN_BLACK_MAX = 8.0 / 255.0
+#: ...unless the border is one flat grey (10th to 90th percentile within this): a dark-grey screen
+#: background (12-20 of 255 on some exports) is margin at any level, while an image's border,
+#: even time-averaged and median-filtered, keeps its speckle's spread.
+MARGIN_FLAT_SPREAD = 1.0 / 255.0
 #: The fitted fan (or rectangle) replaces the hull when their IoU is at least this.
 FIT_IOU = 0.9
 #: Column widths (in rows) tried for a fan: exports resized to another aspect ratio stretch it.
@@ -285,12 +289,24 @@ def _level(frame: np.ndarray) -> np.ndarray:
 
 
 def _margin_black(level: np.ndarray, static: np.ndarray | None = None) -> float:
-    """The margin's grey: median of the frame's (static) 2-pixel border, at most MARGIN_BLACK_MAX."""
+    """The margin's grey: median of the frame's (static) 2-pixel border.
+
+    At most :data:`MARGIN_BLACK_MAX`, unless the border is flat (:data:`MARGIN_FLAT_SPREAD`): a
+    uniform grey screen background is the margin's black whatever its level.
+    """
     ring = np.zeros(level.shape, bool)
     ring[:2], ring[-2:], ring[:, :2], ring[:, -2:] = True, True, True, True
     if static is not None and (ring & static).any():
         ring &= static
-    return min(float(np.median(level[ring])), MARGIN_BLACK_MAX)
+    low, black, high = (float(v) for v in np.percentile(level[ring], (10, 50, 90)))
+    # The screen background lies above the probe face: a flat grey counts as margin only when
+    # the top edge is mostly static too. A linear scan filling the frame moves there, while its
+    # static deep lung, averaged over the cine, can be as flat as a background (31 of 255 in a
+    # simulated cine). Levels are multiples of 1/255 (8-bit median), hence the rounding margin.
+    top_static = static is None or np.count_nonzero(static[:2]) >= static[:2].size // 2
+    if top_static and high - low <= MARGIN_FLAT_SPREAD + 1e-6:
+        return black
+    return min(black, MARGIN_BLACK_MAX)
 
 
 def content_pixels(frame: np.ndarray, static: np.ndarray | None = None) -> np.ndarray:

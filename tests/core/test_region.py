@@ -217,3 +217,18 @@ def test_dark_grey_screen_background_is_margin_not_image() -> None:
     assert _iou(region.mask, truth) >= 0.95
     spacing = spacing_from_depth(region, 84.0)  # the fan is 118 - 34 = 84 px deep
     assert spacing[0] == pytest.approx(1.0, rel=0.06)
+
+
+def test_a_wide_fan_taken_for_a_rect_keeps_its_near_field() -> None:
+    # A convex fan wide enough to touch both sides fits a box (IoU >= 0.9), but its near field
+    # rises above the box: every pixel of it stays in the region (12-14% of that band was cut).
+    shape = (200, 256)
+    apex, radii = (-40.0, 128.0), (50.0, 260.0)
+    truth = fan_mask(shape, apex, (-60.0, 60.0), radii)
+    rng = np.random.default_rng(6)
+    frames = np.clip(rng.rayleigh(0.08, (12, *shape)), 0, 1).astype(np.float32) * truth
+    region = detect_imaged_region(frames)
+    assert region.kind == "rect"
+    assert np.count_nonzero(truth & ~region.mask) == 0
+    assert region.bbox[0] == 0  # the near field's top reaches row 0 (the arc at the sides)
+    assert _iou(region.mask, truth) >= 0.95

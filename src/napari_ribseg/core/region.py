@@ -536,7 +536,9 @@ def _fit_shape(component: np.ndarray, source: str) -> ImagedRegion:
     box = np.zeros_like(component)
     box[top:bottom, left:right] = True
     if _iou(box, component) >= FIT_IOU:
-        return ImagedRegion(box, (top, left, bottom, right), kind="rect", source=source)
+        # As for a fan: the box straightens the outline, the pixels it leaves out stay in (a wide
+        # fan touching both sides fits a box but its near field, where ribs lie, rises above it).
+        return ImagedRegion.from_mask(box | component, kind="rect", source=source)
     fit = _fit_fan(component)
     if fit is not None:
         apex, angles, radii, col_scale = fit

@@ -45,3 +45,33 @@ def test_loading_adds_the_region_and_edits_change_it(
     assert prob is not None and prob.shape == frames.shape
     assert not prob[:, ~region.mask].any()
     assert prob[:, region.mask].any()
+
+
+BOX = np.array([[20.0, 30.0], [20.0, 90.0], [70.0, 90.0], [70.0, 30.0]])
+
+
+def test_a_renamed_stack_keeps_the_outline_the_user_drew(
+    docked, qtbot, tiny_model, tmp_path, wait_worker
+):
+    # The outline was linked to its stack by name: after a rename in the layer list, Segment
+    # re-detected the region, the depth found none and picking the stack replaced the outline.
+    viewer, widget = docked
+    frames, _truth = _fan_cine(6)
+    np.save(tmp_path / "fan.npy", frames)
+    image = widget.load(str(tmp_path / "fan.npy"))
+    viewer.layers[REGION_LAYER].data = [BOX]
+    image.name = "patient 7 left"
+
+    region = widget.segment_section.current_region()
+    assert region is not None and region.bbox == (20, 30, 71, 91)
+    widget.load_section.show_stack(image)  # Segment -> Image picks it again
+    assert [len(shape) for shape in viewer.layers[REGION_LAYER].data] == [4]
+    derived = widget.load_section.depth_control.apply_depth(102.0)
+    assert derived is not None and derived.depth_px == 51.0  # the box's rows 20-70
+
+    assert widget.segment_section.select_model(tiny_model)
+    assert widget.segment("all") is not None
+    wait_worker(widget)
+    prob = widget.session.prob
+    assert not prob[:, ~region.mask].any()
+    assert prob[:, region.mask].any()

@@ -9,6 +9,7 @@ import pytest
 from napari_ribseg.core.region import (
     ImagedRegion,
     RegionError,
+    depth_spacing,
     detect_imaged_region,
     fan_mask,
     polygon_to_mask,
@@ -232,3 +233,15 @@ def test_a_wide_fan_taken_for_a_rect_keeps_its_near_field() -> None:
     assert np.count_nonzero(truth & ~region.mask) == 0
     assert region.bbox[0] == 0  # the near field's top reaches row 0 (the arc at the sides)
     assert _iou(region.mask, truth) >= 0.95
+
+
+def test_an_emptied_outline_is_the_whole_frame_and_has_no_depth() -> None:
+    # The user deleted every shape: no region (whole frames), not a region detected again; the
+    # imaging depth says why it cannot measure a height, in the same words.
+    region = ImagedRegion.from_outline(np.zeros(SHAPE, bool))
+    assert (region.kind, region.source, region.bbox) == ("full", "user", (0, 0, *SHAPE))
+    assert region.mask.all()
+    with pytest.raises(RegionError, match=r"'x': its imaged-region outline is empty \(Segment"):
+        depth_spacing(region, 84.0, what="'x'")
+    drawn = ImagedRegion.from_outline(polygon_to_mask(np.array([[0, 0], [0, 9], [9, 9]]), SHAPE))
+    assert drawn.kind == "hull" and drawn.source == "user"

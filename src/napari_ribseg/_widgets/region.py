@@ -121,9 +121,10 @@ def region_from_layer(layer: Shapes | None, frame_shape: tuple[int, int]) -> Ima
     """The region the user's shapes cover (their union) in frames of ``frame_shape``.
 
     Polygons, rectangles and ellipses are filled as napari draws them; a path or line is closed
-    into the polygon of its points.
+    into the polygon of its points. No layer: ``None``. Shapes that cover nothing (every one
+    deleted): the whole frame, kind ``full`` (:meth:`ImagedRegion.from_outline`).
     """
-    if layer is None or not len(layer.data):
+    if layer is None:
         return None
     from napari_ribseg.core.region import polygon_to_mask
 
@@ -137,13 +138,15 @@ def region_from_layer(layer: Shapes | None, frame_shape: tuple[int, int]) -> Ima
             mask |= np.asarray(filled[index], bool)
         elif len(shape) >= 3:
             mask |= polygon_to_mask(np.asarray(shape)[:, -2:], frame_shape)
-    if not mask.any():
-        return None
-    return ImagedRegion.from_mask(mask, kind="hull", source="user")
+    return ImagedRegion.from_outline(mask)
 
 
 def region_for(viewer: Any, image: Image) -> ImagedRegion | None:
-    """The region to run the model on in ``image``: the layer's, when it outlines this stack."""
+    """The region to run the model on in ``image``: the layer's, when it outlines this stack.
+
+    ``None`` when no outline of this stack is shown (the core then detects the region); the
+    whole frame (kind ``full``) when the user emptied the outline.
+    """
     layer = region_layer(viewer)
     frame_shape = _frame_shape(image)
     if (

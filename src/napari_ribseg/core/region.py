@@ -115,6 +115,18 @@ class ImagedRegion:
         return cls(mask, bbox, kind=kind, source=source)
 
     @classmethod
+    def from_outline(cls, mask: np.ndarray) -> ImagedRegion:
+        """The region a user's outline covers (source ``user``); an empty outline is no region.
+
+        A user who deletes every shape of the outline removed the region: the model runs on whole
+        frames (kind ``full``), not inside a region detected again behind their back.
+        """
+        mask = np.asarray(mask, dtype=bool)
+        if mask.ndim == 2 and not mask.any():
+            return cls(np.ones(mask.shape, bool), (0, 0, *mask.shape), kind="full", source="user")
+        return cls.from_mask(mask, kind="hull", source="user")
+
+    @classmethod
     def from_polygon(
         cls, polygon: np.ndarray, shape: tuple[int, int], *, source: str = "user"
     ) -> ImagedRegion:
@@ -673,6 +685,16 @@ def depth_spacing(
         raise RegionError(
             f"no imaged region in {what}: the depth needs the image's height in pixels; detect "
             "the region (detect_imaged_region) or draw it (the widget's 'imaged region' layer)"
+        )
+    if region.kind == "full":
+        why = (
+            "its imaged-region outline is empty (Segment then runs on whole frames)"
+            if region.source == "user"
+            else "its imaged region is the whole frame (none was found)"
+        )
+        raise RegionError(
+            f"{what}: {why}; the imaging depth needs the image's height in pixels: draw the "
+            "outline around the ultrasound image"
         )
     pixels = region.depth_px
     if not pixels > 0:

@@ -226,3 +226,38 @@ def test_evaluate_refuses_a_spacing_that_is_no_length_before_predicting(dataset,
         main(["evaluate", str(root), "--spacing", bad, "0.2"])
     assert exit_info.value.code == 2
     assert "expected a pixel spacing in mm > 0" in capsys.readouterr().err
+
+
+def test_predict_into_the_review_honours_region(tmp_path, rng, random_model, capsys):
+    # --review used to ignore --region: "none" still zeroed outside a detected region, silently.
+    from napari_ribseg.core.project import ReviewProject
+    from napari_ribseg.core.region import detect_imaged_region
+
+    frames = np.zeros((5, 50, 70), np.float32)
+    frames[:, 10:40, 15:55] = rng.random((5, 30, 40), dtype=np.float32) * 0.6 + 0.2
+    src = write_stack_tiff(tmp_path / "boxed.tif", frames)
+    region = detect_imaged_region(frames)
+    assert region.bbox == (10, 15, 40, 55)
+    loaded = load_model(random_model)
+    for choice, crop in (("none", False), ("crop", True), ("auto", None)):
+        folder = tmp_path / f"review-{choice}"
+        argv = ["predict", str(src), "--review", "--region", choice, "--project-folder"]
+        argv += [str(folder), "--model", str(random_model), "--device", "cpu"]
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        project, _ = ReviewProject.open(next(folder.iterdir()), 5, (50, 70), lock=False)
+        expected = predict_stack_sync(
+            loaded,
+            frames,
+            device="cpu",
+            crop_to_region=crop,
+            region=None if crop is False else region,
+        )
+        assert np.array_equal(project.probabilities, expected.prob), choice
+        outside = int(np.count_nonzero(project.probabilities[:, ~region.mask]))
+        if choice == "none":
+            assert outside > 0
+            assert "imaged region: none (--region none: whole frames" in out
+        else:
+            assert outside == 0
+            assert "imaged region: rect (variance), rows 10-40, cols 15-55" in out

@@ -9,6 +9,7 @@ import pytest
 from napari_ribseg.core.region import (
     ImagedRegion,
     RegionError,
+    depth_spacing,
     detect_imaged_region,
     fan_mask,
     polygon_to_mask,
@@ -204,3 +205,43 @@ def test_stretched_fan_reports_its_column_scale() -> None:
     assert "columns stretched x1.2" in region.describe()
     square = detect_imaged_region(_fan_cine(12)[0])
     assert square.to_dict()["col_scale"] == pytest.approx(1.0, abs=0.051)
+
+
+def test_dark_grey_screen_background_is_margin_not_image() -> None:
+    # Some exports draw the UI on grey 12 of 255, not black: above the old 8/255 cap, the whole
+    # frame was the region and the depth spacing was off by 25% (200 px for a 150 px deep fan).
+    frames, truth = _fan_cine(12)
+    grey = np.round(np.clip(frames + ~truth * np.float32(12 / 255), 0, 1) * 255) / 255
+    region = detect_imaged_region(grey)
+    assert region.kind == "fan"
+    assert region.area_fraction < 0.8
+    assert _iou(region.mask, truth) >= 0.95
+    spacing = spacing_from_depth(region, 84.0)  # the fan is 118 - 34 = 84 px deep
+    assert spacing[0] == pytest.approx(1.0, rel=0.06)
+
+
+def test_a_wide_fan_taken_for_a_rect_keeps_its_near_field() -> None:
+    # A convex fan wide enough to touch both sides fits a box (IoU >= 0.9), but its near field
+    # rises above the box: every pixel of it stays in the region (12-14% of that band was cut).
+    shape = (200, 256)
+    apex, radii = (-40.0, 128.0), (50.0, 260.0)
+    truth = fan_mask(shape, apex, (-60.0, 60.0), radii)
+    rng = np.random.default_rng(6)
+    frames = np.clip(rng.rayleigh(0.08, (12, *shape)), 0, 1).astype(np.float32) * truth
+    region = detect_imaged_region(frames)
+    assert region.kind == "rect"
+    assert np.count_nonzero(truth & ~region.mask) == 0
+    assert region.bbox[0] == 0  # the near field's top reaches row 0 (the arc at the sides)
+    assert _iou(region.mask, truth) >= 0.95
+
+
+def test_an_emptied_outline_is_the_whole_frame_and_has_no_depth() -> None:
+    # The user deleted every shape: no region (whole frames), not a region detected again; the
+    # imaging depth says why it cannot measure a height, in the same words.
+    region = ImagedRegion.from_outline(np.zeros(SHAPE, bool))
+    assert (region.kind, region.source, region.bbox) == ("full", "user", (0, 0, *SHAPE))
+    assert region.mask.all()
+    with pytest.raises(RegionError, match=r"'x': its imaged-region outline is empty \(Segment"):
+        depth_spacing(region, 84.0, what="'x'")
+    drawn = ImagedRegion.from_outline(polygon_to_mask(np.array([[0, 0], [0, 9], [9, 9]]), SHAPE))
+    assert drawn.kind == "hull" and drawn.source == "user"

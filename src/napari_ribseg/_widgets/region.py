@@ -48,8 +48,18 @@ def _frame_shape(image: Image) -> tuple[int, int]:
 
 
 def region_owner(layer: Shapes | None) -> str | None:
-    """Name of the image layer the region layer outlines (``None`` for none or an orphan)."""
-    return None if layer is None else layer.metadata.get("image")
+    """``unique_id`` of the image layer the region layer outlines (``None``: none, an orphan).
+
+    The link is the layer's identity, not its name: a stack renamed in the layer list keeps its
+    outline, and a later stack given a deleted one's name does not inherit it.
+    """
+    return None if layer is None else layer.metadata.get("image_id")
+
+
+def _outlines(layer: Shapes | None, image: Any) -> bool:
+    """Whether the region layer outlines ``image`` (the same layer, whatever its name now)."""
+    owner = region_owner(layer)
+    return owner is not None and owner == getattr(image, "unique_id", None)
 
 
 def show_region(viewer: Any, image: Image) -> Shapes | None:
@@ -64,12 +74,12 @@ def show_region(viewer: Any, image: Image) -> Shapes | None:
     frame_shape = _frame_shape(image)
     old = region_layer(viewer)
     if old is not None:
-        if region_owner(old) == image.name and tuple(old.metadata["frame_shape"]) == frame_shape:
+        if _outlines(old, image) and tuple(old.metadata["frame_shape"]) == frame_shape:
             old.scale = tuple(image.scale[-2:])  # the image may have gained mm since
             old.units = tuple(str(u) for u in image.units)[-2:]
             old.visible = True
             return old
-        owner = next((x for x in viewer.layers if x.name == region_owner(old)), None)
+        owner = next((x for x in viewer.layers if _outlines(old, x)), None)
         if owner is not None and isinstance(owner.metadata, dict):
             owner.metadata[KEPT_REGION] = {
                 "frame_shape": list(old.metadata["frame_shape"]),
@@ -97,7 +107,11 @@ def show_region(viewer: Any, image: Image) -> Shapes | None:
         scale=tuple(image.scale[-2:]),
         # The image's units too: napari drops all units (and warns) when layers' units differ.
         units=tuple(str(u) for u in image.units)[-2:],
-        metadata={"frame_shape": list(frame_shape), "detected": detected, "image": image.name},
+        metadata={
+            "frame_shape": list(frame_shape),
+            "detected": detected,
+            "image_id": image.unique_id,
+        },
     )
     viewer.layers.selection.active = image
     return layer
@@ -107,9 +121,10 @@ def region_from_layer(layer: Shapes | None, frame_shape: tuple[int, int]) -> Ima
     """The region the user's shapes cover (their union) in frames of ``frame_shape``.
 
     Polygons, rectangles and ellipses are filled as napari draws them; a path or line is closed
-    into the polygon of its points.
+    into the polygon of its points. No layer: ``None``. Shapes that cover nothing (every one
+    deleted): the whole frame, kind ``full`` (:meth:`ImagedRegion.from_outline`).
     """
-    if layer is None or not len(layer.data):
+    if layer is None:
         return None
     from napari_ribseg.core.region import polygon_to_mask
 
@@ -123,18 +138,20 @@ def region_from_layer(layer: Shapes | None, frame_shape: tuple[int, int]) -> Ima
             mask |= np.asarray(filled[index], bool)
         elif len(shape) >= 3:
             mask |= polygon_to_mask(np.asarray(shape)[:, -2:], frame_shape)
-    if not mask.any():
-        return None
-    return ImagedRegion.from_mask(mask, kind="hull", source="user")
+    return ImagedRegion.from_outline(mask)
 
 
 def region_for(viewer: Any, image: Image) -> ImagedRegion | None:
-    """The region to run the model on in ``image``: the layer's, when it outlines this stack."""
+    """The region to run the model on in ``image``: the layer's, when it outlines this stack.
+
+    ``None`` when no outline of this stack is shown (the core then detects the region); the
+    whole frame (kind ``full``) when the user emptied the outline.
+    """
     layer = region_layer(viewer)
     frame_shape = _frame_shape(image)
     if (
         layer is None
-        or region_owner(layer) != image.name
+        or not _outlines(layer, image)
         or tuple(layer.metadata.get("frame_shape", ())) != frame_shape
     ):
         return None
@@ -144,8 +161,8 @@ def region_for(viewer: Any, image: Image) -> ImagedRegion | None:
 def forget_region_of(viewer: Any, image: Any) -> None:
     """``image`` was deleted: its outline belongs to no stack (never to a later one of its name)."""
     layer = region_layer(viewer)
-    if layer is not None and region_owner(layer) == getattr(image, "name", None):
-        layer.metadata["image"] = None
+    if layer is not None and _outlines(layer, image):
+        layer.metadata["image_id"] = None
 
 
 class DepthControl(QWidget):

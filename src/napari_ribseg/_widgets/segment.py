@@ -145,6 +145,8 @@ class SegmentSection(QWidget):
         self._model_cache: dict[tuple[str, float, str], Any] = {}
         self._entries: list[ModelEntry] = []
         self._outcome = "done"
+        #: Said after the run's message: where the model ran when that is not the imaged region.
+        self._region_note = ""
         layout = QVBoxLayout(self)
 
         form = QFormLayout()
@@ -411,7 +413,11 @@ class SegmentSection(QWidget):
         )
 
     def current_region(self) -> Any:
-        """The imaged region from the "imaged region" layer (as the user left it), else ``None``."""
+        """The imaged region from the "imaged region" layer (as the user left it), else ``None``.
+
+        An outline the user emptied is the whole frame (kind ``full``): the model runs on whole
+        frames, and the run's message says so.
+        """
         from napari_ribseg._widgets.region import region_for
 
         image = self.session.image_layer
@@ -442,6 +448,9 @@ class SegmentSection(QWidget):
         device = self.device_combo.currentText() or "auto"
         key = (str(entry.path), _mtime(entry.path), device)
         self._stop = StopFlag()
+        region = self.current_region()
+        whole = region is not None and region.kind == "full"
+        self._region_note = " on whole frames (the imaged-region outline is empty)" if whole else ""
         worker = create_worker(
             segmentation_job,
             self.session.core,
@@ -450,7 +459,7 @@ class SegmentSection(QWidget):
             device,
             indices,
             self._stop,
-            region=self.current_region(),
+            region=region,
             flip_average=self.flip_check.isChecked(),
             _start_thread=False,
         )
@@ -460,7 +469,7 @@ class SegmentSection(QWidget):
         self.progress.setFormat("%v / %m frames")
         self.progress.setVisible(True)
         self._outcome = "done"
-        self.progress_label.setText(f"Starting {entry.name} on {device}…")
+        self.progress_label.setText(f"Starting {entry.name} on {device}{self._region_note}…")
         worker.yielded.connect(self._on_progress)
         core = self.session.core
         worker.returned.connect(lambda result: self._on_returned(result, key, core))
@@ -506,7 +515,10 @@ class SegmentSection(QWidget):
         written = self.session.apply_prediction(result)
         if result.frames.size and self.show_prob_check.isChecked():
             self.session.show_probability(True)
-        done = f"{written.size} of {result.requested} frames segmented with {result.model_name}"
+        done = (
+            f"{written.size} of {result.requested} frames segmented with {result.model_name}"
+            f"{self._region_note}"
+        )
         if result.stopped:
             self._outcome = "stopped"
             done = "Cancelled: " + done + " (kept)"

@@ -241,15 +241,14 @@ def run(args: argparse.Namespace) -> int:
             variable=args.variable,
             device=device,
             batch_size=args.batch_size,
-            crop_to_region={"auto": None, "crop": True, "none": False}[args.region],
+            crop_to_region=CROP_TO_REGION_OF[args.region],
             flip_average=args.flip_average,
             **options.kwargs(),
         ),
         ProgressBar("predict"),
     )
     prediction = done.prediction
-    if prediction.region is not None:
-        print(f"imaged region: {prediction.region.describe()}")
+    print(_region_text(prediction.region, args.region))
     rate = prediction.n_frames / max(prediction.elapsed_s, 1e-9)
     print(
         f"{args.out}: {prediction.n_frames} frames {done.frame_shape[0]}x{done.frame_shape[1]}, "
@@ -262,6 +261,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.prob}: rib probability x 255 (uint8)")
     print(f"pixel spacing recorded in the TIFF(s): {_spacing_text(done.spacing_mm)}")
     return 0
+
+
+#: ``--region``'s choices as ``crop_to_region`` (``None``: the default, ``CROP_TO_REGION``).
+CROP_TO_REGION_OF = {"auto": None, "crop": True, "none": False}
+
+
+def _region_text(region, choice: str) -> str:
+    """One line: the imaged region the model ran in, or why it ran on whole frames."""
+    if region is not None and region.kind != "full":
+        return f"imaged region: {region.describe()}"
+    if choice == "none":
+        return "imaged region: none (--region none: whole frames, nothing zeroed)"
+    return "imaged region: none found (whole frames, nothing zeroed)"
 
 
 def _spacing_text(spacing_mm) -> str:
@@ -277,16 +289,25 @@ def _predict_into_review(args: argparse.Namespace, loaded, device) -> int:
     from napari_ribseg.cli.progress_bar import ProgressBar
     from napari_ribseg.core.io import read_stack, write_label_tiff
     from napari_ribseg.core.jobs import run_job
+    from napari_ribseg.core.region import detect_imaged_region
     from napari_ribseg.core.session import ReviewSession
 
     stack = read_stack(args.input, variable=args.variable)
     options = mask_options(args)
+    # Detected here, as segment_file does for the other path: on sampled frames of a lazy stack too.
+    region = None if args.region == "none" else detect_imaged_region(stack.frames)
     with ReviewSession.open(stack, project_folder=args.project_folder, options=options) as session:
         job = session.compute_prediction(
-            loaded, device=str(device), batch_size=args.batch_size, flip_average=args.flip_average
+            loaded,
+            device=str(device),
+            batch_size=args.batch_size,
+            flip_average=args.flip_average,
+            region=region,
+            crop_to_region=CROP_TO_REGION_OF[args.region],
         )
         written = session.apply_prediction(run_job(job, ProgressBar("predict")))
         session.save()
+    print(_region_text(region, args.region))
     if args.out is not None:
         write_label_tiff(args.out, session.labels, stack.spacing_mm)
     if args.prob is not None and session.prob is not None:

@@ -53,8 +53,12 @@ CONTENT_LEVEL = 2.5 / 255.0
 STATIC_RANGE = 1.5 / 255.0
 OVERLAY_LEVEL = 0.25
 #: The margin's black is measured on the frame's static border, but no darker-than-image margin is
-#: brighter than this: a border above it is image (a frame-filling linear scan), not margin.
+#: brighter than this: a border above it is image (a frame-filling linear scan), not margin...
 MARGIN_BLACK_MAX = 8.0 / 255.0
+#: ...unless the border is one flat grey (10th to 90th percentile within this): a dark-grey screen
+#: background (12-20 of 255 on some exports) is margin at any level, while an image's border,
+#: even time-averaged and median-filtered, keeps its speckle's spread.
+MARGIN_FLAT_SPREAD = 1.0 / 255.0
 #: The fitted fan (or rectangle) replaces the hull when their IoU is at least this.
 FIT_IOU = 0.9
 #: Column widths (in rows) tried for a fan: exports resized to another aspect ratio stretch it.
@@ -109,6 +113,18 @@ class ImagedRegion:
             )
         bbox = (int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1)
         return cls(mask, bbox, kind=kind, source=source)
+
+    @classmethod
+    def from_outline(cls, mask: np.ndarray) -> ImagedRegion:
+        """The region a user's outline covers (source ``user``); an empty outline is no region.
+
+        A user who deletes every shape of the outline removed the region: the model runs on whole
+        frames (kind ``full``), not inside a region detected again behind their back.
+        """
+        mask = np.asarray(mask, dtype=bool)
+        if mask.ndim == 2 and not mask.any():
+            return cls(np.ones(mask.shape, bool), (0, 0, *mask.shape), kind="full", source="user")
+        return cls.from_mask(mask, kind="hull", source="user")
 
     @classmethod
     def from_polygon(
@@ -285,12 +301,24 @@ def _level(frame: np.ndarray) -> np.ndarray:
 
 
 def _margin_black(level: np.ndarray, static: np.ndarray | None = None) -> float:
-    """The margin's grey: median of the frame's (static) 2-pixel border, at most MARGIN_BLACK_MAX."""
+    """The margin's grey: median of the frame's (static) 2-pixel border.
+
+    At most :data:`MARGIN_BLACK_MAX`, unless the border is flat (:data:`MARGIN_FLAT_SPREAD`): a
+    uniform grey screen background is the margin's black whatever its level.
+    """
     ring = np.zeros(level.shape, bool)
     ring[:2], ring[-2:], ring[:, :2], ring[:, -2:] = True, True, True, True
     if static is not None and (ring & static).any():
         ring &= static
-    return min(float(np.median(level[ring])), MARGIN_BLACK_MAX)
+    low, black, high = (float(v) for v in np.percentile(level[ring], (10, 50, 90)))
+    # The screen background lies above the probe face: a flat grey counts as margin only when
+    # the top edge is mostly static too. A linear scan filling the frame moves there, while its
+    # static deep lung, averaged over the cine, can be as flat as a background (31 of 255 in a
+    # simulated cine). Levels are multiples of 1/255 (8-bit median), hence the rounding margin.
+    top_static = static is None or np.count_nonzero(static[:2]) >= static[:2].size // 2
+    if top_static and high - low <= MARGIN_FLAT_SPREAD + 1e-6:
+        return black
+    return min(black, MARGIN_BLACK_MAX)
 
 
 def content_pixels(frame: np.ndarray, static: np.ndarray | None = None) -> np.ndarray:
@@ -520,7 +548,9 @@ def _fit_shape(component: np.ndarray, source: str) -> ImagedRegion:
     box = np.zeros_like(component)
     box[top:bottom, left:right] = True
     if _iou(box, component) >= FIT_IOU:
-        return ImagedRegion(box, (top, left, bottom, right), kind="rect", source=source)
+        # As for a fan: the box straightens the outline, the pixels it leaves out stay in (a wide
+        # fan touching both sides fits a box but its near field, where ribs lie, rises above it).
+        return ImagedRegion.from_mask(box | component, kind="rect", source=source)
     fit = _fit_fan(component)
     if fit is not None:
         apex, angles, radii, col_scale = fit
@@ -655,6 +685,16 @@ def depth_spacing(
         raise RegionError(
             f"no imaged region in {what}: the depth needs the image's height in pixels; detect "
             "the region (detect_imaged_region) or draw it (the widget's 'imaged region' layer)"
+        )
+    if region.kind == "full":
+        why = (
+            "its imaged-region outline is empty (Segment then runs on whole frames)"
+            if region.source == "user"
+            else "its imaged region is the whole frame (none was found)"
+        )
+        raise RegionError(
+            f"{what}: {why}; the imaging depth needs the image's height in pixels: draw the "
+            "outline around the ultrasound image"
         )
     pixels = region.depth_px
     if not pixels > 0:

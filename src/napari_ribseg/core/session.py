@@ -343,11 +343,13 @@ class ReviewSession:
         stop: StopFlag | None = None,
         region: Any = None,
         flip_average: bool | None = None,
+        crop_to_region: bool | None = None,
     ) -> Job[PredictionBatch]:
         """Job: probabilities of the overwritable ``frames`` (default all); changes nothing.
 
         ``region`` (an ``ImagedRegion``) is where the model runs; ``None`` detects it automatically.
-        ``flip_average`` is ``predict_stack``'s (``None``: its default).
+        ``flip_average`` and ``crop_to_region`` are ``predict_stack``'s (``None``: its default;
+        ``crop_to_region=False`` with no ``region``: whole frames, nothing detected).
 
         Safe to run in a worker thread; hand its result to :meth:`apply_prediction`.
         """
@@ -364,7 +366,7 @@ class ReviewSession:
             return PredictionBatch(np.zeros(0, np.int64), np.zeros((0, *self.frames.shape[1:]), np.uint8), name, loaded=loaded)  # fmt: skip
         prediction = yield from predict_stack(
             loaded, self.frames, device=device, batch_size=batch_size, frame_indices=indices,
-            stop=stop, region=region, flip_average=flip_average,
+            stop=stop, region=region, flip_average=flip_average, crop_to_region=crop_to_region,
         )  # fmt: skip
         done = np.flatnonzero(prediction.done)
         return PredictionBatch(

@@ -195,9 +195,44 @@ def test_default_model_is_a_gate_winner_never_a_loser():
     from napari_ribseg.core.models import load_checkpoint, save_checkpoint
 
     loaded = load_checkpoint(adapted)
-    loaded.card.extra["adapt"] = {"teacher_view": "raw"}
+    loaded.card.extra["adapt"] = {"teacher_view": "raw"}  # a card of before 2026-12-03: both
+    loaded.card.weights_source = "label-free adaptation of won (won.safetensors)"
     save_checkpoint(loaded.model, loaded.card, adapted, overwrite=True)
     assert default_model().name == "won"
+
+
+def test_a_model_is_judged_by_its_own_step_not_its_parents():
+    """Found by an adaptation audit: cards copied their parent's ``extra``, so an adaptation that
+    won the gate on curated frames of a bundled model (whose card records a lost ``--select last``
+    gate) was never the default, and a gate-winning fine-tune of an adapted model read as
+    label-free."""
+    from napari_ribseg.core.models import default_model, gate_verdict, is_label_free
+    from napari_ribseg.core.models.card import own_extra
+
+    bundled = next(e for e in list_models() if e.name == "unet-compact")
+    assert gate_verdict(bundled.card) is False  # trained --select last
+    path = _save_finetune("gated-adapt", "2026-05-01T00:00:00+00:00", {"promoted": True})
+    from napari_ribseg.core.models import load_checkpoint, save_checkpoint
+
+    loaded = load_checkpoint(path)
+    card = loaded.card
+    card.extra = {**own_extra(bundled.card), "adapt": {"gate": {"promoted": True}}}
+    card.weights_source = "label-free adaptation of unet-compact (bundled)"
+    save_checkpoint(loaded.model, card, path, overwrite=True)
+    entry = next(e for e in list_models() if e.name == "gated-adapt")
+    assert "finetune" not in entry.card.extra
+    assert (gate_verdict(entry.card), is_label_free(entry.card)) == (True, False)
+    assert default_model().name == "gated-adapt"
+
+    # A fine-tune of a label-free adapted model that won its own gate.
+    label_free = {"adapt": {"teacher_view": "raw", "gate": None}}
+    child = _save_finetune("ft-of-adapted", "2026-06-01T00:00:00+00:00", {"promoted": True})
+    loaded = load_checkpoint(child)
+    loaded.card.extra = {**own_extra(type(loaded.card)(**{**vars(loaded.card), "extra": label_free})), "finetune": loaded.card.extra["finetune"]}  # fmt: skip
+    save_checkpoint(loaded.model, loaded.card, child, overwrite=True)
+    entry = next(e for e in list_models() if e.name == "ft-of-adapted")
+    assert (gate_verdict(entry.card), is_label_free(entry.card)) == (True, False)
+    assert default_model().name == "ft-of-adapted"
 
 
 def test_predict_without_model_uses_the_default(tmp_path, capsys):

@@ -152,8 +152,16 @@ def test_start_blocker_is_the_one_rule_for_training_jobs(stack_file):
     assert start_blocker(None, "adapt", base="unet") == "Load a stack to adapt to."
     session = ReviewSession.open(stack_file)
     assert "No base model" in start_blocker(session, "adapt", base=None)
-    # Adaptation needs no labels; a fine-tune needs one frame to train on and one to check.
-    assert start_blocker(session, "adapt", base="unet") == ""
+    # Adaptation needs no labels, but frames to learn from and to check on (the 6 frames here were
+    # let through, and the run failed in its child: "check the settings and try again").
+    assert start_blocker(session, "adapt", base="unet") == (
+        "This stack is too short to adapt to: 6 frames; label-free adaptation needs at least 10 "
+        "(every 5th is held out to check it)."
+    )
+    longer = ReviewSession.for_frames(np.zeros((10, 8, 8), np.float32), stack_file.parent / "l")
+    assert start_blocker(longer, "adapt", base="unet") == ""
+    longer.close()
+    # A fine-tune needs one frame to train on and one to check.
     assert "(0 so far)" in start_blocker(session, "finetune", base="unet")
     session.set_status([0], FrameStatus.CURATED)
     assert f"at least {MIN_TRAIN_FRAMES} frames" in start_blocker(session, "finetune", base="unet")

@@ -219,3 +219,59 @@ def test_adaptation_keeps_only_the_mixed_share_of_its_change(tmp_path):
 def test_adapt_settings_out_of_range_are_named(field, value, message):
     with pytest.raises(TrainingError, match=message):
         AdaptConfig(**{field: value}).validate()
+
+
+def test_flip_consistency_is_pooled_so_blank_frames_add_nothing():
+    from napari_ribseg.core.training.adapt import pooled_consistency
+
+    overlap, total = torch.tensor([0.0, 2.0]), torch.tensor([0.0, 4.0])
+    # Per frame the blank one scored 1.0 and the mean was 0.75; pooled it adds nothing.
+    assert pooled_consistency(overlap, total) == pytest.approx(0.5)
+    assert pooled_consistency(torch.zeros(3), torch.zeros(3)) == 1.0
+
+
+def test_a_student_that_blanks_frames_is_refused(tmp_path, monkeypatch):
+    """Found by an adaptation audit: blanking half of the frames raised the per-frame flip
+    consistency (an empty frame scored 1.0) and the check promoted the model."""
+    from napari_ribseg.core.training import loop
+
+    base = tiny_base(tmp_path / "base.safetensors", head_bias=5.0)  # marks every pixel
+
+    def base_but_blank_every_second_frame(model, base_model, mix):
+        model.load_state_dict(base_model.state_dict())
+
+        def blank(_module, _inputs, out):
+            out = out.clone()
+            out[1::2] = -20.0
+            return out
+
+        model.register_forward_hook(blank)
+
+    monkeypatch.setattr(loop, "mix_weights", base_but_blank_every_second_frame)
+    frames = np.random.default_rng(0).random((12, 64, 64), dtype=np.float32)
+    result = adapt_sync(base, frames, AdaptConfig(steps=1, device="cpu"), out=tmp_path / "a")
+    assert not result.promoted and not (tmp_path / "a.safetensors").exists()
+    assert "drops ribs the teacher marks: under 25% of them on check frame(s) [7]" in result.reason
+
+
+def test_an_adapted_models_card_says_what_the_adaptation_did(tmp_path):
+    """The card described the base's training (its frames, loss, epochs and whole fine-tune
+    record) instead of the adaptation."""
+    from napari_ribseg.core.models import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "base.safetensors"
+    loaded = tiny_base(path, head_bias=5.0)
+    loaded.card.extra = {"finetune": {"gate": {"promoted": False}}, "note": "kept"}
+    save_checkpoint(loaded.model, loaded.card, path, overwrite=True)
+    base = load_checkpoint(path)
+    frames = np.random.default_rng(0).random((12, 64, 64), dtype=np.float32)
+    out = tmp_path / "adapted.safetensors"
+    result = adapt_sync(base, frames, AdaptConfig(steps=1, device="cpu", margin=-1.0), out=out)
+    assert result.promoted, result.reason
+    card = load_checkpoint(out).card
+    assert "finetune" not in card.extra and card.extra["note"] == "kept"
+    record = card.extra["adapt"]
+    assert (record["frames_trained"], record["frames_checked"], record["steps"]) == (10, 2, 1)
+    assert record["seconds"] > 0 and set(record["rib_share"]) == {"base", "teacher", "new"}
+    assert card.training_data.frames == 10 and "unlabelled" in card.training_data.source
+    assert card.epochs == 0 and card.augmentation == "flip+gain"

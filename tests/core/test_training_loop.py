@@ -452,3 +452,21 @@ def test_the_guards_snapshots_are_written_only_when_they_change(base, tmp_path):
     states = _kept_states(info, folder)
     assert states["pending"] is None and states["snapshot"][0] == 3
     assert state_equal(states["snapshot"][1], first["pending"][1])
+
+
+def test_a_fine_tunes_card_records_its_own_step_not_its_parents(tmp_path, data):
+    """A fine-tune of an adapted model copied the parent's ``adapt`` record and read as label-free
+    (never the default, though it won its gate); the parent's other extras are kept."""
+    from napari_ribseg.core.models import is_label_free, save_checkpoint
+
+    path = tmp_path / "base.safetensors"
+    loaded = tiny_base(path)
+    loaded.card.extra = {"adapt": {"teacher_view": "raw", "gate": None}, "note": "kept"}
+    loaded.card.weights_source = "label-free adaptation of tiny (tiny.safetensors)"
+    save_checkpoint(loaded.model, loaded.card, path, overwrite=True)
+    base = load_checkpoint(path)
+    assert is_label_free(base.card)
+    config = FinetuneConfig(epochs=1, **{**FAST, "select": "last"})
+    card = finetune_sync(base, data, config, out=tmp_path / "child.safetensors").card
+    assert "adapt" not in card.extra and card.extra["note"] == "kept"
+    assert card.extra["finetune"]["select"] == "last" and not is_label_free(card)

@@ -141,6 +141,11 @@ def start_blocker(
                 f"Mark at least {MIN_TRAIN_FRAMES} frames curated to fine-tune ({n} so far): one "
                 "to train on, one to check the new model against."
             )
+    else:
+        from napari_ribseg.core.training.adapt import too_short
+
+        if problem := too_short(session.n_frames):
+            return f"This stack is too short to adapt to: {problem}."
     return ""
 
 

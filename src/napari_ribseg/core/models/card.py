@@ -367,3 +367,27 @@ def read_weights_card(path: str | Path, card_path: str | Path | None = None) -> 
     # Component files (the VGG16 encoder) carry another kind of card and are no models.
     card = ModelCard.from_dict(data, source=origin) if kind == "model" else None
     return WeightsCard(path, tensors, nbytes, kind, card, text, embedded, card_path)
+
+
+#: ``extra`` entries that describe how one model was made (its own fine-tune or adaptation); a
+#: model made from it records its own, and its parent's stay on the parent's card.
+STEP_KEYS = ("finetune", "adapt")
+
+
+def own_extra(parent: ModelCard) -> dict[str, Any]:
+    """The parent's ``extra`` a child card keeps: everything but the parent's own step
+    (:data:`STEP_KEYS`). A child that copied them was judged by its parent's verdict: an
+    adaptation of a bundled model (trained ``--select last``) read as a lost gate and was never
+    the default; a fine-tune of an adapted model read as label-free."""
+    return {k: v for k, v in parent.extra.items() if k not in STEP_KEYS}
+
+
+def own_step(card: ModelCard) -> tuple[str, dict] | None:
+    """``("finetune" | "adapt", record)`` of how this model was made, or ``None``. Cards written
+    before 2026-12-03 may carry their parent's record too; ``weights_source`` tells which is
+    their own."""
+    steps = {k: card.extra[k] for k in STEP_KEYS if isinstance(card.extra.get(k), dict)}
+    if len(steps) > 1:
+        key = "adapt" if card.weights_source.startswith("label-free adaptation") else "finetune"
+        return key, steps[key]
+    return next(iter(steps.items()), None)

@@ -20,6 +20,7 @@ from napari_ribseg.core.atomic import is_temporary
 from napari_ribseg.core.errors import CheckpointError
 from napari_ribseg.core.models.card import (
     ModelCard,
+    own_step,
     read_weights_card,
     safetensors_header,  # noqa: F401  (re-exported: scripts read headers from here)
 )
@@ -173,10 +174,13 @@ def gate_verdict(card: ModelCard) -> bool | None:
     ``True`` when its fine-tune passed the gate, ``False`` when it lost it (a ``--select last``
     model) or was never gated (``--select best``, cards written before the gate): such a model
     was judged, if at all, only on its own validation frames."""
-    finetune = card.extra.get("finetune")
-    if not isinstance(finetune, dict):
+    step = own_step(card)
+    if step is None:
         return None
-    gate = finetune.get("gate")
+    kind, record = step
+    gate = record.get("gate")
+    if kind == "adapt":  # kept by the gate on curated frames, or by the label-free check alone
+        return True if isinstance(gate, dict) and gate.get("promoted") else None
     return bool(gate.get("promoted")) if isinstance(gate, dict) else False
 
 
@@ -184,10 +188,10 @@ def is_label_free(card: ModelCard) -> bool:
     """Whether the model was adapted without labels (``ribseg adapt``) and kept by the label-free
     check alone, which cannot see a small loss (bench_adapt_cine.py); an adaptation that won the
     gate on its stack's curated frames is judged like a fine-tune."""
-    adapt = card.extra.get("adapt")
-    if not isinstance(adapt, dict):
+    step = own_step(card)
+    if step is None or step[0] != "adapt":
         return False
-    gate = adapt.get("gate")
+    gate = step[1].get("gate")
     return not (isinstance(gate, dict) and gate.get("promoted"))
 
 

@@ -38,6 +38,7 @@ from napari_ribseg.core.models import (
     load_checkpoint,
     save_checkpoint,
 )
+from napari_ribseg.core.models.card import own_extra
 from napari_ribseg.core.models.checkpoint import checkpoint_paths
 from napari_ribseg.core.training.augment import Augmenter
 from napari_ribseg.core.training.config import (
@@ -750,7 +751,7 @@ def _card(run: _Run, gate: GateReport | None = None) -> ModelCard:
         ),
         weights_source=f"fine-tuned from {parent} ({base.path})",
         extra={
-            **base.card.extra,
+            **own_extra(base.card),
             "finetune": {
                 "parent_path": str(base.path) if base.path else None,
                 "config": config.to_dict(),

@@ -81,6 +81,14 @@ def test_review_shortcuts_corrections_and_protection(segmented, qtbot, wait_work
     painted = int(np.count_nonzero(project.labels[1] != before))
     assert painted > 0
     assert project.changed_pixels[1] == painted
+    table = widget.review_section.table
+    assert table.item(1, 3).text() == str(painted)
+    # napari's undo and redo write into the array without a paint event; the table follows
+    # (it kept showing the undone correction).
+    labels.undo()
+    assert table.item(1, 3).text() == "0" and project.changed_pixels[1] == 0
+    labels.redo()
+    assert table.item(1, 3).text() == str(painted)
     # ... and one by editing the data directly, as a script would.
     project.labels[2, 0:2, 0:5] = 1 - project.labels[2, 0:2, 0:5]
     labels.refresh()

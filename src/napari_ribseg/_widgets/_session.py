@@ -251,6 +251,7 @@ class ReviewSession(QObject):
             layer.colormap = DirectLabelColormap(color_dict={None: "transparent", 1: RIB_COLOUR})
         layer.events.paint.connect(self._on_paint)
         layer.events.data.connect(self._on_labels_data)
+        layer.events.set_data.connect(self._on_labels_refreshed)
         return layer
 
     def _unhook_labels(self, layer: Labels | None) -> None:
@@ -259,6 +260,7 @@ class ReviewSession(QObject):
         for emitter, callback in (
             (layer.events.paint, self._on_paint),
             (layer.events.data, self._on_labels_data),
+            (layer.events.set_data, self._on_labels_refreshed),
         ):
             with contextlib.suppress(Exception):  # not connected: nothing to undo
                 emitter.disconnect(callback)
@@ -312,6 +314,16 @@ class ReviewSession(QObject):
     def _on_paint(self, event: Any = None) -> None:
         if self.core is not None:
             self.core.mark_edited([self.current_frame()])
+
+    def _on_labels_refreshed(self, event: Any = None) -> None:
+        # napari's undo/redo (and a script's edit followed by refresh()) write into the array and
+        # refresh the layer without a paint event: recount the frame on screen (one frame, ~1 ms)
+        # so the review table's "Changed px" follows. Slicing to another frame lands here too.
+        if self.core is None or self.labels_layer is None:
+            return
+        if not same_layer(getattr(event, "source", self.labels_layer), self.labels_layer):
+            return
+        self.labels_updated.emit([self.current_frame()])
 
     def _on_core_labels(self, frames: list) -> None:
         self.ensure_labels_layer()

@@ -96,7 +96,7 @@ def test_predict_masks_carry_the_stacks_spacing(tmp_path, rng, random_model, cap
         argv += ["--device", "cpu"] + (["--review"] if into_review else [])
         assert main(argv) == 0
         assert read_stack(out).spacing_mm == pytest.approx((0.3, 0.2))
-    assert "0.3 x 0.2 mm (row x col)" in capsys.readouterr().out
+    assert capsys.readouterr().out.count("0.3 x 0.2 mm (row x col, from the file)") == 2
 
 
 def test_predict_everywhere_model_marks_every_pixel(tmp_path, cine, everywhere_model):

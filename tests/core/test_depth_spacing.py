@@ -206,3 +206,38 @@ def test_evaluate_gives_hd95_in_mm_from_the_depth(tmp_path, fan_dataset, capsys)
     assert in_mm["mean"]["dice"] == in_px["mean"]["dice"]
     with pytest.raises(SystemExit):  # one physical size, not two
         main([*argv, "--depth-mm", "84", "--spacing", "1", "1"])
+
+
+@pytest.mark.parametrize("review", [False, True])
+def test_predict_records_the_spacing_the_depth_gives(tmp_path, capsys, monkeypatch, review):
+    """``ribseg predict --depth-mm`` (it had none: a PNG/JPEG/video export's masks carried no mm)."""
+    import tifffile
+    import torch
+
+    from napari_ribseg.core.io import read_stack
+    from napari_ribseg.core.models import ModelCard, build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model("unet", "tiny", input_size=64, pretrained=False)
+    card = ModelCard(name="tiny", variant="unet", preset="tiny", widths=list(model.widths))
+    ckpt = save_checkpoint(model, card, tmp_path / "models" / "tiny.safetensors")
+    frames, _ = _fan_cine(6)
+    path = tmp_path / "fan.npy"
+    np.save(path, frames)
+    out = tmp_path / "masks.tif"
+    argv = ["predict", str(path), "--model", str(ckpt), "--out", str(out), "--device", "cpu"]
+    argv += ["--depth-mm", "84"] + (["--review"] if review else [])
+    assert main(argv) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "spacing recorded" in x)
+    assert "from 84 mm imaging depth over" in line and "(fan)" in line
+    spacing = read_stack(out).spacing_mm
+    assert spacing[0] == pytest.approx(84.0 / FAN_DEPTH_PX, rel=0.03)
+    assert tifffile.imread(out).shape == frames.shape
+    # A spacing the file records wins unless --replace-spacing, refused before the model runs.
+    tif = write_stack_tiff(tmp_path / "fan.tif", frames, spacing_mm=(0.5, 0.5))
+    argv[1], argv[5] = str(tif), str(tmp_path / "m2.tif")
+    assert main(argv) == 2
+    assert "--replace-spacing" in capsys.readouterr().err
+    assert not (tmp_path / "m2.tif").exists()
+    assert main([*argv, "--replace-spacing"]) == 0
+    assert read_stack(tmp_path / "m2.tif").spacing_mm == pytest.approx(spacing)

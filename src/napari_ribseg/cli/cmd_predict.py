@@ -181,6 +181,9 @@ def register(subparsers) -> None:
         "outside empty; crop: also run the model on the region's box only; none: whole frames, "
         "nothing left out (default: auto; whole frames scored best, docs/region.md)",
     )
+    from napari_ribseg.cli.cmd_info import add_depth_options
+
+    add_depth_options(parser)
     add_model_options(parser)
     parser.set_defaults(func=run)
 
@@ -224,6 +227,10 @@ def run(args: argparse.Namespace) -> int:
     from napari_ribseg.core.models.registry import refuse_start_checkpoint
     from napari_ribseg.core.streaming import segment_file
 
+    if args.depth_mm is not None:
+        from napari_ribseg.core.region import check_depth
+
+        check_depth(args.depth_mm)  # a unit slip fails before the model is loaded
     device = resolve_device(args.device)  # fail before the slow reads when the device is missing
     loaded = load_model(chosen_model(args), device="cpu")
     refuse_start_checkpoint(loaded.card, "segment ribs")
@@ -243,6 +250,8 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             crop_to_region=CROP_TO_REGION_OF[args.region],
             flip_average=args.flip_average,
+            depth_mm=args.depth_mm,
+            replace_spacing=args.replace_spacing,
             **options.kwargs(),
         ),
         ProgressBar("predict"),
@@ -259,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.prob is not None:
         print(f"{args.prob}: rib probability x 255 (uint8)")
-    print(f"pixel spacing recorded in the TIFF(s): {_spacing_text(done.spacing_mm)}")
+    print(f"pixel spacing recorded in the TIFF(s): {_spacing_text(done.spacing_mm, done.spacing_from_depth)}")  # fmt: skip
     return 0
 
 
@@ -276,12 +285,12 @@ def _region_text(region, choice: str) -> str:
     return "imaged region: none found (whole frames, nothing zeroed)"
 
 
-def _spacing_text(spacing_mm) -> str:
+def _spacing_text(spacing_mm, derived=None) -> str:
+    if derived is not None:
+        return derived.describe()
     if spacing_mm is None:
-        return (
-            "none (the stack records none; ribseg info STACK --depth-mm D says what a depth gives)"
-        )
-    return f"{spacing_mm[0]:.4g} x {spacing_mm[1]:.4g} mm (row x col)"
+        return "none (the stack records none; --depth-mm D records the one the imaging depth gives)"
+    return f"{spacing_mm[0]:.4g} x {spacing_mm[1]:.4g} mm (row x col, from the file)"
 
 
 def _predict_into_review(args: argparse.Namespace, loaded, device) -> int:
@@ -289,13 +298,17 @@ def _predict_into_review(args: argparse.Namespace, loaded, device) -> int:
     from napari_ribseg.cli.progress_bar import ProgressBar
     from napari_ribseg.core.io import read_stack, write_label_tiff
     from napari_ribseg.core.jobs import run_job
-    from napari_ribseg.core.region import detect_imaged_region
+    from napari_ribseg.core.region import detect_imaged_region, stack_with_depth
     from napari_ribseg.core.session import ReviewSession
 
     stack = read_stack(args.input, variable=args.variable)
     options = mask_options(args)
     # Detected here, as segment_file does for the other path: on sampled frames of a lazy stack too.
-    region = None if args.region == "none" else detect_imaged_region(stack.frames)
+    found = detect_imaged_region(stack.frames)
+    region = None if args.region == "none" else found
+    derived = None
+    if args.depth_mm is not None:  # checked before the model runs
+        stack, derived = stack_with_depth(stack, args.depth_mm, found, replace=args.replace_spacing)
     with ReviewSession.open(stack, project_folder=args.project_folder, options=options) as session:
         job = session.compute_prediction(
             loaded,
@@ -312,6 +325,8 @@ def _predict_into_review(args: argparse.Namespace, loaded, device) -> int:
         write_label_tiff(args.out, session.labels, stack.spacing_mm)
     if args.prob is not None and session.prob is not None:
         write_label_tiff(args.prob, session.prob, stack.spacing_mm)
+    if args.out is not None or args.prob is not None:
+        print(f"pixel spacing recorded in the TIFF(s): {_spacing_text(stack.spacing_mm, derived)}")
     counts = session.counts()
     print(
         f"{session.project.folder}: {written.size} of {stack.n_frames} frames written by "

@@ -26,12 +26,14 @@ from napari_ribseg.core.postprocess import probability_to_mask
 @dataclass
 class SegmentedFile:
     """What :func:`segment_file` wrote: the prediction's bookkeeping, the mask's rib fraction and
-    the pixel spacing its TIFFs record (the source's, ``None`` when it had none)."""
+    the pixel spacing its TIFFs record (the source's, ``None`` when it had none, or the one an
+    imaging depth gave: ``spacing_from_depth``)."""
 
     prediction: Prediction
     frame_shape: tuple[int, int]
     rib_fraction: float
     spacing_mm: tuple[float, float] | None = None
+    spacing_from_depth: Any = None
 
 
 def segment_file(
@@ -51,20 +53,33 @@ def segment_file(
     crop_to_region: bool | None = None,
     region: Any = None,
     flip_average: bool | None = None,
+    depth_mm: float | None = None,
+    replace_spacing: bool = False,
 ) -> Generator[Progress, None, SegmentedFile]:
     """Job: predict every frame of ``source`` and write the uint8 0/1 masks (and p x 255) as TIFFs.
 
     The outputs are committed atomically when every frame is done; a stop or an error leaves any
     existing file at those paths untouched. They carry the source's pixel spacing, if it has one.
     ``crop_to_region``/``region``/``flip_average`` as in ``predict_stack``; an automatic region is
-    detected from at most 32 frames sampled across the file.
+    detected from at most 32 frames sampled across the file. ``depth_mm``: record the spacing the
+    scanner's imaging depth gives over the region's height (``core.region.depth_spacing``; a
+    spacing the file records wins unless ``replace_spacing``), checked before any frame is run.
     """
     from napari_ribseg.core.inference import CROP_TO_REGION
-    from napari_ribseg.core.region import detect_imaged_region
+    from napari_ribseg.core.region import depth_spacing, detect_imaged_region
 
     frames, spacing = open_frames(source, variable=variable)
-    if region is None and crop_to_region is not False:
+    derived = None
+    if region is None and (crop_to_region is not False or depth_mm is not None):
         region = detect_imaged_region(frames)
+    if depth_mm is not None:
+        what = f"'{source}'"
+        derived = depth_spacing(
+            region, depth_mm, existing=spacing, replace=replace_spacing, what=what
+        )
+        spacing = derived.spacing_mm
+        if crop_to_region is False:
+            region = None  # found for the depth only: the model still sees whole frames
     crop = CROP_TO_REGION if crop_to_region is None else bool(crop_to_region)
     n_frames, height, width = (int(s) for s in frames.shape)
     rib_pixels = 0
@@ -106,7 +121,7 @@ def segment_file(
         if prediction.stopped:
             raise InterruptedError(f"{source}: stopped after {prediction.n_done} frames")
     total = max(n_frames * height * width, 1)
-    return SegmentedFile(prediction, (height, width), rib_pixels / total, spacing)
+    return SegmentedFile(prediction, (height, width), rib_pixels / total, spacing, derived)
 
 
 __all__ = ["SegmentedFile", "segment_file"]

@@ -92,3 +92,50 @@ def test_ribseg_info_says_how_the_intensities_were_scaled(tmp_path, rng, capsys)
     assert line.split(":", 1)[1].strip() == (
         "divided by 4095 (12 significant bits, from the stack maximum)"
     )
+
+
+def test_12_bit_white_is_zero_frames_read_alike_as_a_stack_and_as_a_folder(tmp_path, rng):
+    data = rng.integers(0, 4096, (5, 10, 12), dtype=np.uint16)
+    data[0, 0, 0], data[1, 0, 0] = 0, 4095
+    tifffile.imwrite(tmp_path / "s.tif", data, photometric="miniswhite")
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(data):
+        tifffile.imwrite(folder / f"f{i}.tif", frame, photometric="miniswhite")
+    stack = read_stack(tmp_path / "s.tif").frames
+    np.testing.assert_allclose(stack, 1 - data / 4095, atol=1e-6)
+    # The folder inverted in 16 bits (65535 - v) and read every pixel near white (mean 0.97).
+    np.testing.assert_allclose(read_stack(folder).frames, stack, atol=1e-6)
+
+
+def test_alpha_does_not_decide_the_bit_depth_of_colour_data(tmp_path, rng):
+    rgb = rng.integers(0, 4096, (4, 10, 12, 3), dtype=np.uint16)
+    rgba = np.concatenate([rgb, np.full((4, 10, 12, 1), 65535, np.uint16)], axis=-1)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    tifffile.imwrite(tmp_path / "rgba.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])
+    a, b = read_stack(tmp_path / "rgb.tif"), read_stack(tmp_path / "rgba.tif")
+    assert b.metadata["intensity_scaling"]["divisor"] == 4095.0
+    np.testing.assert_allclose(a.frames, b.frames, atol=1e-6)
+
+
+def test_the_engine_scales_a_raw_12_bit_array_as_the_reader_does(tmp_path, rng):
+    """predict_stack and predict_images on raw uint16 divided by 65535 while the readers divide
+    12-bit data by 4095 (the docstring said "exactly as the readers")."""
+    import torch
+
+    from napari_ribseg.core.inference import predict_images_sync, predict_stack_sync
+    from napari_ribseg.core.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("unet", "tiny", input_size=64, pretrained=False).eval()
+    raw = rng.integers(0, 4096, (3, 40, 48), dtype=np.uint16)
+    raw[0, 0, 0] = 4095
+    tifffile.imwrite(tmp_path / "s.tif", raw, photometric="minisblack")
+    frames = read_stack(tmp_path / "s.tif").frames
+    kw = {"device": "cpu", "crop_to_region": False, "flip_average": False}
+    expected = predict_stack_sync(model, frames, **kw).prob
+    np.testing.assert_array_equal(predict_stack_sync(model, raw, **kw).prob, expected)
+    images = predict_images_sync(model, [raw[0]], device="cpu", flip_average=False,
+                                 crop_to_region=False)  # fmt: skip
+    single = predict_stack_sync(model, frames[:1], **kw).prob[0]
+    assert np.abs(images[0].astype(int) - single.astype(int)).max() <= 1

@@ -119,6 +119,12 @@ def test_damaged_newest_save_falls_back_to_the_previous(tmp_path):
     labels.write_bytes(labels.read_bytes()[:-3] + b"\x07\x07\x07")
     loaded = ReviewProject.load(tmp_path / "p.ribseg")
     assert loaded.labels.sum() == 1 and "checksum" in loaded.recovered_from
+    # The next save keeps the intact save it followed, not the damaged one (which left a single
+    # intact save on disk), and is not taken for another viewer's save.
+    loaded.labels[1, 1, 1] = 1
+    assert loaded.save()
+    names = sorted(p.name for p in (tmp_path / "p.ribseg").iterdir() if p.name.startswith("v"))
+    assert names == ["v000001", "v000003"]
 
 
 @pytest.mark.parametrize(

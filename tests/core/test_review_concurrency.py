@@ -174,3 +174,39 @@ def test_a_review_under_the_old_project_folder_name_is_taken_over(tmp_path):
     with ReviewSession.open(stack, project_folder=reviews, read_only=True) as session:
         assert session.project.curated_frames.tolist() == [2]
         assert session.project.adopted_from == str(old)
+
+
+def test_a_copy_of_a_reviewed_stack_starts_its_own_review(tmp_path):
+    """A second annotator's copy (the original still there) pre-filled the first one's review."""
+    stack = tmp_path / "a.npy"
+    _curated_stack(stack)
+    with ReviewSession.open(stack) as session:
+        session.set_status([1], FrameStatus.CURATED)
+    copy = tmp_path / "b.npy"
+    copy.write_bytes(stack.read_bytes())
+    with ReviewSession.open(copy) as session:
+        assert session.project.curated_frames.size == 0 and session.project.adopted_from is None
+
+
+def test_a_review_saved_when_12_bit_data_read_as_16_bit_still_opens(tmp_path):
+    """Until 2026-12-03 every uint16 stack was divided by 65535; the reviews of 12-bit stacks,
+    bound to those frames' fingerprint, were refused ("belongs to X, not to X") once the reader
+    divided by 4095 -- next to the stack, and under a project folder (the old name)."""
+    import tifffile
+
+    raw = np.random.default_rng(3).integers(0, 4096, (5, 16, 16), dtype=np.uint16)
+    raw[0, 0, 0] = 4095
+    stack = tmp_path / "clip12.tif"
+    tifffile.imwrite(stack, raw, photometric="minisblack")
+    as_before = raw.astype(np.float32) / np.float32(65535)
+    for folder in (tmp_path / "clip12.tif.ribseg", tmp_path / "reviews" / "clip12.tif.ribseg"):
+        with ReviewSession.for_frames(as_before, folder, source=stack) as session:
+            session.set_status([2], FrameStatus.CURATED)
+    with ReviewSession.open(stack) as session:
+        assert session.project.curated_frames.tolist() == [2]
+        session.set_status([3], FrameStatus.CURATED)
+    # Saved again, it is bound to the frames as read now.
+    with ReviewSession.open(stack, read_only=True) as session:
+        assert session.project.curated_frames.tolist() == [2, 3]
+    with ReviewSession.open(stack, project_folder=tmp_path / "reviews", read_only=True) as session:
+        assert session.project.curated_frames.tolist() == [2]

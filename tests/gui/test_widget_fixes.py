@@ -93,3 +93,23 @@ def test_start_checkpoints_are_not_offered_for_segmenting(docked):
     ]
     assert "x-unet-compact" in names
     assert not any("salient" in n for n in names)
+
+
+def test_a_uint16_layer_reaches_the_model_as_the_reader_reads_it(docked, tmp_path):
+    """A 12-bit uint16 layer added by another reader (napari's own TIFF reader, ``add_image``)
+    was divided by 65535 (16x too dark), and its review fingerprint differed from the CLI's."""
+    import tifffile
+
+    from napari_ribseg._widgets._session import frames_and_scaling
+    from napari_ribseg.core.io import read_stack
+    from napari_ribseg.core.project import stack_fingerprint
+
+    viewer, widget = docked
+    raw = np.random.default_rng(1).integers(0, 4096, (5, 32, 32), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "c.tif", raw, photometric="minisblack")
+    layer = viewer.add_image(raw, name="c")
+    frames, scaling = frames_and_scaling(layer)
+    read = read_stack(tmp_path / "c.tif")
+    np.testing.assert_array_equal(frames, read.frames)
+    assert scaling["significant_bits"] == 12
+    assert stack_fingerprint(frames) == stack_fingerprint(read.frames)

@@ -77,8 +77,17 @@ def frames_of(layer: Image) -> np.ndarray:
     """The layer's pixels as the float32 (N, H, W) in [0, 1] the core expects.
 
     Layers from our reader and sample data are already float32 in [0, 1]; a layer someone added
-    from another plugin may be integer, so integers are scaled by their type's range.
+    from another plugin may be integer: uint16 is scaled as the readers scale it (the bit depth of
+    its maximum, ``core.io.intensity``), other integers by their type's range.
     """
+    return frames_and_scaling(layer)[0]
+
+
+def frames_and_scaling(layer: Image) -> tuple[np.ndarray, dict | None]:
+    """:func:`frames_of` and how the pixels were scaled (the reader's ``intensity_scaling`` for
+    our layers, the one applied here for a uint16 layer; ``None`` otherwise)."""
+    from napari_ribseg.core.io.intensity import is_uint16, to_unit_frames
+
     data = np.asarray(layer.data)
     if data.ndim == 2:
         data = data[None]
@@ -87,9 +96,12 @@ def frames_of(layer: Image) -> np.ndarray:
             f"layer '{layer.name}' has {data.ndim} dimensions; rib segmentation needs a 2-D frame "
             "or a (frames, height, width) stack (RGB cines: open the file with this plugin's reader)"
         )
+    if is_uint16(data.dtype):
+        return to_unit_frames(data, layer.name)
     if data.dtype.kind in "ui":
-        return (data.astype(np.float32) / float(np.iinfo(data.dtype).max)).clip(0, 1)
-    return np.asarray(data, dtype=np.float32)
+        return (data.astype(np.float32) / float(np.iinfo(data.dtype).max)).clip(0, 1), None
+    scaling = (getattr(layer, "metadata", None) or {}).get("intensity_scaling")
+    return np.asarray(data, dtype=np.float32), scaling if isinstance(scaling, dict) else None
 
 
 def same_layer(a: Any, b: Any) -> bool:
@@ -188,7 +200,7 @@ class ReviewSession(QObject):
             # The same stack again: only a ribs layer the user deleted comes back.
             self.ensure_labels_layer()
             return False
-        frames = frames_of(layer)
+        frames, scaling = frames_and_scaling(layer)
         folder = self.project_folder_for(layer)
         self._release()
         # The previous stack's ribs layer stays on screen but no longer feeds this review.
@@ -196,8 +208,9 @@ class ReviewSession(QObject):
         self.labels_layer = None
         options = self.mask_options() if self.mask_options is not None else None
         core = CoreSession.for_frames(
-            frames, folder, source=source_of(layer), name=layer.name, options=options
-        )
+            frames, folder, source=source_of(layer), name=layer.name, options=options,
+            scaling=scaling,
+        )  # fmt: skip
         core.labels_changed.connect(self._on_core_labels)
         core.statuses_changed.connect(self.statuses_changed.emit)
         core.saved.connect(self.saved.emit)

@@ -29,9 +29,11 @@ Design choices, and why:
   It is fixed at the 0.5 threshold so that sorting frames by confidence for review does not change
   while the user moves the display threshold.
 - Input is what the readers give, or their raw source: float frames must lie in [0, 1] (checked per
-  batch, an error names the first bad frame); bool, uint8 and uint16 frames are scaled by their
-  dtype's full scale exactly as the readers scale them (:func:`napari_ribseg.core.io.intensity.
-  full_scale`), on the device, so a memory-mapped uint8 source goes up as uint8. Other integer
+  batch, an error names the first bad frame); bool and uint8 frames are scaled by their dtype's
+  full scale and an in-memory uint16 stack by ``2**bits - 1`` for the bit depth of its maximum,
+  exactly as the readers scale them (:mod:`napari_ribseg.core.io.intensity`), on the device, so a
+  memory-mapped uint8 source goes up as uint8 (a lazy uint16 source scales itself:
+  ``core.io.lazy.TiffFrames``). Other integer
   dtypes are refused: only the readers' whole-stack min-max rule can scale them consistently.
 - Streaming: ``frames`` may be any array-like with ``shape``, ``dtype`` and fancy ``__getitem__``
   (e.g. a lazily read file); ``on_batch`` receives each batch's probabilities as they are made and
@@ -50,7 +52,7 @@ import numpy as np
 
 from napari_ribseg.core.devices import resolve_device
 from napari_ribseg.core.errors import DeviceError
-from napari_ribseg.core.io.intensity import full_scale
+from napari_ribseg.core.io.intensity import full_scale, is_uint16, uint16_scaling
 from napari_ribseg.core.jobs import Progress, StopFlag, run_job
 from napari_ribseg.core.postprocess import probability_to_mask
 from napari_ribseg.core.stack import Stack
@@ -341,6 +343,16 @@ def _as_frames(frames: Any) -> Any:
     return frames
 
 
+def _uint16_divisor(frames: Any) -> float | None:
+    """For an in-memory (or memory-mapped) uint16 stack, the readers' divisor: ``2**bits - 1``
+    for the bit depth of its maximum (``core.io.intensity.uint16_scaling``); else ``None``."""
+    if not isinstance(frames, np.ndarray) or not is_uint16(frames.dtype) or not frames.size:
+        return None
+    step = max(1, (64 << 20) // max(1, frames[0].nbytes))
+    top = max(int(frames[i : i + step].max()) for i in range(0, len(frames), step))
+    return uint16_scaling(top)[0]
+
+
 def _check_unit_batch(batch: np.ndarray, chunk: np.ndarray) -> None:
     """Refuse float frames outside [0, 1] (or not finite), naming the first bad frame."""
     if batch.dtype.kind != "f" or not batch.size:
@@ -365,6 +377,7 @@ def _forward_batch(
     autocast_dtype: torch.dtype | None,
     channels_last: bool,
     flip_average: bool = False,
+    scale: float | None = None,
 ) -> np.ndarray:
     """Letterbox a batch, run the model, return uint8 probabilities at the frames' own size.
 
@@ -377,7 +390,8 @@ def _forward_batch(
 
     from napari_ribseg.core.models import letterbox_tensor, unletterbox_tensor
 
-    scale = full_scale(batch.dtype)
+    if scale is None or batch.dtype.kind == "f":
+        scale = full_scale(batch.dtype)
     # Integer frames go to the device as they are (a quarter of float32) and are scaled there.
     host = np.ascontiguousarray(batch, dtype=None if scale is not None else np.float32)
     x = torch.from_numpy(host)
@@ -460,6 +474,7 @@ def predict_stack(
 
     start = time.perf_counter()
     frames = _as_frames(frames)
+    scale = _uint16_divisor(frames)
     n_frames, height, width = (int(s) for s in frames.shape)
     model, name = _unwrap(loaded)
     input_size = _input_size(model, loaded)
@@ -544,6 +559,7 @@ def predict_stack(
                         autocast_dtype=autocast_dtype,
                         channels_last=channels_last,
                         flip_average=flip,
+                        scale=scale,
                     )
             except (RuntimeError, MemoryError) as exc:
                 if not _is_out_of_memory(exc) and not isinstance(exc, MemoryError):
@@ -673,6 +689,8 @@ def _unit_image(image: np.ndarray, index: int) -> np.ndarray:
     """One image as float32 in [0, 1] by the same rules as a frame (images may differ in dtype)."""
     image = np.asarray(image)
     scale = full_scale(image.dtype)
+    if is_uint16(image.dtype) and image.size:
+        scale = uint16_scaling(int(image.max()))[0]  # as the readers divide it
     if scale is not None:
         return image.astype(np.float32) / np.float32(scale)
     if image.dtype.kind != "f":

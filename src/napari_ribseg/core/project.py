@@ -105,40 +105,71 @@ def project_dir_for(
     return parent / f"{stem}{PROJECT_SUFFIX}"
 
 
-def _saved_fingerprint(folder: Path) -> dict | None:
-    """The stack fingerprint in the newest save of ``folder`` (read, not verified: a candidate
-    test only; the adopting load verifies)."""
+def _saved_binding(folder: Path) -> tuple[dict | None, str | None]:
+    """The stack fingerprint and source in the newest save of ``folder`` (read, not verified: a
+    candidate test only; the adopting load verifies)."""
     versions = _versions(folder)
     meta_path = (versions[0][1] if versions else folder) / JSON_FILE
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
-        return None
-    found = meta.get("fingerprint") if isinstance(meta, dict) else None
-    return found if isinstance(found, dict) else None
+        return None, None
+    if not isinstance(meta, dict):
+        return None, None
+    found, source = meta.get("fingerprint"), meta.get("source")
+    return (found if isinstance(found, dict) else None), (
+        source if isinstance(source, str) else None
+    )
 
 
-def same_content_review(folder: Path, fingerprint: dict | None) -> Path | None:
-    """Another review beside ``folder`` whose stack has this very content, newest first: the
-    review of a renamed (or moved-in) stack, or one kept under an older project-folder name."""
-    if fingerprint is None or not folder.parent.is_dir():
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, RuntimeError):
+        return False
+
+
+def same_content_review(
+    folder: Path, fingerprints: Sequence[dict], source: str | Path | None = None
+) -> Path | None:
+    """Another review beside ``folder`` whose stack had this very content (any of
+    ``fingerprints``) and whose file is gone or is ``source``: the review of a renamed or moved
+    stack, or one kept under an older project-folder name; newest first.
+
+    A review whose stack still exists elsewhere is not taken: a copy of a stack (a second
+    annotator's, a duplicate export) starts its own review instead of pre-filling the first one's.
+    """
+    fingerprints = [f for f in fingerprints if f is not None]
+    if not fingerprints or not folder.parent.is_dir():
         return None
     found = []
     for other in folder.parent.iterdir():
         if other == folder or not other.name.endswith(PROJECT_SUFFIX) or not other.is_dir():
             continue
-        if _saved_fingerprint(other) == fingerprint:
+        saved, stored = _saved_binding(other)
+        if saved not in fingerprints or stored is None:
+            continue
+        moved = not Path(stored).exists()
+        if moved or (source is not None and _same_file(stored, source)):
             found.append((other.stat().st_mtime, other.name, other))
     return max(found)[2] if found else None
 
 
-def review_exists(folder: str | Path, frames: np.ndarray | None = None) -> bool:
-    """Whether opening ``folder`` (for ``frames``) restores a review: saved there, or adoptable
-    from a review of the same content beside it."""
+def review_exists(
+    folder: str | Path,
+    frames: np.ndarray | None = None,
+    source: str | Path | None = None,
+    scaling: dict | None = None,
+) -> bool:
+    """Whether opening ``folder`` (for ``frames`` of file ``source``) restores a review: saved
+    there, or adoptable from a review of the same content beside it."""
     folder = Path(folder)
     if _versions(folder) or (folder / JSON_FILE).is_file():
         return True
-    return frames is not None and same_content_review(folder, stack_fingerprint(frames)) is not None
+    if frames is None:
+        return False
+    prints = [stack_fingerprint(frames), *legacy_fingerprints(frames, scaling)]
+    return same_content_review(folder, prints, source) is not None
 
 
 def legacy_project_dir(folder: Path, source: str | Path | None) -> Path | None:
@@ -152,19 +183,46 @@ def legacy_project_dir(folder: Path, source: str | Path | None) -> Path | None:
     return old if old != folder else None
 
 
-def stack_fingerprint(frames: np.ndarray) -> dict[str, Any]:
-    """Frame count, frame shape, dtype and sha256 of the first, middle and last frames."""
+def stack_fingerprint(frames: np.ndarray, transform=None) -> dict[str, Any]:
+    """Frame count, frame shape, dtype and sha256 of the first, middle and last frames
+    (``transform``: applied to each of the three before hashing; see :func:`legacy_fingerprints`)."""
     frames = np.asarray(frames) if not hasattr(frames, "shape") else frames
     n = int(frames.shape[0])
     digest = hashlib.sha256()
     for index in sorted({0, n // 2, n - 1}) if n else []:
-        digest.update(np.ascontiguousarray(frames[index]).tobytes())
+        frame = frames[index] if transform is None else transform(frames[index])
+        digest.update(np.ascontiguousarray(frame).tobytes())
     return {
         "n_frames": n,
         "frame_shape": [int(v) for v in frames.shape[1:3]],
         "dtype": str(frames.dtype),
         "sha256": digest.hexdigest(),
     }
+
+
+def legacy_fingerprints(frames: np.ndarray, scaling: dict | None) -> list[dict[str, Any]]:
+    """Fingerprints the same stack had under earlier reading rules, so its review still opens.
+
+    Until 2026-12-03 every uint16 stack was divided by 65535; a stack now read at fewer
+    significant bits (``scaling``: its ``intensity_scaling`` record) had other float frames, and
+    so another fingerprint. Its grey samples are recovered exactly (``round(v * divisor)``) and
+    divided as before. Nothing for other stacks (colour samples are not recovered: no alias).
+    """
+    record = scaling if isinstance(scaling, dict) else {}
+    bits, divisor = record.get("significant_bits"), record.get("divisor")
+    if record.get("method") != "divide" or not bits or not divisor:
+        return []
+    inverted = bool(record.get("inverted"))
+    one, full = np.float32(1.0), np.float32(65535.0)
+
+    def as_before(frame: np.ndarray) -> np.ndarray:
+        v = np.asarray(frame, np.float32)
+        if inverted:
+            v = one - v
+        old = np.round(v.astype(np.float64) * float(divisor)).astype(np.float32) / full
+        return one - old if inverted else old
+
+    return [stack_fingerprint(frames, transform=as_before)]
 
 
 def _now() -> str:
@@ -523,6 +581,8 @@ class ReviewProject:
     #: The newest version number on disk when this project was read or last saved (0: none). A save
     #: commits only if it is still the newest, so a second viewer's save is never written over.
     _base_version: int = field(default=0, repr=False)
+    #: The intact save read or last written (kept beside the next one; 0: none).
+    _intact_version: int = field(default=0, repr=False)
     #: Opened to read only (no lock, nothing cleaned, saving refused): see :meth:`open`.
     read_only: bool = field(default=False, repr=False)
 
@@ -568,8 +628,10 @@ class ReviewProject:
                 except ProjectError as exc:
                     problems.append(str(exc))
                     continue
-                # A damaged newer save is superseded by the next one, not a conflict.
+                # A damaged newer save is superseded by the next one, not a conflict; the save
+                # read is the one the next save keeps beside it.
                 project._base_version = versions[0][0]
+                project._intact_version = int(version.name[1:])
                 if problems:
                     project.recovered_from = problems[0]
                     log.warning(
@@ -581,7 +643,9 @@ class ReviewProject:
                 return project
             problems.append(problem)
         if (folder / JSON_FILE).is_file():
-            return cls._load_files(folder, folder)  # a version-1 project
+            project = cls._load_files(folder, folder)  # a version-1 project
+            project._base_version = versions[0][0] if versions else 0  # damaged later saves
+            return project
         if problems:
             raise ProjectError(f"{folder}: no intact save of this review: {problems[0]}")
         raise ProjectError(f"{folder / JSON_FILE}: no review project here (project.json missing)")
@@ -645,6 +709,7 @@ class ReviewProject:
         frames: np.ndarray | None = None,
         lock: bool = True,
         read_only: bool = False,
+        aliases: Sequence[dict] = (),
     ) -> tuple[ReviewProject, bool]:
         """Restore the project in ``folder`` if one is there, else start a new one.
 
@@ -652,7 +717,9 @@ class ReviewProject:
         onto another stack: a different frame count or shape, or (given ``frames``) a different
         content fingerprint. With ``lock`` the review is locked against a second viewer.
         ``read_only`` reads the last save without the lock and without writing anything (a review
-        on a read-only share, or open in a viewer): :meth:`save` then refuses.
+        on a read-only share, or open in a viewer): :meth:`save` then refuses. ``aliases``: other
+        fingerprints the same stack had (:func:`legacy_fingerprints`); a review saved under one is
+        restored and bound to the current fingerprint on its next save.
         """
         folder = Path(folder)
         expected = (int(n_frames), int(frame_shape[0]), int(frame_shape[1]))
@@ -665,7 +732,8 @@ class ReviewProject:
                 clean_folder(folder)
             project = cls._restore(folder, source)
             if project is None and fingerprint is not None:
-                project = cls._adopt(folder, same_content_review(folder, fingerprint))
+                prints = [fingerprint, *aliases]
+                project = cls._adopt(folder, same_content_review(folder, prints, source))
             if project is None:
                 new = cls.new(folder, *expected[:1], expected[1:], source)
                 new.fingerprint = fingerprint
@@ -673,6 +741,8 @@ class ReviewProject:
                 if lock:
                     _HELD[_held_key(folder)] = weakref.ref(new)
                 return new, False
+            if fingerprint is not None and project.fingerprint in list(aliases):
+                project.fingerprint = fingerprint  # read before 2026-12-03: rebound on next save
             cls._check_binding(project, expected, fingerprint, source)
         except BaseException:
             if lock:
@@ -703,7 +773,7 @@ class ReviewProject:
         if old.source is None or Path(old.source).name != Path(str(source)).name:
             return None
         old.folder = folder
-        old._base_version = 0  # its saves stay in the old folder; the new one starts empty
+        old._base_version = old._intact_version = 0  # its saves stay in the old folder
         old._labels_dirty = old._model_dirty = True
         old._saved_json, old._saved_counts, old._saved_files = "", None, {}
         return old
@@ -723,7 +793,7 @@ class ReviewProject:
         project.folder, project.adopted_from = folder, str(other)
         project._labels_dirty = project._model_dirty = True
         project._saved_json, project._saved_counts, project._saved_files = "", None, {}
-        project._base_version = 0
+        project._base_version = project._intact_version = 0
         return project
 
     @staticmethod
@@ -1020,9 +1090,13 @@ class ReviewProject:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self._base_version = number
-        for _, old in versions[KEEP_VERSIONS - 1 :]:
-            shutil.rmtree(old, ignore_errors=True)
+        # Keep the new save and the intact one it follows (after a recovery the newest older one
+        # is the damaged save: keeping it would leave one intact save).
+        keep = {number, self._intact_version or (versions[0][0] if versions else 0)}
+        for n, old in versions:
+            if n not in keep:
+                shutil.rmtree(old, ignore_errors=True)
+        self._base_version = self._intact_version = number
         return {name: {**entry, "path": str(final / name)} for name, entry in manifest.items()}
 
     @staticmethod

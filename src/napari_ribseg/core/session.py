@@ -34,7 +34,12 @@ from psygnal import Signal
 from napari_ribseg.core.errors import DatasetError, ProjectError
 from napari_ribseg.core.jobs import Job, Progress, StopFlag, run_job
 from napari_ribseg.core.postprocess import MaskOptions
-from napari_ribseg.core.project import ReviewProject, project_dir_for, review_exists
+from napari_ribseg.core.project import (
+    ReviewProject,
+    legacy_fingerprints,
+    project_dir_for,
+    review_exists,
+)
 from napari_ribseg.core.stack import FrameStatus, Stack
 from napari_ribseg.core.uncertainty import frame_uncertainty
 
@@ -238,14 +243,15 @@ class ReviewSession:
 
             stack = read_stack(stack)
         folder = project_dir_for(stack.source, root=project_folder, name=name or stack.name)
-        if existing and not review_exists(folder, stack.frames):
+        scaling = stack.metadata.get("intensity_scaling")
+        if existing and not review_exists(folder, stack.frames, stack.source, scaling):
             hint = "" if project_folder else " (pass --project-folder if it is kept elsewhere)"
             raise ProjectError(
                 f"{stack.source or stack.name}: no review at {folder}{hint}; segment it with "
                 "ribseg predict STACK --review (or in the widget) and curate frames first"
             )
         return cls.for_frames(stack.frames, folder, source=stack.source, name=name or stack.name,
-                              options=options, read_only=read_only)  # fmt: skip
+                              options=options, read_only=read_only, scaling=scaling)  # fmt: skip
 
     @classmethod
     def for_frames(
@@ -258,16 +264,19 @@ class ReviewSession:
         options: MaskOptions | None = None,
         lock: bool = True,
         read_only: bool = False,
+        scaling: dict | None = None,
     ) -> ReviewSession:
         """A session over in-memory frames whose review is saved in ``folder``.
 
         The review is bound to the frames by a content fingerprint and locked against a second
-        viewer until :meth:`close` (``read_only``: neither locked nor saved).
+        viewer until :meth:`close` (``read_only``: neither locked nor saved). ``scaling``: the
+        frames' ``intensity_scaling`` record, so a review saved under an earlier reading rule of
+        the same file still opens (:func:`~napari_ribseg.core.project.legacy_fingerprints`).
         """
         frames = np.asarray(frames)
         project, restored = ReviewProject.open(
             folder, frames.shape[0], frames.shape[1:], source=source, frames=frames, lock=lock,
-            read_only=read_only,
+            read_only=read_only, aliases=legacy_fingerprints(frames, scaling),
         )  # fmt: skip
         return cls(frames, project, name=name, options=options, restored=restored)
 

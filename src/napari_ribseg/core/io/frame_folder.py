@@ -21,7 +21,9 @@ from napari_ribseg.core.io.intensity import (
     full_scale,
     is_uint16,
     luma,
+    sample_max,
     to_unit_frames,
+    uint16_bits,
     uint16_scaling,
 )
 from napari_ribseg.core.io.registry import frame_files
@@ -109,9 +111,15 @@ def pil_array(img, path: Path) -> np.ndarray:
 
 
 def _white_to_black(data: np.ndarray) -> np.ndarray:
-    """A WhiteIsZero TIFF image (low values white) inverted in its own dtype: bright is echo."""
+    """A WhiteIsZero TIFF image (low values white) inverted in its own dtype: bright is echo.
+
+    uint16 is inverted within the bit depth of its own maximum (``uint16_bits``), so 12-bit
+    samples stay 12-bit (``65535 - v`` made every pixel of a 12-bit image read near white)."""
     if data.dtype == bool:
         return ~data
+    if is_uint16(data.dtype):
+        top = np.uint16(2 ** uint16_bits(int(data.max()) if data.size else 0) - 1)
+        return top - data
     if data.dtype.kind == "u":
         return np.iinfo(data.dtype).max - data
     data = data.astype(np.float32)
@@ -179,7 +187,7 @@ def stack_images(
             # Kept raw until the stack's maximum gives the bit depth of all 16-bit frames.
             frames[i] = luma(raw[0]) if colour else raw[0]
             wide.append(i)
-            wide_max = max(wide_max, int(raw.max()))
+            wide_max = max(wide_max, sample_max(raw, colour))
         else:
             frames[i] = to_unit_frames(raw, file, colour=colour)[0][0]
     assert frames is not None

@@ -62,6 +62,14 @@ def uint16_bits(maximum: int | float) -> int:
     return 16
 
 
+def sample_max(raw: np.ndarray, colour: bool) -> int:
+    """The largest grey or colour sample of ``raw``, alpha left out (an opaque alpha of 65535
+    would make 12-bit colour data read as 16-bit)."""
+    if colour and raw.shape[-1] in (2, 4):
+        raw = raw[..., : raw.shape[-1] - 1]
+    return int(np.max(raw)) if raw.size else 0
+
+
 def uint16_scaling(maximum: int | float) -> tuple[float, dict]:
     """Divisor and ``intensity_scaling`` record for uint16 data whose largest value is ``maximum``."""
     bits = uint16_bits(maximum)
@@ -214,7 +222,7 @@ def _unit_frames(
     step = _chunk_len(raw.shape[1:3])
     record: dict | None = None
     if scale is None and is_uint16(raw.dtype):
-        top = max(int(np.max(raw[start : start + step])) for start in range(0, n, step))
+        top = max(sample_max(raw[start : start + step], colour) for start in range(0, n, step))
         scale, record = uint16_scaling(top)
     elif scale is None:
         scale = full_scale(raw.dtype)

@@ -36,6 +36,7 @@ from napari_ribseg.core.io.intensity import (
     binarize_mask,
     is_uint16,
     luma,
+    sample_max,
     to_unit_frames,
     uint16_scaling,
 )
@@ -165,7 +166,7 @@ def read_paired_dataset(root: str | os.PathLike) -> PairedDataset:
                 # Divided once all are read, by the bit depth of the dataset's largest value.
                 image = luma(raw[0]) if colour else raw[0].astype(np.float32)
                 wide.append(len(images))
-                wide_max = max(wide_max, int(raw.max()))
+                wide_max = max(wide_max, sample_max(raw, colour))
             else:
                 image = to_unit_frames(raw, image_path, colour=colour)[0][0]
             mask = binarize_mask(read_image(mask_path), mask_path)

@@ -513,3 +513,9 @@ def test_config_checks_threshold_range_and_nested_types_before_any_work():
         merge_config(smoke, {"salient": {"lr": 0}})
     with pytest.raises(StudyConfigError, match="salient.data must be a text; got 3"):
         merge_config(smoke, {"salient": {"data": 3}})
+    # YAML 1.1 reads 1e-4 (no dot) as text: taken as the number it says (a review found finetune's
+    # passed as text and crashed the first cell, after the salient pre-training).
+    config = merge_config(smoke, {"finetune": {"lr": "1e-4"}, "salient": {"lr": "3e-4"}})
+    assert (config.finetune.lr, config.salient.lr) == (1e-4, 3e-4)
+    with pytest.raises(StudyConfigError, match="finetune.lr must be a number; got 'fast'"):
+        merge_config(smoke, {"finetune": {"lr": "fast"}})

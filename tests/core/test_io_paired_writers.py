@@ -231,12 +231,12 @@ def test_write_stack_tiff_roundtrip(tmp_path, rng, dtype):
 
 def test_a_label_map_mask_is_refused_not_merged_into_rib():
     """A napari-style label map (1 rib, 2 pleura, 3 shadow) was read as one rib mask."""
-    labels = np.zeros((8, 8), np.uint8)
-    labels[1, :4], labels[3, :] = 1, 2
-    labels[5:7, 2:5] = 3
+    labels = np.zeros((32, 32), np.uint8)
+    labels[2:4, :20], labels[10, :] = 1, 2
+    labels[20:26, 4:10] = 3
     with pytest.raises(
         StackReadError,
-        match=r"m\.png: the mask holds 4 label values \(0: 46 px, 1: 4 px, 2: 8 px, 3: 6 px\)",
+        match=r"m\.png: the mask holds 4 label values \(0: 916 px, 1: 40 px, 2: 32 px, 3: 36 px\)",
     ):
         binarize_mask(labels, "m.png")
     with pytest.raises(StackReadError, match="labels == 1"):
@@ -248,6 +248,25 @@ def test_a_label_map_mask_is_refused_not_merged_into_rib():
     assert binarize_mask(jpeg).tolist() == [[0, 0, 0, 0, 0, 1, 1, 1, 1]]
 
 
+def test_binary_masks_with_stray_values_are_not_label_maps():
+    """Found by a review: 0/1 masks saved as JPEG (ringing leaves a few 2s), a 0/1 mask with a few
+    2s from resampling and 8-bit 0/255 anti-aliased masks in a 16-bit file were refused."""
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:14, 2:30] = 1
+    ringing = mask.copy()
+    ringing[8, 2:30:3] = 2  # 10 px: ringing along one edge
+    assert binarize_mask(ringing, "m.png").sum() == mask.sum()
+    # In a JPEG any number of them is ringing, never a label.
+    ringing[13, 2:30] = 2
+    assert binarize_mask(ringing, "m.jpg").sum() == mask.sum()
+    with pytest.raises(StackReadError, match="3 label values"):
+        binarize_mask(ringing, "m.png")  # 28 px of 2s in a lossless file: a second label
+    # 0/255 with anti-aliased edges in a uint16 file: the 8-bit rule (> 127), not > 0.
+    smooth = (mask * 255).astype(np.uint16)
+    smooth[7, 2:30], smooth[14, 2:30] = 100, 180
+    assert binarize_mask(smooth, "m.tif").sum() == mask.sum() + 28
+
+
 def test_an_rgba_mask_labelled_only_in_alpha_reads_its_alpha():
     """An RGBA mask whose RGB is constant and whose label is in alpha read as empty."""
     rgba = np.zeros((4, 4, 4), np.uint8)
@@ -256,6 +275,11 @@ def test_an_rgba_mask_labelled_only_in_alpha_reads_its_alpha():
     grey_alpha = np.zeros((4, 4, 2), np.uint8)
     grey_alpha[0, :, 1] = 255
     assert binarize_mask(grey_alpha)[0].tolist() == [1, 1, 1, 1]
+    # An empty black mask, opaque but for one transparent pixel, stays empty (it read as all rib).
+    black = np.zeros((4, 4, 4), np.uint8)
+    black[..., 3] = 255
+    black[0, 0, 3] = 0
+    assert int(binarize_mask(black).sum()) == 0
     # White RGB with opaque alpha everywhere: the colour is the mask (constant alpha).
     white = np.full((4, 4, 4), 255, np.uint8)
     assert int(binarize_mask(white).sum()) == 16

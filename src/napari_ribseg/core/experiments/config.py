@@ -13,7 +13,9 @@ of older study files (``lr: 1e-3`` beside ``folds:``) are still read into ``fine
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +132,7 @@ class StudyConfig:
         _check_types(self, f"study {self.name!r}: ")
         _check_types(self.data, f"study {self.name!r}: data.")
         _check_types(self.salient, f"study {self.name!r}: salient.")
+        _check_types(self.finetune, f"study {self.name!r}: finetune.")
         if not 0.0 <= self.threshold <= 1.0:
             raise StudyConfigError(
                 f"study {self.name!r}: threshold must lie in [0, 1] (a probability, e.g. 0.5 "
@@ -239,6 +242,12 @@ def _check_types(obj: Any, prefix: str) -> None:
                 continue
             declared = declared[: -len(" | None")]
         if declared == "float":
+            if isinstance(value, str):
+                # YAML 1.1 reads 1e-4 (no dot) as text; a number written so is taken as one.
+                with contextlib.suppress(ValueError):
+                    value = float(value)
+                    if math.isfinite(value):
+                        setattr(obj, f.name, value)
             ok = isinstance(value, int | float) and not isinstance(value, bool)
             kind = "a number"
         elif declared == "int":

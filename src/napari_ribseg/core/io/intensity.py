@@ -265,10 +265,26 @@ def _unit_frames(
     return out, {"method": "minmax", "min": lo, "max": hi}
 
 
+#: A label of a label map holds at least this many pixels and this share of the labelled ones;
+#: fewer are noise of a binary mask (JPEG ringing, resampling), not a second structure.
+LABEL_MIN_PIXELS = 20
+LABEL_MIN_SHARE = 0.05
+#: Lossy formats: values beside the mask's own are compression ringing, never labels.
+LOSSY_SUFFIXES = (".jpg", ".jpeg")
+
+
 def _refuse_label_map(mask: np.ndarray, source) -> None:
-    """Raise when ``mask`` holds more than two small label values (a label map, not a rib mask)."""
+    """Raise when ``mask`` is a label map: two or more non-zero values that each hold a real part of
+    the labelled pixels (:data:`LABEL_MIN_PIXELS`, :data:`LABEL_MIN_SHARE`). A lossy file is never
+    one: its extra values are ringing (a 0/1 JPEG mask holds a few 2s)."""
+    if str(source).lower().endswith(LOSSY_SUFFIXES):
+        return
     values, counts = np.unique(mask, return_counts=True)
     if len(values) <= 2:
+        return
+    labelled = counts[values != 0]
+    floor = max(LABEL_MIN_PIXELS, LABEL_MIN_SHARE * float(labelled.sum()))
+    if int((labelled >= floor).sum()) < 2:
         return
     shown = ", ".join(
         f"{v:g}: {c} px" for v, c in zip(values[:8].tolist(), counts[:8], strict=True)
@@ -285,12 +301,16 @@ def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np
     """Binarise a 2-D mask (or (H, W, samples) colour mask) to uint8 0/1.
 
     Rule: colour masks take the maximum over R, G, B, or the alpha channel when R, G, B are constant
-    and alpha varies (a label drawn only in alpha). Integer masks whose maximum is above half of
+    and alpha varies over a transparent background (a label drawn only in alpha; an empty opaque
+    mask with a few transparent pixels stays empty). Integer masks whose maximum is above half of
     their dtype's range (> 127 for 8-bit, > 32767 for 16-bit) are thresholded at half the range,
     which equals ``> 0`` for clean 0/255 masks and removes JPEG ringing and interpolation grey;
-    other integer masks use ``> 0`` when they hold at most two values (0/1, 0 and one label) and are
-    refused with :class:`StackReadError` when they hold more (a label map: which label is the rib
-    is the user's choice, not ours). Float masks use ``> 0.5`` when their maximum is at most 1, else
+    wider integers whose maximum is 128..255 (8-bit data in a 16- or 32-bit file) use the 8-bit
+    rule, ``> 127``; masks whose maximum is at most 127 use ``> 0``, and are refused with
+    :class:`StackReadError` when they are a label map (two or more non-zero values each holding a
+    real part of the labelled pixels, in a lossless file: which label is the rib is the user's
+    choice, not ours; a few stray values, JPEG ringing or resampling, are not labels). Float masks
+    use ``> 0.5`` when their maximum is at most 1, else
     ``> 127.5`` (0..255 stored as float); whole-number float masks with more than two values up to
     127 are refused as label maps too.
     """
@@ -302,6 +322,7 @@ def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np
             and alpha.size
             and colour.min() == colour.max()
             and alpha.min() != alpha.max()
+            and np.median(alpha) == alpha.min()  # a transparent background, opaque label
         ):
             mask = alpha
         else:
@@ -313,9 +334,13 @@ def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np
     if mask.dtype.kind in "iu":
         half = np.iinfo(mask.dtype).max // 2
         top = mask.max() if mask.size else 0
-        if top <= half:
+        if top > half:
+            threshold = half
+        elif top > 127:
+            threshold = 127  # 8-bit 0/255 data in a wider type: the 8-bit rule
+        else:
             _refuse_label_map(mask, source)
-        threshold = half if top > half else 0
+            threshold = 0
         return (mask > threshold).astype(np.uint8)
     if mask.dtype.kind == "f":
         if not np.isfinite(mask).all():

@@ -449,6 +449,44 @@ def test_report_only_refuses_another_config(study):
     assert (out / "report.md").read_text() == before
 
 
+def test_report_only_rebuilds_a_study_written_by_an_earlier_version(study, tmp_path):
+    """A study.json of an earlier version (flat fine-tune keys, no finetune section, fewer salient
+    fields) was refused by --report-only with the very config it records: its report could not be
+    rebuilt without rerunning every cell. Settings it records must still agree."""
+    import json
+    import shutil
+
+    import yaml
+
+    from napari_ribseg.cli import main
+    from napari_ribseg.core.experiments.config import LEGACY_FINETUNE_KEYS
+
+    config_path, src = study
+    out = tmp_path / "old"
+    shutil.copytree(src, out)
+    recorded = json.loads((out / "study.json").read_text())
+
+    def flatten(section):  # the earlier layout: fine-tune keys at the top, no newer fields
+        section = dict(section)
+        finetune = section.pop("finetune")
+        section.update({k: finetune[k] for k in LEGACY_FINETUNE_KEYS if k in finetune})
+        section["salient"] = {k: v for k, v in section["salient"].items() if k != "loss"}
+        return section
+
+    old = {"config": flatten(recorded["config"]), "fingerprint": flatten(recorded["fingerprint"])}
+    (out / "study.json").write_text(json.dumps(old))
+    (out / "report.md").unlink()
+    assert main(["experiment", str(config_path), "--out", str(out), "--report-only"]) == 0
+    assert "| unet | all | 4 | flip | 2 |" in (out / "report.md").read_text()
+    # A setting the old study records differently is still refused.
+    other = tmp_path / "other.yaml"
+    changed = {**TINY, "finetune": {**TINY["finetune"], "lr": 0.5}}
+    other.write_text(yaml.safe_dump({"base": "smoke", **changed}), encoding="utf-8")
+    (out / "report.md").unlink()
+    assert main(["experiment", str(other), "--out", str(out), "--report-only"]) != 0
+    assert not (out / "report.md").exists()
+
+
 def test_paired_effects_count_ties_apart_for_dice_and_hd95(tmp_path):
     """HD95 ties (e.g. both inf-free and equal) were counted as wins of a: pairs - (a > b)."""
     rows = _fake_rows()

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_ribseg.core.atomic import write_text_atomic
-from napari_ribseg.core.experiments.config import StudyConfig, StudyConfigError
+from napari_ribseg.core.experiments.config import StudyConfig, StudyConfigError, merge_config
 from napari_ribseg.core.experiments.report import (
     read_results,
     row_key,
@@ -638,11 +638,27 @@ def report_study(config: StudyConfig, out: str | Path) -> Path:
     try:
         check_config_fingerprint(config, out)
     except StudyConfigError as exc:
-        raise StudyConfigError(
-            f"{exc}. --report-only needs the study's own config (its settings are in "
-            f"{out / STUDY_JSON})"
-        ) from exc
+        if not _recorded_settings_agree(config, out):
+            raise StudyConfigError(
+                f"{exc}. --report-only needs the study's own config (its settings are in "
+                f"{out / STUDY_JSON})"
+            ) from exc
     return write_study_report(config, out / RESULTS_CSV, out)
+
+
+def _recorded_settings_agree(config: StudyConfig, out: Path) -> bool:
+    """True when every setting ``out/study.json`` recorded equals ``config``'s: a study written by
+    an earlier version (flat fine-tune keys, fewer fields) whose fingerprint differs only in how it
+    was written. Fields the old study did not record take ``config``'s values, so only a recorded
+    difference refuses."""
+    recorded = (_read_study_json(out) or {}).get("config")
+    if not isinstance(recorded, dict):
+        return False
+    try:
+        as_recorded = merge_config(config, recorded, str(out / STUDY_JSON))
+    except StudyConfigError:
+        return False
+    return as_recorded.fingerprint() == config.fingerprint()
 
 
 def write_study_report(

@@ -241,3 +241,16 @@ def test_predict_records_the_spacing_the_depth_gives(tmp_path, capsys, monkeypat
     assert not (tmp_path / "m2.tif").exists()
     assert main([*argv, "--replace-spacing"]) == 0
     assert read_stack(tmp_path / "m2.tif").spacing_mm == pytest.approx(spacing)
+
+
+def test_predict_refuses_spacing_flags_that_would_do_nothing(tmp_path, capsys):
+    """Audit 2026-12-04: --replace-spacing without --depth-mm, and --review --depth-mm without
+    --out/--prob, exited 0 and recorded no spacing anywhere, silently."""
+    path = tmp_path / "fan.npy"
+    np.save(path, _fan_cine(3)[0])
+    argv = ["predict", str(path), "--device", "cpu"]
+    assert main([*argv, "--out", str(tmp_path / "m.tif"), "--replace-spacing"]) == 2
+    assert "add --depth-mm" in capsys.readouterr().err
+    assert main([*argv, "--review", "--depth-mm", "84"]) == 2
+    assert "a review stores none; add --out" in capsys.readouterr().err
+    assert not (tmp_path / "m.tif").exists() and not (tmp_path / "fan.npy.ribseg").exists()

@@ -210,3 +210,74 @@ def test_a_review_saved_when_12_bit_data_read_as_16_bit_still_opens(tmp_path):
         assert session.project.curated_frames.tolist() == [2, 3]
     with ReviewSession.open(stack, project_folder=tmp_path / "reviews", read_only=True) as session:
         assert session.project.curated_frames.tolist() == [2]
+
+
+def test_a_copy_opened_from_another_folder_does_not_take_the_original_review(
+    tmp_path, monkeypatch, capsys
+):
+    """Audit 2026-12-04: a review recorded its stack as typed ("clip.npy"); from another working
+    folder the original looked deleted, and a second annotator's copy took over the first one's
+    curated frames."""
+    study = tmp_path / "study"
+    study.mkdir()
+    _curated_stack(study / "clip.npy")
+    monkeypatch.chdir(study)
+    with ReviewSession.open("clip.npy") as session:
+        session.set_status([1, 2], FrameStatus.CURATED)
+    assert ReviewProject.load(study / "clip.npy.ribseg").source == str(study / "clip.npy")
+    (study / "copy.npy").write_bytes((study / "clip.npy").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    with ReviewSession.open("study/copy.npy") as session:
+        assert session.project.curated_frames.size == 0 and session.project.adopted_from is None
+    # A review recorded before the fix (relative source) is found beside its review folder.
+    old = ReviewProject.load(study / "clip.npy.ribseg")
+    meta = study / "clip.npy.ribseg"
+    old.close()
+    project, _ = ReviewProject.open(meta, 4, (16, 16))
+    project.source = "clip.npy"  # as typed, the way reviews were saved until 2026-12-04
+    project.set_status(3, FrameStatus.CURATED)
+    project.save()
+    project.close()
+    (study / "copy2.npy").write_bytes((study / "clip.npy").read_bytes())
+    with ReviewSession.open(study / "copy2.npy") as session:
+        assert session.project.adopted_from is None
+
+
+def test_a_review_taken_over_is_not_taken_again_and_follows_a_rename_back(tmp_path):
+    """Audit 2026-12-04: after clip -> a (taken over, then more curation), a copy b of a took over
+    the stale clip review (3 curated instead of 4); renaming a back to clip restored the stale
+    review and left the newer work behind."""
+    stack = tmp_path / "clip.npy"
+    _curated_stack(stack)
+    with ReviewSession.open(stack) as session:
+        session.set_status([1, 2], FrameStatus.CURATED)
+    a = stack.rename(tmp_path / "a.npy")
+    with ReviewSession.open(a) as session:
+        assert session.project.adopted_from == str(tmp_path / "clip.npy.ribseg")
+        session.set_status([3], FrameStatus.CURATED)
+    b = tmp_path / "b.npy"
+    b.write_bytes(a.read_bytes())
+    with ReviewSession.open(b) as session:
+        assert session.project.curated_frames.size == 0 and session.project.adopted_from is None
+    back = a.rename(stack)
+    with ReviewSession.open(back) as session:
+        assert session.project.curated_frames.tolist() == [1, 2, 3]
+        assert session.project.adopted_from == str(tmp_path / "a.npy.ribseg")
+        session.set_status([0], FrameStatus.CURATED)
+    with ReviewSession.open(back, read_only=True) as session:
+        assert session.project.curated_frames.tolist() == [0, 1, 2, 3]
+
+
+def test_commands_that_only_read_find_a_version_1_review(tmp_path, capsys):
+    """Audit 2026-12-04: `ribseg review STACK` (show) and export-curated said "no review" for a
+    version-1 "<stem>.ribseg" review that setting a status did find."""
+    stack = tmp_path / "clip.npy"
+    _curated_stack(stack)
+    old = ReviewProject.new(tmp_path / "clip.ribseg", 4, (16, 16), source=str(stack))
+    old.set_status(1, FrameStatus.CURATED)
+    old.labels[1, 4:8, 4:8] = 1
+    old.save()
+    assert main(["review", str(stack)]) == 0
+    assert "1 curated" in capsys.readouterr().out
+    assert main(["export-curated", str(stack), "--out", str(tmp_path / "pairs")]) == 0
+    assert len(list((tmp_path / "pairs").rglob("*.tif"))) == 2

@@ -210,6 +210,21 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None and not args.review:
         print("ribseg predict: error: give --out MASKS.tif, --review, or both", file=sys.stderr)
         return 2
+    if args.replace_spacing and args.depth_mm is None:
+        print(
+            "ribseg predict: error: --replace-spacing replaces the file's spacing with the one "
+            "--depth-mm gives; add --depth-mm D (the scanner's imaging depth in mm)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.depth_mm is not None and args.out is None and args.prob is None:
+        print(
+            "ribseg predict: error: --depth-mm records the spacing in the --out/--prob TIFFs and "
+            "a review stores none; add --out MASKS.tif (in napari, Imaging depth puts the spacing "
+            "on the layers)",
+            file=sys.stderr,
+        )
+        return 2
     problem = _refuse_overwriting_input(args.input, args.out, args.prob)
     if problem:
         print(f"ribseg predict: error: {problem}", file=sys.stderr)

@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_ribseg.core.atomic import fsync_dir, fsync_file
+from napari_ribseg.core.atomic import fsync_dir, fsync_file, write_text_atomic
 from napari_ribseg.core.budget import check_allocation
 from napari_ribseg.core.errors import DatasetError, ProjectError, RibsegError
 from napari_ribseg.core.stack import FrameStatus
@@ -67,6 +67,10 @@ PROB_FILE = "probabilities.npy"
 JSON_FILE = "project.json"
 MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".lock"
+#: Written into a review whose stack's review was taken over by another folder (a renamed stack):
+#: names that folder, so the stale review is never taken over again (by a copy) and the stack
+#: renamed back gets the newer review.
+TAKEN_OVER_FILE = "taken_over_by.json"
 #: Versions kept after a save or an open: the current one and the one before it.
 KEEP_VERSIONS = 2
 _VERSION_RE = re.compile(r"^v(\d{6,})$")
@@ -129,6 +133,45 @@ def _same_file(a: str | Path, b: str | Path) -> bool:
         return False
 
 
+def stored_source(source: str | Path | None) -> str | None:
+    """``source`` as a review records it: an absolute path when it names a file or folder (a path
+    typed relative to the working folder means nothing from another one), else as given."""
+    if source is None:
+        return None
+    text = str(source)
+    path = Path(text)
+    return os.path.abspath(text) if not path.is_absolute() and path.exists() else text
+
+
+def _stored_paths(stored: str, review: Path) -> list[Path]:
+    """Where a review's recorded stack may be: the path itself, and for a relative path (recorded
+    before 2026-12-04, as typed) also beside the review folder."""
+    path = Path(stored)
+    if path.is_absolute():
+        return [path]
+    return [path, review.parent / path, review.parent / path.name]
+
+
+def _successor(folder: Path) -> Path | None:
+    """The folder that took over the review in ``folder`` (:data:`TAKEN_OVER_FILE`), if any."""
+    try:
+        record = json.loads((folder / TAKEN_OVER_FILE).read_text(encoding="utf-8"))
+        return Path(record["by"]) if isinstance(record, dict) else None
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None
+
+
+def _takeable(other: Path, fingerprints: Sequence[dict], source: str | Path | None) -> bool:
+    """Whether the review in ``other`` may be taken over for a stack with ``fingerprints`` read
+    from ``source``: the same content, and its own stack gone (renamed, moved) or ``source``."""
+    saved, stored = _saved_binding(other)
+    if saved not in fingerprints or stored is None:
+        return False
+    places = _stored_paths(stored, other)
+    moved = not any(p.exists() for p in places)
+    return moved or (source is not None and any(_same_file(p, source) for p in places))
+
+
 def same_content_review(
     folder: Path, fingerprints: Sequence[dict], source: str | Path | None = None
 ) -> Path | None:
@@ -138,6 +181,8 @@ def same_content_review(
 
     A review whose stack still exists elsewhere is not taken: a copy of a stack (a second
     annotator's, a duplicate export) starts its own review instead of pre-filling the first one's.
+    Nor is one that another folder already took over (:data:`TAKEN_OVER_FILE`): its state is
+    older than the taker's.
     """
     fingerprints = [f for f in fingerprints if f is not None]
     if not fingerprints or not folder.parent.is_dir():
@@ -146,11 +191,9 @@ def same_content_review(
     for other in folder.parent.iterdir():
         if other == folder or not other.name.endswith(PROJECT_SUFFIX) or not other.is_dir():
             continue
-        saved, stored = _saved_binding(other)
-        if saved not in fingerprints or stored is None:
+        if (other / TAKEN_OVER_FILE).is_file():
             continue
-        moved = not Path(stored).exists()
-        if moved or (source is not None and _same_file(stored, source)):
+        if _takeable(other, fingerprints, source):
             found.append((other.stat().st_mtime, other.name, other))
     return max(found)[2] if found else None
 
@@ -166,6 +209,11 @@ def review_exists(
     folder = Path(folder)
     if _versions(folder) or (folder / JSON_FILE).is_file():
         return True
+    legacy = legacy_project_dir(folder, source)
+    if legacy is not None and (_versions(legacy) or (legacy / JSON_FILE).is_file()):
+        _, stored = _saved_binding(legacy)
+        if stored is not None and Path(stored).name == Path(str(source)).name:
+            return True  # a version-1 "<stem>.ribseg" naming this very file (as _restore takes)
     if frames is None:
         return False
     prints = [stack_fingerprint(frames), *legacy_fingerprints(frames, scaling)]
@@ -606,7 +654,7 @@ class ReviewProject:
             model_labels=np.zeros(shape, np.uint8),
             statuses=np.full(shape[0], FrameStatus.UNREVIEWED, np.uint8),
             confidence=np.full(shape[0], np.nan, np.float32),
-            source=str(source) if source is not None else None,
+            source=stored_source(source),
             fingerprint=stack_fingerprint(frames) if frames is not None else None,
         )
 
@@ -730,7 +778,17 @@ class ReviewProject:
         try:
             if not read_only:
                 clean_folder(folder)
-            project = cls._restore(folder, source)
+            project = None
+            successor = _successor(folder)
+            # The stack renamed back: the review moved on to the folder that took it over.
+            if (
+                successor is not None
+                and fingerprint is not None
+                and _takeable(successor, [fingerprint, *aliases], source)
+            ):
+                project = cls._adopt(folder, successor)
+            if project is None:
+                project = cls._restore(folder, source)
             if project is None and fingerprint is not None:
                 prints = [fingerprint, *aliases]
                 project = cls._adopt(folder, same_content_review(folder, prints, source))
@@ -751,7 +809,7 @@ class ReviewProject:
         if project.fingerprint is None and fingerprint is not None:
             project.fingerprint = fingerprint  # a version-1 review gains its binding on next save
         if source is not None:
-            project.source = str(source)
+            project.source = stored_source(source)
         project._locked, project.read_only = lock, read_only
         if lock:
             _HELD[_held_key(folder)] = weakref.ref(project)
@@ -793,7 +851,10 @@ class ReviewProject:
         project.folder, project.adopted_from = folder, str(other)
         project._labels_dirty = project._model_dirty = True
         project._saved_json, project._saved_counts, project._saved_files = "", None, {}
-        project._base_version = project._intact_version = 0
+        # Saves already in ``folder`` (the stack renamed back) are older, not a conflict.
+        versions = _versions(folder)
+        project._base_version = versions[0][0] if versions else 0
+        project._intact_version = 0
         return project
 
     @staticmethod
@@ -1032,7 +1093,23 @@ class ReviewProject:
         self._saved_counts = counts
         self._saved_prob_sha = prob_sha
         self._labels_dirty = self._model_dirty = False
+        self._hand_over()
         return True
+
+    def _hand_over(self) -> None:
+        """After a save: a review taken over from another folder marks that folder as taken over
+        by this one (:data:`TAKEN_OVER_FILE`), and this folder is no longer marked."""
+        with contextlib.suppress(OSError):
+            (self.folder / TAKEN_OVER_FILE).unlink()
+        if self.adopted_from is None:
+            return
+        old = Path(self.adopted_from)
+        if not old.is_dir() or _successor(old) == self.folder:
+            return
+        try:
+            write_text_atomic(old / TAKEN_OVER_FILE, json.dumps({"by": str(self.folder)}) + "\n")
+        except OSError as exc:
+            log.warning("Could not mark %s as taken over by %s: %s", old, self.folder, exc)
 
     def _commit(self, arrays: dict[str, tuple[np.ndarray | None, bool]], text: str) -> dict:
         """Write one version folder and make it current by renaming it into place."""

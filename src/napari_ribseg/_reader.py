@@ -48,5 +48,6 @@ def read_layers(path: PathOrPaths) -> list[LayerData]:
         }
         if stack.spacing_mm is not None:
             kwargs["scale"] = (1.0, *stack.spacing_mm)
+            kwargs["units"] = ("pixel", "mm", "mm")  # napari warns while layers' units differ
         layers.append((stack.frames, kwargs, "image"))
     return layers

@@ -39,6 +39,8 @@ def _layers(config: SimulationConfig, seed: int, name: str) -> list[LayerData]:
     # share the image's scale so they overlay it. A convex fan's pixels are not square.
     image_kwargs["scale"] = (1.0, *cine.spacing_mm)
     label_kwargs["scale"] = (1.0, *cine.spacing_mm)
+    # With their units: napari drops every layer's units (and warns) while two layers' differ.
+    image_kwargs["units"] = label_kwargs["units"] = ("pixel", "mm", "mm")
     return [(cine.frames, image_kwargs, "image"), (cine.rib, label_kwargs, "labels")]
 
 

@@ -113,3 +113,18 @@ def test_a_uint16_layer_reaches_the_model_as_the_reader_reads_it(docked, tmp_pat
     np.testing.assert_array_equal(frames, read.frames)
     assert scaling["significant_bits"] == 12
     assert stack_fingerprint(frames) == stack_fingerprint(read.frames)
+
+
+def test_loading_a_sample_draws_without_a_mixed_units_warning(docked, monkeypatch):
+    """``make run`` printed "Inconsistent units across layers" twice (napari's canvas warns at a
+    draw, through show_warning, not warnings.warn): the ribs layer and the outline made when the
+    image was inserted were still in pixels when the truth layer was hidden."""
+    import napari._vispy.canvas as canvas
+
+    said = []
+    monkeypatch.setattr(canvas, "show_warning", said.append)
+    viewer, widget = docked
+    widget.load_sample("linear")
+    widget.load_sample("convex")
+    assert not [m for m in said if "Inconsistent units" in str(m)]
+    assert viewer.layers.extent.units is not None

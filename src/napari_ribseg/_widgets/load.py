@@ -312,6 +312,16 @@ class LoadSection(QWidget):
         mm = spacing_from_scale(image.scale) is not None
         if mm:
             image.units = ("pixel", "mm", "mm")
+            # The ribs layer the session made when the image was inserted too, before the next
+            # draw (a layer shown or hidden below): napari warns at every draw with mixed units.
+            labels = self.session.labels_layer
+            if labels is not None and labels.ndim == image.ndim:
+                labels.units = tuple(str(u) for u in image.units)
+            from napari_ribseg._widgets.region import region_layer
+
+            outline = region_layer(viewer)  # its scale follows in _show_region
+            if outline is not None:
+                outline.units = ("mm", "mm")
         for layer in added:
             if mm:
                 layer.units = tuple(str(u) for u in image.units)

@@ -30,8 +30,12 @@ from napari_ribseg.core.io.registry import frame_files
 from napari_ribseg.core.stack import Stack
 
 
-def read_image(path: Path) -> np.ndarray:
-    """One 2-D image file as (H, W) or (H, W, samples) in its stored dtype."""
+def read_image(path: Path, *, mask: bool = False) -> np.ndarray:
+    """One 2-D image file as (H, W) or (H, W, samples) in its stored dtype.
+
+    ``mask=True`` reads a palette image as its indices (the labels a labelling tool saved), not
+    as the colours its palette shows; mask readers pass it, frames never do.
+    """
     path = Path(path)
     if path.suffix.lower() in (".tif", ".tiff"):
         import tifffile
@@ -65,7 +69,7 @@ def read_image(path: Path) -> np.ndarray:
                 f"{path}: holds {frames} frames (an animation); a frame folder takes one image per "
                 "file: open the file itself to read all its frames"
             )
-        return pil_array(img, path)
+        return pil_array(img, path, indices=mask)
 
 
 @contextlib.contextmanager
@@ -90,15 +94,20 @@ def open_pil(path: Path) -> Iterator:
         raise StackReadError(f"{path}: cannot read image (truncated or corrupt?): {exc}") from exc
 
 
-def pil_array(img, path: Path) -> np.ndarray:
+def pil_array(img, path: Path, *, indices: bool = False) -> np.ndarray:
     """The current frame of an open PIL image as (H, W) or (H, W, samples) in its stored dtype.
 
-    Palette images become RGB(A), other colour spaces RGB; 16-bit greyscale that Pillow opens as
-    32-bit "I" comes back as uint16.
+    Palette images become RGB(A) (with ``indices=True``, their palette indices: a mask's labels),
+    other colour spaces RGB; 16-bit greyscale that Pillow opens as 32-bit "I" comes back as uint16.
     """
     width, height = img.size
     check_frame(height, width, path)
     check_shape((height, width, len(img.getbands())), 4, "image", path)
+    if img.mode in ("P", "PA") and indices:
+        # Converted to RGB, labels 1 and 2 of a labelme or VOC palette became colours whose
+        # maximum over R, G, B is the same: two labels read as one rib.
+        img = img.getchannel(0) if img.mode == "PA" else img
+        return np.asarray(img)
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     elif img.mode in ("CMYK", "YCbCr", "LAB", "HSV"):

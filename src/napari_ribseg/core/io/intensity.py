@@ -23,6 +23,7 @@ is already in [0, 1] and grey is returned as it is (a memory map stays a memory 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -271,49 +272,148 @@ LABEL_MIN_PIXELS = 20
 LABEL_MIN_SHARE = 0.05
 #: Lossy formats: values beside the mask's own are compression ringing, never labels.
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
+#: Colour masks: a pixel's colour is its R, G, B over its largest sample, rounded to quarters, so
+#: the darker shades of an anti-aliased edge (a colour times its coverage) are the same colour.
+_COLOUR_STEPS = 4
 
 
-def _refuse_label_map(mask: np.ndarray, source) -> None:
-    """Raise when ``mask`` is a label map: two or more non-zero values that each hold a real part of
-    the labelled pixels (:data:`LABEL_MIN_PIXELS`, :data:`LABEL_MIN_SHARE`). A lossy file is never
-    one: its extra values are ringing (a 0/1 JPEG mask holds a few 2s)."""
-    if str(source).lower().endswith(LOSSY_SUFFIXES):
+def _is_lossy(source) -> bool:
+    return str(source).lower().endswith(LOSSY_SUFFIXES)
+
+
+def _area_pixels(values: np.ndarray) -> np.ndarray:
+    """True where a pixel lies in a 2x2 square of one value: part of an area, not of a 1-px line.
+
+    Interpolation leaves each grey level of an edge as a line one pixel wide (a staircase on a
+    slanted edge), which holds no such square; a label drawn as a region does."""
+    square = (
+        (values[:-1, :-1] == values[1:, :-1])
+        & (values[:-1, :-1] == values[:-1, 1:])
+        & (values[:-1, :-1] == values[1:, 1:])
+    )
+    covered = np.zeros(values.shape, bool)
+    covered[:-1, :-1] |= square
+    covered[1:, :-1] |= square
+    covered[:-1, 1:] |= square
+    covered[1:, 1:] |= square
+    return covered
+
+
+def _label_floor(labelled: int) -> float:
+    return max(LABEL_MIN_PIXELS, LABEL_MIN_SHARE * float(labelled))
+
+
+def _refuse_label_map(mask: np.ndarray, source, *, areas: bool = False) -> None:
+    """Raise when ``mask`` is a label map rather than one rib label. A lossy file is never one: its
+    extra values are ringing (a 0/1 JPEG mask holds a few 2s, a 0/255 one many greys).
+
+    With ``areas=False`` (masks whose maximum is at most 127: 0/1 masks, napari Labels) a label map
+    has two or more non-zero values that each hold :data:`LABEL_MIN_PIXELS` and
+    :data:`LABEL_MIN_SHARE` of the labelled pixels; a thin label (the pleura as a 1-px line) counts.
+    With ``areas=True`` (larger maxima, whose edges hold interpolation grey) the maximum is the
+    first label and another non-zero value is a second one only when that many of its pixels lie
+    in 2x2 squares of that value (:func:`_area_pixels`): a 1-px grey fringe is not a label, and
+    neither is a thin 1-px second label (a limitation: it cannot be told from a fringe).
+    """
+    if _is_lossy(source):
         return
     values, counts = np.unique(mask, return_counts=True)
-    if len(values) <= 2:
+    nonzero = values != 0
+    if int(nonzero.sum()) < 2:
         return
-    labelled = counts[values != 0]
-    floor = max(LABEL_MIN_PIXELS, LABEL_MIN_SHARE * float(labelled.sum()))
-    if int((labelled >= floor).sum()) < 2:
-        return
-    shown = ", ".join(
-        f"{v:g}: {c} px" for v, c in zip(values[:8].tolist(), counts[:8], strict=True)
-    )
+    floor = _label_floor(int(counts[nonzero].sum()))
+    if areas:
+        top = values.max()
+        in_areas = dict(zip(*np.unique(mask[_area_pixels(mask)], return_counts=True), strict=True))
+        labels = [v for v in values[nonzero] if v != top and in_areas.get(v, 0) >= floor]
+        if not labels:
+            return
+        labels.append(top)
+        how = (
+            f"besides {top:g}, {', '.join(f'{v:g}' for v in labels[:-1])} "
+            f"{'covers' if len(labels) == 2 else 'each cover'} an area of at least "
+            f"{floor:.0f} px, not a 1-px interpolated edge"
+        )
+    else:
+        labels = [v for v, c in zip(values, counts, strict=True) if v != 0 and c >= floor]
+        if len(labels) < 2:
+            return
+        how = f"{len(labels)} non-zero values hold at least {floor:.0f} px each"
+    # Show 0 and the labels first, then other values in order, 8 at most.
+    order = np.argsort([0 if v == 0 or v in labels else 1 for v in values], kind="stable")[:8]
+    shown = ", ".join(f"{values[i]:g}: {counts[i]} px" for i in sorted(order))
     more = f" and {len(values) - 8} more" if len(values) > 8 else ""
     raise StackReadError(
-        f"{source}: the mask holds {len(values)} label values ({shown}{more}), a label map rather "
-        "than a rib mask; merging them would count every label as rib. Save the rib label alone "
-        "as the mask (its pixels 1 or 255, all others 0), e.g. labels == 1 for label 1"
+        f"{source}: the mask holds {len(values)} label values ({shown}{more}); {how}: a label map "
+        "rather than a rib mask, and merging them would count every label as rib. Save the rib label "
+        "alone as the mask (its pixels 1 or 255, all others 0), e.g. labels == 1 for label 1"
+    )
+
+
+def _refuse_colour_labels(rgb: np.ndarray, source) -> None:
+    """Raise when an (H, W, 3) colour mask holds two or more colours that each cover an area
+    (:data:`LABEL_MIN_PIXELS` and :data:`LABEL_MIN_SHARE` of the non-black pixels in 2x2 squares
+    of that colour): red rib and green pleura are two labels, not one rib. Shades of one colour
+    (anti-aliasing against black) are that colour; mixed colours on a 1-px edge are no area. A
+    lossy file is never refused."""
+    if _is_lossy(source):
+        return
+    rgb = rgb.astype(np.float32)
+    peak = rgb.max(axis=-1)
+    lit = peak > 0
+    if not lit.any():
+        return
+    hue = np.rint(rgb[lit] / peak[lit, None] * _COLOUR_STEPS).astype(np.int32)
+    key = np.full(peak.shape, -1, np.int32)
+    key[lit] = (hue * np.array([(_COLOUR_STEPS + 1) ** 2, _COLOUR_STEPS + 1, 1])).sum(axis=-1)
+    keys, in_areas = np.unique(key[_area_pixels(key) & lit], return_counts=True)
+    floor = _label_floor(int(lit.sum()))
+    colours = keys[in_areas >= floor]
+    if len(colours) < 2:
+        return
+    flat = key.ravel()
+    colours = sorted(colours, key=lambda k: int(np.argmax(flat == k)))  # as they appear, row-wise
+    parts = []
+    for k in colours:
+        pixels = rgb[key == k]
+        found, counts = np.unique(pixels, axis=0, return_counts=True)
+        shown = tuple(int(c) if float(c).is_integer() else float(c) for c in found[counts.argmax()])
+        parts.append(f"{shown}: {len(pixels)} px")
+    raise StackReadError(
+        f"{source}: the mask holds {len(colours)} colours that each cover at least {floor:.0f} px "
+        f"({', '.join(parts)}): a label map rather than a rib mask, and merging them would count every "
+        "label as rib. Save the rib label alone as the mask: rib pixels white (or 1 or 255 in a "
+        "grey image), all others black, e.g. export only the rib class from the labelling tool"
     )
 
 
 def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np.ndarray:
     """Binarise a 2-D mask (or (H, W, samples) colour mask) to uint8 0/1.
 
-    Rule: colour masks take the maximum over R, G, B, or the alpha channel when R, G, B are constant
-    and alpha varies over a transparent background (a label drawn only in alpha; an empty opaque
-    mask with a few transparent pixels stays empty). Integer masks whose maximum is above half of
-    their dtype's range (> 127 for 8-bit, > 32767 for 16-bit) are thresholded at half the range,
-    which equals ``> 0`` for clean 0/255 masks and removes JPEG ringing and interpolation grey;
-    wider integers whose maximum is 128..255 (8-bit data in a 16- or 32-bit file) use the 8-bit
-    rule, ``> 127``; masks whose maximum is at most 127 use ``> 0``, and are refused with
-    :class:`StackReadError` when they are a label map (two or more non-zero values each holding a
-    real part of the labelled pixels, in a lossless file: which label is the rib is the user's
-    choice, not ours; a few stray values, JPEG ringing or resampling, are not labels). Float masks
-    use ``> 0.5`` when their maximum is at most 1, else
-    ``> 127.5`` (0..255 stored as float); whole-number float masks with more than two values up to
-    127 are refused as label maps too.
+    Colour: a mask whose R, G, B are constant and whose alpha varies over a transparent background
+    reads its alpha (a label drawn only in alpha; an empty opaque mask stays empty). Otherwise two
+    or more colours that each cover an area (:func:`_refuse_colour_labels`; red rib + green pleura)
+    raise :class:`StackReadError`, and one colour (any colour, with its anti-aliased shades) reads
+    as the maximum over R, G, B by the grey rules below, its label-map check by areas.
+
+    Grey integer masks (and whole-number float masks above 1, label-map check):
+
+    * maximum above 127: cut at ``> max // 2`` (127 for 0/255, also in a 16-bit file; 2047 for
+      12-bit 0/4095), so JPEG ringing and interpolation grey go with the nearer side. Refused as a
+      label map when a value other than 0 and the maximum covers an area (0/128/255 with both
+      labels real, VOC's 0/1/255); a 1-px edge is not one, and a thin 1-px second label is not
+      detected;
+    * maximum at most 127: ``> 0``, refused when two non-zero values each hold a real part of the
+      labelled pixels (napari Labels: 1 rib, 2 pleura), thin ones included.
+
+    Label-map sizes: :data:`LABEL_MIN_PIXELS` and :data:`LABEL_MIN_SHARE`; a ``.jpg`` mask is never
+    refused (its extra values are ringing). Which label is the rib is the user's choice, not ours.
+    Float masks: ``> 0.5`` when their maximum is at most 127 (0/1, with interpolation overshoot
+    above 1), else ``> 127.5`` (0..255 stored as float). Palette images must come as their indices
+    (``read_image(path, mask=True)``), not as the colours they show. A mask with non-zero pixels
+    that binarises to empty gives a ``UserWarning`` naming the file and its largest value.
     """
+    areas = False
     if mask.ndim == 3 and mask.shape[-1] in (2, 3, 4):
         colour = mask[..., :1] if mask.shape[-1] == 2 else mask[..., :3]
         alpha = mask[..., -1] if mask.shape[-1] in (2, 4) else None
@@ -326,28 +426,40 @@ def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np
         ):
             mask = alpha
         else:
+            if colour.shape[-1] == 3 and is_numeric(colour) and colour.dtype != bool:
+                _refuse_colour_labels(colour, source)
+                # Shades of one colour are anti-aliasing, and grey levels that form areas labels.
+                areas = True
             mask = colour.max(axis=-1)
     if mask.ndim != 2:
         raise StackReadError(f"{source}: a mask must be 2-D, got shape {mask.shape}")
     if mask.dtype == bool:
         return mask.astype(np.uint8)
     if mask.dtype.kind in "iu":
-        half = np.iinfo(mask.dtype).max // 2
         top = mask.max() if mask.size else 0
-        if top > half:
-            threshold = half
-        elif top > 127:
-            threshold = 127  # 8-bit 0/255 data in a wider type: the 8-bit rule
+        if top > 127:
+            _refuse_label_map(mask, source, areas=True)
+            threshold = top // 2
         else:
-            _refuse_label_map(mask, source)
+            _refuse_label_map(mask, source, areas=areas)
             threshold = 0
-        return (mask > threshold).astype(np.uint8)
-    if mask.dtype.kind == "f":
+    elif mask.dtype.kind == "f":
         if not np.isfinite(mask).all():
             raise StackReadError(f"{source}: mask contains NaN or infinite values")
         top = mask.max() if mask.size else 0
-        if 1.0 < top <= 127.0 and np.array_equal(mask, np.round(mask)):
-            _refuse_label_map(mask, source)
-        threshold = 0.5 if top <= 1.0 else 127.5
-        return (mask > threshold).astype(np.uint8)
-    raise StackReadError(f"{source}: mask of dtype {mask.dtype} is not numeric")
+        if top > 1.0 and np.array_equal(mask, np.round(mask)):
+            _refuse_label_map(mask, source, areas=areas or top > 127.0)
+        threshold = 0.5 if top <= 127.0 else 127.5
+    else:
+        raise StackReadError(f"{source}: mask of dtype {mask.dtype} is not numeric")
+    binary = (mask > threshold).astype(np.uint8)
+    if not binary.any() and mask.any():
+        warnings.warn(
+            f"{source or 'mask'}: the mask has {int(np.count_nonzero(mask))} non-zero pixels "
+            f"(largest value {float(top):g}) but none is above the threshold {float(threshold):g}, "
+            "so it reads as empty (no rib); rib pixels should be 1 or 255 (above 0.5 in a float "
+            "mask)",
+            UserWarning,
+            stacklevel=2,
+        )
+    return binary

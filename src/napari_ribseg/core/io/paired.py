@@ -169,7 +169,7 @@ def read_paired_dataset(root: str | os.PathLike) -> PairedDataset:
                 wide_max = max(wide_max, sample_max(raw, colour))
             else:
                 image = to_unit_frames(raw, image_path, colour=colour)[0][0]
-            mask = binarize_mask(read_image(mask_path), mask_path)
+            mask = binarize_mask(read_image(mask_path, mask=True), mask_path)
         except StackReadError as exc:
             raise DatasetError(str(exc)) from exc
         if image.shape != mask.shape:

@@ -1,0 +1,239 @@
+"""Rib-mask reading: thresholds, label maps, palette and colour masks, empty-mask warnings.
+
+Each test pins a defect found in review with the pixel counts it had (in the docstring) and has now.
+The rib is a 20x20 square (400 px) on 64x64 frames unless said otherwise.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+from scipy import ndimage
+from skimage.transform import resize
+
+from napari_ribseg.core.errors import DatasetError, StackReadError
+from napari_ribseg.core.io import binarize_mask, read_paired_dataset
+from napari_ribseg.core.io.frame_folder import read_image
+
+#: labelme's colour map for labels 0, 1, 2 (black, dark red, dark green), repeated to 256 entries.
+LABELME_PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0] + [0, 0, 0] * 253
+
+
+def rib_square() -> np.ndarray:
+    mask = np.zeros((64, 64), np.uint8)
+    mask[20:40, 22:42] = 1
+    return mask
+
+
+def bilinear_upscaled(top: int, dtype) -> np.ndarray:
+    """A 0/``top`` 10x10 square on 32x32 resized to 64x64 bilinearly: 400 px inside, grey edges."""
+    small = np.zeros((32, 32))
+    small[10:20, 11:21] = top
+    up = resize(small, (64, 64), order=1, preserve_range=True, anti_aliasing=False)
+    return np.round(up).astype(dtype)
+
+
+def write_pair(root, mask_name: str, write_mask) -> None:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    Image.fromarray(np.full((64, 64), 90, np.uint8)).save(root / "images" / "a_1.png")
+    write_mask(root / "masks" / mask_name)
+
+
+def test_a_float_mask_overshooting_1_is_cut_at_half_not_at_127():
+    """A 0/1 float mask shifted by cubic interpolation peaks at 1.21; it was cut at > 127.5 and
+    read empty (400 px -> 0), without a word. Floats use > 0.5 up to a maximum of 127."""
+    overshoot = ndimage.shift(rib_square().astype(np.float32), (0.3, 0.3), order=3)
+    assert 1.0 < float(overshoot.max()) < 1.3
+    assert int(binarize_mask(overshoot, "m.tif").sum()) == 400
+    # 0..255 stored as float keeps > 127.5; a float 0/255 mask is not a label map.
+    assert int(binarize_mask(rib_square() * np.float32(255), "m.tif").sum()) == 400
+    grey = np.array([[0.0, 127.0, 128.0, 255.0]], np.float32)
+    assert binarize_mask(grey, "m.tif").tolist() == [[0, 0, 1, 1]]
+
+
+def test_a_mask_with_pixels_that_binarises_to_empty_warns_naming_the_file(tmp_path):
+    """A float mask whose rib is 0.4 (a thin rib averaged down) read as empty, silently."""
+    faint = rib_square().astype(np.float32) * np.float32(0.4)
+    with pytest.warns(UserWarning, match=r"faint\.tif: the mask has 400 non-zero pixels") as rec:
+        out = binarize_mask(faint, "faint.tif")
+    assert int(out.sum()) == 0
+    assert "reads as empty" in str(rec[0].message) and "0.5" in str(rec[0].message)
+    # Through the paired reader, too.
+    write_pair(tmp_path / "ds", "a_1.tif", lambda p: tifffile.imwrite(p, faint))
+    with pytest.warns(UserWarning, match=r"masks/a_1\.tif: the mask has 400 non-zero pixels"):
+        read_paired_dataset(tmp_path / "ds")
+    # An empty mask is simply empty, and a mask that keeps pixels says nothing.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert int(binarize_mask(np.zeros((8, 8), np.float32), "e.tif").sum()) == 0
+        assert int(binarize_mask(rib_square(), "r.png").sum()) == 400
+
+
+@pytest.mark.parametrize(("top", "old"), [(4095, 484), (1000, 480)])
+def test_a_12_bit_mask_resampled_bilinearly_is_cut_at_half_its_maximum(top, old):
+    """uint16 0/4095 (and 0/1000) resized bilinearly: cut at > 127 its grey edge counted as rib
+    (400 -> 484 px; 480 for 0/1000); cut at > max // 2 it is 400 again."""
+    mask = bilinear_upscaled(top, np.uint16)
+    assert int((mask > 127).sum()) == old  # the old rule, for the record
+    assert int(binarize_mask(mask, "m.tif").sum()) == 400
+
+
+def test_8_bit_masks_in_16_bit_files_still_use_127():
+    mask = bilinear_upscaled(255, np.uint16)
+    assert int(binarize_mask(mask, "m.tif").sum()) == 400
+    assert binarize_mask(np.array([[0, 127, 128, 255]], np.uint16)).tolist() == [[0, 0, 1, 1]]
+
+
+def test_two_grey_labels_in_a_0_128_255_mask_are_refused():
+    """0/128/255 with two real labels (rib 255, pleura 128) was cut at > 127: both read as rib."""
+    labels = np.zeros((64, 64), np.uint8)
+    labels[10:30, 5:55] = 255  # 1000 px
+    labels[40:50, 5:55] = 128  # 500 px
+    for dtype, name in ((np.uint8, "m.png"), (np.uint16, "m.tif"), (np.float32, "m.tif")):
+        with pytest.raises(StackReadError, match=r"m\.(png|tif): the mask holds 3 label values"):
+            binarize_mask(labels.astype(dtype), name)
+    with pytest.raises(StackReadError, match=r"0: 2596 px, 128: 500 px, 255: 1000 px"):
+        binarize_mask(labels, "m.png")
+    # Saved as JPEG it is never refused: the values beside 0 and 255 are taken as ringing.
+    assert int(binarize_mask(labels, "m.jpg").sum()) == 1500
+
+
+def test_a_voc_mask_with_a_thick_255_outline_is_refused():
+    """VOC style: object 1, a 3-px 'void' outline 255. Cut at > 127 only the outline was rib."""
+    voc = np.zeros((64, 64), np.uint8)
+    voc[17:43, 19:45] = 255
+    voc[20:40, 22:42] = 1
+    with pytest.raises(StackReadError, match=r"1: 400 px, 255: 276 px"):
+        binarize_mask(voc, "voc.png")
+    # A 1-px outline is refused too: the object (label 1) is the area beside the maximum (it read
+    # as the 84 px of outline alone).
+    thin = np.zeros((64, 64), np.uint8)
+    thin[19:41, 21:43] = 255
+    thin[20:40, 22:42] = 1
+    with pytest.raises(StackReadError, match=r"1: 400 px, 255: 84 px\); besides 255, 1 covers"):
+        binarize_mask(thin, "voc.png")
+
+
+def test_a_thin_second_label_in_a_0_255_mask_is_not_detected():
+    """The documented limitation: a 1-px line of another value is indistinguishable from an
+    interpolated edge, so 0/255 with a 1-px pleura line of 128 reads as rib plus that line."""
+    mask = rib_square() * np.uint8(255)
+    mask[50, 5:60] = 128  # 55 px, a line
+    assert int(binarize_mask(mask, "m.png").sum()) == 455
+
+
+@pytest.mark.parametrize(
+    ("mask", "name"),
+    [
+        (rib_square() * np.uint8(255), "clean.png"),
+        (bilinear_upscaled(255, np.uint8), "bilinear.png"),
+        (bilinear_upscaled(4095, np.uint16), "bilinear12.tif"),
+        (rib_square().astype(np.uint16) * np.uint16(4095), "clean12.tif"),
+    ],
+)
+def test_binary_masks_with_interpolated_edges_are_not_label_maps(mask, name):
+    assert len(np.unique(mask)) in (2, 7)
+    assert int(binarize_mask(mask, name).sum()) == 400
+
+
+def test_a_jpeg_mask_is_never_refused():
+    """JPEG ringing can leave blocks of one value beside the mask's own: never a label map."""
+    mask = rib_square() * np.uint8(255)
+    mask[44:54, 22:42] = 3  # 200 px of a flat ringing value
+    assert int(binarize_mask(mask, "m.jpeg").sum()) == 400
+    assert int(binarize_mask(mask, "m.JPG").sum()) == 400
+
+
+def test_read_image_gives_palette_indices_for_masks(tmp_path):
+    labels = np.zeros((64, 64), np.uint8)
+    labels[20:40, 22:42] = 1
+    image = Image.fromarray(labels, mode="P")
+    image.putpalette(LABELME_PALETTE)
+    image.save(tmp_path / "one.png")
+    indices = read_image(tmp_path / "one.png", mask=True)
+    assert indices.shape == (64, 64) and indices.dtype == np.uint8
+    assert int(indices.max()) == 1 and int(indices.sum()) == 400
+    # Frames (not masks) still read as the colours they show.
+    assert read_image(tmp_path / "one.png").shape == (64, 64, 3)
+    assert int(binarize_mask(indices, "one.png").sum()) == 400
+
+
+def test_a_labelme_palette_mask_with_two_labels_is_refused(tmp_path):
+    """A labelme label.png (palette: 1 dark red, 2 dark green) was read as RGB and merged by the
+    maximum over R, G, B: 400 rib + 400 pleura px -> 800 px of rib."""
+    labels = rib_square()
+    labels[44:64, 22:42] = 2
+
+    def save(path):
+        image = Image.fromarray(labels, mode="P")
+        image.putpalette(LABELME_PALETTE)
+        image.save(path)
+
+    write_pair(tmp_path / "ds", "a_1.png", save)
+    with pytest.raises(
+        DatasetError, match=r"a_1\.png: the mask holds 3 label values \(0: 3296 px, 1: 400 px, 2"
+    ):
+        read_paired_dataset(tmp_path / "ds")
+
+
+def test_a_labelme_palette_mask_with_one_label_reads(tmp_path):
+    def save(path):
+        image = Image.fromarray(rib_square(), mode="P")
+        image.putpalette(LABELME_PALETTE)
+        image.save(path)
+
+    write_pair(tmp_path / "ds", "a_1.png", save)
+    assert int(read_paired_dataset(tmp_path / "ds").masks[0].sum()) == 400
+
+
+def red_and_green() -> np.ndarray:
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    rgb[5:24, 5:55, 0] = 255  # red rib: 19 x 50 = 950 px
+    rgb[30:49, 5:55, 1] = 255  # green pleura: 950 px
+    return rgb
+
+
+def test_an_rgb_mask_with_two_colours_is_refused():
+    """Red rib + green pleura (950 px each) were merged by the maximum over channels: 1900 px."""
+    rgb = red_and_green()
+    assert int(rgb.max(axis=-1).astype(bool).sum()) == 1900
+    with pytest.raises(
+        StackReadError,
+        match=r"m\.png: the mask holds 2 colours .*\(\(255, 0, 0\): 950 px, \(0, 255, 0\): 950 px\)",
+    ) as info:
+        binarize_mask(rgb, "m.png")
+    assert "rib label alone" in str(info.value)
+    rgba = np.concatenate([rgb, np.full((64, 64, 1), 255, np.uint8)], axis=-1)
+    with pytest.raises(StackReadError, match="2 colours"):
+        binarize_mask(rgba, "m.png")
+
+
+def test_an_rgb_label_map_through_the_paired_reader_is_refused(tmp_path):
+    write_pair(tmp_path / "ds", "a_1.png", lambda p: Image.fromarray(red_and_green()).save(p))
+    with pytest.raises(DatasetError, match=r"masks/a_1\.png: the mask holds 2 colours"):
+        read_paired_dataset(tmp_path / "ds")
+
+
+@pytest.mark.parametrize(
+    ("colour", "smoothed"),
+    [((255, 0, 0), 400), ((255, 255, 255), 400), ((0, 128, 255), 400), ((60, 0, 90), 484)],
+)
+def test_single_colour_masks_read_with_their_anti_aliased_edges(colour, smoothed):
+    """One colour with anti-aliased shades is one label. A dark colour (maximum 90, at most 127)
+    keeps the ``> 0`` rule, edge included (484 px); it was refused as a 7-value label map."""
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    rgb[rib_square() > 0] = colour
+    assert int(binarize_mask(rgb, "m.png").sum()) == 400
+    # Bilinear resizing (a drawing tool's anti-aliasing): many shades, still one colour.
+    small = np.zeros((32, 32, 3))
+    small[10:20, 11:21] = colour
+    smooth = np.round(
+        resize(small, (64, 64, 3), order=1, preserve_range=True, anti_aliasing=False)
+    ).astype(np.uint8)
+    assert len(np.unique(smooth.reshape(-1, 3), axis=0)) > 4
+    assert int(binarize_mask(smooth, "m.png").sum()) == smoothed

@@ -237,3 +237,13 @@ def test_single_colour_masks_read_with_their_anti_aliased_edges(colour, smoothed
     ).astype(np.uint8)
     assert len(np.unique(smooth.reshape(-1, 3), axis=0)) > 4
     assert int(binarize_mask(smooth, "m.png").sum()) == smoothed
+
+
+def test_a_float_colour_mask_with_nan_is_refused_before_its_colours_are_read():
+    rgb = np.zeros((8, 8, 3), np.float32)
+    rgb[2:6, 2:6, 0] = 1.0
+    rgb[0, 0, 1] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "invalid value" RuntimeWarning from the colour check
+        with pytest.raises(StackReadError, match=r"c\.tif: mask contains NaN or infinite values"):
+            binarize_mask(rgb, "c.tif")

@@ -413,6 +413,8 @@ def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np
     (``read_image(path, mask=True)``), not as the colours they show. A mask with non-zero pixels
     that binarises to empty gives a ``UserWarning`` naming the file and its largest value.
     """
+    if mask.dtype.kind == "f" and not np.isfinite(mask).all():
+        raise StackReadError(f"{source}: mask contains NaN or infinite values")
     areas = False
     if mask.ndim == 3 and mask.shape[-1] in (2, 3, 4):
         colour = mask[..., :1] if mask.shape[-1] == 2 else mask[..., :3]
@@ -444,8 +446,6 @@ def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np
             _refuse_label_map(mask, source, areas=areas)
             threshold = 0
     elif mask.dtype.kind == "f":
-        if not np.isfinite(mask).all():
-            raise StackReadError(f"{source}: mask contains NaN or infinite values")
         top = mask.max() if mask.size else 0
         if top > 1.0 and np.array_equal(mask, np.round(mask)):
             _refuse_label_map(mask, source, areas=areas or top > 127.0)

@@ -62,6 +62,67 @@ def uint16_bits(maximum: int | float) -> int:
     return 16
 
 
+def uint16_divisor(frames) -> float:
+    """The divisor of raw uint16 ``frames`` (an array, an array-like with ``shape`` and slicing, or
+    a list of arrays): ``2**bits - 1`` for the :func:`uint16_bits` of their largest value.
+
+    The one place the engine finds it (inference, region detection, training sets, adaptation), so
+    a raw stack passed in is divided as its file would be read. Read a chunk of frames at a time:
+    a memory-mapped stack is never copied whole."""
+    if isinstance(frames, list | tuple):
+        top = max((int(np.max(f)) for f in frames if np.size(f)), default=0)
+    else:
+        n = int(frames.shape[0]) if len(frames.shape) else 1
+        if len(frames.shape) < 3:
+            top = int(np.max(frames)) if np.size(frames) else 0
+        else:
+            frame_bytes = max(1, int(np.prod(frames.shape[1:])) * 2)
+            step = max(1, (64 << 20) // frame_bytes)
+            top = max(
+                (int(np.max(frames[i : i + step])) for i in range(0, n, step) if n), default=0
+            )
+    return uint16_scaling(top)[0]
+
+
+def unit_divisor(frames) -> float | None:
+    """What raw ``frames`` are divided by to lie in [0, 1] by the readers' rules: 1 for bool, 255
+    for uint8, :func:`uint16_divisor` for uint16, ``None`` for floats (already in [0, 1]).
+
+    A lazy source (an array-like that is not an ndarray, e.g. ``core.io.lazy.TiffFrames``) scales
+    uint16 of fewer bits itself and hands out raw uint16 only at 16 bits: its dtype's full scale,
+    without a pass over the file. Other dtypes raise ``ValueError``: only the readers' whole-stack
+    min-max rule scales them."""
+    listed = isinstance(frames, list | tuple)
+    first = frames[0] if listed and frames else frames
+    dtype = np.dtype(getattr(first, "dtype", np.asarray(first).dtype))
+    if dtype.kind == "f":
+        return None
+    if is_uint16(dtype) and (listed or isinstance(frames, np.ndarray)):
+        return uint16_divisor(frames)
+    scale = full_scale(dtype)
+    if scale is None:
+        raise ValueError(
+            f"frames of dtype {dtype} cannot be scaled to [0, 1] here; expected float in [0, 1], "
+            "bool, uint8 or uint16 (read the file with read_stack, which min-max scales the stack)"
+        )
+    return scale
+
+
+def unit_float(array, divisor: float | None = None) -> np.ndarray:
+    """``array`` as float32 in [0, 1] by the readers' rules: divided by ``divisor`` (the whole
+    stack's :func:`unit_divisor`, for part of a stack), or by its own when none is given.
+
+    Floats are returned as float32 unchanged (they are checked where they enter the engine)."""
+    array = np.asarray(array)
+    if array.dtype.kind == "f":
+        return array.astype(np.float32, copy=False)
+    if divisor is None:
+        divisor = unit_divisor(array)
+    out = array.astype(np.float32)
+    out /= np.float32(divisor)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
 def sample_max(raw: np.ndarray, colour: bool) -> int:
     """The largest grey or colour sample of ``raw``, alpha left out (an opaque alpha of 65535
     would make 12-bit colour data read as 16-bit)."""

@@ -19,6 +19,7 @@ import numpy as np
 
 from napari_ribseg.core.atomic import atomic_path
 from napari_ribseg.core.errors import DatasetError, TrainingError
+from napari_ribseg.core.io.intensity import unit_divisor, unit_float
 from napari_ribseg.core.stack import FrameStatus, Stack
 
 #: The fewest labelled frames a fine-tune runs on: one to train on, one to check the new model
@@ -175,8 +176,11 @@ class TrainingSet:
                 else np.zeros(len(changed), bool)
             )
             edited = [bool(changed[i] > 0 or never[i]) for i in curated]
+        # Raw integer frames are divided as the readers divide the whole stack (a 12-bit stack
+        # by 4095, whichever frames are curated); a Stack's frames are float already.
+        divisor = unit_divisor(frames)
         return cls(
-            images=[np.asarray(frames[i], dtype=np.float32) for i in curated],
+            images=[unit_float(frames[i], divisor) for i in curated],
             masks=[(labels[i] == 1).astype(np.uint8) for i in curated],
             groups=[name] * curated.size,
             source=source,

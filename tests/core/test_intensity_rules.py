@@ -1,0 +1,127 @@
+"""One uint16 rule everywhere: 16-bit colour PNGs decoded exactly, paired datasets divided per clip,
+the engine (inference, region, training set, adaptation) scaling raw uint16 as the readers do, and
+WhiteIsZero recorded and inverted after scaling.
+
+Before: Pillow kept the high byte of 16-bit colour PNGs (a mid-grey 12-bit frame read 0.031 instead
+of 0.509); a paired dataset pooled one divisor over every clip (an 8-bit-in-16 clip next to a 12-bit
+one read 0.032 instead of 0.510); raw uint16 reached the region detector divided by 65535 (a 12-bit
+fan was not found: the whole frame) and the training set and adaptation unscaled or by 65535.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_region import _fan_cine
+
+# --------------------------------------------------------------------------- the engine
+
+
+@pytest.mark.parametrize(
+    ("dtype", "top", "divisor"),
+    [(np.uint16, 3260, 4095.0), (np.uint16, 200, 255.0), (np.uint16, 40000, 65535.0),
+     (np.uint8, 200, 255.0), (bool, 1, 1.0)],
+)  # fmt: skip
+def test_the_one_helper_divides_as_the_readers_do(dtype, top, divisor):
+    from napari_ribseg.core.io.intensity import uint16_divisor, unit_float
+
+    array = np.zeros((2, 4, 4), dtype)
+    array[1, 2, 2] = top
+    if dtype is np.uint16:
+        assert uint16_divisor(array) == divisor
+    out = unit_float(array)
+    assert out.dtype == np.float32 and float(out.max()) == pytest.approx(top / divisor)
+    with pytest.raises(ValueError, match="int32"):
+        unit_float(array.astype(np.int32))
+
+
+def test_a_raw_12_bit_fan_is_found_as_its_read_copy_is():
+    from napari_ribseg.core.region import detect_imaged_region
+
+    frames, truth = _fan_cine(12)
+    raw = np.round(frames * 4095).astype(np.uint16)
+    read = detect_imaged_region(raw / np.float32(4095))
+    found = detect_imaged_region(raw)
+    # Divided by 65535 the fan was too dark to be found: the whole frame (100%, fan 63%).
+    assert found.kind == read.kind == "fan"
+    assert float(found.mask.mean()) == pytest.approx(float(truth.mean()), abs=0.01)
+    np.testing.assert_array_equal(found.mask, read.mask)
+
+
+def test_predict_stack_on_a_raw_12_bit_fan_crops_to_the_fan():
+    import torch
+
+    from napari_ribseg.core.inference import predict_stack_sync
+    from napari_ribseg.core.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("unet", "tiny", input_size=64, pretrained=False).eval()
+    frames, truth = _fan_cine(4)
+    raw = np.round(frames * 4095).astype(np.uint16)
+    kw = {"device": "cpu", "crop_to_region": True, "flip_average": False}
+    expected = predict_stack_sync(model, raw.astype(np.float32) / np.float32(4095), **kw)
+    got = predict_stack_sync(model, raw, **kw)
+    assert got.region is not None and got.region.kind == "fan"
+    np.testing.assert_array_equal(got.region.mask, expected.region.mask)
+    np.testing.assert_array_equal(got.prob, expected.prob)
+
+
+def test_predict_images_divides_a_clips_raw_images_by_one_divisor():
+    import torch
+
+    from napari_ribseg.core.inference import predict_images_sync
+    from napari_ribseg.core.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("unet", "tiny", input_size=64, pretrained=False).eval()
+    rng = np.random.default_rng(2)
+    dark = rng.integers(0, 101, (40, 48), dtype=np.uint16)  # alone: 8 bits, /255
+    bright = rng.integers(0, 4001, (40, 48), dtype=np.uint16)
+    kw = {"device": "cpu", "crop_to_region": False, "flip_average": False}
+    for clips in (["c", "c"], None):
+        scaled = [im.astype(np.float32) / np.float32(4095) for im in (dark, bright)]
+        expected = predict_images_sync(model, scaled, clips=clips, **kw)
+        got = predict_images_sync(model, [dark, bright], clips=clips, **kw)
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+
+
+def test_a_training_set_from_a_raw_12_bit_stack_is_scaled_as_read():
+    from napari_ribseg.core.stack import FrameStatus
+    from napari_ribseg.core.training.data import TrainingSet
+
+    rng = np.random.default_rng(3)
+    raw = rng.integers(0, 3000, (3, 16, 16), dtype=np.uint16)
+    raw[2, 0, 0] = 3260  # the stack's maximum lies in a frame that is not curated
+    statuses = np.array([int(FrameStatus.CURATED)] * 2 + [0])
+    labels = np.zeros(raw.shape, np.uint8)
+    data = TrainingSet.from_stack(raw, labels, statuses)
+    np.testing.assert_allclose(data.images[0], raw[0] / 4095, atol=1e-6)
+    assert max(float(im.max()) for im in data.images) <= 3000 / 4095 + 1e-6
+
+
+def test_adaptation_sees_a_raw_12_bit_stack_as_read(tmp_path, monkeypatch):
+    """The adaptation's raw view of a 12-bit stack of max 3260: 0.05 by 65535, 0.80 as read."""
+    import importlib
+
+    from test_training_support import tiny_base
+
+    # The package exports the function adapt under the module's name.
+    adapt_module = importlib.import_module("napari_ribseg.core.training.adapt")
+
+    seen = {}
+
+    class Seen(Exception):
+        pass
+
+    def record(views):
+        seen["raw"] = views
+        raise Seen
+
+    monkeypatch.setattr(adapt_module, "stretch", record)
+    base = tiny_base(tmp_path / "base.safetensors")
+    raw = np.zeros((12, 64, 64), np.uint16)
+    raw[:, 20:26, 8:56] = 3260
+    with pytest.raises(Seen):
+        adapt_module.adapt_sync(base, raw, adapt_module.AdaptConfig(steps=1, device="cpu"))
+    assert float(seen["raw"].max()) == pytest.approx(3260 / 4095, abs=1e-3)

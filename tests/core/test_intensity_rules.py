@@ -10,9 +10,116 @@ fan was not found: the whole frame) and the training set and adaptation unscaled
 
 from __future__ import annotations
 
+import struct
+import zlib
+
+import cv2
 import numpy as np
 import pytest
+import tifffile
 from test_region import _fan_cine
+
+from napari_ribseg.core.errors import StackReadError
+from napari_ribseg.core.io import read_stack
+
+# --------------------------------------------------------------------------- 16-bit colour PNG
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _rows(image: np.ndarray) -> bytes:
+    """PNG scanlines (filter 0) of an (H, W, samples) uint16 image, big-endian."""
+    data = image.astype(">u2").reshape(image.shape[0], -1)
+    return b"".join(b"\x00" + row.tobytes() for row in data)
+
+
+def _png16(path, frames: list[np.ndarray], colour_type: int) -> None:
+    """A 16-bit PNG (one frame) or APNG (several) written by hand: Pillow cannot write either."""
+    h, w = frames[0].shape[:2]
+    out = b"\x89PNG\r\n\x1a\n" + _chunk(
+        b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
+    )
+    if len(frames) > 1:
+        out += _chunk(b"acTL", struct.pack(">II", len(frames), 0))
+    seq = 0
+    for i, frame in enumerate(frames):
+        if len(frames) > 1:
+            out += _chunk(b"fcTL", struct.pack(">IIIIIHHBB", seq, w, h, 0, 0, 1, 10, 0, 0))
+            seq += 1
+        pixels = zlib.compress(_rows(frame))
+        if i == 0:
+            out += _chunk(b"IDAT", pixels)
+        else:
+            out += _chunk(b"fdAT", struct.pack(">I", seq) + pixels)
+            seq += 1
+    path.write_bytes(out + _chunk(b"IEND", b""))
+
+
+def _grey12() -> np.ndarray:
+    grey = np.full((16, 20), 2084, np.uint16)
+    grey[0, 0] = 4095
+    return grey
+
+
+def test_a_16_bit_rgb_png_of_a_12_bit_grey_frame_reads_its_own_values(tmp_path):
+    grey = _grey12()
+    cv2.imwrite(str(tmp_path / "rgb48.png"), np.stack([grey] * 3, axis=-1))
+    stack = read_stack(tmp_path / "rgb48.png")
+    # Pillow kept the high byte: 2084 >> 8 = 8, /255 -> mean 0.031.
+    assert float(stack.frames.mean()) == pytest.approx(float((grey / 4095).mean()), abs=1e-6)
+    assert float(stack.frames[0, 1, 1]) == pytest.approx(2084 / 4095, abs=1e-6)  # 0.509
+    assert stack.original_dtype == "uint16"
+    assert stack.metadata["intensity_scaling"]["divisor"] == 4095.0
+
+
+def test_16_bit_colour_pngs_keep_red_and_blue_apart(tmp_path):
+    """cv2 decodes BGR; luma weighs red 0.299 and blue 0.114, so a swap shows."""
+    rgb = np.zeros((8, 10, 3), np.uint16)
+    rgb[..., 0] = 4000  # red only
+    rgb[0, 0, 2] = 4095  # one blue pixel sets the depth
+    _png16(tmp_path / "red.png", [rgb], colour_type=2)
+    frames = read_stack(tmp_path / "red.png").frames
+    assert float(frames[0, 5, 5]) == pytest.approx(0.299 * 4000 / 4095, abs=1e-6)
+
+
+@pytest.mark.parametrize("colour_type", [4, 6])  # grey + alpha, RGBA
+def test_16_bit_pngs_with_alpha_read_their_grey_exactly(tmp_path, colour_type):
+    grey = _grey12()
+    alpha = np.full_like(grey, 65535)
+    planes = [grey, alpha] if colour_type == 4 else [grey, grey, grey, alpha]
+    _png16(tmp_path / "a.png", [np.stack(planes, axis=-1)], colour_type=colour_type)
+    frames = read_stack(tmp_path / "a.png").frames
+    assert float(frames[0, 1, 1]) == pytest.approx(2084 / 4095, abs=1e-6)
+
+
+def test_a_folder_of_16_bit_rgb_pngs_reads_like_its_grey_tiffs(tmp_path):
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 4096, (3, 12, 14), dtype=np.uint16)
+    for sub in ("rgb", "grey"):
+        (tmp_path / sub).mkdir()
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(tmp_path / "rgb" / f"f{i}.png"), np.stack([frame] * 3, axis=-1))
+        tifffile.imwrite(tmp_path / "grey" / f"f{i}.tif", frame, photometric="minisblack")
+    rgb, grey = read_stack(tmp_path / "rgb").frames, read_stack(tmp_path / "grey").frames
+    np.testing.assert_allclose(rgb, grey, atol=1e-6)
+
+
+def test_a_16_bit_colour_animation_is_refused_not_misread(tmp_path):
+    frame = np.stack([_grey12()] * 3, axis=-1)
+    _png16(tmp_path / "cine.png", [frame, frame], colour_type=2)
+    with pytest.raises(StackReadError, match=r"cine\.png.*16-bit colour animation"):
+        read_stack(tmp_path / "cine.png")
+
+
+def test_a_16_bit_grey_animation_still_reads(tmp_path):
+    grey = _grey12()[..., None]
+    _png16(tmp_path / "cine.png", [grey, grey], colour_type=0)
+    stack = read_stack(tmp_path / "cine.png")
+    assert stack.n_frames == 2
+    assert float(stack.frames[1, 1, 1]) == pytest.approx(2084 / 4095, abs=1e-6)
+
 
 # --------------------------------------------------------------------------- the engine
 

@@ -94,11 +94,21 @@ def pil_array(img, path: Path) -> np.ndarray:
     """The current frame of an open PIL image as (H, W) or (H, W, samples) in its stored dtype.
 
     Palette images become RGB(A), other colour spaces RGB; 16-bit greyscale that Pillow opens as
-    32-bit "I" comes back as uint16.
+    32-bit "I" comes back as uint16. A 16-bit colour PNG (RGB, RGBA or grey + alpha at 16 bits),
+    which Pillow cuts to its high byte, is decoded by OpenCV at its full depth (:func:`png16_colour`).
     """
     width, height = img.size
     check_frame(height, width, path)
     check_shape((height, width, len(img.getbands())), 4, "image", path)
+    if img.format == "PNG" and is_png16_colour(path):
+        frames = int(getattr(img, "n_frames", 1) or 1)
+        if frames > 1:
+            raise StackReadError(
+                f"{path}: a 16-bit colour animation (APNG, {frames} frames) cannot be decoded "
+                "at its full depth (Pillow keeps 8 of the 16 bits, OpenCV reads one frame); save "
+                "the cine as a 16-bit grey APNG, a TIFF stack or a folder of 16-bit PNG frames"
+            )
+        return png16_colour(path)
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     elif img.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
@@ -108,6 +118,43 @@ def pil_array(img, path: Path) -> np.ndarray:
         # Pillow opens some 16-bit greyscale files as 32-bit "I"; they are uint16 on disk.
         data = data.astype(np.uint16)
     return data
+
+
+#: PNG colour types with colour or alpha samples: grey + alpha (4), RGB (2), RGBA (6).
+_PNG_COLOUR_TYPES = (2, 4, 6)
+
+
+def is_png16_colour(path: Path) -> bool:
+    """True for a PNG whose header (IHDR) declares 16-bit samples of a colour type with colour or
+    alpha: the PNGs that Pillow decodes to 8 bits."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return (
+        len(head) == 26
+        and head[:8] == b"\x89PNG\r\n\x1a\n"
+        and head[12:16] == b"IHDR"
+        and head[24] == 16
+        and head[25] in _PNG_COLOUR_TYPES
+    )
+
+
+def png16_colour(path: Path) -> np.ndarray:
+    """A single-frame 16-bit colour PNG as (H, W, 3 or 4) uint16, R G B (A) order, exactly as stored
+    (OpenCV decodes it BGR(A); grey + alpha comes back as four samples, grey thrice)."""
+    import cv2
+
+    try:
+        data = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise StackReadError(f"{path}: cannot decode 16-bit colour PNG: {exc}") from exc
+    if data is None or data.dtype != np.uint16 or data.ndim != 3 or data.shape[-1] not in (3, 4):
+        got = "nothing" if data is None else f"{data.dtype} {data.shape}"
+        raise StackReadError(
+            f"{path}: cannot decode 16-bit colour PNG (truncated or corrupt?): OpenCV gave {got}, "
+            "expected uint16 (H, W, 3 or 4)"
+        )
+    order = [2, 1, 0] if data.shape[-1] == 3 else [2, 1, 0, 3]
+    return np.ascontiguousarray(data[..., order])
 
 
 def _white_to_black(data: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ fan was not found: the whole frame) and the training set and adaptation unscaled
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 
@@ -20,7 +21,9 @@ import tifffile
 from test_region import _fan_cine
 
 from napari_ribseg.core.errors import StackReadError
-from napari_ribseg.core.io import read_stack
+from napari_ribseg.core.io import read_stack, write_paired_dataset
+from napari_ribseg.core.io.intensity import describe_scaling
+from napari_ribseg.core.io.paired import read_paired_dataset
 
 # --------------------------------------------------------------------------- 16-bit colour PNG
 
@@ -119,6 +122,112 @@ def test_a_16_bit_grey_animation_still_reads(tmp_path):
     stack = read_stack(tmp_path / "cine.png")
     assert stack.n_frames == 2
     assert float(stack.frames[1, 1, 1]) == pytest.approx(2084 / 4095, abs=1e-6)
+
+
+# --------------------------------------------------------------------------- paired: one divisor a clip
+
+
+def _clips_dataset(tmp_path):
+    """Clip c1 is 12-bit (a dark frame, max 100, and a bright one); c2 is 8-bit data in 16 bits."""
+    dark = np.full((8, 8), 100, np.uint16)
+    bright = np.full((8, 8), 4000, np.uint16)
+    eight = np.full((8, 8), 130, np.uint16)
+    masks = [np.zeros((8, 8), np.uint8)] * 3
+    masks[0] = np.eye(8, dtype=np.uint8)
+    ids = ["c1_f0", "c1_f1", "c2_f0"]
+    return write_paired_dataset(tmp_path / "data", [dark, bright, eight], masks, ids)
+
+
+def test_paired_frames_of_a_clip_share_its_divisor_and_clips_keep_their_own(tmp_path):
+    root = _clips_dataset(tmp_path)
+    with pytest.warns(UserWarning, match="bit depths differ"):
+        data = read_paired_dataset(root)
+    values = [float(im[0, 0]) for im in data.images]
+    # Pooled over the dataset, c2 read 130 / 4095 = 0.032; per image, c1's dark frame 100 / 255.
+    assert values == pytest.approx([100 / 4095, 4000 / 4095, 130 / 255])
+    clips = data.scaling["uint16_clips"]
+    assert clips["c1"]["divisor"] == 4095.0 and clips["c1"]["significant_bits"] == 12
+    assert clips["c2"]["divisor"] == 255.0 and clips["c2"]["significant_bits"] == 8
+    assert describe_scaling(data.scaling) == (
+        "16-bit images divided by their clip's bit depth: 4095 (12 significant bits) for 1 clip "
+        "(c1), 255 (8 significant bits) for 1 clip (c2); bit depths differ between clips"
+    )
+
+
+def test_an_id_without_a_frame_number_is_its_own_clip(tmp_path):
+    images = [np.full((8, 8), 100, np.uint16), np.full((8, 8), 4000, np.uint16)]
+    masks = [np.zeros((8, 8), np.uint8)] * 2
+    root = write_paired_dataset(tmp_path / "d", images, masks, ["alpha", "beta"])
+    with pytest.warns(UserWarning, match="bit depths differ"):
+        data = read_paired_dataset(root)
+    assert [float(im[0, 0]) for im in data.images] == pytest.approx([100 / 255, 4000 / 4095])
+
+
+def test_an_8_bit_paired_dataset_records_the_dtype_rule(tmp_path):
+    images = [np.full((8, 8), 51, np.uint8)] * 2
+    root = write_paired_dataset(
+        tmp_path / "d", images, [np.zeros((8, 8), np.uint8)] * 2, ["c_f0", "c_f1"]
+    )
+    data = read_paired_dataset(root)
+    assert data.scaling == {"method": "divide-by-dtype"}
+    assert float(data.images[0][0, 0]) == pytest.approx(0.2)
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    import torch
+
+    from napari_ribseg.core.models import ModelCard, build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model("unet", "tiny", input_size=64, pretrained=False)
+    card = ModelCard(name="tiny", variant="unet", preset="tiny", widths=list(model.widths))
+    return save_checkpoint(model, card, tmp_path / "models" / "tiny.safetensors")
+
+
+def test_ribseg_evaluate_prints_and_writes_the_intensity_rule(tmp_path, tiny_checkpoint, capsys):
+    from napari_ribseg.cli import main
+
+    root = _clips_dataset(tmp_path)
+    argv = ["evaluate", str(root), "--model", str(tiny_checkpoint), "--device", "cpu"]
+    out_json = tmp_path / "scores.json"
+    with pytest.warns(UserWarning, match="bit depths differ"):
+        assert main([*argv, "--json-out", str(out_json)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("intensity:"))
+    expected = (
+        "16-bit images divided by their clip's bit depth: 4095 (12 significant bits) for 1 clip "
+        "(c1), 255 (8 significant bits) for 1 clip (c2); bit depths differ between clips"
+    )
+    assert line == f"intensity: {expected}"
+    written = json.loads(out_json.read_text())
+    assert written["intensity"] == expected
+    assert written["intensity_scaling"]["uint16_clips"]["c2"]["divisor"] == 255.0
+
+
+def test_ribseg_finetune_prints_the_intensity_rule(tmp_path, tiny_checkpoint, capsys):
+    from napari_ribseg.cli import main
+
+    rng = np.random.default_rng(0)
+    images, masks, ids = [], [], []
+    for c in range(3):
+        for f in range(2):
+            images.append(rng.integers(0, 4096, (32, 32), dtype=np.uint16))
+            mask = np.zeros((32, 32), np.uint8)
+            mask[10:14, 4:28] = 1
+            masks.append(mask)
+            ids.append(f"c{c}_f{f}")
+    root = write_paired_dataset(tmp_path / "paired", images, masks, ids)
+    code = main(
+        ["finetune", str(root), "--model", str(tiny_checkpoint), "--out", str(tmp_path / "o.safetensors"),
+         "--epochs", "1", "--batch-size", "2", "--device", "cpu", "--val-share", "0.34"]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    line = next(x for x in out.splitlines() if x.startswith("intensity:"))
+    assert line == (
+        "intensity: 16-bit images divided by their clip's bit depth: 4095 (12 significant bits) "
+        "for 3 clips (c0, c1, c2)"
+    )
 
 
 # --------------------------------------------------------------------------- the engine
@@ -232,3 +341,35 @@ def test_adaptation_sees_a_raw_12_bit_stack_as_read(tmp_path, monkeypatch):
     with pytest.raises(Seen):
         adapt_module.adapt_sync(base, raw, adapt_module.AdaptConfig(steps=1, device="cpu"))
     assert float(seen["raw"].max()) == pytest.approx(3260 / 4095, abs=1e-3)
+
+
+# --------------------------------------------------------------------------- WhiteIsZero
+
+
+def test_a_white_is_zero_folder_records_the_inversion(tmp_path, capsys):
+    from napari_ribseg.cli import main
+
+    rng = np.random.default_rng(4)
+    data = rng.integers(0, 4096, (3, 10, 12), dtype=np.uint16)
+    data[0, 0, 0] = 4095
+    for i, frame in enumerate(data):
+        tifffile.imwrite(tmp_path / f"f{i}.tif", frame, photometric="miniswhite")
+    stack = read_stack(tmp_path)
+    assert stack.metadata["intensity_scaling"]["inverted"] is True
+    assert main(["info", str(tmp_path)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("intensity:"))
+    assert line.split(":", 1)[1].strip() == (
+        "divided by 4095 (12 significant bits, from the stack maximum); inverted (low values "
+        "were white)"
+    )
+
+
+def test_a_nearly_white_12_bit_white_is_zero_frame_stays_nearly_white_in_a_folder(tmp_path):
+    """Inverted in its own bit depth (8: its max is 40), the frame read 255 - v over 4095: dark."""
+    white = np.full((10, 12), 40, np.uint16)  # low values are white
+    other = np.full((10, 12), 4095, np.uint16)
+    for i, frame in enumerate([white, other]):
+        tifffile.imwrite(tmp_path / f"f{i}.tif", frame, photometric="miniswhite")
+    frames = read_stack(tmp_path).frames
+    assert float(frames[0, 0, 0]) == pytest.approx(1 - 40 / 4095, abs=1e-6)
+    assert float(frames[1, 0, 0]) == pytest.approx(0.0, abs=1e-6)

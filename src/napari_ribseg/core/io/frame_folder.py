@@ -3,7 +3,8 @@
 ``frame2.png`` comes before ``frame10.png``. Every frame must have the height and width of the first;
 grey and colour frames may be mixed (colour becomes BT.601 luma). 8-bit frames are divided by 255;
 16-bit frames by ``2**bits - 1`` for the bit depth (8, 12 or 16) that holds the folder's largest
-16-bit value; float frames follow the stack-wide float rule.
+16-bit value; float frames follow the stack-wide float rule. WhiteIsZero TIFF frames are inverted
+after scaling, `1 - v`, and the scaling record says `inverted`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,15 @@ from napari_ribseg.core.stack import Stack
 
 
 def read_image(path: Path) -> np.ndarray:
-    """One 2-D image file as (H, W) or (H, W, samples) in its stored dtype."""
+    """One 2-D image file as (H, W) or (H, W, samples) in its stored dtype, a WhiteIsZero TIFF
+    inverted within its own dtype (for masks: what is marked stays marked)."""
+    data, white_is_zero = read_image_pixels(path)
+    return _white_to_black(data) if white_is_zero else data
+
+
+def read_image_pixels(path: Path) -> tuple[np.ndarray, bool]:
+    """One 2-D image file as stored, (H, W) or (H, W, samples), and whether its low values are
+    white (a WhiteIsZero TIFF): frames are inverted after scaling, ``1 - v``, as a stack is."""
     path = Path(path)
     if path.suffix.lower() in (".tif", ".tiff"):
         import tifffile
@@ -56,7 +65,7 @@ def read_image(path: Path) -> np.ndarray:
             data = np.moveaxis(data, axes.index("S"), -1)
         data = np.squeeze(data) if data.ndim > 2 and 1 in data.shape[:-2] else data
         if data.ndim == 2 or (data.ndim == 3 and data.shape[-1] in (2, 3, 4)):
-            return _white_to_black(data) if white_is_zero else data
+            return data, white_is_zero
         raise StackReadError(f"{path}: expected a single 2-D image, got shape {data.shape}")
     with open_pil(path) as img:
         frames = int(getattr(img, "n_frames", 1) or 1)
@@ -65,7 +74,7 @@ def read_image(path: Path) -> np.ndarray:
                 f"{path}: holds {frames} frames (an animation); a frame folder takes one image per "
                 "file: open the file itself to read all its frames"
             )
-        return pil_array(img, path)
+        return pil_array(img, path), False
 
 
 @contextlib.contextmanager
@@ -179,7 +188,7 @@ def read_frame_folder(folder: Path) -> Stack:
     files = frame_files(folder)
     if not files:
         raise StackReadError(f"{folder}: folder contains no image frames (png, jpg, bmp, tif)")
-    images = ((read_image(file), file) for file in files)
+    images = ((*read_image_pixels(file), file) for file in files)
     frames, original_dtype, scaling = stack_images(images, len(files), folder, files[0].name)
     return Stack(
         frames=frames,
@@ -190,23 +199,30 @@ def read_frame_folder(folder: Path) -> Stack:
 
 
 def stack_images(
-    images: Iterable[tuple[np.ndarray, Path]], count: int, source: Path, first: str
+    images: Iterable[tuple[np.ndarray, bool, Path]], count: int, source: Path, first: str
 ) -> tuple[np.ndarray, str, dict]:
-    """``count`` 2-D images, given one at a time with the file each came from, as float32 frames.
+    """``count`` 2-D images, given one at a time with whether their low values are white and the
+    file each came from, as float32 frames.
 
     Returns the (count, H, W) frames in [0, 1], the original dtype (``"mixed:uint8,uint16"`` when
     the images differ) and the scaling record. Every image must have the size of the first (named ``first`` in the error).
     8-bit images are scaled by 255 as they come; 16-bit images are divided together at the end by
     the bit depth of their largest value (:func:`~napari_ribseg.core.io.intensity.uint16_bits`), and
     float images min-max scaled together (the stack-wide float rule), so the relative brightness of
-    frames is kept.
+    frames is kept. Images whose low values are white are inverted after that, ``1 - v`` (inverted
+    in their own bit depth, a nearly white 12-bit frame of maximum 40 read 255 - 40 over the
+    folder's 4095: near black); the record says ``inverted`` (with ``inverted_frames`` and
+    ``frames`` when only some were).
     """
     frames: np.ndarray | None = None
     dtypes: list[str] = []
     float_rule = False
     wide: list[int] = []  # the 16-bit frames
     wide_max = 0
-    for i, (image, file) in enumerate(images):
+    inverted: list[int] = []
+    for i, (image, white_is_zero, file) in enumerate(images):
+        if white_is_zero:
+            inverted.append(i)
         raw, colour = arrange_frames(image, file, colour=image.ndim == 3)
         if raw.shape[0] != 1:
             raise StackReadError(f"{file}: expected one frame per file, got {raw.shape[0]}")
@@ -249,4 +265,10 @@ def stack_images(
             scaling = {"method": "divide-by-dtype", "uint16": scaling}
     if float_rule:
         frames, scaling = to_unit_frames(frames, source)
+    if inverted:
+        for i in inverted:
+            np.subtract(np.float32(1.0), frames[i], out=frames[i])
+        scaling = {**scaling, "inverted": True}
+        if len(inverted) < count:
+            scaling.update(inverted_frames=len(inverted), frames=count)
     return frames, dtypes[0] if len(dtypes) == 1 else "mixed:" + ",".join(dtypes), scaling

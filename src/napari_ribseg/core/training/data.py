@@ -59,6 +59,9 @@ class TrainingSet:
     #: model's own unchanged mask.
     edited: list[bool] = field(default_factory=list)
     labelled_by: str | None = None
+    #: How the source's pixels were scaled to [0, 1] (its ``intensity_scaling`` record: a paired
+    #: dataset's per-clip divisors, a stack's reader record), ``None`` when unknown.
+    intensity_scaling: dict | None = None
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -105,6 +108,7 @@ class TrainingSet:
             ids=[self.ids[i] for i in idx],
             edited=[self.edited[i] for i in idx] if self.edited else [],
             labelled_by=self.labelled_by,
+            intensity_scaling=self.intensity_scaling,
         )
 
     def corrected_for(self, model_name: str) -> list[bool | None] | None:
@@ -127,6 +131,7 @@ class TrainingSet:
             groups=list(dataset.groups),
             source=str(dataset.root),
             ids=list(dataset.ids),
+            intensity_scaling=getattr(dataset, "scaling", None),
         )
 
     @classmethod

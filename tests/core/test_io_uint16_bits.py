@@ -60,14 +60,18 @@ def test_a_16_bit_png_folder_is_divided_by_one_depth_for_every_frame(tmp_path):
     assert stack.metadata["intensity_scaling"]["significant_bits"] == 12
 
 
-def test_a_16_bit_paired_dataset_is_divided_by_one_depth_for_every_image(tmp_path):
+def test_a_16_bit_paired_clip_is_divided_by_one_depth_for_every_frame(tmp_path):
+    """Frames of one clip (ids clip_f0, clip_f1) share the clip's divisor; clips and images whose
+    id has no frame number keep their own (tests/core/test_intensity_rules.py)."""
     for sub in ("IMG", "MASK"):
         (tmp_path / sub).mkdir()
     for i, value in enumerate([100, 4000]):
-        Image.fromarray(np.full((8, 8), value, np.uint16)).save(tmp_path / "IMG" / f"{i}.png")
-        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "MASK" / f"{i}.png")
+        image = np.full((8, 8), value, np.uint16)
+        Image.fromarray(image).save(tmp_path / "IMG" / f"clip_f{i}.png")
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "MASK" / f"clip_f{i}.png")
     data = read_paired_dataset(tmp_path)
     assert [float(im[0, 0]) for im in data.images] == pytest.approx([100 / 4095, 4000 / 4095])
+    assert data.scaling["uint16_clips"]["clip"]["divisor"] == 4095.0
 
 
 @pytest.mark.parametrize("byteorder", ["<", ">"])

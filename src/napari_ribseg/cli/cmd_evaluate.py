@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_ribseg.core.devices import resolve_device
     from napari_ribseg.core.evaluation import evaluate_model
     from napari_ribseg.core.io import read_paired_dataset
+    from napari_ribseg.core.io.intensity import describe_scaling
     from napari_ribseg.core.models import load_model
 
     device = resolve_device(args.device)
@@ -129,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         "postprocess": options.kwargs(),
         "flip_average": evaluation.extra["flip_average"],
     }
+    evaluation.extra["intensity"] = describe_scaling(dataset.scaling)
+    evaluation.extra["intensity_scaling"] = dataset.scaling
     if derived is not None:
         evaluation.extra["spacing_from_depth"] = derived.to_dict()
     if args.csv is not None:
@@ -140,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(evaluation.to_dict(), allow_nan=False))
         return 0
     _print_table(evaluation)
+    print(f"intensity: {evaluation.extra['intensity']}")
     if derived is not None:
         print(f"spacing: {derived.describe()} (median clip)")
     print(

@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     """Fine-tune; print where the model went (or why there is none) and the held-out Dice."""
     from napari_ribseg.cli.progress_bar import ProgressBar
     from napari_ribseg.core.errors import TrainingError
+    from napari_ribseg.core.io.intensity import describe_scaling
     from napari_ribseg.core.jobs import run_job
     from napari_ribseg.core.models import load_model, resolve_model
     from napari_ribseg.core.training.config import config_from_args
@@ -90,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     data = _training_data(args.data, args.project_folder)
     base = load_model(base_path)
     main_rank = int(os.environ.get("RANK", "0")) == 0
+    if main_rank and data.intensity_scaling is not None:
+        print(f"intensity: {describe_scaling(data.intensity_scaling)}", file=sys.stdout)
     bar = ProgressBar("finetune", kind="batch") if main_rank else None
     result = run_job(finetune(base, data, config, out=out, resume=not args.no_resume), bar)
     if main_rank:

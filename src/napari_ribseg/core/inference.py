@@ -31,7 +31,8 @@ Design choices, and why:
 - Input is what the readers give, or their raw source: float frames must lie in [0, 1] (checked per
   batch, an error names the first bad frame); bool and uint8 frames are scaled by their dtype's
   full scale and an in-memory uint16 stack by ``2**bits - 1`` for the bit depth of its maximum,
-  exactly as the readers scale them (:mod:`napari_ribseg.core.io.intensity`), on the device, so a
+  exactly as the readers scale them (``core.io.intensity.uint16_divisor``, also for the imaged
+  region's detection), on the device, so a
   memory-mapped uint8 source goes up as uint8 (a lazy uint16 source scales itself:
   ``core.io.lazy.TiffFrames``). Other integer
   dtypes are refused: only the readers' whole-stack min-max rule can scale them consistently.
@@ -52,7 +53,13 @@ import numpy as np
 
 from napari_ribseg.core.devices import resolve_device
 from napari_ribseg.core.errors import DeviceError
-from napari_ribseg.core.io.intensity import full_scale, is_uint16, uint16_scaling
+from napari_ribseg.core.io.intensity import (
+    full_scale,
+    is_uint16,
+    uint16_divisor,
+    unit_divisor,
+    unit_float,
+)
 from napari_ribseg.core.jobs import Progress, StopFlag, run_job
 from napari_ribseg.core.postprocess import probability_to_mask
 from napari_ribseg.core.stack import Stack
@@ -344,13 +351,11 @@ def _as_frames(frames: Any) -> Any:
 
 
 def _uint16_divisor(frames: Any) -> float | None:
-    """For an in-memory (or memory-mapped) uint16 stack, the readers' divisor: ``2**bits - 1``
-    for the bit depth of its maximum (``core.io.intensity.uint16_scaling``); else ``None``."""
+    """For an in-memory (or memory-mapped) uint16 stack, the readers' divisor
+    (``core.io.intensity.uint16_divisor``); else ``None`` (a lazy uint16 source scales itself)."""
     if not isinstance(frames, np.ndarray) or not is_uint16(frames.dtype) or not frames.size:
         return None
-    step = max(1, (64 << 20) // max(1, frames[0].nbytes))
-    top = max(int(frames[i : i + step].max()) for i in range(0, len(frames), step))
-    return uint16_scaling(top)[0]
+    return uint16_divisor(frames)
 
 
 def _check_unit_batch(batch: np.ndarray, chunk: np.ndarray) -> None:
@@ -487,7 +492,7 @@ def predict_stack(
     if region is None and crop_to_region is not False and isinstance(frames, np.ndarray):
         from napari_ribseg.core.region import detect_imaged_region
 
-        region = detect_imaged_region(frames)
+        region = detect_imaged_region(frames, divisor=scale)
     if region is not None and getattr(region, "kind", "") == "full":
         region = None
 
@@ -647,8 +652,10 @@ def predict_images(
     for :func:`predict_stack`: batched together, and their imaged region detected together, as
     for that clip on its own; unrelated images of one size never share a region. Returns one uint8
     probability map per image, in input order; ``None`` for images not reached before a stop.
-    Progress counts images overall. Each image is scaled as a frame of :func:`predict_stack` is
-    (uint8 by 255, floats in [0, 1]).
+    Progress counts images overall. Each image is scaled as the readers scale it (bool by 1, uint8
+    by 255, floats kept in [0, 1]); raw uint16 images share one divisor per clip (per call without
+    ``clips``), ``2**bits - 1`` for the bit depth of that clip's largest value, as
+    ``read_paired_dataset`` divides them: a dark frame of a 12-bit clip stays dark.
     """
     if clips is not None and len(clips) != len(images):
         raise ValueError(f"{len(clips)} clip names for {len(images)} images; expected one each")
@@ -662,8 +669,10 @@ def predict_images(
     out: list[np.ndarray | None] = [None] * total
     dev = resolve_device(device)
     offset = 0
+    divisors = _clip_divisors(images, clips)
     for indices in groups.values():
-        stack = np.stack([_unit_image(images[i], i) for i in indices])
+        clip = str(clips[indices[0]]) if clips is not None else ""
+        stack = np.stack([_unit_image(images[i], i, divisors.get(clip)) for i in indices])
         job = predict_stack(loaded, stack, device=dev, batch_size=batch_size, stop=stop, **options)
         while True:
             try:
@@ -685,19 +694,26 @@ def predict_images(
     return out
 
 
-def _unit_image(image: np.ndarray, index: int) -> np.ndarray:
-    """One image as float32 in [0, 1] by the same rules as a frame (images may differ in dtype)."""
+def _clip_divisors(images: Sequence[np.ndarray], clips: Sequence[str] | None) -> dict[str, float]:
+    """One divisor per clip (per call without ``clips``) for the raw uint16 images, from the
+    largest value of that clip's uint16 images, as ``read_paired_dataset`` divides a clip."""
+    wide: dict[str, list[np.ndarray]] = {}
+    for i, image in enumerate(images):
+        if is_uint16(np.asarray(image).dtype):
+            wide.setdefault(str(clips[i]) if clips is not None else "", []).append(image)
+    return {clip: uint16_divisor(members) for clip, members in wide.items()}
+
+
+def _unit_image(image: np.ndarray, index: int, uint16: float | None) -> np.ndarray:
+    """One image as float32 in [0, 1] by the readers' rules; uint16 by ``uint16``, its clip's
+    divisor (:func:`_clip_divisors`)."""
     image = np.asarray(image)
-    scale = full_scale(image.dtype)
-    if is_uint16(image.dtype) and image.size:
-        scale = uint16_scaling(int(image.max()))[0]  # as the readers divide it
-    if scale is not None:
-        return image.astype(np.float32) / np.float32(scale)
     if image.dtype.kind != "f":
-        raise ValueError(
-            f"image {index}: dtype {image.dtype} cannot be scaled to [0, 1]; expected float in "
-            f"[0, 1], bool, uint8 or uint16"
-        )
+        try:
+            divisor = uint16 if is_uint16(image.dtype) else unit_divisor(image)
+        except ValueError as exc:
+            raise ValueError(f"image {index}: {exc}") from None
+        return unit_float(image, divisor)
     if image.size and not (
         np.isfinite(image).all() and float(image.min()) >= 0 and float(image.max()) <= 1
     ):

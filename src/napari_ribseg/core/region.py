@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_ribseg.core.errors import RibsegError
+from napari_ribseg.core.io.intensity import unit_divisor, unit_float
 
 if TYPE_CHECKING:
     from napari_ribseg.core.stack import Stack
@@ -266,16 +267,18 @@ def polygon_to_mask(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 # --------------------------------------------------------------------------- detection
 
 
-def _sample(frames: np.ndarray) -> np.ndarray:
-    """Up to MAX_SAMPLED_FRAMES evenly spaced frames as float32 in [0, 1] (integers scaled)."""
+def _sample(frames: np.ndarray, divisor: float | None = None) -> np.ndarray:
+    """Up to MAX_SAMPLED_FRAMES evenly spaced frames as float32 in [0, 1]: integers divided as the
+    readers divide the whole stack (``divisor``, else ``core.io.intensity.unit_divisor(frames)``:
+    raw 12-bit frames by 4095, not 65535, or the fan reads near black and is not found)."""
     n = frames.shape[0]
     picks = slice(None) if n <= MAX_SAMPLED_FRAMES else np.linspace(0, n - 1, MAX_SAMPLED_FRAMES)
     if not isinstance(picks, slice):
         picks = picks.round().astype(int)
     sample = np.asarray(frames[picks])
-    if sample.dtype.kind in "ui":
-        return sample.astype(np.float32) / float(np.iinfo(sample.dtype).max)
-    return sample.astype(np.float32, copy=False)
+    if sample.dtype.kind != "f" and divisor is None:
+        divisor = unit_divisor(frames)
+    return unit_float(sample, divisor)
 
 
 def _odd(value: float) -> int:
@@ -565,12 +568,16 @@ def _fit_shape(component: np.ndarray, source: str) -> ImagedRegion:
     return ImagedRegion.from_mask(_hull(component), kind="hull", source=source)
 
 
-def detect_imaged_region(frames: Any, *, min_fraction: float = 0.05) -> ImagedRegion:
+def detect_imaged_region(
+    frames: Any, *, min_fraction: float = 0.05, divisor: float | None = None
+) -> ImagedRegion:
     """The imaged region (fan, rectangle or hull) of a cine (N, H, W) or one frame (H, W).
 
     Uses temporal change when the cine moves and intensity structure otherwise (see the module
     docstring). Returns the full frame (kind ``full``) when nothing covering at least
     ``min_fraction`` of the frame is found, so callers never lose the image to a failed detection.
+    Integer frames are scaled as the readers scale them (``divisor``: the caller's, when it has
+    found the stack's already; else :func:`~napari_ribseg.core.io.intensity.unit_divisor`).
     """
     frames = getattr(frames, "frames", frames)
     if not hasattr(frames, "shape"):
@@ -582,7 +589,7 @@ def detect_imaged_region(frames: Any, *, min_fraction: float = 0.05) -> ImagedRe
     shape = (int(frames.shape[1]), int(frames.shape[2]))
     if min(shape) < 16:  # too small to hold margins worth cropping
         return ImagedRegion.full(shape)
-    sample = _sample(frames)
+    sample = _sample(frames, divisor)
     moving = changing_pixels(sample)
     # Image = what moves, or what is lifted above the margin's black over the cine: the deep
     # lung of a dark scan, a shadow or a frame under strong persistence is image that barely

@@ -192,8 +192,11 @@ class ReviewSession:
         name: str = "stack",
         options: MaskOptions | None = None,
         restored: bool = False,
+        scaling: dict | None = None,
     ) -> None:
         frames = np.asarray(frames)
+        #: The frames' ``intensity_scaling`` record (how the reader scaled them), when known.
+        self.intensity_scaling = scaling
         if frames.ndim != 3 or frames.shape != project.labels.shape:
             raise DatasetError(
                 f"{project.folder}: frames {frames.shape} do not match the review's labels "
@@ -278,7 +281,7 @@ class ReviewSession:
             folder, frames.shape[0], frames.shape[1:], source=source, frames=frames, lock=lock,
             read_only=read_only, aliases=legacy_fingerprints(frames, scaling),
         )  # fmt: skip
-        return cls(frames, project, name=name, options=options, restored=restored)
+        return cls(frames, project, name=name, options=options, restored=restored, scaling=scaling)
 
     # -- queries -------------------------------------------------------------------------------
     @property
@@ -489,7 +492,9 @@ class ReviewSession:
     # -- training ------------------------------------------------------------------------------
     def training_set(self) -> TrainingSet:
         """The curated frames as training data (see :func:`training_set_from_review`)."""
-        return training_set_from_review(self.frames, self.project, self.name)
+        data = training_set_from_review(self.frames, self.project, self.name)
+        data.intensity_scaling = self.intensity_scaling
+        return data
 
     def finetune(
         self,

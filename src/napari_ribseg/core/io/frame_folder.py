@@ -3,7 +3,8 @@
 ``frame2.png`` comes before ``frame10.png``. Every frame must have the height and width of the first;
 grey and colour frames may be mixed (colour becomes BT.601 luma). 8-bit frames are divided by 255;
 16-bit frames by ``2**bits - 1`` for the bit depth (8, 12 or 16) that holds the folder's largest
-16-bit value; float frames follow the stack-wide float rule.
+16-bit value; float frames follow the stack-wide float rule. WhiteIsZero TIFF frames are inverted
+after scaling, `1 - v`, and the scaling record says `inverted`.
 """
 
 from __future__ import annotations
@@ -31,11 +32,20 @@ from napari_ribseg.core.stack import Stack
 
 
 def read_image(path: Path, *, mask: bool = False) -> np.ndarray:
-    """One 2-D image file as (H, W) or (H, W, samples) in its stored dtype.
+    """One 2-D image file as (H, W) or (H, W, samples) in its stored dtype, a WhiteIsZero TIFF
+    inverted within its own dtype (for masks: what is marked stays marked).
 
     ``mask=True`` reads a palette image as its indices (the labels a labelling tool saved), not
     as the colours its palette shows; mask readers pass it, frames never do.
     """
+    data, white_is_zero = read_image_pixels(path, mask=mask)
+    return _white_to_black(data) if white_is_zero else data
+
+
+def read_image_pixels(path: Path, *, mask: bool = False) -> tuple[np.ndarray, bool]:
+    """One 2-D image file as stored, (H, W) or (H, W, samples), and whether its low values are
+    white (a WhiteIsZero TIFF): frames are inverted after scaling, ``1 - v``, as a stack is.
+    ``mask`` as for :func:`read_image`."""
     path = Path(path)
     if path.suffix.lower() in (".tif", ".tiff"):
         import tifffile
@@ -60,7 +70,7 @@ def read_image(path: Path, *, mask: bool = False) -> np.ndarray:
             data = np.moveaxis(data, axes.index("S"), -1)
         data = np.squeeze(data) if data.ndim > 2 and 1 in data.shape[:-2] else data
         if data.ndim == 2 or (data.ndim == 3 and data.shape[-1] in (2, 3, 4)):
-            return _white_to_black(data) if white_is_zero else data
+            return data, white_is_zero
         raise StackReadError(f"{path}: expected a single 2-D image, got shape {data.shape}")
     with open_pil(path) as img:
         frames = int(getattr(img, "n_frames", 1) or 1)
@@ -69,7 +79,7 @@ def read_image(path: Path, *, mask: bool = False) -> np.ndarray:
                 f"{path}: holds {frames} frames (an animation); a frame folder takes one image per "
                 "file: open the file itself to read all its frames"
             )
-        return pil_array(img, path, indices=mask)
+        return pil_array(img, path, indices=mask), False
 
 
 @contextlib.contextmanager
@@ -99,6 +109,8 @@ def pil_array(img, path: Path, *, indices: bool = False) -> np.ndarray:
 
     Palette images become RGB(A) (with ``indices=True``, their palette indices: a mask's labels),
     other colour spaces RGB; 16-bit greyscale that Pillow opens as 32-bit "I" comes back as uint16.
+    A 16-bit colour PNG (RGB, RGBA or grey + alpha at 16 bits), which Pillow cuts to its high
+    byte, is decoded by OpenCV at its full depth (:func:`png16_colour`).
     """
     width, height = img.size
     check_frame(height, width, path)
@@ -108,6 +120,15 @@ def pil_array(img, path: Path, *, indices: bool = False) -> np.ndarray:
         # maximum over R, G, B is the same: two labels read as one rib.
         img = img.getchannel(0) if img.mode == "PA" else img
         return np.asarray(img)
+    if img.format == "PNG" and is_png16_colour(path):
+        frames = int(getattr(img, "n_frames", 1) or 1)
+        if frames > 1:
+            raise StackReadError(
+                f"{path}: a 16-bit colour animation (APNG, {frames} frames) cannot be decoded "
+                "at its full depth (Pillow keeps 8 of the 16 bits, OpenCV reads one frame); save "
+                "the cine as a 16-bit grey APNG, a TIFF stack or a folder of 16-bit PNG frames"
+            )
+        return png16_colour(path)
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     elif img.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
@@ -117,6 +138,43 @@ def pil_array(img, path: Path, *, indices: bool = False) -> np.ndarray:
         # Pillow opens some 16-bit greyscale files as 32-bit "I"; they are uint16 on disk.
         data = data.astype(np.uint16)
     return data
+
+
+#: PNG colour types with colour or alpha samples: grey + alpha (4), RGB (2), RGBA (6).
+_PNG_COLOUR_TYPES = (2, 4, 6)
+
+
+def is_png16_colour(path: Path) -> bool:
+    """True for a PNG whose header (IHDR) declares 16-bit samples of a colour type with colour or
+    alpha: the PNGs that Pillow decodes to 8 bits."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return (
+        len(head) == 26
+        and head[:8] == b"\x89PNG\r\n\x1a\n"
+        and head[12:16] == b"IHDR"
+        and head[24] == 16
+        and head[25] in _PNG_COLOUR_TYPES
+    )
+
+
+def png16_colour(path: Path) -> np.ndarray:
+    """A single-frame 16-bit colour PNG as (H, W, 3 or 4) uint16, R G B (A) order, exactly as stored
+    (OpenCV decodes it BGR(A); grey + alpha comes back as four samples, grey thrice)."""
+    import cv2
+
+    try:
+        data = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise StackReadError(f"{path}: cannot decode 16-bit colour PNG: {exc}") from exc
+    if data is None or data.dtype != np.uint16 or data.ndim != 3 or data.shape[-1] not in (3, 4):
+        got = "nothing" if data is None else f"{data.dtype} {data.shape}"
+        raise StackReadError(
+            f"{path}: cannot decode 16-bit colour PNG (truncated or corrupt?): OpenCV gave {got}, "
+            "expected uint16 (H, W, 3 or 4)"
+        )
+    order = [2, 1, 0] if data.shape[-1] == 3 else [2, 1, 0, 3]
+    return np.ascontiguousarray(data[..., order])
 
 
 def _white_to_black(data: np.ndarray) -> np.ndarray:
@@ -141,7 +199,7 @@ def read_frame_folder(folder: Path) -> Stack:
     files = frame_files(folder)
     if not files:
         raise StackReadError(f"{folder}: folder contains no image frames (png, jpg, bmp, tif)")
-    images = ((read_image(file), file) for file in files)
+    images = ((*read_image_pixels(file), file) for file in files)
     frames, original_dtype, scaling = stack_images(images, len(files), folder, files[0].name)
     return Stack(
         frames=frames,
@@ -152,23 +210,30 @@ def read_frame_folder(folder: Path) -> Stack:
 
 
 def stack_images(
-    images: Iterable[tuple[np.ndarray, Path]], count: int, source: Path, first: str
+    images: Iterable[tuple[np.ndarray, bool, Path]], count: int, source: Path, first: str
 ) -> tuple[np.ndarray, str, dict]:
-    """``count`` 2-D images, given one at a time with the file each came from, as float32 frames.
+    """``count`` 2-D images, given one at a time with whether their low values are white and the
+    file each came from, as float32 frames.
 
     Returns the (count, H, W) frames in [0, 1], the original dtype (``"mixed:uint8,uint16"`` when
     the images differ) and the scaling record. Every image must have the size of the first (named ``first`` in the error).
     8-bit images are scaled by 255 as they come; 16-bit images are divided together at the end by
     the bit depth of their largest value (:func:`~napari_ribseg.core.io.intensity.uint16_bits`), and
     float images min-max scaled together (the stack-wide float rule), so the relative brightness of
-    frames is kept.
+    frames is kept. Images whose low values are white are inverted after that, ``1 - v`` (inverted
+    in their own bit depth, a nearly white 12-bit frame of maximum 40 read 255 - 40 over the
+    folder's 4095: near black); the record says ``inverted`` (with ``inverted_frames`` and
+    ``frames`` when only some were).
     """
     frames: np.ndarray | None = None
     dtypes: list[str] = []
     float_rule = False
     wide: list[int] = []  # the 16-bit frames
     wide_max = 0
-    for i, (image, file) in enumerate(images):
+    inverted: list[int] = []
+    for i, (image, white_is_zero, file) in enumerate(images):
+        if white_is_zero:
+            inverted.append(i)
         raw, colour = arrange_frames(image, file, colour=image.ndim == 3)
         if raw.shape[0] != 1:
             raise StackReadError(f"{file}: expected one frame per file, got {raw.shape[0]}")
@@ -211,4 +276,10 @@ def stack_images(
             scaling = {"method": "divide-by-dtype", "uint16": scaling}
     if float_rule:
         frames, scaling = to_unit_frames(frames, source)
+    if inverted:
+        for i in inverted:
+            np.subtract(np.float32(1.0), frames[i], out=frames[i])
+        scaling = {**scaling, "inverted": True}
+        if len(inverted) < count:
+            scaling.update(inverted_frames=len(inverted), frames=count)
     return frames, dtypes[0] if len(dtypes) == 1 else "mixed:" + ",".join(dtypes), scaling

@@ -5,7 +5,9 @@ Every reader ends here, so the intensity rules are the same for all formats:
 * ``bool`` -> 0/1, ``uint8`` -> /255, ``uint16`` -> /(2**bits - 1) with ``bits`` the fewest of 8, 12
   and 16 that hold the stack's maximum (:func:`uint16_bits`: 8-bit data saved as 16-bit, a 12-bit
   scanner's or ADC's samples, true 16-bit; TIFF and PNG record no bit depth below 16); a reader that
-  knows the depth passes it (DICOM's ``2**BitsStored - 1``);
+  knows the depth passes it (DICOM's ``2**BitsStored - 1``); a paired dataset takes the maximum of
+  each clip (``core.io.paired``), and the engine divides raw arrays by the same rule through
+  :func:`uint16_divisor` / :func:`unit_divisor` / :func:`unit_float`;
 * any other dtype (floats, signed or 32-bit integers): kept if every value lies in [0, 1], otherwise
   min-max scaled with the *global* minimum and maximum of the whole stack (not per frame, so the
   brightness of frames stays comparable); a constant stack outside [0, 1] becomes zeros;
@@ -13,7 +15,7 @@ Every reader ends here, so the intensity rules are the same for all formats:
 * colour (a trailing axis of 3 or 4 samples) becomes ITU-R BT.601 luma ``0.299 R + 0.587 G + 0.114 B``
   (alpha ignored); 2 samples (grey + alpha) keep the grey sample;
 * data whose format says "low values are white" (DICOM MONOCHROME1, TIFF WhiteIsZero) is inverted
-  after scaling, ``1 - v``, so bright is always strong echo.
+  after scaling, ``1 - v``, so bright is always strong echo, and the record says ``inverted``.
 
 Conversion runs over chunks of frames into one preallocated float32 array, so a memory-mapped source
 is paged in a chunk at a time and never held in memory next to its float copy; a float32 source that
@@ -63,6 +65,67 @@ def uint16_bits(maximum: int | float) -> int:
     return 16
 
 
+def uint16_divisor(frames) -> float:
+    """The divisor of raw uint16 ``frames`` (an array, an array-like with ``shape`` and slicing, or
+    a list of arrays): ``2**bits - 1`` for the :func:`uint16_bits` of their largest value.
+
+    The one place the engine finds it (inference, region detection, training sets, adaptation), so
+    a raw stack passed in is divided as its file would be read. Read a chunk of frames at a time:
+    a memory-mapped stack is never copied whole."""
+    if isinstance(frames, list | tuple):
+        top = max((int(np.max(f)) for f in frames if np.size(f)), default=0)
+    else:
+        n = int(frames.shape[0]) if len(frames.shape) else 1
+        if len(frames.shape) < 3:
+            top = int(np.max(frames)) if np.size(frames) else 0
+        else:
+            frame_bytes = max(1, int(np.prod(frames.shape[1:])) * 2)
+            step = max(1, (64 << 20) // frame_bytes)
+            top = max(
+                (int(np.max(frames[i : i + step])) for i in range(0, n, step) if n), default=0
+            )
+    return uint16_scaling(top)[0]
+
+
+def unit_divisor(frames) -> float | None:
+    """What raw ``frames`` are divided by to lie in [0, 1] by the readers' rules: 1 for bool, 255
+    for uint8, :func:`uint16_divisor` for uint16, ``None`` for floats (already in [0, 1]).
+
+    A lazy source (an array-like that is not an ndarray, e.g. ``core.io.lazy.TiffFrames``) scales
+    uint16 of fewer bits itself and hands out raw uint16 only at 16 bits: its dtype's full scale,
+    without a pass over the file. Other dtypes raise ``ValueError``: only the readers' whole-stack
+    min-max rule scales them."""
+    listed = isinstance(frames, list | tuple)
+    first = frames[0] if listed and frames else frames
+    dtype = np.dtype(getattr(first, "dtype", np.asarray(first).dtype))
+    if dtype.kind == "f":
+        return None
+    if is_uint16(dtype) and (listed or isinstance(frames, np.ndarray)):
+        return uint16_divisor(frames)
+    scale = full_scale(dtype)
+    if scale is None:
+        raise ValueError(
+            f"frames of dtype {dtype} cannot be scaled to [0, 1] here; expected float in [0, 1], "
+            "bool, uint8 or uint16 (read the file with read_stack, which min-max scales the stack)"
+        )
+    return scale
+
+
+def unit_float(array, divisor: float | None = None) -> np.ndarray:
+    """``array`` as float32 in [0, 1] by the readers' rules: divided by ``divisor`` (the whole
+    stack's :func:`unit_divisor`, for part of a stack), or by its own when none is given.
+
+    Floats are returned as float32 unchanged (they are checked where they enter the engine)."""
+    array = np.asarray(array)
+    if array.dtype.kind == "f":
+        return array.astype(np.float32, copy=False)
+    if divisor is None:
+        divisor = unit_divisor(array)
+    out = array.astype(np.float32)
+    out /= np.float32(divisor)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
 def sample_max(raw: np.ndarray, colour: bool) -> int:
     """The largest grey or colour sample of ``raw``, alpha left out (an opaque alpha of 65535
     would make 12-bit colour data read as 16-bit)."""
@@ -95,15 +158,44 @@ def describe_scaling(record: dict | None) -> str:
             )
     elif method == "minmax":
         text = f"min-max scaled from [{record['min']:g}, {record['max']:g}] over the stack"
+    elif method == "divide-per-clip":
+        text = _describe_clips(record["uint16_clips"])
     elif method == "divide-by-dtype":
         text = "each frame divided by its dtype's full scale"
         if "uint16" in record:
             text += f"; 16-bit frames {describe_scaling(record['uint16'])}"
+        if "uint16_clips" in record:
+            text += "; " + _describe_clips(record["uint16_clips"])
     elif method == "none":
         text = "kept as read (already in [0, 1])"
     else:
         text = str(method)
-    return text + ("; inverted (low values were white)" if record.get("inverted") else "")
+    if record.get("inverted"):
+        if "inverted_frames" in record:
+            text += f"; {record['inverted_frames']} of {record['frames']} frames inverted"
+        else:
+            text += "; inverted"
+        text += " (low values were white)"
+    return text
+
+
+def _describe_clips(clips: dict[str, dict], named: int = 5) -> str:
+    """``16-bit images divided by their clip's bit depth: 4095 (12 significant bits) for 3 clips
+    (a, b, c)`` for a paired dataset's ``uint16_clips`` records, one part per divisor."""
+    by_divisor: dict[float, list[str]] = {}
+    bits: dict[float, int] = {}
+    for clip, record in clips.items():
+        by_divisor.setdefault(record["divisor"], []).append(clip)
+        bits[record["divisor"]] = record.get("significant_bits", 16)
+    parts = []
+    for divisor, names in by_divisor.items():
+        shown = ", ".join(names[:named]) + (
+            f" and {len(names) - named} more" if len(names) > named else ""
+        )
+        count = f"{len(names)} clip" + ("s" if len(names) > 1 else "")
+        parts.append(f"{divisor:g} ({bits[divisor]} significant bits) for {count} ({shown})")
+    text = "16-bit images divided by their clip's bit depth: " + ", ".join(parts)
+    return text + ("; bit depths differ between clips" if len(by_divisor) > 1 else "")
 
 
 def full_scale(dtype: np.dtype) -> float | None:

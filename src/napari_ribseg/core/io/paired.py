@@ -10,6 +10,16 @@ Images become float32 2-D in [0, 1] by the stack rules; masks become uint8 0/1 b
 minus a trailing frame number (``c003_f0012`` -> ``c003``, ``clip1f001`` -> ``clip1``), so
 train/validation splits go by clip.
 
+uint16 images are divided **per clip**: all frames of a clip by ``2**bits - 1`` for the bit depth
+(8, 12 or 16) of the clip's largest value, as a stack is, so a dark frame of a 12-bit clip stays
+dark next to its bright ones (divided by its own depth, 8 bits, it read 16 times too bright); and
+clips are not pooled, since a dataset may gather clips of several scanners (pooled, an 8-bit-in-16
+clip next to a 12-bit one read 16 times too dark: 0.032 instead of 0.510). An id without a frame
+number is its own clip, so such an image is divided by its own bit depth (before, every uint16
+image of the dataset shared one divisor). Clips of different bit depths are named in a warning;
+:attr:`PairedDataset.scaling` records the divisor of each clip (``describe_scaling`` says it in one
+line). WhiteIsZero TIFF images are inverted after scaling, ``1 - v``, as stacks are.
+
 :func:`write_paired_dataset` writes images in their own dtype (uint8, uint16, or float32 for float
 input) and masks as uint8 0/255 TIFF, so reading back gives exactly the images' [0, 1] values and the
 0/1 masks. The dataset is built in a temporary sibling folder and renamed into place, so a dataset is
@@ -25,7 +35,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +44,7 @@ from napari_ribseg.core.errors import DatasetError, StackReadError
 from napari_ribseg.core.io.intensity import (
     arrange_frames,
     binarize_mask,
+    describe_scaling,
     is_uint16,
     luma,
     sample_max,
@@ -68,6 +79,10 @@ class PairedDataset:
     ids: list[str]
     groups: list[str]
     root: Path
+    #: How the images were scaled (an ``intensity_scaling`` record): ``divide-by-dtype``, with
+    #: ``uint16_clips`` (clip -> its divisor record) when any image is uint16 (``divide-per-clip``
+    #: when all are), and ``inverted`` when WhiteIsZero images were inverted.
+    scaling: dict = field(default_factory=lambda: {"method": "divide-by-dtype"})
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -117,7 +132,7 @@ def _listing(names: list[str], limit: int = 20) -> str:
 
 def read_paired_dataset(root: str | os.PathLike) -> PairedDataset:
     """Read an ``IMG/``+``MASK/`` or ``images/``+``masks/`` dataset; raises :class:`DatasetError`."""
-    from napari_ribseg.core.io.frame_folder import read_image
+    from napari_ribseg.core.io.frame_folder import read_image, read_image_pixels
 
     root = Path(root)
     if not root.is_dir():
@@ -150,23 +165,25 @@ def read_paired_dataset(root: str | os.PathLike) -> PairedDataset:
     ids = sorted(images_by_id, key=natural_key)
     if not ids:
         raise DatasetError(f"{root}: {image_dir.name}/ and {mask_dir.name}/ contain no image files")
+    groups = [clip_id(i) for i in ids]
     images, masks = [], []
-    wide: list[int] = []  # the 16-bit images
-    wide_max = 0
-    for sample_id in ids:
+    wide: dict[str, list[int]] = {}  # the uint16 images of each clip
+    wide_max: dict[str, int] = {}
+    inverted: list[int] = []
+    for sample_id, clip in zip(ids, groups, strict=True):
         image_path, mask_path = images_by_id[sample_id], masks_by_id[sample_id]
         try:
-            pixels = read_image(image_path)
+            pixels, white_is_zero = read_image_pixels(image_path)
             raw, colour = arrange_frames(pixels, image_path, colour=pixels.ndim == 3)
             if raw.shape[0] != 1:
                 raise DatasetError(
                     f"{image_path}: expected one 2-D image, got {raw.shape[0]} frames"
                 )
             if is_uint16(raw.dtype):
-                # Divided once all are read, by the bit depth of the dataset's largest value.
+                # Divided once the clip is read, by the bit depth of the clip's largest value.
                 image = luma(raw[0]) if colour else raw[0].astype(np.float32)
-                wide.append(len(images))
-                wide_max = max(wide_max, sample_max(raw, colour))
+                wide.setdefault(clip, []).append(len(images))
+                wide_max[clip] = max(wide_max.get(clip, 0), sample_max(raw, colour))
             else:
                 image = to_unit_frames(raw, image_path, colour=colour)[0][0]
             mask = binarize_mask(read_image(mask_path, mask=True), mask_path)
@@ -177,6 +194,8 @@ def read_paired_dataset(root: str | os.PathLike) -> PairedDataset:
                 f"{root}: image {image_path.name} is {image.shape[0]}x{image.shape[1]} but mask "
                 f"{mask_path.name} is {mask.shape[0]}x{mask.shape[1]} (height x width)"
             )
+        if white_is_zero:
+            inverted.append(len(images))
         images.append(np.ascontiguousarray(image, dtype=np.float32))
         masks.append(mask)
     if not any(m.any() for m in masks):
@@ -187,11 +206,48 @@ def read_paired_dataset(root: str | os.PathLike) -> PairedDataset:
             UserWarning,
             stacklevel=2,
         )
-    if wide:
-        divisor = np.float32(uint16_scaling(wide_max)[0])
-        for i in wide:
-            np.clip(np.divide(images[i], divisor, out=images[i]), 0.0, 1.0, out=images[i])
-    return PairedDataset(images, masks, ids, [clip_id(i) for i in ids], root)
+    scaling = _divide_clips(images, wide, wide_max, len(ids), root)
+    for i in inverted:
+        np.subtract(np.float32(1.0), images[i], out=images[i])
+    if inverted:
+        scaling["inverted"] = True
+        if len(inverted) < len(ids):
+            scaling.update(inverted_frames=len(inverted), frames=len(ids))
+    return PairedDataset(images, masks, ids, groups, root, scaling)
+
+
+def _divide_clips(
+    images: list[np.ndarray],
+    wide: dict[str, list[int]],
+    wide_max: dict[str, int],
+    total: int,
+    root: Path,
+) -> dict:
+    """Divide each clip's uint16 images (in place) by the divisor of the clip's maximum; return the
+    dataset's scaling record, warning when clips differ in bit depth."""
+    clips: dict[str, dict] = {}
+    for clip, members in wide.items():
+        divisor, record = uint16_scaling(wide_max[clip])
+        if "bits_from" in record:
+            record["bits_from"] = "clip maximum"
+        clips[clip] = record
+        for i in members:
+            np.clip(
+                np.divide(images[i], np.float32(divisor), out=images[i]), 0.0, 1.0, out=images[i]
+            )
+    if not clips:
+        return {"method": "divide-by-dtype"}
+    n_wide = sum(len(m) for m in wide.values())
+    method = "divide-per-clip" if n_wide == total else "divide-by-dtype"
+    depths = {record["divisor"] for record in clips.values()}
+    if len(depths) > 1:
+        warnings.warn(
+            f"{root}: the bit depths of the 16-bit clips differ; each clip is divided by its "
+            f"own: {describe_scaling({'method': method, 'uint16_clips': clips})}",
+            UserWarning,
+            stacklevel=3,
+        )
+    return {"method": method, "uint16_clips": clips}
 
 
 def _image_for_disk(image: np.ndarray, sample_id: str) -> np.ndarray:

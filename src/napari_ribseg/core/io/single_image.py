@@ -29,10 +29,10 @@ def read_single_image(path: str | Path) -> Stack:
     path = Path(path)
     durations: list[float] = []
 
-    def each_frame(img) -> Iterator[tuple[np.ndarray, Path]]:
+    def each_frame(img) -> Iterator[tuple[np.ndarray, bool, Path]]:
         for i in range(n):
             img.seek(i)
-            yield pil_array(img, path), path
+            yield pil_array(img, path), False, path
             duration = img.info.get("duration")
             if isinstance(duration, int | float) and duration > 0:
                 durations.append(float(duration))

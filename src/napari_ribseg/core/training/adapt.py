@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from napari_ribseg.core.errors import TrainingError
+from napari_ribseg.core.io.intensity import unit_divisor, unit_float
 from napari_ribseg.core.jobs import Job, Progress, StopFlag, run_job
 
 #: A check frame where the teacher marks at least this many rib pixels (model input, 256 x 256:
@@ -135,14 +136,6 @@ class AdaptResult:
         )
 
 
-def _unit_float(frame) -> np.ndarray:
-    """A frame as float32 in 0-1: integers scaled by their dtype's range, as the readers do."""
-    frame = np.asarray(frame)
-    if np.issubdtype(frame.dtype, np.integer):
-        return frame.astype(np.float32) / float(np.iinfo(frame.dtype).max)
-    return frame.astype(np.float32)
-
-
 def stretch(frames: np.ndarray) -> np.ndarray:
     """Contrast-stretch a stack: its 1st-99.5th percentiles to 0-1 (one mapping for all frames)."""
     low, high = np.percentile(frames, [1.0, 99.5])
@@ -234,7 +227,8 @@ def adapt(
     gate_margin: float | None = None,
     unedited: Iterable[int] = (),
 ) -> Job[AdaptResult]:
-    """Adapt ``base`` (a LoadedModel) to ``frames`` (2-D floats in 0-1) without labels.
+    """Adapt ``base`` (a LoadedModel) to ``frames`` (2-D floats in 0-1, or raw frames divided as
+    the readers divide the whole stack: ``core.io.intensity.unit_float``) without labels.
 
     ``labelled`` (frame index -> rib mask: the stack's curated frames, if any) turns the check
     into the fine-tune's promotion gate (:func:`~napari_ribseg.core.training.gate.judge`): those
@@ -254,6 +248,8 @@ def adapt(
     config = config or AdaptConfig()
     config.validate()
     start_time = time.perf_counter()
+    # One divisor for the whole stack, as the readers divide it (a raw 12-bit stack by 4095).
+    divisor = unit_divisor(frames if isinstance(frames, np.ndarray) else list(frames))
     frames = list(frames)[: config.max_frames]
     if problem := too_short(len(frames), config):
         raise TrainingError(f"{source}: {problem}")
@@ -265,7 +261,7 @@ def adapt(
         # save_checkpoint writes contiguous tensors.
         model = model.to(memory_format=torch.channels_last)
     size = int(model.input_size)
-    raw = np.stack([letterbox(_unit_float(f)[None], size)[0][0] for f in frames])[:, None]
+    raw = np.stack([letterbox(unit_float(f, divisor)[None], size)[0][0] for f in frames])[:, None]
     views = {"raw": raw, "stretched": stretch(raw)}
     check = np.arange(len(raw)) % config.check_every == config.check_every // 2
     labelled = {int(i): m for i, m in (labelled or {}).items() if 0 <= int(i) < len(raw)}

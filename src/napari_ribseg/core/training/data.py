@@ -19,6 +19,7 @@ import numpy as np
 
 from napari_ribseg.core.atomic import atomic_path
 from napari_ribseg.core.errors import DatasetError, TrainingError
+from napari_ribseg.core.io.intensity import unit_divisor, unit_float
 from napari_ribseg.core.stack import FrameStatus, Stack
 
 #: The fewest labelled frames a fine-tune runs on: one to train on, one to check the new model
@@ -58,6 +59,9 @@ class TrainingSet:
     #: model's own unchanged mask.
     edited: list[bool] = field(default_factory=list)
     labelled_by: str | None = None
+    #: How the source's pixels were scaled to [0, 1] (its ``intensity_scaling`` record: a paired
+    #: dataset's per-clip divisors, a stack's reader record), ``None`` when unknown.
+    intensity_scaling: dict | None = None
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -104,6 +108,7 @@ class TrainingSet:
             ids=[self.ids[i] for i in idx],
             edited=[self.edited[i] for i in idx] if self.edited else [],
             labelled_by=self.labelled_by,
+            intensity_scaling=self.intensity_scaling,
         )
 
     def corrected_for(self, model_name: str) -> list[bool | None] | None:
@@ -126,6 +131,7 @@ class TrainingSet:
             groups=list(dataset.groups),
             source=str(dataset.root),
             ids=list(dataset.ids),
+            intensity_scaling=getattr(dataset, "scaling", None),
         )
 
     @classmethod
@@ -175,8 +181,11 @@ class TrainingSet:
                 else np.zeros(len(changed), bool)
             )
             edited = [bool(changed[i] > 0 or never[i]) for i in curated]
+        # Raw integer frames are divided as the readers divide the whole stack (a 12-bit stack
+        # by 4095, whichever frames are curated); a Stack's frames are float already.
+        divisor = unit_divisor(frames)
         return cls(
-            images=[np.asarray(frames[i], dtype=np.float32) for i in curated],
+            images=[unit_float(frames[i], divisor) for i in curated],
             masks=[(labels[i] == 1).astype(np.uint8) for i in curated],
             groups=[name] * curated.size,
             source=source,

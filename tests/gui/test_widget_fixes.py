@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import warnings
 
 import numpy as np
+
+from napari_ribseg.core.stack import FrameStatus
 
 
 def test_sample_selects_ribs_hides_and_locks_truth_in_mm(docked):
@@ -128,3 +131,59 @@ def test_loading_a_sample_draws_without_a_mixed_units_warning(docked, monkeypatc
     widget.load_sample("convex")
     assert not [m for m in said if "Inconsistent units" in str(m)]
     assert viewer.layers.extent.units is not None
+
+
+def test_other_plugins_integer_and_float_layers_are_scaled_as_the_readers_scale_them(docked):
+    """Until 2026-12-04 an int16 layer (0..4095, a signed 12-bit export through napari's own TIFF
+    reader) was divided by 32767 (8x too dark) and a float layer of 0..255 reached the engine
+    unscaled (refused at Segment: 'outside [0, 1]'); the readers stretch both from the stack's
+    minimum to its maximum."""
+    from napari_ribseg._widgets._session import frames_and_scaling
+    from napari_ribseg.core.io.intensity import to_unit_frames
+
+    viewer, widget = docked
+    rng = np.random.default_rng(4)
+    raw = rng.integers(0, 4096, (4, 24, 24)).astype(np.int16)
+    raw[0, 0, :2] = (0, 4095)
+    frames, scaling = frames_and_scaling(viewer.add_image(raw, name="i16"))
+    assert scaling["method"] == "minmax" and scaling["max"] == 4095
+    assert abs(float(frames.max()) - 1.0) < 1e-6 and float(frames.min()) == 0.0
+    np.testing.assert_array_equal(frames, to_unit_frames(raw, "x")[0])
+
+    grey = raw.astype(np.float64) / 4095 * 255
+    frames, scaling = frames_and_scaling(viewer.add_image(grey, name="f64"))
+    assert scaling["method"] == "minmax" and float(frames.max()) <= 1.0
+    np.testing.assert_allclose(frames, raw / 4095, atol=1e-6)
+    # uint8 as before (/ 255), and float32 in [0, 1] as it is.
+    frames, _ = frames_and_scaling(viewer.add_image(raw.astype(np.uint8), name="u8"))
+    np.testing.assert_allclose(frames, raw.astype(np.uint8) / 255, atol=1e-7)
+    unit = (raw / 4095).astype(np.float32)
+    frames, scaling = frames_and_scaling(viewer.add_image(unit, name="f32"))
+    assert scaling == {"method": "none"}
+    np.testing.assert_array_equal(frames, unit)
+
+
+def test_a_review_of_an_int16_layer_saved_under_the_old_scaling_still_opens(docked):
+    """The widget's int16 layers were divided by 32767 until 2026-12-04; a review bound to those
+    frames' fingerprint opens on the frames as scaled now and is rebound at its next save."""
+    from napari_ribseg._widgets._session import same_layer
+    from napari_ribseg.core.project import stack_fingerprint
+    from napari_ribseg.core.session import ReviewSession as CoreSession
+
+    viewer, widget = docked
+    raw = np.random.default_rng(5).integers(0, 4096, (5, 24, 24)).astype(np.int16)
+    folder = widget.session.project_folder_for(viewer.add_image(raw, name="old-review"))
+    viewer.layers.remove("old-review")  # released: the widget binds a stack when it is added
+    shutil.rmtree(folder, ignore_errors=True)  # and starts its review: the old one stands in
+    as_before = (raw.astype(np.float32) / np.float32(32767)).clip(0, 1)
+    with CoreSession.for_frames(as_before, folder, source=None, name="old-review") as old:
+        old.set_status([1], FrameStatus.CURATED)
+    layer = viewer.add_image(raw, name="old-review")
+    if not same_layer(layer, widget.session.image_layer):
+        widget.session.bind_image(layer)
+    assert widget.session.core.restored
+    core = widget.session.core
+    assert core.project.curated_frames.tolist() == [1]
+    core.set_status([2], FrameStatus.CURATED)
+    core.save()
+    assert core.project.fingerprint == stack_fingerprint(core.frames)

@@ -76,18 +76,16 @@ def notify_info(message: str) -> None:
 def frames_of(layer: Image) -> np.ndarray:
     """The layer's pixels as the float32 (N, H, W) in [0, 1] the core expects.
 
-    Layers from our reader and sample data are already float32 in [0, 1]; a layer someone added
-    from another plugin may be integer: uint16 is scaled as the readers scale it (the bit depth of
-    its maximum, ``core.io.intensity``), other integers by their type's range.
+    Layers from our reader and sample data are already float32 in [0, 1] and carry the reader's
+    ``intensity_scaling``; a layer someone added from another plugin (napari's own TIFF reader,
+    ``viewer.add_image``) is scaled by the readers' one rule (``core.io.intensity.to_unit_frames``):
+    uint8 / 255, uint16 by the bit depth of its maximum, other integers and floats outside [0, 1]
+    stretched from the stack's minimum to its maximum, floats in [0, 1] as they are.
     """
     return frames_and_scaling(layer)[0]
 
 
-def frames_and_scaling(layer: Image) -> tuple[np.ndarray, dict | None]:
-    """:func:`frames_of` and how the pixels were scaled (the reader's ``intensity_scaling`` for
-    our layers, the one applied here for a uint16 layer; ``None`` otherwise)."""
-    from napari_ribseg.core.io.intensity import is_uint16, to_unit_frames
-
+def _layer_array(layer: Image) -> np.ndarray:
     data = np.asarray(layer.data)
     if data.ndim == 2:
         data = data[None]
@@ -96,12 +94,64 @@ def frames_and_scaling(layer: Image) -> tuple[np.ndarray, dict | None]:
             f"layer '{layer.name}' has {data.ndim} dimensions; rib segmentation needs a 2-D frame "
             "or a (frames, height, width) stack (RGB cines: open the file with this plugin's reader)"
         )
-    if is_uint16(data.dtype):
-        return to_unit_frames(data, layer.name)
-    if data.dtype.kind in "ui":
-        return (data.astype(np.float32) / float(np.iinfo(data.dtype).max)).clip(0, 1), None
+    if data.dtype.kind not in "biuf":
+        raise RibsegError(
+            f"layer '{layer.name}' holds {data.dtype} pixels; rib segmentation needs numbers "
+            "(integers or real floats)"
+        )
+    return data
+
+
+def frames_and_scaling(layer: Image) -> tuple[np.ndarray, dict | None]:
+    """:func:`frames_of` and how the pixels were scaled (the reader's ``intensity_scaling`` for
+    our layers, the record of the rule applied here for any other layer)."""
+    from napari_ribseg.core.io.intensity import to_unit_frames
+
+    data = _layer_array(layer)
     scaling = (getattr(layer, "metadata", None) or {}).get("intensity_scaling")
-    return np.asarray(data, dtype=np.float32), scaling if isinstance(scaling, dict) else None
+    if data.dtype == np.float32 and isinstance(scaling, dict):
+        return data, scaling  # our reader's frames, scaled when read
+    try:
+        return to_unit_frames(data, layer.name)
+    except RibsegError as exc:
+        raise RibsegError(f"layer '{layer.name}': {exc}") from exc
+
+
+class _AsReadBefore:
+    """A layer's frames as the widget scaled them until 2026-12-04, one frame at a time (for a
+    review fingerprint; nothing is copied): integers other than uint16 divided by their type's
+    maximum and clipped, floats as they were."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data, self.shape, self.dtype = data, data.shape, np.dtype(np.float32)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        frame = self.data[index]
+        if self.data.dtype.kind in "iu":
+            top = float(np.iinfo(self.data.dtype).max)
+            return (frame.astype(np.float32) / top).clip(0, 1)
+        return np.asarray(frame, dtype=np.float32)
+
+
+def former_fingerprints(layer: Image) -> list[dict]:
+    """The fingerprints a layer's frames had under the widget's earlier scaling, so a review saved
+    then still opens (rebound on its next save): integer layers other than uint8, uint16 and bool
+    (divided by their type's maximum until 2026-12-04, now stretched like the readers' frames)
+    and float layers outside [0, 1] (taken unscaled). Nothing for layers read the same as before."""
+    from napari_ribseg.core.project import stack_fingerprint
+
+    data = _layer_array(layer)
+    kind, itemsize = data.dtype.kind, data.dtype.itemsize
+    if kind == "b" or (kind == "u" and itemsize <= 2):
+        return []
+    if kind == "f":
+        lo, hi = (
+            float(np.nanmin(data)) if data.size else 0.0,
+            float(np.nanmax(data)) if data.size else 0.0,
+        )
+        if lo >= 0.0 and hi <= 1.0:
+            return []
+    return [stack_fingerprint(_AsReadBefore(data))]
 
 
 def same_layer(a: Any, b: Any) -> bool:
@@ -201,6 +251,7 @@ class ReviewSession(QObject):
             self.ensure_labels_layer()
             return False
         frames, scaling = frames_and_scaling(layer)
+        former = former_fingerprints(layer)
         folder = self.project_folder_for(layer)
         self._release()
         # The previous stack's ribs layer stays on screen but no longer feeds this review.
@@ -209,7 +260,7 @@ class ReviewSession(QObject):
         options = self.mask_options() if self.mask_options is not None else None
         core = CoreSession.for_frames(
             frames, folder, source=source_of(layer), name=layer.name, options=options,
-            scaling=scaling,
+            scaling=scaling, aliases=former,
         )  # fmt: skip
         core.labels_changed.connect(self._on_core_labels)
         core.statuses_changed.connect(self.statuses_changed.emit)

@@ -268,18 +268,21 @@ class ReviewSession:
         lock: bool = True,
         read_only: bool = False,
         scaling: dict | None = None,
+        aliases: Sequence[dict] = (),
     ) -> ReviewSession:
         """A session over in-memory frames whose review is saved in ``folder``.
 
         The review is bound to the frames by a content fingerprint and locked against a second
         viewer until :meth:`close` (``read_only``: neither locked nor saved). ``scaling``: the
         frames' ``intensity_scaling`` record, so a review saved under an earlier reading rule of
-        the same file still opens (:func:`~napari_ribseg.core.project.legacy_fingerprints`).
+        the same file still opens (:func:`~napari_ribseg.core.project.legacy_fingerprints`);
+        ``aliases``: more such fingerprints, known to the caller (the widget's earlier scaling of
+        another plugin's layer).
         """
         frames = np.asarray(frames)
         project, restored = ReviewProject.open(
             folder, frames.shape[0], frames.shape[1:], source=source, frames=frames, lock=lock,
-            read_only=read_only, aliases=legacy_fingerprints(frames, scaling),
+            read_only=read_only, aliases=[*legacy_fingerprints(frames, scaling), *aliases],
         )  # fmt: skip
         return cls(frames, project, name=name, options=options, restored=restored, scaling=scaling)
 

@@ -1081,32 +1081,33 @@ class ReviewProject:
         """The refusal of a review whose recorded stack is the file opened, read now as other
         frames: the file changed, or (no signature recorded) perhaps only the reader's rules."""
         folder = project.folder
+        what = "folder" if Path(this).is_dir() else "file"
         head = (
             f"{folder}: this review belongs to {this} as it read when the review was saved "
-            f"(content {old}), but the file now reads as other frames (content {new})"
+            f"(content {old}), but it now reads as other frames (content {new})"
         )
         if project.source_signature is not None:  # and the file's signature differs from it
             return (
-                f"{head}, and the file itself changed on disk since (its size or bytes differ from "
-                "those recorded); its labels are not restored onto other data. Move the folder "
-                "away or choose another project folder"
+                f"{head}, and the {what} itself changed on disk since (its size or bytes differ "
+                "from those recorded); its labels are not restored onto other data. Move the "
+                "folder away or choose another project folder"
             )
         rule = (
-            "; since 2026-12-04 a 16-bit colour PNG is read at its full 16 bits (OpenCV) instead "
-            "of Pillow's high byte, so its frames differ"
+            " (since 2026-12-04 a 16-bit colour PNG is read at its full 16 bits by OpenCV instead "
+            "of as Pillow's high byte)"
             if _is_png16_colour_source(this)
             else ""
         )
         labels = (current_version_dir(folder) or folder) / LABELS_FILE
         return (
-            f"{head}. The file may be unchanged and only the reader's rules for it changed{rule}; "
-            "a review saved before 2026-12-04 records no signature of the file on disk, so this "
-            f"cannot be checked, and its labels are not restored. They are kept in {labels} "
-            "(numpy.load: uint8 frames x height x width, 1 = rib). To restore the review onto "
-            'this unchanged file, clear its binding and open the stack again: python -c "from '
+            f"{head}. The {what} may be unchanged and only the reader's rules for it changed{rule}; "
+            f"a review saved before 2026-12-04 records no signature of the {what} on disk to check "
+            f"this, so its labels are not restored. They are kept in {labels} (numpy.load: uint8 "
+            f"frames x height x width, 1 = rib). If you did not change the {what}, restore the "
+            'review onto it by clearing its binding, then open the stack again: python -c "from '
             "napari_ribseg.core.project import ReviewProject; "
-            f"p = ReviewProject.load(r'{folder}'); p.fingerprint = None; p.save()\". If the file "
-            "did change, move the folder away or choose another project folder"
+            f"p = ReviewProject.load(r'{Path(folder).absolute()}'); p.fingerprint = None; "
+            'p.save()". If it did change, move the folder away or choose another project folder'
         )
 
     def close(self) -> None:

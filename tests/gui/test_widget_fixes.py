@@ -187,3 +187,23 @@ def test_a_review_of_an_int16_layer_saved_under_the_old_scaling_still_opens(dock
     core.set_status([2], FrameStatus.CURATED)
     core.save()
     assert core.project.fingerprint == stack_fingerprint(core.frames)
+
+
+def test_a_file_read_differently_keeps_its_review_and_says_so(docked, tmp_path):
+    """A review saved while the reader read the same unchanged file to other frames (a reader
+    rule changed since) was refused; it is restored and the status line says why."""
+    from napari_ribseg.core.project import ReviewProject, project_dir_for
+
+    _viewer, widget = docked
+    frames = np.random.default_rng(2).random((3, 32, 32), dtype=np.float32)
+    path = tmp_path / "clip.npy"
+    np.save(path, frames)
+    before = frames * np.float32(0.5)  # how an earlier reader read these bytes
+    project, _ = ReviewProject.open(project_dir_for(path), 3, (32, 32), source=path, frames=before)
+    project.labels[1, 4:8, 4:8] = 1
+    project.save()
+    project.close()
+    widget.load(path)
+    assert widget.session.core.restored
+    assert widget.session.core.project.labels[1].sum() == 16
+    assert "now reads differently" in widget.status_line.text()

@@ -144,6 +144,11 @@ class RibSegWidget(QWidget):
         text = f"{what} '{s.image_layer.name}' ({s.project.n_frames} frames)."
         if s.project.adopted_from:  # a renamed stack: its review was found by content
             text += f" Taken over from {Path(s.project.adopted_from).name} (same stack content)."
+        if s.project.rebound_from:  # the file is unchanged; the reader's rules for it changed
+            text += (
+                " The file is unchanged but now reads differently (the reader's rules changed);"
+                " the review is bound to the new reading at the next save."
+            )
         self.status_line.setText(text)
         self.status_line.setToolTip(str(s.project.folder))
 

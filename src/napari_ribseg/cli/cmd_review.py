@@ -24,6 +24,13 @@ def register(subparsers) -> None:
         "--project-folder", type=Path, default=None, metavar="DIR",
         help="the review is kept under DIR instead of next to the stack",
     )  # fmt: skip
+    parser.add_argument(
+        "--rebind", action="store_true",
+        help="restore the review of this very file although it now reads to other frames than "
+        "when the review was saved (the file is unchanged, the reader's rules changed: a review "
+        "saved before 2026-12-04 records no signature of the file to check this), and save it "
+        "bound to the frames as read now",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="print only the counts")
     parser.set_defaults(func=run)
 
@@ -33,10 +40,24 @@ def run(args: argparse.Namespace) -> int:
     from napari_ribseg.core.session import ReviewSession
 
     # Only showing a review never starts one (no empty sidecar left behind).
-    changes = any((args.unreview, args.curate, args.reject))
+    changes = any((args.unreview, args.curate, args.reject)) or args.rebind
     with ReviewSession.open(
-        args.stack, project_folder=args.project_folder, read_only=not changes
+        args.stack,
+        project_folder=args.project_folder,
+        existing=args.rebind,
+        read_only=not changes,
+        rebind=args.rebind,
     ) as session:
+        if args.rebind:
+            rebound = session.project.rebound_from
+            session.save()
+            if rebound:
+                print(
+                    f"{session.project.folder}: rebound to {args.stack} as it reads now "
+                    f"(content {session.project.fingerprint['sha256'][:12]}, was {rebound[:12]})"
+                )
+            else:
+                print(f"{session.project.folder}: already bound to {args.stack}; nothing to do")
         return _run(args, session)
 
 

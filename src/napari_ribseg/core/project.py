@@ -20,12 +20,16 @@ mix. Opening removes temporary folders and keeps the last two versions. Each ver
 ``project.json``
     ``statuses`` (0 unreviewed, 1 curated, 2 rejected), ``confidence`` (null where no prediction),
     ``changed_pixels``, the source path, its content ``fingerprint`` (frame count, shape, dtype and a
-    hash of the first, middle and last frames), the frame shape and the model of the masks.
+    hash of the first, middle and last frames), the ``source_signature`` of the file on disk (size
+    and sha256 of its first, middle and last MiB; see :func:`source_signature`), the frame shape
+    and the model of the masks.
 
 A review is bound to its stack: :meth:`ReviewProject.open` refuses to restore a review whose
-fingerprint differs from the stack's. A ``.lock`` file (pid and host) keeps two viewers from
-interleaving saves; a lock whose process is gone is taken over. Version 1 projects (the three files
-directly in the sidecar) are still read and are written as version 2 on the next save.
+fingerprint differs from the stack's, unless the source file is unchanged on disk (same
+signature, frame count and shape): then only the reader's rules changed, and it is restored. A
+``.lock`` file (pid and host) keeps two viewers from interleaving saves; a lock whose process is
+gone is taken over. Version 1 projects (the three files directly in the sidecar) are still read
+and are written as version 2 on the next save.
 
 No Qt here: the widget calls this, and so can a script.
 """
@@ -109,20 +113,22 @@ def project_dir_for(
     return parent / f"{stem}{PROJECT_SUFFIX}"
 
 
-def _saved_binding(folder: Path) -> tuple[dict | None, str | None]:
-    """The stack fingerprint and source in the newest save of ``folder`` (read, not verified: a
-    candidate test only; the adopting load verifies)."""
+def _saved_binding(folder: Path) -> tuple[dict | None, str | None, dict | None]:
+    """The stack fingerprint, source and source signature in the newest save of ``folder`` (read,
+    not verified: a candidate test only; the adopting load verifies)."""
     versions = _versions(folder)
     meta_path = (versions[0][1] if versions else folder) / JSON_FILE
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
-        return None, None
+        return None, None, None
     if not isinstance(meta, dict):
-        return None, None
-    found, source = meta.get("fingerprint"), meta.get("source")
-    return (found if isinstance(found, dict) else None), (
-        source if isinstance(source, str) else None
+        return None, None, None
+    found, source, signature = (meta.get(k) for k in ("fingerprint", "source", "source_signature"))
+    return (
+        found if isinstance(found, dict) else None,
+        source if isinstance(source, str) else None,
+        signature if isinstance(signature, dict) else None,
     )
 
 
@@ -143,6 +149,23 @@ def stored_source(source: str | Path | None) -> str | None:
     return os.path.abspath(text) if not path.is_absolute() and path.exists() else text
 
 
+def _folder_option(folder: Path, source: str) -> str:
+    """`` --project-folder DIR`` when ``folder`` is not the review next to ``source``."""
+    beside = project_dir_for(source)
+    return (
+        ""
+        if Path(folder).absolute() == beside.absolute()
+        else f' --project-folder "{Path(folder).parent}"'
+    )
+
+
+def _records_source(project: ReviewProject, source: str | Path | None) -> bool:
+    """Whether ``project`` records ``source`` (the same file or folder) as its stack."""
+    if project.source is None or source is None:
+        return False
+    return any(_same_file(p, source) for p in _stored_paths(project.source, project.folder))
+
+
 def _stored_paths(stored: str, review: Path) -> list[Path]:
     """Where a review's recorded stack may be: the path itself, and for a relative path (recorded
     before 2026-12-04, as typed) also beside the review folder."""
@@ -161,11 +184,21 @@ def _successor(folder: Path) -> Path | None:
         return None
 
 
-def _takeable(other: Path, fingerprints: Sequence[dict], source: str | Path | None) -> bool:
-    """Whether the review in ``other`` may be taken over for a stack with ``fingerprints`` read
-    from ``source``: the same content, and its own stack gone (renamed, moved) or ``source``."""
-    saved, stored = _saved_binding(other)
-    if saved not in fingerprints or stored is None:
+def _takeable(
+    other: Path,
+    fingerprints: Sequence[dict],
+    source: str | Path | None,
+    signature: dict | None = None,
+) -> bool:
+    """Whether the review in ``other`` may be taken over for a stack with ``fingerprints`` (the
+    current one first) read from ``source`` (whose :func:`source_signature` is ``signature``): the
+    same content, or the same file bytes on disk (:func:`_same_on_disk`), and its own stack gone
+    (renamed, moved) or ``source``."""
+    saved, stored, saved_signature = _saved_binding(other)
+    if stored is None:
+        return False
+    current = fingerprints[0] if fingerprints else None
+    if saved not in fingerprints and not _same_on_disk(saved, saved_signature, current, signature):
         return False
     places = _stored_paths(stored, other)
     moved = not any(p.exists() for p in places)
@@ -173,11 +206,15 @@ def _takeable(other: Path, fingerprints: Sequence[dict], source: str | Path | No
 
 
 def same_content_review(
-    folder: Path, fingerprints: Sequence[dict], source: str | Path | None = None
+    folder: Path,
+    fingerprints: Sequence[dict],
+    source: str | Path | None = None,
+    signature: dict | None = None,
 ) -> Path | None:
     """Another review beside ``folder`` whose stack had this very content (any of
-    ``fingerprints``) and whose file is gone or is ``source``: the review of a renamed or moved
-    stack, or one kept under an older project-folder name; newest first.
+    ``fingerprints``, the current one first; or the same file bytes, ``signature``, read now as
+    other frames of the same count and shape) and whose file is gone or is ``source``: the review
+    of a renamed or moved stack, or one kept under an older project-folder name; newest first.
 
     A review whose stack still exists elsewhere is not taken: a copy of a stack (a second
     annotator's, a duplicate export) starts its own review instead of pre-filling the first one's.
@@ -193,7 +230,7 @@ def same_content_review(
             continue
         if (other / TAKEN_OVER_FILE).is_file():
             continue
-        if _takeable(other, fingerprints, source):
+        if _takeable(other, fingerprints, source, signature):
             found.append((other.stat().st_mtime, other.name, other))
     return max(found)[2] if found else None
 
@@ -211,13 +248,13 @@ def review_exists(
         return True
     legacy = legacy_project_dir(folder, source)
     if legacy is not None and (_versions(legacy) or (legacy / JSON_FILE).is_file()):
-        _, stored = _saved_binding(legacy)
+        _, stored, _ = _saved_binding(legacy)
         if stored is not None and Path(stored).name == Path(str(source)).name:
             return True  # a version-1 "<stem>.ribseg" naming this very file (as _restore takes)
     if frames is None:
         return False
     prints = [stack_fingerprint(frames), *legacy_fingerprints(frames, scaling)]
-    return same_content_review(folder, prints, source) is not None
+    return same_content_review(folder, prints, source, source_signature(source)) is not None
 
 
 def legacy_project_dir(folder: Path, source: str | Path | None) -> Path | None:
@@ -271,6 +308,118 @@ def legacy_fingerprints(frames: np.ndarray, scaling: dict | None) -> list[dict[s
         return one - old if inverted else old
 
     return [stack_fingerprint(frames, transform=as_before)]
+
+
+#: Bytes hashed from each of the start, middle and end of a file for its :func:`file_signature`.
+SIGNATURE_BLOCK = 1 << 20
+_SIGNATURE_METHOD = "size + sha256 of the first, middle and last MiB"
+
+
+def file_signature(path: str | Path) -> dict[str, Any]:
+    """A cheap signature of one file as stored on disk: its size and the sha256 of its first,
+    middle and last :data:`SIGNATURE_BLOCK` (1 MiB) bytes, or of the whole file up to 3 MiB.
+
+    At most 3 MiB are read whatever the size (a 1 GB cine included). A change confined to bytes
+    outside the three blocks that keeps the size is not seen.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size <= 3 * SIGNATURE_BLOCK:
+            offsets = [0]
+            limit = size
+        else:
+            offsets = [0, (size - SIGNATURE_BLOCK) // 2, size - SIGNATURE_BLOCK]
+            limit = SIGNATURE_BLOCK
+        for offset in offsets:
+            fh.seek(offset)
+            digest.update(fh.read(limit))
+    return {"kind": "file", "bytes": int(size), "sha256": digest.hexdigest()}
+
+
+def _folder_signature(folder: Path) -> dict[str, Any]:
+    """A frame or DICOM folder: the sorted names and sizes of the files directly in it (hidden
+    files skipped, as the readers skip them) and the :func:`file_signature` of its first, middle
+    and last files (at most 9 MiB read)."""
+    entries = []
+    with os.scandir(folder) as scan:
+        for entry in scan:
+            if not entry.name.startswith(".") and entry.is_file():
+                entries.append((entry.name, entry.stat().st_size))
+    entries.sort()
+    listing = hashlib.sha256()
+    for name, size in entries:
+        listing.update(f"{name}\0{size}\n".encode("utf-8", "surrogateescape"))
+    digest = hashlib.sha256()
+    n = len(entries)
+    for index in sorted({0, n // 2, n - 1}) if n else []:
+        one = file_signature(folder / entries[index][0])
+        digest.update(json.dumps(one, sort_keys=True).encode("ascii"))
+    return {
+        "kind": "folder",
+        "files": n,
+        "bytes": int(sum(size for _, size in entries)),
+        "listing_sha256": listing.hexdigest(),
+        "sha256": digest.hexdigest(),
+    }
+
+
+def source_signature(source: str | Path | None) -> dict[str, Any] | None:
+    """The signature of a stack's source as stored on disk (:func:`file_signature`; a folder:
+    its listing and sampled files), or ``None`` when there is no readable file or folder.
+
+    A review records it beside the content fingerprint: when the reader's rules change, the same
+    unchanged file reads to other frames (another fingerprint) but keeps its signature, so its
+    review is still restored (:meth:`ReviewProject.open`).
+    """
+    if source is None:
+        return None
+    path = Path(source)
+    try:
+        if path.is_file():
+            found = file_signature(path)
+        elif path.is_dir():
+            found = _folder_signature(path)
+        else:
+            return None
+    except OSError as exc:
+        log.debug("No signature of %s: %s", path, exc)
+        return None
+    return {**found, "method": _SIGNATURE_METHOD}
+
+
+def _same_on_disk(
+    saved: dict | None,
+    saved_signature: dict | None,
+    fingerprint: dict | None,
+    signature: dict | None,
+) -> bool:
+    """Whether a review bound to the fingerprint ``saved`` of a source with ``saved_signature``
+    belongs to a stack read now as ``fingerprint`` from a source with ``signature``: the source's
+    bytes are the same (only the reading of them changed) and the frame count and shape too."""
+    return (
+        isinstance(saved_signature, dict)
+        and signature is not None
+        and saved_signature == signature
+        and isinstance(saved, dict)
+        and fingerprint is not None
+        and saved.get("n_frames") == fingerprint.get("n_frames")
+        and list(saved.get("frame_shape") or ()) == list(fingerprint.get("frame_shape") or ())
+    )
+
+
+def _is_png16_colour_source(source: str | Path) -> bool:
+    """Whether ``source`` is a 16-bit colour PNG, or a folder holding one (read differently since
+    2026-12-04: at full depth by OpenCV, not as Pillow's high byte)."""
+    from napari_ribseg.core.io.frame_folder import is_png16_colour
+    from napari_ribseg.core.io.registry import frame_files
+
+    path = Path(source)
+    try:
+        files = frame_files(path) if path.is_dir() else [path]
+        return any(f.suffix.lower() == ".png" and is_png16_colour(f) for f in files[:10_000])
+    except OSError:
+        return False
 
 
 def _now() -> str:
@@ -575,9 +724,9 @@ def _validate_meta(meta: Any, path: Path) -> tuple[int, int, int]:
     for key in ("source", "model"):
         if meta.get(key) is not None and not isinstance(meta[key], str):
             raise ProjectError(f"{path}: field {key!r} must be a string or null")
-    fingerprint = meta.get("fingerprint")
-    if fingerprint is not None and not isinstance(fingerprint, dict):
-        raise ProjectError(f"{path}: field 'fingerprint' must be an object")
+    for key in ("fingerprint", "source_signature"):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            raise ProjectError(f"{path}: field {key!r} must be an object or null")
     return n, int(shape[0]), int(shape[1])
 
 
@@ -615,6 +764,13 @@ class ReviewProject:
     probabilities: np.ndarray | None = None
     #: Content fingerprint of the stack this review belongs to (see :func:`stack_fingerprint`).
     fingerprint: dict[str, Any] | None = None
+    #: The stack's source file (or folder) as stored on disk when it was read to ``fingerprint``
+    #: (see :func:`source_signature`): a review whose stack now reads differently is still restored
+    #: when the file is unchanged.
+    source_signature: dict[str, Any] | None = None
+    #: Set when the source file is unchanged on disk but now reads to other frames (the reader's
+    #: rules changed): the content hash the review was bound to; the next save binds the new one.
+    rebound_from: str | None = None
     #: Set when the newest save was damaged and an older intact one was loaded instead.
     recovered_from: str | None = None
     #: Set when this review was taken over from another folder (a renamed stack's review): which.
@@ -656,6 +812,7 @@ class ReviewProject:
             confidence=np.full(shape[0], np.nan, np.float32),
             source=stored_source(source),
             fingerprint=stack_fingerprint(frames) if frames is not None else None,
+            source_signature=source_signature(source) if frames is not None else None,
         )
 
     @classmethod
@@ -731,6 +888,7 @@ class ReviewProject:
             model_name=meta.get("model"),
             probabilities=prob,
             fingerprint=meta.get("fingerprint"),
+            source_signature=meta.get("source_signature"),
         )
         # What was just read is what is on disk: nothing to write until something changes.
         project._labels_dirty = project._model_dirty = False
@@ -758,6 +916,7 @@ class ReviewProject:
         lock: bool = True,
         read_only: bool = False,
         aliases: Sequence[dict] = (),
+        rebind: bool = False,
     ) -> tuple[ReviewProject, bool]:
         """Restore the project in ``folder`` if one is there, else start a new one.
 
@@ -768,10 +927,24 @@ class ReviewProject:
         on a read-only share, or open in a viewer): :meth:`save` then refuses. ``aliases``: other
         fingerprints the same stack had (:func:`legacy_fingerprints`); a review saved under one is
         restored and bound to the current fingerprint on its next save.
+
+        With ``frames`` and a ``source`` on disk the review also records the source's
+        :func:`source_signature`. A review whose fingerprint differs is still restored when its
+        recorded signature equals the source's now and the frame count and shape are equal: the
+        file is unchanged, only the reader's rules for it changed (a warning names both content
+        hashes, ``rebound_from`` the old one); the next save binds the new fingerprint.
+
+        ``rebind`` (the user's word that the file is unchanged, ``ribseg review STACK --rebind``):
+        a review whose fingerprint differs is restored all the same when it records this very
+        ``source`` and the frame count and shape are equal, for a review saved before signatures
+        were recorded (2026-12-04) whose file the reader now reads differently. Not read-only.
         """
+        if rebind and read_only:
+            raise ProjectError(f"{folder}: rebinding a review writes it; it cannot be read-only")
         folder = Path(folder)
         expected = (int(n_frames), int(frame_shape[0]), int(frame_shape[1]))
         fingerprint = stack_fingerprint(frames) if frames is not None else None
+        signature = source_signature(source) if fingerprint is not None else None
         lock = lock and not read_only
         if lock:
             acquire_lock(folder)
@@ -784,30 +957,51 @@ class ReviewProject:
             if (
                 successor is not None
                 and fingerprint is not None
-                and _takeable(successor, [fingerprint, *aliases], source)
+                and _takeable(successor, [fingerprint, *aliases], source, signature)
             ):
                 project = cls._adopt(folder, successor)
             if project is None:
                 project = cls._restore(folder, source)
             if project is None and fingerprint is not None:
                 prints = [fingerprint, *aliases]
-                project = cls._adopt(folder, same_content_review(folder, prints, source))
+                found = same_content_review(folder, prints, source, signature)
+                project = cls._adopt(folder, found)
             if project is None:
                 new = cls.new(folder, *expected[:1], expected[1:], source)
-                new.fingerprint = fingerprint
+                new.fingerprint, new.source_signature = fingerprint, signature
                 new._locked, new.read_only = lock, read_only
                 if lock:
                     _HELD[_held_key(folder)] = weakref.ref(new)
                 return new, False
             if fingerprint is not None and project.fingerprint in list(aliases):
                 project.fingerprint = fingerprint  # read before 2026-12-03: rebound on next save
-            cls._check_binding(project, expected, fingerprint, source)
+            elif (
+                fingerprint is not None
+                and project.fingerprint != fingerprint
+                and project.labels.shape == expected
+                and _same_on_disk(
+                    project.fingerprint, project.source_signature, fingerprint, signature
+                )
+            ):
+                cls._rebind(project, fingerprint, source)
+            elif (
+                rebind
+                and fingerprint is not None
+                and project.fingerprint not in (None, fingerprint)
+                and project.labels.shape == expected
+                and _records_source(project, source)
+            ):
+                cls._rebind(project, fingerprint, source, asked=True)
+            cls._check_binding(project, expected, fingerprint, source, signature)
         except BaseException:
             if lock:
                 release_lock(folder)
             raise
         if project.fingerprint is None and fingerprint is not None:
             project.fingerprint = fingerprint  # a version-1 review gains its binding on next save
+        if signature is not None:
+            # The binding holds for these frames: the file they were read from, as it is now.
+            project.source_signature = signature
         if source is not None:
             project.source = stored_source(source)
         project._locked, project.read_only = lock, read_only
@@ -858,11 +1052,49 @@ class ReviewProject:
         return project
 
     @staticmethod
+    def _rebind(
+        project: ReviewProject,
+        fingerprint: dict,
+        source: str | Path | None,
+        *,
+        asked: bool = False,
+    ) -> None:
+        """The source is unchanged on disk but reads to other frames: restore its review, bound to
+        the new reading from the next save on (as for :func:`legacy_fingerprints`). ``asked``: the
+        user said so (``rebind``); no signature could check it."""
+        old = str((project.fingerprint or {}).get("sha256"))[:12]
+        new = str(fingerprint.get("sha256"))[:12]
+        if asked:
+            log.warning(
+                "Review %s: rebound on request to %s as it reads now (content %s, was %s); "
+                "its labels are restored and the new binding is saved with them",
+                project.folder,
+                source,
+                new,
+                old,
+            )
+            project.rebound_from = str((project.fingerprint or {}).get("sha256"))
+            project.fingerprint = fingerprint
+            return
+        log.warning(
+            "Review %s: %s is unchanged on disk (same size and sampled bytes) but now reads as "
+            "other frames (content %s, was %s): the reader's rules for it changed. Its review is "
+            "restored and bound to the new reading at the next save",
+            project.folder,
+            source,
+            new,
+            old,
+        )
+        project.rebound_from = str((project.fingerprint or {}).get("sha256"))
+        project.fingerprint = fingerprint
+
+    @staticmethod
     def _check_binding(
         project: ReviewProject,
         expected: tuple[int, int, int],
         fingerprint: dict | None,
         source: str | Path | None,
+        signature: dict | None = None,
     ) -> None:
         folder = project.folder
         stored = project.source or "(a stack without a file)"
@@ -875,11 +1107,59 @@ class ReviewProject:
             )
         saved = project.fingerprint
         if fingerprint is not None and saved is not None and saved != fingerprint:
+            old, new = str(saved.get("sha256"))[:12], str(fingerprint.get("sha256"))[:12]
+            same_path = (
+                project.source is not None
+                and source is not None
+                and any(_same_file(p, source) for p in _stored_paths(project.source, folder))
+            )
+            recorded = project.source_signature
+            if same_path and (
+                recorded is None or (signature is not None and signature != recorded)
+            ):
+                raise ProjectError(
+                    ReviewProject._same_path_message(project, this, old, new, signature)
+                )
             raise ProjectError(
-                f"{folder}: this review belongs to {stored} (content {str(saved.get('sha256'))[:12]}), "
-                f"not to {this} (content {fingerprint['sha256'][:12]}); its labels are not restored "
+                f"{folder}: this review belongs to {stored} (content {old}), "
+                f"not to {this} (content {new}); its labels are not restored "
                 "onto another stack. Move the folder away or choose another project folder"
             )
+
+    @staticmethod
+    def _same_path_message(
+        project: ReviewProject, this: str, old: str, new: str, signature: dict | None
+    ) -> str:
+        """The refusal of a review whose recorded stack is the file opened, read now as other
+        frames: the file changed, or (no signature recorded) perhaps only the reader's rules."""
+        folder = project.folder
+        what = "folder" if Path(this).is_dir() else "file"
+        head = (
+            f"{folder}: this review belongs to {this} as it read when the review was saved "
+            f"(content {old}), but it now reads as other frames (content {new})"
+        )
+        if project.source_signature is not None:  # and the file's signature differs from it
+            return (
+                f"{head}, and the {what} itself changed on disk since (its size or bytes differ "
+                "from those recorded); its labels are not restored onto other data. Move the "
+                "folder away or choose another project folder"
+            )
+        rule = (
+            " (since 2026-12-04 a 16-bit colour PNG is read at its full 16 bits by OpenCV instead "
+            "of as Pillow's high byte)"
+            if _is_png16_colour_source(this)
+            else ""
+        )
+        labels = (current_version_dir(folder) or folder) / LABELS_FILE
+        return (
+            f"{head}. The {what} may be unchanged and only the reader's rules for it changed{rule}; "
+            f"a review saved before 2026-12-04 records no signature of the {what} on disk to check "
+            f"this, so its labels are not restored. They are kept in {labels} (numpy.load: uint8 "
+            f"frames x height x width, 1 = rib). If you did not change the {what}, restore the "
+            f'review onto it as it reads now: ribseg review "{this}" --rebind'
+            f"{_folder_option(folder, this)}. If it did change, move the folder away or choose "
+            "another project folder"
+        )
 
     def close(self) -> None:
         """Release the review's lock (saving is the caller's job)."""
@@ -1013,6 +1293,7 @@ class ReviewProject:
             "version": FORMAT_VERSION,
             "source": self.source,
             "fingerprint": self.fingerprint,
+            "source_signature": self.source_signature,
             "model": self.model_name,
             "n_frames": self.n_frames,
             "frame_shape": list(self.frame_shape),

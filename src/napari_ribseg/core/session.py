@@ -230,6 +230,7 @@ class ReviewSession:
         options: MaskOptions | None = None,
         existing: bool = False,
         read_only: bool = False,
+        rebind: bool = False,
     ) -> ReviewSession:
         """Open a stack (a :class:`Stack` or any readable path) and restore or start its review.
 
@@ -238,7 +239,9 @@ class ReviewSession:
         where it looked) instead of starting one, so reading never leaves an empty review behind.
         ``read_only`` (implies ``existing``): read the last save without taking the lock or writing
         anything, for commands that only read a review (show, export, train on it); it works on a
-        read-only share and while a viewer has the stack open. Saving it raises.
+        read-only share and while a viewer has the stack open. Saving it raises. ``rebind``: the
+        review of this very file is restored although the file reads to other frames than when
+        it was saved (see :meth:`ReviewProject.open`); save to keep the new binding.
         """
         existing = existing or read_only
         if not isinstance(stack, Stack):
@@ -254,7 +257,8 @@ class ReviewSession:
                 "ribseg predict STACK --review (or in the widget) and curate frames first"
             )
         return cls.for_frames(stack.frames, folder, source=stack.source, name=name or stack.name,
-                              options=options, read_only=read_only, scaling=scaling)  # fmt: skip
+                              options=options, read_only=read_only, scaling=scaling,
+                              rebind=rebind)  # fmt: skip
 
     @classmethod
     def for_frames(
@@ -269,6 +273,7 @@ class ReviewSession:
         read_only: bool = False,
         scaling: dict | None = None,
         aliases: Sequence[dict] = (),
+        rebind: bool = False,
     ) -> ReviewSession:
         """A session over in-memory frames whose review is saved in ``folder``.
 
@@ -277,12 +282,13 @@ class ReviewSession:
         frames' ``intensity_scaling`` record, so a review saved under an earlier reading rule of
         the same file still opens (:func:`~napari_ribseg.core.project.legacy_fingerprints`);
         ``aliases``: more such fingerprints, known to the caller (the widget's earlier scaling of
-        another plugin's layer).
+        another plugin's layer); ``rebind`` as for :meth:`open`.
         """
         frames = np.asarray(frames)
         project, restored = ReviewProject.open(
             folder, frames.shape[0], frames.shape[1:], source=source, frames=frames, lock=lock,
             read_only=read_only, aliases=[*legacy_fingerprints(frames, scaling), *aliases],
+            rebind=rebind,
         )  # fmt: skip
         return cls(frames, project, name=name, options=options, restored=restored, scaling=scaling)
 

@@ -191,6 +191,23 @@ def test_a_labelme_palette_mask_with_one_label_reads(tmp_path):
     assert int(read_paired_dataset(tmp_path / "ds").masks[0].sum()) == 400
 
 
+@pytest.mark.parametrize("how", ["quantize", "white first"])
+def test_a_grey_mask_saved_as_a_palette_png_reads_its_grey_levels(tmp_path, how):
+    """A 0/255 mask saved indexed with white at index 0 (Pillow's quantize(2), an adaptive
+    palette, ImageMagick, pngquant) was read as its indices: rib 0 and background 1, so the
+    background read as rib (3696 px instead of 400) through read_paired_dataset."""
+    grey = rib_square() * np.uint8(255)
+    if how == "quantize":
+        image = Image.fromarray(grey).quantize(2)
+    else:
+        image = Image.fromarray((grey == 0).astype(np.uint8), mode="P")
+        image.putpalette([255, 255, 255, 0, 0, 0] + [0, 0, 0] * 254)
+    assert image.getpalette()[:3] == [255, 255, 255]  # white (the rib) is index 0
+
+    write_pair(tmp_path / "ds", "a_1.png", image.save)
+    assert int(read_paired_dataset(tmp_path / "ds").masks[0].sum()) == 400
+
+
 def red_and_green() -> np.ndarray:
     rgb = np.zeros((64, 64, 3), np.uint8)
     rgb[5:24, 5:55, 0] = 255  # red rib: 19 x 50 = 950 px

@@ -36,7 +36,8 @@ def read_image(path: Path, *, mask: bool = False) -> np.ndarray:
     inverted within its own dtype (for masks: what is marked stays marked).
 
     ``mask=True`` reads a palette image as its indices (the labels a labelling tool saved), not
-    as the colours its palette shows; mask readers pass it, frames never do.
+    as the colours its palette shows (a palette of greys only: as the grey levels it shows, a grey
+    mask stored indexed); mask readers pass it, frames never do.
     """
     data, white_is_zero = read_image_pixels(path, mask=mask)
     return _white_to_black(data) if white_is_zero else data
@@ -118,8 +119,12 @@ def pil_array(img, path: Path, *, indices: bool = False) -> np.ndarray:
     if img.mode in ("P", "PA") and indices:
         # Converted to RGB, labels 1 and 2 of a labelme or VOC palette became colours whose
         # maximum over R, G, B is the same: two labels read as one rib.
-        img = img.getchannel(0) if img.mode == "PA" else img
-        return np.asarray(img)
+        index = np.asarray(img.getchannel(0) if img.mode == "PA" else img)
+        if not _grey_palette(img, index):
+            return index
+        # A grey palette is a grey mask stored indexed (Pillow's quantize, ImageMagick, pngquant
+        # order it freely: white rib at index 0 read as indices swapped rib and background).
+        img = img.convert("LA" if img.mode == "PA" or "transparency" in img.info else "L")
     if img.format == "PNG" and is_png16_colour(path):
         frames = int(getattr(img, "n_frames", 1) or 1)
         if frames > 1:
@@ -138,6 +143,21 @@ def pil_array(img, path: Path, *, indices: bool = False) -> np.ndarray:
         # Pillow opens some 16-bit greyscale files as 32-bit "I"; they are uint16 on disk.
         data = data.astype(np.uint16)
     return data
+
+
+def _grey_palette(img, index: np.ndarray) -> bool:
+    """Whether every palette entry that ``index`` (a palette image's indices) uses is a grey
+    (R = G = B): a grey image stored indexed, whose shown grey levels are its values, not labels."""
+    palette = img.getpalette("RGB")
+    if not palette:
+        return False
+    rgb = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    used = np.flatnonzero(np.bincount(index.ravel(), minlength=256))
+    used = used[used < len(rgb)]
+    colours = rgb[used]
+    return bool(used.size) and bool(
+        ((colours[:, 0] == colours[:, 1]) & (colours[:, 1] == colours[:, 2])).all()
+    )
 
 
 #: PNG colour types with colour or alpha samples: grey + alpha (4), RGB (2), RGBA (6).

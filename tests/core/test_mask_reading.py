@@ -208,6 +208,19 @@ def test_a_grey_mask_saved_as_a_palette_png_reads_its_grey_levels(tmp_path, how)
     assert int(read_paired_dataset(tmp_path / "ds").masks[0].sum()) == 400
 
 
+def test_an_rgba_mask_whose_transparent_background_is_white_reads_its_rib(tmp_path):
+    """A red rib (opaque) on a transparent background that keeps white RGB (as many editors
+    save it) was refused as a label map of two colours (white 3696 px, red 400 px); before
+    today's rules its maximum over R, G, B made the whole frame rib (4096 px)."""
+    rib = rib_square().astype(bool)
+    rgba = np.full((64, 64, 4), 255, np.uint8)
+    rgba[rib, 1:3] = 0  # red
+    rgba[~rib, 3] = 0  # transparent, still white underneath
+
+    write_pair(tmp_path / "ds", "a_1.png", Image.fromarray(rgba, mode="RGBA").save)
+    assert int(read_paired_dataset(tmp_path / "ds").masks[0].sum()) == 400
+
+
 def red_and_green() -> np.ndarray:
     rgb = np.zeros((64, 64, 3), np.uint8)
     rgb[5:24, 5:55, 0] = 255  # red rib: 19 x 50 = 950 px

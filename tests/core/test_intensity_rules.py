@@ -264,6 +264,21 @@ def test_a_raw_12_bit_fan_is_found_as_its_read_copy_is():
     np.testing.assert_array_equal(found.mask, read.mask)
 
 
+@pytest.mark.parametrize("dtype", [np.int16, np.int32])
+def test_a_raw_signed_fan_is_found_as_its_read_copy_is(dtype):
+    """detect_imaged_region(int16 frames) raised ValueError ('cannot be scaled to [0, 1] here')
+    since the one helper; until then it divided by the dtype's maximum. Min-max scaled over the
+    stack, as read_stack scales an int16 file, the fan is found as on the read copy."""
+    from napari_ribseg.core.region import detect_imaged_region
+
+    frames, truth = _fan_cine(12)
+    raw = np.round(frames * 4095).astype(dtype)
+    read = detect_imaged_region((raw - raw.min()) / np.float32(raw.max() - raw.min()))
+    found = detect_imaged_region(raw)
+    assert found.kind == read.kind == "fan"
+    np.testing.assert_array_equal(found.mask, read.mask)
+
+
 def test_predict_stack_on_a_raw_12_bit_fan_crops_to_the_fan():
     import torch
 

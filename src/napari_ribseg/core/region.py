@@ -270,14 +270,22 @@ def polygon_to_mask(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def _sample(frames: np.ndarray, divisor: float | None = None) -> np.ndarray:
     """Up to MAX_SAMPLED_FRAMES evenly spaced frames as float32 in [0, 1]: integers divided as the
     readers divide the whole stack (``divisor``, else ``core.io.intensity.unit_divisor(frames)``:
-    raw 12-bit frames by 4095, not 65535, or the fan reads near black and is not found)."""
+    raw 12-bit frames by 4095, not 65535, or the fan reads near black and is not found); other
+    integers (int16, int32) min-max scaled over the whole stack, as the readers scale them."""
     n = frames.shape[0]
     picks = slice(None) if n <= MAX_SAMPLED_FRAMES else np.linspace(0, n - 1, MAX_SAMPLED_FRAMES)
     if not isinstance(picks, slice):
         picks = picks.round().astype(int)
     sample = np.asarray(frames[picks])
     if sample.dtype.kind != "f" and divisor is None:
-        divisor = unit_divisor(frames)
+        try:
+            divisor = unit_divisor(frames)
+        except ValueError:
+            # Signed or 32-bit integers: the readers' whole-stack min-max rule (no divisor).
+            whole = frames if isinstance(frames, np.ndarray) else sample
+            lo, hi = float(np.min(whole)), float(np.max(whole))
+            out = sample.astype(np.float32) - np.float32(lo)
+            return out / np.float32(hi - lo) if hi > lo else np.zeros_like(out)
     return unit_float(sample, divisor)
 
 

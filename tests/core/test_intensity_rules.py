@@ -356,6 +356,14 @@ def test_adaptation_sees_a_raw_12_bit_stack_as_read(tmp_path, monkeypatch):
     with pytest.raises(Seen):
         adapt_module.adapt_sync(base, raw, adapt_module.AdaptConfig(steps=1, device="cpu"))
     assert float(seen["raw"].max()) == pytest.approx(3260 / 4095, abs=1e-3)
+    # Frames given one at a time (a generator) were consumed by the divisor's pass and the
+    # adaptation then saw none: TrainingError 'too short' (0 frames).
+    seen.clear()
+    with pytest.raises(Seen):
+        adapt_module.adapt_sync(
+            base, (f for f in raw), adapt_module.AdaptConfig(steps=1, device="cpu")
+        )
+    assert float(seen["raw"].max()) == pytest.approx(3260 / 4095, abs=1e-3)
 
 
 # --------------------------------------------------------------------------- WhiteIsZero

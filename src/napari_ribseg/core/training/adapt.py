@@ -249,7 +249,9 @@ def adapt(
     config.validate()
     start_time = time.perf_counter()
     # One divisor for the whole stack, as the readers divide it (a raw 12-bit stack by 4095).
-    divisor = unit_divisor(frames if isinstance(frames, np.ndarray) else list(frames))
+    # Taken once: a generator of frames read twice was empty the second time.
+    frames = frames if isinstance(frames, np.ndarray) else list(frames)
+    divisor = unit_divisor(frames)
     frames = list(frames)[: config.max_frames]
     if problem := too_short(len(frames), config):
         raise TrainingError(f"{source}: {problem}")

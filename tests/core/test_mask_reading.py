@@ -83,6 +83,17 @@ def test_a_12_bit_mask_resampled_bilinearly_is_cut_at_half_its_maximum(top, old)
     assert int(binarize_mask(mask, "m.tif").sum()) == 400
 
 
+@pytest.mark.parametrize("top", [4095, 65535])
+def test_a_12_or_16_bit_mask_resampled_to_float_is_cut_where_its_integer_copy_is(top):
+    """skimage's resize(preserve_range=True) gives float64: a 0/4095 or 0/65535 square resized
+    bilinearly was cut at > 127.5 (484 px) while its integer copy was cut at > max // 2 (400)."""
+    small = np.zeros((32, 32))
+    small[10:20, 11:21] = top
+    up = resize(small, (64, 64), order=1, preserve_range=True, anti_aliasing=False)
+    assert int(binarize_mask(np.round(up).astype(np.uint16), "m.tif").sum()) == 400
+    assert int(binarize_mask(up, "m.tif").sum()) == 400
+
+
 def test_8_bit_masks_in_16_bit_files_still_use_127():
     mask = bilinear_upscaled(255, np.uint16)
     assert int(binarize_mask(mask, "m.tif").sum()) == 400

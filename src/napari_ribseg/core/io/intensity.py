@@ -503,7 +503,8 @@ def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np
     Label-map sizes: :data:`LABEL_MIN_PIXELS` and :data:`LABEL_MIN_SHARE`; a ``.jpg`` mask is never
     refused (its extra values are ringing). Which label is the rib is the user's choice, not ours.
     Float masks: ``> 0.5`` when their maximum is at most 127 (0/1, with interpolation overshoot
-    above 1), else ``> 127.5`` (0..255 stored as float). Palette images must come as their indices
+    above 1), else ``> 127.5`` (0..255 stored as float), or ``> max / 2`` when the maximum is
+    above 255 (0/4095 or 0/65535 resampled to float). Palette images must come as their indices
     (``read_image(path, mask=True)``), not as the colours they show. A mask with non-zero pixels
     that binarises to empty gives a ``UserWarning`` naming the file and its largest value.
     """
@@ -548,7 +549,9 @@ def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np
         top = mask.max() if mask.size else 0
         if top > 1.0 and np.array_equal(mask, np.round(mask)):
             _refuse_label_map(mask, source, areas=areas or top > 127.0)
-        threshold = 0.5 if top <= 127.0 else 127.5
+        # Above 255 (12- or 16-bit data resampled to float, e.g. skimage's resize): half the
+        # maximum, as for integers; > 127.5 dilated a 0/4095 square by its edge (484 px for 400).
+        threshold = 0.5 if top <= 127.0 else max(127.5, float(top) / 2)
     else:
         raise StackReadError(f"{source}: mask of dtype {mask.dtype} is not numeric")
     binary = (mask > threshold).astype(np.uint8)

@@ -110,6 +110,26 @@ def test_unchanged_file_read_differently_is_restored_and_rebound(tmp_path, rng, 
     again.close()
 
 
+def test_another_array_of_the_same_npz_is_refused_not_rebound(tmp_path, rng):
+    """The review of array 'a' of an .npz was restored onto array 'b' of the same unchanged file
+    (same size and bytes, same shape) as a new reading of the same data, with a/'s hand edits
+    and statuses, and rebound to b at the next save; before signatures it was refused."""
+    from napari_ribseg.core.io import read_stack
+    from napari_ribseg.core.session import ReviewSession
+
+    path = tmp_path / "data.npz"
+    np.savez(path, a=_frames(rng), b=_frames(rng))
+    with ReviewSession.open(read_stack(path, variable="a")) as session:
+        session.project.labels[1, 2:5, 3:9] = 1
+        session.project.set_status(1, FrameStatus.CURATED)
+        assert session.project.save()
+    with pytest.raises(ProjectError, match=r"belongs to variable 'a' of .*not to variable 'b'"):
+        ReviewSession.open(read_stack(path, variable="b"))
+    # The same array still opens its review.
+    with ReviewSession.open(read_stack(path, variable="a")) as session:
+        assert session.project.statuses.tolist()[1] == int(FrameStatus.CURATED)
+
+
 def test_changed_file_of_the_same_shape_is_still_refused(tmp_path, rng):
     frames = _frames(rng)
     source = _source(tmp_path, rng)

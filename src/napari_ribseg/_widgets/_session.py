@@ -261,6 +261,7 @@ class ReviewSession(QObject):
         core = CoreSession.for_frames(
             frames, folder, source=source_of(layer), name=layer.name, options=options,
             scaling=scaling, aliases=former,
+            variable=(getattr(layer, "metadata", None) or {}).get("variable"),
         )  # fmt: skip
         core.labels_changed.connect(self._on_core_labels)
         core.statuses_changed.connect(self.statuses_changed.emit)

@@ -364,13 +364,17 @@ def _folder_signature(folder: Path) -> dict[str, Any]:
     }
 
 
-def source_signature(source: str | Path | None) -> dict[str, Any] | None:
+def source_signature(
+    source: str | Path | None, variable: str | None = None
+) -> dict[str, Any] | None:
     """The signature of a stack's source as stored on disk (:func:`file_signature`; a folder:
     its listing and sampled files), or ``None`` when there is no readable file or folder.
 
     A review records it beside the content fingerprint: when the reader's rules change, the same
     unchanged file reads to other frames (another fingerprint) but keeps its signature, so its
-    review is still restored (:meth:`ReviewProject.open`).
+    review is still restored (:meth:`ReviewProject.open`). ``variable``: the array read from a
+    file that holds several (.npz, .mat; ``Stack.metadata["variable"]``), part of the signature:
+    another array of the same file and shape is other data, not the same data read differently.
     """
     if source is None:
         return None
@@ -385,6 +389,8 @@ def source_signature(source: str | Path | None) -> dict[str, Any] | None:
     except OSError as exc:
         log.debug("No signature of %s: %s", path, exc)
         return None
+    if variable is not None:
+        found["variable"] = str(variable)
     return {**found, "method": _SIGNATURE_METHOD}
 
 
@@ -917,6 +923,7 @@ class ReviewProject:
         read_only: bool = False,
         aliases: Sequence[dict] = (),
         rebind: bool = False,
+        variable: str | None = None,
     ) -> tuple[ReviewProject, bool]:
         """Restore the project in ``folder`` if one is there, else start a new one.
 
@@ -944,7 +951,7 @@ class ReviewProject:
         folder = Path(folder)
         expected = (int(n_frames), int(frame_shape[0]), int(frame_shape[1]))
         fingerprint = stack_fingerprint(frames) if frames is not None else None
-        signature = source_signature(source) if fingerprint is not None else None
+        signature = source_signature(source, variable) if fingerprint is not None else None
         lock = lock and not read_only
         if lock:
             acquire_lock(folder)
@@ -1114,6 +1121,22 @@ class ReviewProject:
                 and any(_same_file(p, source) for p in _stored_paths(project.source, folder))
             )
             recorded = project.source_signature
+            if (
+                same_path
+                and recorded is not None
+                and signature is not None
+                and recorded.get("variable") != signature.get("variable")
+            ):
+                was, now = (
+                    f"variable {s['variable']!r}" if "variable" in s else "the array read"
+                    for s in (recorded, signature)
+                )
+                raise ProjectError(
+                    f"{folder}: this review belongs to {was} of {stored} (content {old}), not "
+                    f"to {now} (content {new}); its labels are not restored onto another array "
+                    "of the file. Keep each array's review in its own project folder "
+                    "(--project-folder DIR)"
+                )
             if same_path and (
                 recorded is None or (signature is not None and signature != recorded)
             ):

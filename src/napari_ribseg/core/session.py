@@ -258,7 +258,7 @@ class ReviewSession:
             )
         return cls.for_frames(stack.frames, folder, source=stack.source, name=name or stack.name,
                               options=options, read_only=read_only, scaling=scaling,
-                              rebind=rebind)  # fmt: skip
+                              rebind=rebind, variable=stack.metadata.get("variable"))  # fmt: skip
 
     @classmethod
     def for_frames(
@@ -274,6 +274,7 @@ class ReviewSession:
         scaling: dict | None = None,
         aliases: Sequence[dict] = (),
         rebind: bool = False,
+        variable: str | None = None,
     ) -> ReviewSession:
         """A session over in-memory frames whose review is saved in ``folder``.
 
@@ -282,13 +283,14 @@ class ReviewSession:
         frames' ``intensity_scaling`` record, so a review saved under an earlier reading rule of
         the same file still opens (:func:`~napari_ribseg.core.project.legacy_fingerprints`);
         ``aliases``: more such fingerprints, known to the caller (the widget's earlier scaling of
-        another plugin's layer); ``rebind`` as for :meth:`open`.
+        another plugin's layer); ``rebind`` as for :meth:`open`; ``variable``: the array read
+        from a file holding several (.npz, .mat), part of the file's signature.
         """
         frames = np.asarray(frames)
         project, restored = ReviewProject.open(
             folder, frames.shape[0], frames.shape[1:], source=source, frames=frames, lock=lock,
             read_only=read_only, aliases=[*legacy_fingerprints(frames, scaling), *aliases],
-            rebind=rebind,
+            rebind=rebind, variable=variable,
         )  # fmt: skip
         return cls(frames, project, name=name, options=options, restored=restored, scaling=scaling)
 

@@ -232,6 +232,25 @@ def test_an_rgba_mask_whose_transparent_background_is_white_reads_its_rib(tmp_pa
     assert int(read_paired_dataset(tmp_path / "ds").masks[0].sum()) == 400
 
 
+@pytest.mark.parametrize("colour", [(255, 0, 0), (255, 255, 0), (0, 0, 255)])
+@pytest.mark.parametrize("quality", [50, 95])
+def test_a_colour_mask_that_went_through_jpeg_reads_from_a_png(colour, quality):
+    """A one-colour mask once saved as JPEG, then as PNG (no .jpg suffix to excuse it): its
+    near-black noise ((0, 1, 0), (0, 0, 5): 1000+ px each) counted as colours of their own, and
+    254 beside 255 as a second grey label, so it was refused as a label map."""
+    import cv2
+
+    rib = np.zeros((128, 128), np.uint8)
+    cv2.ellipse(rib, (64, 64), (40, 10), 15, 0, 360, 255, -1)
+    cv2.ellipse(rib, (50, 100), (30, 6), -10, 0, 360, 255, -1)
+    rgb = np.zeros((128, 128, 3), np.uint8)
+    rgb[rib > 0] = colour
+    _, jpeg = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    decoded = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)[..., ::-1]
+    read = binarize_mask(decoded, "mask.png")
+    assert abs(int(read.sum()) - int((rib > 0).sum())) <= 0.01 * int((rib > 0).sum())
+
+
 def red_and_green() -> np.ndarray:
     rgb = np.zeros((64, 64, 3), np.uint8)
     rgb[5:24, 5:55, 0] = 255  # red rib: 19 x 50 = 950 px

@@ -403,8 +403,8 @@ def _refuse_label_map(mask: np.ndarray, source, *, areas: bool = False) -> None:
     has two or more non-zero values that each hold :data:`LABEL_MIN_PIXELS` and
     :data:`LABEL_MIN_SHARE` of the labelled pixels; a thin label (the pleura as a 1-px line) counts.
     With ``areas=True`` (larger maxima, whose edges hold interpolation grey) the maximum is the
-    first label and another non-zero value is a second one only when that many of its pixels lie
-    in 2x2 squares of that value (:func:`_area_pixels`): a 1-px grey fringe is not a label, and
+    first label and another non-zero value (not within 1/32 of the maximum: its shades) is a
+    second one only when that many of its pixels lie in 2x2 squares of that value (:func:`_area_pixels`): a 1-px grey fringe is not a label, and
     neither is a thin 1-px second label (a limitation: it cannot be told from a fringe).
     """
     if _is_lossy(source):
@@ -417,7 +417,10 @@ def _refuse_label_map(mask: np.ndarray, source, *, areas: bool = False) -> None:
     if areas:
         top = values.max()
         in_areas = dict(zip(*np.unique(mask[_area_pixels(mask)], return_counts=True), strict=True))
-        labels = [v for v in values[nonzero] if v != top and in_areas.get(v, 0) >= floor]
+        # Values within 1/32 of the maximum are its shades (a colour mask's channel after JPEG or
+        # a colour conversion: 254 beside 255), never a second label.
+        near = top - top // 32
+        labels = [v for v in values[nonzero] if v < near and in_areas.get(v, 0) >= floor]
         if not labels:
             return
         labels.append(top)
@@ -452,7 +455,9 @@ def _refuse_colour_labels(rgb: np.ndarray, source) -> None:
         return
     rgb = rgb.astype(np.float32)
     peak = rgb.max(axis=-1)
-    lit = peak > 0
+    # Pixels darker than a quarter of the brightest are background noise or faint edges: the hue
+    # of (0, 1, 0) is no colour (a JPEG-compressed red mask saved as PNG holds 1000s of them).
+    lit = peak * 4 > peak.max()
     if not lit.any():
         return
     hue = np.rint(rgb[lit] / peak[lit, None] * _COLOUR_STEPS).astype(np.int32)
@@ -533,6 +538,11 @@ def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np
                 # Shades of one colour are anti-aliasing, and grey levels that form areas labels.
                 areas = True
             mask = colour.max(axis=-1)
+            top = float(mask.max()) if areas and mask.size else 0.0
+            if top > 127:
+                # Under a quarter of the maximum is background by the cut at half of it anyway:
+                # faint noise there (a JPEG-compressed colour mask saved as PNG) is no label.
+                mask = np.where(mask.astype(np.float32) * 4 > top, mask, 0).astype(mask.dtype)
     if mask.ndim != 2:
         raise StackReadError(f"{source}: a mask must be 2-D, got shape {mask.shape}")
     if mask.dtype == bool:

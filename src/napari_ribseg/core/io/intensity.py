@@ -488,9 +488,9 @@ def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np
     """Binarise a 2-D mask (or (H, W, samples) colour mask) to uint8 0/1.
 
     Colour: a mask whose R, G, B are constant and whose alpha varies over a transparent background
-    reads its alpha (a label drawn only in alpha; an empty opaque mask stays empty). Otherwise
-    fully transparent pixels (alpha 0 beside pixels that are not) are black, whatever colour
-    they keep (white in many editors), and two
+    reads its alpha (a label drawn only in alpha; an empty opaque mask stays empty). Otherwise a
+    transparent background (alpha 0 in most pixels, not all) is black, whatever colour it keeps
+    (white in many editors), and two
     or more colours that each cover an area (:func:`_refuse_colour_labels`; red rib + green pleura)
     raise :class:`StackReadError`, and one colour (any colour, with its anti-aliased shades) reads
     as the maximum over R, G, B by the grey rules below, its label-map check by areas.
@@ -528,11 +528,16 @@ def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np
         ):
             mask = alpha
         else:
-            if alpha is not None and alpha.size and alpha.min() == 0 and alpha.max() != 0:
-                # Fully transparent pixels are background whatever colour they keep (editors
-                # often keep white there): read as colour, they were a second label or rib.
+            transparent = alpha == 0 if alpha is not None else None
+            if (
+                transparent is not None
+                and np.count_nonzero(transparent) * 2 > transparent.size
+                and alpha.max() != 0
+            ):
+                # A transparent background is background whatever colour it keeps (editors
+                # often keep white there): read as colour, it was a second label or rib.
                 colour = colour.copy()
-                colour[alpha == 0] = 0
+                colour[transparent] = 0
             if colour.shape[-1] == 3 and is_numeric(colour) and colour.dtype != bool:
                 _refuse_colour_labels(colour, source)
                 # Shades of one colour are anti-aliasing, and grey levels that form areas labels.

@@ -207,3 +207,29 @@ def test_a_file_read_differently_keeps_its_review_and_says_so(docked, tmp_path):
     assert widget.session.core.restored
     assert widget.session.core.project.labels[1].sum() == 16
     assert "now reads differently" in widget.status_line.text()
+
+
+def test_the_widget_binds_a_review_to_the_array_it_read_from_an_npz(docked, tmp_path):
+    """The widget's review of an .npz records the array its layer was read from, as
+    ``ribseg predict FILE --variable NAME --review`` does, so the review of array 'a' is not
+    restored onto array 'b' of the same unchanged file and shape (it was, as a new reading of
+    the same data, with a's statuses)."""
+    import pytest
+
+    from napari_ribseg.core.errors import ProjectError
+    from napari_ribseg.core.io import read_stack
+    from napari_ribseg.core.session import ReviewSession
+
+    _viewer, widget = docked
+    rng = np.random.default_rng(4)
+    path = tmp_path / "data.npz"
+    # 'a' is what the reader takes by default (the largest, ties by name); 'b' is another cine.
+    np.savez(path, a=rng.random((4, 32, 32), dtype=np.float32), b=rng.random((4, 32, 32)))
+    widget.load(path)
+    project = widget.session.core.project
+    project.set_status(1, FrameStatus.CURATED)
+    assert project.save()
+    assert project.source_signature["variable"] == "a"
+    widget.session._release()
+    with pytest.raises(ProjectError, match=r"variable 'a' of .*not to variable 'b'"):
+        ReviewSession.open(read_stack(path, variable="b"))

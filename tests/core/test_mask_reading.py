@@ -307,3 +307,30 @@ def test_a_float_colour_mask_with_nan_is_refused_before_its_colours_are_read():
         warnings.simplefilter("error")  # no "invalid value" RuntimeWarning from the colour check
         with pytest.raises(StackReadError, match=r"c\.tif: mask contains NaN or infinite values"):
             binarize_mask(rgb, "c.tif")
+
+
+@pytest.mark.parametrize("sigma", [5, 8])
+def test_a_feathered_full_range_mask_is_cut_at_half_not_refused(sigma):
+    """Audit 2026-12-04: a disk blurred with sigma 5-8 px (0..255) was refused as 'a label map
+    with 180 values' (a few grey levels of its smooth tail each held 5% of the labelled pixels).
+    A label map's labels hold most of its labelled pixels; a soft mask's do not (top share 0.02)."""
+    from scipy.ndimage import gaussian_filter
+
+    y, x = np.mgrid[:128, :128]
+    disk = ((y - 64) ** 2 + (x - 64) ** 2) < 400
+    soft = np.round(gaussian_filter(disk.astype(np.float32) * 255, sigma)).astype(np.uint8)
+    read = binarize_mask(soft, "soft.png")
+    assert abs(int(read.sum()) - int(disk.sum())) < 0.15 * int(disk.sum())  # 1169 / 1093 of 1245
+
+
+def test_a_faint_soft_mask_is_refused_as_soft_not_read_as_everything_above_0():
+    """A 6-px rib blurred with sigma 5 px peaks at 115: masks up to 127 are read as > 0, which
+    would take 3680 px for a 540-px rib; it is refused and the message says what it is."""
+    from scipy.ndimage import gaussian_filter
+
+    rib = np.zeros((128, 128), bool)
+    rib[60:66, 20:110] = True
+    soft = np.round(gaussian_filter(rib.astype(np.float32) * 255, 5)).astype(np.uint8)
+    assert soft.max() == 115
+    with pytest.raises(StackReadError, match="soft mask.*mask > 57.5"):
+        binarize_mask(soft, "faint.png")

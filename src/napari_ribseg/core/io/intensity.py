@@ -362,6 +362,9 @@ def _unit_frames(
 #: fewer are noise of a binary mask (JPEG ringing, resampling), not a second structure.
 LABEL_MIN_PIXELS = 20
 LABEL_MIN_SHARE = 0.05
+#: ... and the labels of a label map together hold at least this share of its labelled pixels (a
+#: resampled label map keeps ~90% on its plateaus; a feathered mask of sigma 5 px, 12-30%).
+LABEL_MAP_COVERAGE = 0.6
 #: Lossy formats: values beside the mask's own are compression ringing, never labels.
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
 #: Colour masks: a pixel's colour is its R, G, B over its largest sample, rounded to quarters, so
@@ -434,6 +437,22 @@ def _refuse_label_map(mask: np.ndarray, source, *, areas: bool = False) -> None:
         if len(labels) < 2:
             return
         how = f"{len(labels)} non-zero values hold at least {floor:.0f} px each"
+    # A label map is piecewise constant: its labels hold most of its labelled pixels. A feathered
+    # (blurred) mask or a probability map spreads them over many grey levels, a few of which pass
+    # the test above in its smooth tail; it is one soft rib mask, cut by the grey rules.
+    held = int(counts[np.isin(values, labels)].sum())
+    if held < LABEL_MAP_COVERAGE * int(counts[nonzero].sum()):
+        if areas:
+            return  # a full-range soft mask: cut at half its maximum
+        # Up to 127 the rule is > 0, which would take a faint soft mask's whole blurred tail.
+        top = values.max()
+        raise StackReadError(
+            f"{source}: the mask holds {int(nonzero.sum())} grey levels up to {top:g}, none of "
+            f"them most of its labelled pixels: a soft mask (blurred, or a probability map scaled "
+            f"to {top:g}) rather than a rib mask, and masks whose maximum is 127 or less are read "
+            "as > 0, which would take its whole blurred edge. Save it binary (rib 1 or 255, all "
+            f"else 0), e.g. mask > {top / 2:g}"
+        )
     # Show 0 and the labels first, then other values in order, 8 at most.
     order = np.argsort([0 if v == 0 or v in labels else 1 for v in values], kind="stable")[:8]
     shown = ", ".join(f"{values[i]:g}: {counts[i]} px" for i in sorted(order))

@@ -334,3 +334,18 @@ def test_a_faint_soft_mask_is_refused_as_soft_not_read_as_everything_above_0():
     assert soft.max() == 115
     with pytest.raises(StackReadError, match="soft mask.*mask > 57.5"):
         binarize_mask(soft, "faint.png")
+
+
+def test_an_imagej_binary_mask_with_an_inverting_lut_reads_its_objects(tmp_path):
+    """Fiji's binary masks (Black background off) are saved WhiteIsZero with objects at 255; the
+    mask reader inverted them and read the background as rib (3696 px for a 400-px rib). A
+    WhiteIsZero mask from another writer is still inverted."""
+    from napari_ribseg.core.io.frame_folder import read_image
+
+    mask = np.zeros((64, 64), np.uint8)
+    mask[20:30, 10:50] = 255
+    tifffile.imwrite(tmp_path / "ij.tif", mask, imagej=True, photometric="miniswhite")
+    assert int(binarize_mask(read_image(tmp_path / "ij.tif", mask=True), "ij.tif").sum()) == 400
+    tifffile.imwrite(tmp_path / "plain.tif", 255 - mask, photometric="miniswhite")
+    read = binarize_mask(read_image(tmp_path / "plain.tif", mask=True), "plain.tif")
+    assert int(read.sum()) == 400

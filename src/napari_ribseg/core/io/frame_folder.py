@@ -62,7 +62,10 @@ def read_image_pixels(path: Path, *, mask: bool = False) -> tuple[np.ndarray, bo
                     check_frame(series.shape[ax.index("Y")], series.shape[ax.index("X")], path)
                 data = series.asarray()
                 axes = series.axes
-                white_is_zero = page_white_is_zero(series.keyframe)
+                # ImageJ writes an image shown with an inverting LUT as WhiteIsZero, its values
+                # unchanged: a binary mask drawn without "Black background" (Fiji's default)
+                # keeps its objects at 255. Inverted, its background would be the rib.
+                white_is_zero = page_white_is_zero(series.keyframe) and not (mask and tif.is_imagej)
         except (tifffile.TiffFileError, OSError, ValueError, IndexError, RuntimeError) as exc:
             raise StackReadError(
                 f"{path}: cannot read TIFF image (truncated or corrupt?): {exc}"

@@ -349,3 +349,20 @@ def test_an_imagej_binary_mask_with_an_inverting_lut_reads_its_objects(tmp_path)
     tifffile.imwrite(tmp_path / "plain.tif", 255 - mask, photometric="miniswhite")
     read = binarize_mask(read_image(tmp_path / "plain.tif", mask=True), "plain.tif")
     assert int(read.sum()) == 400
+
+
+def test_a_grey_palette_tiff_mask_with_white_first_reads_its_grey_levels(tmp_path):
+    """As for PNG: a 0/255 mask stored as a palette TIFF with white at index 0 was read as its
+    indices, the background as rib (3696 px for a 400-px rib). A coloured palette stays indices."""
+    from napari_ribseg.core.io.frame_folder import read_image
+
+    rib = np.zeros((64, 64), np.uint8)
+    rib[20:30, 10:50] = 1
+    white_first = np.zeros((3, 256), np.uint16)
+    white_first[:, 0] = 65535  # index 0 white, index 1 black
+    tifffile.imwrite(tmp_path / "p.tif", 1 - rib, photometric="palette", colormap=white_first)
+    assert int(binarize_mask(read_image(tmp_path / "p.tif", mask=True), "p.tif").sum()) == 400
+    voc = np.zeros((3, 256), np.uint16)
+    voc[0, 1] = 128 * 257  # label 1 dark red: a coloured palette, read as indices
+    tifffile.imwrite(tmp_path / "v.tif", rib, photometric="palette", colormap=voc)
+    assert read_image(tmp_path / "v.tif", mask=True).max() == 1

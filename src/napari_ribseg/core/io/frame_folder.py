@@ -66,6 +66,8 @@ def read_image_pixels(path: Path, *, mask: bool = False) -> tuple[np.ndarray, bo
                 # unchanged: a binary mask drawn without "Black background" (Fiji's default)
                 # keeps its objects at 255. Inverted, its background would be the rib.
                 white_is_zero = page_white_is_zero(series.keyframe) and not (mask and tif.is_imagej)
+                if mask and data.ndim == 2:
+                    data = _grey_palette_tiff(series.keyframe, data)
         except (tifffile.TiffFileError, OSError, ValueError, IndexError, RuntimeError) as exc:
             raise StackReadError(
                 f"{path}: cannot read TIFF image (truncated or corrupt?): {exc}"
@@ -146,6 +148,24 @@ def pil_array(img, path: Path, *, indices: bool = False) -> np.ndarray:
         # Pillow opens some 16-bit greyscale files as 32-bit "I"; they are uint16 on disk.
         data = data.astype(np.uint16)
     return data
+
+
+def _grey_palette_tiff(page, index: np.ndarray) -> np.ndarray:
+    """A palette TIFF mask whose used entries are all grey, as the grey levels it shows (uint8), as
+    for a PNG (:func:`_grey_palette`): white at index 0 read as indices made the background the
+    rib. Other masks, and palettes with colours (labels), are returned as they are."""
+    colormap = getattr(page, "colormap", None)
+    if int(getattr(page, "photometric", -1)) != 3 or colormap is None or index.dtype.kind != "u":
+        return index
+    colormap = np.asarray(colormap)
+    used = np.unique(index)
+    if colormap.ndim != 2 or colormap.shape[0] != 3 or int(used.max()) >= colormap.shape[1]:
+        return index
+    r, g, b = (colormap[c, used] for c in range(3))
+    if not (np.array_equal(r, g) and np.array_equal(g, b)):
+        return index
+    grey = colormap[0] // 257 if int(colormap.max()) > 255 else colormap[0]
+    return grey.astype(np.uint8)[index]
 
 
 def _grey_palette(img, index: np.ndarray) -> bool:

@@ -85,7 +85,8 @@ def frames_of(layer: Image) -> np.ndarray:
     return frames_and_scaling(layer)[0]
 
 
-def _layer_array(layer: Image) -> np.ndarray:
+def layer_array(layer: Image) -> np.ndarray:
+    """The layer's pixels as an (N, H, W) numeric array (a 2-D layer as one frame), unscaled."""
     data = np.asarray(layer.data)
     if data.ndim == 2:
         data = data[None]
@@ -102,19 +103,29 @@ def _layer_array(layer: Image) -> np.ndarray:
     return data
 
 
-def frames_and_scaling(layer: Image) -> tuple[np.ndarray, dict | None]:
+def frames_and_scaling(
+    layer: Image, data: np.ndarray | None = None
+) -> tuple[np.ndarray, dict | None]:
     """:func:`frames_of` and how the pixels were scaled (the reader's ``intensity_scaling`` for
-    our layers, the record of the rule applied here for any other layer)."""
+    our layers, the record of the rule applied here for any other layer). ``data``: the layer's
+    array as :func:`layer_array` gives it, when the caller already has it."""
     from napari_ribseg.core.io.intensity import to_unit_frames
 
-    data = _layer_array(layer)
-    scaling = (getattr(layer, "metadata", None) or {}).get("intensity_scaling")
-    if data.dtype == np.float32 and isinstance(scaling, dict):
+    data = layer_array(layer) if data is None else data
+    scaling = _reader_scaling(layer, data)
+    if scaling is not None:
         return data, scaling  # our reader's frames, scaled when read
     try:
         return to_unit_frames(data, layer.name)
     except RibsegError as exc:
         raise RibsegError(f"layer '{layer.name}': {exc}") from exc
+
+
+def _reader_scaling(layer: Image, data: np.ndarray) -> dict | None:
+    """The reader's ``intensity_scaling`` when ``layer`` holds our reader's frames (float32,
+    scaled when read), else ``None``."""
+    scaling = (getattr(layer, "metadata", None) or {}).get("intensity_scaling")
+    return scaling if data.dtype == np.float32 and isinstance(scaling, dict) else None
 
 
 class _AsReadBefore:
@@ -133,24 +144,21 @@ class _AsReadBefore:
         return np.asarray(frame, dtype=np.float32)
 
 
-def former_fingerprints(layer: Image) -> list[dict]:
+def former_fingerprints(layer: Image, data: np.ndarray, scaling: dict | None) -> list[dict]:
     """The fingerprints a layer's frames had under the widget's earlier scaling, so a review saved
     then still opens (rebound on its next save): integer layers other than uint8, uint16 and bool
     (divided by their type's maximum until 2026-12-04, now stretched like the readers' frames)
-    and float layers outside [0, 1] (taken unscaled). Nothing for layers read the same as before."""
+    and float layers outside [0, 1] (taken unscaled; ``scaling``, from :func:`frames_and_scaling`
+    on ``data``, says whether they were stretched). Nothing for layers read the same as before."""
     from napari_ribseg.core.project import stack_fingerprint
 
-    data = _layer_array(layer)
+    if _reader_scaling(layer, data) is not None:
+        return []  # our reader's frames, used as they are, then and now
     kind, itemsize = data.dtype.kind, data.dtype.itemsize
     if kind == "b" or (kind == "u" and itemsize <= 2):
         return []
-    if kind == "f":
-        lo, hi = (
-            float(np.nanmin(data)) if data.size else 0.0,
-            float(np.nanmax(data)) if data.size else 0.0,
-        )
-        if lo >= 0.0 and hi <= 1.0:
-            return []
+    if kind == "f" and (scaling or {}).get("method") != "minmax":
+        return []  # in [0, 1]: as it was
     return [stack_fingerprint(_AsReadBefore(data))]
 
 
@@ -250,8 +258,9 @@ class ReviewSession(QObject):
             # The same stack again: only a ribs layer the user deleted comes back.
             self.ensure_labels_layer()
             return False
-        frames, scaling = frames_and_scaling(layer)
-        former = former_fingerprints(layer)
+        data = layer_array(layer)
+        frames, scaling = frames_and_scaling(layer, data)
+        former = former_fingerprints(layer, data, scaling)
         folder = self.project_folder_for(layer)
         self._release()
         # The previous stack's ribs layer stays on screen but no longer feeds this review.

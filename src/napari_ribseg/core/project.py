@@ -1072,26 +1072,17 @@ class ReviewProject:
         old = str((project.fingerprint or {}).get("sha256"))[:12]
         new = str(fingerprint.get("sha256"))[:12]
         if asked:
-            log.warning(
+            message = (
                 "Review %s: rebound on request to %s as it reads now (content %s, was %s); "
-                "its labels are restored and the new binding is saved with them",
-                project.folder,
-                source,
-                new,
-                old,
+                "its labels are restored and the new binding is saved with them"
             )
-            project.rebound_from = str((project.fingerprint or {}).get("sha256"))
-            project.fingerprint = fingerprint
-            return
-        log.warning(
-            "Review %s: %s is unchanged on disk (same size and sampled bytes) but now reads as "
-            "other frames (content %s, was %s): the reader's rules for it changed. Its review is "
-            "restored and bound to the new reading at the next save",
-            project.folder,
-            source,
-            new,
-            old,
-        )
+        else:
+            message = (
+                "Review %s: %s is unchanged on disk (same size and sampled bytes) but now reads as "
+                "other frames (content %s, was %s): the reader's rules for it changed. Its review "
+                "is restored and bound to the new reading at the next save"
+            )
+        log.warning(message, project.folder, source, new, old)
         project.rebound_from = str((project.fingerprint or {}).get("sha256"))
         project.fingerprint = fingerprint
 
@@ -1115,11 +1106,7 @@ class ReviewProject:
         saved = project.fingerprint
         if fingerprint is not None and saved is not None and saved != fingerprint:
             old, new = str(saved.get("sha256"))[:12], str(fingerprint.get("sha256"))[:12]
-            same_path = (
-                project.source is not None
-                and source is not None
-                and any(_same_file(p, source) for p in _stored_paths(project.source, folder))
-            )
+            same_path = _records_source(project, source)
             recorded = project.source_signature
             if (
                 same_path

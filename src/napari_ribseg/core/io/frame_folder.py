@@ -158,11 +158,9 @@ def _grey_palette_tiff(page, index: np.ndarray) -> np.ndarray:
     if int(getattr(page, "photometric", -1)) != 3 or colormap is None or index.dtype.kind != "u":
         return index
     colormap = np.asarray(colormap)
-    used = np.unique(index)
-    if colormap.ndim != 2 or colormap.shape[0] != 3 or int(used.max()) >= colormap.shape[1]:
+    if colormap.ndim != 2 or colormap.shape[0] != 3 or int(index.max()) >= colormap.shape[1]:
         return index
-    r, g, b = (colormap[c, used] for c in range(3))
-    if not (np.array_equal(r, g) and np.array_equal(g, b)):
+    if not _used_entries_grey(colormap.T, index):
         return index
     grey = colormap[0] // 257 if int(colormap.max()) > 255 else colormap[0]
     return grey.astype(np.uint8)[index]
@@ -174,11 +172,15 @@ def _grey_palette(img, index: np.ndarray) -> bool:
     palette = img.getpalette("RGB")
     if not palette:
         return False
-    rgb = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
-    used = np.flatnonzero(np.bincount(index.ravel(), minlength=256))
-    used = used[used < len(rgb)]
-    colours = rgb[used]
-    return bool(used.size) and bool(
+    return _used_entries_grey(np.asarray(palette, dtype=np.uint8).reshape(-1, 3), index)
+
+
+def _used_entries_grey(table: np.ndarray, index: np.ndarray) -> bool:
+    """Whether the entries of the (N, 3) colour ``table`` that ``index`` uses (those within the
+    table) are all grey, R = G = B, and there is at least one."""
+    used = np.unique(index)
+    colours = table[used[used < len(table)]]
+    return bool(len(colours)) and bool(
         ((colours[:, 0] == colours[:, 1]) & (colours[:, 1] == colours[:, 2])).all()
     )
 

@@ -130,6 +130,33 @@ def test_another_array_of_the_same_npz_is_refused_not_rebound(tmp_path, rng):
         assert session.project.statuses.tolist()[1] == int(FrameStatus.CURATED)
 
 
+def test_renamed_npz_read_differently_is_found_by_commands_that_need_a_review(tmp_path, rng):
+    """``review_exists`` (asked by ``ribseg review``/``export-curated``/``finetune STACK`` and
+    ``adapt``) signed the source without its array name, so the review of array 'a' of a renamed
+    .npz now read differently was 'no review at ...' there, while the widget restored it."""
+    import dataclasses
+
+    from napari_ribseg.core.io import read_stack
+    from napari_ribseg.core.project import review_exists
+    from napari_ribseg.core.session import ReviewSession
+
+    path = tmp_path / "data.npz"
+    np.savez(path, a=_frames(rng), b=_frames(rng))
+    with ReviewSession.open(read_stack(path, variable="a")) as session:
+        session.project.labels[1, 2:5, 3:9] = 1
+        session.project.set_status(1, FrameStatus.CURATED)
+        assert session.project.save()
+    renamed = path.rename(tmp_path / "renamed.npz")
+    stack = read_stack(renamed, variable="a")
+    now = dataclasses.replace(stack, frames=stack.frames * np.float32(0.5))  # new reader rules
+    with ReviewSession.open(now, existing=True, read_only=True) as session:
+        assert session.project.statuses.tolist()[1] == int(FrameStatus.CURATED)
+        assert int(session.project.labels[1].sum()) == 18
+    folder = project_dir_for(renamed)
+    assert review_exists(folder, now.frames, renamed, variable="a")
+    assert not review_exists(folder, now.frames, renamed, variable="b")
+
+
 def test_changed_file_of_the_same_shape_is_still_refused(tmp_path, rng):
     frames = _frames(rng)
     source = _source(tmp_path, rng)

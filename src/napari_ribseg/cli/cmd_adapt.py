@@ -77,9 +77,8 @@ def _curated(stack, base_name: str, project_folder: Path | None = None) -> tuple
     if stack.source is None and project_folder is None:
         return {}, []
     folder = project_dir_for(stack.source, root=project_folder, name=stack.name)
-    if not review_exists(
-        folder, stack.frames, stack.source, stack.metadata.get("intensity_scaling")
-    ):
+    scaling, variable = (stack.metadata.get(k) for k in ("intensity_scaling", "variable"))
+    if not review_exists(folder, stack.frames, stack.source, scaling, variable):
         return {}, []
     with ReviewSession.open(stack, project_folder=project_folder, read_only=True) as session:
         return curated_masks(session.project), unedited_frames(session.project, base_name)

@@ -240,9 +240,11 @@ def review_exists(
     frames: np.ndarray | None = None,
     source: str | Path | None = None,
     scaling: dict | None = None,
+    variable: str | None = None,
 ) -> bool:
-    """Whether opening ``folder`` (for ``frames`` of file ``source``) restores a review: saved
-    there, or adoptable from a review of the same content beside it."""
+    """Whether opening ``folder`` (for ``frames`` of file ``source``; ``variable``: the array read
+    from an .npz/.mat, as :meth:`ReviewProject.open` takes it) restores a review: saved there, or
+    adoptable from a review of the same content, or of the same file bytes, beside it."""
     folder = Path(folder)
     if _versions(folder) or (folder / JSON_FILE).is_file():
         return True
@@ -254,7 +256,8 @@ def review_exists(
     if frames is None:
         return False
     prints = [stack_fingerprint(frames), *legacy_fingerprints(frames, scaling)]
-    return same_content_review(folder, prints, source, source_signature(source)) is not None
+    signature = source_signature(source, variable)
+    return same_content_review(folder, prints, source, signature) is not None
 
 
 def legacy_project_dir(folder: Path, source: str | Path | None) -> Path | None:

@@ -250,7 +250,8 @@ class ReviewSession:
             stack = read_stack(stack)
         folder = project_dir_for(stack.source, root=project_folder, name=name or stack.name)
         scaling = stack.metadata.get("intensity_scaling")
-        if existing and not review_exists(folder, stack.frames, stack.source, scaling):
+        variable = stack.metadata.get("variable")
+        if existing and not review_exists(folder, stack.frames, stack.source, scaling, variable):
             hint = "" if project_folder else " (pass --project-folder if it is kept elsewhere)"
             raise ProjectError(
                 f"{stack.source or stack.name}: no review at {folder}{hint}; segment it with "
@@ -258,7 +259,7 @@ class ReviewSession:
             )
         return cls.for_frames(stack.frames, folder, source=stack.source, name=name or stack.name,
                               options=options, read_only=read_only, scaling=scaling,
-                              rebind=rebind, variable=stack.metadata.get("variable"))  # fmt: skip
+                              rebind=rebind, variable=variable)  # fmt: skip
 
     @classmethod
     def for_frames(

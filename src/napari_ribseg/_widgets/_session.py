@@ -162,6 +162,12 @@ def former_fingerprints(layer: Image, data: np.ndarray, scaling: dict | None) ->
     return [stack_fingerprint(_AsReadBefore(data))]
 
 
+def on_image_axes(stack: np.ndarray, image: Image) -> np.ndarray:
+    """A review's (N, H, W) array on the image layer's axes: for a 2-D image (one frame) the view
+    of its one frame, so painting on it still writes into the review."""
+    return stack[0] if getattr(image, "ndim", 3) == 2 and stack.shape[0] == 1 else stack
+
+
 def same_layer(a: Any, b: Any) -> bool:
     """Whether two references name the same layer.
 
@@ -305,14 +311,15 @@ class ReviewSession(QObject):
         name = f"{image.name} ribs"
         units = getattr(image, "units", None)
         extra = {"units": tuple(str(u) for u in units)} if units is not None else {}
+        data = on_image_axes(project.labels, image)
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
             self._unhook_labels(layer)  # hooked again below, once
-            layer.data = project.labels
+            layer.data = data
             layer.visible = True
         else:
             layer = self.viewer.add_labels(
-                project.labels,
+                data,
                 name=name,
                 scale=image.scale,
                 translate=image.translate,
@@ -413,6 +420,10 @@ class ReviewSession(QObject):
             return  # another stack's ribs layer: never this review's
         project = self.core.project
         data = self.labels_layer.data
+        if np.ndim(data) == 2 and project.n_frames == 1:  # a 2-D image's one frame
+            if np.shares_memory(data, project.labels):
+                return
+            data = np.asarray(data)[None]
         if data is not project.labels and np.shape(data) == project.labels.shape:
             project.labels = np.asarray(data, dtype=np.uint8)
             self.core.mark_edited([])
@@ -450,7 +461,7 @@ class ReviewSession(QObject):
             return
         units = getattr(self.image_layer, "units", None)
         self.prob_layer = self.viewer.add_image(
-            self.prob,
+            on_image_axes(self.prob, self.image_layer),
             name=f"{self.image_layer.name} rib probability",
             scale=self.image_layer.scale,
             translate=self.image_layer.translate,

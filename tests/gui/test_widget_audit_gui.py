@@ -1,0 +1,52 @@
+"""User-visible bugs found by an audit of the dock widget's bindings (2026-12-04)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _stack(path, n=4, shape=(64, 64), seed=0):
+    rng = np.random.default_rng(seed)
+    frames = rng.random((n, *shape), dtype=np.float32) * 0.3
+    frames[:, 20:26, 8:56] += 0.6
+    np.save(path, frames.clip(0, 1))
+    return path
+
+
+def _pick(widget, name: str) -> None:
+    combo = widget.segment_section.image_combo
+    combo.setCurrentIndex(combo.findText(name))
+
+
+def test_a_single_2d_image_is_reviewed_painted_and_shown_with_its_probabilities(
+    docked, tiny_model, wait_worker, errors
+):
+    """A 2-D image (one frame) raised "units ... must have length ndim=3" when its 3-D ribs
+    layer was added with the image's 2-D scale, and left the review without a ribs layer."""
+    viewer, widget = docked
+    rng = np.random.default_rng(0)
+    image = (rng.random((64, 64)) * 0.3).astype(np.float32)
+    image[20:26, 8:56] += 0.6
+    viewer.add_image(image, name="single")  # dropped or added from a script
+    session = widget.session
+    assert session.image_layer.name == "single" and session.n_frames == 1
+    ribs = viewer.layers["single ribs"]
+    assert ribs.ndim == 2 and np.shares_memory(ribs.data, session.project.labels)
+    assert widget.segment_section.select_model(tiny_model)
+    widget.segment_section.show_prob_check.setChecked(True)
+    widget.segment("all")
+    wait_worker(widget)
+    assert session.has_prob.tolist() == [True]
+    assert viewer.layers["single rib probability"].ndim == 2
+    before = session.project.labels[0].copy()
+    ribs.brush_size = 5
+    ribs.selected_label = 1
+    ribs.paint((50, 50), 1)  # the paint tool writes into the review
+    assert (
+        session.project.changed_pixels[0]
+        == np.count_nonzero(session.project.labels[0] != before)
+        > 0
+    )
+    widget.set_status(0, 1)
+    assert widget.review_section.table.item(0, 1).text() == "curated"
+    assert errors == []

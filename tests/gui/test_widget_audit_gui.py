@@ -50,3 +50,31 @@ def test_a_single_2d_image_is_reviewed_painted_and_shown_with_its_probabilities(
     widget.set_status(0, 1)
     assert widget.review_section.table.item(0, 1).text() == "curated"
     assert errors == []
+
+
+def test_a_stack_whose_review_cannot_open_leaves_no_half_bound_review(docked, tmp_path, errors):
+    """After a failed bind the widget kept showing the previous stack's table and status line,
+    Segment stayed enabled (then said "Nothing to segment"), Shift-C did nothing, and picking the
+    previous stack back did nothing: it still counted as the one under review."""
+    viewer, widget = docked
+    a = _stack(tmp_path / "a.npy")
+    blocked = tmp_path / "b"
+    blocked.mkdir()
+    b = _stack(blocked / "b.npy", seed=1)
+    (blocked / "b.npy.ribseg").write_text("a file where the review folder would go")
+    widget.load(a)
+    widget.set_status(0, 1)
+    widget.load(b)
+    assert len(errors) == 1 and errors[0].startswith("Cannot review 'b'")
+    session = widget.session
+    assert session.image_layer is None and session.core is None
+    assert widget.review_section.summary_label.text() == "No stack under review."
+    assert widget.review_section.table.rowCount() == 0
+    assert widget.status_line.text() == "Load a stack or a sample to start."
+    assert not widget.segment_section.run_btn.isEnabled()
+
+    _pick(widget, "a")  # the earlier stack can be picked back, with its review
+    assert session.image_layer.name == "a"
+    assert session.project.statuses.tolist() == [1, 0, 0, 0]
+    assert viewer.layers["a ribs"].data is session.project.labels
+    assert widget.review_section.table.item(0, 1).text() == "curated"

@@ -273,11 +273,18 @@ class ReviewSession(QObject):
         self._unhook_labels(self.labels_layer)
         self.labels_layer = None
         options = self.mask_options() if self.mask_options is not None else None
-        core = CoreSession.for_frames(
-            frames, folder, source=source_of(layer), name=layer.name, options=options,
-            scaling=scaling, aliases=former,
-            variable=(getattr(layer, "metadata", None) or {}).get("variable"),
-        )  # fmt: skip
+        try:
+            core = CoreSession.for_frames(
+                frames, folder, source=source_of(layer), name=layer.name, options=options,
+                scaling=scaling, aliases=former,
+                variable=(getattr(layer, "metadata", None) or {}).get("variable"),
+            )  # fmt: skip
+        except RibsegError:
+            # The previous review is already released: say so everywhere (no stack under review)
+            # rather than keep showing it while nothing records what is done on screen.
+            self.image_layer = self.prob_layer = None
+            self.image_bound.emit(False)
+            raise
         core.labels_changed.connect(self._on_core_labels)
         core.statuses_changed.connect(self.statuses_changed.emit)
         core.saved.connect(self.saved.emit)

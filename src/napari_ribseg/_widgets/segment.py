@@ -311,6 +311,7 @@ class SegmentSection(QWidget):
             restored = self.session.bind_image(layer)
         except RibsegError as exc:
             notify_error(friendly_error(f"Cannot review '{layer.name}'", exc))
+            self._update_run_enabled()  # nothing is under review now
             return False
         if restored and self.session.project is not None:
             n = len(self.session.project.curated_frames)

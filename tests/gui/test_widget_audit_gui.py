@@ -78,3 +78,14 @@ def test_a_stack_whose_review_cannot_open_leaves_no_half_bound_review(docked, tm
     assert session.project.statuses.tolist() == [1, 0, 0, 0]
     assert viewer.layers["a ribs"].data is session.project.labels
     assert widget.review_section.table.item(0, 1).text() == "curated"
+
+
+def test_a_left_stacks_probability_map_is_not_offered_as_a_stack(segmented, tmp_path):
+    """Once another stack was loaded, the first one's "<name> rib probability" layer was listed in
+    Segment -> Image; picking it started a review of the probability map as if it were a scan."""
+    viewer, widget = segmented
+    widget.segment_section.show_prob_check.setChecked(True)
+    assert "clip01 rib probability" in viewer.layers
+    widget.load(_stack(tmp_path / "b.npy", seed=1))
+    combo = widget.segment_section.image_combo
+    assert [combo.itemText(i) for i in range(combo.count())] == ["clip01", "b"]

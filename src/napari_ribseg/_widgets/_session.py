@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 SOURCELESS_FOLDER = "projects"
 #: Colour of the rib label in the Labels layer (label value 1).
 RIB_COLOUR = "#ff9f1c"
+#: Metadata key marking a stack's probability-map layer (never offered as a stack to review).
+PROBABILITY_KEY = "ribseg_probability"
 
 
 def notify_error(message: str) -> None:
@@ -477,6 +479,7 @@ class ReviewSession(QObject):
             blending="additive",
             opacity=0.5,
             visible=True,
+            metadata={PROBABILITY_KEY: True},
             **({"units": tuple(str(u) for u in units)} if units is not None else {}),
         )
 

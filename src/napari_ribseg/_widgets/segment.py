@@ -34,6 +34,7 @@ from qtpy.QtWidgets import (
 from superqt import QLabeledDoubleSlider
 
 from napari_ribseg._widgets._session import (
+    PROBABILITY_KEY,
     ReviewSession,
     friendly_error,
     notify_error,
@@ -268,6 +269,8 @@ class SegmentSection(QWidget):
             if isinstance(layer, Image)
             and not layer.rgb
             and not same_layer(layer, self.session.prob_layer)
+            # Another stack's probability map (kept, hidden, when that stack was left).
+            and not (isinstance(layer.metadata, dict) and layer.metadata.get(PROBABILITY_KEY))
         ]
 
     def _refresh_images(self, event: Any = None) -> None:

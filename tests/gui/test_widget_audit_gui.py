@@ -89,3 +89,31 @@ def test_a_left_stacks_probability_map_is_not_offered_as_a_stack(segmented, tmp_
     widget.load(_stack(tmp_path / "b.npy", seed=1))
     combo = widget.segment_section.image_combo
     assert [combo.itemText(i) for i in range(combo.count())] == ["clip01", "b"]
+
+
+def test_a_review_that_cannot_be_saved_says_so_and_says_when_its_changes_are_dropped(
+    docked, tmp_path, errors
+):
+    """A failed save was notified once ("Your labels stay in the viewer") while the status line
+    kept "Review saved at ..."; loading another stack then dropped the unsaved statuses and edits
+    without a word, and picking the stack back showed the last save."""
+    import shutil
+
+    viewer, widget = docked
+    a = _stack(tmp_path / "a.npy")
+    widget.load(a)
+    widget.set_status(2, 1)  # saved
+    assert "Review saved at" in widget.status_line.text()
+    folder = widget.session.project.folder
+    shutil.rmtree(folder)
+    folder.write_text("the review folder became unwritable")
+    widget.set_status(0, 1)
+    widget.set_status(1, 2)
+    assert len(errors) == 1 and errors[0].startswith("Could not save the review")
+    assert "Review NOT saved" in widget.status_line.text()
+    assert "Review saved at" not in widget.status_line.text()
+
+    widget.load(_stack(tmp_path / "b.npy", seed=1))
+    assert len(errors) == 2, "leaving the review dropped its unsaved changes silently"
+    assert errors[1].startswith("The review of 'a' could not be saved")
+    assert "not kept" in errors[1]

@@ -311,10 +311,26 @@ class ReviewSession(QObject):
         """Save and unlock the current review (before binding another or when its layer goes)."""
         if self.core is None:
             return
-        self.autosave()
+        if not self.autosave():
+            self._say_unsaved_changes_dropped()
         with contextlib.suppress(RibsegError, OSError):
             self.core.project.close()
         self.core = None
+
+    def _say_unsaved_changes_dropped(self) -> None:
+        """The review is let go while its last changes could not be saved: say so, every time
+        (the earlier notification promised the labels stay in the viewer; from here they do not)."""
+        core = self.core
+        if core is None or core.project.read_only:
+            return
+        with contextlib.suppress(Exception):
+            if not core.project.is_dirty:
+                return
+            notify_error(
+                f"The review of '{core.name}' could not be saved ({core.project.folder}): its "
+                "changes since the last save (statuses and edits) are not kept. Choose a writable "
+                "project folder in Preferences, Rib Segmentation, before reviewing it again."
+            )
 
     def _labels_layer_for(self, image: Image, project: ReviewProject) -> Labels:
         name = f"{image.name} ribs"
@@ -491,6 +507,8 @@ class ReviewSession(QObject):
         try:
             return self.core.save()
         except (OSError, RibsegError) as exc:
+            # The status line must not keep saying "Review saved at ..." while edits are unsaved.
+            self.saved.emit("Review NOT saved (see the notification); changes are only on screen")
             if not self._save_error_shown:
                 self._save_error_shown = True
                 hint = (

@@ -117,3 +117,22 @@ def test_a_review_that_cannot_be_saved_says_so_and_says_when_its_changes_are_dro
     assert len(errors) == 2, "leaving the review dropped its unsaved changes silently"
     assert errors[1].startswith("The review of 'a' could not be saved")
     assert "not kept" in errors[1]
+
+
+def test_an_rgb_layer_given_to_select_image_is_refused_with_a_reason(docked, tmp_path, errors):
+    """Segment -> Image never lists RGB layers, but select_image (the scripts' door, and the Load
+    section's) took an (H, W, 3) layer for H frames of W x 3 pixels: napari raised a units error
+    while adding a ribs layer, and the review already opened stayed half made."""
+    viewer, widget = docked
+    widget.load(_stack(tmp_path / "a.npy"))
+    widget.set_status(1, 1)
+    rgb = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    layer = viewer.add_image(rgb, name="colour", rgb=True)
+    assert widget.segment_section.select_image(layer) is False
+    assert len(errors) == 1 and errors[0].startswith(
+        "Cannot review 'colour': Layer 'colour' is an RGB"
+    )
+    assert "colour ribs" not in viewer.layers
+    # The stack under review stays under review.
+    assert widget.session.image_layer.name == "a"
+    assert widget.session.project.statuses.tolist() == [0, 1, 0, 0]

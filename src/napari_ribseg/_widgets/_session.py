@@ -89,6 +89,11 @@ def frames_of(layer: Image) -> np.ndarray:
 
 def layer_array(layer: Image) -> np.ndarray:
     """The layer's pixels as an (N, H, W) numeric array (a 2-D layer as one frame), unscaled."""
+    if getattr(layer, "rgb", False):
+        raise RibsegError(
+            f"layer '{layer.name}' is an RGB image; rib segmentation needs grey frames (open the "
+            "file with this plugin's reader, which turns colour into grey)"
+        )
     data = np.asarray(layer.data)
     if data.ndim == 2:
         data = data[None]

@@ -136,3 +136,38 @@ def test_an_rgb_layer_given_to_select_image_is_refused_with_a_reason(docked, tmp
     # The stack under review stays under review.
     assert widget.session.image_layer.name == "a"
     assert widget.session.project.statuses.tolist() == [0, 1, 0, 0]
+
+
+def test_review_keys_act_only_on_a_frame_of_the_stack_that_is_on_screen(
+    docked, tmp_path, tiny_model, monkeypatch
+):
+    """A longer stack, hidden, keeps napari's frame slider range: on frame 6 of an 8-frame range
+    a 4-frame stack shows nothing, yet Shift-C curated (Revert reverted, Segment "Current frame"
+    ran on) its last frame, 3, which the user never saw."""
+    from napari.utils.key_bindings import KeyBinding
+
+    import napari_ribseg._widgets.review as review
+    import napari_ribseg._widgets.segment as segment
+
+    infos: list[str] = []
+    monkeypatch.setattr(review, "notify_info", infos.append)
+    monkeypatch.setattr(segment, "notify_info", infos.append)
+    viewer, widget = docked
+    widget.load(_stack(tmp_path / "long.npy", n=8))
+    widget.load(_stack(tmp_path / "short.npy", n=4, seed=1))
+    project = widget.session.project
+    project.labels[3, :2, :2] = 1  # a hand edit on the short stack's last frame
+    viewer.dims.set_current_step(0, 6)
+    viewer.keymap[KeyBinding.from_str("Shift-C")](viewer)
+    viewer.keymap[KeyBinding.from_str("Shift-R")](viewer)
+    widget.review_section.revert_btn.click()
+    assert widget.segment_section.select_model(tiny_model)
+    assert widget.segment("current") is None
+    assert project.statuses.tolist() == [0, 0, 0, 0]
+    assert project.changed_pixels[3] == 4
+    message = "Frame 6 is not part of 'short' (4 frames): move the slider onto one of its frames."
+    assert infos == [message, message, message, "Nothing to segment: " + message]
+
+    viewer.dims.set_current_step(0, 2)  # a frame of the stack: the keys work as before
+    viewer.keymap[KeyBinding.from_str("Shift-C")](viewer)
+    assert project.statuses.tolist() == [0, 0, 1, 0]

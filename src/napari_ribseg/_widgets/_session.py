@@ -408,6 +408,30 @@ class ReviewSession(QObject):
         axis = max(0, len(step) - 3) if len(step) > 3 else 0
         return int(min(max(step[axis], 0), self.n_frames - 1))
 
+    def frame_on_screen(self) -> int | None:
+        """The stack's frame the viewer shows, or ``None`` when its slider is past the stack's end
+        (a longer stack, hidden, keeps the slider's range): then no frame of it is on screen."""
+        if self.core is None:
+            return None
+        if self.image_layer is not None and self.image_layer.ndim == 2:
+            return 0  # one frame, shown at every step
+        step = self.viewer.dims.current_step
+        if not step:
+            return 0
+        axis = max(0, len(step) - 3) if len(step) > 3 else 0
+        frame = int(step[axis])
+        return frame if 0 <= frame < self.n_frames else None
+
+    def not_on_screen(self) -> str:
+        """Why no frame of the stack can be acted on (the slider is past its end)."""
+        step = self.viewer.dims.current_step
+        axis = max(0, len(step) - 3) if len(step) > 3 else 0
+        name = self.image_layer.name if self.image_layer is not None else "the stack"
+        return (
+            f"Frame {int(step[axis]) if step else 0} is not part of '{name}' ({self.n_frames} "
+            "frames): move the slider onto one of its frames."
+        )
+
     def go_to(self, frame: int) -> None:
         """Show ``frame`` in the viewer."""
         if self.core is None:

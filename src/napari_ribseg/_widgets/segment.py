@@ -443,6 +443,11 @@ class SegmentSection(QWidget):
                 "Nothing to segment: load a stack (Load section) and make sure a model is listed."
             )
             return None
+        if scope == "current" and self.session.frame_on_screen() is None:
+            message = "Nothing to segment: " + self.session.not_on_screen()
+            self.progress_label.setText(message)
+            notify_info(message)
+            return None
         indices = self.frames_for(scope)
         if indices.size == 0:
             message = "Nothing to segment: every frame here is curated, rejected or edited by hand."

@@ -171,3 +171,27 @@ def test_review_keys_act_only_on_a_frame_of_the_stack_that_is_on_screen(
     viewer.dims.set_current_step(0, 2)  # a frame of the stack: the keys work as before
     viewer.keymap[KeyBinding.from_str("Shift-C")](viewer)
     assert project.statuses.tolist() == [0, 0, 1, 0]
+
+
+def test_a_ribs_layer_left_by_a_deleted_stack_takes_the_new_stacks_scale(docked, tmp_path, errors):
+    """A stack given in mm (Imaging depth) was deleted; another stack loaded under the same name
+    got the old '<name> ribs' layer back with the old scale (0.625 mm per pixel) over an image in
+    pixels: the masks were drawn at 0.625 of their size and every stroke landed on other pixels."""
+    viewer, widget = docked
+    widget.load(_stack(tmp_path / "a.npy", n=4))
+    assert widget.load_section.depth_control.apply_depth(40) is not None
+    assert tuple(viewer.layers["a ribs"].scale) == (1.0, 0.625, 0.625)
+    viewer.layers.remove("a")
+    (tmp_path / "other").mkdir()
+    widget.load(_stack(tmp_path / "other" / "a.npy", n=6, shape=(80, 96), seed=3))
+    image, ribs = viewer.layers["a"], viewer.layers["a ribs"]
+    assert ribs.data is widget.session.project.labels and ribs.data.shape == (6, 80, 96)
+    assert tuple(ribs.scale) == tuple(image.scale) == (1.0, 1.0, 1.0)
+    assert tuple(ribs.translate) == tuple(image.translate)
+    assert tuple(str(u) for u in ribs.units) == tuple(str(u) for u in image.units)
+    # A stroke at the image's pixel (row 50, col 70) of frame 5 lands on that pixel of the review.
+    ribs.brush_size = 1
+    ribs.selected_label = 1
+    ribs.paint(ribs.world_to_data(image.data_to_world((5, 50, 70))), 1)
+    assert widget.session.project.labels[5, 50, 70] == 1
+    assert errors == []

@@ -342,9 +342,21 @@ class ReviewSession(QObject):
         units = getattr(image, "units", None)
         extra = {"units": tuple(str(u) for u in units)} if units is not None else {}
         data = on_image_axes(project.labels, image)
-        if name in self.viewer.layers:
-            layer = self.viewer.layers[name]
+        from napari.layers import Labels
+
+        old = next((x for x in self.viewer.layers if x.name == name), None)
+        if isinstance(old, Labels) and old.ndim == data.ndim:
+            layer = old
             self._unhook_labels(layer)  # hooked again below, once
+            # The layer may be a deleted stack's of the same name: it takes this image's place
+            # (scale, offset, units), and strokes on other frames can no longer be undone into it.
+            if layer.data.shape != data.shape:
+                layer.editable = False  # napari drops the undo history of a non-editable layer
+                layer.editable = True
+            layer.scale = image.scale
+            layer.translate = image.translate
+            if units is not None:
+                layer.units = extra["units"]
             layer.data = data
             layer.visible = True
         else:

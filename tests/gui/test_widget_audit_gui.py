@@ -195,3 +195,20 @@ def test_a_ribs_layer_left_by_a_deleted_stack_takes_the_new_stacks_scale(docked,
     ribs.paint(ribs.world_to_data(image.data_to_world((5, 50, 70))), 1)
     assert widget.session.project.labels[5, 50, 70] == 1
     assert errors == []
+
+
+def test_the_brush_always_paints_ribs(docked, tmp_path):
+    """napari's "new label" key (M) or the label spin box chose label 2: strokes with it were drawn
+    transparent (the rib colour map knows label 1 only), counted as changed pixels, and were not
+    ribs for training (rib = label 1): painting a rib erased it, unseen."""
+    viewer, widget = docked
+    widget.load(_stack(tmp_path / "a.npy"))
+    ribs = viewer.layers["a ribs"]
+    ribs.selected_label = 2
+    assert ribs.selected_label == 1
+    ribs.brush_size = 1
+    ribs.paint((1, 40, 40), ribs.selected_label)
+    assert widget.session.project.labels[1, 40, 40] == 1
+    assert ribs.colormap.map(np.array([ribs.selected_label]))[0, 3] == 1.0  # drawn opaque
+    ribs.selected_label = 0  # background (erasing) stays possible
+    assert ribs.selected_label == 0

@@ -373,6 +373,8 @@ class ReviewSession(QObject):
 
             layer.colormap = DirectLabelColormap(color_dict={None: "transparent", 1: RIB_COLOUR})
         layer.events.paint.connect(self._on_paint)
+        layer.events.selected_label.connect(self._on_selected_label)
+        self._on_selected_label(layer=layer)
         layer.events.data.connect(self._on_labels_data)
         layer.events.set_data.connect(self._on_labels_refreshed)
         return layer
@@ -384,6 +386,7 @@ class ReviewSession(QObject):
             (layer.events.paint, self._on_paint),
             (layer.events.data, self._on_labels_data),
             (layer.events.set_data, self._on_labels_refreshed),
+            (layer.events.selected_label, self._on_selected_label),
         ):
             with contextlib.suppress(Exception):  # not connected: nothing to undo
                 emitter.disconnect(callback)
@@ -457,6 +460,14 @@ class ReviewSession(QObject):
             self._last_frame = frame
             # Autosave on every change of frame: that is when a user has finished with one.
             self.autosave()
+
+    def _on_selected_label(self, event: Any = None, layer: Labels | None = None) -> None:
+        # The review has one label, 1 = rib. napari's "new label" (M) and label spin box pick 2,
+        # 3, ...: drawn transparent by the rib colour map and not ribs for training, a stroke with
+        # them only erased, unseen. The brush keeps painting ribs.
+        layer = layer if layer is not None else getattr(event, "source", None)
+        if layer is not None and getattr(layer, "selected_label", 1) > 1:
+            layer.selected_label = 1
 
     def _on_paint(self, event: Any = None) -> None:
         if self.core is not None:

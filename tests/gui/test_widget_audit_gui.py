@@ -212,3 +212,27 @@ def test_the_brush_always_paints_ribs(docked, tmp_path):
     assert ribs.colormap.map(np.array([ribs.selected_label]))[0, 3] == 1.0  # drawn opaque
     ribs.selected_label = 0  # background (erasing) stays possible
     assert ribs.selected_label == 0
+
+
+def test_the_resegment_button_counts_the_unreviewed_frames_of_the_stack_under_review(
+    segmented, tmp_path
+):
+    """ "Re-segment N unreviewed frames" was counted once, when the fine-tune ended: curating more
+    frames or picking another stack left N as it was, though the button runs on the stack under
+    review and its unreviewed frames now."""
+    from types import SimpleNamespace
+
+    viewer, widget = segmented  # clip01: 6 frames
+    section = widget.finetune_section
+    for frame in (0, 1):
+        widget.set_status(frame, 1)
+    section._base_name = "tiny-test"
+    section._show_outcome(  # as a fine-tune that found nothing better reports
+        SimpleNamespace(val_ids=["a"], checkpoint=None, gate=None, best_val_dice=0.1,
+                        base_val_dice=0.2, reason="no gain", stopped=False)
+    )  # fmt: skip
+    assert section.resegment_btn.text() == "Re-segment 4 unreviewed frames"
+    widget.set_status(2, 1)
+    assert section.resegment_btn.text() == "Re-segment 3 unreviewed frames"
+    widget.load(_stack(tmp_path / "b.npy", n=8, seed=1))
+    assert section.resegment_btn.text() == "Re-segment 8 unreviewed frames"

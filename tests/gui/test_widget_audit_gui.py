@@ -236,3 +236,24 @@ def test_the_resegment_button_counts_the_unreviewed_frames_of_the_stack_under_re
     assert section.resegment_btn.text() == "Re-segment 3 unreviewed frames"
     widget.load(_stack(tmp_path / "b.npy", n=8, seed=1))
     assert section.resegment_btn.text() == "Re-segment 8 unreviewed frames"
+
+
+def test_a_ribs_layer_whose_review_was_let_go_cannot_be_painted(docked, tmp_path):
+    """After its image was deleted (or another stack was loaded) a stack's ribs layer stayed
+    paintable though no review recorded it: strokes were saved nowhere, and picking or loading the
+    stack again replaced them with the saved review, without a word."""
+    viewer, widget = docked
+    a = _stack(tmp_path / "a.npy")
+    widget.load(a)
+    widget.load(_stack(tmp_path / "b.npy", seed=1))
+    assert not viewer.layers["a ribs"].editable and viewer.layers["b ribs"].editable
+    _pick(widget, "a")
+    assert viewer.layers["a ribs"].editable and not viewer.layers["b ribs"].editable
+    assert viewer.layers["a ribs"].data is widget.session.project.labels
+
+    viewer.layers.remove("a")
+    assert widget.session.core is None
+    assert not viewer.layers["a ribs"].editable
+    widget.load(a)  # the stack again: its ribs layer is the review's and paintable again
+    assert viewer.layers["a ribs"].editable
+    assert viewer.layers["a ribs"].data is widget.session.project.labels

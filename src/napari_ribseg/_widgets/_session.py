@@ -277,7 +277,7 @@ class ReviewSession(QObject):
         folder = self.project_folder_for(layer)
         self._release()
         # The previous stack's ribs layer stays on screen but no longer feeds this review.
-        self._unhook_labels(self.labels_layer)
+        self._let_go_of_labels(self.labels_layer)
         self.labels_layer = None
         options = self.mask_options() if self.mask_options is not None else None
         try:
@@ -359,6 +359,7 @@ class ReviewSession(QObject):
                 layer.units = extra["units"]
             layer.data = data
             layer.visible = True
+            layer.editable = True  # made read-only when its review was let go
         else:
             layer = self.viewer.add_labels(
                 data,
@@ -378,6 +379,14 @@ class ReviewSession(QObject):
         layer.events.data.connect(self._on_labels_data)
         layer.events.set_data.connect(self._on_labels_refreshed)
         return layer
+
+    def _let_go_of_labels(self, layer: Labels | None) -> None:
+        """A ribs layer whose review was let go: no longer wired, and no longer paintable (strokes
+        on it would be saved nowhere, and lost when its stack is picked again)."""
+        self._unhook_labels(layer)
+        if layer is not None:
+            with contextlib.suppress(Exception):  # the layer may be going with the viewer
+                layer.editable = False
 
     def _unhook_labels(self, layer: Labels | None) -> None:
         if layer is None:
@@ -403,6 +412,7 @@ class ReviewSession(QObject):
         """Drop references to a layer the user deleted (saving first when it was the image)."""
         if same_layer(layer, self.image_layer):
             self._release()
+            self._let_go_of_labels(self.labels_layer)
             self.image_layer = self.labels_layer = self.prob_layer = None
             self.image_bound.emit(False)
         elif same_layer(layer, self.labels_layer):

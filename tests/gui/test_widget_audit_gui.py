@@ -257,3 +257,27 @@ def test_a_ribs_layer_whose_review_was_let_go_cannot_be_painted(docked, tmp_path
     widget.load(a)  # the stack again: its ribs layer is the review's and paintable again
     assert viewer.layers["a ribs"].editable
     assert viewer.layers["a ribs"].data is widget.session.project.labels
+
+
+def test_show_probability_map_shows_the_map_of_the_stack_under_review(
+    segmented, tmp_path, tiny_model, wait_worker
+):
+    """With "Show probability map" ticked, picking a stack back (or reopening one whose review has
+    probabilities) showed no map though the box stayed ticked; untick and tick again added a
+    second "<name> rib probability [1]" layer beside the hidden first."""
+    viewer, widget = segmented  # clip01, segmented
+    check = widget.segment_section.show_prob_check
+    check.setChecked(True)
+    widget.load(_stack(tmp_path / "b.npy", seed=1))
+    widget.segment("all")
+    wait_worker(widget)
+    assert viewer.layers["b rib probability"].visible
+    _pick(widget, "clip01")
+    maps = [x.name for x in viewer.layers if "probability" in x.name]
+    assert maps == ["clip01 rib probability", "b rib probability"]
+    shown = viewer.layers["clip01 rib probability"]
+    assert shown.visible and not viewer.layers["b rib probability"].visible
+    np.testing.assert_array_equal(shown.data, widget.session.prob)
+    check.setChecked(False)
+    check.setChecked(True)
+    assert sorted(x.name for x in viewer.layers if "probability" in x.name) == sorted(maps)

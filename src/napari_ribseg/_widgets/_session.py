@@ -546,10 +546,30 @@ class ReviewSession(QObject):
             return
         if self.prob is None or self.image_layer is None or self.prob_layer is not None:
             return
+        name = f"{self.image_layer.name} rib probability"
+        kept = next(
+            (
+                x
+                for x in self.viewer.layers
+                if x.name == name
+                and isinstance(x.metadata, dict)
+                and x.metadata.get(PROBABILITY_KEY)
+            ),
+            None,
+        )
+        if kept is not None:
+            # This stack's map, left (hidden) when another stack was shown: shown again with the
+            # review's probabilities, not a second copy beside it.
+            kept.data = on_image_axes(self.prob, self.image_layer)
+            kept.scale = self.image_layer.scale
+            kept.translate = self.image_layer.translate
+            kept.visible = True
+            self.prob_layer = kept
+            return
         units = getattr(self.image_layer, "units", None)
         self.prob_layer = self.viewer.add_image(
             on_image_axes(self.prob, self.image_layer),
-            name=f"{self.image_layer.name} rib probability",
+            name=name,
             scale=self.image_layer.scale,
             translate=self.image_layer.translate,
             colormap="magma",

@@ -246,6 +246,10 @@ class SegmentSection(QWidget):
         self.keep_spin.valueChanged.connect(self._schedule_update)
         self.fill_holes_check.toggled.connect(self._schedule_update)
         self.show_prob_check.toggled.connect(self.session.show_probability)
+        # A stack put under review shows its map when the box is ticked (a restored review has one).
+        session.image_bound.connect(
+            lambda _r: self.show_prob_check.isChecked() and self.session.show_probability(True)
+        )
         # A stack bound later starts with the options shown here, not the defaults.
         session.mask_options = self.options
         session.models_changed.connect(self.refresh_models)

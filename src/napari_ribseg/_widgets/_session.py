@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 SOURCELESS_FOLDER = "projects"
 #: Colour of the rib label in the Labels layer (label value 1).
 RIB_COLOUR = "#ff9f1c"
+#: Metadata key marking a stack's probability-map layer (never offered as a stack to review).
+PROBABILITY_KEY = "ribseg_probability"
 
 
 def notify_error(message: str) -> None:
@@ -87,6 +89,11 @@ def frames_of(layer: Image) -> np.ndarray:
 
 def layer_array(layer: Image) -> np.ndarray:
     """The layer's pixels as an (N, H, W) numeric array (a 2-D layer as one frame), unscaled."""
+    if getattr(layer, "rgb", False):
+        raise RibsegError(
+            f"layer '{layer.name}' is an RGB image; rib segmentation needs grey frames (open the "
+            "file with this plugin's reader, which turns colour into grey)"
+        )
     data = np.asarray(layer.data)
     if data.ndim == 2:
         data = data[None]
@@ -160,6 +167,12 @@ def former_fingerprints(layer: Image, data: np.ndarray, scaling: dict | None) ->
     if kind == "f" and (scaling or {}).get("method") != "minmax":
         return []  # in [0, 1]: as it was
     return [stack_fingerprint(_AsReadBefore(data))]
+
+
+def on_image_axes(stack: np.ndarray, image: Image) -> np.ndarray:
+    """A review's (N, H, W) array on the image layer's axes: for a 2-D image (one frame) the view
+    of its one frame, so painting on it still writes into the review."""
+    return stack[0] if getattr(image, "ndim", 3) == 2 and stack.shape[0] == 1 else stack
 
 
 def same_layer(a: Any, b: Any) -> bool:
@@ -264,14 +277,21 @@ class ReviewSession(QObject):
         folder = self.project_folder_for(layer)
         self._release()
         # The previous stack's ribs layer stays on screen but no longer feeds this review.
-        self._unhook_labels(self.labels_layer)
+        self._let_go_of_labels(self.labels_layer)
         self.labels_layer = None
         options = self.mask_options() if self.mask_options is not None else None
-        core = CoreSession.for_frames(
-            frames, folder, source=source_of(layer), name=layer.name, options=options,
-            scaling=scaling, aliases=former,
-            variable=(getattr(layer, "metadata", None) or {}).get("variable"),
-        )  # fmt: skip
+        try:
+            core = CoreSession.for_frames(
+                frames, folder, source=source_of(layer), name=layer.name, options=options,
+                scaling=scaling, aliases=former,
+                variable=(getattr(layer, "metadata", None) or {}).get("variable"),
+            )  # fmt: skip
+        except RibsegError:
+            # The previous review is already released: say so everywhere (no stack under review)
+            # rather than keep showing it while nothing records what is done on screen.
+            self.image_layer = self.prob_layer = None
+            self.image_bound.emit(False)
+            raise
         core.labels_changed.connect(self._on_core_labels)
         core.statuses_changed.connect(self.statuses_changed.emit)
         core.saved.connect(self.saved.emit)
@@ -296,23 +316,53 @@ class ReviewSession(QObject):
         """Save and unlock the current review (before binding another or when its layer goes)."""
         if self.core is None:
             return
-        self.autosave()
+        if not self.autosave():
+            self._say_unsaved_changes_dropped()
         with contextlib.suppress(RibsegError, OSError):
             self.core.project.close()
         self.core = None
+
+    def _say_unsaved_changes_dropped(self) -> None:
+        """The review is let go while its last changes could not be saved: say so, every time
+        (the earlier notification promised the labels stay in the viewer; from here they do not)."""
+        core = self.core
+        if core is None or core.project.read_only:
+            return
+        with contextlib.suppress(Exception):
+            if not core.project.is_dirty:
+                return
+            notify_error(
+                f"The review of '{core.name}' could not be saved ({core.project.folder}): its "
+                "changes since the last save (statuses and edits) are not kept. Choose a writable "
+                "project folder in Preferences, Rib Segmentation, before reviewing it again."
+            )
 
     def _labels_layer_for(self, image: Image, project: ReviewProject) -> Labels:
         name = f"{image.name} ribs"
         units = getattr(image, "units", None)
         extra = {"units": tuple(str(u) for u in units)} if units is not None else {}
-        if name in self.viewer.layers:
-            layer = self.viewer.layers[name]
+        data = on_image_axes(project.labels, image)
+        from napari.layers import Labels
+
+        old = next((x for x in self.viewer.layers if x.name == name), None)
+        if isinstance(old, Labels) and old.ndim == data.ndim:
+            layer = old
             self._unhook_labels(layer)  # hooked again below, once
-            layer.data = project.labels
+            # The layer may be a deleted stack's of the same name: it takes this image's place
+            # (scale, offset, units), and strokes on other frames can no longer be undone into it.
+            if layer.data.shape != data.shape:
+                layer.editable = False  # napari drops the undo history of a non-editable layer
+                layer.editable = True
+            layer.scale = image.scale
+            layer.translate = image.translate
+            if units is not None:
+                layer.units = extra["units"]
+            layer.data = data
             layer.visible = True
+            layer.editable = True  # made read-only when its review was let go
         else:
             layer = self.viewer.add_labels(
-                project.labels,
+                data,
                 name=name,
                 scale=image.scale,
                 translate=image.translate,
@@ -324,9 +374,19 @@ class ReviewSession(QObject):
 
             layer.colormap = DirectLabelColormap(color_dict={None: "transparent", 1: RIB_COLOUR})
         layer.events.paint.connect(self._on_paint)
+        layer.events.selected_label.connect(self._on_selected_label)
+        self._on_selected_label(layer=layer)
         layer.events.data.connect(self._on_labels_data)
         layer.events.set_data.connect(self._on_labels_refreshed)
         return layer
+
+    def _let_go_of_labels(self, layer: Labels | None) -> None:
+        """A ribs layer whose review was let go: no longer wired, and no longer paintable (strokes
+        on it would be saved nowhere, and lost when its stack is picked again)."""
+        self._unhook_labels(layer)
+        if layer is not None:
+            with contextlib.suppress(Exception):  # the layer may be going with the viewer
+                layer.editable = False
 
     def _unhook_labels(self, layer: Labels | None) -> None:
         if layer is None:
@@ -335,6 +395,7 @@ class ReviewSession(QObject):
             (layer.events.paint, self._on_paint),
             (layer.events.data, self._on_labels_data),
             (layer.events.set_data, self._on_labels_refreshed),
+            (layer.events.selected_label, self._on_selected_label),
         ):
             with contextlib.suppress(Exception):  # not connected: nothing to undo
                 emitter.disconnect(callback)
@@ -351,6 +412,7 @@ class ReviewSession(QObject):
         """Drop references to a layer the user deleted (saving first when it was the image)."""
         if same_layer(layer, self.image_layer):
             self._release()
+            self._let_go_of_labels(self.labels_layer)
             self.image_layer = self.labels_layer = self.prob_layer = None
             self.image_bound.emit(False)
         elif same_layer(layer, self.labels_layer):
@@ -371,6 +433,30 @@ class ReviewSession(QObject):
         axis = max(0, len(step) - 3) if len(step) > 3 else 0
         return int(min(max(step[axis], 0), self.n_frames - 1))
 
+    def frame_on_screen(self) -> int | None:
+        """The stack's frame the viewer shows, or ``None`` when its slider is past the stack's end
+        (a longer stack, hidden, keeps the slider's range): then no frame of it is on screen."""
+        if self.core is None:
+            return None
+        if self.image_layer is not None and self.image_layer.ndim == 2:
+            return 0  # one frame, shown at every step
+        step = self.viewer.dims.current_step
+        if not step:
+            return 0
+        axis = max(0, len(step) - 3) if len(step) > 3 else 0
+        frame = int(step[axis])
+        return frame if 0 <= frame < self.n_frames else None
+
+    def not_on_screen(self) -> str:
+        """Why no frame of the stack can be acted on (the slider is past its end)."""
+        step = self.viewer.dims.current_step
+        axis = max(0, len(step) - 3) if len(step) > 3 else 0
+        name = self.image_layer.name if self.image_layer is not None else "the stack"
+        return (
+            f"Frame {int(step[axis]) if step else 0} is not part of '{name}' ({self.n_frames} "
+            "frames): move the slider onto one of its frames."
+        )
+
     def go_to(self, frame: int) -> None:
         """Show ``frame`` in the viewer."""
         if self.core is None:
@@ -384,6 +470,14 @@ class ReviewSession(QObject):
             self._last_frame = frame
             # Autosave on every change of frame: that is when a user has finished with one.
             self.autosave()
+
+    def _on_selected_label(self, event: Any = None, layer: Labels | None = None) -> None:
+        # The review has one label, 1 = rib. napari's "new label" (M) and label spin box pick 2,
+        # 3, ...: drawn transparent by the rib colour map and not ribs for training, a stroke with
+        # them only erased, unseen. The brush keeps painting ribs.
+        layer = layer if layer is not None else getattr(event, "source", None)
+        if layer is not None and getattr(layer, "selected_label", 1) > 1:
+            layer.selected_label = 1
 
     def _on_paint(self, event: Any = None) -> None:
         if self.core is not None:
@@ -413,6 +507,10 @@ class ReviewSession(QObject):
             return  # another stack's ribs layer: never this review's
         project = self.core.project
         data = self.labels_layer.data
+        if np.ndim(data) == 2 and project.n_frames == 1:  # a 2-D image's one frame
+            if np.shares_memory(data, project.labels):
+                return
+            data = np.asarray(data)[None]
         if data is not project.labels and np.shape(data) == project.labels.shape:
             project.labels = np.asarray(data, dtype=np.uint8)
             self.core.mark_edited([])
@@ -448,10 +546,30 @@ class ReviewSession(QObject):
             return
         if self.prob is None or self.image_layer is None or self.prob_layer is not None:
             return
+        name = f"{self.image_layer.name} rib probability"
+        kept = next(
+            (
+                x
+                for x in self.viewer.layers
+                if x.name == name
+                and isinstance(x.metadata, dict)
+                and x.metadata.get(PROBABILITY_KEY)
+            ),
+            None,
+        )
+        if kept is not None:
+            # This stack's map, left (hidden) when another stack was shown: shown again with the
+            # review's probabilities, not a second copy beside it.
+            kept.data = on_image_axes(self.prob, self.image_layer)
+            kept.scale = self.image_layer.scale
+            kept.translate = self.image_layer.translate
+            kept.visible = True
+            self.prob_layer = kept
+            return
         units = getattr(self.image_layer, "units", None)
         self.prob_layer = self.viewer.add_image(
-            self.prob,
-            name=f"{self.image_layer.name} rib probability",
+            on_image_axes(self.prob, self.image_layer),
+            name=name,
             scale=self.image_layer.scale,
             translate=self.image_layer.translate,
             colormap="magma",
@@ -459,6 +577,7 @@ class ReviewSession(QObject):
             blending="additive",
             opacity=0.5,
             visible=True,
+            metadata={PROBABILITY_KEY: True},
             **({"units": tuple(str(u) for u in units)} if units is not None else {}),
         )
 
@@ -470,6 +589,8 @@ class ReviewSession(QObject):
         try:
             return self.core.save()
         except (OSError, RibsegError) as exc:
+            # The status line must not keep saying "Review saved at ..." while edits are unsaved.
+            self.saved.emit("Review NOT saved (see the notification); changes are only on screen")
             if not self._save_error_shown:
                 self._save_error_shown = True
                 hint = (

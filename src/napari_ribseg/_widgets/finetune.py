@@ -287,6 +287,8 @@ class FinetuneSection(QWidget):
         self.resegment_btn.clicked.connect(self.resegment_requested.emit)
         session.statuses_changed.connect(self.update_start_enabled)
         session.image_bound.connect(lambda _r: self.update_start_enabled())
+        session.statuses_changed.connect(self._update_resegment_text)
+        session.image_bound.connect(lambda _r: self._update_resegment_text())
         session.models_listed.connect(self._fill_models)
         session.model_selected.connect(self.select_base)
         self.update_start_enabled()
@@ -638,11 +640,15 @@ class FinetuneSection(QWidget):
         self.use_new_btn.setEnabled(result.checkpoint is not None)
         self.keep_base_btn.setEnabled(True)
         self.resegment_btn.setEnabled(True)
-        n_todo = (
-            0
-            if self.session.project is None
-            else len(self.session.project.frames_with(FrameStatus.UNREVIEWED))
-        )
+        self._update_resegment_text()
+
+    def _update_resegment_text(self) -> None:
+        """The re-segment button counts the unreviewed frames of the stack under review now (it
+        runs on that stack, whichever it is and whatever was marked since the run ended)."""
+        if not self.resegment_btn.isEnabled():
+            return  # "Re-segment unreviewed frames" until a fine-tune has ended
+        project = self.session.project
+        n_todo = 0 if project is None else len(project.frames_with(FrameStatus.UNREVIEWED))
         self.resegment_btn.setText(f"Re-segment {n_todo} unreviewed frames")
 
     def _use_new(self) -> None:

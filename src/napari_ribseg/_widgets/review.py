@@ -145,7 +145,10 @@ class ReviewSection(QWidget):
         """Set the status of ``frame`` (default: the frame shown); saved at once."""
         if self.session.project is None:
             return
-        frame = self.session.current_frame() if frame is None else frame
+        frame = self.session.frame_on_screen() if frame is None else frame
+        if frame is None:
+            notify_info(self.session.not_on_screen())
+            return
         self.session.set_status(frame, status)
 
     def next_unreviewed(self) -> int | None:
@@ -174,7 +177,11 @@ class ReviewSection(QWidget):
         s = self.session
         if s.core is None:
             return
-        s.core.revert(s.current_frame())
+        frame = s.frame_on_screen()
+        if frame is None:
+            notify_info(s.not_on_screen())
+            return
+        s.core.revert(frame)
         s.autosave()
 
     # -- table ---------------------------------------------------------------------------------

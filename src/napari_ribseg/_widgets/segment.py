@@ -34,6 +34,7 @@ from qtpy.QtWidgets import (
 from superqt import QLabeledDoubleSlider
 
 from napari_ribseg._widgets._session import (
+    PROBABILITY_KEY,
     ReviewSession,
     friendly_error,
     notify_error,
@@ -245,6 +246,10 @@ class SegmentSection(QWidget):
         self.keep_spin.valueChanged.connect(self._schedule_update)
         self.fill_holes_check.toggled.connect(self._schedule_update)
         self.show_prob_check.toggled.connect(self.session.show_probability)
+        # A stack put under review shows its map when the box is ticked (a restored review has one).
+        session.image_bound.connect(
+            lambda _r: self.show_prob_check.isChecked() and self.session.show_probability(True)
+        )
         # A stack bound later starts with the options shown here, not the defaults.
         session.mask_options = self.options
         session.models_changed.connect(self.refresh_models)
@@ -268,6 +273,8 @@ class SegmentSection(QWidget):
             if isinstance(layer, Image)
             and not layer.rgb
             and not same_layer(layer, self.session.prob_layer)
+            # Another stack's probability map (kept, hidden, when that stack was left).
+            and not (isinstance(layer.metadata, dict) and layer.metadata.get(PROBABILITY_KEY))
         ]
 
     def _refresh_images(self, event: Any = None) -> None:
@@ -311,6 +318,7 @@ class SegmentSection(QWidget):
             restored = self.session.bind_image(layer)
         except RibsegError as exc:
             notify_error(friendly_error(f"Cannot review '{layer.name}'", exc))
+            self._update_run_enabled()  # nothing is under review now
             return False
         if restored and self.session.project is not None:
             n = len(self.session.project.curated_frames)
@@ -438,6 +446,11 @@ class SegmentSection(QWidget):
             notify_error(
                 "Nothing to segment: load a stack (Load section) and make sure a model is listed."
             )
+            return None
+        if scope == "current" and self.session.frame_on_screen() is None:
+            message = "Nothing to segment: " + self.session.not_on_screen()
+            self.progress_label.setText(message)
+            notify_info(message)
             return None
         indices = self.frames_for(scope)
         if indices.size == 0:

@@ -281,3 +281,20 @@ def test_show_probability_map_shows_the_map_of_the_stack_under_review(
     check.setChecked(False)
     check.setChecked(True)
     assert sorted(x.name for x in viewer.layers if "probability" in x.name) == sorted(maps)
+
+
+def test_review_keys_with_no_stack_under_review_say_so(docked, monkeypatch):
+    """Shift-C/R/N/L (and Revert) with no stack under review did nothing, without a word."""
+    from napari.utils.key_bindings import KeyBinding
+
+    import napari_ribseg._widgets.review as review
+
+    infos: list[str] = []
+    monkeypatch.setattr(review, "notify_info", infos.append)
+    viewer, widget = docked
+    assert widget.session.project is None
+    for key in ("Shift-C", "Shift-R", "Shift-N", "Shift-L"):
+        viewer.keymap[KeyBinding.from_str(key)](viewer)
+    widget.review_section.revert_frame()
+    assert infos == [review.NO_STACK] * 5
+    assert "No stack under review" in review.NO_STACK

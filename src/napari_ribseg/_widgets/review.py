@@ -36,6 +36,11 @@ SHORTCUTS = {
     "Shift-N": ("next_unreviewed", "Next unreviewed"),
     "Shift-L": ("least_confident", "Least confident"),
 }
+#: What a review key or button says when no stack is under review (it did nothing, silently).
+NO_STACK = (
+    "No stack under review: load a stack or a sample (Load section) or pick one in Segment -> "
+    "Image; the review keys act on its frames."
+)
 STATUS_COLOURS = {
     FrameStatus.UNREVIEWED: None,
     FrameStatus.CURATED: QColor(46, 160, 67, 110),
@@ -144,6 +149,7 @@ class ReviewSection(QWidget):
     def mark(self, status: FrameStatus, frame: int | None = None) -> None:
         """Set the status of ``frame`` (default: the frame shown); saved at once."""
         if self.session.project is None:
+            notify_info(NO_STACK)
             return
         frame = self.session.frame_on_screen() if frame is None else frame
         if frame is None:
@@ -154,6 +160,7 @@ class ReviewSection(QWidget):
     def next_unreviewed(self) -> int | None:
         project = self.session.project
         if project is None:
+            notify_info(NO_STACK)
             return None
         frame = project.next_unreviewed(self.session.current_frame())
         if frame is None:
@@ -165,6 +172,7 @@ class ReviewSection(QWidget):
     def least_confident(self) -> int | None:
         core = self.session.core
         if core is None:
+            notify_info(NO_STACK)
             return None
         frame = core.least_confident(exclude=self.session.current_frame())
         if frame is None:
@@ -176,6 +184,7 @@ class ReviewSection(QWidget):
     def revert_frame(self) -> None:
         s = self.session
         if s.core is None:
+            notify_info(NO_STACK)
             return
         frame = s.frame_on_screen()
         if frame is None:

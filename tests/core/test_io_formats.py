@@ -405,6 +405,14 @@ def test_variable_rejected_for_single_array_formats(tmp_path, cine):
         read_stack(tmp_path / "c.tif", variable="x")
 
 
+def test_variable_rejected_for_npy(tmp_path, cine):
+    """A .npy holds one unnamed array: ``variable`` (``--variable``) was silently ignored."""
+    np.save(tmp_path / "c.npy", cine)
+    with pytest.raises(StackReadError, match=r"c\.npy: variable='x' only applies.*one unnamed"):
+        read_stack(tmp_path / "c.npy", variable="x")
+    assert read_stack(tmp_path / "c.npy").n_frames == len(cine)
+
+
 def test_reading_never_changes_inputs(tmp_path, rng, cine):
     write_stack_tiff(tmp_path / "a.tif", cine)
     write_stack_tiff(tmp_path / "f.tif", rng.random((2, 8, 8), dtype=np.float32))

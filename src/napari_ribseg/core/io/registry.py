@@ -182,6 +182,12 @@ def read_stack(path: str | os.PathLike, *, variable: str | None = None) -> Stack
         raise StackReadError(
             f"{path}: variable={variable!r} only applies to .mat and .npz files, not {reader.description}"
         )
+    if variable is not None and path.suffix.lower() == ".npy":
+        # A .npy holds one unnamed array: the name was ignored and that array read instead.
+        raise StackReadError(
+            f"{path}: variable={variable!r} only applies to .mat and .npz files; a .npy file "
+            "holds one unnamed array"
+        )
     stack = reader.read(path, variable)
     stack.metadata.setdefault("reader", reader.name)
     return stack

@@ -209,6 +209,31 @@ def test_evaluate_missing_dataset_is_exit_2(tmp_path, random_model, capsys):
     assert captured.out == "" and captured.err.startswith("ribseg evaluate: error:")
 
 
+def test_evaluate_checks_its_output_files_before_predicting(
+    tmp_path, dataset, random_model, capsys, monkeypatch
+):
+    """--csv naming a folder failed only after every prediction, naming a temporary file; the
+    same file for --csv and --json-out kept only the JSON."""
+    import napari_ribseg.core.evaluation as evaluation
+
+    def never(*args, **kwargs):
+        raise AssertionError("predicted before checking the outputs")
+
+    monkeypatch.setattr(evaluation, "evaluate_model", never)
+    root, _ = dataset
+    base = ["evaluate", str(root), "--model", str(random_model), "--device", "cpu"]
+    assert main([*base, "--csv", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"ribseg evaluate: error: {tmp_path}: the --csv is a folder; expected a file name\n"
+    )
+    same = tmp_path / "scores.txt"
+    assert main([*base, "--csv", str(same), "--json-out", str(same)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"ribseg evaluate: error: --csv and --json-out name the same file {same}\n"
+    assert not same.exists()
+
+
 def test_predict_and_adapt_refuse_a_start_checkpoint(tmp_path, cine, capsys):
     """The salient start checkpoint never saw a rib (the widget hides it from segmenting)."""
     path, _ = cine

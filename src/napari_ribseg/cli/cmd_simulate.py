@@ -18,6 +18,27 @@ def _label_list(text: str) -> list[str]:
     return names
 
 
+def _frame_side(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 16 <= value <= 8192:
+        # 8192: the largest frame the readers accept (core.budget.MAX_FRAME_PIXELS).
+        raise argparse.ArgumentTypeError(f"expected a frame side of 16..8192 pixels; got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0; got {text!r}")
+    return value
+
+
 def register(subparsers) -> None:
     """Add the ``simulate`` subcommand."""
     parser = subparsers.add_parser(
@@ -31,7 +52,12 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--frames", type=int, default=32, metavar="N", help="frames per clip")
     parser.add_argument(
-        "--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"), help="frame size"
+        "--size",
+        type=_frame_side,
+        nargs=2,
+        default=(256, 256),
+        metavar=("H", "W"),
+        help="frame size, each 16..8192 px",
     )
     parser.add_argument(
         "--probe",
@@ -59,7 +85,7 @@ def register(subparsers) -> None:
             "--size still sets the frame; the hard domain's own size is 820 1124"
         ),
     )
-    parser.add_argument("--seed", type=int, default=0, help="same seed, same dataset")
+    parser.add_argument("--seed", type=_seed, default=0, help="same seed, same dataset")
     parser.add_argument("--clips", type=int, default=1, metavar="C", help="number of clips")
     parser.add_argument(
         "--labels",
@@ -85,6 +111,18 @@ def run(args: argparse.Namespace) -> int:
 
     if args.frames < 1 or args.clips < 1:
         print("ribseg simulate: error: --frames and --clips must be >= 1", file=sys.stderr)
+        return 2
+    from pathlib import Path
+
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        # Before simulating, not after: write_paired_dataset refuses it only at the end.
+        what = "is a file" if not out.is_dir() else "is not an empty folder"
+        print(
+            f"ribseg simulate: error: {out}: already exists and {what}; --out takes a new or "
+            "empty folder",
+            file=sys.stderr,
+        )
         return 2
     size = (int(args.size[0]), int(args.size[1]))
     total = args.frames * args.clips

@@ -205,3 +205,32 @@ def test_finetune_and_adapt_read_a_review_kept_under_a_project_folder(tmp_path, 
     code = main(["adapt", str(stack_file), *base, *kept, "--out", "pf-ad", "--steps", "2"])
     assert code == 0 and "6 curated frames in the stack's review" in capsys.readouterr().out
     assert not sidecar.exists()
+
+
+def test_project_folder_is_refused_where_it_would_be_ignored(
+    tmp_path, tiny_model, stack_file, capsys
+):
+    """predict --out without --review and finetune on a paired folder ignored --project-folder."""
+    kept = ["--project-folder", str(tmp_path / "reviews")]
+    masks = tmp_path / "masks.tif"
+    code = main(["predict", str(stack_file), "--out", str(masks), *kept, "--model", tiny_model])
+    assert code == 2 and not masks.exists()
+    assert capsys.readouterr().err == (
+        "ribseg predict: error: --project-folder says where the review is kept; it does "
+        "nothing without --review\n"
+    )
+    from napari_ribseg.core.io import write_paired_dataset
+
+    pairs = write_paired_dataset(
+        tmp_path / "pairs",
+        [np.zeros((64, 64), np.float32)] * 2,
+        [np.zeros((64, 64))] * 2,
+        ["a", "b"],
+    )
+    args = ["finetune", str(pairs), "--model", tiny_model, "--out", "x", "--epochs", "1", *kept]
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        f"ribseg finetune: error: {pairs} is a paired image/mask folder, which has no review; "
+        "--project-folder applies to a STACK whose review is kept there\n"
+    )
+    assert not (tmp_path / "models" / "x.safetensors").exists()

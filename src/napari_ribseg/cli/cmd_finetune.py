@@ -61,6 +61,14 @@ def _training_data(path: Path, project_folder: Path | None = None):
     from napari_ribseg.core.training.data import TrainingSet
 
     if path.is_dir() and find_reader(path) is None:
+        if project_folder is not None:
+            from napari_ribseg.core.errors import TrainingError
+
+            # It was ignored: a paired folder has no review to look for.
+            raise TrainingError(
+                f"{path} is a paired image/mask folder, which has no review; --project-folder "
+                "applies to a STACK whose review is kept there"
+            )
         return TrainingSet.from_paired(read_paired_dataset(path))
     from napari_ribseg.core.session import ReviewSession
 

@@ -210,6 +210,13 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None and not args.review:
         print("ribseg predict: error: give --out MASKS.tif, --review, or both", file=sys.stderr)
         return 2
+    if args.project_folder is not None and not args.review:
+        print(
+            "ribseg predict: error: --project-folder says where the review is kept; it does "
+            "nothing without --review",
+            file=sys.stderr,
+        )
+        return 2
     if args.replace_spacing and args.depth_mm is None:
         print(
             "ribseg predict: error: --replace-spacing replaces the file's spacing with the one "

@@ -234,3 +234,22 @@ def test_project_folder_is_refused_where_it_would_be_ignored(
         "--project-folder applies to a STACK whose review is kept there\n"
     )
     assert not (tmp_path / "models" / "x.safetensors").exists()
+
+
+def test_predict_review_says_when_prob_cannot_be_written(tmp_path, tiny_model, stack_file, capsys):
+    """Every frame drawn by hand and curated: --prob was skipped in silence (exit 0) and the
+    summary said 'written by None'."""
+    with ReviewSession.open(stack_file) as session:
+        session.set_labels(0, np.ones((64, 64), np.uint8))
+    assert main(["review", str(stack_file), "--curate", "0-7", "--quiet"]) == 0
+    capsys.readouterr()
+    prob, masks = tmp_path / "prob.tif", tmp_path / "masks.tif"
+    argv = ["predict", str(stack_file), "--review", "--model", tiny_model, "--device", "cpu"]
+    assert main([*argv, "--prob", str(prob), "--out", str(masks)]) == 2
+    captured = capsys.readouterr()
+    assert "0 of 8 frames written by tiny; kept 8 curated" in captured.out
+    assert captured.err == (
+        f"ribseg predict: error: {prob} not written: the review holds no probabilities (every "
+        "frame is curated, rejected or hand-edited and none was ever predicted)\n"
+    )
+    assert masks.is_file() and not prob.exists()

@@ -345,14 +345,25 @@ def _predict_into_review(args: argparse.Namespace, loaded, device) -> int:
     print(_region_text(region, args.region))
     if args.out is not None:
         write_label_tiff(args.out, session.labels, stack.spacing_mm)
-    if args.prob is not None and session.prob is not None:
+    no_prob = args.prob is not None and session.prob is None
+    if args.prob is not None and not no_prob:
         write_label_tiff(args.prob, session.prob, stack.spacing_mm)
-    if args.out is not None or args.prob is not None:
+    if args.out is not None or not (args.prob is None or no_prob):
         print(f"pixel spacing recorded in the TIFF(s): {_spacing_text(stack.spacing_mm, derived)}")
     counts = session.counts()
+    # The model of this run (the review's records the last one that wrote: None if none ever did).
+    model_name = getattr(loaded, "name", None) or session.project.model_name
     print(
         f"{session.project.folder}: {written.size} of {stack.n_frames} frames written by "
-        f"{session.project.model_name}; kept {counts['curated']} curated, {counts['rejected']} "
+        f"{model_name}; kept {counts['curated']} curated, {counts['rejected']} "
         f"rejected, {counts['edited']} hand-edited frames (open the stack in napari to review)"
     )
+    if no_prob:
+        # It was skipped in silence: the review holds no probabilities when no frame was predicted.
+        print(
+            f"ribseg predict: error: {args.prob} not written: the review holds no probabilities "
+            "(every frame is curated, rejected or hand-edited and none was ever predicted)",
+            file=sys.stderr,
+        )
+        return 2
     return 0

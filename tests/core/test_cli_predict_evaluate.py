@@ -125,6 +125,21 @@ def test_predict_refuses_to_overwrite_its_input(cine, random_model, capsys):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
+@pytest.mark.parametrize(("flag", "name"), [("--out", "masks.png"), ("--prob", "prob.NPY")])
+def test_predict_refuses_a_non_tiff_name(tmp_path, cine, random_model, capsys, flag, name):
+    """--out masks.png wrote a multi-page TIFF named masks.png."""
+    path, _ = cine
+    target = tmp_path / name
+    argv = ["predict", str(path), "--model", str(random_model), "--out", str(tmp_path / "m.tif")]
+    assert main([*argv, flag, str(target)]) == 2
+    suffix = target.suffix
+    assert capsys.readouterr().err == (
+        f"ribseg predict: error: {flag} {target}: predict writes a TIFF; name it with .tif or "
+        f".tiff, not {suffix}\n"
+    )
+    assert not target.exists()
+
+
 def test_predict_on_missing_gpu_is_one_line_exit_2(tmp_path, cine, random_model, capsys):
     path, _ = cine
     argv = ["predict", str(path), "--model", str(random_model), "--out", str(tmp_path / "m.tif")]

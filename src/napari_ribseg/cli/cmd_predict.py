@@ -205,6 +205,21 @@ def _refuse_overwriting_input(source: Path, *targets: Path | None) -> str | None
     return None
 
 
+#: Suffixes of formats predict does not write: a TIFF was written under such a name.
+_NOT_TIFF = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".npy", ".npz", ".mat", ".mp4")
+_NOT_TIFF += (".avi", ".mov", ".dcm", ".dicom", ".csv", ".json", ".safetensors")
+
+
+def _refuse_other_formats(out: Path | None, prob: Path | None) -> str | None:
+    for target, flag in ((out, "--out"), (prob, "--prob")):
+        if target is not None and target.suffix.lower() in _NOT_TIFF:
+            return (
+                f"{flag} {target}: predict writes a TIFF; name it with .tif or .tiff, "
+                f"not {target.suffix}"
+            )
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Read the stack, predict, threshold and write the masks (and probabilities)."""
     if args.out is None and not args.review:
@@ -233,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     problem = _refuse_overwriting_input(args.input, args.out, args.prob)
+    problem = problem or _refuse_other_formats(args.out, args.prob)
     if problem:
         print(f"ribseg predict: error: {problem}", file=sys.stderr)
         return 2

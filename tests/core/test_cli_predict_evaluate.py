@@ -140,6 +140,15 @@ def test_predict_refuses_a_non_tiff_name(tmp_path, cine, random_model, capsys, f
     assert not target.exists()
 
 
+@pytest.mark.parametrize("value", ["-2", "0"])
+def test_batch_size_below_one_says_at_least_one(dataset, capsys, value):
+    """--batch-size -2 was told 'must be >= 0' (0 is refused too)."""
+    root, _ = dataset
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(root), "--batch-size", value])
+    assert f"argument --batch-size: must be >= 1; got {value}" in capsys.readouterr().err
+
+
 def test_predict_on_missing_gpu_is_one_line_exit_2(tmp_path, cine, random_model, capsys):
     path, _ = cine
     argv = ["predict", str(path), "--model", str(random_model), "--out", str(tmp_path / "m.tif")]

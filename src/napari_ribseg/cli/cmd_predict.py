@@ -48,9 +48,12 @@ def non_negative_int(text: str) -> int:
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
-    value = non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:  # -2 was told "must be >= 0", which 0 is not enough for either
+        raise argparse.ArgumentTypeError(f"must be >= 1; got {value}")
     return value
 
 

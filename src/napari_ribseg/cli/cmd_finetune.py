@@ -25,8 +25,9 @@ def register(subparsers) -> None:
         "finetune",
         help="fine-tune a model on curated frames (paired image/mask folder)",
         description="Fine-tune a rib-segmentation model on a paired folder (IMG/+MASK/ or "
-        "images/+masks/). Held-out frames are whole clips, never frames of a training clip; the "
-        "new model is kept only when it beats the base on them (see --select).",
+        "images/+masks/) or a STACK's curated frames. Held-out frames are whole clips, never "
+        "frames of a training clip (with one clip only, e.g. one STACK: a contiguous block of its "
+        "frames); the new model is kept only when it beats the base on them (see --select).",
     )
     parser.add_argument(
         "data",

@@ -149,6 +149,33 @@ def test_batch_size_below_one_says_at_least_one(dataset, capsys, value):
     assert f"argument --batch-size: must be >= 1; got {value}" in capsys.readouterr().err
 
 
+def test_predict_on_a_truncated_tiff_is_one_line(tmp_path, random_model):
+    """The streaming path let tifffile log '<tifffile.TiffPages @8> invalid page offset ...' (and
+    'ImageJ series metadata invalid') to stderr before the error line. In a subprocess: pytest's
+    own log capture would hide tifffile's output here."""
+    import subprocess
+    import sys
+
+    from napari_ribseg.core.io import write_stack_tiff
+
+    frames = np.random.default_rng(0).integers(0, 255, (5, 50, 70), dtype=np.uint8)
+    data = write_stack_tiff(tmp_path / "cine.tif", frames).read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "masks.tif"
+    argv = ["predict", str(cut), "--model", str(random_model), "--out", str(out), "--device", "cpu"]
+    run = subprocess.run(
+        [sys.executable, "-m", "napari_ribseg.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1, run.stderr
+    assert run.stderr.startswith(f"ribseg predict: error: {cut}: file is truncated")
+    assert not out.exists()
+
+
 def test_predict_on_missing_gpu_is_one_line_exit_2(tmp_path, cine, random_model, capsys):
     path, _ = cine
     argv = ["predict", str(path), "--model", str(random_model), "--out", str(tmp_path / "m.tif")]

@@ -32,8 +32,15 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--out", required=True, help="new model: a name or a path ending in .safetensors"
     )
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="optimiser steps")
-    parser.add_argument("--lr", type=float, default=defaults.lr, help="learning rate")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=defaults.steps,
+        help=f"optimiser steps (default: {defaults.steps})",
+    )
+    parser.add_argument(
+        "--lr", type=float, default=defaults.lr, help=f"learning rate (default: {defaults.lr:g})"
+    )
     parser.add_argument(
         "--teacher",
         choices=("best", "mean"),
@@ -56,8 +63,14 @@ def register(subparsers) -> None:
         help="share of the adapted change kept: base + mix x (adapted - base) "
         f"(default: {defaults.mix})",
     )
-    parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:N, mps")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--device",
+        default=defaults.device,
+        help=f"auto, cpu, cuda, cuda:N, mps (default: {defaults.device})",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=defaults.seed, help=f"random seed (default: {defaults.seed})"
+    )
     parser.add_argument(
         "--project-folder", type=Path, default=None, metavar="DIR",
         help="the stack's review (its curated frames judge the result) is kept under DIR",

@@ -50,14 +50,16 @@ def register(subparsers) -> None:
             "clip is the group. The first of --labels goes to MASK/, any others to MASK_<label>/."
         ),
     )
-    parser.add_argument("--frames", type=int, default=32, metavar="N", help="frames per clip")
+    parser.add_argument(
+        "--frames", type=int, default=32, metavar="N", help="frames per clip (default: 32)"
+    )
     parser.add_argument(
         "--size",
         type=_frame_side,
         nargs=2,
         default=(256, 256),
         metavar=("H", "W"),
-        help="frame size, each 16..8192 px",
+        help="frame size, each 16..8192 px (default: 256 256)",
     )
     parser.add_argument(
         "--probe",
@@ -85,8 +87,12 @@ def register(subparsers) -> None:
             "--size still sets the frame; the hard domain's own size is 820 1124"
         ),
     )
-    parser.add_argument("--seed", type=_seed, default=0, help="same seed, same dataset")
-    parser.add_argument("--clips", type=int, default=1, metavar="C", help="number of clips")
+    parser.add_argument(
+        "--seed", type=_seed, default=0, help="same seed, same dataset (default: 0)"
+    )
+    parser.add_argument(
+        "--clips", type=int, default=1, metavar="C", help="number of clips (default: 1)"
+    )
     parser.add_argument(
         "--labels",
         type=_label_list,

@@ -292,3 +292,19 @@ def test_reading_a_paired_set_whose_masks_are_all_empty_warns(tmp_path):
     with pytest.warns(UserWarning, match=r"every mask of the 2 samples in MASK/ is empty"):
         ds = read_paired_dataset(tmp_path / "ds")
     assert sum(int(m.sum()) for m in ds.masks) == 0
+
+
+def test_write_png_sequence_refuses_frames_of_another_sequence(tmp_path):
+    """A shorter sequence written over a longer one left its last frames: 3 frames read back."""
+    labels = np.zeros((3, 8, 8), np.uint8)
+    write_png_sequence(tmp_path / "pngs", labels)
+    write_png_sequence(tmp_path / "pngs", labels + 1)  # the same frames again: replaced
+    from napari_ribseg.core.errors import OutputPathError
+
+    with pytest.raises(OutputPathError) as info:
+        write_png_sequence(tmp_path / "pngs", labels[:1])
+    assert str(info.value) == (
+        f"{tmp_path / 'pngs'}: already holds mask_0001.png and 1 more of another sequence (this "
+        "one has 1 frames); write into an empty folder or remove them"
+    )
+    assert read_stack(tmp_path / "pngs").n_frames == 3

@@ -253,3 +253,16 @@ def test_predict_review_says_when_prob_cannot_be_written(tmp_path, tiny_model, s
         "frame is curated, rejected or hand-edited and none was ever predicted)\n"
     )
     assert masks.is_file() and not prob.exists()
+
+
+@pytest.mark.parametrize(("flag", "text"), [("--curate", ""), ("--reject", " , ")])
+def test_review_refuses_an_empty_frame_list(tmp_path, tiny_model, stack_file, capsys, flag, text):
+    """--curate "$FRAMES" with FRAMES unset only printed the review and exited 0."""
+    assert main(["predict", str(stack_file), "--review", "--model", tiny_model]) == 0
+    capsys.readouterr()
+    assert main(["review", str(stack_file), flag, text]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"ribseg review: error: {flag} {text!r}: no frames given; expected e.g. 0-3,7\n"
+    )

@@ -37,8 +37,17 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Apply the requested statuses, save, and print the table and counts."""
+    from napari_ribseg.core.errors import DatasetError
     from napari_ribseg.core.session import ReviewSession
 
+    for flag, text in (
+        ("--unreview", args.unreview),
+        ("--curate", args.curate),
+        ("--reject", args.reject),
+    ):
+        if text is not None and not any(part.strip() for part in text.split(",")):
+            # An empty list (an unset shell variable) only showed the review, exit 0.
+            raise DatasetError(f"{flag} {text!r}: no frames given; expected e.g. 0-3,7")
     # Only showing a review never starts one (no empty sidecar left behind).
     changes = any((args.unreview, args.curate, args.reject)) or args.rebind
     with ReviewSession.open(

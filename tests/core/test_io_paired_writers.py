@@ -308,3 +308,15 @@ def test_write_png_sequence_refuses_frames_of_another_sequence(tmp_path):
         "one has 1 frames); write into an empty folder or remove them"
     )
     assert read_stack(tmp_path / "pngs").n_frames == 3
+
+
+def test_write_paired_dataset_names_a_file_in_the_way(tmp_path):
+    """export-curated --out ribs.tif (a file) said 'is not an empty folder'."""
+    taken = tmp_path / "ribs.tif"
+    taken.write_bytes(b"keep")
+    with pytest.raises(DatasetError) as info:
+        write_paired_dataset(taken, [np.zeros((4, 4), np.float32)], [np.zeros((4, 4))], ["a"])
+    assert (
+        str(info.value) == f"{taken}: already exists and is a file; expected a new or empty folder"
+    )
+    assert taken.read_bytes() == b"keep"

@@ -405,6 +405,17 @@ def test_variable_rejected_for_single_array_formats(tmp_path, cine):
         read_stack(tmp_path / "c.tif", variable="x")
 
 
+def test_a_paired_dataset_read_as_a_stack_points_to_its_images(tmp_path):
+    """ribseg predict sim/ (simulate's output) said only 'folder contains no image frames'."""
+    (tmp_path / "sim" / "IMG").mkdir(parents=True)
+    (tmp_path / "sim" / "MASK").mkdir()
+    with pytest.raises(StackReadError) as info:
+        read_stack(tmp_path / "sim")
+    assert str(info.value).endswith(
+        f"; it is a paired dataset (IMG/ + MASK/): its images are in {tmp_path / 'sim' / 'IMG'}"
+    )
+
+
 def test_variable_rejected_for_npy(tmp_path, cine):
     """A .npy holds one unnamed array: ``variable`` (``--variable``) was silently ignored."""
     np.save(tmp_path / "c.npy", cine)

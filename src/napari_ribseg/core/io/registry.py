@@ -170,9 +170,20 @@ def read_stack(path: str | os.PathLike, *, variable: str | None = None) -> Stack
     reader = find_reader(path)
     if reader is None:
         if path.is_dir():
+            pair = next(
+                ((i, m) for i, m in (("IMG", "MASK"), ("images", "masks")) if (path / i).is_dir()),
+                None,
+            )
+            hint = (
+                f"; it is a paired dataset ({pair[0]}/ + {pair[1]}/): its images are in "
+                f"{path / pair[0]}"
+                if pair
+                else ""
+            )
             raise StackReadError(
                 f"{path}: folder contains no image frames; expected files ending in "
                 + ", ".join(FRAME_SUFFIXES)
+                + hint
             )
         known = ", ".join(r.description for r in READERS)
         raise UnsupportedFormatError(

@@ -72,3 +72,15 @@ def test_importing_cli_and_io_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_gui_refuses_a_missing_path_before_starting_napari(tmp_path, capsys, monkeypatch):
+    """A typo opened the whole viewer only to show 'Could not open' inside it."""
+    import sys
+
+    from napari_ribseg.cli import main
+
+    monkeypatch.setitem(sys.modules, "napari", None)  # any import of napari would fail
+    missing = tmp_path / "nope.tif"
+    assert main(["gui", str(missing)]) == 2
+    assert capsys.readouterr().err == f"ribseg gui: error: {missing}: no such file or folder\n"

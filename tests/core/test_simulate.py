@@ -322,6 +322,30 @@ def test_cli_refuses_an_existing_out_before_simulating(tmp_path, capsys, monkeyp
     assert taken.read_bytes() == b"x" and [p.name for p in full.iterdir()] == ["notes.txt"]
 
 
+def test_cli_extra_labels_are_part_of_the_atomic_dataset(tmp_path, capsys, monkeypatch):
+    """MASK_<label>/ was written after IMG/ + MASK/ had appeared at --out: a failure there left a
+    dataset without it at --out."""
+    import contextlib
+
+    import napari_ribseg.core.atomic as atomic
+    from napari_ribseg.cli import main
+
+    @contextlib.contextmanager
+    def disk_full(target):
+        raise OSError(28, "No space left on device")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(atomic, "atomic_path", disk_full)
+    out = tmp_path / "sim"
+    argv = ["simulate", "--frames", "1", "--size", "32", "32", "--labels", "rib,shadow"]
+    assert main([*argv, "--out", str(out)]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert main([*argv, "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["IMG", "MASK", "MASK_shadow"]
+
+
 def test_time_gain_compensation_keeps_tissue_brightness_even_with_depth():
     config = LINEAR.replace(
         size=(160, 128), rib_depth_mm=22.0, fat_mm=2.0, depth_mm=45.0, attenuation_db_cm_mhz=1.0

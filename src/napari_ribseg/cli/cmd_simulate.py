@@ -162,14 +162,33 @@ def run(args: argparse.Namespace) -> int:
             masks.append(getattr(cine, args.labels[0])[i])
             for name in extra:
                 extra[name].append(getattr(cine, name)[i])
-    root = write_paired_dataset(args.out, images, masks, ids, layout="IMG/MASK")
-    if extra:
+    if not extra:
+        root = write_paired_dataset(out, images, masks, ids, layout="IMG/MASK")
+    else:
+        # Built whole beside --out and renamed into place: the MASK_<label>/ folders were written
+        # after IMG/ + MASK/ had appeared, so a failure left a dataset without them.
+        import os
+        import shutil
+        import tempfile
+
         import tifffile
 
-        for name, label_masks in extra.items():
-            for sample_id, mask in zip(ids, label_masks, strict=True):
-                target = root / f"MASK_{name}" / f"mask_{sample_id}.tif"
-                with atomic_path(target) as tmp:
-                    tifffile.imwrite(tmp, mask * np.uint8(255), compression="zlib")
+        out.absolute().parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.absolute().parent)
+        )
+        try:
+            built = write_paired_dataset(staging / "data", images, masks, ids, layout="IMG/MASK")
+            for name, label_masks in extra.items():
+                for sample_id, mask in zip(ids, label_masks, strict=True):
+                    target = built / f"MASK_{name}" / f"mask_{sample_id}.tif"
+                    with atomic_path(target) as tmp:
+                        tifffile.imwrite(tmp, mask * np.uint8(255), compression="zlib")
+            if out.exists():
+                out.rmdir()  # empty, checked above; a rename cannot replace a folder everywhere
+            os.replace(built, out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        root = out
     print(f"wrote {len(ids)} frames of {args.clips} clip(s) to {root}")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import pkgutil
 import sys
 
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    _warnings_as_lines(args.command)
     if args.command in TRAINING_COMMANDS:
         from napari_ribseg.core.devices import flush_denormals
 
@@ -65,6 +67,29 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - e.g. SafetensorError; a user never gets a traceback
         _error_line(args.command, f"unexpected {type(exc).__name__}: {exc}")
         return 2
+
+
+class _WarningLines(logging.Handler):
+    """The package's logged warnings as ``ribseg <command>: warning: ...`` lines on stderr (they
+    reached it bare through logging's last-resort handler, e.g. 'Skipping unreadable checkpoint
+    ...' before a one-line error)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.command = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = " ".join(record.getMessage().split())
+        print(f"ribseg {self.command}: warning: {text}", file=sys.stderr)
+
+
+def _warnings_as_lines(command: str) -> None:
+    logger = logging.getLogger("napari_ribseg")
+    handler = next((h for h in logger.handlers if isinstance(h, _WarningLines)), None)
+    if handler is None:
+        handler = _WarningLines()
+        logger.addHandler(handler)
+    handler.command = command
 
 
 def _error_line(command: str, message: str) -> None:

@@ -337,3 +337,27 @@ def test_predict_into_the_review_honours_region(tmp_path, rng, random_model, cap
         else:
             assert outside == 0
             assert "imaged region: rect (variance), rows 10-40, cols 15-55" in out
+
+
+def test_evaluate_prints_warnings_as_one_line_each(tmp_path, random_model):
+    """A mask that reads as empty warned as '<path>/paired.py:189: UserWarning: ...' plus the
+    source line 'mask = binarize_mask(...)'. In a subprocess: pytest records warnings itself."""
+    import subprocess
+    import sys
+
+    mask = np.zeros((64, 64), np.float32)
+    mask[10:20, 5:50] = 0.4  # below the 0.5 cut: reads as empty, with a warning
+    root = write_paired_dataset(tmp_path / "data", [np.zeros((64, 64), np.float32)], [mask], ["a"])
+    tifffile.imwrite(root / "MASK" / "mask_a.tif", mask)
+    argv = ["evaluate", str(root), "--model", str(random_model), "--device", "cpu", "--json"]
+    run = subprocess.run(
+        [sys.executable, "-m", "napari_ribseg.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = [x for x in run.stderr.replace("\r", "\n").splitlines() if "arning" in x]
+    assert len(lines) == 2, lines  # the empty mask, and the dataset whose masks are all empty
+    assert all(x.startswith("ribseg evaluate: warning: ") for x in lines), lines
+    assert "mask_a.tif: the mask has 450 non-zero pixels (largest value 0.4)" in lines[0]

@@ -12,6 +12,7 @@ import importlib
 import logging
 import pkgutil
 import sys
+import warnings
 
 from napari_ribseg import __version__
 from napari_ribseg.core.errors import RibsegError
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         from napari_ribseg.core.devices import flush_denormals
 
         flush_denormals()  # before torch starts its threads (CPU training speed)
+    previous_format = warnings.formatwarning
+    warnings.formatwarning = _warning_line_format(args.command)
     try:
         return int(args.func(args) or 0)
     except RibsegError as exc:
@@ -67,6 +70,18 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - e.g. SafetensorError; a user never gets a traceback
         _error_line(args.command, f"unexpected {type(exc).__name__}: {exc}")
         return 2
+    finally:
+        warnings.formatwarning = previous_format
+
+
+def _warning_line_format(command: str):
+    """``warnings.formatwarning`` for the CLI: one line, ``ribseg <command>: warning: ...`` (was
+    '<source path>:<line>: UserWarning: ...' and the source line that raised it)."""
+
+    def format_warning(message, category, filename, lineno, line=None) -> str:
+        return f"ribseg {command}: warning: {' '.join(str(message).split())}\n"
+
+    return format_warning
 
 
 class _WarningLines(logging.Handler):

@@ -266,3 +266,37 @@ def test_review_refuses_an_empty_frame_list(tmp_path, tiny_model, stack_file, ca
     assert captured.err == (
         f"ribseg review: error: {flag} {text!r}: no frames given; expected e.g. 0-3,7\n"
     )
+
+
+def test_the_review_of_one_array_of_an_npz_is_reached_with_variable(tmp_path, tiny_model, capsys):
+    """predict --review --variable b made a review that review, export-curated, finetune and
+    adapt (no --variable) could not open: they read array 'a' and said 'holds 2 frames ... but
+    data.npz has 8 frames; move the folder away'."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "data.npz"
+    np.savez(
+        path,
+        a=rng.random((8, 64, 64), dtype=np.float32),
+        b=rng.random((6, 64, 64), dtype=np.float32),
+    )
+    argv = ["predict", str(path), "--review", "--variable", "b", "--model", tiny_model]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["review", str(path), "--quiet"]) == 2
+    sidecar = tmp_path / "data.npz.ribseg"
+    assert capsys.readouterr().err == (
+        f"ribseg review: error: {sidecar}: this review is of variable 'b' of {path} (6 frames of "
+        f"(64, 64)), but {path} was read as 8 frames of (64, 64) from variable 'a'; open it "
+        "with variable 'b' (--variable b)\n"
+    )
+    assert main(["review", str(path), "--variable", "b", "--curate", "0-5", "--quiet"]) == 0
+    assert "6 curated, 0 rejected, 0 unreviewed of 6 frames" in capsys.readouterr().out
+    out = tmp_path / "pairs"
+    assert main(["export-curated", str(path), "--variable", "b", "--out", str(out)]) == 0
+    assert len(read_paired_dataset(out)) == 6
+    ft = ["finetune", str(out), "--variable", "b", "--model", tiny_model, "--out", "x"]
+    assert main(ft) == 2
+    assert (
+        "pairs is a paired image/mask folder; --variable applies to a STACK"
+        in capsys.readouterr().err
+    )

@@ -76,6 +76,10 @@ def register(subparsers) -> None:
         help="the stack's review (its curated frames judge the result) is kept under DIR",
     )  # fmt: skip
     parser.add_argument(
+        "--variable", default=None, metavar="NAME",
+        help="array to read from a .mat/.npz holding several",
+    )  # fmt: skip
+    parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing model of the same name"
     )
     parser.set_defaults(func=run)
@@ -122,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     config.validate()
-    stack = read_stack(args.stack)
+    stack = read_stack(args.stack, variable=args.variable)
     base = load_model(args.model)
     refuse_start_checkpoint(base.card, "adapt to a stack by its own confident ribs")
     labelled, unedited = _curated(stack, base.card.name, args.project_folder)

@@ -31,6 +31,12 @@ def register(subparsers) -> None:
         "saved before 2026-12-04 records no signature of the file to check this), and save it "
         "bound to the frames as read now",
     )  # fmt: skip
+    parser.add_argument(
+        "--variable",
+        default=None,
+        metavar="NAME",
+        help="array of a .mat/.npz holding several that the review is of (as given to predict --review)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the counts")
     parser.set_defaults(func=run)
 
@@ -56,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         existing=args.rebind,
         read_only=not changes,
         rebind=args.rebind,
+        variable=args.variable,
     ) as session:
         if args.rebind:
             rebound = session.project.rebound_from

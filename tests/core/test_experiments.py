@@ -332,6 +332,19 @@ def test_cli_report_only(study, capsys):
     assert (out / "report.md").is_file() and "report:" in capsys.readouterr().out
 
 
+def test_report_only_refuses_a_folder_without_results(tmp_path, capsys):
+    """A mistyped --out was created with a report of 'No results yet.', exit 0."""
+    from napari_ribseg.cli import main
+
+    typo = tmp_path / "runs" / "smokee"
+    assert main(["experiment", "smoke", "--out", str(typo), "--report-only"]) == 2
+    assert capsys.readouterr().err == (
+        f"ribseg experiment: error: {typo}: no results.csv to report on; run the study into it "
+        "first (without --report-only)\n"
+    )
+    assert not typo.exists()
+
+
 def test_a_size_larger_than_a_folds_pool_is_refused_not_run_smaller(tmp_path):
     """sizes: [100] on 12 frames ran cells of 6 frames reported as size 100."""
     from napari_ribseg.core.experiments import run_study

@@ -345,6 +345,22 @@ def test_report_only_refuses_a_folder_without_results(tmp_path, capsys):
     assert not typo.exists()
 
 
+def test_a_missing_device_is_refused_before_the_study_folder_is_made(tmp_path, capsys):
+    """--device cuda on a machine without CUDA failed after writing --out/study.json."""
+    import torch
+
+    from napari_ribseg.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    out = tmp_path / "runs"
+    assert main(["experiment", "smoke", "--out", str(out), "--device", "cuda"]) == 2
+    assert "ribseg experiment: error: device 'cuda' requested but CUDA is not available" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()
+
+
 def test_a_size_larger_than_a_folds_pool_is_refused_not_run_smaller(tmp_path):
     """sizes: [100] on 12 frames ran cells of 6 frames reported as size 100."""
     from napari_ribseg.core.experiments import run_study

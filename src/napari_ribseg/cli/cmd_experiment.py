@@ -51,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
         report = report_study(config, args.out)
         print(f"report: {report}", file=sys.stdout)
         return 0
+    from napari_ribseg.core.devices import resolve_device
+
+    resolve_device(config.finetune.device)  # a missing device left --out with only study.json
     result = run_job(
         run_study(config, args.out, resume=not args.no_resume),
         ProgressBar("experiment", kind="cell"),

@@ -361,6 +361,20 @@ def test_a_missing_device_is_refused_before_the_study_folder_is_made(tmp_path, c
     assert not out.exists()
 
 
+def test_out_naming_a_file_is_named(tmp_path, capsys):
+    """--out clip.tif failed as 'clip.tif: File exists'."""
+    from napari_ribseg.cli import main
+
+    taken = tmp_path / "clip.tif"
+    taken.write_bytes(b"keep")
+    assert main(["experiment", "smoke", "--out", str(taken)]) == 2
+    assert capsys.readouterr().err == (
+        f"ribseg experiment: error: {taken}: is a file; --out takes a folder (new, or a study's "
+        "to resume)\n"
+    )
+    assert taken.read_bytes() == b"keep"
+
+
 def test_a_size_larger_than_a_folds_pool_is_refused_not_run_smaller(tmp_path):
     """sizes: [100] on 12 frames ran cells of 6 frames reported as size 100."""
     from napari_ribseg.core.experiments import run_study

@@ -44,6 +44,14 @@ def run(args: argparse.Namespace) -> int:
     from napari_ribseg.core.experiments.runner import report_study, run_study
     from napari_ribseg.core.jobs import run_job
 
+    if args.out.exists() and not args.out.is_dir():
+        # Was "<out>: File exists" from the first mkdir.
+        print(
+            f"ribseg experiment: error: {args.out}: is a file; --out takes a folder (new, or a "
+            "study's to resume)",
+            file=sys.stderr,
+        )
+        return 2
     config = load_study_config(args.config)
     if args.device:
         config.finetune.device = args.device

@@ -84,3 +84,15 @@ def test_gui_refuses_a_missing_path_before_starting_napari(tmp_path, capsys, mon
     missing = tmp_path / "nope.tif"
     assert main(["gui", str(missing)]) == 2
     assert capsys.readouterr().err == f"ribseg gui: error: {missing}: no such file or folder\n"
+
+
+def test_a_closed_pipe_is_not_an_error(tmp_path):
+    """`ribseg models --json | head -c 300` ended in 'ribseg models: error: Broken pipe'."""
+    run = subprocess.Popen(
+        [sys.executable, "-m", "napari_ribseg.cli", "models", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    run.stdout.close()  # the reader leaves before anything is written (start-up takes seconds)
+    err = run.stderr.read().decode()
+    assert run.wait(timeout=300) == 1
+    assert err == ""

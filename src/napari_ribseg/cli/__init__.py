@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 import warnings
@@ -59,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         _error_line(args.command, "out of memory (set RIBSEG_MAX_BYTES lower to refuse such input)")
         return 2
+    except BrokenPipeError:
+        # `ribseg models | head`: the reader left; say nothing (was "error: Broken pipe").
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the flush at exit would fail the same way
+        return 1
     except OSError as exc:
         # Read-only target, a folder given as a file, a name too long, a full disk.
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""

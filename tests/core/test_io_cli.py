@@ -96,3 +96,17 @@ def test_a_closed_pipe_is_not_an_error(tmp_path):
     err = run.stderr.read().decode()
     assert run.wait(timeout=300) == 1
     assert err == ""
+
+
+def test_info_refuses_replace_spacing_without_depth(tmp_path, capsys):
+    """--replace-spacing without --depth-mm was ignored in silence (predict refuses it)."""
+    path = write_stack_tiff(
+        tmp_path / "c.tif", np.zeros((2, 16, 16), np.uint8), spacing_mm=(0.2, 0.1)
+    )
+    assert main(["info", str(path), "--replace-spacing"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        "ribseg info: error: --replace-spacing replaces the file's spacing with the one "
+        "--depth-mm gives; add --depth-mm D (the scanner's imaging depth in mm)\n"
+    )

@@ -300,3 +300,19 @@ def test_the_review_of_one_array_of_an_npz_is_reached_with_variable(tmp_path, ti
         "pairs is a paired image/mask folder; --variable applies to a STACK"
         in capsys.readouterr().err
     )
+
+
+def test_adapt_refuses_its_base_as_out(tmp_path, tiny_model, capsys):
+    """adapt --model M --out M --overwrite replaced the base with its adaptation when kept."""
+    frames = np.random.default_rng(3).random((12, 64, 64), dtype=np.float32) * 0.2
+    frames[:, 20:26, 8:56] += 0.7
+    stack_file = tmp_path / "clip12.npy"
+    np.save(stack_file, frames)
+    base = tmp_path / "models" / "tiny.safetensors"
+    before = base.read_bytes()
+    argv = ["adapt", str(stack_file), "--model", tiny_model, "--out", tiny_model, "--overwrite"]
+    assert main([*argv, "--steps", "1"]) == 2
+    assert capsys.readouterr().err == (
+        f"ribseg adapt: error: --out {base} is the base model itself; choose a new name\n"
+    )
+    assert base.read_bytes() == before

@@ -114,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
     from napari_ribseg.core.training.output import model_output_path
 
     out = model_output_path(args.out)
+    from napari_ribseg.core.models import resolve_model
+
+    if out.resolve() == Path(resolve_model(args.model)).resolve():
+        # With --overwrite a kept adaptation replaced its own base (finetune refuses this).
+        raise TrainingError(f"--out {out} is the base model itself; choose a new name")
     if out.exists() and not args.overwrite:
         raise TrainingError(f"--out {out} exists; choose a new name or pass --overwrite")
     config = AdaptConfig(

@@ -110,3 +110,17 @@ def test_info_refuses_replace_spacing_without_depth(tmp_path, capsys):
         "ribseg info: error: --replace-spacing replaces the file's spacing with the one "
         "--depth-mm gives; add --depth-mm D (the scanner's imaging depth in mm)\n"
     )
+
+
+def test_main_leaves_the_packages_logging_as_it_found_it(tmp_path, capsys):
+    """The CLI's warning lines are for its own command: after main() returns, a warning the
+    package logs is not printed as 'ribseg <command>: warning: ...' by a handler left behind."""
+    import logging
+
+    logger = logging.getLogger("napari_ribseg")
+    before = list(logger.handlers)
+    assert main(["info", str(tmp_path / "missing.tif")]) == 2
+    assert logger.handlers == before
+    capsys.readouterr()
+    logging.getLogger("napari_ribseg.core").warning("after the command")
+    assert "ribseg info: warning" not in capsys.readouterr().err

@@ -42,13 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
-    _warnings_as_lines(args.command)
     if args.command in TRAINING_COMMANDS:
         from napari_ribseg.core.devices import flush_denormals
 
         flush_denormals()  # before torch starts its threads (CPU training speed)
     previous_format = warnings.formatwarning
     warnings.formatwarning = _warning_line_format(args.command)
+    # For this command only: a caller of main() (a script, a test) keeps its own logging after it.
+    warning_lines = _WarningLines(args.command)
+    package_logger = logging.getLogger("napari_ribseg")
+    package_logger.addHandler(warning_lines)
     try:
         return int(args.func(args) or 0)
     except RibsegError as exc:
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         warnings.formatwarning = previous_format
+        package_logger.removeHandler(warning_lines)
 
 
 def _warning_line_format(command: str):
@@ -95,22 +99,13 @@ class _WarningLines(logging.Handler):
     reached it bare through logging's last-resort handler, e.g. 'Skipping unreadable checkpoint
     ...' before a one-line error)."""
 
-    def __init__(self) -> None:
+    def __init__(self, command: str) -> None:
         super().__init__(logging.WARNING)
-        self.command = ""
+        self.command = command
 
     def emit(self, record: logging.LogRecord) -> None:
         text = " ".join(record.getMessage().split())
         print(f"ribseg {self.command}: warning: {text}", file=sys.stderr)
-
-
-def _warnings_as_lines(command: str) -> None:
-    logger = logging.getLogger("napari_ribseg")
-    handler = next((h for h in logger.handlers if isinstance(h, _WarningLines)), None)
-    if handler is None:
-        handler = _WarningLines()
-        logger.addHandler(handler)
-    handler.command = command
 
 
 def _error_line(command: str, message: str) -> None:

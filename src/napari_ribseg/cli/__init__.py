@@ -65,8 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         # `ribseg models | head`: the reader left; say nothing (was "error: Broken pipe").
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # the flush at exit would fail the same way
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # the flush at exit would fail the same way
+        except (OSError, ValueError):  # a stdout without a file descriptor (a captured one)
+            pass
         return 1
     except OSError as exc:
         # Read-only target, a folder given as a file, a name too long, a full disk.

@@ -125,6 +125,57 @@ def test_predict_refuses_to_overwrite_its_input(cine, random_model, capsys):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
+@pytest.mark.parametrize(("flag", "name"), [("--out", "masks.png"), ("--prob", "prob.NPY")])
+def test_predict_refuses_a_non_tiff_name(tmp_path, cine, random_model, capsys, flag, name):
+    """--out masks.png wrote a multi-page TIFF named masks.png."""
+    path, _ = cine
+    target = tmp_path / name
+    argv = ["predict", str(path), "--model", str(random_model), "--out", str(tmp_path / "m.tif")]
+    assert main([*argv, flag, str(target)]) == 2
+    suffix = target.suffix
+    assert capsys.readouterr().err == (
+        f"ribseg predict: error: {flag} {target}: predict writes a TIFF; name it with .tif or "
+        f".tiff, not {suffix}\n"
+    )
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("value", ["-2", "0"])
+def test_batch_size_below_one_says_at_least_one(dataset, capsys, value):
+    """--batch-size -2 was told 'must be >= 0' (0 is refused too)."""
+    root, _ = dataset
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(root), "--batch-size", value])
+    assert f"argument --batch-size: must be >= 1; got {value}" in capsys.readouterr().err
+
+
+def test_predict_on_a_truncated_tiff_is_one_line(tmp_path, random_model):
+    """The streaming path let tifffile log '<tifffile.TiffPages @8> invalid page offset ...' (and
+    'ImageJ series metadata invalid') to stderr before the error line. In a subprocess: pytest's
+    own log capture would hide tifffile's output here."""
+    import subprocess
+    import sys
+
+    from napari_ribseg.core.io import write_stack_tiff
+
+    frames = np.random.default_rng(0).integers(0, 255, (5, 50, 70), dtype=np.uint8)
+    data = write_stack_tiff(tmp_path / "cine.tif", frames).read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "masks.tif"
+    argv = ["predict", str(cut), "--model", str(random_model), "--out", str(out), "--device", "cpu"]
+    run = subprocess.run(
+        [sys.executable, "-m", "napari_ribseg.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1, run.stderr
+    assert run.stderr.startswith(f"ribseg predict: error: {cut}: file is truncated")
+    assert not out.exists()
+
+
 def test_predict_on_missing_gpu_is_one_line_exit_2(tmp_path, cine, random_model, capsys):
     path, _ = cine
     argv = ["predict", str(path), "--model", str(random_model), "--out", str(tmp_path / "m.tif")]
@@ -209,6 +260,31 @@ def test_evaluate_missing_dataset_is_exit_2(tmp_path, random_model, capsys):
     assert captured.out == "" and captured.err.startswith("ribseg evaluate: error:")
 
 
+def test_evaluate_checks_its_output_files_before_predicting(
+    tmp_path, dataset, random_model, capsys, monkeypatch
+):
+    """--csv naming a folder failed only after every prediction, naming a temporary file; the
+    same file for --csv and --json-out kept only the JSON."""
+    import napari_ribseg.core.evaluation as evaluation
+
+    def never(*args, **kwargs):
+        raise AssertionError("predicted before checking the outputs")
+
+    monkeypatch.setattr(evaluation, "evaluate_model", never)
+    root, _ = dataset
+    base = ["evaluate", str(root), "--model", str(random_model), "--device", "cpu"]
+    assert main([*base, "--csv", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"ribseg evaluate: error: {tmp_path}: the --csv is a folder; expected a file name\n"
+    )
+    same = tmp_path / "scores.txt"
+    assert main([*base, "--csv", str(same), "--json-out", str(same)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"ribseg evaluate: error: --csv and --json-out name the same file {same}\n"
+    assert not same.exists()
+
+
 def test_predict_and_adapt_refuse_a_start_checkpoint(tmp_path, cine, capsys):
     """The salient start checkpoint never saw a rib (the widget hides it from segmenting)."""
     path, _ = cine
@@ -261,3 +337,27 @@ def test_predict_into_the_review_honours_region(tmp_path, rng, random_model, cap
         else:
             assert outside == 0
             assert "imaged region: rect (variance), rows 10-40, cols 15-55" in out
+
+
+def test_evaluate_prints_warnings_as_one_line_each(tmp_path, random_model):
+    """A mask that reads as empty warned as '<path>/paired.py:189: UserWarning: ...' plus the
+    source line 'mask = binarize_mask(...)'. In a subprocess: pytest records warnings itself."""
+    import subprocess
+    import sys
+
+    mask = np.zeros((64, 64), np.float32)
+    mask[10:20, 5:50] = 0.4  # below the 0.5 cut: reads as empty, with a warning
+    root = write_paired_dataset(tmp_path / "data", [np.zeros((64, 64), np.float32)], [mask], ["a"])
+    tifffile.imwrite(root / "MASK" / "mask_a.tif", mask)
+    argv = ["evaluate", str(root), "--model", str(random_model), "--device", "cpu", "--json"]
+    run = subprocess.run(
+        [sys.executable, "-m", "napari_ribseg.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = [x for x in run.stderr.replace("\r", "\n").splitlines() if "arning" in x]
+    assert len(lines) == 2, lines  # the empty mask, and the dataset whose masks are all empty
+    assert all(x.startswith("ribseg evaluate: warning: ") for x in lines), lines
+    assert "mask_a.tif: the mask has 450 non-zero pixels (largest value 0.4)" in lines[0]

@@ -332,6 +332,49 @@ def test_cli_report_only(study, capsys):
     assert (out / "report.md").is_file() and "report:" in capsys.readouterr().out
 
 
+def test_report_only_refuses_a_folder_without_results(tmp_path, capsys):
+    """A mistyped --out was created with a report of 'No results yet.', exit 0."""
+    from napari_ribseg.cli import main
+
+    typo = tmp_path / "runs" / "smokee"
+    assert main(["experiment", "smoke", "--out", str(typo), "--report-only"]) == 2
+    assert capsys.readouterr().err == (
+        f"ribseg experiment: error: {typo}: no results.csv to report on; run the study into it "
+        "first (without --report-only)\n"
+    )
+    assert not typo.exists()
+
+
+def test_a_missing_device_is_refused_before_the_study_folder_is_made(tmp_path, capsys):
+    """--device cuda on a machine without CUDA failed after writing --out/study.json."""
+    import torch
+
+    from napari_ribseg.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    out = tmp_path / "runs"
+    assert main(["experiment", "smoke", "--out", str(out), "--device", "cuda"]) == 2
+    assert "ribseg experiment: error: device 'cuda' requested but CUDA is not available" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()
+
+
+def test_out_naming_a_file_is_named(tmp_path, capsys):
+    """--out clip.tif failed as 'clip.tif: File exists'."""
+    from napari_ribseg.cli import main
+
+    taken = tmp_path / "clip.tif"
+    taken.write_bytes(b"keep")
+    assert main(["experiment", "smoke", "--out", str(taken)]) == 2
+    assert capsys.readouterr().err == (
+        f"ribseg experiment: error: {taken}: is a file; --out takes a folder (new, or a study's "
+        "to resume)\n"
+    )
+    assert taken.read_bytes() == b"keep"
+
+
 def test_a_size_larger_than_a_folds_pool_is_refused_not_run_smaller(tmp_path):
     """sizes: [100] on 12 frames ran cells of 6 frames reported as size 100."""
     from napari_ribseg.core.experiments import run_study

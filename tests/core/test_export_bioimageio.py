@@ -43,6 +43,22 @@ def test_cli_export_passes_bioimageio_core_test_model(checkpoint, tmp_path, caps
     assert summary.status == "passed", summary.display()
 
 
+def test_cli_export_to_a_folder_is_refused_before_packing(
+    checkpoint, tmp_path, capsys, monkeypatch
+):
+    """--out naming a folder failed after packing as '<folder>/.<name>.tmpXXXX: Is a directory'."""
+    import napari_ribseg.core.models.export as export
+
+    def never(*args, **kwargs):
+        raise AssertionError("packed before checking --out")
+
+    monkeypatch.setattr(export._ProbabilityNet, "script", never)
+    assert main(["export-bioimageio", str(checkpoint), "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"ribseg export-bioimageio: error: {tmp_path}: the package is a folder; expected a file name\n"
+    )
+
+
 def test_exported_weights_give_our_probabilities(checkpoint, tmp_path):
     from napari_ribseg.core.models import load_model
 

@@ -72,3 +72,55 @@ def test_importing_cli_and_io_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_gui_refuses_a_missing_path_before_starting_napari(tmp_path, capsys, monkeypatch):
+    """A typo opened the whole viewer only to show 'Could not open' inside it."""
+    import sys
+
+    from napari_ribseg.cli import main
+
+    monkeypatch.setitem(sys.modules, "napari", None)  # any import of napari would fail
+    missing = tmp_path / "nope.tif"
+    assert main(["gui", str(missing)]) == 2
+    assert capsys.readouterr().err == f"ribseg gui: error: {missing}: no such file or folder\n"
+
+
+def test_a_closed_pipe_is_not_an_error(tmp_path):
+    """`ribseg models --json | head -c 300` ended in 'ribseg models: error: Broken pipe'."""
+    run = subprocess.Popen(
+        [sys.executable, "-m", "napari_ribseg.cli", "models", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    run.stdout.close()  # the reader leaves before anything is written (start-up takes seconds)
+    err = run.stderr.read().decode()
+    assert run.wait(timeout=300) == 1
+    assert err == ""
+
+
+def test_info_refuses_replace_spacing_without_depth(tmp_path, capsys):
+    """--replace-spacing without --depth-mm was ignored in silence (predict refuses it)."""
+    path = write_stack_tiff(
+        tmp_path / "c.tif", np.zeros((2, 16, 16), np.uint8), spacing_mm=(0.2, 0.1)
+    )
+    assert main(["info", str(path), "--replace-spacing"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        "ribseg info: error: --replace-spacing replaces the file's spacing with the one "
+        "--depth-mm gives; add --depth-mm D (the scanner's imaging depth in mm)\n"
+    )
+
+
+def test_main_leaves_the_packages_logging_as_it_found_it(tmp_path, capsys):
+    """The CLI's warning lines are for its own command: after main() returns, a warning the
+    package logs is not printed as 'ribseg <command>: warning: ...' by a handler left behind."""
+    import logging
+
+    logger = logging.getLogger("napari_ribseg")
+    before = list(logger.handlers)
+    assert main(["info", str(tmp_path / "missing.tif")]) == 2
+    assert logger.handlers == before
+    capsys.readouterr()
+    logging.getLogger("napari_ribseg.core").warning("after the command")
+    assert "ribseg info: warning" not in capsys.readouterr().err

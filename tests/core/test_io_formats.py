@@ -405,6 +405,25 @@ def test_variable_rejected_for_single_array_formats(tmp_path, cine):
         read_stack(tmp_path / "c.tif", variable="x")
 
 
+def test_a_paired_dataset_read_as_a_stack_points_to_its_images(tmp_path):
+    """ribseg predict sim/ (simulate's output) said only 'folder contains no image frames'."""
+    (tmp_path / "sim" / "IMG").mkdir(parents=True)
+    (tmp_path / "sim" / "MASK").mkdir()
+    with pytest.raises(StackReadError) as info:
+        read_stack(tmp_path / "sim")
+    assert str(info.value).endswith(
+        f"; it is a paired dataset (IMG/ + MASK/): its images are in {tmp_path / 'sim' / 'IMG'}"
+    )
+
+
+def test_variable_rejected_for_npy(tmp_path, cine):
+    """A .npy holds one unnamed array: ``variable`` (``--variable``) was silently ignored."""
+    np.save(tmp_path / "c.npy", cine)
+    with pytest.raises(StackReadError, match=r"c\.npy: variable='x' only applies.*one unnamed"):
+        read_stack(tmp_path / "c.npy", variable="x")
+    assert read_stack(tmp_path / "c.npy").n_frames == len(cine)
+
+
 def test_reading_never_changes_inputs(tmp_path, rng, cine):
     write_stack_tiff(tmp_path / "a.tif", cine)
     write_stack_tiff(tmp_path / "f.tif", rng.random((2, 8, 8), dtype=np.float32))

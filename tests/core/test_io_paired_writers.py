@@ -292,3 +292,31 @@ def test_reading_a_paired_set_whose_masks_are_all_empty_warns(tmp_path):
     with pytest.warns(UserWarning, match=r"every mask of the 2 samples in MASK/ is empty"):
         ds = read_paired_dataset(tmp_path / "ds")
     assert sum(int(m.sum()) for m in ds.masks) == 0
+
+
+def test_write_png_sequence_refuses_frames_of_another_sequence(tmp_path):
+    """A shorter sequence written over a longer one left its last frames: 3 frames read back."""
+    labels = np.zeros((3, 8, 8), np.uint8)
+    write_png_sequence(tmp_path / "pngs", labels)
+    write_png_sequence(tmp_path / "pngs", labels + 1)  # the same frames again: replaced
+    from napari_ribseg.core.errors import OutputPathError
+
+    with pytest.raises(OutputPathError) as info:
+        write_png_sequence(tmp_path / "pngs", labels[:1])
+    assert str(info.value) == (
+        f"{tmp_path / 'pngs'}: already holds mask_0001.png and 1 more of another sequence (this "
+        "one has 1 frames); write into an empty folder or remove them"
+    )
+    assert read_stack(tmp_path / "pngs").n_frames == 3
+
+
+def test_write_paired_dataset_names_a_file_in_the_way(tmp_path):
+    """export-curated --out ribs.tif (a file) said 'is not an empty folder'."""
+    taken = tmp_path / "ribs.tif"
+    taken.write_bytes(b"keep")
+    with pytest.raises(DatasetError) as info:
+        write_paired_dataset(taken, [np.zeros((4, 4), np.float32)], [np.zeros((4, 4))], ["a"])
+    assert (
+        str(info.value) == f"{taken}: already exists and is a file; expected a new or empty folder"
+    )
+    assert taken.read_bytes() == b"keep"

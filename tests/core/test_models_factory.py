@@ -64,6 +64,23 @@ def test_weight_sources_random_vgg_and_path(tmp_path):
         build_model("v-unet", "tiny", weights="salient")
 
 
+def test_model_output_path_refuses_a_folder_or_a_file_as_folder(tmp_path):
+    """A folder named x.safetensors (or a file in the way) failed only after training, at the
+    save, as '.x.safetensors.tmpXXXX.safetensors: Is a directory'."""
+    from napari_ribseg.core.errors import OutputPathError
+
+    (tmp_path / "x.safetensors").mkdir()
+    with pytest.raises(OutputPathError) as info:
+        model_output_path(tmp_path / "x.safetensors")
+    assert (
+        str(info.value)
+        == f"{tmp_path / 'x.safetensors'}: the model is a folder; expected a file name"
+    )
+    (tmp_path / "clip.tif").write_bytes(b"x")
+    with pytest.raises(OutputPathError, match=r"clip\.tif is a file, so the model cannot be made"):
+        model_output_path(tmp_path / "clip.tif" / "m.safetensors")
+
+
 def test_model_output_path_is_one_rule(tmp_path):
     assert model_output_path("mine", model_dir=tmp_path) == tmp_path / "mine.safetensors"
     assert model_output_path(tmp_path / "a.safetensors") == tmp_path / "a.safetensors"

@@ -247,3 +247,33 @@ def test_predict_without_model_uses_the_default(tmp_path, capsys):
     assert main(["predict", str(path), "--out", str(out), "--device", "cpu"]) == 0
     assert "model: won (the default" in capsys.readouterr().err
     assert tifffile.imread(out).shape == (2, 64, 64)
+
+
+def test_cli_names_an_unreadable_model_once_on_its_own_line(tmp_path):
+    """ribseg models printed the skip twice (its own warning and a bare 'Skipping unreadable
+    checkpoint ...' from logging), and predict --model X printed the bare line before its error.
+    In a subprocess: pytest's log capture hides logging's last-resort output here."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "broken.safetensors").write_bytes(b"\x00")
+    env = {**os.environ, "RIBSEG_MODEL_DIR": str(folder)}
+
+    def stderr(*argv: str) -> list[str]:
+        run = subprocess.run(
+            [sys.executable, "-m", "napari_ribseg.cli", *argv],
+            capture_output=True, text=True, env=env, timeout=300,
+        )  # fmt: skip
+        return run.stderr.splitlines()
+
+    lines = stderr("models")
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        f"ribseg models: warning: skipping {folder / 'broken.safetensors'}: "
+    )
+    lines = stderr("predict", str(tmp_path / "x.npy"), "--model", "nope", "--out", "m.tif")
+    assert [line.split(":")[0] for line in lines] == ["ribseg predict", "ribseg predict"], lines
+    assert lines[0].startswith("ribseg predict: warning: Skipping unreadable checkpoint")
+    assert lines[1].startswith("ribseg predict: error: No model named 'nope'")

@@ -205,3 +205,114 @@ def test_finetune_and_adapt_read_a_review_kept_under_a_project_folder(tmp_path, 
     code = main(["adapt", str(stack_file), *base, *kept, "--out", "pf-ad", "--steps", "2"])
     assert code == 0 and "6 curated frames in the stack's review" in capsys.readouterr().out
     assert not sidecar.exists()
+
+
+def test_project_folder_is_refused_where_it_would_be_ignored(
+    tmp_path, tiny_model, stack_file, capsys
+):
+    """predict --out without --review and finetune on a paired folder ignored --project-folder."""
+    kept = ["--project-folder", str(tmp_path / "reviews")]
+    masks = tmp_path / "masks.tif"
+    code = main(["predict", str(stack_file), "--out", str(masks), *kept, "--model", tiny_model])
+    assert code == 2 and not masks.exists()
+    assert capsys.readouterr().err == (
+        "ribseg predict: error: --project-folder says where the review is kept; it does "
+        "nothing without --review\n"
+    )
+    from napari_ribseg.core.io import write_paired_dataset
+
+    pairs = write_paired_dataset(
+        tmp_path / "pairs",
+        [np.zeros((64, 64), np.float32)] * 2,
+        [np.zeros((64, 64))] * 2,
+        ["a", "b"],
+    )
+    args = ["finetune", str(pairs), "--model", tiny_model, "--out", "x", "--epochs", "1", *kept]
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        f"ribseg finetune: error: {pairs} is a paired image/mask folder, which has no review; "
+        "--project-folder applies to a STACK whose review is kept there\n"
+    )
+    assert not (tmp_path / "models" / "x.safetensors").exists()
+
+
+def test_predict_review_says_when_prob_cannot_be_written(tmp_path, tiny_model, stack_file, capsys):
+    """Every frame drawn by hand and curated: --prob was skipped in silence (exit 0) and the
+    summary said 'written by None'."""
+    with ReviewSession.open(stack_file) as session:
+        session.set_labels(0, np.ones((64, 64), np.uint8))
+    assert main(["review", str(stack_file), "--curate", "0-7", "--quiet"]) == 0
+    capsys.readouterr()
+    prob, masks = tmp_path / "prob.tif", tmp_path / "masks.tif"
+    argv = ["predict", str(stack_file), "--review", "--model", tiny_model, "--device", "cpu"]
+    assert main([*argv, "--prob", str(prob), "--out", str(masks)]) == 2
+    captured = capsys.readouterr()
+    assert "0 of 8 frames written by tiny; kept 8 curated" in captured.out
+    assert captured.err == (
+        f"ribseg predict: error: {prob} not written: the review holds no probabilities (every "
+        "frame is curated, rejected or hand-edited and none was ever predicted)\n"
+    )
+    assert masks.is_file() and not prob.exists()
+
+
+@pytest.mark.parametrize(("flag", "text"), [("--curate", ""), ("--reject", " , ")])
+def test_review_refuses_an_empty_frame_list(tmp_path, tiny_model, stack_file, capsys, flag, text):
+    """--curate "$FRAMES" with FRAMES unset only printed the review and exited 0."""
+    assert main(["predict", str(stack_file), "--review", "--model", tiny_model]) == 0
+    capsys.readouterr()
+    assert main(["review", str(stack_file), flag, text]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"ribseg review: error: {flag} {text!r}: no frames given; expected e.g. 0-3,7\n"
+    )
+
+
+def test_the_review_of_one_array_of_an_npz_is_reached_with_variable(tmp_path, tiny_model, capsys):
+    """predict --review --variable b made a review that review, export-curated, finetune and
+    adapt (no --variable) could not open: they read array 'a' and said 'holds 2 frames ... but
+    data.npz has 8 frames; move the folder away'."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "data.npz"
+    np.savez(
+        path,
+        a=rng.random((8, 64, 64), dtype=np.float32),
+        b=rng.random((6, 64, 64), dtype=np.float32),
+    )
+    argv = ["predict", str(path), "--review", "--variable", "b", "--model", tiny_model]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["review", str(path), "--quiet"]) == 2
+    sidecar = tmp_path / "data.npz.ribseg"
+    assert capsys.readouterr().err == (
+        f"ribseg review: error: {sidecar}: this review is of variable 'b' of {path} (6 frames of "
+        f"(64, 64)), but {path} was read as 8 frames of (64, 64) from variable 'a'; open it "
+        "with variable 'b' (--variable b)\n"
+    )
+    assert main(["review", str(path), "--variable", "b", "--curate", "0-5", "--quiet"]) == 0
+    assert "6 curated, 0 rejected, 0 unreviewed of 6 frames" in capsys.readouterr().out
+    out = tmp_path / "pairs"
+    assert main(["export-curated", str(path), "--variable", "b", "--out", str(out)]) == 0
+    assert len(read_paired_dataset(out)) == 6
+    ft = ["finetune", str(out), "--variable", "b", "--model", tiny_model, "--out", "x"]
+    assert main(ft) == 2
+    assert (
+        "pairs is a paired image/mask folder; --variable applies to a STACK"
+        in capsys.readouterr().err
+    )
+
+
+def test_adapt_refuses_its_base_as_out(tmp_path, tiny_model, capsys):
+    """adapt --model M --out M --overwrite replaced the base with its adaptation when kept."""
+    frames = np.random.default_rng(3).random((12, 64, 64), dtype=np.float32) * 0.2
+    frames[:, 20:26, 8:56] += 0.7
+    stack_file = tmp_path / "clip12.npy"
+    np.save(stack_file, frames)
+    base = tmp_path / "models" / "tiny.safetensors"
+    before = base.read_bytes()
+    argv = ["adapt", str(stack_file), "--model", tiny_model, "--out", tiny_model, "--overwrite"]
+    assert main([*argv, "--steps", "1"]) == 2
+    assert capsys.readouterr().err == (
+        f"ribseg adapt: error: --out {base} is the base model itself; choose a new name\n"
+    )
+    assert base.read_bytes() == before

@@ -274,6 +274,78 @@ def test_cli_writes_paired_dataset(tmp_path):
     assert np.array_equal(read_paired_dataset(again).images[5], data.images[5])
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--size", "0", "5"],
+            "argument --size: expected a frame side of 16..8192 pixels; got '0'",
+        ),
+        (["--size", "64", "9000"], "expected a frame side of 16..8192 pixels; got '9000'"),
+        (["--seed", "-1"], "argument --seed: expected a whole number >= 0; got '-1'"),
+    ],
+)
+def test_cli_names_a_bad_size_or_seed(tmp_path, capsys, args, message):
+    """--size 0 5 ended in 'unexpected ZeroDivisionError', --seed -1 in 'ValueError: expected
+    non-negative integer' naming no option."""
+    from napari_ribseg.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["simulate", "--frames", "1", *args, "--out", str(tmp_path / "s")])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def test_cli_refuses_an_existing_out_before_simulating(tmp_path, capsys, monkeypatch):
+    """An existing file or non-empty folder was refused only after every clip was simulated."""
+    import napari_ribseg.core.simulate as simulate
+    from napari_ribseg.cli import main
+
+    def never(*args, **kwargs):
+        raise AssertionError("simulated before checking --out")
+
+    monkeypatch.setattr(simulate, "simulate_cine_job", never)
+    taken = tmp_path / "taken.tif"
+    taken.write_bytes(b"x")
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "notes.txt").write_text("keep")
+    argv = ["simulate", "--frames", "1", "--size", "32", "32", "--out"]
+    assert main([*argv, str(taken)]) == 2
+    assert capsys.readouterr().err == (
+        f"ribseg simulate: error: {taken}: already exists and is a file; --out takes a new or "
+        "empty folder\n"
+    )
+    assert main([*argv, str(full)]) == 2
+    assert "full: already exists and is not an empty folder" in capsys.readouterr().err
+    assert taken.read_bytes() == b"x" and [p.name for p in full.iterdir()] == ["notes.txt"]
+
+
+def test_cli_extra_labels_are_part_of_the_atomic_dataset(tmp_path, capsys, monkeypatch):
+    """MASK_<label>/ was written after IMG/ + MASK/ had appeared at --out: a failure there left a
+    dataset without it at --out."""
+    import contextlib
+
+    import napari_ribseg.core.atomic as atomic
+    from napari_ribseg.cli import main
+
+    @contextlib.contextmanager
+    def disk_full(target):
+        raise OSError(28, "No space left on device")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(atomic, "atomic_path", disk_full)
+    out = tmp_path / "sim"
+    argv = ["simulate", "--frames", "1", "--size", "32", "32", "--labels", "rib,shadow"]
+    assert main([*argv, "--out", str(out)]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert main([*argv, "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["IMG", "MASK", "MASK_shadow"]
+
+
 def test_time_gain_compensation_keeps_tissue_brightness_even_with_depth():
     config = LINEAR.replace(
         size=(160, 128), rib_depth_mm=22.0, fat_mm=2.0, depth_mm=45.0, attenuation_db_cm_mhz=1.0

@@ -133,3 +133,19 @@ def test_an_unfinished_stream_leaves_the_target_untouched(tmp_path):
         out.write(np.zeros((1, 8, 8), np.uint8))
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["m.tif"]
+
+
+def test_a_truncated_imagej_stack_is_refused_not_streamed_as_its_first_frame(tmp_path):
+    """Cut in half, a 5-frame ImageJ TIFF whose first frame survives was streamed as 1 frame
+    (ribseg predict wrote a 1-frame mask, exit 0) while read_stack called it truncated."""
+    from napari_ribseg.core.io import write_stack_tiff
+
+    frames = np.random.default_rng(0).integers(0, 255, (5, 50, 70), dtype=np.uint8)
+    data = write_stack_tiff(tmp_path / "cine.tif", frames).read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(
+        StackReadError, match=r"cut\.tif: file is truncated: ImageJ header announces 5"
+    ):
+        open_frames(cut)
+    assert len(open_frames(tmp_path / "cine.tif")[0]) == 5

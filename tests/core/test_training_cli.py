@@ -202,6 +202,10 @@ def test_pretrain_salient_does_not_replace_an_existing_model(tmp_path, capsys):
         ("--size", "100", "multiple of 16"),
         ("--lr", "nan", "expected a number > 0"),
         ("--batch-size", "0", "must be >= 1"),
+        # --seed -1 composed the images, then failed as "ValueError: expected non-negative integer".
+        ("--seed", "-1", "argument --seed: must be >= 0; got -1"),
+        ("--limit", "0", "argument --limit: must be >= 1; got 0"),
+        ("--synthetic", "-3", "argument --synthetic: must be >= 0; got -3"),
     ],
 )
 def test_pretrain_salient_numbers_are_checked_first(tmp_path, option, value, message, capsys):
@@ -209,3 +213,15 @@ def test_pretrain_salient_numbers_are_checked_first(tmp_path, option, value, mes
     with pytest.raises(SystemExit):
         main([*args, option, value])
     assert message in capsys.readouterr().err
+
+
+def test_pretrain_salient_refuses_limit_with_synthetic(tmp_path, capsys):
+    """--limit was ignored in silence with --synthetic N."""
+    out = tmp_path / "s.safetensors"
+    args = ["pretrain-salient", "--synthetic", "2", "--limit", "1", "--out", str(out)]
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        "ribseg pretrain-salient: error: pretrain-salient: --limit applies to DATA; --synthetic N "
+        "sets the count\n"
+    )
+    assert not out.exists()

@@ -214,6 +214,10 @@ def test_adaptation_keeps_only_the_mixed_share_of_its_change(tmp_path):
         ("teacher", "median", "expected best or mean"),
         ("mix", 0.0, "0 < mix <= 1"),
         ("temporal", -1, "temporal >= 0"),
+        # A negative seed failed after the teacher as "ValueError: expected non-negative integer".
+        ("seed", -1, r"^adapt setting seed=-1: expected at least 0$"),
+        # Named, not the whole AdaptConfig(...) dumped.
+        ("steps", 0, r"^adapt settings steps=0, batch_size=4, lr=0.0005: expected steps and"),
     ],
 )
 def test_adapt_settings_out_of_range_are_named(field, value, message):

@@ -32,8 +32,15 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--out", required=True, help="new model: a name or a path ending in .safetensors"
     )
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="optimiser steps")
-    parser.add_argument("--lr", type=float, default=defaults.lr, help="learning rate")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=defaults.steps,
+        help=f"optimiser steps (default: {defaults.steps})",
+    )
+    parser.add_argument(
+        "--lr", type=float, default=defaults.lr, help=f"learning rate (default: {defaults.lr:g})"
+    )
     parser.add_argument(
         "--teacher",
         choices=("best", "mean"),
@@ -56,11 +63,21 @@ def register(subparsers) -> None:
         help="share of the adapted change kept: base + mix x (adapted - base) "
         f"(default: {defaults.mix})",
     )
-    parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:N, mps")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--device",
+        default=defaults.device,
+        help=f"auto, cpu, cuda, cuda:N, mps (default: {defaults.device})",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=defaults.seed, help=f"random seed (default: {defaults.seed})"
+    )
     parser.add_argument(
         "--project-folder", type=Path, default=None, metavar="DIR",
         help="the stack's review (its curated frames judge the result) is kept under DIR",
+    )  # fmt: skip
+    parser.add_argument(
+        "--variable", default=None, metavar="NAME",
+        help="array to read from a .mat/.npz holding several",
     )  # fmt: skip
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing model of the same name"
@@ -96,6 +113,11 @@ def run(args: argparse.Namespace) -> int:
     from napari_ribseg.core.training.output import model_output_path
 
     out = model_output_path(args.out)
+    from napari_ribseg.core.models import resolve_model
+
+    if out.resolve() == Path(resolve_model(args.model)).resolve():
+        # With --overwrite a kept adaptation replaced its own base (finetune refuses this).
+        raise TrainingError(f"--out {out} is the base model itself; choose a new name")
     if out.exists() and not args.overwrite:
         raise TrainingError(f"--out {out} exists; choose a new name or pass --overwrite")
     config = AdaptConfig(
@@ -108,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     config.validate()
-    stack = read_stack(args.stack)
+    stack = read_stack(args.stack, variable=args.variable)
     base = load_model(args.model)
     refuse_start_checkpoint(base.card, "adapt to a stack by its own confident ribs")
     labelled, unedited = _curated(stack, base.card.name, args.project_folder)

@@ -91,12 +91,24 @@ def _print_table(evaluation) -> None:
 def run(args: argparse.Namespace) -> int:
     """Predict the dataset, compare with its masks, print and write the scores."""
     from napari_ribseg.cli.progress_bar import ProgressBar
+    from napari_ribseg.core.atomic import check_writable
     from napari_ribseg.core.devices import resolve_device
+    from napari_ribseg.core.errors import OutputPathError
     from napari_ribseg.core.evaluation import evaluate_model
     from napari_ribseg.core.io import read_paired_dataset
     from napari_ribseg.core.io.intensity import describe_scaling
     from napari_ribseg.core.models import load_model
 
+    # Before the slow predictions, not after them (a folder failed at the end, naming a temp file).
+    for target, what in ((args.csv, "--csv"), (args.json_out, "--json-out")):
+        if target is not None:
+            check_writable(target, what)
+    if (
+        args.csv is not None
+        and args.json_out is not None
+        and args.csv.resolve() == args.json_out.resolve()
+    ):
+        raise OutputPathError(f"--csv and --json-out name the same file {args.csv}")
     device = resolve_device(args.device)
     dataset = read_paired_dataset(args.data_dir)
     spacing = tuple(args.spacing) if args.spacing else None

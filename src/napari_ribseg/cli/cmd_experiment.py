@@ -44,6 +44,14 @@ def run(args: argparse.Namespace) -> int:
     from napari_ribseg.core.experiments.runner import report_study, run_study
     from napari_ribseg.core.jobs import run_job
 
+    if args.out.exists() and not args.out.is_dir():
+        # Was "<out>: File exists" from the first mkdir.
+        print(
+            f"ribseg experiment: error: {args.out}: is a file; --out takes a folder (new, or a "
+            "study's to resume)",
+            file=sys.stderr,
+        )
+        return 2
     config = load_study_config(args.config)
     if args.device:
         config.finetune.device = args.device
@@ -51,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
         report = report_study(config, args.out)
         print(f"report: {report}", file=sys.stdout)
         return 0
+    from napari_ribseg.core.devices import resolve_device
+
+    resolve_device(config.finetune.device)  # a missing device left --out with only study.json
     result = run_job(
         run_study(config, args.out, resume=not args.no_resume),
         ProgressBar("experiment", kind="cell"),

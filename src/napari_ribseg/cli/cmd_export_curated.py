@@ -20,6 +20,12 @@ def register(subparsers) -> None:
         "--project-folder", type=Path, default=None, metavar="DIR",
         help="the review is kept under DIR instead of next to the stack",
     )  # fmt: skip
+    parser.add_argument(
+        "--variable",
+        default=None,
+        metavar="NAME",
+        help="array of a .mat/.npz holding several that the review is of (as given to predict --review)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -28,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_ribseg.core.session import ReviewSession
 
     with ReviewSession.open(
-        args.stack, project_folder=args.project_folder, read_only=True
+        args.stack, project_folder=args.project_folder, read_only=True, variable=args.variable
     ) as session:
         return _run(args, session)
 

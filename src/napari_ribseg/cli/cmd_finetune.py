@@ -25,8 +25,9 @@ def register(subparsers) -> None:
         "finetune",
         help="fine-tune a model on curated frames (paired image/mask folder)",
         description="Fine-tune a rib-segmentation model on a paired folder (IMG/+MASK/ or "
-        "images/+masks/). Held-out frames are whole clips, never frames of a training clip; the "
-        "new model is kept only when it beats the base on them (see --select).",
+        "images/+masks/) or a STACK's curated frames. Held-out frames are whole clips, never "
+        "frames of a training clip (with one clip only, e.g. one STACK: a contiguous block of its "
+        "frames); the new model is kept only when it beats the base on them (see --select).",
     )
     parser.add_argument(
         "data",
@@ -44,6 +45,10 @@ def register(subparsers) -> None:
         "--project-folder", type=Path, default=None, metavar="DIR",
         help="with a STACK: its review is kept under DIR instead of next to the stack",
     )  # fmt: skip
+    parser.add_argument(
+        "--variable", default=None, metavar="NAME",
+        help="with a STACK: the array of a .mat/.npz holding several that the review is of",
+    )  # fmt: skip
     add_arguments(parser)
     parser.add_argument(
         "--no-resume", action="store_true", help="ignore a resume state beside the output"
@@ -54,17 +59,30 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _training_data(path: Path, project_folder: Path | None = None):
+def _training_data(path: Path, project_folder: Path | None = None, variable: str | None = None):
     """A paired folder as is; a stack (file or frame folder) through its review's curated frames
     (kept next to it, or under ``project_folder``; a stack without a review is an error)."""
     from napari_ribseg.core.io import find_reader, read_paired_dataset
     from napari_ribseg.core.training.data import TrainingSet
 
     if path.is_dir() and find_reader(path) is None:
+        for flag, value in (("--project-folder", project_folder), ("--variable", variable)):
+            if value is not None:
+                from napari_ribseg.core.errors import TrainingError
+
+                # It was ignored: a paired folder has no review to look for.
+                raise TrainingError(
+                    f"{path} is a paired image/mask folder, which has no review; {flag} "
+                    "applies to a STACK whose review is kept there"
+                    if flag == "--project-folder"
+                    else f"{path} is a paired image/mask folder; {flag} applies to a STACK"
+                )
         return TrainingSet.from_paired(read_paired_dataset(path))
     from napari_ribseg.core.session import ReviewSession
 
-    with ReviewSession.open(path, project_folder=project_folder, read_only=True) as session:
+    with ReviewSession.open(
+        path, project_folder=project_folder, read_only=True, variable=variable
+    ) as session:
         return session.training_set()
 
 
@@ -88,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not resuming and not args.overwrite:
         raise TrainingError(f"--out {out} exists; choose a new name or pass --overwrite")
     config = config_from_args(args)
-    data = _training_data(args.data, args.project_folder)
+    data = _training_data(args.data, args.project_folder, args.variable)
     base = load_model(base_path)
     main_rank = int(os.environ.get("RANK", "0")) == 0
     if main_rank and data.intensity_scaling is not None:

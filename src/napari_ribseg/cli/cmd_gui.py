@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 SAMPLES = ("linear", "convex")
@@ -27,6 +28,10 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Open the viewer and block until it is closed; the return value is the exit code."""
+    if args.path is not None and not os.path.exists(args.path):
+        # A typo opened the whole viewer (seconds) only to show "Could not open" inside it.
+        print(f"ribseg gui: error: {args.path}: no such file or folder", file=sys.stderr)
+        return 2
     # napari and Qt are imported here, not at module level: `ribseg --help` and every other
     # subcommand must work on a headless server without them.
     try:

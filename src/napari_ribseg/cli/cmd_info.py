@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from collections.abc import Callable
 
 
@@ -66,6 +67,14 @@ def run(args: argparse.Namespace) -> int:
     from napari_ribseg.core.io.intensity import describe_scaling
     from napari_ribseg.core.region import check_depth, detect_imaged_region, stack_with_depth
 
+    if args.replace_spacing and args.depth_mm is None:
+        # Ignored in silence (predict refuses it the same way).
+        print(
+            "ribseg info: error: --replace-spacing replaces the file's spacing with the one "
+            "--depth-mm gives; add --depth-mm D (the scanner's imaging depth in mm)",
+            file=sys.stderr,
+        )
+        return 2
     if args.depth_mm is not None:
         check_depth(args.depth_mm)  # a unit slip fails before the read
     stack = read_stack(args.path, variable=args.variable)

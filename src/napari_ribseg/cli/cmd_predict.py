@@ -48,9 +48,12 @@ def non_negative_int(text: str) -> int:
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
-    value = non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:  # -2 was told "must be >= 0", which 0 is not enough for either
+        raise argparse.ArgumentTypeError(f"must be >= 1; got {value}")
     return value
 
 
@@ -205,10 +208,32 @@ def _refuse_overwriting_input(source: Path, *targets: Path | None) -> str | None
     return None
 
 
+#: Suffixes of formats predict does not write: a TIFF was written under such a name.
+_NOT_TIFF = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".npy", ".npz", ".mat", ".mp4")
+_NOT_TIFF += (".avi", ".mov", ".dcm", ".dicom", ".csv", ".json", ".safetensors")
+
+
+def _refuse_other_formats(out: Path | None, prob: Path | None) -> str | None:
+    for target, flag in ((out, "--out"), (prob, "--prob")):
+        if target is not None and target.suffix.lower() in _NOT_TIFF:
+            return (
+                f"{flag} {target}: predict writes a TIFF; name it with .tif or .tiff, "
+                f"not {target.suffix}"
+            )
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Read the stack, predict, threshold and write the masks (and probabilities)."""
     if args.out is None and not args.review:
         print("ribseg predict: error: give --out MASKS.tif, --review, or both", file=sys.stderr)
+        return 2
+    if args.project_folder is not None and not args.review:
+        print(
+            "ribseg predict: error: --project-folder says where the review is kept; it does "
+            "nothing without --review",
+            file=sys.stderr,
+        )
         return 2
     if args.replace_spacing and args.depth_mm is None:
         print(
@@ -226,6 +251,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     problem = _refuse_overwriting_input(args.input, args.out, args.prob)
+    problem = problem or _refuse_other_formats(args.out, args.prob)
     if problem:
         print(f"ribseg predict: error: {problem}", file=sys.stderr)
         return 2
@@ -338,14 +364,25 @@ def _predict_into_review(args: argparse.Namespace, loaded, device) -> int:
     print(_region_text(region, args.region))
     if args.out is not None:
         write_label_tiff(args.out, session.labels, stack.spacing_mm)
-    if args.prob is not None and session.prob is not None:
+    no_prob = args.prob is not None and session.prob is None
+    if args.prob is not None and not no_prob:
         write_label_tiff(args.prob, session.prob, stack.spacing_mm)
-    if args.out is not None or args.prob is not None:
+    if args.out is not None or not (args.prob is None or no_prob):
         print(f"pixel spacing recorded in the TIFF(s): {_spacing_text(stack.spacing_mm, derived)}")
     counts = session.counts()
+    # The model of this run (the review's records the last one that wrote: None if none ever did).
+    model_name = getattr(loaded, "name", None) or session.project.model_name
     print(
         f"{session.project.folder}: {written.size} of {stack.n_frames} frames written by "
-        f"{session.project.model_name}; kept {counts['curated']} curated, {counts['rejected']} "
+        f"{model_name}; kept {counts['curated']} curated, {counts['rejected']} "
         f"rejected, {counts['edited']} hand-edited frames (open the stack in napari to review)"
     )
+    if no_prob:
+        # It was skipped in silence: the review holds no probabilities when no frame was predicted.
+        print(
+            f"ribseg predict: error: {args.prob} not written: the review holds no probabilities "
+            "(every frame is curated, rejected or hand-edited and none was ever predicted)",
+            file=sys.stderr,
+        )
+        return 2
     return 0

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from napari_ribseg.cli.cmd_info import finite_positive
-from napari_ribseg.cli.cmd_predict import positive_int
+from napari_ribseg.cli.cmd_predict import non_negative_int, positive_int
 
 
 def input_size(text: str) -> int:
@@ -47,7 +47,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--synthetic",
-        type=int,
+        type=non_negative_int,
         default=0,
         metavar="N",
         help="compose N synthetic salient images instead of reading DATA",
@@ -64,9 +64,11 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--lr", type=positive_float, default=1e-3)
     parser.add_argument("--batch-size", type=positive_int, default=8)
-    parser.add_argument("--limit", type=int, default=None, help="read at most this many images")
+    parser.add_argument(
+        "--limit", type=positive_int, default=None, help="read at most this many images of DATA"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing model of the same name"
     )
@@ -88,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
         raise DatasetError("pretrain-salient needs DATA or --synthetic N")
     if args.data is not None and args.synthetic > 0:
         raise DatasetError("pretrain-salient: give DATA or --synthetic N, not both")
+    if args.limit is not None and args.data is None:
+        # It was ignored: --synthetic N already says how many images.
+        raise DatasetError(
+            "pretrain-salient: --limit applies to DATA; --synthetic N sets the count"
+        )
     result = run_job(
         pretrain_salient(
             args.data,

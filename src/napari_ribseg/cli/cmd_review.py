@@ -31,14 +31,29 @@ def register(subparsers) -> None:
         "saved before 2026-12-04 records no signature of the file to check this), and save it "
         "bound to the frames as read now",
     )  # fmt: skip
+    parser.add_argument(
+        "--variable",
+        default=None,
+        metavar="NAME",
+        help="array of a .mat/.npz holding several that the review is of (as given to predict --review)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the counts")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Apply the requested statuses, save, and print the table and counts."""
+    from napari_ribseg.core.errors import DatasetError
     from napari_ribseg.core.session import ReviewSession
 
+    for flag, text in (
+        ("--unreview", args.unreview),
+        ("--curate", args.curate),
+        ("--reject", args.reject),
+    ):
+        if text is not None and not any(part.strip() for part in text.split(",")):
+            # An empty list (an unset shell variable) only showed the review, exit 0.
+            raise DatasetError(f"{flag} {text!r}: no frames given; expected e.g. 0-3,7")
     # Only showing a review never starts one (no empty sidecar left behind).
     changes = any((args.unreview, args.curate, args.reject)) or args.rebind
     with ReviewSession.open(
@@ -47,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         existing=args.rebind,
         read_only=not changes,
         rebind=args.rebind,
+        variable=args.variable,
     ) as session:
         if args.rebind:
             rebound = session.project.rebound_from

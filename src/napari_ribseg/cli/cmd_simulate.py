@@ -18,6 +18,27 @@ def _label_list(text: str) -> list[str]:
     return names
 
 
+def _frame_side(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 16 <= value <= 8192:
+        # 8192: the largest frame the readers accept (core.budget.MAX_FRAME_PIXELS).
+        raise argparse.ArgumentTypeError(f"expected a frame side of 16..8192 pixels; got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0; got {text!r}")
+    return value
+
+
 def register(subparsers) -> None:
     """Add the ``simulate`` subcommand."""
     parser = subparsers.add_parser(
@@ -29,9 +50,16 @@ def register(subparsers) -> None:
             "clip is the group. The first of --labels goes to MASK/, any others to MASK_<label>/."
         ),
     )
-    parser.add_argument("--frames", type=int, default=32, metavar="N", help="frames per clip")
     parser.add_argument(
-        "--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"), help="frame size"
+        "--frames", type=int, default=32, metavar="N", help="frames per clip (default: 32)"
+    )
+    parser.add_argument(
+        "--size",
+        type=_frame_side,
+        nargs=2,
+        default=(256, 256),
+        metavar=("H", "W"),
+        help="frame size, each 16..8192 px (default: 256 256)",
     )
     parser.add_argument(
         "--probe",
@@ -59,8 +87,12 @@ def register(subparsers) -> None:
             "--size still sets the frame; the hard domain's own size is 820 1124"
         ),
     )
-    parser.add_argument("--seed", type=int, default=0, help="same seed, same dataset")
-    parser.add_argument("--clips", type=int, default=1, metavar="C", help="number of clips")
+    parser.add_argument(
+        "--seed", type=_seed, default=0, help="same seed, same dataset (default: 0)"
+    )
+    parser.add_argument(
+        "--clips", type=int, default=1, metavar="C", help="number of clips (default: 1)"
+    )
     parser.add_argument(
         "--labels",
         type=_label_list,
@@ -85,6 +117,18 @@ def run(args: argparse.Namespace) -> int:
 
     if args.frames < 1 or args.clips < 1:
         print("ribseg simulate: error: --frames and --clips must be >= 1", file=sys.stderr)
+        return 2
+    from pathlib import Path
+
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        # Before simulating, not after: write_paired_dataset refuses it only at the end.
+        what = "is a file" if not out.is_dir() else "is not an empty folder"
+        print(
+            f"ribseg simulate: error: {out}: already exists and {what}; --out takes a new or "
+            "empty folder",
+            file=sys.stderr,
+        )
         return 2
     size = (int(args.size[0]), int(args.size[1]))
     total = args.frames * args.clips
@@ -118,14 +162,33 @@ def run(args: argparse.Namespace) -> int:
             masks.append(getattr(cine, args.labels[0])[i])
             for name in extra:
                 extra[name].append(getattr(cine, name)[i])
-    root = write_paired_dataset(args.out, images, masks, ids, layout="IMG/MASK")
-    if extra:
+    if not extra:
+        root = write_paired_dataset(out, images, masks, ids, layout="IMG/MASK")
+    else:
+        # Built whole beside --out and renamed into place: the MASK_<label>/ folders were written
+        # after IMG/ + MASK/ had appeared, so a failure left a dataset without them.
+        import os
+        import shutil
+        import tempfile
+
         import tifffile
 
-        for name, label_masks in extra.items():
-            for sample_id, mask in zip(ids, label_masks, strict=True):
-                target = root / f"MASK_{name}" / f"mask_{sample_id}.tif"
-                with atomic_path(target) as tmp:
-                    tifffile.imwrite(tmp, mask * np.uint8(255), compression="zlib")
+        out.absolute().parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.absolute().parent)
+        )
+        try:
+            built = write_paired_dataset(staging / "data", images, masks, ids, layout="IMG/MASK")
+            for name, label_masks in extra.items():
+                for sample_id, mask in zip(ids, label_masks, strict=True):
+                    target = built / f"MASK_{name}" / f"mask_{sample_id}.tif"
+                    with atomic_path(target) as tmp:
+                        tifffile.imwrite(tmp, mask * np.uint8(255), compression="zlib")
+            if out.exists():
+                out.rmdir()  # empty, checked above; a rename cannot replace a folder everywhere
+            os.replace(built, out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        root = out
     print(f"wrote {len(ids)} frames of {args.clips} clip(s) to {root}")
     return 0

@@ -1101,6 +1101,16 @@ class ReviewProject:
         stored = project.source or "(a stack without a file)"
         this = str(source) if source is not None else "this stack"
         if project.labels.shape != expected:
+            recorded = (project.source_signature or {}).get("variable")
+            if recorded is not None and recorded != (signature or {}).get("variable"):
+                # The review of one array of a .npz/.mat opened on another (the default one).
+                raise ProjectError(
+                    f"{folder}: this review is of variable {recorded!r} of {stored} "
+                    f"({project.labels.shape[0]} frames of {project.labels.shape[1:]}), but "
+                    f"{this} was read as {expected[0]} frames of {expected[1:]} from "
+                    f"{'variable ' + repr(signature['variable']) if (signature or {}).get('variable') else 'another array'}; "
+                    f"open it with variable {recorded!r} (--variable {recorded})"
+                )
             raise ProjectError(
                 f"{folder}: this review project holds {project.labels.shape[0]} frames of "
                 f"{project.labels.shape[1:]} (from {stored}) but {this} has {expected[0]} frames "

@@ -231,6 +231,7 @@ class ReviewSession:
         existing: bool = False,
         read_only: bool = False,
         rebind: bool = False,
+        variable: str | None = None,
     ) -> ReviewSession:
         """Open a stack (a :class:`Stack` or any readable path) and restore or start its review.
 
@@ -242,12 +243,13 @@ class ReviewSession:
         read-only share and while a viewer has the stack open. Saving it raises. ``rebind``: the
         review of this very file is restored although the file reads to other frames than when
         it was saved (see :meth:`ReviewProject.open`); save to keep the new binding.
+        ``variable``: the array of a .mat/.npz path to read (``read_stack``'s).
         """
         existing = existing or read_only
         if not isinstance(stack, Stack):
             from napari_ribseg.core.io import read_stack
 
-            stack = read_stack(stack)
+            stack = read_stack(stack, variable=variable)
         folder = project_dir_for(stack.source, root=project_folder, name=name or stack.name)
         scaling = stack.metadata.get("intensity_scaling")
         variable = stack.metadata.get("variable")

@@ -635,6 +635,12 @@ def report_study(config: StudyConfig, out: str | Path) -> Path:
     """Rebuild the report of the study in ``out`` with ``config``; refused when ``out/study.json``
     says the results were made with other settings (``--report-only``)."""
     out = Path(out)
+    if not (out / RESULTS_CSV).is_file():
+        # A mistyped --out made that folder and a report of "No results yet.", exit 0.
+        raise StudyConfigError(
+            f"{out}: no {RESULTS_CSV} to report on; run the study into it first (without "
+            "--report-only)"
+        )
     try:
         check_config_fingerprint(config, out)
     except StudyConfigError as exc:

@@ -97,12 +97,19 @@ def _lazy_tiff(path: Path) -> tuple[TiffFrames, tuple[float, float] | None] | No
     so both paths read a file the same way."""
     import tifffile
 
-    from napari_ribseg.core.io.tiff import page_white_is_zero, tiff_physics
+    from napari_ribseg.core.io.tiff import (
+        _collect_tifffile_warnings,
+        page_white_is_zero,
+        tiff_physics,
+    )
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        # Collected, not printed: a truncated file's "invalid page offset" reached stderr as a
+        # second line before the reader's one-line error.
+        with _collect_tifffile_warnings() as warnings, tifffile.TiffFile(path) as tif:
             if not tif.series:
                 return None
+            announced = int((tif.imagej_metadata or {}).get("images", 0) or 0)
             series = tif.series[0]
             # tifffile reports the native dtype; the bytes are in the file's order.
             dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
@@ -111,6 +118,9 @@ def _lazy_tiff(path: Path) -> tuple[TiffFrames, tuple[float, float] | None] | No
             spacing, _rate = tiff_physics(tif)
     except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError, EOFError):
         return None  # the registry's reader gives the specific error
+    if warnings.damage():
+        # A truncated ImageJ stack read as its first page alone: 1 frame segmented, exit 0.
+        return None  # the registry's reader names the damage
     if "S" in axes or full_scale(dtype) is None or dtype.kind == "b" or offset is None:
         return None
     if white_is_zero or len(shape) < 2 or axes[-2:] != "YX":
@@ -120,6 +130,8 @@ def _lazy_tiff(path: Path) -> tuple[TiffFrames, tuple[float, float] | None] | No
     height, width = shape[-2:]
     n_frames = int(np.prod(shape[:-2], dtype=np.int64)) if len(shape) > 2 else 1
     check_frame(height, width, path)
+    if announced > n_frames:
+        return None  # fewer frames than the ImageJ header announces: the reader says truncated
     frames = TiffFrames(path, offset, (n_frames, int(height), int(width)), dtype)
     if offset + frames.nbytes > path.stat().st_size:
         return None

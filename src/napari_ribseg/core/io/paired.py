@@ -294,7 +294,10 @@ def write_paired_dataset(
         dupes = sorted({i for i in ids if lowered.count(i.lower()) > 1})
         raise DatasetError(f"ids must be unique (case-insensitively): {dupes}")
     root = Path(root)
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+    if root.exists() and not root.is_dir():
+        # Was "is not an empty folder", for a file (ribseg export-curated --out ribs.tif).
+        raise DatasetError(f"{root}: already exists and is a file; expected a new or empty folder")
+    if root.exists() and any(root.iterdir()):
         raise DatasetError(f"{root}: already exists and is not an empty folder; not overwriting it")
     image_name, mask_name, image_prefix, mask_prefix = LAYOUTS[layout]
     root.parent.mkdir(parents=True, exist_ok=True)

@@ -170,9 +170,20 @@ def read_stack(path: str | os.PathLike, *, variable: str | None = None) -> Stack
     reader = find_reader(path)
     if reader is None:
         if path.is_dir():
+            pair = next(
+                ((i, m) for i, m in (("IMG", "MASK"), ("images", "masks")) if (path / i).is_dir()),
+                None,
+            )
+            hint = (
+                f"; it is a paired dataset ({pair[0]}/ + {pair[1]}/): its images are in "
+                f"{path / pair[0]}"
+                if pair
+                else ""
+            )
             raise StackReadError(
                 f"{path}: folder contains no image frames; expected files ending in "
                 + ", ".join(FRAME_SUFFIXES)
+                + hint
             )
         known = ", ".join(r.description for r in READERS)
         raise UnsupportedFormatError(
@@ -181,6 +192,12 @@ def read_stack(path: str | os.PathLike, *, variable: str | None = None) -> Stack
     if variable is not None and reader.name not in ("mat", "numpy"):
         raise StackReadError(
             f"{path}: variable={variable!r} only applies to .mat and .npz files, not {reader.description}"
+        )
+    if variable is not None and path.suffix.lower() == ".npy":
+        # A .npy holds one unnamed array: the name was ignored and that array read instead.
+        raise StackReadError(
+            f"{path}: variable={variable!r} only applies to .mat and .npz files; a .npy file "
+            "holds one unnamed array"
         )
     stack = reader.read(path, variable)
     stack.metadata.setdefault("reader", reader.name)

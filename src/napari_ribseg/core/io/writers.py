@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -75,8 +76,25 @@ def write_png_sequence(
     if arr.ndim == 2:
         arr = arr[np.newaxis]
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     width = max(4, len(str(len(arr) - 1)))
+    names = {f"{prefix}{i:0{width}d}.png" for i in range(len(arr))}
+    if folder.is_dir():
+        # Frames of an earlier, longer (or other-width) sequence stayed beside the new ones, and
+        # the folder read back as a stack with those extra frames.
+        pattern = re.compile(re.escape(prefix) + r"\d+\.png", re.IGNORECASE)
+        stale = sorted(
+            p.name for p in folder.iterdir() if pattern.fullmatch(p.name) and p.name not in names
+        )
+        if stale:
+            from napari_ribseg.core.errors import OutputPathError
+
+            raise OutputPathError(
+                f"{folder}: already holds {stale[0]}"
+                + (f" and {len(stale) - 1} more" if len(stale) > 1 else "")
+                + f" of another sequence (this one has {len(arr)} frames); write into an empty "
+                "folder or remove them"
+            )
+    folder.mkdir(parents=True, exist_ok=True)
     written = []
     for i, frame in enumerate(arr):
         target = folder / f"{prefix}{i:0{width}d}.png"

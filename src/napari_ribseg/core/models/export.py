@@ -66,11 +66,12 @@ def export_bioimageio(
     from bioimageio.spec import save_bioimageio_package
     from bioimageio.spec.model import v0_5 as bio
 
-    from napari_ribseg.core.atomic import atomic_path
+    from napari_ribseg.core.atomic import atomic_path, check_writable
 
     card, net = loaded.card, loaded.model
     size = int(card.input_size)
-    out = Path(out)
+    # Before scripting and packing: a folder failed at the end, naming a temporary file.
+    out = check_writable(out, "package")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         probe = _test_input(size)

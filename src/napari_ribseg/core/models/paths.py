@@ -61,7 +61,10 @@ def model_output_path(
         )
     if not overwrite and target.exists():
         raise TrainingError(f"output {target} exists; choose a new name or allow overwriting it")
-    return target
+    from napari_ribseg.core.atomic import check_writable
+
+    # Before the training: a folder of that name failed only at the save, naming a temporary file.
+    return check_writable(target, "model")
 
 
 __all__ = ["model_output_path"]

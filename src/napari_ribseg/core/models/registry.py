@@ -121,9 +121,10 @@ def _scan(
             entry = _entry(path, source)
         except (CheckpointError, OSError, ValueError, TypeError, KeyError) as exc:
             # One bad card skips that model only, never the listing.
-            log.warning("Skipping unreadable checkpoint %s: %s", path, exc)
             if on_skip is not None:
-                on_skip(path, str(exc))
+                on_skip(path, str(exc))  # the caller reports it (ribseg models printed it twice)
+            else:
+                log.warning("Skipping unreadable checkpoint %s: %s", path, exc)
             continue
         if entry is not None:
             entries.append(entry)

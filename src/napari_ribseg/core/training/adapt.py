@@ -78,7 +78,13 @@ class AdaptConfig:
 
     def validate(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or not 0 < self.lr < 1:
-            raise TrainingError(f"adapt settings {self}: steps, batch_size >= 1, 0 < lr < 1")
+            raise TrainingError(
+                f"adapt settings steps={self.steps}, batch_size={self.batch_size}, lr={self.lr}: "
+                "expected steps and batch_size >= 1 and 0 < lr < 1"
+            )
+        if self.seed < 0:
+            # numpy's generators take none: it failed after the teacher, as a bare ValueError.
+            raise TrainingError(f"adapt setting seed={self.seed}: expected at least 0")
         if not 0.5 < self.confident < 1.0:
             raise TrainingError(f"adapt setting confident={self.confident}: expected 0.5-1")
         if self.check_every < 2:

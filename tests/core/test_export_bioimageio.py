@@ -75,6 +75,28 @@ def test_exported_weights_give_our_probabilities(checkpoint, tmp_path):
     assert np.abs(np.round(theirs * 255) - ours).max() <= 1
 
 
+@pytest.mark.parametrize("name", ["tiny.tar", "tiny", "tiny.rdf.yaml"])
+def test_cli_export_refuses_a_package_name_that_is_not_zip(
+    checkpoint, tmp_path, capsys, monkeypatch, name
+):
+    """--out x.tar (or no suffix) wrote a zip under that name, which tar and file managers then
+    failed to open; refused before packing, naming the .zip to use."""
+    import napari_ribseg.core.models.export as export
+
+    def never(*args, **kwargs):
+        raise AssertionError("packed before checking --out")
+
+    monkeypatch.setattr(export._ProbabilityNet, "script", never)
+    out = tmp_path / name
+    assert main(["export-bioimageio", str(checkpoint), "--out", str(out)]) == 2
+    stem = name.split(".")[0] if name != "tiny.rdf.yaml" else "tiny.rdf"
+    assert capsys.readouterr().err == (
+        f"ribseg export-bioimageio: error: {out}: a bioimage.io model package is a .zip file; "
+        f"name it {stem}.zip\n"
+    )
+    assert not out.exists()
+
+
 def test_the_default_bundled_model_exports(tmp_path, capsys):
     """bioimage.io refuses a test output below 1e-4 everywhere: the test frame must hold ribs the
     bundled rib models mark (they marked nothing on striped noise and could not be exported)."""

@@ -72,6 +72,12 @@ def export_bioimageio(
     size = int(card.input_size)
     # Before scripting and packing: a folder failed at the end, naming a temporary file.
     out = check_writable(out, "package")
+    if out.suffix.lower() != ".zip":
+        # save_bioimageio_package writes a zip whatever the name: x.tar was a zip named .tar,
+        # which tar, bioimage.io's uploader and file managers then fail to open.
+        raise ExportError(
+            f"{out}: a bioimage.io model package is a .zip file; name it {out.stem or out.name}.zip"
+        )
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         probe = _test_input(size)

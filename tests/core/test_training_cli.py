@@ -225,3 +225,17 @@ def test_pretrain_salient_refuses_limit_with_synthetic(tmp_path, capsys):
         "sets the count\n"
     )
     assert not out.exists()
+
+
+def test_progressive_step_without_the_progressive_strategy_is_refused(tmp_path, paired, capsys):
+    """--progressive-step 3 with the default strategy ('all') was ignored in silence."""
+    root, _ = paired
+    tiny_base(tmp_path / "base.safetensors")
+    args = ["finetune", str(root), "--model", str(tmp_path / "base.safetensors")]
+    args += ["--out", str(tmp_path / "new.safetensors"), "--device", "cpu"]
+    assert main([*args, "--progressive-step", "3"]) == 2
+    assert capsys.readouterr().err == (
+        "ribseg finetune: error: --progressive-step 3 applies only to --strategy progressive; "
+        "this run's strategy is 'all'\n"
+    )
+    assert not (tmp_path / "new.safetensors").exists()

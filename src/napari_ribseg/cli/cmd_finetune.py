@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_ribseg.core.io.intensity import describe_scaling
     from napari_ribseg.core.jobs import run_job
     from napari_ribseg.core.models import load_model, resolve_model
-    from napari_ribseg.core.training.config import config_from_args
+    from napari_ribseg.core.training.config import config_from_args, setting_spec
     from napari_ribseg.core.training.loop import finetune
     from napari_ribseg.core.training.resume import resume_may_replace
 
@@ -106,6 +106,13 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not resuming and not args.overwrite:
         raise TrainingError(f"--out {out} exists; choose a new name or pass --overwrite")
     config = config_from_args(args)
+    step_default = setting_spec("progressive_step").default
+    if config.progressive_step != step_default and config.strategy != "progressive":
+        # Only the progressive strategy unfreezes in steps: the option was ignored in silence.
+        raise TrainingError(
+            f"--progressive-step {config.progressive_step} applies only to --strategy "
+            f"progressive; this run's strategy is {config.strategy!r}"
+        )
     data = _training_data(args.data, args.project_folder, args.variable)
     base = load_model(base_path)
     main_rank = int(os.environ.get("RANK", "0")) == 0

@@ -128,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             note = "" if result.promoted else " (kept by --select last although the gate failed)"
             print(
-                f"{state}: {result.checkpoint}{note} ({dice}, {len(result.history)} epochs, "
+                f"{state}: {result.checkpoint}{note} ({dice}, {len(result.history)} "
+                f"epoch{'' if len(result.history) == 1 else 's'}, "
                 f"{len(result.val_ids)} held-out frames): {result.reason}",
                 file=sys.stdout,
             )

@@ -428,7 +428,10 @@ class FinetuneSection(QWidget):
             config.validate()
             folder = model_dir(s.settings)
             out = stamped_output(base, s.image_layer.name, model_dir=folder)
-            job = BackgroundFinetune(resolve_model(base, model_dir=folder), data, config, out)
+            # A stamped output is never continued: no resume state is left beside the models.
+            job = BackgroundFinetune(
+                resolve_model(base, model_dir=folder), data, config, out, keep_resume=False
+            )
             job.start()
         except RibsegError as exc:
             notify_error(f"Fine-tuning cannot start: {exc}")

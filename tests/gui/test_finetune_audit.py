@@ -20,6 +20,32 @@ def _correct(widget, frames, mask=BAND):
         widget.set_status(f, FrameStatus.CURATED)
 
 
+def test_start_line_says_what_a_new_model_needs(segmented, tiny_model):
+    """With 2 or 3 curated frames Start was offered with "2 curated frames ready." although the
+    gate needs 3 held-out corrected frames besides one to train on: the run could only end
+    without a new model. Curated frames that mark no rib started a child that failed with
+    advice about mask files."""
+    _viewer, widget = segmented
+    section = widget.finetune_section
+    section.select_base(tiny_model)
+    assert "(0 so far)" in section.reason_label.text()
+    assert "correct at least 4" in section.reason_label.text()
+    # Two curated frames with no rib drawn: blocked, saying why.
+    empty = np.zeros((64, 64), np.uint8)
+    _correct(widget, [0, 1], empty)
+    assert not section.start_btn.isEnabled()
+    assert section.reason_label.text().startswith("None of the 2 curated frames marks a rib")
+    # Drawing the ribs on them (no status change) lets it start.
+    _correct(widget, [0, 1])
+    assert section.start_btn.isEnabled()
+    text = section.reason_label.text()
+    assert text.startswith("2 curated frames ready.")
+    assert "2 of the curated frames can count (at least 4 needed)" in text
+    assert "cannot make a new model" in text
+    _correct(widget, [2, 3])
+    assert section.reason_label.text() == "4 curated frames ready."
+
+
 def _start_long_run(widget, section, tiny_model, qtbot):
     _correct(widget, range(6))
     section.select_base(tiny_model)

@@ -282,10 +282,14 @@ class FinetuneSection(QWidget):
         self.adapt_btn.clicked.connect(self.start_adapt)
         self.strategy_combo.currentIndexChanged.connect(self._on_strategy)
         self.base_combo.currentIndexChanged.connect(lambda _i: self.update_trainable())
+        # Which curated frames can judge a new model depends on the base (its own masks do not).
+        self.base_combo.currentIndexChanged.connect(self.update_start_enabled)
         self.use_new_btn.clicked.connect(self._use_new)
         self.keep_base_btn.clicked.connect(self._keep_base)
         self.resegment_btn.clicked.connect(self.resegment_requested.emit)
         session.statuses_changed.connect(self.update_start_enabled)
+        # Drawing on a curated frame changes whether the curated frames mark a rib.
+        session.labels_updated.connect(self.update_start_enabled)
         session.image_bound.connect(lambda _r: self.update_start_enabled())
         session.statuses_changed.connect(self._update_resegment_text)
         session.image_bound.connect(lambda _r: self._update_resegment_text())
@@ -387,11 +391,16 @@ class FinetuneSection(QWidget):
             self.session.core, job, base=self.base_combo.currentData(), running=running
         )
 
-    def update_start_enabled(self) -> None:
+    def update_start_enabled(self, *_args: Any) -> None:
+        from napari_ribseg.core.session import finetune_note
+
         reason = self.start_blocker()
         self.start_btn.setEnabled(not reason)
         self.start_btn.setToolTip(reason or f"Train on {self.curated_count()} curated frames")
-        self.reason_label.setText(reason or f"{self.curated_count()} curated frames ready.")
+        note = (
+            "" if reason else finetune_note(self.session.core, base=self.base_combo.currentData())
+        )
+        self.reason_label.setText(reason or note)
         blocker = self.adapt_blocker()
         self.adapt_btn.setEnabled(not blocker)
         self.adapt_btn.setToolTip(blocker or ADAPT_HELP)

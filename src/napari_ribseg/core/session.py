@@ -139,12 +139,21 @@ def start_blocker(
         return "No base model: add a checkpoint to the model folder."
     if job == "finetune":
         from napari_ribseg.core.training.data import MIN_TRAIN_FRAMES
+        from napari_ribseg.core.training.gate import GATE_FRAMES
 
-        n = int(len(session.project.curated_frames))
+        project = session.project
+        n = int(len(project.curated_frames))
         if n < MIN_TRAIN_FRAMES:
             return (
                 f"Mark at least {MIN_TRAIN_FRAMES} frames curated to fine-tune ({n} so far): one "
-                "to train on, one to check the new model against."
+                "to train on, one to check the new model against; a new model is kept only when "
+                f"it beats the base on {GATE_FRAMES} held-out frames you corrected, so curate and "
+                f"correct at least {GATE_FRAMES + 1}."
+            )
+        if not any(bool((project.labels[i] == 1).any()) for i in project.curated_frames):
+            return (
+                f"None of the {n} curated frames marks a rib: a model trained on them learns to "
+                "mark nothing. Draw the ribs on the curated frames first."
             )
     else:
         from napari_ribseg.core.training.adapt import too_short
@@ -152,6 +161,31 @@ def start_blocker(
         if problem := too_short(session.n_frames):
             return f"This stack is too short to adapt to: {problem}."
     return ""
+
+
+def finetune_note(session: ReviewSession, *, base: str | None) -> str:
+    """What a fine-tune that may start can bring, for the line under Start.
+
+    With the gate (the widget's runs) a new model is kept only when it wins on at least
+    ``GATE_FRAMES`` held-out corrected frames that show ribs, and one frame more is trained on:
+    fewer such curated frames (rib-free ones and ``base``'s own masks accepted unchanged do not
+    count) can only end without a new model, and the user is told before training.
+    """
+    from napari_ribseg.core.training.gate import GATE_FRAMES
+
+    project = session.project
+    curated = [int(i) for i in project.curated_frames]
+    unedited = set(unedited_frames(project, base)) if base else set()
+    usable = sum(1 for i in curated if i not in unedited and (project.labels[i] == 1).any())
+    text = f"{len(curated)} curated frames ready."
+    if usable < GATE_FRAMES + 1:
+        text += (
+            f" A new model is kept only when it beats the base on at least {GATE_FRAMES} "
+            f"held-out frames you corrected that show ribs, besides the frames it trains on: "
+            f"{usable} of the curated frames can count (at least {GATE_FRAMES + 1} needed), so "
+            "this run cannot make a new model; curate and correct more frames."
+        )
+    return text
 
 
 def curated_masks(project: ReviewProject) -> dict[int, np.ndarray]:

@@ -64,3 +64,27 @@ def test_a_cancelled_run_keeps_its_resume_state_by_default(tmp_path):
     job.cancel()
     _wait(job)
     assert job.result.stopped and resume_paths(out)[1].is_file()
+
+
+def test_adapt_is_blocked_when_curated_frames_leave_no_frame_to_check_on(tmp_path):
+    """A 10-frame stack with frames 2 and 7 curated (the two check frames) was let through; the
+    child then failed ("Adaptation failed: ... check the settings and try again")."""
+    import numpy as np
+
+    from napari_ribseg.core.session import ReviewSession, start_blocker
+    from napari_ribseg.core.stack import FrameStatus
+
+    session = ReviewSession.for_frames(np.zeros((10, 8, 8), np.float32), tmp_path / "r")
+    session.set_status([2], FrameStatus.CURATED)
+    assert start_blocker(session, "adapt", base="unet") == ""
+    session.set_status([7], FrameStatus.CURATED)
+    assert start_blocker(session, "adapt", base="unet") == (
+        "Cannot adapt to this stack: 2 of 10 frames are curated; label-free adaptation needs "
+        "uncurated frames to learn from and to check on (every 5th frame from frame 2 is checked "
+        "on: 0 of them uncurated, 8 uncurated frames to learn from)."
+    )
+    from napari_ribseg.core.training.adapt import adapt_split
+
+    fit, check, problem = adapt_split(10, [2])
+    assert list(check) == [7] and len(fit) == 8 and problem == ""
+    session.close(save=False)

@@ -156,10 +156,13 @@ def start_blocker(
                 "mark nothing. Draw the ribs on the curated frames first."
             )
     else:
-        from napari_ribseg.core.training.adapt import too_short
+        from napari_ribseg.core.training.adapt import adapt_split, too_short
 
         if problem := too_short(session.n_frames):
             return f"This stack is too short to adapt to: {problem}."
+        # Curated frames judge an adaptation and are never learned from or checked on.
+        if problem := adapt_split(session.n_frames, session.project.curated_frames)[2]:
+            return f"Cannot adapt to this stack: {problem}."
     return ""
 
 

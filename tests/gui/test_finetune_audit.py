@@ -46,6 +46,41 @@ def test_start_line_says_what_a_new_model_needs(segmented, tiny_model):
     assert section.reason_label.text() == "4 curated frames ready."
 
 
+def test_outcome_numbers_are_those_of_the_judged_frames(segmented, tiny_model):
+    """The line "Held-out Dice on 2 of 3 curated frame(s)" gave the means of all 3 held-out
+    frames (here 0.900 vs 0.950: the new model looked worse) while the gate judged 2 (0.750 vs
+    0.550) and the card records those."""
+    from napari_ribseg.core.models import ModelCard
+    from napari_ribseg.core.training.gate import judge
+    from napari_ribseg.core.training.loop import FinetuneResult
+
+    _viewer, widget = segmented
+    section = widget.finetune_section
+    gate = judge(["a", "b", "c"], [0.5, 0.6, 1.0], [0.7, 0.8, 1.0], min_frames=3, has_rib=[1, 1, 0])
+    assert gate.frames == 2 and not gate.promoted
+    result = FinetuneResult(
+        checkpoint=None,
+        card=ModelCard(name="x", variant="unet", preset="tiny", widths=[4]),
+        history=[],
+        base_val_dice=0.95,
+        best_val_dice=0.90,
+        best_epoch=1,
+        stopped=False,
+        val_ids=["a", "b", "c"],
+        promoted=False,
+        reason=gate.reason,
+        gate=gate,
+    )
+    section._base_name = tiny_model
+    section._show_outcome(result)
+    text = section.outcome_label.text()
+    assert (
+        f"on 2 of 3 curated frame(s) it never trained on: new 0.750 vs base {tiny_model} 0.550"
+        in text
+    )
+    assert "nothing improved" not in text and "too few held-out corrected frames" in text
+
+
 def _start_long_run(widget, section, tiny_model, qtbot):
     _correct(widget, range(6))
     section.select_base(tiny_model)

@@ -623,14 +623,20 @@ class FinetuneSection(QWidget):
         n_val = len(result.val_ids)
         promoted = result.checkpoint is not None and getattr(result, "promoted", True)
         gate = getattr(result, "gate", None)
-        judged = f"{gate.frames} of {n_val}" if gate is not None else f"{n_val}"
+        if gate is not None and gate.frames:
+            # The numbers the verdict (and the new model's card) rest on: the judged frames only.
+            new_dice, base_dice = gate.new_mean, gate.base_mean
+            judged = f"{gate.frames} of {n_val}"
+        else:
+            new_dice, base_dice = result.best_val_dice, result.base_val_dice
+            judged = f"0 of {n_val} judged, mean of all {n_val}" if gate is not None else f"{n_val}"
         numbers = (
             f"Held-out Dice on {judged} curated frame(s) it never trained on: new "
-            f"{result.best_val_dice:.3f} vs base {self._base_name} {result.base_val_dice:.3f}."
+            f"{new_dice:.3f} vs base {self._base_name} {base_dice:.3f}."
         )
         reason = getattr(result, "reason", "")
         if result.checkpoint is None:
-            text = f"<b>No new model</b>: nothing improved. {reason}.<br>{numbers}"
+            text = f"<b>No new model</b>: {reason}.<br>{numbers}"
             if result.stopped:
                 text += "<br>Cancelled before the end."
             text += f"<br>The base model {self._base_name} stays selected."

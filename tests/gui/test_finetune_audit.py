@@ -4,6 +4,7 @@ a killed child. Runs are a few epochs of the tiny model on 64x64 frames."""
 from __future__ import annotations
 
 import numpy as np
+from test_finetune import _adaptation_done
 
 from napari_ribseg.core.models import user_model_dir
 from napari_ribseg.core.stack import FrameStatus
@@ -79,6 +80,21 @@ def test_outcome_numbers_are_those_of_the_judged_frames(segmented, tiny_model):
         in text
     )
     assert "nothing improved" not in text and "too few held-out corrected frames" in text
+
+
+def test_resegment_after_adapting_counts_the_frames_it_writes(segmented, tiny_model):
+    """After an adaptation "Re-segment" stayed disabled; and its count included unreviewed
+    frames edited by hand, which the run never writes."""
+    _viewer, widget = segmented
+    section = widget.finetune_section
+    widget.session.core.set_labels(5, BAND)  # edited by hand, still unreviewed
+    widget.set_status(0, FrameStatus.CURATED)
+    _adaptation_done(section, tiny_model, f"{tiny_model}-adapt-clip01", "flip consistency up")
+    assert section.resegment_btn.isEnabled()
+    # 6 frames: 1 curated, 1 edited by hand -> 4 written.
+    assert section.resegment_btn.text() == "Re-segment 4 unreviewed frames"
+    widget.session.core.set_labels(4, BAND)
+    assert section.resegment_btn.text() == "Re-segment 3 unreviewed frames"
 
 
 def _start_long_run(widget, section, tiny_model, qtbot):

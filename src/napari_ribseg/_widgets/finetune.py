@@ -34,7 +34,6 @@ from qtpy.QtWidgets import (
 from napari_ribseg._widgets._session import ReviewSession, notify_error, notify_info
 from napari_ribseg._widgets._settings import model_dir, save_settings
 from napari_ribseg.core.errors import RibsegError
-from napari_ribseg.core.stack import FrameStatus
 
 if TYPE_CHECKING:
     from napari_ribseg.core.jobs import Progress
@@ -293,6 +292,7 @@ class FinetuneSection(QWidget):
         session.image_bound.connect(lambda _r: self.update_start_enabled())
         session.statuses_changed.connect(self._update_resegment_text)
         session.image_bound.connect(lambda _r: self._update_resegment_text())
+        session.labels_updated.connect(lambda _f: self._update_resegment_text())
         session.models_listed.connect(self._fill_models)
         session.model_selected.connect(self.select_base)
         self.update_start_enabled()
@@ -544,6 +544,9 @@ class FinetuneSection(QWidget):
             f"{text}<br>Teacher: {result.teacher_view} frames; {result.frames_trained} frames "
             f"learned from, {result.frames_checked} checked, {result.seconds:.0f} s."
         )
+        # As after a fine-tune: the selected model (adapted or base) can re-segment the rest.
+        self.resegment_btn.setEnabled(True)
+        self._update_resegment_text()
 
     def cancel(self) -> None:
         """Stop the run: a fine-tune keeps its best checkpoint, an adaptation leaves no model."""
@@ -665,8 +668,9 @@ class FinetuneSection(QWidget):
         runs on that stack, whichever it is and whatever was marked since the run ended)."""
         if not self.resegment_btn.isEnabled():
             return  # "Re-segment unreviewed frames" until a fine-tune has ended
-        project = self.session.project
-        n_todo = 0 if project is None else len(project.frames_with(FrameStatus.UNREVIEWED))
+        # The frames the run writes: unreviewed ones not edited by hand (the overwrite rule).
+        core = self.session.core
+        n_todo = 0 if core is None else len(core.frames_for("unreviewed"))
         self.resegment_btn.setText(f"Re-segment {n_todo} unreviewed frames")
 
     def _use_new(self) -> None:

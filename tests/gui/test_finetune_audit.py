@@ -134,3 +134,25 @@ def test_a_killed_child_is_reported_and_the_tab_stays_usable(segmented, qtbot, t
     assert section.start_btn.isEnabled() and not section.cancel_btn.isEnabled()
     assert not section.use_new_btn.isEnabled()
     assert not list(user_model_dir().glob("*.resume"))
+
+
+def test_cancel_says_the_weights_so_far_are_judged_not_kept(segmented):
+    """Cancel's tooltip and "Stopping..." line said "the best checkpoint is kept"; with the gate
+    the weights so far are judged and a loser leaves no model (docs/widget.md)."""
+    from types import SimpleNamespace
+
+    _viewer, widget = segmented
+    section = widget.finetune_section
+    assert "best checkpoint" not in section.cancel_btn.toolTip()
+    assert "judged by the gate" in section.cancel_btn.toolTip()
+    asked = []
+    section.job = SimpleNamespace(kind="finetune", cancel=lambda: asked.append(1))
+    try:
+        section.cancel()
+    finally:
+        section.job = None
+    assert asked == [1]
+    assert section.progress_label.text() == (
+        "Stopping after this batch; the weights so far go through the gate (kept only if they "
+        "beat the base)…"
+    )

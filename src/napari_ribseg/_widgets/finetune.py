@@ -58,6 +58,10 @@ ADAPT_HELP = (
     "on held-out frames decides, which cannot tell a better model from a worse one (kept models "
     "scored 0.115 Dice worse to 0.10 better): it is offered for this stack, never made the default"
 )
+CANCEL_HELP = (
+    "Stop after this batch: a fine-tune's weights so far are judged by the gate and kept only if "
+    "they beat the base; an adaptation leaves no model"
+)
 LOSS_COLOUR = QColor(255, 159, 28)
 DICE_COLOUR = QColor(80, 180, 255)
 
@@ -237,7 +241,7 @@ class FinetuneSection(QWidget):
         row = QHBoxLayout()
         self.start_btn = QPushButton("Start fine-tuning")
         self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setToolTip("Stop; the best checkpoint so far is kept")
+        self.cancel_btn.setToolTip(CANCEL_HELP)
         self.cancel_btn.setEnabled(False)
         row.addWidget(self.start_btn, 1)
         row.addWidget(self.cancel_btn)
@@ -549,13 +553,15 @@ class FinetuneSection(QWidget):
         self._update_resegment_text()
 
     def cancel(self) -> None:
-        """Stop the run: a fine-tune keeps its best checkpoint, an adaptation leaves no model."""
+        """Stop the run: a fine-tune's weights so far go through the gate, an adaptation leaves no
+        model."""
         if self.job is not None:
             self.job.cancel()
             self.progress_label.setText(
                 "Stopping after this step; no new model…"
                 if _adapting(self.job)
-                else "Stopping after this batch; the best checkpoint is kept…"
+                else "Stopping after this batch; the weights so far go through the gate (kept only "
+                "if they beat the base)…"
             )
 
     def poll(self) -> None:

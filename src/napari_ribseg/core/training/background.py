@@ -5,8 +5,8 @@ adaptation to a stack (:class:`BackgroundAdapt`). The child is started with the 
 forking a process that runs Qt or has initialised CUDA is unsafe. It flushes denormal floats before
 torch starts its threads (2x faster CPU training, ``core.devices.flush_denormals``), which the
 viewer's own process must not do. Events come back through a multiprocessing queue as plain dicts;
-cancelling sets a multiprocessing Event that the job checks between batches (a fine-tune keeps its
-best checkpoint, an adaptation ends without a model). No Qt here: the widget calls
+cancelling sets a multiprocessing Event that the job checks between batches (a fine-tune judges
+the weights it has, as at its end, an adaptation ends without a model). No Qt here: the widget calls
 :meth:`BackgroundJob.poll` from a QTimer.
 """
 
@@ -269,7 +269,7 @@ class BackgroundJob:
         return []
 
     def cancel(self) -> None:
-        """Ask the child to stop after the current batch (a fine-tune keeps its best checkpoint)."""
+        """Ask the child to stop after the current batch (a fine-tune judges the weights it has)."""
         if self._stop is not None:
             self._stop.set()
 

@@ -156,3 +156,40 @@ def test_cancel_says_the_weights_so_far_are_judged_not_kept(segmented):
         "Stopping after this batch; the weights so far go through the gate (kept only if they "
         "beat the base)…"
     )
+
+
+def test_a_user_model_named_like_a_bundled_one(docked, stack_file):
+    """A user model named like a bundled one: the Fine-tune picker listed the name twice (both
+    started from the user's file), and a refresh or "Keep base model" switched the Segment choice
+    from the user's model to the bundled one of that name."""
+    import shutil
+
+    from napari_ribseg.core.models import bundled_model_dir
+
+    name = "unet-compact"
+    for suffix in (".safetensors", ".json"):
+        user_model_dir().mkdir(parents=True, exist_ok=True)
+        shutil.copy(bundled_model_dir() / f"{name}{suffix}", user_model_dir() / f"{name}{suffix}")
+    _viewer, widget = docked
+    widget.load(stack_file)
+    segment, section = widget.segment_section, widget.finetune_section
+    segment.refresh_models()
+    sources = [e.source for e in segment._entries if e.name == name]
+    assert sources == ["bundled", "user"]
+    mine = next(i for i, e in enumerate(segment._entries) if e.name == name and e.source == "user")
+    segment.model_combo.setCurrentIndex(mine)
+    texts = [section.base_combo.itemText(i) for i in range(section.base_combo.count())]
+    assert texts.count(f"{name} (yours)") == 1 and name not in texts
+    assert section.base_combo.currentText() == f"{name} (yours)"
+    widget.session.models_changed.emit("")  # a plain refresh (a stack loaded, a model added)
+    assert segment.current_model().source == "user"
+    section._base_name = name
+    section._keep_base()
+    assert segment.current_model().source == "user"
+    # The bundled twin stays selectable for segmenting, by its own entry.
+    twin = next(
+        i for i, e in enumerate(segment._entries) if e.name == name and e.source == "bundled"
+    )
+    segment.model_combo.setCurrentIndex(twin)
+    widget.session.models_changed.emit("")
+    assert segment.current_model().source == "bundled"

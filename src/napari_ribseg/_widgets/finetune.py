@@ -318,12 +318,18 @@ class FinetuneSection(QWidget):
         self.augment_combo.setCurrentText(FinetuneConfig().augment)
 
     def _fill_models(self, entries: list) -> None:
-        """Offer the models the Segment section listed (one registry scan serves both)."""
+        """Offer the models the Segment section listed (one registry scan serves both), each name
+        once: a run starts from what the name resolves to (a user model shadows a bundled one)."""
+        from napari_ribseg.core.models.registry import entry_named
+
         keep = self.base_combo.currentData()
         self.base_combo.blockSignals(True)
         self.base_combo.clear()
         for entry in entries:
-            self.base_combo.addItem(entry.name, entry.name)
+            if entry_named(entries, entry.name) is not entry:
+                continue
+            label = entry.name if entry.source == "bundled" else f"{entry.name} (yours)"
+            self.base_combo.addItem(label, entry.name)
         index = self.base_combo.findData(keep) if keep else -1
         self.base_combo.setCurrentIndex(max(index, 0) if entries else -1)
         self.base_combo.blockSignals(False)

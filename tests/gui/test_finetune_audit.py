@@ -193,3 +193,18 @@ def test_a_user_model_named_like_a_bundled_one(docked, stack_file):
     segment.model_combo.setCurrentIndex(twin)
     widget.session.models_changed.emit("")
     assert segment.current_model().source == "bundled"
+
+
+def test_use_new_model_after_its_file_was_deleted(segmented, tiny_model, errors):
+    """ "Use new model" on a model whose file was deleted switched Segment to the default model
+    without a word (the name was no longer listed)."""
+    _viewer, widget = segmented
+    section = widget.finetune_section
+    name = _adaptation_done(section, tiny_model, f"{tiny_model}-adapt-gone", "flip consistency up")
+    (user_model_dir() / f"{name}.safetensors").unlink()
+    (user_model_dir() / f"{name}.json").unlink()
+    assert widget.segment_section.select_model("unet-compact")  # in use for segmenting
+    section.use_new_btn.click()
+    assert widget.segment_section.current_model().name == "unet-compact"
+    assert errors and errors[-1].startswith(f"{name} is no longer in the model folder")
+    assert not section.use_new_btn.isEnabled()

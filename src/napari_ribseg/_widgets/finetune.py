@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import QPointF, QRectF, Qt, QTimer, Signal
@@ -195,6 +196,8 @@ class FinetuneSection(QWidget):
         self.result: Any = None
         #: The model "Use new model" selects: the last fine-tune's or adaptation's output.
         self._candidate: str | None = None
+        #: Its file (it may be deleted before "Use new model" is clicked).
+        self._candidate_path: Any = None
         self._last_job: Any = None
         self._base_name = ""
         self._loaded_base: tuple[str, Any] | None = None
@@ -533,6 +536,7 @@ class FinetuneSection(QWidget):
             self.session.models_changed.emit(self._base_name)
         else:
             name = self._candidate = result.checkpoint.stem
+            self._candidate_path = result.checkpoint
             if result.gate is not None and result.gate.promoted:
                 # It won the gate on curated frames it never saw: selected, like a fine-tune winner.
                 text = (
@@ -667,6 +671,7 @@ class FinetuneSection(QWidget):
             )
         self.outcome_label.setText(text)
         self._candidate = result.checkpoint.stem if result.checkpoint is not None else None
+        self._candidate_path = result.checkpoint
         # The default model is the gate's winner, never a loser.
         winner = result.checkpoint.stem if promoted else self._base_name
         self.session.models_changed.emit(winner)
@@ -686,8 +691,18 @@ class FinetuneSection(QWidget):
         self.resegment_btn.setText(f"Re-segment {n_todo} unreviewed frames")
 
     def _use_new(self) -> None:
-        if self._candidate:
-            self.session.models_changed.emit(self._candidate)
+        if not self._candidate:
+            return
+        path = self._candidate_path
+        if path is not None and not Path(path).is_file():
+            # Selecting a missing name would fall back to the default model without a word.
+            self.use_new_btn.setEnabled(False)
+            notify_error(
+                f"{self._candidate} is no longer in the model folder ({path}); the model in use "
+                "stays."
+            )
+            return
+        self.session.models_changed.emit(self._candidate)
 
     def _keep_base(self) -> None:
         if self._base_name:

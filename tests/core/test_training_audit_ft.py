@@ -88,3 +88,36 @@ def test_adapt_is_blocked_when_curated_frames_leave_no_frame_to_check_on(tmp_pat
     fit, check, problem = adapt_split(10, [2])
     assert list(check) == [7] and len(fit) == 8 and problem == ""
     session.close(save=False)
+
+
+def test_finetune_note_counts_the_curated_frames_a_gate_can_judge(tmp_path):
+    """Rib-free frames and the base's own masks accepted unchanged cannot judge a new model."""
+    import numpy as np
+
+    from napari_ribseg.core.session import ReviewSession, finetune_note, start_blocker
+    from napari_ribseg.core.stack import FrameStatus
+
+    session = ReviewSession.for_frames(np.zeros((6, 8, 8), np.float32), tmp_path / "r")
+    band = np.zeros((8, 8), np.uint8)
+    band[2:4] = 1
+    for f in range(4):
+        session.set_labels(f, band)
+    session.set_status([0, 1, 2, 3], FrameStatus.CURATED)
+    assert start_blocker(session, "finetune", base="m") == ""
+    assert finetune_note(session, base="m") == "4 curated frames ready."
+    session.set_labels(3, band * 0)  # no rib in view
+    assert "3 of the curated frames can count (at least 4 needed)" in finetune_note(
+        session, base="m"
+    )
+    # Frames 0 and 1 are model m's own masks, accepted unchanged.
+    project = session.project
+    project.model_name = "m"
+    project.confidence[:] = 0.9
+    project.model_labels[:2] = project.labels[:2]
+    assert "1 of the curated frames can count" in finetune_note(session, base="m")
+    assert "3 of the curated frames can count" in finetune_note(session, base="other")
+    # What "Re-segment unreviewed frames" writes, counted for the named frames only.
+    assert list(session.writable_of([3, 4, 5])) == [4, 5]
+    session.set_labels(5, band)
+    assert list(session.writable_of([4, 5])) == [4]
+    session.close(save=False)

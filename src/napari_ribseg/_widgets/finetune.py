@@ -196,6 +196,8 @@ class FinetuneSection(QWidget):
         self.result: Any = None
         #: The model "Use new model" selects: the last fine-tune's or adaptation's output.
         self._candidate: str | None = None
+        #: Frames "Re-segment unreviewed frames" writes (counted on its label); None: not yet.
+        self._writable: set[int] | None = None
         #: Its file (it may be deleted before "Use new model" is clicked).
         self._candidate_path: Any = None
         self._last_job: Any = None
@@ -299,7 +301,7 @@ class FinetuneSection(QWidget):
         session.image_bound.connect(lambda _r: self.update_start_enabled())
         session.statuses_changed.connect(self._update_resegment_text)
         session.image_bound.connect(lambda _r: self._update_resegment_text())
-        session.labels_updated.connect(lambda _f: self._update_resegment_text())
+        session.labels_updated.connect(self._update_resegment_text)
         session.models_listed.connect(self._fill_models)
         session.model_selected.connect(self.select_base)
         self.update_start_enabled()
@@ -680,15 +682,22 @@ class FinetuneSection(QWidget):
         self.resegment_btn.setEnabled(True)
         self._update_resegment_text()
 
-    def _update_resegment_text(self) -> None:
+    def _update_resegment_text(self, frames: Any = None) -> None:
         """The re-segment button counts the unreviewed frames of the stack under review now (it
-        runs on that stack, whichever it is and whatever was marked since the run ended)."""
+        runs on that stack, whichever it is and whatever was marked since the run ended): those
+        it writes, unreviewed and not edited by hand. ``frames``: only these changed (a paint)."""
         if not self.resegment_btn.isEnabled():
             return  # "Re-segment unreviewed frames" until a fine-tune has ended
-        # The frames the run writes: unreviewed ones not edited by hand (the overwrite rule).
         core = self.session.core
-        n_todo = 0 if core is None else len(core.frames_for("unreviewed"))
-        self.resegment_btn.setText(f"Re-segment {n_todo} unreviewed frames")
+        if core is None:
+            self._writable = set()
+        elif frames and isinstance(frames, list) and self._writable is not None:
+            # One frame painted: recount just it, as the review table does.
+            self._writable.difference_update(int(f) for f in frames)
+            self._writable.update(int(f) for f in core.writable_of(frames))
+        else:
+            self._writable = {int(f) for f in core.frames_for("unreviewed")}
+        self.resegment_btn.setText(f"Re-segment {len(self._writable)} unreviewed frames")
 
     def _use_new(self) -> None:
         if not self._candidate:

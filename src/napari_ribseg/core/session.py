@@ -178,8 +178,15 @@ def finetune_note(session: ReviewSession, *, base: str | None) -> str:
 
     project = session.project
     curated = [int(i) for i in project.curated_frames]
-    unedited = set(unedited_frames(project, base)) if base else set()
-    usable = sum(1 for i in curated if i not in unedited and (project.labels[i] == 1).any())
+    own_masks = bool(base) and project.model_name == base
+    usable = 0
+    # Frame by frame, stopping once enough count: this runs on every label edit.
+    for i in curated:
+        if usable > GATE_FRAMES:
+            break
+        if own_masks and i in unedited_frames(project, base, frames=[i]):
+            continue
+        usable += bool((project.labels[i] == 1).any())
     text = f"{len(curated)} curated frames ready."
     if usable < GATE_FRAMES + 1:
         text += (
@@ -197,14 +204,22 @@ def curated_masks(project: ReviewProject) -> dict[int, np.ndarray]:
     return {int(i): (project.labels[i] == 1).astype(np.uint8) for i in project.curated_frames}
 
 
-def unedited_frames(project: ReviewProject, model_name: str) -> list[int]:
-    """Curated frames whose label is ``model_name``'s own mask, accepted unchanged: no correction
-    of that model a gate could judge it on (the fine-tune reads the same from
-    :meth:`TrainingSet.corrected_for`)."""
+def unedited_frames(
+    project: ReviewProject, model_name: str, frames: Iterable[int] | None = None
+) -> list[int]:
+    """Curated frames (of ``frames``, default all) whose label is ``model_name``'s own mask,
+    accepted unchanged: no correction of that model a gate could judge it on (the fine-tune reads
+    the same from :meth:`TrainingSet.corrected_for`). Only those frames' pixels are compared."""
     if project.model_name != model_name:
         return []
-    changed, predicted = project.changed_pixels, np.isfinite(project.confidence)
-    return [int(i) for i in project.curated_frames if changed[i] == 0 and predicted[i]]
+    curated = np.asarray(project.curated_frames, dtype=np.int64)
+    if frames is not None:
+        curated = np.intersect1d(curated, np.asarray(list(frames), dtype=np.int64))
+    if curated.size == 0:
+        return []
+    changed = project.changed_pixels_of(curated)
+    predicted = np.isfinite(project.confidence[curated])
+    return [int(i) for i, c, p in zip(curated, changed, predicted, strict=True) if c == 0 and p]
 
 
 class ReviewSession:
@@ -361,6 +376,15 @@ class ReviewSession:
         """THE overwrite rule: of ``frames`` (default all), those a model may write a mask into."""
         candidates = np.arange(self.n_frames) if frames is None else np.asarray(list(frames) if not isinstance(frames, np.ndarray) else frames, dtype=np.int64)  # fmt: skip
         return np.setdiff1d(candidates, self.protected_frames())
+
+    def writable_of(self, frames: Iterable[int]) -> np.ndarray:
+        """Of ``frames``, those a run on ``unreviewed`` writes (:meth:`frames_for`), with only
+        their own pixels compared: cheap for the frame being painted."""
+        idx = np.asarray(list(frames), dtype=np.int64)
+        if idx.size == 0:
+            return idx
+        todo = self.project.statuses[idx] == int(FrameStatus.UNREVIEWED)
+        return idx[todo & (self.project.changed_pixels_of(idx) == 0)]
 
     def frames_for(self, scope: str, current: int = 0) -> np.ndarray:
         """The frames a run on ``scope`` (``current``, ``all``, ``unreviewed``) may write."""

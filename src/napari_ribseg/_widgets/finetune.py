@@ -203,6 +203,7 @@ class FinetuneSection(QWidget):
         self._last_job: Any = None
         self._base_name = ""
         self._loaded_base: tuple[str, Any] | None = None
+        self._card_names: dict[str, str] = {}
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self.poll)
@@ -333,6 +334,8 @@ class FinetuneSection(QWidget):
         for entry in entries:
             if entry_named(entries, entry.name) is not entry:
                 continue
+            # What a review records as the model that drew its masks is the card's name.
+            self._card_names[entry.name] = entry.card.name
             label = entry.name if entry.source == "bundled" else f"{entry.name} (yours)"
             self.base_combo.addItem(label, entry.name)
         index = self.base_combo.findData(keep) if keep else -1
@@ -412,9 +415,9 @@ class FinetuneSection(QWidget):
         reason = self.start_blocker()
         self.start_btn.setEnabled(not reason)
         self.start_btn.setToolTip(reason or f"Train on {self.curated_count()} curated frames")
-        note = (
-            "" if reason else finetune_note(self.session.core, base=self.base_combo.currentData())
-        )
+        base = self.base_combo.currentData()
+        base = self._card_names.get(base, base)
+        note = "" if reason else finetune_note(self.session.core, base=base)
         self.reason_label.setText(reason or note)
         blocker = self.adapt_blocker()
         self.adapt_btn.setEnabled(not blocker)

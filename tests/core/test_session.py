@@ -166,6 +166,11 @@ def test_start_blocker_is_the_one_rule_for_training_jobs(stack_file):
     session.set_status([0], FrameStatus.CURATED)
     assert f"at least {MIN_TRAIN_FRAMES} frames" in start_blocker(session, "finetune", base="unet")
     session.set_status([1], FrameStatus.CURATED)
+    # Curated frames that mark no rib would teach a model to mark nothing (the child refused).
+    assert start_blocker(session, "finetune", base="unet").startswith(
+        "None of the 2 curated frames marks a rib"
+    )
+    session.project.labels[1, 2:4, 2:6] = 1
     assert start_blocker(session, "finetune", base="unet") == ""
     # One run at a time, named by what runs.
     assert start_blocker(session, "finetune", base="unet", running="adapt").startswith(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import QPointF, QRectF, Qt, QTimer, Signal
@@ -34,7 +35,6 @@ from qtpy.QtWidgets import (
 from napari_ribseg._widgets._session import ReviewSession, notify_error, notify_info
 from napari_ribseg._widgets._settings import model_dir, save_settings
 from napari_ribseg.core.errors import RibsegError
-from napari_ribseg.core.stack import FrameStatus
 
 if TYPE_CHECKING:
     from napari_ribseg.core.jobs import Progress
@@ -58,6 +58,10 @@ ADAPT_HELP = (
     "curated frames it is kept only when it beats the base on them; without, a label-free check "
     "on held-out frames decides, which cannot tell a better model from a worse one (kept models "
     "scored 0.115 Dice worse to 0.10 better): it is offered for this stack, never made the default"
+)
+CANCEL_HELP = (
+    "Stop after this batch: a fine-tune's weights so far are judged by the gate and kept only if "
+    "they beat the base; an adaptation leaves no model"
 )
 LOSS_COLOUR = QColor(255, 159, 28)
 DICE_COLOUR = QColor(80, 180, 255)
@@ -192,9 +196,14 @@ class FinetuneSection(QWidget):
         self.result: Any = None
         #: The model "Use new model" selects: the last fine-tune's or adaptation's output.
         self._candidate: str | None = None
+        #: Frames "Re-segment unreviewed frames" writes (counted on its label); None: not yet.
+        self._writable: set[int] | None = None
+        #: Its file (it may be deleted before "Use new model" is clicked).
+        self._candidate_path: Any = None
         self._last_job: Any = None
         self._base_name = ""
         self._loaded_base: tuple[str, Any] | None = None
+        self._card_names: dict[str, str] = {}
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self.poll)
@@ -238,7 +247,7 @@ class FinetuneSection(QWidget):
         row = QHBoxLayout()
         self.start_btn = QPushButton("Start fine-tuning")
         self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setToolTip("Stop; the best checkpoint so far is kept")
+        self.cancel_btn.setToolTip(CANCEL_HELP)
         self.cancel_btn.setEnabled(False)
         row.addWidget(self.start_btn, 1)
         row.addWidget(self.cancel_btn)
@@ -282,13 +291,18 @@ class FinetuneSection(QWidget):
         self.adapt_btn.clicked.connect(self.start_adapt)
         self.strategy_combo.currentIndexChanged.connect(self._on_strategy)
         self.base_combo.currentIndexChanged.connect(lambda _i: self.update_trainable())
+        # Which curated frames can judge a new model depends on the base (its own masks do not).
+        self.base_combo.currentIndexChanged.connect(self.update_start_enabled)
         self.use_new_btn.clicked.connect(self._use_new)
         self.keep_base_btn.clicked.connect(self._keep_base)
         self.resegment_btn.clicked.connect(self.resegment_requested.emit)
         session.statuses_changed.connect(self.update_start_enabled)
+        # Drawing on a curated frame changes whether the curated frames mark a rib.
+        session.labels_updated.connect(self.update_start_enabled)
         session.image_bound.connect(lambda _r: self.update_start_enabled())
         session.statuses_changed.connect(self._update_resegment_text)
         session.image_bound.connect(lambda _r: self._update_resegment_text())
+        session.labels_updated.connect(self._update_resegment_text)
         session.models_listed.connect(self._fill_models)
         session.model_selected.connect(self.select_base)
         self.update_start_enabled()
@@ -310,12 +324,20 @@ class FinetuneSection(QWidget):
         self.augment_combo.setCurrentText(FinetuneConfig().augment)
 
     def _fill_models(self, entries: list) -> None:
-        """Offer the models the Segment section listed (one registry scan serves both)."""
+        """Offer the models the Segment section listed (one registry scan serves both), each name
+        once: a run starts from what the name resolves to (a user model shadows a bundled one)."""
+        from napari_ribseg.core.models.registry import entry_named
+
         keep = self.base_combo.currentData()
         self.base_combo.blockSignals(True)
         self.base_combo.clear()
         for entry in entries:
-            self.base_combo.addItem(entry.name, entry.name)
+            if entry_named(entries, entry.name) is not entry:
+                continue
+            # What a review records as the model that drew its masks is the card's name.
+            self._card_names[entry.name] = entry.card.name
+            label = entry.name if entry.source == "bundled" else f"{entry.name} (yours)"
+            self.base_combo.addItem(label, entry.name)
         index = self.base_combo.findData(keep) if keep else -1
         self.base_combo.setCurrentIndex(max(index, 0) if entries else -1)
         self.base_combo.blockSignals(False)
@@ -387,11 +409,16 @@ class FinetuneSection(QWidget):
             self.session.core, job, base=self.base_combo.currentData(), running=running
         )
 
-    def update_start_enabled(self) -> None:
+    def update_start_enabled(self, *_args: Any) -> None:
+        from napari_ribseg.core.session import finetune_note
+
         reason = self.start_blocker()
         self.start_btn.setEnabled(not reason)
         self.start_btn.setToolTip(reason or f"Train on {self.curated_count()} curated frames")
-        self.reason_label.setText(reason or f"{self.curated_count()} curated frames ready.")
+        base = self.base_combo.currentData()
+        base = self._card_names.get(base, base)
+        note = "" if reason else finetune_note(self.session.core, base=base)
+        self.reason_label.setText(reason or note)
         blocker = self.adapt_blocker()
         self.adapt_btn.setEnabled(not blocker)
         self.adapt_btn.setToolTip(blocker or ADAPT_HELP)
@@ -428,7 +455,10 @@ class FinetuneSection(QWidget):
             config.validate()
             folder = model_dir(s.settings)
             out = stamped_output(base, s.image_layer.name, model_dir=folder)
-            job = BackgroundFinetune(resolve_model(base, model_dir=folder), data, config, out)
+            # A stamped output is never continued: no resume state is left beside the models.
+            job = BackgroundFinetune(
+                resolve_model(base, model_dir=folder), data, config, out, keep_resume=False
+            )
             job.start()
         except RibsegError as exc:
             notify_error(f"Fine-tuning cannot start: {exc}")
@@ -511,6 +541,7 @@ class FinetuneSection(QWidget):
             self.session.models_changed.emit(self._base_name)
         else:
             name = self._candidate = result.checkpoint.stem
+            self._candidate_path = result.checkpoint
             if result.gate is not None and result.gate.promoted:
                 # It won the gate on curated frames it never saw: selected, like a fine-tune winner.
                 text = (
@@ -532,15 +563,20 @@ class FinetuneSection(QWidget):
             f"{text}<br>Teacher: {result.teacher_view} frames; {result.frames_trained} frames "
             f"learned from, {result.frames_checked} checked, {result.seconds:.0f} s."
         )
+        # As after a fine-tune: the selected model (adapted or base) can re-segment the rest.
+        self.resegment_btn.setEnabled(True)
+        self._update_resegment_text()
 
     def cancel(self) -> None:
-        """Stop the run: a fine-tune keeps its best checkpoint, an adaptation leaves no model."""
+        """Stop the run: a fine-tune's weights so far go through the gate, an adaptation leaves no
+        model."""
         if self.job is not None:
             self.job.cancel()
             self.progress_label.setText(
                 "Stopping after this step; no new model…"
                 if _adapting(self.job)
-                else "Stopping after this batch; the best checkpoint is kept…"
+                else "Stopping after this batch; the weights so far go through the gate (kept only "
+                "if they beat the base)…"
             )
 
     def poll(self) -> None:
@@ -611,14 +647,20 @@ class FinetuneSection(QWidget):
         n_val = len(result.val_ids)
         promoted = result.checkpoint is not None and getattr(result, "promoted", True)
         gate = getattr(result, "gate", None)
-        judged = f"{gate.frames} of {n_val}" if gate is not None else f"{n_val}"
+        if gate is not None and gate.frames:
+            # The numbers the verdict (and the new model's card) rest on: the judged frames only.
+            new_dice, base_dice = gate.new_mean, gate.base_mean
+            judged = f"{gate.frames} of {n_val}"
+        else:
+            new_dice, base_dice = result.best_val_dice, result.base_val_dice
+            judged = f"0 of {n_val} judged, mean of all {n_val}" if gate is not None else f"{n_val}"
         numbers = (
             f"Held-out Dice on {judged} curated frame(s) it never trained on: new "
-            f"{result.best_val_dice:.3f} vs base {self._base_name} {result.base_val_dice:.3f}."
+            f"{new_dice:.3f} vs base {self._base_name} {base_dice:.3f}."
         )
         reason = getattr(result, "reason", "")
         if result.checkpoint is None:
-            text = f"<b>No new model</b>: nothing improved. {reason}.<br>{numbers}"
+            text = f"<b>No new model</b>: {reason}.<br>{numbers}"
             if result.stopped:
                 text += "<br>Cancelled before the end."
             text += f"<br>The base model {self._base_name} stays selected."
@@ -634,6 +676,7 @@ class FinetuneSection(QWidget):
             )
         self.outcome_label.setText(text)
         self._candidate = result.checkpoint.stem if result.checkpoint is not None else None
+        self._candidate_path = result.checkpoint
         # The default model is the gate's winner, never a loser.
         winner = result.checkpoint.stem if promoted else self._base_name
         self.session.models_changed.emit(winner)
@@ -642,18 +685,36 @@ class FinetuneSection(QWidget):
         self.resegment_btn.setEnabled(True)
         self._update_resegment_text()
 
-    def _update_resegment_text(self) -> None:
+    def _update_resegment_text(self, frames: Any = None) -> None:
         """The re-segment button counts the unreviewed frames of the stack under review now (it
-        runs on that stack, whichever it is and whatever was marked since the run ended)."""
+        runs on that stack, whichever it is and whatever was marked since the run ended): those
+        it writes, unreviewed and not edited by hand. ``frames``: only these changed (a paint)."""
         if not self.resegment_btn.isEnabled():
             return  # "Re-segment unreviewed frames" until a fine-tune has ended
-        project = self.session.project
-        n_todo = 0 if project is None else len(project.frames_with(FrameStatus.UNREVIEWED))
-        self.resegment_btn.setText(f"Re-segment {n_todo} unreviewed frames")
+        core = self.session.core
+        if core is None:
+            self._writable = set()
+        elif frames and isinstance(frames, list) and self._writable is not None:
+            # One frame painted: recount just it, as the review table does.
+            self._writable.difference_update(int(f) for f in frames)
+            self._writable.update(int(f) for f in core.writable_of(frames))
+        else:
+            self._writable = {int(f) for f in core.frames_for("unreviewed")}
+        self.resegment_btn.setText(f"Re-segment {len(self._writable)} unreviewed frames")
 
     def _use_new(self) -> None:
-        if self._candidate:
-            self.session.models_changed.emit(self._candidate)
+        if not self._candidate:
+            return
+        path = self._candidate_path
+        if path is not None and not Path(path).is_file():
+            # Selecting a missing name would fall back to the default model without a word.
+            self.use_new_btn.setEnabled(False)
+            notify_error(
+                f"{self._candidate} is no longer in the model folder ({path}); the model in use "
+                "stays."
+            )
+            return
+        self.session.models_changed.emit(self._candidate)
 
     def _keep_base(self) -> None:
         if self._base_name:

@@ -329,8 +329,12 @@ class SegmentSection(QWidget):
     def refresh_models(self, select: str | None = None) -> None:
         """Re-read the model registry; select ``select`` (a name) or keep the current choice."""
         from napari_ribseg.core.models import default_model, list_models
+        from napari_ribseg.core.models.registry import entry_named
 
         keep = select or self.model_combo.currentText().split(" ")[0]
+        # Without a name to select, the model chosen stays: by its file (a user model and a
+        # bundled one can share a name).
+        keep_path = None if select else self.model_combo.currentData()
         try:
             # Start checkpoints (salient pre-training) never saw a rib: not offered for segmenting.
             entries = list_models(model_dir=model_dir(self.session.settings))
@@ -344,7 +348,11 @@ class SegmentSection(QWidget):
             label = entry.name if entry.source == "bundled" else f"{entry.name} (yours)"
             self.model_combo.addItem(label, str(entry.path))
             self.model_combo.setItemData(i, model_tooltip(entry), _tooltip_role())
-        index = next((i for i, e in enumerate(self._entries) if e.name == keep), -1)
+        index = next(
+            (i for i, e in enumerate(self._entries) if keep_path and str(e.path) == keep_path), -1
+        )
+        if index < 0 and (named := entry_named(self._entries, keep)) is not None:
+            index = self._entries.index(named)  # a name means what resolve_model gives for it
         if index < 0 and self._entries:
             # The registry's one rule (a gate winner, never a loser; see default_model).
             default = default_model(self._entries)
@@ -367,9 +375,12 @@ class SegmentSection(QWidget):
 
     def select_model(self, name: str) -> bool:
         """Select the model called ``name`` (re-reading the registry if it is new)."""
+        from napari_ribseg.core.models.registry import entry_named
+
         if not any(e.name == name for e in self._entries):
             self.refresh_models()
-        index = next((i for i, e in enumerate(self._entries) if e.name == name), -1)
+        named = entry_named(self._entries, name)
+        index = self._entries.index(named) if named is not None else -1
         if index >= 0:
             self.model_combo.setCurrentIndex(index)
         return index >= 0

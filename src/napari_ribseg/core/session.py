@@ -139,19 +139,63 @@ def start_blocker(
         return "No base model: add a checkpoint to the model folder."
     if job == "finetune":
         from napari_ribseg.core.training.data import MIN_TRAIN_FRAMES
+        from napari_ribseg.core.training.gate import GATE_FRAMES
 
-        n = int(len(session.project.curated_frames))
+        project = session.project
+        n = int(len(project.curated_frames))
         if n < MIN_TRAIN_FRAMES:
             return (
                 f"Mark at least {MIN_TRAIN_FRAMES} frames curated to fine-tune ({n} so far): one "
-                "to train on, one to check the new model against."
+                "to train on, one to check the new model against; a new model is kept only when "
+                f"it beats the base on {GATE_FRAMES} held-out frames you corrected, so curate and "
+                f"correct at least {GATE_FRAMES + 1}."
+            )
+        if not any(bool((project.labels[i] == 1).any()) for i in project.curated_frames):
+            return (
+                f"None of the {n} curated frames marks a rib: a model trained on them learns to "
+                "mark nothing. Draw the ribs on the curated frames first."
             )
     else:
-        from napari_ribseg.core.training.adapt import too_short
+        from napari_ribseg.core.training.adapt import adapt_split, too_short
 
         if problem := too_short(session.n_frames):
             return f"This stack is too short to adapt to: {problem}."
+        # Curated frames judge an adaptation and are never learned from or checked on.
+        if problem := adapt_split(session.n_frames, session.project.curated_frames)[2]:
+            return f"Cannot adapt to this stack: {problem}."
     return ""
+
+
+def finetune_note(session: ReviewSession, *, base: str | None) -> str:
+    """What a fine-tune that may start can bring, for the line under Start.
+
+    With the gate (the widget's runs) a new model is kept only when it wins on at least
+    ``GATE_FRAMES`` held-out corrected frames that show ribs, and one frame more is trained on:
+    fewer such curated frames (rib-free ones and ``base``'s own masks accepted unchanged do not
+    count) can only end without a new model, and the user is told before training.
+    """
+    from napari_ribseg.core.training.gate import GATE_FRAMES
+
+    project = session.project
+    curated = [int(i) for i in project.curated_frames]
+    own_masks = bool(base) and project.model_name == base
+    usable = 0
+    # Frame by frame, stopping once enough count: this runs on every label edit.
+    for i in curated:
+        if usable > GATE_FRAMES:
+            break
+        if own_masks and i in unedited_frames(project, base, frames=[i]):
+            continue
+        usable += bool((project.labels[i] == 1).any())
+    text = f"{len(curated)} curated frames ready."
+    if usable < GATE_FRAMES + 1:
+        text += (
+            f" A new model is kept only when it beats the base on at least {GATE_FRAMES} "
+            f"held-out frames you corrected that show ribs, besides the frames it trains on: "
+            f"{usable} of the curated frames can count (at least {GATE_FRAMES + 1} needed), so "
+            "this run cannot make a new model; curate and correct more frames."
+        )
+    return text
 
 
 def curated_masks(project: ReviewProject) -> dict[int, np.ndarray]:
@@ -160,14 +204,22 @@ def curated_masks(project: ReviewProject) -> dict[int, np.ndarray]:
     return {int(i): (project.labels[i] == 1).astype(np.uint8) for i in project.curated_frames}
 
 
-def unedited_frames(project: ReviewProject, model_name: str) -> list[int]:
-    """Curated frames whose label is ``model_name``'s own mask, accepted unchanged: no correction
-    of that model a gate could judge it on (the fine-tune reads the same from
-    :meth:`TrainingSet.corrected_for`)."""
+def unedited_frames(
+    project: ReviewProject, model_name: str, frames: Iterable[int] | None = None
+) -> list[int]:
+    """Curated frames (of ``frames``, default all) whose label is ``model_name``'s own mask,
+    accepted unchanged: no correction of that model a gate could judge it on (the fine-tune reads
+    the same from :meth:`TrainingSet.corrected_for`). Only those frames' pixels are compared."""
     if project.model_name != model_name:
         return []
-    changed, predicted = project.changed_pixels, np.isfinite(project.confidence)
-    return [int(i) for i in project.curated_frames if changed[i] == 0 and predicted[i]]
+    curated = np.asarray(project.curated_frames, dtype=np.int64)
+    if frames is not None:
+        curated = np.intersect1d(curated, np.asarray(list(frames), dtype=np.int64))
+    if curated.size == 0:
+        return []
+    changed = project.changed_pixels_of(curated)
+    predicted = np.isfinite(project.confidence[curated])
+    return [int(i) for i, c, p in zip(curated, changed, predicted, strict=True) if c == 0 and p]
 
 
 class ReviewSession:
@@ -324,6 +376,15 @@ class ReviewSession:
         """THE overwrite rule: of ``frames`` (default all), those a model may write a mask into."""
         candidates = np.arange(self.n_frames) if frames is None else np.asarray(list(frames) if not isinstance(frames, np.ndarray) else frames, dtype=np.int64)  # fmt: skip
         return np.setdiff1d(candidates, self.protected_frames())
+
+    def writable_of(self, frames: Iterable[int]) -> np.ndarray:
+        """Of ``frames``, those a run on ``unreviewed`` writes (:meth:`frames_for`), with only
+        their own pixels compared: cheap for the frame being painted."""
+        idx = np.asarray(list(frames), dtype=np.int64)
+        if idx.size == 0:
+            return idx
+        todo = self.project.statuses[idx] == int(FrameStatus.UNREVIEWED)
+        return idx[todo & (self.project.changed_pixels_of(idx) == 0)]
 
     def frames_for(self, scope: str, current: int = 0) -> np.ndarray:
         """The frames a run on ``scope`` (``current``, ``all``, ``unreviewed``) may write."""

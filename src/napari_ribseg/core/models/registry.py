@@ -236,6 +236,13 @@ def default_model(
     return max(bundled, key=bundled_rank)
 
 
+def entry_named(entries: list[ModelEntry], name: str) -> ModelEntry | None:
+    """The entry of ``entries`` that ``name`` resolves to (:func:`resolve_model`'s rule: a user
+    model shadows a bundled one of the same name); ``None`` when none is called ``name``."""
+    matches = [e for e in entries if e.name == name]
+    return next((e for e in matches if e.source == "user"), matches[0] if matches else None)
+
+
 def resolve_model(name_or_path: str | os.PathLike, *, model_dir: ModelDir = None) -> Path:
     """The ``.safetensors`` path of a registry name, a variant name or a checkpoint path.
 

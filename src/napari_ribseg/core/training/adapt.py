@@ -220,6 +220,30 @@ def too_short(n_frames: int, config: AdaptConfig | None = None) -> str:
     )
 
 
+def adapt_split(
+    n_frames: int, curated: Iterable[int] = (), config: AdaptConfig | None = None
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """(frames learned from, frames checked on, problem) of a stack of ``n_frames`` (the first
+    ``max_frames``) whose ``curated`` frames judge instead: every ``check_every``-th frame is held
+    out to check, curated frames are neither. ``problem`` says why adaptation cannot run, or ``""``.
+    """
+    config = config or AdaptConfig()
+    n = min(int(n_frames), config.max_frames)
+    check = np.arange(n) % config.check_every == config.check_every // 2
+    judged = np.zeros(n, dtype=bool)
+    judged[[int(i) for i in curated if 0 <= int(i) < n]] = True
+    fit_idx, check_idx = np.flatnonzero(~check & ~judged), np.flatnonzero(check & ~judged)
+    problem = too_short(n, config)
+    if not problem and (len(fit_idx) == 0 or len(check_idx) == 0):
+        problem = (
+            f"{int(judged.sum())} of {n} frames are curated; label-free adaptation needs "
+            "uncurated frames to learn from and to check on (every "
+            f"{config.check_every}th frame from frame {config.check_every // 2} is checked on: "
+            f"{len(check_idx)} of them uncurated, {len(fit_idx)} uncurated frames to learn from)"
+        )
+    return fit_idx, check_idx, problem
+
+
 def adapt(
     base,
     frames: list[np.ndarray] | np.ndarray,
@@ -271,17 +295,15 @@ def adapt(
     size = int(model.input_size)
     raw = np.stack([letterbox(unit_float(f, divisor)[None], size)[0][0] for f in frames])[:, None]
     views = {"raw": raw, "stretched": stretch(raw)}
-    check = np.arange(len(raw)) % config.check_every == config.check_every // 2
     labelled = {int(i): m for i, m in (labelled or {}).items() if 0 <= int(i) < len(raw)}
+    # Curated frames are never learned from, not even their pixels: they judge the result.
+    fit_idx, check_idx, problem = adapt_split(len(raw), labelled, config)
+    if problem:
+        raise TrainingError(f"{source}: {problem}")
+    check = np.zeros(len(raw), dtype=bool)
+    check[check_idx] = True
     judged = np.zeros(len(raw), dtype=bool)
     judged[list(labelled)] = True
-    # Curated frames are never learned from, not even their pixels: they judge the result.
-    fit_idx, check_idx = np.flatnonzero(~check & ~judged), np.flatnonzero(check & ~judged)
-    if len(fit_idx) == 0 or len(check_idx) == 0:
-        raise TrainingError(
-            f"{source}: {len(labelled)} of {len(raw)} frames are curated; label-free adaptation "
-            "needs uncurated frames to learn from and to check on"
-        )
     yield Progress(
         "message",
         message=f"adapting {base.card.name} to {len(raw)} frames of {source}: "

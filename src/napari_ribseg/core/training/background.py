@@ -5,8 +5,8 @@ adaptation to a stack (:class:`BackgroundAdapt`). The child is started with the 
 forking a process that runs Qt or has initialised CUDA is unsafe. It flushes denormal floats before
 torch starts its threads (2x faster CPU training, ``core.devices.flush_denormals``), which the
 viewer's own process must not do. Events come back through a multiprocessing queue as plain dicts;
-cancelling sets a multiprocessing Event that the job checks between batches (a fine-tune keeps its
-best checkpoint, an adaptation ends without a model). No Qt here: the widget calls
+cancelling sets a multiprocessing Event that the job checks between batches (a fine-tune judges
+the weights it has, as at its end, an adaptation ends without a model). No Qt here: the widget calls
 :meth:`BackgroundJob.poll` from a QTimer.
 """
 
@@ -46,8 +46,9 @@ class _EventStop:
 def _finetune_job(base: str, data_path: str, config: dict, out: str, options: dict, stop):
     from napari_ribseg.core.models import load_model
     from napari_ribseg.core.training.loop import FinetuneConfig, finetune
+    from napari_ribseg.core.training.resume import _remove_resume
 
-    return finetune(
+    result = yield from finetune(
         load_model(base),
         TrainingSet.load_npz(data_path),
         FinetuneConfig.from_dict(config),
@@ -55,6 +56,11 @@ def _finetune_job(base: str, data_path: str, config: dict, out: str, options: di
         stop=stop,
         resume=bool(options.get("resume", True)),
     )
+    if out is not None and not options.get("keep_resume", True):
+        # An output no later run continues (the widget's are named to the second): a stopped
+        # run's resume state would stay beside the models for good (65-70 MB each).
+        _remove_resume(Path(out))
+    return result
 
 
 def _adapt_job(base: str, data_path: str, config: dict, out: str, options: dict, stop):
@@ -263,7 +269,7 @@ class BackgroundJob:
         return []
 
     def cancel(self) -> None:
-        """Ask the child to stop after the current batch (a fine-tune keeps its best checkpoint)."""
+        """Ask the child to stop after the current batch (a fine-tune judges the weights it has)."""
         if self._stop is not None:
             self._stop.set()
 
@@ -297,6 +303,16 @@ class BackgroundJob:
             self._process.kill()
 
     def _cleanup(self) -> None:
+        if (
+            self.out is not None
+            and not self._options.get("keep_resume", True)
+            and self._process is not None
+            and not self.is_alive()
+        ):
+            # A child that died (killed, crashed) never removed the state it would not need.
+            from napari_ribseg.core.training.resume import _remove_resume
+
+            _remove_resume(self.out)
         if self._tmpdir is not None and not self.is_alive():
             self._tmpdir.cleanup()
             self._tmpdir = None
@@ -315,7 +331,9 @@ class BackgroundFinetune(BackgroundJob):
     """Run :func:`~napari_ribseg.core.training.loop.finetune` in a spawned child process.
 
     ``data`` is a :class:`TrainingSet` (written to a temporary ``.npz`` the child reads) or the
-    path of such an ``.npz``. ``result`` is the :class:`FinetuneResult`.
+    path of such an ``.npz``. ``result`` is the :class:`FinetuneResult`. ``keep_resume=False``
+    removes the resume state beside ``out`` when the run ends, stopped, crashed or killed too
+    (for outputs no later run continues, such as the widget's time-stamped ones).
     """
 
     kind = "finetune"
@@ -329,8 +347,11 @@ class BackgroundFinetune(BackgroundJob):
         out: str | Path,
         *,
         resume: bool = True,
+        keep_resume: bool = True,
     ) -> None:
-        super().__init__(base_path, config, out, {"resume": bool(resume)})
+        super().__init__(
+            base_path, config, out, {"resume": bool(resume), "keep_resume": bool(keep_resume)}
+        )
         self._data = data
 
     def _data_path(self) -> Path:

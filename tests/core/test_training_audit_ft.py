@@ -1,0 +1,123 @@
+"""Fine-tune and adaptation path: resume state, start rules and outcome (audit of 2026-12-04)."""
+
+from __future__ import annotations
+
+import time
+
+from test_training_background import CONFIG, _wait
+from test_training_support import synthetic_set, tiny_base
+
+from napari_ribseg.core.training.background import BackgroundFinetune
+from napari_ribseg.core.training.loop import FinetuneConfig
+from napari_ribseg.core.training.resume import resume_paths
+
+
+def _until_first_epoch(job) -> list:
+    deadline = time.monotonic() + 60
+    seen: list = []
+    while not any(e.kind == "epoch" for e in seen) and time.monotonic() < deadline:
+        seen += job.poll()
+        time.sleep(0.05)
+    assert any(e.kind == "epoch" for e in seen), "no epoch ended in time"
+    return seen
+
+
+def _long_job(tmp_path, keep_resume: bool) -> tuple[BackgroundFinetune, object]:
+    tiny_base(tmp_path / "base.safetensors")
+    config = FinetuneConfig(**{**CONFIG.to_dict(), "epochs": 500, "early_stop_patience": 0})
+    out = tmp_path / "stamped.safetensors"
+    job = BackgroundFinetune(
+        tmp_path / "base.safetensors", synthetic_set(2, 4), config, out, keep_resume=keep_resume
+    )
+    return job, out
+
+
+def test_a_cancelled_run_that_nobody_resumes_leaves_no_resume_state(tmp_path):
+    """The widget's outputs are time-stamped, so no later run continues them: each Cancel left a
+    65-70 MB ``<model>.resume/`` folder in the user's model folder for good."""
+    job, out = _long_job(tmp_path, keep_resume=False)
+    job.start()
+    _until_first_epoch(job)
+    assert resume_paths(out)[1].is_file(), "the state is kept while the run goes on"
+    job.cancel()
+    _wait(job)
+    assert job.error is None, job.error_details
+    assert job.result.stopped
+    assert not resume_paths(out)[0].parent.exists()
+
+
+def test_a_killed_run_that_nobody_resumes_leaves_no_resume_state(tmp_path):
+    job, out = _long_job(tmp_path, keep_resume=False)
+    job.start()
+    _until_first_epoch(job)
+    job.kill()
+    _wait(job)
+    assert job.result is None and "exit code -9" in job.error
+    assert not resume_paths(out)[0].parent.exists()
+
+
+def test_a_cancelled_run_keeps_its_resume_state_by_default(tmp_path):
+    """``ribseg finetune --out NAME`` continues a stopped run: its state stays."""
+    job, out = _long_job(tmp_path, keep_resume=True)
+    job.start()
+    _until_first_epoch(job)
+    job.cancel()
+    _wait(job)
+    assert job.result.stopped and resume_paths(out)[1].is_file()
+
+
+def test_adapt_is_blocked_when_curated_frames_leave_no_frame_to_check_on(tmp_path):
+    """A 10-frame stack with frames 2 and 7 curated (the two check frames) was let through; the
+    child then failed ("Adaptation failed: ... check the settings and try again")."""
+    import numpy as np
+
+    from napari_ribseg.core.session import ReviewSession, start_blocker
+    from napari_ribseg.core.stack import FrameStatus
+
+    session = ReviewSession.for_frames(np.zeros((10, 8, 8), np.float32), tmp_path / "r")
+    session.set_status([2], FrameStatus.CURATED)
+    assert start_blocker(session, "adapt", base="unet") == ""
+    session.set_status([7], FrameStatus.CURATED)
+    assert start_blocker(session, "adapt", base="unet") == (
+        "Cannot adapt to this stack: 2 of 10 frames are curated; label-free adaptation needs "
+        "uncurated frames to learn from and to check on (every 5th frame from frame 2 is checked "
+        "on: 0 of them uncurated, 8 uncurated frames to learn from)."
+    )
+    from napari_ribseg.core.training.adapt import adapt_split
+
+    fit, check, problem = adapt_split(10, [2])
+    assert list(check) == [7] and len(fit) == 8 and problem == ""
+    session.close(save=False)
+
+
+def test_finetune_note_counts_the_curated_frames_a_gate_can_judge(tmp_path):
+    """Rib-free frames and the base's own masks accepted unchanged cannot judge a new model."""
+    import numpy as np
+
+    from napari_ribseg.core.session import ReviewSession, finetune_note, start_blocker
+    from napari_ribseg.core.stack import FrameStatus
+
+    session = ReviewSession.for_frames(np.zeros((6, 8, 8), np.float32), tmp_path / "r")
+    band = np.zeros((8, 8), np.uint8)
+    band[2:4] = 1
+    for f in range(4):
+        session.set_labels(f, band)
+    session.set_status([0, 1, 2, 3], FrameStatus.CURATED)
+    assert start_blocker(session, "finetune", base="m") == ""
+    assert finetune_note(session, base="m") == "4 curated frames ready."
+    session.set_labels(3, band * 0)  # no rib in view
+    assert "3 of the curated frames can count (at least 4 needed)" in finetune_note(
+        session, base="m"
+    )
+    # Frames 0 and 1 are model m's own masks, accepted unchanged.
+    project = session.project
+    project.model_name = "m"
+    project.confidence[:] = 0.9
+    project.model_labels[:2] = project.labels[:2]
+    assert "1 of the curated frames can count" in finetune_note(session, base="m")
+    assert "3 of the curated frames can count" in finetune_note(session, base="other")
+    # What "Re-segment unreviewed frames" writes, counted for the named frames only.
+    assert list(session.writable_of([3, 4, 5])) == [4, 5]
+    session.set_labels(5, band)
+    assert list(session.writable_of([4, 5])) == [4]
+    session.close(save=False)

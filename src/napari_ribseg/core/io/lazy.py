@@ -98,7 +98,7 @@ def _lazy_tiff(path: Path) -> tuple[TiffFrames, tuple[float, float] | None] | No
     import tifffile
 
     from napari_ribseg.core.io.tiff import (
-        _collect_tifffile_warnings,
+        collect_tifffile_warnings,
         page_white_is_zero,
         tiff_physics,
     )
@@ -106,7 +106,7 @@ def _lazy_tiff(path: Path) -> tuple[TiffFrames, tuple[float, float] | None] | No
     try:
         # Collected, not printed: a truncated file's "invalid page offset" reached stderr as a
         # second line before the reader's one-line error.
-        with _collect_tifffile_warnings() as warnings, tifffile.TiffFile(path) as tif:
+        with collect_tifffile_warnings() as warnings, tifffile.TiffFile(path) as tif:
             if not tif.series:
                 return None
             announced = int((tif.imagej_metadata or {}).get("images", 0) or 0)

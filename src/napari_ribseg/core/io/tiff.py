@@ -172,7 +172,7 @@ class _TiffWarnings(logging.Handler):
 
 
 @contextlib.contextmanager
-def _collect_tifffile_warnings() -> Iterator[_TiffWarnings]:
+def collect_tifffile_warnings() -> Iterator[_TiffWarnings]:
     logger = logging.getLogger("tifffile")
     handler = _TiffWarnings()
     logger.addHandler(handler)
@@ -187,7 +187,7 @@ def read_tiff(path: Path) -> Stack:
     import tifffile
 
     try:
-        with _collect_tifffile_warnings() as warnings, tifffile.TiffFile(path) as tif:
+        with collect_tifffile_warnings() as warnings, tifffile.TiffFile(path) as tif:
             if not tif.series:
                 raise StackReadError(f"{path}: TIFF contains no images (zero frames)")
             series = tif.series[0]

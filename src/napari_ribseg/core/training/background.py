@@ -46,7 +46,7 @@ class _EventStop:
 def _finetune_job(base: str, data_path: str, config: dict, out: str, options: dict, stop):
     from napari_ribseg.core.models import load_model
     from napari_ribseg.core.training.loop import FinetuneConfig, finetune
-    from napari_ribseg.core.training.resume import _remove_resume
+    from napari_ribseg.core.training.resume import remove_resume
 
     result = yield from finetune(
         load_model(base),
@@ -59,7 +59,7 @@ def _finetune_job(base: str, data_path: str, config: dict, out: str, options: di
     if out is not None and not options.get("keep_resume", True):
         # An output no later run continues (the widget's are named to the second): a stopped
         # run's resume state would stay beside the models for good (65-70 MB each).
-        _remove_resume(Path(out))
+        remove_resume(Path(out))
     return result
 
 
@@ -310,9 +310,9 @@ class BackgroundJob:
             and not self.is_alive()
         ):
             # A child that died (killed, crashed) never removed the state it would not need.
-            from napari_ribseg.core.training.resume import _remove_resume
+            from napari_ribseg.core.training.resume import remove_resume
 
-            _remove_resume(self.out)
+            remove_resume(self.out)
         if self._tmpdir is not None and not self.is_alive():
             self._tmpdir.cleanup()
             self._tmpdir = None

@@ -69,9 +69,9 @@ from napari_ribseg.core.training.resume import (
     _file_sha256,
     _kept_states,
     _load_resume,
-    _remove_resume,
     _save_resume,
     _unflatten_optimizer,
+    remove_resume,
 )
 from napari_ribseg.core.training.resume import resume_paths as resume_paths  # re-exported
 
@@ -790,7 +790,7 @@ def _write(run: _Run, gate: GateReport | None) -> Path | None:
             # The card is rewritten at the end so it records the whole run (epochs, stopped).
             save_checkpoint(run.model, _card(run, gate), run.out)
         if not run.stopped:
-            _remove_resume(run.out)
+            remove_resume(run.out)
     return run.out if keep else None
 
 

@@ -213,6 +213,7 @@ def _kept_states(info: dict, folder: Path) -> dict[str, tuple | None]:
     return out
 
 
-def _remove_resume(out: Path) -> None:
+def remove_resume(out: Path) -> None:
+    """Remove the resume state of the run writing ``out`` (if any)."""
     tensor_path, _ = resume_paths(out)
     shutil.rmtree(tensor_path.parent, ignore_errors=True)

@@ -121,3 +121,49 @@ def test_finetune_note_counts_the_curated_frames_a_gate_can_judge(tmp_path):
     session.set_labels(5, band)
     assert list(session.writable_of([4, 5])) == [4]
     session.close(save=False)
+
+
+_EXIT_SCRIPT = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from test_training_audit_ft import _long_job, _until_first_epoch
+from pathlib import Path
+
+if __name__ == "__main__":
+    job, out = _long_job(Path({tmp!r}), keep_resume=False)
+    job.start()
+    _until_first_epoch(job)
+    print(job._process.pid, flush=True)
+    # The viewer's process ends here with the child mid-run (napari quit during a fine-tune).
+"""
+
+
+def test_quitting_mid_run_judges_what_it_has_and_leaves_no_resume_state(tmp_path):
+    """Quitting napari during a fine-tune: multiprocessing terminated the daemon child at exit,
+    so the run was never judged and a model that beat its base was lost (docs/widget.md said the
+    child judges the weights it has, as Cancel does). Its resume state must still go."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = str(Path(__file__).parent)
+    script = tmp_path / "quit.py"
+    script.write_text(_EXIT_SCRIPT.format(tests=tests, tmp=str(tmp_path)), encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=180, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    pid = int(done.stdout.split()[0])
+    try:
+        os.kill(pid, 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    assert not alive, "the child outlived the viewer's process"
+    out = tmp_path / "stamped.safetensors"
+    assert not resume_paths(out)[0].parent.exists()
+    # Stopped as Cancel stops it, the child judged its weights: the tiny base marks nothing,
+    # so what it learned beats it and is kept.
+    assert out.is_file()

@@ -12,6 +12,7 @@ the weights it has, as at its end, an adaptation ends without a model). No Qt he
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import multiprocessing as mp
@@ -28,6 +29,10 @@ import numpy as np
 from napari_ribseg.core.errors import DatasetError
 from napari_ribseg.core.jobs import Progress
 from napari_ribseg.core.training.data import TrainingSet
+
+#: Seconds a running child gets, when this process exits, to judge and save what it has (a
+#: fine-tune's gate on its held-out frames takes seconds) before it is killed.
+EXIT_GRACE_S = 30.0
 
 
 class _EventStop:
@@ -214,6 +219,22 @@ class BackgroundJob:
             if saved is not None:
                 os.dup2(saved, 2)
                 os.close(saved)
+        # Runs before multiprocessing's own exit handler (registered earlier), which would
+        # terminate the daemon child mid-run and leave its resume state behind.
+        atexit.register(self._end_at_exit)
+
+    def _end_at_exit(self) -> None:
+        """This process exits while the child runs (napari quit mid-run, a script that did not
+        wait): stop it as Cancel does, give it :data:`EXIT_GRACE_S` to judge and save what it
+        has, then kill it, and clean up (a widget run's resume state too)."""
+        with contextlib.suppress(Exception):
+            if self.is_alive():
+                self.cancel()
+                self.join(EXIT_GRACE_S)
+            if self.is_alive():
+                self.kill()
+                self._process.join(5)
+            self._cleanup()
 
     def child_stderr(self) -> str:
         """The last 4 kB the child wrote to stderr (empty when nothing or unreadable)."""
@@ -303,6 +324,8 @@ class BackgroundJob:
             self._process.kill()
 
     def _cleanup(self) -> None:
+        if self._process is not None and not self.is_alive():
+            atexit.unregister(self._end_at_exit)
         if (
             self.out is not None
             and not self._options.get("keep_resume", True)

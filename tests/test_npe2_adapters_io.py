@@ -104,3 +104,35 @@ def test_manifest_points_at_these_adapters():
     ]:
         module, name = commands[command].split(":")
         assert getattr(importlib.import_module(module), name) is function
+
+
+def test_napari_save_names_labels_that_do_not_fit_uint8(tmp_path):
+    """npe2 reads a writer's ValueError as "no writer": saving instance labels up to 300 only
+    warned "Given plugin 'napari-ribseg' is not a valid writer" and wrote nothing."""
+    import npe2
+    from napari.layers import Labels
+    from napari.plugins.io import save_layers
+
+    from napari_ribseg.core.errors import RibsegError
+
+    npe2.PluginManager.instance().discover()  # as a viewer does at start
+
+    labels = np.zeros((2, 8, 8), np.int32)
+    labels[0, :3, :3] = 300
+    target = tmp_path / "ribs.tif"
+    with pytest.raises(RibsegError, match=r"ribs\.tif: cannot save these labels: .* got 0\.\.300$"):
+        save_layers(str(target), [Labels(labels)], plugin="napari-ribseg")
+    with pytest.raises(
+        RibsegError, match=r"must be \(H, W\) or \(N, H, W\), got shape \(1, 2, 8, 8\)"
+    ):
+        write_labels(str(target), labels[np.newaxis] % 2, {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_labels_onto_a_folder_is_an_output_path_error(tmp_path):
+    from napari_ribseg.core.errors import OutputPathError
+
+    (tmp_path / "ribs.tif").mkdir()
+    with pytest.raises(OutputPathError, match=r"ribs\.tif: the labels file is a folder"):
+        write_labels(str(tmp_path / "ribs.tif"), np.zeros((4, 4), np.uint8), {})
+    assert [p.name for p in tmp_path.iterdir()] == ["ribs.tif"]

@@ -51,6 +51,12 @@ class MaskOptions:
             "keep_largest": self.keep_largest,
         }
 
+    def check(self) -> MaskOptions:
+        """Raise the ``ValueError`` :func:`probability_to_mask` would raise for these options
+        (a threshold outside [0, 1], e.g. 50 for 0.5; a negative size); return ``self``."""
+        probability_to_mask(np.zeros((1, 1), np.uint8), self.threshold, **self.kwargs())
+        return self
+
     def masks(self, prob: np.ndarray) -> np.ndarray:
         """Rib masks (uint8 0/1) of uint8 or float probabilities."""
         return probability_to_mask(prob, self.threshold, **self.kwargs())

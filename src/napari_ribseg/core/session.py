@@ -205,7 +205,7 @@ class ReviewSession:
         self.frames = frames
         self.project = project
         self.name = name
-        self.options = options or MaskOptions()
+        self.options = (options or MaskOptions()).check()
         self.restored = restored
         n = frames.shape[0]
         saved = project.probabilities
@@ -453,8 +453,12 @@ class ReviewSession:
         return self.apply_prediction(batch)
 
     def set_options(self, options: MaskOptions | None = None, **changes: Any) -> np.ndarray:
-        """Change the mask options and re-derive the masks the rule allows (no model run)."""
-        new = dataclasses.replace(options or self.options, **changes)
+        """Change the mask options and re-derive the masks the rule allows (no model run).
+
+        Options :func:`probability_to_mask` refuses (``threshold=50``) raise ``ValueError`` here
+        and leave the session's options as they were.
+        """
+        new = dataclasses.replace(options or self.options, **changes).check()
         self.options = new
         self.options_changed.emit(new)
         return self.rederive_masks()
@@ -483,8 +487,16 @@ class ReviewSession:
             self.project.set_status(int(frame), FrameStatus(status))
         self.statuses_changed.emit()
 
+    def _frame_index(self, frame: int) -> int:
+        """``frame`` as an index of this stack; :class:`DatasetError` outside 0..N-1 (as for
+        :meth:`set_status`; a negative index would edit a frame counted from the end)."""
+        if not 0 <= int(frame) < self.n_frames:
+            raise DatasetError(f"frame {frame} is outside this stack of {self.n_frames} frames")
+        return int(frame)
+
     def set_labels(self, frame: int, mask: np.ndarray) -> None:
         """Replace one frame's labels with a corrected mask (0 background, 1 rib)."""
+        frame = self._frame_index(frame)
         mask = np.asarray(mask)
         if mask.shape != self.project.frame_shape:
             raise DatasetError(
@@ -500,6 +512,7 @@ class ReviewSession:
 
     def revert(self, frame: int) -> None:
         """Undo every hand edit of ``frame`` (back to the model's mask)."""
+        frame = self._frame_index(frame)
         self.project.labels[int(frame)] = self.project.model_labels[int(frame)]
         self.mark_edited([int(frame)])
 

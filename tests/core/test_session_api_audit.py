@@ -63,3 +63,20 @@ def test_set_labels_and_revert_refuse_frames_outside_the_stack(session):
     assert session.labels.sum() == 0 and session.edited_frames().size == 0
     session.set_labels(2, mask)
     assert session.labels[2].sum() == 64 * 64
+
+
+def test_predict_sync_takes_a_bool_mask_of_frames(session, tiny_model):
+    """A bool mask (as predict_stack's frame_indices take) became the indices 0 and 1: with
+    frames 1 and 2 selected the model wrote frames 0 and 1."""
+    written = session.predict_sync(tiny_model, np.array([False, True, True]), device="cpu")
+    np.testing.assert_array_equal(written, [1, 2])
+    assert session.has_prob.tolist() == [False, True, True]
+    np.testing.assert_array_equal(session.overwritable_frames([2.0, 0]), [0, 2])
+    for frames, message in [
+        ([True, False], r"frames as a mask must have one entry per frame \(3\); got shape \(2,\)"),
+        ([1.5], r"frames must be frame indices 0\.\.2; got \[1\.5\]"),
+        ([0, 3, -1], r"frames \[3, -1\] are outside this stack of 3 frames"),
+    ]:
+        with pytest.raises(DatasetError, match=message):
+            session.predict_sync(tiny_model, frames, device="cpu")
+    assert session.has_prob.tolist() == [False, True, True]

@@ -321,9 +321,35 @@ class ReviewSession:
         return self.project.protected_frames
 
     def overwritable_frames(self, frames: Iterable[int] | np.ndarray | None = None) -> np.ndarray:
-        """THE overwrite rule: of ``frames`` (default all), those a model may write a mask into."""
-        candidates = np.arange(self.n_frames) if frames is None else np.asarray(list(frames) if not isinstance(frames, np.ndarray) else frames, dtype=np.int64)  # fmt: skip
+        """THE overwrite rule: of ``frames`` (default all), those a model may write a mask into.
+
+        ``frames``: frame indices 0..N-1 or, as for ``predict_stack``'s ``frame_indices``, a bool
+        mask with one entry per frame; anything else raises :class:`DatasetError`.
+        """
+        candidates = np.arange(self.n_frames) if frames is None else self._frame_selection(frames)
         return np.setdiff1d(candidates, self.protected_frames())
+
+    def _frame_selection(self, frames: Iterable[int] | np.ndarray) -> np.ndarray:
+        """``frames`` as int64 indices of this stack. A bool mask was taken as the indices 0 and 1
+        (``session.statuses == UNREVIEWED`` ran the model on frames 0 and 1 only), fractions were
+        truncated and indices outside the stack passed on."""
+        n = self.n_frames
+        arr = np.atleast_1d(np.asarray(frames if isinstance(frames, np.ndarray) else list(frames)))
+        if arr.dtype == bool:
+            if arr.shape != (n,):
+                raise DatasetError(
+                    f"frames as a mask must have one entry per frame ({n}); got shape {arr.shape}"
+                )
+            return np.flatnonzero(arr)
+        if arr.size == 0:
+            return np.zeros(0, np.int64)
+        if arr.ndim != 1 or arr.dtype.kind not in "iuf" or not np.array_equal(arr, np.round(arr)):
+            raise DatasetError(f"frames must be frame indices 0..{n - 1}; got {arr.tolist()}")
+        arr = arr.astype(np.int64)
+        bad = arr[(arr < 0) | (arr >= n)]
+        if bad.size:
+            raise DatasetError(f"frames {bad.tolist()} are outside this stack of {n} frames")
+        return arr
 
     def frames_for(self, scope: str, current: int = 0) -> np.ndarray:
         """The frames a run on ``scope`` (``current``, ``all``, ``unreviewed``) may write."""

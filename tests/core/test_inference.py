@@ -205,6 +205,14 @@ def test_frame_indices_run_only_those_frames(frames):
         predict_stack_sync(PointwiseNet(), frames, device="cpu", frame_indices=[7])
 
 
+def test_fractional_frame_indices_are_refused(frames):
+    """frame_indices=[1.7] ran frame 1 (astype truncated); whole floats still select frames."""
+    with pytest.raises(ValueError, match=r"whole frame numbers or a bool mask; got \[1\.7\]"):
+        predict_stack_sync(PointwiseNet(), frames, device="cpu", frame_indices=[1.7])
+    pred = predict_stack_sync(PointwiseNet(), frames, device="cpu", frame_indices=[2.0])
+    assert np.flatnonzero(pred.done).tolist() == [2]
+
+
 def test_out_of_memory_halves_the_batch_and_finishes(frames):
     model = PointwiseNet(fail_above=2)
     messages = []

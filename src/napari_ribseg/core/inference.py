@@ -320,6 +320,11 @@ def _frame_order(frame_indices: Sequence[int] | np.ndarray | None, n_frames: int
                 f"got shape {order.shape}"
             )
         return np.flatnonzero(order)
+    if order.size and (order.dtype.kind not in "iuf" or not np.array_equal(order, np.round(order))):
+        # astype truncated: frame_indices=[1.7] ran frame 1.
+        raise ValueError(
+            f"frame_indices must be whole frame numbers or a bool mask; got {order.ravel().tolist()}"
+        )
     order = order.astype(np.int64).ravel()
     bad = order[(order < 0) | (order >= n_frames)]
     if bad.size:

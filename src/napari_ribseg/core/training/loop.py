@@ -814,6 +814,12 @@ def finetune(
     sits in ``<stem>.resume/`` until the run finishes. Without ``out`` nothing is written.
     ``stop`` (anything with ``is_set()``) is checked between batches.
     """
+    if not (hasattr(base, "model") and hasattr(base, "card")):
+        # A path failed deep in the run with "'PosixPath' object has no attribute 'model'".
+        raise TypeError(
+            f"base must be a LoadedModel (core.models.load_model(name or path)); got "
+            f"{type(base).__name__}"
+        )
     config = config or FinetuneConfig()
     config.validate()
     out = checkpoint_paths(out)[0] if out is not None else None

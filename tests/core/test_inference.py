@@ -205,6 +205,16 @@ def test_frame_indices_run_only_those_frames(frames):
         predict_stack_sync(PointwiseNet(), frames, device="cpu", frame_indices=[7])
 
 
+def test_a_list_of_frames_of_different_sizes_is_named():
+    """numpy's 'setting an array element with a sequence ... inhomogeneous shape' before."""
+    frames = [np.zeros((32, 32), np.float32), np.zeros((40, 32), np.float32)]
+    with pytest.raises(
+        ValueError, match=r"frames differ in size \(32x32, 40x32\); .*predict_images$"
+    ):
+        predict_stack_sync(PointwiseNet(), frames, device="cpu")
+    assert predict_stack_sync(PointwiseNet(), frames[:1], device="cpu").prob.shape == (1, 32, 32)
+
+
 def test_fractional_frame_indices_are_refused(frames):
     """frame_indices=[1.7] ran frame 1 (astype truncated); whole floats still select frames."""
     with pytest.raises(ValueError, match=r"whole frame numbers or a bool mask; got \[1\.7\]"):

@@ -341,7 +341,15 @@ def _as_frames(frames: Any) -> Any:
     if isinstance(frames, Stack):
         frames = frames.frames
     if not _is_array_like(frames):
-        frames = np.asarray(frames)
+        try:
+            frames = np.asarray(frames)
+        except ValueError:
+            # numpy's "inhomogeneous shape" said nothing of frames or of predict_images.
+            sizes = sorted({tuple(np.shape(f)) for f in frames})
+            raise ValueError(
+                f"frames differ in size ({', '.join('x'.join(map(str, s)) for s in sizes)}); a stack "
+                "needs one frame size: pass frames of different sizes to predict_images"
+            ) from None
     if frames.ndim == 2:
         frames = np.asarray(frames)[None]
     if frames.ndim != 3:

@@ -80,3 +80,23 @@ def test_predict_sync_takes_a_bool_mask_of_frames(session, tiny_model):
         with pytest.raises(DatasetError, match=message):
             session.predict_sync(tiny_model, frames, device="cpu")
     assert session.has_prob.tolist() == [False, True, True]
+
+
+def test_in_memory_frames_are_named_when_they_cannot_open_a_review(tmp_path):
+    """A 2-D array failed with 'IndexError: tuple index out of range', an array given to open()
+    with pathlib's TypeError, and a frame stack without a file pointed only at the widget."""
+    from napari_ribseg.core.stack import Stack
+
+    with pytest.raises(DatasetError, match=r"a\.ribseg: frames must be \(N, H, W\); got shape \(16, 16\)"):  # fmt: skip
+        ReviewSession.for_frames(np.zeros((16, 16), np.float32), tmp_path / "a.ribseg")
+    assert not (tmp_path / "a.ribseg").exists()
+    with pytest.raises(
+        TypeError, match=r"stack must be a Stack or a path; got ndarray \(.*for_frames"
+    ):
+        ReviewSession.open(np.zeros((2, 16, 16), np.float32))
+    with pytest.raises(DatasetError, match=r"\(in Python: project_folder=, with a name=\)"):
+        ReviewSession.open(Stack(np.zeros((2, 16, 16), np.float32)))
+    with ReviewSession.open(
+        Stack(np.zeros((2, 16, 16), np.float32)), project_folder=tmp_path, name="mem"
+    ) as session:
+        assert session.project.folder == tmp_path / "mem.ribseg"

@@ -246,6 +246,13 @@ class ReviewSession:
         ``variable``: the array of a .mat/.npz path to read (``read_stack``'s).
         """
         existing = existing or read_only
+        if not isinstance(stack, Stack | str | os.PathLike):
+            # An array failed in pathlib: "expected str, bytes or os.PathLike object, not ndarray".
+            raise TypeError(
+                f"stack must be a Stack or a path; got {type(stack).__name__} (in-memory frames: "
+                "ReviewSession.for_frames(frames, folder) or ReviewSession.open(Stack(frames), "
+                "project_folder=..., name=...))"
+            )
         if not isinstance(stack, Stack):
             from napari_ribseg.core.io import read_stack
 
@@ -290,6 +297,8 @@ class ReviewSession:
         from a file holding several (.npz, .mat), part of the file's signature.
         """
         frames = np.asarray(frames)
+        if frames.ndim != 3:  # failed in the project with "IndexError: tuple index out of range"
+            raise DatasetError(f"{folder}: frames must be (N, H, W); got shape {frames.shape}")
         project, restored = ReviewProject.open(
             folder, frames.shape[0], frames.shape[1:], source=source, frames=frames, lock=lock,
             read_only=read_only, aliases=[*legacy_fingerprints(frames, scaling), *aliases],

@@ -136,3 +136,17 @@ def test_write_labels_onto_a_folder_is_an_output_path_error(tmp_path):
     with pytest.raises(OutputPathError, match=r"ribs\.tif: the labels file is a folder"):
         write_labels(str(tmp_path / "ribs.tif"), np.zeros((4, 4), np.uint8), {})
     assert [p.name for p in tmp_path.iterdir()] == ["ribs.tif"]
+
+
+def test_a_layer_scaled_in_micrometres_is_saved_in_mm(tmp_path):
+    """The scale was taken as mm whatever the layer's units: 200 um pixels were saved as 200 mm."""
+    from napari.layers import Labels
+
+    from napari_ribseg.core.io import read_stack
+
+    layer = Labels(np.zeros((2, 8, 8), np.uint8), scale=(1, 200, 300), units=("pixel", "um", "um"))
+    [path] = write_labels(str(tmp_path / "um.tif"), *layer.as_layer_data_tuple()[:2])
+    assert read_stack(path).spacing_mm == pytest.approx((0.2, 0.3))
+    plain = Labels(np.zeros((2, 8, 8), np.uint8), scale=(1, 0.2, 0.3))  # units pixel: read as mm
+    [path] = write_labels(str(tmp_path / "px.tif"), *plain.as_layer_data_tuple()[:2])
+    assert read_stack(path).spacing_mm == pytest.approx((0.2, 0.3))

@@ -205,6 +205,17 @@ def test_frame_indices_run_only_those_frames(frames):
         predict_stack_sync(PointwiseNet(), frames, device="cpu", frame_indices=[7])
 
 
+def test_float_probabilities_outside_0_1_are_refused():
+    """A float copy of the stored p*255 map thresholded at 0.5 marked every pixel above 0."""
+    prob = np.array([[0, 100], [200, 255]], np.uint8)
+    np.testing.assert_array_equal(probability_to_mask(prob, 0.5), [[0, 0], [1, 1]])
+    np.testing.assert_array_equal(probability_to_mask(prob / 255.0, 0.5), [[0, 0], [1, 1]])
+    with pytest.raises(
+        ValueError, match=r"float probabilities must be in \[0, 1\]; got \[0, 255\]"
+    ):
+        probability_to_mask(prob.astype(np.float32), 0.5)
+
+
 def test_a_list_of_frames_of_different_sizes_is_named():
     """numpy's 'setting an array element with a sequence ... inhomogeneous shape' before."""
     frames = [np.zeros((32, 32), np.float32), np.zeros((40, 32), np.float32)]

@@ -100,6 +100,14 @@ def threshold_probability(prob: np.ndarray, threshold: float = 0.5) -> np.ndarra
         return prob >= level
     if prob.dtype.kind not in "fb":
         raise TypeError(f"probabilities must be uint8 (p*255) or float in [0, 1]; got {prob.dtype}")
+    if prob.dtype.kind == "f" and prob.size:
+        # Float p*255 maps (prob.astype(float)) were compared with 0.5 and came out nearly all rib.
+        lo, hi = float(np.nanmin(prob)), float(np.nanmax(prob))
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(
+                f"float probabilities must be in [0, 1]; got [{lo:g}, {hi:g}] (stored p*255 "
+                "values go in as uint8)"
+            )
     return prob >= threshold
 
 

@@ -51,3 +51,19 @@ def test_a_model_path_as_base_is_named(tmp_path, frames):
     data = TrainingSet.from_stack(frames, masks, np.full(10, 1))
     with pytest.raises(TypeError, match=expected):
         finetune_sync(path, data, FinetuneConfig(epochs=1, device="cpu"))
+
+
+def test_out_may_not_be_the_base_models_own_file(tmp_path, frames):
+    """finetune/adapt(out=<the base's file>) replaced the base with its own result when kept
+    (ribseg finetune/adapt refuse --out = --model); now refused before any training."""
+    base = tiny_base(tmp_path / "base.safetensors")
+    before = base.path.read_bytes()
+    masks = np.zeros(frames.shape, np.uint8)
+    masks[:, 20:26, 8:56] = 1
+    data = TrainingSet.from_stack(frames, masks, np.full(10, 1))
+    message = r"out .*base\.safetensors is the base model itself; choose a new name"
+    with pytest.raises(TrainingError, match=message):
+        finetune_sync(base, data, FinetuneConfig(epochs=1, device="cpu"), out=base.path)
+    with pytest.raises(TrainingError, match=message):
+        adapt_sync(base, frames, AdaptConfig(steps=1, device="cpu"), out=tmp_path / "base")
+    assert base.path.read_bytes() == before

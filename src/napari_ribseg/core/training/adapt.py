@@ -259,6 +259,9 @@ def adapt(
             f"base must be a LoadedModel (core.models.load_model(name or path)); got "
             f"{type(base).__name__}"
         )
+    from napari_ribseg.core.training.loop import refuse_base_as_out
+
+    refuse_base_as_out(base, checkpoint_paths(out)[0] if out is not None else None)
     config = config or AdaptConfig()
     config.validate()
     start_time = time.perf_counter()

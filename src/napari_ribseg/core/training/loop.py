@@ -797,6 +797,14 @@ def _write(run: _Run, gate: GateReport | None) -> Path | None:
 # ---- the job --------------------------------------------------------------------------------
 
 
+def refuse_base_as_out(base: Any, out: Path | None) -> None:
+    """:class:`TrainingError` when ``out`` is the base model's own file: a kept result replaced
+    the model it was made from (``ribseg finetune``/``adapt`` refuse ``--out`` = ``--model``)."""
+    path = getattr(base, "path", None)
+    if out is not None and path is not None and Path(out).resolve() == Path(path).resolve():
+        raise TrainingError(f"out {out} is the base model itself; choose a new name")
+
+
 def finetune(
     base: LoadedModel,
     data: TrainingSet,
@@ -823,6 +831,7 @@ def finetune(
     config = config or FinetuneConfig()
     config.validate()
     out = checkpoint_paths(out)[0] if out is not None else None
+    refuse_base_as_out(base, out)
     ddp = start_distributed(config.device)
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
     previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()

@@ -100,3 +100,16 @@ def test_in_memory_frames_are_named_when_they_cannot_open_a_review(tmp_path):
         Stack(np.zeros((2, 16, 16), np.float32)), project_folder=tmp_path, name="mem"
     ) as session:
         assert session.project.folder == tmp_path / "mem.ribseg"
+
+
+def test_set_status_takes_a_bool_mask_of_frames(session):
+    """set_status(statuses == UNREVIEWED, ...) set frames 0 and 1 (the mask read as indices)."""
+    from napari_ribseg.core.stack import FrameStatus
+
+    session.set_status(np.array([False, False, True]), FrameStatus.REJECTED)
+    assert session.statuses.tolist() == [0, 0, int(FrameStatus.REJECTED)]
+    session.set_status(2, FrameStatus.CURATED)
+    assert session.statuses.tolist() == [0, 0, int(FrameStatus.CURATED)]
+    with pytest.raises(DatasetError, match=r"frames must be frame indices 0\.\.2; got \[0\.5\]"):
+        session.set_status([0.5], FrameStatus.CURATED)
+    assert session.statuses.tolist() == [0, 0, int(FrameStatus.CURATED)]

@@ -343,7 +343,9 @@ class ReviewSession:
         (``session.statuses == UNREVIEWED`` ran the model on frames 0 and 1 only), fractions were
         truncated and indices outside the stack passed on."""
         n = self.n_frames
-        arr = np.atleast_1d(np.asarray(frames if isinstance(frames, np.ndarray) else list(frames)))
+        if not isinstance(frames, np.ndarray) and isinstance(frames, Iterable):
+            frames = list(frames)  # a generator, a range, a list
+        arr = np.atleast_1d(np.asarray(frames))
         if arr.dtype == bool:
             if arr.shape != (n,):
                 raise DatasetError(
@@ -517,8 +519,9 @@ class ReviewSession:
 
     # -- the user's decisions ------------------------------------------------------------------
     def set_status(self, frames: int | Sequence[int] | np.ndarray, status: FrameStatus) -> None:
-        """Set the status of one frame or several."""
-        for frame in np.atleast_1d(np.asarray(frames, dtype=np.int64)).tolist():
+        """Set the status of one frame or several (indices, or a bool mask with one entry per
+        frame: it was read as the indices 0 and 1)."""
+        for frame in self._frame_selection(frames).tolist():
             self.project.set_status(int(frame), FrameStatus(status))
         self.statuses_changed.emit()
 

@@ -150,3 +150,15 @@ def test_a_layer_scaled_in_micrometres_is_saved_in_mm(tmp_path):
     plain = Labels(np.zeros((2, 8, 8), np.uint8), scale=(1, 0.2, 0.3))  # units pixel: read as mm
     [path] = write_labels(str(tmp_path / "px.tif"), *plain.as_layer_data_tuple()[:2])
     assert read_stack(path).spacing_mm == pytest.approx((0.2, 0.3))
+
+
+def test_a_dropped_folder_holding_one_stack_tiff_says_to_open_the_file(tmp_path, cine_path):
+    """The folder reader said only 'expected a single 2-D image, got shape (3, 16, 12)'."""
+    folder = tmp_path / "clip folder"
+    folder.mkdir()
+    cine_path.rename(folder / "cine.tif")
+    reader = get_reader(str(folder))
+    with pytest.raises(StackReadError, match=r"cine\.tif: holds 3 frames \(a stack\); .*open the file itself"):  # fmt: skip
+        reader(str(folder))
+    [(data, _, _)] = get_reader(str(folder / "cine.tif"))(str(folder / "cine.tif"))
+    assert data.shape == (3, 16, 12)

@@ -104,3 +104,61 @@ def test_manifest_points_at_these_adapters():
     ]:
         module, name = commands[command].split(":")
         assert getattr(importlib.import_module(module), name) is function
+
+
+def test_napari_save_names_labels_that_do_not_fit_uint8(tmp_path):
+    """npe2 reads a writer's ValueError as "no writer": saving instance labels up to 300 only
+    warned "Given plugin 'napari-ribseg' is not a valid writer" and wrote nothing."""
+    import npe2
+    from napari.layers import Labels
+    from napari.plugins.io import save_layers
+
+    from napari_ribseg.core.errors import RibsegError
+
+    npe2.PluginManager.instance().discover()  # as a viewer does at start
+
+    labels = np.zeros((2, 8, 8), np.int32)
+    labels[0, :3, :3] = 300
+    target = tmp_path / "ribs.tif"
+    with pytest.raises(RibsegError, match=r"ribs\.tif: cannot save these labels: .* got 0\.\.300$"):
+        save_layers(str(target), [Labels(labels)], plugin="napari-ribseg")
+    with pytest.raises(
+        RibsegError, match=r"must be \(H, W\) or \(N, H, W\), got shape \(1, 2, 8, 8\)"
+    ):
+        write_labels(str(target), labels[np.newaxis] % 2, {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_labels_onto_a_folder_is_an_output_path_error(tmp_path):
+    from napari_ribseg.core.errors import OutputPathError
+
+    (tmp_path / "ribs.tif").mkdir()
+    with pytest.raises(OutputPathError, match=r"ribs\.tif: the labels file is a folder"):
+        write_labels(str(tmp_path / "ribs.tif"), np.zeros((4, 4), np.uint8), {})
+    assert [p.name for p in tmp_path.iterdir()] == ["ribs.tif"]
+
+
+def test_a_layer_scaled_in_micrometres_is_saved_in_mm(tmp_path):
+    """The scale was taken as mm whatever the layer's units: 200 um pixels were saved as 200 mm."""
+    from napari.layers import Labels
+
+    from napari_ribseg.core.io import read_stack
+
+    layer = Labels(np.zeros((2, 8, 8), np.uint8), scale=(1, 200, 300), units=("pixel", "um", "um"))
+    [path] = write_labels(str(tmp_path / "um.tif"), *layer.as_layer_data_tuple()[:2])
+    assert read_stack(path).spacing_mm == pytest.approx((0.2, 0.3))
+    plain = Labels(np.zeros((2, 8, 8), np.uint8), scale=(1, 0.2, 0.3))  # units pixel: read as mm
+    [path] = write_labels(str(tmp_path / "px.tif"), *plain.as_layer_data_tuple()[:2])
+    assert read_stack(path).spacing_mm == pytest.approx((0.2, 0.3))
+
+
+def test_a_dropped_folder_holding_one_stack_tiff_says_to_open_the_file(tmp_path, cine_path):
+    """The folder reader said only 'expected a single 2-D image, got shape (3, 16, 12)'."""
+    folder = tmp_path / "clip folder"
+    folder.mkdir()
+    cine_path.rename(folder / "cine.tif")
+    reader = get_reader(str(folder))
+    with pytest.raises(StackReadError, match=r"cine\.tif: holds 3 frames \(a stack\); .*open the file itself"):  # fmt: skip
+        reader(str(folder))
+    [(data, _, _)] = get_reader(str(folder / "cine.tif"))(str(folder / "cine.tif"))
+    assert data.shape == (3, 16, 12)

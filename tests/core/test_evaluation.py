@@ -80,3 +80,17 @@ def test_a_model_that_marks_everything_scores_the_rib_share(data):
 def test_unknown_postprocess_option_is_named(model, data):
     with pytest.raises(ValueError, match="min_sise"):
         predict_masks(model, data.images, postprocess={"min_sise": 3})
+
+
+def test_bad_threshold_and_spacing_are_named_before_any_image_is_predicted(model, data):
+    """threshold=50 and spacing=0.2 failed only after every image had been predicted."""
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]; got 50"):
+        evaluate_model(model, data, threshold=50, device="cpu")
+    with pytest.raises(ValueError, match=r"min_size and keep_largest must be >= 0; got -2 and 0"):
+        predict_masks(model, data.images, postprocess={"min_size": -2}, device="cpu")
+    with pytest.raises(ValueError, match=r"spacing must be two positive numbers .*; got 0\.2$"):
+        evaluate_model(model, data, spacing=0.2, device="cpu")
+    assert calls == []
+    assert evaluate_model(model, data, spacing=[0.5, 0.5], device="cpu").spacing_mm == (0.5, 0.5)

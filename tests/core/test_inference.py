@@ -205,6 +205,35 @@ def test_frame_indices_run_only_those_frames(frames):
         predict_stack_sync(PointwiseNet(), frames, device="cpu", frame_indices=[7])
 
 
+def test_float_probabilities_outside_0_1_are_refused():
+    """A float copy of the stored p*255 map thresholded at 0.5 marked every pixel above 0."""
+    prob = np.array([[0, 100], [200, 255]], np.uint8)
+    np.testing.assert_array_equal(probability_to_mask(prob, 0.5), [[0, 0], [1, 1]])
+    np.testing.assert_array_equal(probability_to_mask(prob / 255.0, 0.5), [[0, 0], [1, 1]])
+    with pytest.raises(
+        ValueError, match=r"float probabilities must be in \[0, 1\]; got \[0, 255\]"
+    ):
+        probability_to_mask(prob.astype(np.float32), 0.5)
+
+
+def test_a_list_of_frames_of_different_sizes_is_named():
+    """numpy's 'setting an array element with a sequence ... inhomogeneous shape' before."""
+    frames = [np.zeros((32, 32), np.float32), np.zeros((40, 32), np.float32)]
+    with pytest.raises(
+        ValueError, match=r"frames differ in size \(32x32, 40x32\); .*predict_images$"
+    ):
+        predict_stack_sync(PointwiseNet(), frames, device="cpu")
+    assert predict_stack_sync(PointwiseNet(), frames[:1], device="cpu").prob.shape == (1, 32, 32)
+
+
+def test_fractional_frame_indices_are_refused(frames):
+    """frame_indices=[1.7] ran frame 1 (astype truncated); whole floats still select frames."""
+    with pytest.raises(ValueError, match=r"whole frame numbers or a bool mask; got \[1\.7\]"):
+        predict_stack_sync(PointwiseNet(), frames, device="cpu", frame_indices=[1.7])
+    pred = predict_stack_sync(PointwiseNet(), frames, device="cpu", frame_indices=[2.0])
+    assert np.flatnonzero(pred.done).tolist() == [2]
+
+
 def test_out_of_memory_halves_the_batch_and_finishes(frames):
     model = PointwiseNet(fail_above=2)
     messages = []

@@ -97,6 +97,21 @@ def test_hd95_rejects_bad_spacing_and_shapes():
         dice(a, blank((64, 65)))
 
 
+def test_a_bad_spacing_is_named_whatever_the_masks():
+    """A scalar spacing raised "TypeError: 'float' object is not iterable"; with empty masks any
+    spacing passed, and evaluate_masks reported unit mm with spacing_mm (0.2,)."""
+    a, b = two_squares()
+    empty = blank(a.shape)
+    message = r"spacing must be two positive numbers \(row, column\) in mm; got "
+    with pytest.raises(ValueError, match=message + r"0\.2$"):
+        hd95(a, b, spacing=0.2)
+    with pytest.raises(ValueError, match=message + r"\(-1\.0, 1\.0\)$"):
+        hd95(empty, empty, spacing=(-1.0, 1.0))
+    with pytest.raises(ValueError, match=message + r"\(0\.2,\)$"):
+        evaluate_masks([empty], [empty], spacing=(0.2,))
+    assert evaluate_masks([a], [b], spacing=[0.5, 0.25]).spacing_mm == (0.5, 0.25)
+
+
 def _blobs(rng, seeds: float, grow: int) -> np.ndarray:
     from scipy import ndimage
 

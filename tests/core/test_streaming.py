@@ -118,6 +118,20 @@ def test_segment_file_masks_keep_the_stacks_pixel_spacing(tmp_path, rng, tiny_un
         assert back.n_frames == 3 and back.spacing_mm == pytest.approx((0.25, 0.4))
 
 
+def test_segment_file_refuses_a_threshold_of_50_before_the_first_batch(tmp_path, rng, tiny_unet):
+    """threshold=50 failed in the first batch's masks, after the model had run on it."""
+    from napari_ribseg.core.io import write_stack_tiff
+
+    src = write_stack_tiff(tmp_path / "c.tif", rng.integers(0, 256, (2, 32, 32), dtype=np.uint8))
+    events = []
+    with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]; got 50"):
+        run_job(
+            segment_file(tiny_unet, src, tmp_path / "m.tif", threshold=50, device="cpu"),
+            events.append,
+        )
+    assert events == [] and not (tmp_path / "m.tif").exists()
+
+
 def test_a_stream_refuses_a_spacing_that_is_not_positive(tmp_path):
     with pytest.raises(ValueError, match="spacing_mm must be positive"):
         LabelTiffStream(tmp_path / "m.tif", 1, (0.0, 0.3))

@@ -278,7 +278,7 @@ def test_auto_lr_is_a_tenth_for_a_v_unet_that_already_finds_the_ribs(base, data,
     assert lr == pytest.approx(1e-3) and f"< {STRONG_BASE_DICE}" in message
 
     def trained_on_these_frames(model, name):
-        path = tmp_path / f"{name}.safetensors"
+        path = tmp_path / f"{name}-trained.safetensors"  # never the base's own file
         finetune_sync(model, data, FinetuneConfig(epochs=4, **FAST), out=path)
         return load_checkpoint(path)
 

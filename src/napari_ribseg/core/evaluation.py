@@ -46,12 +46,14 @@ def predict_masks(
     :func:`~napari_ribseg.core.postprocess.probability_to_mask`.
     """
     from napari_ribseg.core.inference import predict_images_sync
-    from napari_ribseg.core.postprocess import probability_to_mask
+    from napari_ribseg.core.postprocess import MaskOptions, probability_to_mask
 
     options = dict(postprocess or {})
     unknown = sorted(set(options) - set(POSTPROCESS_KEYS))
     if unknown:
         raise ValueError(f"postprocess options {unknown}; expected some of {POSTPROCESS_KEYS}")
+    # Before the model runs: threshold=50 failed only after every image was predicted.
+    MaskOptions(threshold, **options).check()
     probs = predict_images_sync(
         model,
         list(images),
@@ -84,6 +86,11 @@ def evaluate_model(
     ``TrainingSet``); ``spacing`` (mm) defaults to ``data.spacing_mm`` when it has one. The
     predicted masks come back in ``Evaluation.masks``, in the order of ``data``.
     """
+    from napari_ribseg.core.metrics import _spacing
+
+    if spacing is None:
+        spacing = getattr(data, "spacing_mm", None)
+    spacing = _spacing(spacing)  # before the model runs, not after every image was predicted
     masks = predict_masks(
         model,
         data.images,
@@ -96,8 +103,6 @@ def evaluate_model(
         on_progress=on_progress,
         clips=getattr(data, "groups", None),
     )
-    if spacing is None:
-        spacing = getattr(data, "spacing_mm", None)
     ids = list(getattr(data, "ids", None) or []) or None
     evaluation = evaluate_masks(masks, data.masks, spacing=spacing, ids=ids)
     evaluation.masks = masks

@@ -320,6 +320,11 @@ def _frame_order(frame_indices: Sequence[int] | np.ndarray | None, n_frames: int
                 f"got shape {order.shape}"
             )
         return np.flatnonzero(order)
+    if order.size and (order.dtype.kind not in "iuf" or not np.array_equal(order, np.round(order))):
+        # astype truncated: frame_indices=[1.7] ran frame 1.
+        raise ValueError(
+            f"frame_indices must be whole frame numbers or a bool mask; got {order.ravel().tolist()}"
+        )
     order = order.astype(np.int64).ravel()
     bad = order[(order < 0) | (order >= n_frames)]
     if bad.size:
@@ -336,7 +341,15 @@ def _as_frames(frames: Any) -> Any:
     if isinstance(frames, Stack):
         frames = frames.frames
     if not _is_array_like(frames):
-        frames = np.asarray(frames)
+        try:
+            frames = np.asarray(frames)
+        except ValueError:
+            # numpy's "inhomogeneous shape" said nothing of frames or of predict_images.
+            sizes = sorted({tuple(np.shape(f)) for f in frames})
+            raise ValueError(
+                f"frames differ in size ({', '.join('x'.join(map(str, s)) for s in sizes)}); a stack "
+                "needs one frame size: pass frames of different sizes to predict_images"
+            ) from None
     if frames.ndim == 2:
         frames = np.asarray(frames)[None]
     if frames.ndim != 3:

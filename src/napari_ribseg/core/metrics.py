@@ -97,14 +97,12 @@ def hd95(
     """
     a, b = _binary(a, "a"), _binary(b, "b")
     _same_shape(a, b)
+    sampling = _spacing(spacing)
     has_a, has_b = bool(a.any()), bool(b.any())
     if not has_a and not has_b:
         return 0.0
     if has_a != has_b:
         return math.inf
-    sampling = None if spacing is None else tuple(float(s) for s in spacing)
-    if sampling is not None and (len(sampling) != 2 or min(sampling) <= 0):
-        raise ValueError(f"spacing must be two positive numbers (row, column); got {spacing}")
     surf_a, surf_b = _surface(a), _surface(b)
     # Distance of every pixel to the nearest surface pixel of the other mask.
     to_b = ndimage.distance_transform_edt(~surf_b, sampling=sampling)
@@ -112,6 +110,20 @@ def hd95(
     d_ab = to_b[surf_a]
     d_ba = to_a[surf_b]
     return float(max(np.percentile(d_ab, 95), np.percentile(d_ba, 95)))
+
+
+def _spacing(spacing: Sequence[float] | None) -> tuple[float, float] | None:
+    """``spacing`` as (row, column) positive floats; checked before any mask is looked at (a
+    scalar ``0.2`` raised a bare TypeError, and any value passed unchecked while masks were empty)."""
+    if spacing is None:
+        return None
+    try:
+        sampling = tuple(float(s) for s in spacing)
+    except (TypeError, ValueError):
+        sampling = ()
+    if len(sampling) != 2 or not all(math.isfinite(s) and s > 0 for s in sampling):
+        raise ValueError(f"spacing must be two positive numbers (row, column) in mm; got {spacing}")
+    return sampling  # type: ignore[return-value]
 
 
 def component_count(mask: np.ndarray) -> int:
@@ -217,6 +229,7 @@ def evaluate_masks(
 
     Raises :class:`DatasetError` naming the frame when a pair differs in shape or the counts differ.
     """
+    spacing = _spacing(spacing)
     pred_frames, true_frames = _as_frames(preds, "preds"), _as_frames(truths, "truths")
     if len(pred_frames) != len(true_frames):
         raise DatasetError(
@@ -259,6 +272,6 @@ def evaluate_masks(
         mean=mean,
         std=std,
         unit="mm" if spacing is not None else "px",
-        spacing_mm=tuple(float(s) for s in spacing) if spacing is not None else None,
+        spacing_mm=spacing,
         hd95_undefined=sum(not math.isfinite(row["hd95"]) for row in rows),
     )

@@ -51,6 +51,12 @@ class MaskOptions:
             "keep_largest": self.keep_largest,
         }
 
+    def check(self) -> MaskOptions:
+        """Raise the ``ValueError`` :func:`probability_to_mask` would raise for these options
+        (a threshold outside [0, 1], e.g. 50 for 0.5; a negative size); return ``self``."""
+        probability_to_mask(np.zeros((1, 1), np.uint8), self.threshold, **self.kwargs())
+        return self
+
     def masks(self, prob: np.ndarray) -> np.ndarray:
         """Rib masks (uint8 0/1) of uint8 or float probabilities."""
         return probability_to_mask(prob, self.threshold, **self.kwargs())
@@ -94,6 +100,14 @@ def threshold_probability(prob: np.ndarray, threshold: float = 0.5) -> np.ndarra
         return prob >= level
     if prob.dtype.kind not in "fb":
         raise TypeError(f"probabilities must be uint8 (p*255) or float in [0, 1]; got {prob.dtype}")
+    if prob.dtype.kind == "f" and prob.size:
+        # Float p*255 maps (prob.astype(float)) were compared with 0.5 and came out nearly all rib.
+        lo, hi = float(np.nanmin(prob)), float(np.nanmax(prob))
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(
+                f"float probabilities must be in [0, 1]; got [{lo:g}, {hi:g}] (stored p*255 "
+                "values go in as uint8)"
+            )
     return prob >= threshold
 
 

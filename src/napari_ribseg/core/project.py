@@ -105,7 +105,7 @@ def project_dir_for(
         if name is None or root is None:
             raise DatasetError(
                 "This stack has no source file, so its review project needs a project folder: "
-                "choose one in the widget's settings."
+                "choose one in the widget's settings (in Python: project_folder=, with a name=)."
             )
         stem, parent = name, Path(root)
     if root is not None:

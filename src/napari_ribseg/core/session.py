@@ -257,7 +257,7 @@ class ReviewSession:
         self.frames = frames
         self.project = project
         self.name = name
-        self.options = options or MaskOptions()
+        self.options = (options or MaskOptions()).check()
         self.restored = restored
         n = frames.shape[0]
         saved = project.probabilities
@@ -298,6 +298,13 @@ class ReviewSession:
         ``variable``: the array of a .mat/.npz path to read (``read_stack``'s).
         """
         existing = existing or read_only
+        if not isinstance(stack, Stack | str | os.PathLike):
+            # An array failed in pathlib: "expected str, bytes or os.PathLike object, not ndarray".
+            raise TypeError(
+                f"stack must be a Stack or a path; got {type(stack).__name__} (in-memory frames: "
+                "ReviewSession.for_frames(frames, folder) or ReviewSession.open(Stack(frames), "
+                "project_folder=..., name=...))"
+            )
         if not isinstance(stack, Stack):
             from napari_ribseg.core.io import read_stack
 
@@ -342,6 +349,8 @@ class ReviewSession:
         from a file holding several (.npz, .mat), part of the file's signature.
         """
         frames = np.asarray(frames)
+        if frames.ndim != 3:  # failed in the project with "IndexError: tuple index out of range"
+            raise DatasetError(f"{folder}: frames must be (N, H, W); got shape {frames.shape}")
         project, restored = ReviewProject.open(
             folder, frames.shape[0], frames.shape[1:], source=source, frames=frames, lock=lock,
             read_only=read_only, aliases=[*legacy_fingerprints(frames, scaling), *aliases],
@@ -373,8 +382,12 @@ class ReviewSession:
         return self.project.protected_frames
 
     def overwritable_frames(self, frames: Iterable[int] | np.ndarray | None = None) -> np.ndarray:
-        """THE overwrite rule: of ``frames`` (default all), those a model may write a mask into."""
-        candidates = np.arange(self.n_frames) if frames is None else np.asarray(list(frames) if not isinstance(frames, np.ndarray) else frames, dtype=np.int64)  # fmt: skip
+        """THE overwrite rule: of ``frames`` (default all), those a model may write a mask into.
+
+        ``frames``: frame indices 0..N-1 or, as for ``predict_stack``'s ``frame_indices``, a bool
+        mask with one entry per frame; anything else raises :class:`DatasetError`.
+        """
+        candidates = np.arange(self.n_frames) if frames is None else self._frame_selection(frames)
         return np.setdiff1d(candidates, self.protected_frames())
 
     def writable_of(self, frames: Iterable[int]) -> np.ndarray:
@@ -385,6 +398,30 @@ class ReviewSession:
             return idx
         todo = self.project.statuses[idx] == int(FrameStatus.UNREVIEWED)
         return idx[todo & (self.project.changed_pixels_of(idx) == 0)]
+
+    def _frame_selection(self, frames: Iterable[int] | np.ndarray) -> np.ndarray:
+        """``frames`` as int64 indices of this stack. A bool mask was taken as the indices 0 and 1
+        (``session.statuses == UNREVIEWED`` ran the model on frames 0 and 1 only), fractions were
+        truncated and indices outside the stack passed on."""
+        n = self.n_frames
+        if not isinstance(frames, np.ndarray) and isinstance(frames, Iterable):
+            frames = list(frames)  # a generator, a range, a list
+        arr = np.atleast_1d(np.asarray(frames))
+        if arr.dtype == bool:
+            if arr.shape != (n,):
+                raise DatasetError(
+                    f"frames as a mask must have one entry per frame ({n}); got shape {arr.shape}"
+                )
+            return np.flatnonzero(arr)
+        if arr.size == 0:
+            return np.zeros(0, np.int64)
+        if arr.ndim != 1 or arr.dtype.kind not in "iuf" or not np.array_equal(arr, np.round(arr)):
+            raise DatasetError(f"frames must be frame indices 0..{n - 1}; got {arr.tolist()}")
+        arr = arr.astype(np.int64)
+        bad = arr[(arr < 0) | (arr >= n)]
+        if bad.size:
+            raise DatasetError(f"frames {bad.tolist()} are outside this stack of {n} frames")
+        return arr
 
     def frames_for(self, scope: str, current: int = 0) -> np.ndarray:
         """The frames a run on ``scope`` (``current``, ``all``, ``unreviewed``) may write."""
@@ -514,8 +551,12 @@ class ReviewSession:
         return self.apply_prediction(batch)
 
     def set_options(self, options: MaskOptions | None = None, **changes: Any) -> np.ndarray:
-        """Change the mask options and re-derive the masks the rule allows (no model run)."""
-        new = dataclasses.replace(options or self.options, **changes)
+        """Change the mask options and re-derive the masks the rule allows (no model run).
+
+        Options :func:`probability_to_mask` refuses (``threshold=50``) raise ``ValueError`` here
+        and leave the session's options as they were.
+        """
+        new = dataclasses.replace(options or self.options, **changes).check()
         self.options = new
         self.options_changed.emit(new)
         return self.rederive_masks()
@@ -539,13 +580,22 @@ class ReviewSession:
 
     # -- the user's decisions ------------------------------------------------------------------
     def set_status(self, frames: int | Sequence[int] | np.ndarray, status: FrameStatus) -> None:
-        """Set the status of one frame or several."""
-        for frame in np.atleast_1d(np.asarray(frames, dtype=np.int64)).tolist():
+        """Set the status of one frame or several (indices, or a bool mask with one entry per
+        frame: it was read as the indices 0 and 1)."""
+        for frame in self._frame_selection(frames).tolist():
             self.project.set_status(int(frame), FrameStatus(status))
         self.statuses_changed.emit()
 
+    def _frame_index(self, frame: int) -> int:
+        """``frame`` as an index of this stack; :class:`DatasetError` outside 0..N-1 (as for
+        :meth:`set_status`; a negative index would edit a frame counted from the end)."""
+        if not 0 <= int(frame) < self.n_frames:
+            raise DatasetError(f"frame {frame} is outside this stack of {self.n_frames} frames")
+        return int(frame)
+
     def set_labels(self, frame: int, mask: np.ndarray) -> None:
         """Replace one frame's labels with a corrected mask (0 background, 1 rib)."""
+        frame = self._frame_index(frame)
         mask = np.asarray(mask)
         if mask.shape != self.project.frame_shape:
             raise DatasetError(
@@ -561,6 +611,7 @@ class ReviewSession:
 
     def revert(self, frame: int) -> None:
         """Undo every hand edit of ``frame`` (back to the model's mask)."""
+        frame = self._frame_index(frame)
         self.project.labels[int(frame)] = self.project.model_labels[int(frame)]
         self.mark_edited([int(frame)])
 

@@ -17,11 +17,28 @@ class FrameStatus(enum.IntEnum):
     REJECTED = 2
 
 
-def spacing_from_scale(scale) -> tuple[float, float] | None:
+#: Millimetres per length unit a napari layer's ``units`` may name (pint's names and symbols).
+_MM_PER_UNIT = {
+    "millimeter": 1.0, "mm": 1.0, "micrometer": 1e-3, "um": 1e-3, "µm": 1e-3, "micron": 1e-3,
+    "nanometer": 1e-6, "nm": 1e-6, "centimeter": 10.0, "cm": 10.0, "meter": 1000.0, "m": 1000.0,
+}  # fmt: skip
+
+
+def spacing_from_scale(scale, units=None) -> tuple[float, float] | None:
     """The mm spacing (row, col) a napari layer's ``scale`` gives, ``None`` for the unit scale
-    of a layer in pixels (layers of a stack with a known spacing are scaled by it)."""
+    of a layer in pixels (layers of a stack with a known spacing are scaled by it).
+
+    ``units`` (the layer's, e.g. ``("pixel", "micrometer", "micrometer")``): a scale in another
+    length unit is converted to mm (a layer scaled 200 in micrometres was saved as 200 mm pixels);
+    ``pixel`` or an unknown unit leaves the scale read as mm.
+    """
     last = tuple(float(v) for v in tuple(scale)[-2:])
-    return last if len(last) == 2 and last != (1.0, 1.0) else None
+    if len(last) != 2 or last == (1.0, 1.0):
+        return None
+    factors = [_MM_PER_UNIT.get(str(u)) for u in tuple(units or ())[-2:]]
+    if len(factors) == 2 and None not in factors:
+        last = (last[0] * factors[0], last[1] * factors[1])
+    return last
 
 
 @dataclass

@@ -20,7 +20,7 @@ import numpy as np
 from napari_ribseg.core.inference import Prediction, predict_stack
 from napari_ribseg.core.io.lazy import LabelTiffStream, open_frames
 from napari_ribseg.core.jobs import Progress, StopFlag
-from napari_ribseg.core.postprocess import probability_to_mask
+from napari_ribseg.core.postprocess import MaskOptions, probability_to_mask
 
 
 @dataclass
@@ -68,6 +68,8 @@ def segment_file(
     from napari_ribseg.core.inference import CROP_TO_REGION
     from napari_ribseg.core.region import depth_spacing, detect_imaged_region
 
+    # Before any frame is read or run: threshold=50 failed after the first batch.
+    MaskOptions(threshold, min_size, fill_holes, keep_largest).check()
     frames, spacing = open_frames(source, variable=variable)
     derived = None
     if region is None and (crop_to_region is not False or depth_mm is not None):

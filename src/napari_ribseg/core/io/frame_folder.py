@@ -77,6 +77,11 @@ def read_image_pixels(path: Path, *, mask: bool = False) -> tuple[np.ndarray, bo
         data = np.squeeze(data) if data.ndim > 2 and 1 in data.shape[:-2] else data
         if data.ndim == 2 or (data.ndim == 3 and data.shape[-1] in (2, 3, 4)):
             return data, white_is_zero
+        if data.ndim == 3:  # as an animation: a folder holding one cine TIFF said only its shape
+            raise StackReadError(
+                f"{path}: holds {data.shape[0]} frames (a stack); a frame folder takes one image "
+                "per file: open the file itself to read all its frames"
+            )
         raise StackReadError(f"{path}: expected a single 2-D image, got shape {data.shape}")
     with open_pil(path) as img:
         frames = int(getattr(img, "n_frames", 1) or 1)

@@ -257,8 +257,9 @@ def adapt(
     gate_margin: float | None = None,
     unedited: Iterable[int] = (),
 ) -> Job[AdaptResult]:
-    """Adapt ``base`` (a LoadedModel) to ``frames`` (2-D floats in 0-1, or raw frames divided as
-    the readers divide the whole stack: ``core.io.intensity.unit_float``) without labels.
+    """Adapt ``base`` (a LoadedModel) to ``frames`` (a ``Stack``, (N, H, W) or a list of 2-D frames:
+    floats in 0-1, or raw frames divided as the readers divide the whole stack:
+    ``core.io.intensity.unit_float``) without labels.
 
     ``labelled`` (frame index -> rib mask: the stack's curated frames, if any) turns the check
     into the fine-tune's promotion gate (:func:`~napari_ribseg.core.training.gate.judge`): those
@@ -274,10 +275,27 @@ def adapt(
     from napari_ribseg.core.devices import resolve_device
     from napari_ribseg.core.models import letterbox, save_checkpoint
     from napari_ribseg.core.models.checkpoint import checkpoint_paths
+    from napari_ribseg.core.stack import Stack
 
+    if not (hasattr(base, "model") and hasattr(base, "card")):
+        # A path failed after the frames were read with "'PosixPath' object has no attribute".
+        raise TypeError(
+            f"base must be a LoadedModel (core.models.load_model(name or path)); got "
+            f"{type(base).__name__}"
+        )
+    from napari_ribseg.core.training.loop import refuse_base_as_out
+
+    refuse_base_as_out(base, checkpoint_paths(out)[0] if out is not None else None)
     config = config or AdaptConfig()
     config.validate()
     start_time = time.perf_counter()
+    if isinstance(frames, Stack):  # read_stack's result: 'Stack' object is not iterable
+        frames = frames.frames
+    if isinstance(frames, np.ndarray) and frames.ndim != 3:
+        # One (H, W) frame was taken as H frames of one row each ("letterbox expects ...").
+        raise TrainingError(
+            f"{source}: frames must be (N, H, W) or a list of 2-D frames; got shape {frames.shape}"
+        )
     # One divisor for the whole stack, as the readers divide it (a raw 12-bit stack by 4095).
     # Taken once: a generator of frames read twice was empty the second time.
     frames = frames if isinstance(frames, np.ndarray) else list(frames)

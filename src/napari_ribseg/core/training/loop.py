@@ -797,6 +797,14 @@ def _write(run: _Run, gate: GateReport | None) -> Path | None:
 # ---- the job --------------------------------------------------------------------------------
 
 
+def refuse_base_as_out(base: Any, out: Path | None) -> None:
+    """:class:`TrainingError` when ``out`` is the base model's own file: a kept result replaced
+    the model it was made from (``ribseg finetune``/``adapt`` refuse ``--out`` = ``--model``)."""
+    path = getattr(base, "path", None)
+    if out is not None and path is not None and Path(out).resolve() == Path(path).resolve():
+        raise TrainingError(f"out {out} is the base model itself; choose a new name")
+
+
 def finetune(
     base: LoadedModel,
     data: TrainingSet,
@@ -814,9 +822,16 @@ def finetune(
     sits in ``<stem>.resume/`` until the run finishes. Without ``out`` nothing is written.
     ``stop`` (anything with ``is_set()``) is checked between batches.
     """
+    if not (hasattr(base, "model") and hasattr(base, "card")):
+        # A path failed deep in the run with "'PosixPath' object has no attribute 'model'".
+        raise TypeError(
+            f"base must be a LoadedModel (core.models.load_model(name or path)); got "
+            f"{type(base).__name__}"
+        )
     config = config or FinetuneConfig()
     config.validate()
     out = checkpoint_paths(out)[0] if out is not None else None
+    refuse_base_as_out(base, out)
     ddp = start_distributed(config.device)
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
     previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()

@@ -225,3 +225,20 @@ def test_evaluate_masks_names_the_frame_on_shape_mismatch():
         evaluate_masks([blank()], [blank((64, 70))], ids=["f7"])
     with pytest.raises(DatasetError, match="2 predicted masks but 1"):
         evaluate_masks([blank(), blank()], [blank()])
+
+
+def test_an_evaluation_written_onto_a_folder_names_the_folder_and_leaves_nothing(tmp_path):
+    """Evaluation.to_json/to_csv onto a folder raised IsADirectoryError naming the temporary file
+    ('.out.tmpXXXX: Is a directory'), after the work; the atomic writer now names the target."""
+    a = np.zeros((8, 8), np.uint8)
+    a[2:4, 2:6] = 1
+    evaluation = evaluate_masks([a], [a])
+    folder = tmp_path / "out"
+    folder.mkdir()
+    for write in (evaluation.to_json, evaluation.to_csv):
+        with pytest.raises(IsADirectoryError) as caught:
+            write(folder)
+        assert caught.value.filename == str(folder)
+        assert caught.value.strerror == "is a folder; expected a file name"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert list(folder.iterdir()) == []

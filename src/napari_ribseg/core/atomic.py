@@ -9,6 +9,7 @@ returns the old content is intact. Temporary names start with ``.`` and contain 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +23,10 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     The temporary file keeps ``target``'s suffix so libraries that dispatch on the extension work.
     """
     target = Path(target)
+    if target.is_dir():
+        # os.replace would fail only after the work, naming the temporary file
+        # ('.x.json.tmpXXXX.json: Is a directory'): name the target, before the work.
+        raise IsADirectoryError(errno.EISDIR, "is a folder; expected a file name", str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
         prefix=f".{target.name}.tmp", suffix=target.suffix, dir=target.parent

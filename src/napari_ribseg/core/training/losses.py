@@ -1,9 +1,9 @@
 """Segmentation losses on logits, for thin, rare structures (ribs cover ~0.2% of a convex frame).
 
-``dice``: soft Dice (the study's negative Dice). ``dice_bce``: Dice + BCE. ``dice_focal`` (default):
+``dice``: soft Dice (the study's negative Dice). ``dice_bce``: Dice + BCE. ``dice_focal``:
 Dice + focal BCE (gamma 2), which down-weights the many easy background pixels so the few rib
-pixels drive the gradient. ``tversky``: Tversky loss (alpha 0.3, beta 0.7) that charges a missed rib
-pixel more than a false one. torch is imported on call, so the names are readable without it.
+pixels drive the gradient. ``tversky`` (the default, ``FinetuneConfig.loss``): Tversky loss
+(alpha 0.3, beta 0.7) that charges a missed rib pixel more than a false one. torch is imported on call, so the names are readable without it.
 """
 
 from __future__ import annotations

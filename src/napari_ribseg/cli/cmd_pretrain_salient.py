@@ -52,23 +52,34 @@ def register(subparsers) -> None:
         metavar="N",
         help="compose N synthetic salient images instead of reading DATA",
     )
-    parser.add_argument("--epochs", type=positive_int, default=20)
     parser.add_argument(
-        "--preset", default="compact", choices=("paper", "compact", "tiny"), help="model widths"
+        "--epochs", type=positive_int, default=20, help="passes over the images (default: 20)"
+    )
+    parser.add_argument(
+        "--preset",
+        default="compact",
+        choices=("paper", "compact", "tiny"),
+        help="model widths (default: compact)",
     )
     parser.add_argument(
         "--size",
         type=input_size,
         default=256,
-        help="training and model input size (16-4096, a multiple of 16)",
+        help="training and model input size (16-4096, a multiple of 16; default: 256)",
     )
-    parser.add_argument("--lr", type=positive_float, default=1e-3)
-    parser.add_argument("--batch-size", type=positive_int, default=8)
+    parser.add_argument(
+        "--lr", type=positive_float, default=1e-3, help="Adam learning rate (default: 0.001)"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=8, help="images per optimiser step (default: 8)"
+    )
     parser.add_argument(
         "--limit", type=positive_int, default=None, help="read at most this many images of DATA"
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)"
+    )
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing model of the same name"
     )

@@ -223,7 +223,9 @@ class FinetuneSection(QWidget):
         _bind_spin(self.lr_spin, "lr")
         self.augment_combo = QComboBox()
         self.augment_combo.setToolTip(
-            "none: no augmentation; flip: left-right flips; standard: flips, gain, depth crops"
+            "none: no augmentation; flip: left-right flips; standard: flips, small rotation, "
+            "scale and shift, gain, contrast, gamma, speckle noise, blur, depth crops; domain: "
+            "standard plus simulated scanner looks (fans, overlays, grey curves, JPEG)"
         )
         self.val_spin = QDoubleSpinBox()
         self.val_spin.setSingleStep(0.05)

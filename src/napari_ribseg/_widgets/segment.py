@@ -209,7 +209,7 @@ class SegmentSection(QWidget):
         )
         self.threshold_slider.setDecimals(2)
         self.threshold_slider.setValue(defaults.threshold)
-        self.threshold_slider.setToolTip("Probability above which a pixel counts as rib")
+        self.threshold_slider.setToolTip("Probability at or above which a pixel counts as rib")
         self.min_size_spin = QSpinBox()
         self.min_size_spin.setRange(0, 100_000)
         self.min_size_spin.setSuffix(" px")

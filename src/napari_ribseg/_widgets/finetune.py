@@ -55,7 +55,8 @@ SPAWN_GUARD = (
 )
 ADAPT_HELP = (
     "Self-train the base model on this stack's own frames, in the background. With 3 or more "
-    "curated frames it is kept only when it beats the base on them; without, a label-free check "
+    "curated frames you corrected (showing ribs) it is kept only when it beats the base on "
+    "them; without, a label-free check "
     "on held-out frames decides, which cannot tell a better model from a worse one (kept models "
     "scored 0.115 Dice worse to 0.10 better): it is offered for this stack, never made the default"
 )

@@ -201,3 +201,39 @@ def test_relative_links_resolve(doc: Path):
                 if anchor not in {_slug(h) for h in headings}:
                     wrong.append(f"{_rel(doc)}:{number}: {target}#{anchor}: no such heading")
     assert not wrong, "\n".join(wrong)
+
+
+def test_ribseg_synopsis_defaults_match_the_parser():
+    """A synopsis' `[--flag VALUE]` (docs/training.md, docs/inference.md) shows the default: the
+    parser's default must be that value (`[--steps 240]`, `[--lr 5e-4]`, `[--threshold 0.5]`)."""
+    from napari_ribseg.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    actions = {
+        name: {o: a for a in p._actions for o in a.option_strings}
+        for name, p in sub.choices.items()
+    }
+    wrong, compared = [], 0
+    for doc in DOCS:
+        lines: list[tuple[int, str]] = []
+        for number, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), 1):
+            if lines and re.match(r"\s+\[", line) and "ribseg " in lines[-1][1]:
+                lines[-1] = (lines[-1][0], f"{lines[-1][1]} {line.strip()}")  # a continuation
+            else:
+                lines.append((number, line))
+        for number, line in lines:
+            for m in re.finditer(r"ribseg ([a-z-]+)([^`#\n]*)", line):
+                for flag, shown in re.findall(r"\[(--[a-z-]+) ([^\]\s|]+)\]", m.group(2)):
+                    action = actions.get(m.group(1), {}).get(flag)
+                    if action is None or shown[0].isupper():
+                        continue  # a placeholder (NAME, DIR) or no such option (another test)
+                    kind = action.type or type(action.default)
+                    compared += 1
+                    if kind(shown) != action.default:
+                        wrong.append(
+                            f"{_rel(doc)}:{number}: ribseg {m.group(1)} {flag} {shown}: "
+                            f"the default is {action.default!r}"
+                        )
+    assert compared >= 20, f"only {compared} synopsis defaults found: the pattern broke"
+    assert not wrong, "\n".join(wrong)

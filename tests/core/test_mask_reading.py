@@ -366,3 +366,21 @@ def test_a_grey_palette_tiff_mask_with_white_first_reads_its_grey_levels(tmp_pat
     voc[0, 1] = 128 * 257  # label 1 dark red: a coloured palette, read as indices
     tifffile.imwrite(tmp_path / "v.tif", rib, photometric="palette", colormap=voc)
     assert read_image(tmp_path / "v.tif", mask=True).max() == 1
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16])
+def test_a_signed_mask_with_rib_minus_1_reads_its_rib(tmp_path, dtype):
+    """0/-1 (true stored as all bits set; 0/255 saved as signed 8-bit) read as empty, warning
+    "largest value 0 but none is above the threshold 0": 0 px of rib for 400."""
+    mask = -rib_square().astype(dtype)
+    write_pair(tmp_path, "a_1.tif", lambda path: tifffile.imwrite(path, mask))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dataset = read_paired_dataset(tmp_path)
+    assert int(dataset.masks[0].sum()) == 400
+    assert int(dataset.masks[0][20:40, 22:42].sum()) == 400
+    # -1 beside another label is two labels, not one rib.
+    labels = mask.copy()
+    labels[45:55, 5:60] = 1
+    with pytest.raises(StackReadError, match=r"m\.tif: the mask holds 3 label values \(-1: 400 px"):
+        binarize_mask(labels, "m.tif")

@@ -521,8 +521,9 @@ def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np
       label map when a value other than 0 and the maximum covers an area (0/128/255 with both
       labels real, VOC's 0/1/255); a 1-px edge is not one, and a thin 1-px second label is not
       detected;
-    * maximum at most 127: ``> 0``, refused when two non-zero values each hold a real part of the
-      labelled pixels (napari Labels: 1 rib, 2 pleura), thin ones included.
+    * maximum at most 127: ``> 0``, nonzero for a signed mask (its -1, true stored as all bits
+      set, is rib), refused when two non-zero values each hold a real part of the labelled pixels
+      (napari Labels: 1 rib, 2 pleura), thin ones included.
 
     Label-map sizes: :data:`LABEL_MIN_PIXELS` and :data:`LABEL_MIN_SHARE`; a ``.jpg`` mask is never
     refused (its extra values are ringing). Which label is the rib is the user's choice, not ours.
@@ -588,7 +589,13 @@ def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np
         threshold = 0.5 if top <= 127.0 else max(127.5, float(top) / 2)
     else:
         raise StackReadError(f"{source}: mask of dtype {mask.dtype} is not numeric")
-    binary = (mask > threshold).astype(np.uint8)
+    if mask.dtype.kind == "i" and threshold == 0:
+        # Nonzero is rib, as > 0 is for unsigned masks: a signed mask's -1 is MATLAB's or a
+        # tool's true (all bits set), or 0/255 saved as signed 8-bit. > 0 read such a rib as
+        # empty ("largest value 0"). A -1 beside another label is refused above as a label map.
+        binary = (mask != 0).astype(np.uint8)
+    else:
+        binary = (mask > threshold).astype(np.uint8)
     if not binary.any() and mask.any():
         warnings.warn(
             f"{source or 'mask'}: the mask has {int(np.count_nonzero(mask))} non-zero pixels "

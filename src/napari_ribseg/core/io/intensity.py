@@ -2,9 +2,10 @@
 
 Every reader ends here, so the intensity rules are the same for all formats:
 
-* ``bool`` -> 0/1, ``uint8`` -> /255, ``uint16`` -> /(2**bits - 1) with ``bits`` the fewest of 8, 12
-  and 16 that hold the stack's maximum (:func:`uint16_bits`: 8-bit data saved as 16-bit, a 12-bit
-  scanner's or ADC's samples, true 16-bit; TIFF and PNG record no bit depth below 16); a reader that
+* ``bool`` -> 0/1, ``uint8`` -> /255, ``uint16`` -> /(2**bits - 1) with ``bits`` the fewest of 8, 10,
+  12, 14 and 16 that hold the stack's maximum (:func:`uint16_bits`: 8-bit data saved as 16-bit, a
+  10-, 12- or 14-bit scanner's or ADC's samples, true 16-bit; TIFF and PNG record no bit depth below
+  16); a reader that
   knows the depth passes it (DICOM's ``2**BitsStored - 1``); a paired dataset takes the maximum of
   each clip (``core.io.paired``), and the engine divides raw arrays by the same rule through
   :func:`uint16_divisor` / :func:`unit_divisor` / :func:`unit_float`;
@@ -42,7 +43,7 @@ _FIXED_SCALE = {np.dtype(bool): 1.0, np.dtype(np.uint8): 255.0, np.dtype(np.uint
 
 
 #: The bit depths uint16 data is read at when its file records none (:func:`uint16_bits`).
-UINT16_BITS = (8, 12, 16)
+UINT16_BITS = (8, 10, 12, 14, 16)
 
 
 def is_uint16(dtype: np.dtype) -> bool:
@@ -51,13 +52,15 @@ def is_uint16(dtype: np.dtype) -> bool:
 
 
 def uint16_bits(maximum: int | float) -> int:
-    """Significant bits of uint16 samples whose file does not say: the fewest of 8, 12 and 16 that
-    hold ``maximum``, the largest value of the whole stack.
+    """Significant bits of uint16 samples whose file does not say: the fewest of 8, 10, 12, 14 and
+    16 that hold ``maximum``, the largest value of the whole stack.
 
     Ultrasound frames reach near their full scale (specular echoes, overlay text), so 12-bit samples
     (maximum <= 4095) divided by 65535 would read 16 times too dark and the model would see a black
-    frame; napari's auto-contrast hides that from the user. Only 8, 12 and 16 are candidates, so a
-    12-bit stack is misread only if its brightest pixel is below 256 (6% of its range).
+    frame; napari's auto-contrast hides that from the user. 10- and 14-bit data (scanner ADCs,
+    DICOM exports whose BitsStored a TIFF or PNG cannot keep) are as common: with 8, 12 and 16
+    only, they read 4 times too dark. A stack is misread (up to 4 times too bright, never
+    clipped) only if its brightest pixel is below a quarter of its range.
     """
     for bits in UINT16_BITS:
         if maximum < 2**bits:

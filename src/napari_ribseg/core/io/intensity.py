@@ -397,6 +397,21 @@ def _area_pixels(values: np.ndarray) -> np.ndarray:
     return covered
 
 
+def _top_pixels(values: np.ndarray) -> np.ndarray:
+    """True where no 8-neighbour holds a higher value: a label's own pixels, a 1-px line
+    included, but not the grey ring of a resampled edge, which rises towards its label.
+
+    Exact (every pixel) and cheap: eight comparisons of shifted views."""
+    height, width = values.shape
+    padded = np.pad(values, 1, mode="edge")
+    top = np.ones(values.shape, bool)
+    for dy in range(3):
+        for dx in range(3):
+            if dy != 1 or dx != 1:
+                top &= padded[dy : dy + height, dx : dx + width] <= values
+    return top
+
+
 def _label_floor(labelled: int) -> float:
     return max(LABEL_MIN_PIXELS, LABEL_MIN_SHARE * float(labelled))
 
@@ -437,9 +452,21 @@ def _refuse_label_map(mask: np.ndarray, source, *, areas: bool = False) -> None:
         )
     else:
         labels = [v for v, c in zip(values, counts, strict=True) if v != 0 and c >= floor]
+        # A thin label (the pleura as a 1-px line beside a large rib) holds less than the share
+        # of the floor, but its pixels are its own: none has a neighbour of a higher value, as
+        # the grey ring of a resampled 0/2 mask has, and they lie in no 2x2 square of their
+        # value, as the small core of a blurred 0/2 mask does. Every pixel is looked at.
+        line = _top_pixels(mask) & ~_area_pixels(mask)
+        tops = dict(zip(*np.unique(mask[line], return_counts=True), strict=True))
+        thin = [
+            v for v in values[nonzero] if v not in labels and tops.get(v, 0) >= LABEL_MIN_PIXELS
+        ]
+        labels = sorted(labels + thin)
         if len(labels) < 2:
             return
-        how = f"{len(labels)} non-zero values hold at least {floor:.0f} px each"
+        how = f"{len(labels)} non-zero values hold at least {floor:.0f} px each" + (
+            f" or a line of at least {LABEL_MIN_PIXELS} px" if thin else ""
+        )
     # A label map is piecewise constant: its labels hold most of its labelled pixels. A feathered
     # (blurred) mask or a probability map spreads them over many grey levels, a few of which pass
     # the test above in its smooth tail; it is one soft rib mask, cut by the grey rules.

@@ -422,7 +422,9 @@ def _refuse_label_map(mask: np.ndarray, source, *, areas: bool = False) -> None:
 
     With ``areas=False`` (masks whose maximum is at most 127: 0/1 masks, napari Labels) a label map
     has two or more non-zero values that each hold :data:`LABEL_MIN_PIXELS` and
-    :data:`LABEL_MIN_SHARE` of the labelled pixels; a thin label (the pleura as a 1-px line) counts.
+    :data:`LABEL_MIN_SHARE` of the labelled pixels, or one of which is a line of at least
+    :data:`LABEL_MIN_PIXELS` (:func:`_top_pixels` outside 2x2 squares of its value) however
+    small its share: the pleura as a 1-px line beside a large rib.
     With ``areas=True`` (larger maxima, whose edges hold interpolation grey) the maximum is the
     first label and another non-zero value (not within 1/32 of the maximum: its shades) is a
     second one only when that many of its pixels lie in 2x2 squares of that value (:func:`_area_pixels`): a 1-px grey fringe is not a label, and

@@ -71,6 +71,8 @@ def test_napari_stack_true_gives_one_layer_of_the_frames_in_order(tmp_path):
     assert data.shape == (3, 8, 6)
     assert np.round(data[:, 0, 0] * 255).tolist() == [10, 20, 30]  # frame1, frame2, frame10
     assert layers[0].metadata["files"] == ["frame1.png", "frame2.png", "frame10.png"]
+    assert layers[0].metadata["reader"] == "frame-folder"
+    assert layers[0].metadata["source"] == str(tmp_path / "clip")  # the review is the folder's
 
 
 def test_a_stack_of_cines_or_of_some_frames_is_refused_naming_why(tmp_path, cine_path):

@@ -302,7 +302,7 @@ def read_stacked_files(paths: Sequence[str | os.PathLike]) -> Stack:
             "stack of frames is a whole frame folder (its review is bound to the folder): open "
             "the folder itself, or move these frames into a folder of their own and open that"
         )
-    return read_frame_folder(folder)
+    return read_stack(folder)  # through the registry, as the folder opened itself is
 
 
 def stack_images(

@@ -75,6 +75,20 @@ def test_napari_stack_true_gives_one_layer_of_the_frames_in_order(tmp_path):
     assert layers[0].metadata["source"] == str(tmp_path / "clip")  # the review is the folder's
 
 
+def test_napari_opens_a_points_csv_without_asking_which_plugin(tmp_path):
+    """The "*" pattern made napari find two readers for a .csv: MultipleReaderError (in the
+    viewer, a dialog asking which plugin should open it)."""
+    from napari.components import ViewerModel
+    from napari.plugins import _initialize_plugins
+
+    _initialize_plugins()
+    path = tmp_path / "points.csv"
+    path.write_text("index,axis-0,axis-1\n0,1.0,2.0\n1,3.0,4.0\n")
+    [layer] = ViewerModel().open(str(path), plugin=None)  # as File > Open and a drop do
+    assert type(layer).__name__ == "Points"
+    assert np.asarray(layer.data).tolist() == [[1.0, 2.0], [3.0, 4.0]]
+
+
 def test_a_stack_of_cines_or_of_some_frames_is_refused_naming_why(tmp_path, cine_path):
     np.save(tmp_path / "b.npy", np.ones((2, 16, 12), np.float32))
     cines = [str(cine_path), str(tmp_path / "b.npy")]

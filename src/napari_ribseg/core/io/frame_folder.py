@@ -2,9 +2,10 @@
 
 ``frame2.png`` comes before ``frame10.png``. Every frame must have the height and width of the first;
 grey and colour frames may be mixed (colour becomes BT.601 luma). 8-bit frames are divided by 255;
-16-bit frames by ``2**bits - 1`` for the bit depth (8, 10, 12, 14 or 16) that holds the folder's largest
-16-bit value; float frames follow the stack-wide float rule. WhiteIsZero TIFF frames are inverted
-after scaling, `1 - v`, and the scaling record says `inverted`.
+16-bit frames by ``2**bits - 1`` for the bit depth (8, 10, 12, 14 or 16) that holds the folder's
+largest 16-bit value; float frames follow the stack-wide float rule. WhiteIsZero TIFF frames are
+inverted after scaling, `1 - v`, and the scaling record says `inverted`. Files napari was asked to
+open as one stack are read here too (:func:`read_stacked_files`).
 """
 
 from __future__ import annotations

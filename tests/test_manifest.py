@@ -6,6 +6,7 @@ import importlib
 from pathlib import Path
 
 import npe2
+import pytest
 
 import napari_ribseg
 
@@ -26,3 +27,34 @@ def test_manifest_is_the_installed_entry_point():
     pm = npe2.PluginManager.instance()
     pm.discover()
     assert pm.get_manifest("napari-ribseg").name == "napari-ribseg"
+
+
+def _reader_plugins(path: str) -> list[str]:
+    """Plugins napari would offer for ``path`` with this worktree's manifest and napari's own."""
+    pm = npe2.PluginManager()
+    pm.register(npe2.PluginManifest.from_file(MANIFEST))
+    pm.register(npe2.PluginManifest.from_distribution("napari"))
+    return sorted(r.plugin_name for r in pm.iter_compatible_readers([path]))
+
+
+@pytest.mark.parametrize("name", ["points.csv", "notes.txt", "data.h5", "scene.svg", "run.py"])
+def test_reader_is_not_offered_for_files_it_cannot_read(name):
+    """The "*" pattern offered the reader for every file: a .csv asked which plugin to use."""
+    assert "napari-ribseg" not in _reader_plugins(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "cine.tif", "cine.TIFF", "clip.dcm", "clip.dicom", "clip.mp4", "clip.avi", "clip.mov",
+        "cine.mat", "cine.npy", "cine.npz", "frame.png", "frame.jpg", "frame.jpeg", "frame.bmp",
+        "anim.gif", "anim.webp", "IM_0001", "US.000001.IMG", "1.2.840.113619.2.55.3.320",
+        "1.2.840.113619.2.55.3.7",
+    ],
+)  # fmt: skip
+def test_reader_is_offered_for_every_format_it_reads(name):
+    assert "napari-ribseg" in _reader_plugins(name)
+
+
+def test_reader_is_offered_for_folders(tmp_path):
+    assert "napari-ribseg" in _reader_plugins(str(tmp_path))

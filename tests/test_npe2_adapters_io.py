@@ -49,12 +49,61 @@ def test_get_reader_returns_none_for_what_it_cannot_read(tmp_path, cine_path):
     assert get_reader(None) is None  # type: ignore[arg-type]
 
 
-def test_list_of_paths_gives_one_layer_each(tmp_path, cine_path):
+def _frames(folder, values) -> list[str]:
+    from PIL import Image
+
+    folder.mkdir()
+    for i, value in values.items():
+        Image.fromarray(np.full((8, 6), value, np.uint8)).save(folder / f"frame{i}.png")
+    return [str(folder / f"frame{i}.png") for i in values]
+
+
+def test_napari_stack_true_gives_one_layer_of_the_frames_in_order(tmp_path):
+    """viewer.open(files, stack=True) gave one single-frame layer per file (3 layers of 1 frame)."""
+    from napari.components import ViewerModel
+    from napari.plugins import _initialize_plugins
+
+    _initialize_plugins()
+    paths = _frames(tmp_path / "clip", {10: 30, 1: 10, 2: 20})  # handed over out of order
+    layers = ViewerModel().open(paths, stack=True, plugin="napari-ribseg")
+    assert [layer.name for layer in layers] == ["clip"]
+    data = np.asarray(layers[0].data)
+    assert data.shape == (3, 8, 6)
+    assert np.round(data[:, 0, 0] * 255).tolist() == [10, 20, 30]  # frame1, frame2, frame10
+    assert layers[0].metadata["files"] == ["frame1.png", "frame2.png", "frame10.png"]
+    assert layers[0].metadata["reader"] == "frame-folder"
+    assert layers[0].metadata["source"] == str(tmp_path / "clip")  # the review is the folder's
+
+
+def test_napari_opens_a_points_csv_without_asking_which_plugin(tmp_path):
+    """The "*" pattern made napari find two readers for a .csv: MultipleReaderError (in the
+    viewer, a dialog asking which plugin should open it)."""
+    from napari.components import ViewerModel
+    from napari.plugins import _initialize_plugins
+
+    _initialize_plugins()
+    path = tmp_path / "points.csv"
+    path.write_text("index,axis-0,axis-1\n0,1.0,2.0\n1,3.0,4.0\n")
+    [layer] = ViewerModel().open(str(path), plugin=None)  # as File > Open and a drop do
+    assert type(layer).__name__ == "Points"
+    assert np.asarray(layer.data).tolist() == [[1.0, 2.0], [3.0, 4.0]]
+
+
+def test_a_stack_of_cines_or_of_some_frames_is_refused_naming_why(tmp_path, cine_path):
     np.save(tmp_path / "b.npy", np.ones((2, 16, 12), np.float32))
-    paths = [str(cine_path), str(tmp_path / "b.npy")]
-    layers = get_reader(paths)(paths)
-    assert [kw["name"] for _, kw, _ in layers] == ["cine", "b"]
-    assert layers[1][0].shape == (2, 16, 12)
+    cines = [str(cine_path), str(tmp_path / "b.npy")]
+    with pytest.raises(
+        StackReadError, match=r"b\.npy: 2 files given as one stack, and this one is"
+    ):
+        get_reader(cines)(cines)
+    paths = _frames(tmp_path / "clip", {1: 10, 2: 20, 3: 30})
+    with pytest.raises(StackReadError, match=r"clip: 2 files given as one stack are 2 of the 3 "):
+        get_reader(paths[:2])(paths[:2])
+    other = _frames(tmp_path / "other", {4: 40})
+    with pytest.raises(StackReadError, match=r"frame1\.png: 2 files given as one stack lie in 2 "):
+        get_reader([paths[0], *other])([paths[0], *other])
+    [(data, kwargs, _)] = get_reader(other)(other)  # one file in a list is that file
+    assert data.shape == (1, 8, 6) and kwargs["name"] == "frame4"
 
 
 def test_reader_function_raises_core_error_for_a_broken_file(tmp_path):

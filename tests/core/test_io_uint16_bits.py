@@ -18,10 +18,30 @@ from napari_ribseg.core.io.paired import read_paired_dataset
 
 
 @pytest.mark.parametrize(
-    ("maximum", "bits"), [(0, 8), (255, 8), (256, 12), (4095, 12), (4096, 16), (65535, 16)]
+    ("maximum", "bits"),
+    [(0, 8), (255, 8), (256, 10), (1023, 10), (1024, 12), (4095, 12), (4096, 14), (16383, 14)]
+    + [(16384, 16), (65535, 16)],
 )
-def test_uint16_bits_is_the_fewest_of_8_12_16_that_hold_the_maximum(maximum, bits):
+def test_uint16_bits_is_the_fewest_of_8_10_12_14_16_that_hold_the_maximum(maximum, bits):
     assert uint16_bits(maximum) == bits
+
+
+@pytest.mark.parametrize(("bits", "old_divisor"), [(10, 4095.0), (14, 65535.0)])
+def test_10_and_14_bit_stacks_read_at_their_own_range(tmp_path, rng, bits, old_divisor):
+    """10- and 14-bit samples were divided by 4095 and 65535: a full-scale pixel read 0.25."""
+    full = 2**bits - 1
+    eight = rng.integers(0, 256, (2, 10, 14), dtype=np.uint8)
+    eight[0, 0, 0] = 255
+    deep = ((eight.astype(np.int64) * full + 127) // 255).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "deep.tif", deep, photometric="minisblack")
+    np.save(tmp_path / "deep.npy", deep)
+    for name in ("deep.tif", "deep.npy"):
+        stack = read_stack(tmp_path / name)
+        assert float(stack.frames.max()) == pytest.approx(1.0)  # was full / old_divisor: 0.25
+        assert float(np.abs(stack.frames - eight / 255).max()) < 1 / 255
+        scaling = stack.metadata["intensity_scaling"]
+        assert (scaling["divisor"], scaling["significant_bits"]) == (float(full), bits)
+    assert full / old_divisor == pytest.approx(0.25, abs=0.001)
 
 
 @pytest.mark.parametrize(("top", "divisor"), [(4000, 4095.0), (200, 255.0), (50000, 65535.0)])
@@ -143,3 +163,22 @@ def test_the_engine_scales_a_raw_12_bit_array_as_the_reader_does(tmp_path, rng):
                                  crop_to_region=False)  # fmt: skip
     single = predict_stack_sync(model, frames[:1], **kw).prob[0]
     assert np.abs(images[0].astype(int) - single.astype(int)).max() <= 1
+
+
+def test_a_review_of_a_10_bit_stack_saved_under_the_8_12_16_rule_is_recognised(tmp_path):
+    """Read at 10 bits, a stack's review saved when it was read /4095 (2026-12-03 to 12-05) or
+    /65535 (before) is bound to those frames' fingerprints: both are aliases."""
+    from napari_ribseg.core.project import legacy_fingerprints, stack_fingerprint
+
+    raw = np.random.default_rng(5).integers(0, 1024, (3, 8, 8), dtype=np.uint16)
+    raw[0, 0, 0] = 1023
+    np.save(tmp_path / "ten.npy", raw)
+    stack = read_stack(tmp_path / "ten.npy")
+    aliases = legacy_fingerprints(stack.frames, stack.metadata["intensity_scaling"])
+    before = [stack_fingerprint(raw.astype(np.float32) / np.float32(d)) for d in (4095, 65535)]
+    assert aliases == before
+    # A 12-bit stack had one earlier reading only, and 16-bit data none.
+    raw[0, 0, 0] = 4095
+    np.save(tmp_path / "twelve.npy", raw)
+    stack = read_stack(tmp_path / "twelve.npy")
+    assert len(legacy_fingerprints(stack.frames, stack.metadata["intensity_scaling"])) == 1

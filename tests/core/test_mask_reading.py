@@ -366,3 +366,54 @@ def test_a_grey_palette_tiff_mask_with_white_first_reads_its_grey_levels(tmp_pat
     voc[0, 1] = 128 * 257  # label 1 dark red: a coloured palette, read as indices
     tifffile.imwrite(tmp_path / "v.tif", rib, photometric="palette", colormap=voc)
     assert read_image(tmp_path / "v.tif", mask=True).max() == 1
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16])
+def test_a_signed_mask_with_rib_minus_1_reads_its_rib(tmp_path, dtype):
+    """0/-1 (true stored as all bits set; 0/255 saved as signed 8-bit) read as empty, warning
+    "largest value 0 but none is above the threshold 0": 0 px of rib for 400."""
+    mask = -rib_square().astype(dtype)
+    write_pair(tmp_path, "a_1.tif", lambda path: tifffile.imwrite(path, mask))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dataset = read_paired_dataset(tmp_path)
+    assert int(dataset.masks[0].sum()) == 400
+    assert int(dataset.masks[0][20:40, 22:42].sum()) == 400
+    # -1 beside another label is two labels, not one rib.
+    labels = mask.copy()
+    labels[45:55, 5:60] = 1
+    with pytest.raises(StackReadError, match=r"m\.tif: the mask holds 3 label values \(-1: 400 px"):
+        binarize_mask(labels, "m.tif")
+
+
+@pytest.mark.parametrize("line", [1, 2])
+def test_a_thin_second_label_beside_a_large_rib_is_refused(line):
+    """napari Labels, rib 1 (3000 px) and pleura 2 as a 1-px line (100 px): under the 5% share
+    (155 px) the line was not a label, and 3100 px read as rib. Either label may be the line."""
+    labels = np.zeros((128, 128), np.uint8)
+    labels[10:60, 10:70] = 3 - line
+    labels[100, 10:110] = line
+    rib, other = (2, 1) if line == 1 else (1, 2)
+    counts = {rib: 3000, other: 100}
+    with pytest.raises(StackReadError, match=rf"1: {counts[1]} px, 2: {counts[2]} px\); .*a line"):
+        binarize_mask(labels, "labels.tif")
+    diagonal = np.zeros((128, 128), np.uint8)
+    diagonal[10:60, 10:70] = 1
+    diagonal[np.arange(10, 110), np.arange(10, 110)] = 2  # across the rib: 50 px inside it
+    with pytest.raises(StackReadError, match=r"1: 2950 px, 2: 100 px"):
+        binarize_mask(diagonal, "labels.tif")
+
+
+def test_a_resampled_or_blurred_0_2_mask_is_still_one_rib():
+    """What the thin-label check must not take for a line: the 1s a resampled 0/2 mask rings its
+    rib with (each beside a 2), and a small core of 2s (an area, as a blurred 0/2 mask keeps)."""
+    small = np.zeros((64, 64))
+    small[5:59, 4:60] = 2
+    ringed = np.round(resize(small, (150, 150), order=1, preserve_range=True)).astype(np.uint8)
+    ring = int((ringed == 1).sum())
+    assert 20 <= ring < 0.05 * int(np.count_nonzero(ringed))  # 512 px, under the share
+    assert int(binarize_mask(ringed, "m.tif").sum()) == int(np.count_nonzero(ringed))
+    cored = np.zeros((128, 128), np.uint8)
+    cored[10:60, 10:70] = 1
+    cored[30:35, 30:35] = 2  # 25 px: an area, under the share (150 px), as before
+    assert int(binarize_mask(cored, "m.tif").sum()) == 3000

@@ -245,3 +245,28 @@ def test_an_emptied_outline_is_the_whole_frame_and_has_no_depth() -> None:
         depth_spacing(region, 84.0, what="'x'")
     drawn = ImagedRegion.from_outline(polygon_to_mask(np.array([[0, 0], [0, 9], [9, 9]]), SHAPE))
     assert drawn.kind == "hull" and drawn.source == "user"
+
+
+def test_sample_scales_each_integer_dtype_as_the_readers_do():
+    from napari_ribseg.core.region import _sample
+
+    raw = np.zeros((2, 4, 4), np.uint16)
+    raw[0, 0, 0] = 4095  # 12 bits: / 4095
+    assert float(_sample(raw)[0, 0, 0]) == pytest.approx(1.0)
+    signed = np.full((2, 4, 4), -100, np.int16)
+    signed[1] = 300  # min-max over the stack
+    assert _sample(signed)[:, 0, 0].tolist() == pytest.approx([0.0, 1.0])
+
+
+def test_a_value_error_while_finding_the_divisor_surfaces(monkeypatch):
+    """_sample caught every ValueError of unit_divisor as "a dtype without a divisor": one from
+    numpy (here: reading the stack's maximum) was hidden and the uint16 frames min-max scaled."""
+    from napari_ribseg.core.io import intensity
+    from napari_ribseg.core.region import _sample
+
+    def broken(frames):
+        raise ValueError("zero-size array to reduction operation maximum which has no identity")
+
+    monkeypatch.setattr(intensity, "uint16_divisor", broken)
+    with pytest.raises(ValueError, match="zero-size array"):
+        _sample(np.ones((2, 4, 4), np.uint16))

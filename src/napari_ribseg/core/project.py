@@ -291,26 +291,36 @@ def stack_fingerprint(frames: np.ndarray, transform=None) -> dict[str, Any]:
 def legacy_fingerprints(frames: np.ndarray, scaling: dict | None) -> list[dict[str, Any]]:
     """Fingerprints the same stack had under earlier reading rules, so its review still opens.
 
-    Until 2026-12-03 every uint16 stack was divided by 65535; a stack now read at fewer
-    significant bits (``scaling``: its ``intensity_scaling`` record) had other float frames, and
-    so another fingerprint. Its grey samples are recovered exactly (``round(v * divisor)``) and
-    divided as before. Nothing for other stacks (colour samples are not recovered: no alias).
+    Until 2026-12-03 every uint16 stack was divided by 65535, and until 2026-12-05 only 8, 12 and
+    16 bits were candidates (10-bit data divided by 4095, 14-bit by 65535); a stack now read at
+    fewer significant bits (``scaling``: its ``intensity_scaling`` record) had other float frames,
+    and so another fingerprint. Its grey samples are recovered exactly (``round(v * divisor)``)
+    and divided as before. Nothing for other stacks (colour samples are not recovered: no alias).
     """
     record = scaling if isinstance(scaling, dict) else {}
     bits, divisor = record.get("significant_bits"), record.get("divisor")
     if record.get("method") != "divide" or not bits or not divisor:
         return []
     inverted = bool(record.get("inverted"))
-    one, full = np.float32(1.0), np.float32(65535.0)
+    one = np.float32(1.0)
+    # The 8/12/16 rule's divisor for these bits, then the single /65535 of before.
+    earlier = [float(2 ** min(b for b in (8, 12, 16) if b >= int(bits)) - 1), 65535.0]
 
-    def as_before(frame: np.ndarray) -> np.ndarray:
-        v = np.asarray(frame, np.float32)
-        if inverted:
-            v = one - v
-        old = np.round(v.astype(np.float64) * float(divisor)).astype(np.float32) / full
-        return one - old if inverted else old
+    def as_before(full: np.float32):
+        def transform(frame: np.ndarray) -> np.ndarray:
+            v = np.asarray(frame, np.float32)
+            if inverted:
+                v = one - v
+            old = np.round(v.astype(np.float64) * float(divisor)).astype(np.float32) / full
+            return one - old if inverted else old
 
-    return [stack_fingerprint(frames, transform=as_before)]
+        return transform
+
+    return [
+        stack_fingerprint(frames, transform=as_before(np.float32(full)))
+        for full in dict.fromkeys(earlier)
+        if full != float(divisor)
+    ]
 
 
 #: Bytes hashed from each of the start, middle and end of a file for its :func:`file_signature`.

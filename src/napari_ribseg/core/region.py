@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_ribseg.core.errors import RibsegError
-from napari_ribseg.core.io.intensity import unit_divisor, unit_float
+from napari_ribseg.core.io.intensity import full_scale, unit_divisor, unit_float
 
 if TYPE_CHECKING:
     from napari_ribseg.core.stack import Stack
@@ -278,14 +278,15 @@ def _sample(frames: np.ndarray, divisor: float | None = None) -> np.ndarray:
         picks = picks.round().astype(int)
     sample = np.asarray(frames[picks])
     if sample.dtype.kind != "f" and divisor is None:
-        try:
-            divisor = unit_divisor(frames)
-        except ValueError:
-            # Signed or 32-bit integers: the readers' whole-stack min-max rule (no divisor).
+        if full_scale(sample.dtype) is None:
+            # Signed or 32-bit integers: the readers' whole-stack min-max rule (no divisor). Asked
+            # by dtype, not by catching unit_divisor's ValueError, which hid any other ValueError
+            # raised while finding the divisor and min-max scaled the frames instead.
             whole = frames if isinstance(frames, np.ndarray) else sample
             lo, hi = float(np.min(whole)), float(np.max(whole))
             out = sample.astype(np.float32) - np.float32(lo)
             return out / np.float32(hi - lo) if hi > lo else np.zeros_like(out)
+        divisor = unit_divisor(frames)
     return unit_float(sample, divisor)
 
 

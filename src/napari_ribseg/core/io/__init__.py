@@ -5,6 +5,7 @@ training data loader. Format modules import their libraries (tifffile, pydicom, 
 only when a file of that format is read, so importing this package is cheap.
 """
 
+from napari_ribseg.core.io.frame_folder import read_stacked_files
 from napari_ribseg.core.io.intensity import LUMA_601, binarize_mask
 from napari_ribseg.core.io.paired import (
     PairedDataset,
@@ -32,6 +33,7 @@ __all__ = [
     "natural_key",
     "read_paired_dataset",
     "read_stack",
+    "read_stacked_files",
     "write_label_tiff",
     "write_paired_dataset",
     "write_png_sequence",

@@ -2,15 +2,17 @@
 
 ``frame2.png`` comes before ``frame10.png``. Every frame must have the height and width of the first;
 grey and colour frames may be mixed (colour becomes BT.601 luma). 8-bit frames are divided by 255;
-16-bit frames by ``2**bits - 1`` for the bit depth (8, 12 or 16) that holds the folder's largest
-16-bit value; float frames follow the stack-wide float rule. WhiteIsZero TIFF frames are inverted
-after scaling, `1 - v`, and the scaling record says `inverted`.
+16-bit frames by ``2**bits - 1`` for the bit depth (8, 10, 12, 14 or 16) that holds the folder's
+largest 16-bit value; float frames follow the stack-wide float rule. WhiteIsZero TIFF frames are
+inverted after scaling, `1 - v`, and the scaling record says `inverted`. Files napari was asked to
+open as one stack are read here too (:func:`read_stacked_files`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,7 @@ from napari_ribseg.core.io.intensity import (
     uint16_bits,
     uint16_scaling,
 )
-from napari_ribseg.core.io.registry import frame_files
+from napari_ribseg.core.io.registry import FRAME_SUFFIXES, frame_files
 from napari_ribseg.core.stack import Stack
 
 
@@ -257,6 +259,51 @@ def read_frame_folder(folder: Path) -> Stack:
         original_dtype=original_dtype,
         metadata={"files": [f.name for f in files], "intensity_scaling": scaling},
     )
+
+
+def read_stacked_files(paths: Sequence[str | os.PathLike]) -> Stack:
+    """Files given to be read as one stack (napari's ``stack=True``, *File > Open Files as
+    Stack...*): one file is read as itself; several must be the image frames of one frame folder,
+    all of them, and are read as that folder (its natural order, whatever order they came in, and
+    its review).
+
+    Raises :class:`StackReadError` naming the file and what was expected for anything else: a
+    cine among them (a stack is not stacked again), files from several folders, or only some of a
+    folder's frames (a review is bound to the whole folder).
+    """
+    from napari_ribseg.core.io.registry import read_stack
+
+    files = [Path(p) for p in paths]
+    if not files:
+        raise StackReadError("no files were given to read as a stack")
+    if len(files) == 1:
+        return read_stack(files[0])
+    given = f"{len(files)} files given as one stack"
+    for file in files:
+        if not file.is_file():
+            raise StackReadError(f"{file}: no such file ({given})")
+        if file.suffix.lower() not in FRAME_SUFFIXES:
+            raise StackReadError(
+                f"{file}: {given}, and this one is not a single-image frame (expected "
+                f"{', '.join(FRAME_SUFFIXES)}); open each cine on its own, not as a stack"
+            )
+    folders = sorted({str(file.absolute().parent) for file in files})
+    if len(folders) > 1:
+        raise StackReadError(
+            f"{files[0]}: {given} lie in {len(folders)} folders ({', '.join(folders[:3])}); the "
+            "frames of a stack are read from one folder: put them in a folder of their own and "
+            "open that folder"
+        )
+    folder = files[0].absolute().parent
+    whole = frame_files(folder)
+    names = {file.name for file in files}
+    if names != {file.name for file in whole}:
+        raise StackReadError(
+            f"{folder}: {given} are {len(names)} of the {len(whole)} frames in this folder; a "
+            "stack of frames is a whole frame folder (its review is bound to the folder): open "
+            "the folder itself, or move these frames into a folder of their own and open that"
+        )
+    return read_stack(folder)  # through the registry, as the folder opened itself is
 
 
 def stack_images(

@@ -2,9 +2,10 @@
 
 Every reader ends here, so the intensity rules are the same for all formats:
 
-* ``bool`` -> 0/1, ``uint8`` -> /255, ``uint16`` -> /(2**bits - 1) with ``bits`` the fewest of 8, 12
-  and 16 that hold the stack's maximum (:func:`uint16_bits`: 8-bit data saved as 16-bit, a 12-bit
-  scanner's or ADC's samples, true 16-bit; TIFF and PNG record no bit depth below 16); a reader that
+* ``bool`` -> 0/1, ``uint8`` -> /255, ``uint16`` -> /(2**bits - 1) with ``bits`` the fewest of 8, 10,
+  12, 14 and 16 that hold the stack's maximum (:func:`uint16_bits`: 8-bit data saved as 16-bit, a
+  10-, 12- or 14-bit scanner's or ADC's samples, true 16-bit; TIFF and PNG record no bit depth below
+  16); a reader that
   knows the depth passes it (DICOM's ``2**BitsStored - 1``); a paired dataset takes the maximum of
   each clip (``core.io.paired``), and the engine divides raw arrays by the same rule through
   :func:`uint16_divisor` / :func:`unit_divisor` / :func:`unit_float`;
@@ -42,7 +43,7 @@ _FIXED_SCALE = {np.dtype(bool): 1.0, np.dtype(np.uint8): 255.0, np.dtype(np.uint
 
 
 #: The bit depths uint16 data is read at when its file records none (:func:`uint16_bits`).
-UINT16_BITS = (8, 12, 16)
+UINT16_BITS = (8, 10, 12, 14, 16)
 
 
 def is_uint16(dtype: np.dtype) -> bool:
@@ -51,13 +52,15 @@ def is_uint16(dtype: np.dtype) -> bool:
 
 
 def uint16_bits(maximum: int | float) -> int:
-    """Significant bits of uint16 samples whose file does not say: the fewest of 8, 12 and 16 that
-    hold ``maximum``, the largest value of the whole stack.
+    """Significant bits of uint16 samples whose file does not say: the fewest of 8, 10, 12, 14 and
+    16 that hold ``maximum``, the largest value of the whole stack.
 
     Ultrasound frames reach near their full scale (specular echoes, overlay text), so 12-bit samples
     (maximum <= 4095) divided by 65535 would read 16 times too dark and the model would see a black
-    frame; napari's auto-contrast hides that from the user. Only 8, 12 and 16 are candidates, so a
-    12-bit stack is misread only if its brightest pixel is below 256 (6% of its range).
+    frame; napari's auto-contrast hides that from the user. 10- and 14-bit data (scanner ADCs,
+    DICOM exports whose BitsStored a TIFF or PNG cannot keep) are as common: with 8, 12 and 16
+    only, they read 4 times too dark. A stack is misread (up to 4 times too bright, never
+    clipped) only if its brightest pixel is below a quarter of its range.
     """
     for bits in UINT16_BITS:
         if maximum < 2**bits:
@@ -394,6 +397,21 @@ def _area_pixels(values: np.ndarray) -> np.ndarray:
     return covered
 
 
+def _top_pixels(values: np.ndarray) -> np.ndarray:
+    """True where no 8-neighbour holds a higher value: a label's own pixels, a 1-px line
+    included, but not the grey ring of a resampled edge, which rises towards its label.
+
+    Exact (every pixel) and cheap: eight comparisons of shifted views."""
+    height, width = values.shape
+    padded = np.pad(values, 1, mode="edge")
+    top = np.ones(values.shape, bool)
+    for dy in range(3):
+        for dx in range(3):
+            if dy != 1 or dx != 1:
+                top &= padded[dy : dy + height, dx : dx + width] <= values
+    return top
+
+
 def _label_floor(labelled: int) -> float:
     return max(LABEL_MIN_PIXELS, LABEL_MIN_SHARE * float(labelled))
 
@@ -404,7 +422,9 @@ def _refuse_label_map(mask: np.ndarray, source, *, areas: bool = False) -> None:
 
     With ``areas=False`` (masks whose maximum is at most 127: 0/1 masks, napari Labels) a label map
     has two or more non-zero values that each hold :data:`LABEL_MIN_PIXELS` and
-    :data:`LABEL_MIN_SHARE` of the labelled pixels; a thin label (the pleura as a 1-px line) counts.
+    :data:`LABEL_MIN_SHARE` of the labelled pixels, or one of which is a line of at least
+    :data:`LABEL_MIN_PIXELS` (:func:`_top_pixels` outside 2x2 squares of its value) however
+    small its share: the pleura as a 1-px line beside a large rib.
     With ``areas=True`` (larger maxima, whose edges hold interpolation grey) the maximum is the
     first label and another non-zero value (not within 1/32 of the maximum: its shades) is a
     second one only when that many of its pixels lie in 2x2 squares of that value (:func:`_area_pixels`): a 1-px grey fringe is not a label, and
@@ -434,9 +454,21 @@ def _refuse_label_map(mask: np.ndarray, source, *, areas: bool = False) -> None:
         )
     else:
         labels = [v for v, c in zip(values, counts, strict=True) if v != 0 and c >= floor]
+        # A thin label (the pleura as a 1-px line beside a large rib) holds less than the share
+        # of the floor, but its pixels are its own: none has a neighbour of a higher value, as
+        # the grey ring of a resampled 0/2 mask has, and they lie in no 2x2 square of their
+        # value, as the small core of a blurred 0/2 mask does. Every pixel is looked at.
+        line = _top_pixels(mask) & ~_area_pixels(mask)
+        tops = dict(zip(*np.unique(mask[line], return_counts=True), strict=True))
+        thin = [
+            v for v in values[nonzero] if v not in labels and tops.get(v, 0) >= LABEL_MIN_PIXELS
+        ]
+        labels = sorted(labels + thin)
         if len(labels) < 2:
             return
-        how = f"{len(labels)} non-zero values hold at least {floor:.0f} px each"
+        how = f"{len(labels)} non-zero values hold at least {floor:.0f} px each" + (
+            f" or a line of at least {LABEL_MIN_PIXELS} px" if thin else ""
+        )
     # A label map is piecewise constant: its labels hold most of its labelled pixels. A feathered
     # (blurred) mask or a probability map spreads them over many grey levels, a few of which pass
     # the test above in its smooth tail; it is one soft rib mask, cut by the grey rules.
@@ -521,8 +553,9 @@ def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np
       label map when a value other than 0 and the maximum covers an area (0/128/255 with both
       labels real, VOC's 0/1/255); a 1-px edge is not one, and a thin 1-px second label is not
       detected;
-    * maximum at most 127: ``> 0``, refused when two non-zero values each hold a real part of the
-      labelled pixels (napari Labels: 1 rib, 2 pleura), thin ones included.
+    * maximum at most 127: ``> 0``, nonzero for a signed mask (its -1, true stored as all bits
+      set, is rib), refused when two non-zero values each hold a real part of the labelled pixels
+      (napari Labels: 1 rib, 2 pleura), thin ones included.
 
     Label-map sizes: :data:`LABEL_MIN_PIXELS` and :data:`LABEL_MIN_SHARE`; a ``.jpg`` mask is never
     refused (its extra values are ringing). Which label is the rib is the user's choice, not ours.
@@ -588,7 +621,13 @@ def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np
         threshold = 0.5 if top <= 127.0 else max(127.5, float(top) / 2)
     else:
         raise StackReadError(f"{source}: mask of dtype {mask.dtype} is not numeric")
-    binary = (mask > threshold).astype(np.uint8)
+    if mask.dtype.kind == "i" and threshold == 0:
+        # Nonzero is rib, as > 0 is for unsigned masks: a signed mask's -1 is MATLAB's or a
+        # tool's true (all bits set), or 0/255 saved as signed 8-bit. > 0 read such a rib as
+        # empty ("largest value 0"). A -1 beside another label is refused above as a label map.
+        binary = (mask != 0).astype(np.uint8)
+    else:
+        binary = (mask > threshold).astype(np.uint8)
     if not binary.any() and mask.any():
         warnings.warn(
             f"{source or 'mask'}: the mask has {int(np.count_nonzero(mask))} non-zero pixels "

@@ -11,8 +11,8 @@ minus a trailing frame number (``c003_f0012`` -> ``c003``, ``clip1f001`` -> ``cl
 train/validation splits go by clip.
 
 uint16 images are divided **per clip**: all frames of a clip by ``2**bits - 1`` for the bit depth
-(8, 12 or 16) of the clip's largest value, as a stack is, so a dark frame of a 12-bit clip stays
-dark next to its bright ones (divided by its own depth, 8 bits, it read 16 times too bright); and
+(8, 10, 12, 14 or 16) of the clip's largest value, as a stack is, so a dark frame of a 12-bit clip
+stays dark next to its bright ones (divided by its own depth, 8 bits, it read 16 times too bright); and
 clips are not pooled, since a dataset may gather clips of several scanners (pooled, an 8-bit-in-16
 clip next to a 12-bit one read 16 times too dark: 0.032 instead of 0.510). An id without a frame
 number is its own clip, so such an image is divided by its own bit depth (before, every uint16

@@ -227,6 +227,9 @@ class ReviewSession(QObject):
         self.mask_options: Callable[[], MaskOptions] | None = None
         self._last_frame: int | None = None
         self._save_error_shown = False
+        #: Frames painted on the bound ribs layer: napari's undo and redo can change any of them,
+        #: whichever frame is on screen, and tell only that the layer was refreshed.
+        self._painted: set[int] = set()
         viewer.dims.events.current_step.connect(self._on_step)
 
     # -- the core's state, for the sections ----------------------------------------------------
@@ -299,6 +302,7 @@ class ReviewSession(QObject):
         self.image_layer = layer
         self.prob_layer = None
         self._save_error_shown = False
+        self._painted = set()
         self.labels_layer = self._labels_layer_for(layer, core.project)
         self._last_frame = self.current_frame()
         self.image_bound.emit(core.restored)
@@ -481,17 +485,21 @@ class ReviewSession(QObject):
 
     def _on_paint(self, event: Any = None) -> None:
         if self.core is not None:
-            self.core.mark_edited([self.current_frame()])
+            frame = self.current_frame()
+            self._painted.add(frame)
+            self.core.mark_edited([frame])
 
     def _on_labels_refreshed(self, event: Any = None) -> None:
         # napari's undo/redo (and a script's edit followed by refresh()) write into the array and
-        # refresh the layer without a paint event: recount the frame on screen (one frame, ~1 ms)
-        # so the review table's "Changed px" follows. Slicing to another frame lands here too.
+        # refresh the layer without a paint event: recount the frame on screen and every frame
+        # painted since the stack was bound (~1 ms a frame), since Ctrl-Z undoes the last stroke
+        # wherever it was, so the review table's "Changed px" follows. Slicing lands here too.
         if self.core is None or self.labels_layer is None:
             return
         if not same_layer(getattr(event, "source", self.labels_layer), self.labels_layer):
             return
-        self.labels_updated.emit([self.current_frame()])
+        frames = self._painted | {self.current_frame()}
+        self.labels_updated.emit(sorted(f for f in frames if f < self.n_frames))
 
     def _on_core_labels(self, frames: list) -> None:
         self.ensure_labels_layer()

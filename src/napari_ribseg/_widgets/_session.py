@@ -35,8 +35,13 @@ if TYPE_CHECKING:
 SOURCELESS_FOLDER = "projects"
 #: Colour of the rib label in the Labels layer (label value 1).
 RIB_COLOUR = "#ff9f1c"
-#: Metadata key marking a stack's probability-map layer (never offered as a stack to review).
+#: Metadata key marking a stack's probability-map layer (never offered as a stack to review); its
+#: value is the image layer's :func:`layer_key` (``True`` on maps made before it was).
 PROBABILITY_KEY = "ribseg_probability"
+#: Metadata key marking a stack's ribs layer; its value is the image layer's :func:`layer_key`.
+#: A layer's name is no key: the user renames layers, and napari renames a new one "<name> [1]"
+#: when the name is taken (a deleted stack's ribs layer, another image of the same name).
+RIBS_OF_KEY = "ribseg_ribs_of"
 
 
 def notify_error(message: str) -> None:
@@ -184,6 +189,16 @@ def same_layer(a: Any, b: Any) -> bool:
     if a is None or b is None:
         return a is b
     return a is b or getattr(a, "unique_id", object()) == getattr(b, "unique_id", None)
+
+
+def layer_key(layer: Any) -> str:
+    """A layer's identity for as long as the program runs, as text (kept in other layers' metadata)."""
+    return str(layer.unique_id)
+
+
+def _meta(layer: Any, key: str) -> Any:
+    meta = getattr(layer, "metadata", None)
+    return meta.get(key) if isinstance(meta, dict) else None
 
 
 def source_of(layer: Image) -> Path | None:
@@ -343,15 +358,33 @@ class ReviewSession(QObject):
                 "project folder in Preferences, Rib Segmentation, before reviewing it again."
             )
 
+    def _ribs_layer_of(self, image: Image, ndim: int) -> Labels | None:
+        """The ribs layer ``image`` had (marked with its key), or else a ribs layer named after it
+        that no image in the viewer owns (a deleted stack's, or one made before layers were
+        marked), of the right dimensions; ``None`` when there is neither."""
+        from napari.layers import Labels
+
+        key = layer_key(image)
+        candidates = [x for x in self.viewer.layers if isinstance(x, Labels) and x.ndim == ndim]
+        own = next((x for x in candidates if _meta(x, RIBS_OF_KEY) == key), None)
+        if own is not None:
+            return own
+        present = {layer_key(x) for x in self.viewer.layers}
+        name = f"{image.name} ribs"
+        return next(
+            (x for x in candidates if x.name == name and _meta(x, RIBS_OF_KEY) not in present),
+            None,
+        )
+
     def _labels_layer_for(self, image: Image, project: ReviewProject) -> Labels:
         name = f"{image.name} ribs"
         units = getattr(image, "units", None)
         extra = {"units": tuple(str(u) for u in units)} if units is not None else {}
         data = on_image_axes(project.labels, image)
-        from napari.layers import Labels
+        mark = {RIBS_OF_KEY: layer_key(image)}
 
-        old = next((x for x in self.viewer.layers if x.name == name), None)
-        if isinstance(old, Labels) and old.ndim == data.ndim:
+        old = self._ribs_layer_of(image, data.ndim)
+        if old is not None:
             layer = old
             self._unhook_labels(layer)  # hooked again below, once
             # The layer may be a deleted stack's of the same name: it takes this image's place
@@ -364,6 +397,7 @@ class ReviewSession(QObject):
             if units is not None:
                 layer.units = extra["units"]
             layer.data = data
+            layer.metadata = {**dict(layer.metadata), **mark}
             layer.visible = True
             layer.editable = True  # made read-only when its review was let go
         else:
@@ -373,6 +407,7 @@ class ReviewSession(QObject):
                 scale=image.scale,
                 translate=image.translate,
                 opacity=0.45,
+                metadata=mark,
                 **extra,
             )
         with contextlib.suppress(Exception):  # colour is cosmetic; never block a review over it
@@ -557,15 +592,10 @@ class ReviewSession(QObject):
         if self.prob is None or self.image_layer is None or self.prob_layer is not None:
             return
         name = f"{self.image_layer.name} rib probability"
-        kept = next(
-            (
-                x
-                for x in self.viewer.layers
-                if x.name == name
-                and isinstance(x.metadata, dict)
-                and x.metadata.get(PROBABILITY_KEY)
-            ),
-            None,
+        key = layer_key(self.image_layer)
+        maps = [x for x in self.viewer.layers if _meta(x, PROBABILITY_KEY)]
+        kept = next((x for x in maps if _meta(x, PROBABILITY_KEY) == key), None) or next(
+            (x for x in maps if x.name == name and _meta(x, PROBABILITY_KEY) is True), None
         )
         if kept is not None:
             # This stack's map, left (hidden) when another stack was shown: shown again with the
@@ -587,7 +617,7 @@ class ReviewSession(QObject):
             blending="additive",
             opacity=0.5,
             visible=True,
-            metadata={PROBABILITY_KEY: True},
+            metadata={PROBABILITY_KEY: key},
             **({"units": tuple(str(u) for u in units)} if units is not None else {}),
         )
 

@@ -340,9 +340,14 @@ class LoadSection(QWidget):
         the imaged-region outline is this stack's (as the user left it, or detected).
         """
         viewer = self.session.viewer
-        own = {image.name, f"{image.name} ribs", f"{image.name} rib probability"}
+        s = self.session
+        # Its own layers by the layers themselves: names change, and napari renames a new layer
+        # "<name> [1]" when its name is taken.
+        own = [image]
+        if same_layer(s.image_layer, image):
+            own += [s.labels_layer, s.prob_layer]
         for layer in viewer.layers:
-            if layer.name not in own:
+            if not any(same_layer(layer, x) for x in own if x is not None):
                 layer.visible = False
         image.visible = True
         self._show_region(image)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_ribseg.core.stack import FrameStatus
+
 
 def _changed_cell(widget, frame: int) -> str:
     return widget.review_section.table.item(frame, 3).text()
@@ -52,6 +54,29 @@ def _ribs_layers(viewer) -> list:
     from napari.layers import Labels
 
     return [layer for layer in viewer.layers if isinstance(layer, Labels)]
+
+
+def test_a_renamed_stack_keeps_its_ribs_layer_and_is_named_as_renamed(docked, stack_file, tmp_path):
+    viewer, widget = docked
+    image = widget.load(stack_file)
+    ribs = widget.session.labels_layer
+    assert widget.status_line.text() == "Reviewing 'clip01' (6 frames)."
+    image.name = "patient A"
+    assert ribs.name == "patient A ribs"
+    assert widget.status_line.text() == "Reviewing 'patient A' (6 frames)."
+    widget.set_status(1, FrameStatus.CURATED)
+    combo = widget.segment_section.image_combo
+    assert combo.currentText() == "patient A"
+    assert widget.session.core.name == "patient A"
+    # Another stack, then this one again: its own ribs layer, not a second one beside it.
+    np.save(tmp_path / "other.npy", np.zeros((3, 64, 64), np.float32))
+    widget.load(tmp_path / "other.npy")
+    combo.activated.emit(combo.findText("patient A"))
+    assert widget.session.image_layer.name == "patient A"
+    assert widget.session.labels_layer.name == "patient A ribs" and ribs.editable
+    assert sorted(layer.name for layer in _ribs_layers(viewer)) == ["other ribs", "patient A ribs"]
+    assert "'patient A'" in widget.status_line.text()
+    assert widget.session.project.statuses.tolist()[1] == FrameStatus.CURATED
 
 
 def test_a_2d_image_and_a_stack_of_one_name_each_keep_their_own_ribs_layer(docked, tmp_path):

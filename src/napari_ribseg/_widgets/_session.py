@@ -228,6 +228,8 @@ class ReviewSession(QObject):
     models_listed = Signal(object)
     #: The model chosen for segmentation; argument: its name (the default fine-tuning base).
     model_selected = Signal(str)
+    #: The image under review was renamed in napari; arguments: the old and the new name.
+    image_renamed = Signal(str, str)
 
     def __init__(self, viewer: napari.viewer.Viewer, settings: WidgetSettings) -> None:
         super().__init__()
@@ -242,6 +244,8 @@ class ReviewSession(QObject):
         self.mask_options: Callable[[], MaskOptions] | None = None
         self._last_frame: int | None = None
         self._save_error_shown = False
+        #: The bound image's name as its layers were named after it (to follow a rename).
+        self._image_name = ""
         #: Frames painted on the bound ribs layer: napari's undo and redo can change any of them,
         #: whichever frame is on screen, and tell only that the layer was refreshed.
         self._painted: set[int] = set()
@@ -307,14 +311,15 @@ class ReviewSession(QObject):
         except RibsegError:
             # The previous review is already released: say so everywhere (no stack under review)
             # rather than keep showing it while nothing records what is done on screen.
-            self.image_layer = self.prob_layer = None
+            self._follow_name(None)
+            self.prob_layer = None
             self.image_bound.emit(False)
             raise
         core.labels_changed.connect(self._on_core_labels)
         core.statuses_changed.connect(self.statuses_changed.emit)
         core.saved.connect(self.saved.emit)
         self.core = core
-        self.image_layer = layer
+        self._follow_name(layer)
         self.prob_layer = None
         self._save_error_shown = False
         self._painted = set()
@@ -329,7 +334,8 @@ class ReviewSession(QObject):
         # Strokes on it would be saved nowhere from now on: not paintable until a dock picks its
         # stack again (as a ribs layer whose stack another pick let go).
         self._let_go_of_labels(self.labels_layer)
-        self.image_layer = self.labels_layer = self.prob_layer = None
+        self._follow_name(None)
+        self.labels_layer = self.prob_layer = None
         with contextlib.suppress(Exception):  # the viewer may already be gone
             self.viewer.dims.events.current_step.disconnect(self._on_step)
 
@@ -357,6 +363,34 @@ class ReviewSession(QObject):
                 "changes since the last save (statuses and edits) are not kept. Choose a writable "
                 "project folder in Preferences, Rib Segmentation, before reviewing it again."
             )
+
+    def _follow_name(self, image: Image | None) -> None:
+        """Make ``image`` the image under review (``None``: none) and follow its renames."""
+        old = self.image_layer
+        if old is not None and not same_layer(old, image):
+            with contextlib.suppress(Exception):  # the layer may be going with the viewer
+                old.events.name.disconnect(self._on_image_renamed)
+        if image is not None and not same_layer(old, image):
+            image.events.name.connect(self._on_image_renamed)
+        self.image_layer = image
+        self._image_name = image.name if image is not None else ""
+
+    def _on_image_renamed(self, event: Any = None) -> None:
+        """The image under review was renamed in napari: its ribs and probability layers, still
+        named after it, follow, and so does everything that names the stack."""
+        image = self.image_layer
+        if image is None or not same_layer(getattr(event, "source", image), image):
+            return
+        old, new = self._image_name, image.name
+        if old == new:
+            return
+        self._image_name = new
+        for layer, suffix in ((self.labels_layer, " ribs"), (self.prob_layer, " rib probability")):
+            if layer is not None and layer.name == f"{old}{suffix}":  # not one the user renamed
+                layer.name = f"{new}{suffix}"
+        if self.core is not None:
+            self.core.name = new
+        self.image_renamed.emit(old, new)
 
     def _ribs_layer_of(self, image: Image, ndim: int) -> Labels | None:
         """The ribs layer ``image`` had (marked with its key), or else a ribs layer named after it
@@ -454,7 +488,8 @@ class ReviewSession(QObject):
         if same_layer(layer, self.image_layer):
             self._release()
             self._let_go_of_labels(self.labels_layer)
-            self.image_layer = self.labels_layer = self.prob_layer = None
+            self._follow_name(None)
+            self.labels_layer = self.prob_layer = None
             self.image_bound.emit(False)
         elif same_layer(layer, self.labels_layer):
             # The review keeps the masks; the layer comes back when the stack is segmented or

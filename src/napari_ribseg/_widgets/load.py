@@ -160,6 +160,9 @@ class LoadSection(QWidget):
         self.sample_convex_btn.clicked.connect(lambda: self.load_sample("convex"))
         session.image_bound.connect(self._show_summary)
         session.saved.connect(lambda msg: self._show_summary(False))
+        session.image_renamed.connect(
+            lambda *_: self._show_summary(self.project_label.text().startswith("Restored"))
+        )
         self.depth_control.applied.connect(lambda derived: self._show_summary(False))
 
     # -- dialogs (never on a test path: tests call load()) ---------------------------------------

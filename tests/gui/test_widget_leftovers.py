@@ -109,3 +109,44 @@ def same(a, b) -> bool:
     from napari_ribseg._widgets._session import same_layer
 
     return same_layer(a, b)
+
+
+def _accept_base_predictions(widget, model_name):
+    """Curate every frame with the base model's own prediction (p > 0.5), as if accepted as is."""
+    import torch
+
+    from napari_ribseg.core.models import load_model
+
+    project = widget.session.project
+    model = load_model(model_name, device="cpu").model.eval()
+    with torch.no_grad():
+        x = torch.from_numpy(np.asarray(widget.session.frames, np.float32)[:, None])
+        project.labels[:] = (model(x)[:, 0] > 0).numpy().astype(project.labels.dtype)
+    for f in range(len(project.labels)):
+        widget.set_status(f, FrameStatus.CURATED)
+
+
+def test_closing_the_dock_mid_finetune_leaves_no_temporary_files(
+    segmented, qtbot, tiny_model, tmp_path, monkeypatch
+):
+    """The run's temporary files (its training data, the child's error log) stayed on disk after
+    the dock closed until Python collected the job, at exit at the latest."""
+    import tempfile
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    viewer, widget = segmented
+    _accept_base_predictions(widget, tiny_model)
+    section = widget.finetune_section
+    section.select_base(tiny_model)
+    section.epochs_spin.setValue(5000)
+    section.val_spin.setValue(0.5)
+    assert widget.start_finetune()
+    job = section.job  # held, as anything may hold it: no garbage collection cleans up for us
+    qtbot.waitUntil(job.is_alive, timeout=60_000)
+    assert sorted(p.name.split("-")[1] for p in temp.iterdir()) == ["finetune", "finetune"]
+    viewer.window.remove_dock_widget(widget)
+    qtbot.waitUntil(lambda: not job.is_alive(), timeout=60_000)
+    qtbot.waitUntil(lambda: not any(temp.iterdir()), timeout=10_000)
+    assert list(temp.iterdir()) == []

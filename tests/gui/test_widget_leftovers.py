@@ -150,3 +150,18 @@ def test_closing_the_dock_mid_finetune_leaves_no_temporary_files(
     qtbot.waitUntil(lambda: not job.is_alive(), timeout=60_000)
     qtbot.waitUntil(lambda: not any(temp.iterdir()), timeout=10_000)
     assert list(temp.iterdir()) == []
+
+
+def test_a_duplicated_ribs_layer_is_not_taken_for_the_stacks_own(docked, stack_file, tmp_path):
+    viewer, widget = docked
+    image = widget.load(stack_file)
+    ribs = widget.session.labels_layer
+    # As napari's "Duplicate layer" makes it: the same data and metadata, another name.
+    copy = viewer.add_labels(np.asarray(ribs.data).copy(), name="my copy", metadata=ribs.metadata)
+    copy.data[0, :4, :4] = 1
+    viewer.layers.move(viewer.layers.index(copy), 0)  # listed before the original
+    np.save(tmp_path / "other.npy", np.zeros((3, 64, 64), np.float32))
+    widget.load(tmp_path / "other.npy")
+    widget.segment_section.select_image(image)
+    assert same(widget.session.labels_layer, ribs)
+    assert int(np.asarray(copy.data)[0, :4, :4].sum()) == 16  # the copy is left as it was

@@ -398,13 +398,15 @@ class ReviewSession(QObject):
         marked), of the right dimensions; ``None`` when there is neither."""
         from napari.layers import Labels
 
-        key = layer_key(image)
+        key, name = layer_key(image), f"{image.name} ribs"
         candidates = [x for x in self.viewer.layers if isinstance(x, Labels) and x.ndim == ndim]
-        own = next((x for x in candidates if _meta(x, RIBS_OF_KEY) == key), None)
-        if own is not None:
-            return own
+        # napari's "Duplicate layer" copies the mark: the one still named after the image first.
+        marked = sorted(
+            (x for x in candidates if _meta(x, RIBS_OF_KEY) == key), key=lambda x: x.name != name
+        )
+        if marked:
+            return marked[0]
         present = {layer_key(x) for x in self.viewer.layers}
-        name = f"{image.name} ribs"
         return next(
             (x for x in candidates if x.name == name and _meta(x, RIBS_OF_KEY) not in present),
             None,

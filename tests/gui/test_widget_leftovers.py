@@ -165,3 +165,18 @@ def test_a_duplicated_ribs_layer_is_not_taken_for_the_stacks_own(docked, stack_f
     widget.segment_section.select_image(image)
     assert same(widget.session.labels_layer, ribs)
     assert int(np.asarray(copy.data)[0, :4, :4].sum()) == 16  # the copy is left as it was
+
+
+def test_a_renamed_layer_without_a_file_keeps_its_review(docked, tmp_path):
+    """A script's (or another plugin's) layer has no file: its review folder was named after the
+    layer, so after a rename picking it again opened a new, empty review (statuses gone)."""
+    viewer, widget = docked
+    image = viewer.add_image(np.random.default_rng(0).random((4, 64, 64), np.float32), name="a")
+    widget.set_status(1, FrameStatus.CURATED)
+    folder = widget.session.project.folder
+    image.name = "b"
+    np.save(tmp_path / "other.npy", np.zeros((3, 64, 64), np.float32))
+    widget.load(tmp_path / "other.npy")
+    widget.segment_section.select_image(image)
+    assert widget.session.project.folder == folder
+    assert widget.session.project.statuses.tolist() == [0, 1, 0, 0]

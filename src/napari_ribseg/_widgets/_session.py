@@ -42,6 +42,9 @@ PROBABILITY_KEY = "ribseg_probability"
 #: A layer's name is no key: the user renames layers, and napari renames a new one "<name> [1]"
 #: when the name is taken (a deleted stack's ribs layer, another image of the same name).
 RIBS_OF_KEY = "ribseg_ribs_of"
+#: Key in the metadata of an image layer with no file: the name its review folder is named after
+#: (its layer name when first reviewed), so renaming the layer keeps its review.
+REVIEW_NAME_KEY = "ribseg_review_name"
 
 
 def notify_error(message: str) -> None:
@@ -281,7 +284,7 @@ class ReviewSession(QObject):
         source = source_of(layer)
         if source is None and root is None:
             root = config_dir() / SOURCELESS_FOLDER
-        return project_dir_for(source, root=root, name=layer.name)
+        return project_dir_for(source, root=root, name=_meta(layer, REVIEW_NAME_KEY) or layer.name)
 
     def bind_image(self, layer: Image) -> bool:
         """Make ``layer`` the stack under review: open (or restore) its review, add its Labels.
@@ -319,6 +322,9 @@ class ReviewSession(QObject):
         core.statuses_changed.connect(self.statuses_changed.emit)
         core.saved.connect(self.saved.emit)
         self.core = core
+        if source_of(layer) is None and isinstance(layer.metadata, dict):
+            # Its review is named after the layer: a rename must not start another, empty one.
+            layer.metadata.setdefault(REVIEW_NAME_KEY, layer.name)
         self._follow_name(layer)
         self.prob_layer = None
         self._save_error_shown = False

@@ -167,3 +167,29 @@ def test_a_cancelled_adaptation_ends_without_a_model(tmp_path):
     assert job.error is None, job.error_details
     assert not job.result.promoted and "stopped before the end" in job.result.reason
     assert job.result.checkpoint is None and not out.exists()
+
+
+def test_end_stops_the_run_and_removes_its_temporary_files_when_the_child_ends(
+    tmp_path, monkeypatch
+):
+    """An owner that polls no more (a closed dock): the data and log stayed until collection."""
+    import tempfile
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    tiny_base(tmp_path / "base.safetensors")
+    config = FinetuneConfig(
+        epochs=500, lr=3e-3, batch_size=1, augment="none", schedule="none", device="cpu"
+    )
+    job = BackgroundFinetune(tmp_path / "base.safetensors", synthetic_set(3, 4), config, None)
+    job.start()
+    deadline = time.monotonic() + 60
+    while not any(e.kind == "batch" for e in job.poll()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(list(temp.iterdir())) == 2  # the training data's folder and the child's log
+    thread = job.end(grace=30)
+    thread.join(60)
+    assert not thread.is_alive() and not job.is_alive()
+    assert job.result is not None and job.result.stopped  # judged as after Cancel
+    assert list(temp.iterdir()) == []

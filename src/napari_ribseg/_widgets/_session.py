@@ -35,8 +35,16 @@ if TYPE_CHECKING:
 SOURCELESS_FOLDER = "projects"
 #: Colour of the rib label in the Labels layer (label value 1).
 RIB_COLOUR = "#ff9f1c"
-#: Metadata key marking a stack's probability-map layer (never offered as a stack to review).
+#: Metadata key marking a stack's probability-map layer (never offered as a stack to review); its
+#: value is the image layer's :func:`layer_key` (``True`` on maps made before it was).
 PROBABILITY_KEY = "ribseg_probability"
+#: Metadata key marking a stack's ribs layer; its value is the image layer's :func:`layer_key`.
+#: A layer's name is no key: the user renames layers, and napari renames a new one "<name> [1]"
+#: when the name is taken (a deleted stack's ribs layer, another image of the same name).
+RIBS_OF_KEY = "ribseg_ribs_of"
+#: Key in the metadata of an image layer with no file: the name its review folder is named after
+#: (its layer name when first reviewed), so renaming the layer keeps its review.
+REVIEW_NAME_KEY = "ribseg_review_name"
 
 
 def notify_error(message: str) -> None:
@@ -186,6 +194,16 @@ def same_layer(a: Any, b: Any) -> bool:
     return a is b or getattr(a, "unique_id", object()) == getattr(b, "unique_id", None)
 
 
+def layer_key(layer: Any) -> str:
+    """A layer's identity for as long as the program runs, as text (kept in other layers' metadata)."""
+    return str(layer.unique_id)
+
+
+def _meta(layer: Any, key: str) -> Any:
+    meta = getattr(layer, "metadata", None)
+    return meta.get(key) if isinstance(meta, dict) else None
+
+
 def source_of(layer: Image) -> Path | None:
     """The file or folder a layer was read from, when napari or our loader recorded it."""
     # Our reader and loader put Stack.describe() into the metadata: {"source": ..., ...}.
@@ -213,6 +231,8 @@ class ReviewSession(QObject):
     models_listed = Signal(object)
     #: The model chosen for segmentation; argument: its name (the default fine-tuning base).
     model_selected = Signal(str)
+    #: The image under review was renamed in napari; arguments: the old and the new name.
+    image_renamed = Signal(str, str)
 
     def __init__(self, viewer: napari.viewer.Viewer, settings: WidgetSettings) -> None:
         super().__init__()
@@ -227,6 +247,11 @@ class ReviewSession(QObject):
         self.mask_options: Callable[[], MaskOptions] | None = None
         self._last_frame: int | None = None
         self._save_error_shown = False
+        #: The bound image's name as its layers were named after it (to follow a rename).
+        self._image_name = ""
+        #: Frames painted on the bound ribs layer: napari's undo and redo can change any of them,
+        #: whichever frame is on screen, and tell only that the layer was refreshed.
+        self._painted: set[int] = set()
         viewer.dims.events.current_step.connect(self._on_step)
 
     # -- the core's state, for the sections ----------------------------------------------------
@@ -259,7 +284,7 @@ class ReviewSession(QObject):
         source = source_of(layer)
         if source is None and root is None:
             root = config_dir() / SOURCELESS_FOLDER
-        return project_dir_for(source, root=root, name=layer.name)
+        return project_dir_for(source, root=root, name=_meta(layer, REVIEW_NAME_KEY) or layer.name)
 
     def bind_image(self, layer: Image) -> bool:
         """Make ``layer`` the stack under review: open (or restore) its review, add its Labels.
@@ -289,16 +314,21 @@ class ReviewSession(QObject):
         except RibsegError:
             # The previous review is already released: say so everywhere (no stack under review)
             # rather than keep showing it while nothing records what is done on screen.
-            self.image_layer = self.prob_layer = None
+            self._follow_name(None)
+            self.prob_layer = None
             self.image_bound.emit(False)
             raise
         core.labels_changed.connect(self._on_core_labels)
         core.statuses_changed.connect(self.statuses_changed.emit)
         core.saved.connect(self.saved.emit)
         self.core = core
-        self.image_layer = layer
+        if source_of(layer) is None and isinstance(layer.metadata, dict):
+            # Its review is named after the layer: a rename must not start another, empty one.
+            layer.metadata.setdefault(REVIEW_NAME_KEY, layer.name)
+        self._follow_name(layer)
         self.prob_layer = None
         self._save_error_shown = False
+        self._painted = set()
         self.labels_layer = self._labels_layer_for(layer, core.project)
         self._last_frame = self.current_frame()
         self.image_bound.emit(core.restored)
@@ -307,8 +337,11 @@ class ReviewSession(QObject):
     def close(self) -> None:
         """The widget is going away: save and unlock the review, let go of the viewer."""
         self._release()
-        self._unhook_labels(self.labels_layer)
-        self.image_layer = self.labels_layer = self.prob_layer = None
+        # Strokes on it would be saved nowhere from now on: not paintable until a dock picks its
+        # stack again (as a ribs layer whose stack another pick let go).
+        self._let_go_of_labels(self.labels_layer)
+        self._follow_name(None)
+        self.labels_layer = self.prob_layer = None
         with contextlib.suppress(Exception):  # the viewer may already be gone
             self.viewer.dims.events.current_step.disconnect(self._on_step)
 
@@ -337,15 +370,63 @@ class ReviewSession(QObject):
                 "project folder in Preferences, Rib Segmentation, before reviewing it again."
             )
 
+    def _follow_name(self, image: Image | None) -> None:
+        """Make ``image`` the image under review (``None``: none) and follow its renames."""
+        old = self.image_layer
+        if old is not None and not same_layer(old, image):
+            with contextlib.suppress(Exception):  # the layer may be going with the viewer
+                old.events.name.disconnect(self._on_image_renamed)
+        if image is not None and not same_layer(old, image):
+            image.events.name.connect(self._on_image_renamed)
+        self.image_layer = image
+        self._image_name = image.name if image is not None else ""
+
+    def _on_image_renamed(self, event: Any = None) -> None:
+        """The image under review was renamed in napari: its ribs and probability layers, still
+        named after it, follow, and so does everything that names the stack."""
+        image = self.image_layer
+        if image is None or not same_layer(getattr(event, "source", image), image):
+            return
+        old, new = self._image_name, image.name
+        if old == new:
+            return
+        self._image_name = new
+        for layer, suffix in ((self.labels_layer, " ribs"), (self.prob_layer, " rib probability")):
+            if layer is not None and layer.name == f"{old}{suffix}":  # not one the user renamed
+                layer.name = f"{new}{suffix}"
+        if self.core is not None:
+            self.core.name = new
+        self.image_renamed.emit(old, new)
+
+    def _ribs_layer_of(self, image: Image, ndim: int) -> Labels | None:
+        """The ribs layer ``image`` had (marked with its key), or else a ribs layer named after it
+        that no image in the viewer owns (a deleted stack's, or one made before layers were
+        marked), of the right dimensions; ``None`` when there is neither."""
+        from napari.layers import Labels
+
+        key, name = layer_key(image), f"{image.name} ribs"
+        candidates = [x for x in self.viewer.layers if isinstance(x, Labels) and x.ndim == ndim]
+        # napari's "Duplicate layer" copies the mark: the one still named after the image first.
+        marked = sorted(
+            (x for x in candidates if _meta(x, RIBS_OF_KEY) == key), key=lambda x: x.name != name
+        )
+        if marked:
+            return marked[0]
+        present = {layer_key(x) for x in self.viewer.layers}
+        return next(
+            (x for x in candidates if x.name == name and _meta(x, RIBS_OF_KEY) not in present),
+            None,
+        )
+
     def _labels_layer_for(self, image: Image, project: ReviewProject) -> Labels:
         name = f"{image.name} ribs"
         units = getattr(image, "units", None)
         extra = {"units": tuple(str(u) for u in units)} if units is not None else {}
         data = on_image_axes(project.labels, image)
-        from napari.layers import Labels
+        mark = {RIBS_OF_KEY: layer_key(image)}
 
-        old = next((x for x in self.viewer.layers if x.name == name), None)
-        if isinstance(old, Labels) and old.ndim == data.ndim:
+        old = self._ribs_layer_of(image, data.ndim)
+        if old is not None:
             layer = old
             self._unhook_labels(layer)  # hooked again below, once
             # The layer may be a deleted stack's of the same name: it takes this image's place
@@ -358,6 +439,7 @@ class ReviewSession(QObject):
             if units is not None:
                 layer.units = extra["units"]
             layer.data = data
+            layer.metadata = {**dict(layer.metadata), **mark}
             layer.visible = True
             layer.editable = True  # made read-only when its review was let go
         else:
@@ -367,6 +449,7 @@ class ReviewSession(QObject):
                 scale=image.scale,
                 translate=image.translate,
                 opacity=0.45,
+                metadata=mark,
                 **extra,
             )
         with contextlib.suppress(Exception):  # colour is cosmetic; never block a review over it
@@ -413,7 +496,8 @@ class ReviewSession(QObject):
         if same_layer(layer, self.image_layer):
             self._release()
             self._let_go_of_labels(self.labels_layer)
-            self.image_layer = self.labels_layer = self.prob_layer = None
+            self._follow_name(None)
+            self.labels_layer = self.prob_layer = None
             self.image_bound.emit(False)
         elif same_layer(layer, self.labels_layer):
             # The review keeps the masks; the layer comes back when the stack is segmented or
@@ -481,17 +565,21 @@ class ReviewSession(QObject):
 
     def _on_paint(self, event: Any = None) -> None:
         if self.core is not None:
-            self.core.mark_edited([self.current_frame()])
+            frame = self.current_frame()
+            self._painted.add(frame)
+            self.core.mark_edited([frame])
 
     def _on_labels_refreshed(self, event: Any = None) -> None:
         # napari's undo/redo (and a script's edit followed by refresh()) write into the array and
-        # refresh the layer without a paint event: recount the frame on screen (one frame, ~1 ms)
-        # so the review table's "Changed px" follows. Slicing to another frame lands here too.
+        # refresh the layer without a paint event: recount the frame on screen and every frame
+        # painted since the stack was bound (~1 ms a frame), since Ctrl-Z undoes the last stroke
+        # wherever it was, so the review table's "Changed px" follows. Slicing lands here too.
         if self.core is None or self.labels_layer is None:
             return
         if not same_layer(getattr(event, "source", self.labels_layer), self.labels_layer):
             return
-        self.labels_updated.emit([self.current_frame()])
+        frames = self._painted | {self.current_frame()}
+        self.labels_updated.emit(sorted(f for f in frames if f < self.n_frames))
 
     def _on_core_labels(self, frames: list) -> None:
         self.ensure_labels_layer()
@@ -547,15 +635,10 @@ class ReviewSession(QObject):
         if self.prob is None or self.image_layer is None or self.prob_layer is not None:
             return
         name = f"{self.image_layer.name} rib probability"
-        kept = next(
-            (
-                x
-                for x in self.viewer.layers
-                if x.name == name
-                and isinstance(x.metadata, dict)
-                and x.metadata.get(PROBABILITY_KEY)
-            ),
-            None,
+        key = layer_key(self.image_layer)
+        maps = [x for x in self.viewer.layers if _meta(x, PROBABILITY_KEY)]
+        kept = next((x for x in maps if _meta(x, PROBABILITY_KEY) == key), None) or next(
+            (x for x in maps if x.name == name and _meta(x, PROBABILITY_KEY) is True), None
         )
         if kept is not None:
             # This stack's map, left (hidden) when another stack was shown: shown again with the
@@ -577,7 +660,7 @@ class ReviewSession(QObject):
             blending="additive",
             opacity=0.5,
             visible=True,
-            metadata={PROBABILITY_KEY: True},
+            metadata={PROBABILITY_KEY: key},
             **({"units": tuple(str(u) for u in units)} if units is not None else {}),
         )
 

@@ -724,10 +724,11 @@ class FinetuneSection(QWidget):
             self.session.models_changed.emit(self._base_name)
 
     def shutdown(self) -> None:
-        """Stop a running child process (when the widget closes), before anything Qt."""
+        """Stop a running child process (when the widget closes), before anything Qt; its
+        temporary files go when it has ended (nothing polls it from here on)."""
         if self.job is not None:
             with contextlib.suppress(Exception):
-                self.job.cancel()
+                self.job.end()
         with contextlib.suppress(RuntimeError):  # the timer may already be deleted
             self._timer.stop()
 

@@ -160,6 +160,9 @@ class LoadSection(QWidget):
         self.sample_convex_btn.clicked.connect(lambda: self.load_sample("convex"))
         session.image_bound.connect(self._show_summary)
         session.saved.connect(lambda msg: self._show_summary(False))
+        session.image_renamed.connect(
+            lambda *_: self._show_summary(self.project_label.text().startswith("Restored"))
+        )
         self.depth_control.applied.connect(lambda derived: self._show_summary(False))
 
     # -- dialogs (never on a test path: tests call load()) ---------------------------------------
@@ -340,9 +343,14 @@ class LoadSection(QWidget):
         the imaged-region outline is this stack's (as the user left it, or detected).
         """
         viewer = self.session.viewer
-        own = {image.name, f"{image.name} ribs", f"{image.name} rib probability"}
+        s = self.session
+        # Its own layers by the layers themselves: names change, and napari renames a new layer
+        # "<name> [1]" when its name is taken.
+        own = [image]
+        if same_layer(s.image_layer, image):
+            own += [s.labels_layer, s.prob_layer]
         for layer in viewer.layers:
-            if layer.name not in own:
+            if not any(same_layer(layer, x) for x in own if x is not None):
                 layer.visible = False
         image.visible = True
         self._show_region(image)

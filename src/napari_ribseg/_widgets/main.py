@@ -79,6 +79,7 @@ class RibSegWidget(QWidget):
         self.load_section.image_added.connect(self._on_image_added)
         self.session.saved.connect(self._on_saved)
         self.session.image_bound.connect(self._on_bound)
+        self.session.image_renamed.connect(self._on_renamed)
         self.segment_section.finished.connect(self._on_segment_finished)
         self.segment_section.image_chosen.connect(self.load_section.show_stack)
         self.finetune_section.resegment_requested.connect(self._resegment_unreviewed)
@@ -151,6 +152,10 @@ class RibSegWidget(QWidget):
             )
         self.status_line.setText(text)
         self.status_line.setToolTip(str(s.project.folder))
+
+    def _on_renamed(self, old: str, new: str) -> None:
+        # The stack is named in quotes where the status line names it ("Reviewing 'clip01' ...").
+        self.status_line.setText(self.status_line.text().replace(f"'{old}'", f"'{new}'"))
 
     def _on_saved(self, message: str) -> None:
         # The run's outcome stays in view; the save note is added after it.

@@ -283,7 +283,7 @@ class SegmentSection(QWidget):
         self.image_combo.clear()
         for layer in self._image_layers():
             self.image_combo.addItem(layer.name, layer)
-        index = self.image_combo.findText(current.name) if current is not None else -1
+        index = self._index_of(current)
         if index >= 0:
             self.image_combo.setCurrentIndex(index)
         self.image_combo.blockSignals(False)
@@ -297,10 +297,17 @@ class SegmentSection(QWidget):
             self._on_image_choice(self.image_combo.currentIndex())
         self._update_run_enabled()
 
+    def _index_of(self, layer: Image | None) -> int:
+        """The picker's row of ``layer`` (by the layer, not its name: names change), or -1."""
+        if layer is None:
+            return -1
+        combo = self.image_combo
+        return next((i for i in range(combo.count()) if same_layer(combo.itemData(i), layer)), -1)
+
     def select_image(self, layer: Image) -> bool:
         """Put ``layer`` under review and show it in the picker; errors become notifications."""
         self._refresh_images()
-        index = self.image_combo.findText(layer.name)
+        index = self._index_of(layer)
         self.image_combo.blockSignals(True)
         if index >= 0:
             self.image_combo.setCurrentIndex(index)

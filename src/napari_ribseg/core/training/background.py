@@ -19,6 +19,7 @@ import multiprocessing as mp
 import os
 import queue as queue_module
 import tempfile
+import threading
 import traceback
 from collections.abc import Iterable
 from pathlib import Path
@@ -158,6 +159,8 @@ class BackgroundJob:
         self.out = Path(out) if out is not None else None
         self._options = options
         self._tmpdir: tempfile.TemporaryDirectory | None = None
+        # _cleanup runs from the owner, a thread of :meth:`end` and the exit handler alike.
+        self._cleanup_lock = threading.Lock()
         self._ctx = mp.get_context("spawn")
         self._events = None
         self._stop = None
@@ -223,18 +226,30 @@ class BackgroundJob:
         # terminate the daemon child mid-run and leave its resume state behind.
         atexit.register(self._end_at_exit)
 
-    def _end_at_exit(self) -> None:
+    def _end_at_exit(self, grace: float = EXIT_GRACE_S) -> None:
         """This process exits while the child runs (napari quit mid-run, a script that did not
         wait): stop it as Cancel does, give it :data:`EXIT_GRACE_S` to judge and save what it
         has, then kill it, and clean up (a widget run's resume state too)."""
         with contextlib.suppress(Exception):
             if self.is_alive():
                 self.cancel()
-                self.join(EXIT_GRACE_S)
+                self.join(grace)
             if self.is_alive():
                 self.kill()
                 self._process.join(5)
             self._cleanup()
+
+    def end(self, grace: float = EXIT_GRACE_S) -> threading.Thread:
+        """The owner goes away and will poll no more (a closed dock): stop the run as Cancel
+        does and, in a background thread, wait up to ``grace`` s for the child to judge and save
+        what it has, kill it after that, and remove the temporary files (its data, its error
+        log) once it has ended, rather than when this object is collected. Returns the thread."""
+        self.cancel()
+        thread = threading.Thread(
+            target=self._end_at_exit, args=(grace,), name=f"ribseg-{self.kind}-end", daemon=True
+        )
+        thread.start()
+        return thread
 
     def child_stderr(self) -> str:
         """The last 4 kB the child wrote to stderr (empty when nothing or unreadable)."""
@@ -324,6 +339,10 @@ class BackgroundJob:
             self._process.kill()
 
     def _cleanup(self) -> None:
+        with self._cleanup_lock:
+            self._cleanup_unlocked()
+
+    def _cleanup_unlocked(self) -> None:
         if self._process is not None and not self.is_alive():
             atexit.unregister(self._end_at_exit)
         if (

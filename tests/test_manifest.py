@@ -58,3 +58,19 @@ def test_reader_is_offered_for_every_format_it_reads(name):
 
 def test_reader_is_offered_for_folders(tmp_path):
     assert "napari-ribseg" in _reader_plugins(str(tmp_path))
+
+
+def test_settings_defaults_are_the_engines():
+    """napari's Preferences show the manifest's defaults; they must be the engine's own (the
+    widget falls back to ``FinetuneConfig().strategy`` when the preference is unset)."""
+    import yaml
+
+    from napari_ribseg._widgets._settings import WidgetSettings
+    from napari_ribseg.core.training import FREEZE_STRATEGIES
+    from napari_ribseg.core.training.config import FinetuneConfig
+
+    props = yaml.safe_load(MANIFEST.read_text())["contributions"]["configurations"]["ribseg"]
+    props = props["properties"]
+    assert props["default_strategy"]["default"] == FinetuneConfig().strategy
+    assert props["default_strategy"]["enum"] == list(FREEZE_STRATEGIES)
+    assert props["device"]["default"] == WidgetSettings().device

@@ -318,10 +318,12 @@ class FinetuneSection(QWidget):
             self.strategy_combo.addItem(TRAIN_LABELS.get(name, name), name)
             index = self.strategy_combo.count() - 1
             self.strategy_combo.setItemData(index, strategy.description, _tooltip_role())
-        wanted = self.session.settings.default_strategy
+        from napari_ribseg.core.training.config import FinetuneConfig
+
+        # An unset preference means the engine's default strategy (one source of truth).
+        wanted = self.session.settings.default_strategy or FinetuneConfig().strategy
         if wanted in FREEZE_STRATEGIES:
             self.strategy_combo.setCurrentIndex(list(FREEZE_STRATEGIES).index(wanted))
-        from napari_ribseg.core.training.config import FinetuneConfig
 
         self.augment_combo.addItems(list(AUGMENT_PRESETS))
         self.augment_combo.setCurrentText(FinetuneConfig().augment)

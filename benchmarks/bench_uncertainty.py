@@ -17,6 +17,12 @@ Dice; negative is good for an uncertainty):
 | v-unet | 120 | 0.783 | +0.40 | -0.45 | -0.46 | -0.42 |
 | x-unet | 120 | 0.675 | +0.59 | -0.60 | -0.60 | -0.50 |
 
+Re-run 2026-12-05 on the models bundled since (same command, 2 CPU cores, 1 thread): mean Dice is
+higher and its spread narrower, and every score ranks frames weakly (rho, confidence / band share /
+entropy / flip): unet +0.35 / -0.39 / -0.42 / -0.34 (Dice 0.836), v-unet +0.06 / -0.20 / -0.23 /
+-0.07 (0.848), x-unet -0.07 / -0.12 / -0.12 / -0.18 (0.841). No score beats the band share by more
+than 0.06 on any model, so it stays.
+
 The band share (share of the rib-like area with 0.1 < p < 0.9) ranks frames about as well as the
 entropy and better than flip disagreement at no extra forward pass; it is what "least confident"
 (Shift-L) and the review table use.

@@ -67,3 +67,34 @@ def test_out_may_not_be_the_base_models_own_file(tmp_path, frames):
     with pytest.raises(TrainingError, match=message):
         adapt_sync(base, frames, AdaptConfig(steps=1, device="cpu"), out=tmp_path / "base")
     assert base.path.read_bytes() == before
+
+
+def test_an_existing_model_at_out_is_refused_unless_overwrite(tmp_path, frames):
+    """finetune/adapt/session.finetune(out=<a user's model>) replaced it in silence while
+    ``ribseg finetune``/``adapt`` refuse without --overwrite; now refused before any training,
+    naming the file, and replaced only with overwrite=True."""
+    from napari_ribseg.core.session import ReviewSession
+
+    base = tiny_base(tmp_path / "base.safetensors")
+    mine = tmp_path / "mine.safetensors"
+    mine.write_bytes(b"a user's model")
+    masks = np.zeros(frames.shape, np.uint8)
+    masks[:, 20:26, 8:56] = 1
+    data = TrainingSet.from_stack(frames, masks, np.full(10, 1))
+    config = FinetuneConfig(epochs=1, device="cpu", select="last")
+    message = r"out .*mine\.safetensors exists; choose a new name or pass overwrite=True"
+    with pytest.raises(TrainingError, match=message):
+        finetune_sync(base, data, config, out=mine)
+    with pytest.raises(TrainingError, match=message):
+        finetune_sync(base, data, config, out=tmp_path / "mine", resume=False)
+    with pytest.raises(TrainingError, match=message):
+        adapt_sync(base, frames, AdaptConfig(steps=1, device="cpu"), out=mine)
+    with ReviewSession.for_frames(frames, tmp_path / "review.ribseg") as session:
+        for i in range(10):
+            session.set_labels(i, masks[i])
+        session.set_status(list(range(10)), 1)
+        with pytest.raises(TrainingError, match=message):
+            session.finetune_sync(base, config, out=mine)
+    assert mine.read_bytes() == b"a user's model"
+    result = finetune_sync(base, data, config, out=mine, overwrite=True)
+    assert result.checkpoint == mine and mine.read_bytes() != b"a user's model"

@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             out=out,
             limit=args.limit,
+            overwrite=args.overwrite,
         ),
         ProgressBar("pretrain-salient", kind="batch"),
     )

@@ -629,17 +629,22 @@ class ReviewSession:
         *,
         out: str | os.PathLike | None = None,
         stop: StopFlag | None = None,
+        overwrite: bool = False,
     ) -> Job[FinetuneResult]:
-        """Job: fine-tune ``base`` on the curated frames, in this process."""
+        """Job: fine-tune ``base`` on the curated frames, in this process; a model already at
+        ``out`` is refused unless ``overwrite`` (as ``ribseg finetune --overwrite``)."""
         from napari_ribseg.core.models import load_model
-        from napari_ribseg.core.training.loop import finetune
+        from napari_ribseg.core.training.loop import finetune, refuse_existing_out
 
+        # Before the model is loaded and the training set built.
+        refuse_existing_out(out, overwrite=overwrite)
         loaded = load_model(base) if isinstance(base, str | os.PathLike) else base
-        return finetune(loaded, self.training_set(), config, out=out, stop=stop, resume=False)
+        data = self.training_set()
+        return finetune(loaded, data, config, out=out, stop=stop, resume=False, overwrite=overwrite)
 
-    def finetune_sync(self, base: Any, config: Any = None, *, out: Any = None, on_progress: Any = None) -> FinetuneResult:  # fmt: skip
+    def finetune_sync(self, base: Any, config: Any = None, *, out: Any = None, overwrite: bool = False, on_progress: Any = None) -> FinetuneResult:  # fmt: skip
         """Fine-tune to the end and return the result (scripts, notebooks, tests)."""
-        return run_job(self.finetune(base, config, out=out), on_progress)
+        return run_job(self.finetune(base, config, out=out, overwrite=overwrite), on_progress)
 
     # -- saving --------------------------------------------------------------------------------
     def save(self) -> bool:

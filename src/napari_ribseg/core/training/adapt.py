@@ -256,6 +256,7 @@ def adapt(
     gate_frames: int | None = None,
     gate_margin: float | None = None,
     unedited: Iterable[int] = (),
+    overwrite: bool = False,
 ) -> Job[AdaptResult]:
     """Adapt ``base`` (a LoadedModel) to ``frames`` (a ``Stack``, (N, H, W) or a list of 2-D frames:
     floats in 0-1, or raw frames divided as the readers divide the whole stack:
@@ -268,7 +269,8 @@ def adapt(
     ``gate_margin`` default to the fine-tune's, ``FinetuneConfig``). Without them the check is
     label-free, which cannot see a small loss. ``unedited``: curated frames whose mask is the
     base's own, accepted unchanged (:func:`~napari_ribseg.core.session.unedited_frames`); the gate
-    does not count them as corrections, as in a fine-tune.
+    does not count them as corrections, as in a fine-tune. A model already at ``out`` is refused
+    before any work unless ``overwrite`` (``ribseg adapt --overwrite``).
     """
     import torch
 
@@ -283,9 +285,10 @@ def adapt(
             f"base must be a LoadedModel (core.models.load_model(name or path)); got "
             f"{type(base).__name__}"
         )
-    from napari_ribseg.core.training.loop import refuse_base_as_out
+    from napari_ribseg.core.training.loop import refuse_base_as_out, refuse_existing_out
 
     refuse_base_as_out(base, checkpoint_paths(out)[0] if out is not None else None)
+    refuse_existing_out(out, overwrite=overwrite)
     config = config or AdaptConfig()
     config.validate()
     start_time = time.perf_counter()
@@ -581,7 +584,17 @@ def adapt_sync(
     on_progress=None,
     labelled: dict[int, np.ndarray] | None = None,
     unedited: Iterable[int] = (),
+    overwrite: bool = False,
 ) -> AdaptResult:
     """Run :func:`adapt` to the end and return its :class:`AdaptResult`."""
-    job = adapt(base, frames, config, out=out, source=source, labelled=labelled, unedited=unedited)
+    job = adapt(
+        base,
+        frames,
+        config,
+        out=out,
+        source=source,
+        labelled=labelled,
+        unedited=unedited,
+        overwrite=overwrite,
+    )
     return run_job(job, on_progress)

@@ -98,3 +98,46 @@ def test_an_existing_model_at_out_is_refused_unless_overwrite(tmp_path, frames):
     assert mine.read_bytes() == b"a user's model"
     result = finetune_sync(base, data, config, out=mine, overwrite=True)
     assert result.checkpoint == mine and mine.read_bytes() != b"a user's model"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda: FinetuneConfig(batch_size=2.5),
+            r"fine-tune setting batch_size=2\.5: expected a whole number",
+        ),  # fmt: skip
+        (
+            lambda: FinetuneConfig(epochs=True),
+            r"fine-tune setting epochs=True: expected a whole number",
+        ),  # fmt: skip
+        (
+            lambda: FinetuneConfig(steps=100.0),
+            r"fine-tune setting steps=100\.0: expected a whole number",
+        ),  # fmt: skip
+        (lambda: FinetuneConfig(seed=1.5), r"fine-tune setting seed=1\.5: expected a whole number"),
+        (lambda: FinetuneConfig(lr=True), r"fine-tune setting lr=True: expected a number"),
+        (lambda: FinetuneConfig(amp=1), r"fine-tune setting amp=1: expected True or False"),
+        (
+            lambda: AdaptConfig(batch_size=2.5),
+            r"adapt setting batch_size=2\.5: expected a whole number",
+        ),  # fmt: skip
+        (lambda: AdaptConfig(steps=True), r"adapt setting steps=True: expected a whole number"),
+        (
+            lambda: AdaptConfig(temporal=1.5),
+            r"adapt setting temporal=1\.5: expected a whole number",
+        ),  # fmt: skip
+        (lambda: AdaptConfig(seed=0.5), r"adapt setting seed=0\.5: expected a whole number"),
+    ],
+)
+def test_whole_number_settings_refuse_fractions_and_bools(make, message):
+    """epochs=True ran one epoch and steps=3.5 ran; batch_size=2.5 failed as "must be a multiple
+    of the 1 processes" and AdaptConfig(steps=2.5) as a bare TypeError after reading the frames."""
+    with pytest.raises(TrainingError, match=message):
+        make().validate()
+
+
+def test_whole_number_settings_take_numpy_integers():
+    """A seed from a numpy array is a whole number (np.int64 is no Python int)."""
+    FinetuneConfig(seed=np.int64(3), batch_size=np.int32(2), lr=np.float32(1e-3)).validate()
+    AdaptConfig(seed=np.int64(3), steps=np.int16(5)).validate()

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from napari_ribseg.core.errors import TrainingError
+from napari_ribseg.core.field_types import expected_type
 from napari_ribseg.core.io.intensity import unit_divisor, unit_float
 from napari_ribseg.core.jobs import Job, Progress, StopFlag, run_job
 
@@ -77,6 +78,11 @@ class AdaptConfig:
     device: str = "auto"
 
     def validate(self) -> None:
+        """Raise TrainingError naming the first bad setting and its value."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if problem := expected_type(value, str(f.type)):
+                raise TrainingError(f"adapt setting {f.name}={value!r}: expected {problem}")
         if self.steps < 1 or self.batch_size < 1 or not 0 < self.lr < 1:
             raise TrainingError(
                 f"adapt settings steps={self.steps}, batch_size={self.batch_size}, lr={self.lr}: "

@@ -41,10 +41,44 @@ def test_dice_and_iou_of_overlapping_squares():
     assert dice(a, blank()) == 0.0 and iou(a, blank()) == 0.0
 
 
-def test_both_empty_is_perfect_agreement():
+def test_both_empty_is_perfect_agreement_with_no_hd95():
     assert dice(blank(), blank()) == 1.0
     assert iou(blank(), blank()) == 1.0
-    assert hd95(blank(), blank()) == 0.0
+    assert math.isnan(hd95(blank(), blank()))  # no surface in either: nothing to measure
+
+
+def test_both_empty_frames_are_left_out_of_the_hd95_mean_and_counted(tmp_path, capsys):
+    """A both-empty frame scored HD95 0 and pulled the mean down: 2 frames at 5 px and 2 rib-free
+    frames left empty averaged 2.5 px. Now they are left out (5 px) and counted, as MONAI leaves
+    them undefined (nan); their Dice stays 1 and counts."""
+    import torch
+    from monai import metrics as monai_metrics
+
+    from napari_ribseg.cli.cmd_evaluate import _print_table
+
+    a, b = two_squares()
+    ev = evaluate_masks([a, a, blank(), blank()], [b, b, blank(), blank()])
+    assert ev.rows[0]["hd95"] == pytest.approx(5.0)
+    assert math.isnan(ev.rows[2]["hd95"]) and math.isnan(ev.rows[3]["hd95"])
+    assert ev.mean["hd95"] == pytest.approx(5.0) and ev.std["hd95"] == pytest.approx(0.0)
+    assert ev.hd95_both_empty == 2 and ev.hd95_undefined == 0
+    assert ev.mean["dice"] == pytest.approx((0.5 + 0.5 + 1 + 1) / 4)
+    ref = monai_metrics.compute_hausdorff_distance(
+        torch.zeros(1, 1, 64, 64), torch.zeros(1, 1, 64, 64), include_background=True, percentile=95
+    )
+    assert math.isnan(float(ref[0, 0]))
+    data = ev.to_dict()
+    assert data["hd95_both_empty"] == 2 and data["frames"][2]["hd95"] is None
+    ev.to_json(tmp_path / "eval.json")
+    assert json.loads((tmp_path / "eval.json").read_text())["mean"]["hd95"] == pytest.approx(5.0)
+    ev.to_csv(tmp_path / "eval.csv")
+    with open(tmp_path / "eval.csv", newline="") as fh:
+        assert [r["hd95"] for r in csv.DictReader(fh)][2:] == ["nan", "nan"]
+    _print_table(ev)
+    assert (
+        "HD95 not measured (no rib in prediction or truth) in 2 frame(s); the mean skips them "
+        "(their Dice is 1)" in capsys.readouterr().out
+    )
 
 
 def test_hd95_one_empty_is_inf():

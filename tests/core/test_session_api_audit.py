@@ -113,3 +113,26 @@ def test_set_status_takes_a_bool_mask_of_frames(session):
     with pytest.raises(DatasetError, match=r"frames must be frame indices 0\.\.2; got \[0\.5\]"):
         session.set_status([0.5], FrameStatus.CURATED)
     assert session.statuses.tolist() == [0, 0, int(FrameStatus.CURATED)]
+
+
+def test_curated_masks_and_unedited_frames_take_the_session(session):
+    """curated_masks(session) failed with "'ReviewSession' object has no attribute
+    'curated_frames'": it took only session.project, while start_blocker, finetune_note and the
+    session's own methods take the session. Both work now; anything else is named."""
+    from napari_ribseg.core.session import curated_masks, unedited_frames
+    from napari_ribseg.core.stack import FrameStatus
+
+    mask = np.zeros((64, 64), np.uint8)
+    mask[20:26, 8:56] = 1
+    session.set_labels(1, mask)
+    session.set_status([1, 2], FrameStatus.CURATED)
+    by_session = curated_masks(session)
+    by_project = curated_masks(session.project)
+    assert sorted(by_session) == sorted(by_project) == [1, 2]
+    assert int(by_session[1].sum()) == int(by_project[1].sum()) == 6 * 48
+    assert int(by_session[2].sum()) == 0
+    assert unedited_frames(session, "tiny") == unedited_frames(session.project, "tiny") == []
+    with pytest.raises(TypeError, match=r"curated_masks takes a ReviewSession or its ReviewProject \(session\.project\); got ndarray"):  # fmt: skip
+        curated_masks(session.labels)
+    with pytest.raises(TypeError, match=r"unedited_frames takes a ReviewSession or its ReviewProject \(session\.project\); got str"):  # fmt: skip
+        unedited_frames("clip.npy", "tiny")

@@ -238,6 +238,26 @@ def test_config_validation_names_the_field():
         SimulationConfig(depth_mm=15.0)
 
 
+def test_config_refuses_fractions_and_bools_for_whole_numbers():
+    """size=(64.5, 64) was floored to 64 and b_lines=2.5 to 2 (or True taken as 1), in silence."""
+    cases = [
+        (
+            {"size": (64.5, 64)},
+            r"SimulationConfig\.size must be 2 whole numbers; got \(64\.5, 64\)",
+        ),
+        ({"b_lines": 2.5}, r"SimulationConfig\.b_lines must be a whole number; got 2\.5"),
+        ({"b_lines": True}, r"SimulationConfig\.b_lines must be a whole number; got True"),
+        ({"video_gop": 30.5}, r"SimulationConfig\.video_gop must be a whole number; got 30\.5"),
+        ({"noise": True}, r"SimulationConfig\.noise must be a number; got True"),
+        ({"overlays": 1}, r"SimulationConfig\.overlays must be True or False; got 1"),
+    ]
+    for changes, message in cases:
+        with pytest.raises(ValueError, match=message):
+            SimulationConfig(**changes)
+    config = SimulationConfig(size=(np.int64(64), 80), b_lines=np.int32(1), noise=np.float32(0.1))
+    assert config.size == (64, 80) and config.b_lines == 1
+
+
 def test_job_reports_progress_and_stops_cooperatively():
     stop = StopFlag()
     job = simulate_cine_job(6, LINEAR.replace(size=(32, 32)), seed=0, stop=stop)

@@ -67,3 +67,77 @@ def test_out_may_not_be_the_base_models_own_file(tmp_path, frames):
     with pytest.raises(TrainingError, match=message):
         adapt_sync(base, frames, AdaptConfig(steps=1, device="cpu"), out=tmp_path / "base")
     assert base.path.read_bytes() == before
+
+
+def test_an_existing_model_at_out_is_refused_unless_overwrite(tmp_path, frames):
+    """finetune/adapt/session.finetune(out=<a user's model>) replaced it in silence while
+    ``ribseg finetune``/``adapt`` refuse without --overwrite; now refused before any training,
+    naming the file, and replaced only with overwrite=True."""
+    from napari_ribseg.core.session import ReviewSession
+
+    base = tiny_base(tmp_path / "base.safetensors")
+    mine = tmp_path / "mine.safetensors"
+    mine.write_bytes(b"a user's model")
+    masks = np.zeros(frames.shape, np.uint8)
+    masks[:, 20:26, 8:56] = 1
+    data = TrainingSet.from_stack(frames, masks, np.full(10, 1))
+    config = FinetuneConfig(epochs=1, device="cpu", select="last")
+    message = r"out .*mine\.safetensors exists; choose a new name or pass overwrite=True"
+    with pytest.raises(TrainingError, match=message):
+        finetune_sync(base, data, config, out=mine)
+    with pytest.raises(TrainingError, match=message):
+        finetune_sync(base, data, config, out=tmp_path / "mine", resume=False)
+    with pytest.raises(TrainingError, match=message):
+        adapt_sync(base, frames, AdaptConfig(steps=1, device="cpu"), out=mine)
+    with ReviewSession.for_frames(frames, tmp_path / "review.ribseg") as session:
+        for i in range(10):
+            session.set_labels(i, masks[i])
+        session.set_status(list(range(10)), 1)
+        with pytest.raises(TrainingError, match=message):
+            session.finetune_sync(base, config, out=mine)
+    assert mine.read_bytes() == b"a user's model"
+    result = finetune_sync(base, data, config, out=mine, overwrite=True)
+    assert result.checkpoint == mine and mine.read_bytes() != b"a user's model"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda: FinetuneConfig(batch_size=2.5),
+            r"fine-tune setting batch_size=2\.5: expected a whole number",
+        ),  # fmt: skip
+        (
+            lambda: FinetuneConfig(epochs=True),
+            r"fine-tune setting epochs=True: expected a whole number",
+        ),  # fmt: skip
+        (
+            lambda: FinetuneConfig(steps=100.0),
+            r"fine-tune setting steps=100\.0: expected a whole number",
+        ),  # fmt: skip
+        (lambda: FinetuneConfig(seed=1.5), r"fine-tune setting seed=1\.5: expected a whole number"),
+        (lambda: FinetuneConfig(lr=True), r"fine-tune setting lr=True: expected a number"),
+        (lambda: FinetuneConfig(amp=1), r"fine-tune setting amp=1: expected True or False"),
+        (
+            lambda: AdaptConfig(batch_size=2.5),
+            r"adapt setting batch_size=2\.5: expected a whole number",
+        ),  # fmt: skip
+        (lambda: AdaptConfig(steps=True), r"adapt setting steps=True: expected a whole number"),
+        (
+            lambda: AdaptConfig(temporal=1.5),
+            r"adapt setting temporal=1\.5: expected a whole number",
+        ),  # fmt: skip
+        (lambda: AdaptConfig(seed=0.5), r"adapt setting seed=0\.5: expected a whole number"),
+    ],
+)
+def test_whole_number_settings_refuse_fractions_and_bools(make, message):
+    """epochs=True ran one epoch and steps=3.5 ran; batch_size=2.5 failed as "must be a multiple
+    of the 1 processes" and AdaptConfig(steps=2.5) as a bare TypeError after reading the frames."""
+    with pytest.raises(TrainingError, match=message):
+        make().validate()
+
+
+def test_whole_number_settings_take_numpy_integers():
+    """A seed from a numpy array is a whole number (np.int64 is no Python int)."""
+    FinetuneConfig(seed=np.int64(3), batch_size=np.int32(2), lr=np.float32(1e-3)).validate()
+    AdaptConfig(seed=np.int64(3), steps=np.int16(5)).validate()

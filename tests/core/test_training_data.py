@@ -47,6 +47,34 @@ def test_from_stack_takes_curated_frames_and_rib_label_only():
         TrainingSet.from_stack(frames, labels, [0] * 5)
 
 
+def test_from_stack_takes_a_0_255_mask_as_binary_and_names_labels_without_a_rib():
+    """A 0/255 mask (an image editor's) gave empty masks and then "no mask marks a rib pixel ...
+    Check the masks' rib value (1, or above half range such as 255 for 8-bit masks)", which said
+    255 works; it is read as binary now, as the paired readers read it. Labels that mark
+    something but hold no 1 are named at once."""
+    frames = np.random.default_rng(0).random((4, 16, 16), dtype=np.float32)
+    masks = np.zeros((4, 16, 16), np.uint8)
+    masks[:, 4:8, 2:14] = 255
+    ts = TrainingSet.from_stack(frames, masks, [1, 1, 0, 1])
+    assert [int(m.sum()) for m in ts.masks] == [48, 48, 48]
+    assert all(m.dtype == np.uint8 and set(np.unique(m)) == {0, 1} for m in ts.masks)
+    as_float = TrainingSet.from_stack(frames, masks.astype(np.float32), [1, 1, 0, 1])
+    assert [int(m.sum()) for m in as_float.masks] == [48, 48, 48]
+    pleura = (masks // 255) * 2
+    message = (
+        r"stack stack: the curated frames' labels hold 2: 144 px but no rib label 1; expected a "
+        r"rib mask: rib 1 \(or 255, as an image editor saves a 0/255 mask\), all else 0"
+    )
+    with pytest.raises(TrainingError, match=message):
+        TrainingSet.from_stack(frames, pleura, [1, 1, 0, 1])
+    # A 1 anywhere keeps the review's rule: 1 is the rib, 2 and 255 are not.
+    mixed = masks // 255
+    mixed[0, 0, :3] = 2
+    mixed[1, 15, :] = 255
+    ts = TrainingSet.from_stack(frames, mixed, [1, 1, 0, 1])
+    assert [int(m.sum()) for m in ts.masks] == [48, 48, 48]
+
+
 def test_from_paired_keeps_ids_and_clip_groups(tmp_path):
     ds = synthetic_set(2, 2)
     paired = SimpleNamespace(

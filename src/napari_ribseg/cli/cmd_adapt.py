@@ -118,8 +118,10 @@ def run(args: argparse.Namespace) -> int:
     if out.resolve() == Path(resolve_model(args.model)).resolve():
         # With --overwrite a kept adaptation replaced its own base (finetune refuses this).
         raise TrainingError(f"--out {out} is the base model itself; choose a new name")
-    if out.exists() and not args.overwrite:
-        raise TrainingError(f"--out {out} exists; choose a new name or pass --overwrite")
+    from napari_ribseg.core.training.loop import refuse_existing_out
+
+    # Before the stack and the model are read; adapt checks again with the same rule.
+    refuse_existing_out(out, overwrite=args.overwrite, name="--out", ask="pass --overwrite")
     config = AdaptConfig(
         steps=args.steps,
         lr=args.lr,
@@ -147,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
         source=args.stack.name,
         labelled=labelled,
         unedited=unedited,
+        overwrite=args.overwrite,
     )
     result = run_job(job, bar)
     if result.checkpoint is not None:

@@ -86,6 +86,11 @@ def _print_table(evaluation) -> None:
             f"HD95 undefined (one mask empty) in {evaluation.hd95_undefined} frame(s); "
             "the mean skips them"
         )
+    if evaluation.hd95_both_empty:
+        print(
+            f"HD95 not measured (no rib in prediction or truth) in {evaluation.hd95_both_empty} "
+            "frame(s); the mean skips them (their Dice is 1)"
+        )
 
 
 def run(args: argparse.Namespace) -> int:

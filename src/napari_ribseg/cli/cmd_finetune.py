@@ -94,17 +94,17 @@ def run(args: argparse.Namespace) -> int:
     from napari_ribseg.core.jobs import run_job
     from napari_ribseg.core.models import load_model, resolve_model
     from napari_ribseg.core.training.config import config_from_args, setting_spec
-    from napari_ribseg.core.training.loop import finetune
-    from napari_ribseg.core.training.resume import resume_may_replace
+    from napari_ribseg.core.training.loop import finetune, refuse_existing_out
 
     out = output_path(args.out)
     base_path = resolve_model(args.model)
     if out.resolve() == Path(base_path).resolve():
         raise TrainingError(f"--out {out} is the base model itself; choose a new name")
-    # An existing model is only replaced on request, unless this run resumes an interrupted one.
-    resuming = not args.no_resume and resume_may_replace(out)
-    if out.exists() and not resuming and not args.overwrite:
-        raise TrainingError(f"--out {out} exists; choose a new name or pass --overwrite")
+    # Before the data and the model are read; the core checks again with the same rule.
+    resume = not args.no_resume
+    refuse_existing_out(
+        out, overwrite=args.overwrite, resume=resume, name="--out", ask="pass --overwrite"
+    )
     config = config_from_args(args)
     step_default = setting_spec("progressive_step").default
     if config.progressive_step != step_default and config.strategy != "progressive":
@@ -119,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
     if main_rank and data.intensity_scaling is not None:
         print(f"intensity: {describe_scaling(data.intensity_scaling)}", file=sys.stdout)
     bar = ProgressBar("finetune", kind="batch") if main_rank else None
-    result = run_job(finetune(base, data, config, out=out, resume=not args.no_resume), bar)
+    job = finetune(base, data, config, out=out, resume=resume, overwrite=args.overwrite)
+    result = run_job(job, bar)
     if main_rank:
         state = "stopped" if result.stopped else "done"
         dice = f"held-out Dice {result.base_val_dice:.3f} -> {result.best_val_dice:.3f}"

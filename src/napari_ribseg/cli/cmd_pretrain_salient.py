@@ -119,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             out=out,
             limit=args.limit,
+            overwrite=args.overwrite,
         ),
         ProgressBar("pretrain-salient", kind="batch"),
     )

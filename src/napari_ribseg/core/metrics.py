@@ -10,9 +10,13 @@ Conventions (stated once, used everywhere):
   it against MONAI); MedPy's ``hd95`` differs: it pools both directions' distances into one list
   and takes a single percentile, which gives a value <= this one. Surface pixels are foreground
   pixels with a 4-connected background neighbour (pixels on the image edge count as surface). Distances are Euclidean, in millimetres when
-  ``spacing`` (row, column) is given and in pixels otherwise. Both masks empty gives 0.0; exactly one
-  empty gives ``inf`` (no surface to measure to). Means over frames skip the ``inf`` frames and report
-  how many there were (``hd95_undefined``), so one missed frame does not turn the mean into ``inf``.
+  ``spacing`` (row, column) is given and in pixels otherwise. Both masks empty gives ``nan`` (no
+  surface in either, nothing to measure; MONAI returns nan too), exactly one empty gives ``inf``
+  (no surface to measure to). Means over frames skip both: the ``inf`` frames are counted in
+  ``hd95_undefined`` (so one missed frame does not turn the mean into ``inf``), the both-empty
+  ones in ``hd95_both_empty`` (until 2026-12-05 they scored 0.0 and pulled the mean down: a stack
+  of rib-free frames the model rightly left empty made its HD95 look better). Dice and IoU of a
+  both-empty frame stay 1.0 and count in their means.
 - Components are 8-connected. A predicted component is *spurious* when it shares no pixel with the
   truth mask.
 """
@@ -93,14 +97,14 @@ def hd95(
     """95th-percentile Hausdorff distance: the larger directed 95th percentile (MONAI's convention).
 
     In millimetres when ``spacing`` = (row, column) pixel size in mm is given, in pixels otherwise.
-    Both empty: 0.0; exactly one empty: ``inf``.
+    Both empty: ``nan`` (undefined: no surface in either); exactly one empty: ``inf``.
     """
     a, b = _binary(a, "a"), _binary(b, "b")
     _same_shape(a, b)
     sampling = _spacing(spacing)
     has_a, has_b = bool(a.any()), bool(b.any())
     if not has_a and not has_b:
-        return 0.0
+        return math.nan
     if has_a != has_b:
         return math.inf
     surf_a, surf_b = _surface(a), _surface(b)
@@ -156,8 +160,9 @@ class Evaluation:
 
     ``rows`` are dicts with :data:`FRAME_COLUMNS`; ``unit`` is ``"mm"`` when a spacing was given
     (HD95 in millimetres) and ``"px"`` otherwise. ``mean``/``std`` hold every column of
-    :data:`SUMMARY_COLUMNS`; HD95's are over the frames where it is finite, and ``hd95_undefined``
-    counts the frames where exactly one of prediction and truth is empty. ``extra`` holds
+    :data:`SUMMARY_COLUMNS`; HD95's are over the frames where it is finite: ``hd95_undefined``
+    counts the frames where exactly one of prediction and truth is empty (HD95 ``inf``),
+    ``hd95_both_empty`` those where both are (HD95 ``nan``; Dice 1). ``extra`` holds
     caller context (model, threshold, device) that :meth:`to_dict` writes alongside.
     """
 
@@ -167,6 +172,7 @@ class Evaluation:
     unit: str = "px"
     spacing_mm: tuple[float, float] | None = None
     hd95_undefined: int = 0
+    hd95_both_empty: int = 0
     extra: dict = field(default_factory=dict)
     #: The predicted masks scored, when the caller kept them (``evaluate_model`` does).
     masks: list | None = field(default=None, repr=False, compare=False)
@@ -182,6 +188,7 @@ class Evaluation:
             "unit": self.unit,
             "spacing_mm": list(self.spacing_mm) if self.spacing_mm else None,
             "hd95_undefined": self.hd95_undefined,
+            "hd95_both_empty": self.hd95_both_empty,
             "mean": {k: _json_number(v) for k, v in self.mean.items()},
             "std": {k: _json_number(v) for k, v in self.std.items()},
             **self.extra,
@@ -194,7 +201,7 @@ class Evaluation:
         write_text_atomic(path, text + "\n")
 
     def to_csv(self, path: str | os.PathLike, *, summary: bool = False) -> None:
-        """Write one row per frame (``inf`` HD95 as ``inf``), atomically.
+        """Write one row per frame (HD95 ``inf`` and ``nan`` as ``inf`` and ``nan``), atomically.
 
         The file stays tidy (one row = one frame) unless ``summary=True`` appends rows with id
         ``mean`` and ``std``.
@@ -273,5 +280,6 @@ def evaluate_masks(
         std=std,
         unit="mm" if spacing is not None else "px",
         spacing_mm=spacing,
-        hd95_undefined=sum(not math.isfinite(row["hd95"]) for row in rows),
+        hd95_undefined=sum(math.isinf(row["hd95"]) for row in rows),
+        hd95_both_empty=sum(math.isnan(row["hd95"]) for row in rows),
     )

@@ -198,18 +198,34 @@ def finetune_note(session: ReviewSession, *, base: str | None) -> str:
     return text
 
 
-def curated_masks(project: ReviewProject) -> dict[int, np.ndarray]:
+def _project_of(review: ReviewSession | ReviewProject, function: str) -> ReviewProject:
+    """The review's storage, whether a script holds the session or its project."""
+    if isinstance(review, ReviewSession):
+        return review.project
+    if isinstance(review, ReviewProject):
+        return review
+    raise TypeError(
+        f"{function} takes a ReviewSession or its ReviewProject (session.project); got "
+        f"{type(review).__name__}"
+    )
+
+
+def curated_masks(review: ReviewSession | ReviewProject) -> dict[int, np.ndarray]:
     """Rib masks (``labels == 1``) of the review's curated frames, by frame index: what judges a
-    label-free adaptation of the stack (``core.training.adapt``, ``labelled=``)."""
+    label-free adaptation of the stack (``core.training.adapt``, ``labelled=``). ``review`` is a
+    :class:`ReviewSession` or its :class:`ReviewProject`."""
+    project = _project_of(review, "curated_masks")
     return {int(i): (project.labels[i] == 1).astype(np.uint8) for i in project.curated_frames}
 
 
 def unedited_frames(
-    project: ReviewProject, model_name: str, frames: Iterable[int] | None = None
+    review: ReviewSession | ReviewProject, model_name: str, frames: Iterable[int] | None = None
 ) -> list[int]:
     """Curated frames (of ``frames``, default all) whose label is ``model_name``'s own mask,
     accepted unchanged: no correction of that model a gate could judge it on (the fine-tune reads
-    the same from :meth:`TrainingSet.corrected_for`). Only those frames' pixels are compared."""
+    the same from :meth:`TrainingSet.corrected_for`). Only those frames' pixels are compared.
+    ``review`` is a :class:`ReviewSession` or its :class:`ReviewProject`."""
+    project = _project_of(review, "unedited_frames")
     if project.model_name != model_name:
         return []
     curated = np.asarray(project.curated_frames, dtype=np.int64)
@@ -629,17 +645,22 @@ class ReviewSession:
         *,
         out: str | os.PathLike | None = None,
         stop: StopFlag | None = None,
+        overwrite: bool = False,
     ) -> Job[FinetuneResult]:
-        """Job: fine-tune ``base`` on the curated frames, in this process."""
+        """Job: fine-tune ``base`` on the curated frames, in this process; a model already at
+        ``out`` is refused unless ``overwrite`` (as ``ribseg finetune --overwrite``)."""
         from napari_ribseg.core.models import load_model
-        from napari_ribseg.core.training.loop import finetune
+        from napari_ribseg.core.training.loop import finetune, refuse_existing_out
 
+        # Before the model is loaded and the training set built.
+        refuse_existing_out(out, overwrite=overwrite)
         loaded = load_model(base) if isinstance(base, str | os.PathLike) else base
-        return finetune(loaded, self.training_set(), config, out=out, stop=stop, resume=False)
+        data = self.training_set()
+        return finetune(loaded, data, config, out=out, stop=stop, resume=False, overwrite=overwrite)
 
-    def finetune_sync(self, base: Any, config: Any = None, *, out: Any = None, on_progress: Any = None) -> FinetuneResult:  # fmt: skip
+    def finetune_sync(self, base: Any, config: Any = None, *, out: Any = None, overwrite: bool = False, on_progress: Any = None) -> FinetuneResult:  # fmt: skip
         """Fine-tune to the end and return the result (scripts, notebooks, tests)."""
-        return run_job(self.finetune(base, config, out=out), on_progress)
+        return run_job(self.finetune(base, config, out=out, overwrite=overwrite), on_progress)
 
     # -- saving --------------------------------------------------------------------------------
     def save(self) -> bool:

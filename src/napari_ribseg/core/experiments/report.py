@@ -470,7 +470,8 @@ def write_report(
             f"Dice and IoU at threshold {threshold:g} on the fold's held-out clips, averaged over"
             " its frames; HD95 in pixels of the frame; frames where exactly one of prediction and"
             " truth is empty are left out of its mean (counted in the CSV column"
-            " `hd95_undefined`)."
+            " `hd95_undefined`), and so are frames where both are (nothing to measure; their Dice"
+            " is 1)."
         ),
         "",
         study_table(rows),

@@ -206,6 +206,8 @@ def _xunet_init(config: StudyConfig, out: Path, stop: StopFlag) -> Job[LoadedMod
         device=config.finetune.device,
         out=path,
         stop=stop,
+        # The study's own file: a stopped pre-training is redone, never a user's model.
+        overwrite=True,
     )
     if result.stopped:
         return None

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from napari_ribseg.core.field_types import expected_type
+
 PROBES = ("linear", "convex", "phased")
 #: How the probe lies on the chest: ``longitudinal`` across the ribs (the "bat sign": rib,
 #: intercostal space, rib) or ``transverse``, in one intercostal space parallel to the ribs, so
@@ -114,6 +116,11 @@ class SimulationConfig:
     view: str = "longitudinal"
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if problem := expected_type(value, str(f.type)):
+                # int() floored a size of 64.5 to 64 and a b_lines of 2.5 to 2, in silence.
+                raise ValueError(f"SimulationConfig.{f.name} must be {problem}; got {value!r}")
         if self.probe not in PROBES:
             raise ValueError(f"SimulationConfig.probe must be one of {PROBES}; got {self.probe!r}")
         if self.view not in VIEWS:

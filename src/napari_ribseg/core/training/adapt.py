@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from napari_ribseg.core.errors import TrainingError
+from napari_ribseg.core.field_types import expected_type
 from napari_ribseg.core.io.intensity import unit_divisor, unit_float
 from napari_ribseg.core.jobs import Job, Progress, StopFlag, run_job
 
@@ -77,6 +78,11 @@ class AdaptConfig:
     device: str = "auto"
 
     def validate(self) -> None:
+        """Raise TrainingError naming the first bad setting and its value."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if problem := expected_type(value, str(f.type)):
+                raise TrainingError(f"adapt setting {f.name}={value!r}: expected {problem}")
         if self.steps < 1 or self.batch_size < 1 or not 0 < self.lr < 1:
             raise TrainingError(
                 f"adapt settings steps={self.steps}, batch_size={self.batch_size}, lr={self.lr}: "
@@ -256,6 +262,7 @@ def adapt(
     gate_frames: int | None = None,
     gate_margin: float | None = None,
     unedited: Iterable[int] = (),
+    overwrite: bool = False,
 ) -> Job[AdaptResult]:
     """Adapt ``base`` (a LoadedModel) to ``frames`` (a ``Stack``, (N, H, W) or a list of 2-D frames:
     floats in 0-1, or raw frames divided as the readers divide the whole stack:
@@ -268,7 +275,8 @@ def adapt(
     ``gate_margin`` default to the fine-tune's, ``FinetuneConfig``). Without them the check is
     label-free, which cannot see a small loss. ``unedited``: curated frames whose mask is the
     base's own, accepted unchanged (:func:`~napari_ribseg.core.session.unedited_frames`); the gate
-    does not count them as corrections, as in a fine-tune.
+    does not count them as corrections, as in a fine-tune. A model already at ``out`` is refused
+    before any work unless ``overwrite`` (``ribseg adapt --overwrite``).
     """
     import torch
 
@@ -283,9 +291,10 @@ def adapt(
             f"base must be a LoadedModel (core.models.load_model(name or path)); got "
             f"{type(base).__name__}"
         )
-    from napari_ribseg.core.training.loop import refuse_base_as_out
+    from napari_ribseg.core.training.loop import refuse_base_as_out, refuse_existing_out
 
     refuse_base_as_out(base, checkpoint_paths(out)[0] if out is not None else None)
+    refuse_existing_out(out, overwrite=overwrite)
     config = config or AdaptConfig()
     config.validate()
     start_time = time.perf_counter()
@@ -581,7 +590,17 @@ def adapt_sync(
     on_progress=None,
     labelled: dict[int, np.ndarray] | None = None,
     unedited: Iterable[int] = (),
+    overwrite: bool = False,
 ) -> AdaptResult:
     """Run :func:`adapt` to the end and return its :class:`AdaptResult`."""
-    job = adapt(base, frames, config, out=out, source=source, labelled=labelled, unedited=unedited)
+    job = adapt(
+        base,
+        frames,
+        config,
+        out=out,
+        source=source,
+        labelled=labelled,
+        unedited=unedited,
+        overwrite=overwrite,
+    )
     return run_job(job, on_progress)

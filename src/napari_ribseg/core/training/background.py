@@ -61,6 +61,7 @@ def _finetune_job(base: str, data_path: str, config: dict, out: str, options: di
         out=out,
         stop=stop,
         resume=bool(options.get("resume", True)),
+        overwrite=bool(options.get("overwrite", False)),
     )
     if out is not None and not options.get("keep_resume", True):
         # An output no later run continues (the widget's are named to the second): a stopped
@@ -83,6 +84,7 @@ def _adapt_job(base: str, data_path: str, config: dict, out: str, options: dict,
         source=str(options.get("source", "stack")),
         labelled=labelled or None,
         unedited=options.get("unedited", ()),
+        overwrite=bool(options.get("overwrite", False)),
     )
 
 
@@ -375,7 +377,8 @@ class BackgroundFinetune(BackgroundJob):
     ``data`` is a :class:`TrainingSet` (written to a temporary ``.npz`` the child reads) or the
     path of such an ``.npz``. ``result`` is the :class:`FinetuneResult`. ``keep_resume=False``
     removes the resume state beside ``out`` when the run ends, stopped, crashed or killed too
-    (for outputs no later run continues, such as the widget's time-stamped ones).
+    (for outputs no later run continues, such as the widget's time-stamped ones). A model already
+    at ``out`` is refused unless ``overwrite``, as in :func:`~napari_ribseg.core.training.finetune`.
     """
 
     kind = "finetune"
@@ -390,10 +393,14 @@ class BackgroundFinetune(BackgroundJob):
         *,
         resume: bool = True,
         keep_resume: bool = True,
+        overwrite: bool = False,
     ) -> None:
-        super().__init__(
-            base_path, config, out, {"resume": bool(resume), "keep_resume": bool(keep_resume)}
-        )
+        options = {
+            "resume": bool(resume),
+            "keep_resume": bool(keep_resume),
+            "overwrite": bool(overwrite),
+        }
+        super().__init__(base_path, config, out, options)
         self._data = data
 
     def _data_path(self) -> Path:
@@ -429,12 +436,17 @@ class BackgroundAdapt(BackgroundJob):
         source: str = "stack",
         labelled: dict[int, np.ndarray] | None = None,
         unedited: Iterable[int] = (),
+        overwrite: bool = False,
     ) -> None:
         from napari_ribseg.core.training.adapt import AdaptConfig
 
         config = config or AdaptConfig()
         config.validate()
-        options = {"source": source, "unedited": sorted(int(i) for i in unedited)}
+        options = {
+            "source": source,
+            "unedited": sorted(int(i) for i in unedited),
+            "overwrite": bool(overwrite),
+        }
         super().__init__(base_path, config, out, options)
         self._frames = frames
         self._labelled = labelled

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from napari_ribseg.core.errors import TrainingError
+from napari_ribseg.core.field_types import expected_type
 from napari_ribseg.core.training.augment import AUGMENT_PRESETS
 from napari_ribseg.core.training.freeze import FREEZE_STRATEGIES
 from napari_ribseg.core.training.gate import GATE_FRAMES, GATE_MARGIN
@@ -254,6 +255,8 @@ class FinetuneConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             meta = f.metadata
+            if problem := expected_type(value, str(f.type)):
+                raise _bad(self, f.name, problem)
             if meta.get("choices") and value not in meta["choices"]:
                 raise _bad(self, f.name, f"one of {', '.join(meta['choices'])}")
             if isinstance(value, bool) or not isinstance(value, int | float):

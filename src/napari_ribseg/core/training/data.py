@@ -40,6 +40,31 @@ def _hash_frames(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> s
     return digest.hexdigest()
 
 
+def _rib_value(labels: np.ndarray, source: str) -> int:
+    """The label value of rib pixels in curated ``labels``: 1, or 255 for a 0/255 binary mask.
+
+    Raises :class:`TrainingError` when the labels mark something but neither way finds a rib.
+    """
+    if labels.dtype == np.uint8:
+        counts = np.bincount(labels.ravel(), minlength=256)
+        values = np.flatnonzero(counts)
+        counts = counts[values]
+    else:
+        values, counts = np.unique(labels, return_counts=True)
+    found = {v: int(c) for v, c in zip(values.tolist(), counts.tolist(), strict=True) if v != 0}
+    if set(found) == {255}:
+        return 255  # 0/255: a binary mask, as the paired readers read it
+    if not found or 1 in found:
+        return 1
+    shown = ", ".join(f"{v:g}: {c} px" for v, c in list(found.items())[:8])
+    more = f" and {len(found) - 8} more values" if len(found) > 8 else ""
+    raise TrainingError(
+        f"stack {source}: the curated frames' labels hold {shown}{more} but no rib label 1; "
+        "expected a rib mask: rib 1 (or 255, as an image editor saves a 0/255 mask), all else 0. "
+        "Other labels are not ribs: pass e.g. (labels == 2) if label 2 is the rib"
+    )
+
+
 @dataclass
 class TrainingSet:
     """Frames (float32 2-D in [0, 1]), rib masks (uint8 2-D, 0/1) and a group (clip) per frame.
@@ -148,6 +173,11 @@ class TrainingSet:
     ) -> TrainingSet:
         """Curated frames of one stack; the rib mask is ``labels == 1`` (other labels are not ribs).
 
+        A 0/255 mask (an image editor's, as the paired readers and ``ReviewSession.set_labels``
+        take it) is binary: its 255 is the rib. Curated labels with non-zero values but neither 1
+        nor only 255 raise :class:`TrainingError` naming the values found (they trained a model
+        that marks nothing).
+
         ``changed`` (pixels the user changed per frame), ``predicted`` (whether the model ever
         masked the frame) and ``labelled_by`` (the model of the masks) come from the review and
         fill :attr:`edited`; without them nothing is known of the labels' origin.
@@ -184,9 +214,10 @@ class TrainingSet:
         # Raw integer frames are divided as the readers divide the whole stack (a 12-bit stack
         # by 4095, whichever frames are curated); a Stack's frames are float already.
         divisor = unit_divisor(frames)
+        rib = _rib_value(labels[curated], source)
         return cls(
             images=[unit_float(frames[i], divisor) for i in curated],
-            masks=[(labels[i] == 1).astype(np.uint8) for i in curated],
+            masks=[(labels[i] == rib).astype(np.uint8) for i in curated],
             groups=[name] * curated.size,
             source=source,
             ids=[f"{name}_f{i:04d}" for i in curated],

@@ -71,6 +71,7 @@ from napari_ribseg.core.training.resume import (
     _load_resume,
     _save_resume,
     _unflatten_optimizer,
+    bind_resume_to_output,
     remove_resume,
 )
 from napari_ribseg.core.training.resume import resume_paths as resume_paths  # re-exported
@@ -789,6 +790,9 @@ def _write(run: _Run, gate: GateReport | None) -> Path | None:
         if keep:
             # The card is rewritten at the end so it records the whole run (epochs, stopped).
             save_checkpoint(run.model, _card(run, gate), run.out)
+            if run.stopped:
+                # The next run resumes this one: it may replace what this one wrote.
+                bind_resume_to_output(run.out)
         if not run.stopped:
             remove_resume(run.out)
     return run.out if keep else None
@@ -805,6 +809,29 @@ def refuse_base_as_out(base: Any, out: Path | None) -> None:
         raise TrainingError(f"out {out} is the base model itself; choose a new name")
 
 
+def refuse_existing_out(
+    out: str | Path | None,
+    *,
+    overwrite: bool,
+    resume: bool = False,
+    name: str = "out",
+    ask: str = "pass overwrite=True",
+) -> None:
+    """:class:`TrainingError` when a model is at ``out`` and the caller did not ask to replace it.
+
+    The one rule of every door (``ribseg finetune --overwrite``, ``finetune(overwrite=True)``): a
+    run resuming an interrupted one of the same output may replace what that run wrote
+    (:func:`~napari_ribseg.core.training.resume.resume_may_replace`), nothing else may.
+    """
+    if out is None or overwrite:
+        return
+    from napari_ribseg.core.training.resume import resume_may_replace
+
+    path = checkpoint_paths(out)[0]
+    if path.exists() and not (resume and resume_may_replace(path)):
+        raise TrainingError(f"{name} {path} exists; choose a new name or {ask}")
+
+
 def finetune(
     base: LoadedModel,
     data: TrainingSet,
@@ -813,13 +840,16 @@ def finetune(
     out: str | Path | None = None,
     stop: StopFlag | None = None,
     resume: bool = True,
+    overwrite: bool = False,
 ) -> Job[FinetuneResult]:
     """Fine-tune ``base`` on ``data``; yield Progress events, return a :class:`FinetuneResult`.
 
     ``out`` is the checkpoint to write (``.safetensors`` with its ``.json`` card beside it). With
     the default ``select="gated"`` it is written only when the new model beats the base on the
     held-out frames (``result.promoted``; ``result.reason`` says why or why not); a resume state
-    sits in ``<stem>.resume/`` until the run finishes. Without ``out`` nothing is written.
+    sits in ``<stem>.resume/`` until the run finishes. Without ``out`` nothing is written. A model
+    already at ``out`` is refused before any training unless ``overwrite`` (``--overwrite``) or
+    this run resumes the interrupted one that wrote it.
     ``stop`` (anything with ``is_set()``) is checked between batches.
     """
     if not (hasattr(base, "model") and hasattr(base, "card")):
@@ -832,6 +862,7 @@ def finetune(
     config.validate()
     out = checkpoint_paths(out)[0] if out is not None else None
     refuse_base_as_out(base, out)
+    refuse_existing_out(out, overwrite=overwrite, resume=resume)
     ddp = start_distributed(config.device)
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
     previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -974,10 +1005,12 @@ def finetune_sync(
     out: str | Path | None = None,
     stop: StopFlag | None = None,
     resume: bool = True,
+    overwrite: bool = False,
     on_progress=None,
 ) -> FinetuneResult:
     """Run :func:`finetune` to the end and return its result (for scripts and tests)."""
-    return run_job(finetune(base, data, config, out=out, stop=stop, resume=resume), on_progress)
+    job = finetune(base, data, config, out=out, stop=stop, resume=resume, overwrite=overwrite)
+    return run_job(job, on_progress)
 
 
 def trainable_summary(model, strategies: Iterable[str] = tuple(FREEZE_STRATEGIES)) -> dict:

@@ -177,6 +177,19 @@ def resume_may_replace(out: str | Path) -> bool:
     return current is None or current == info.get("output_sha256")
 
 
+def bind_resume_to_output(out: str | Path) -> None:
+    """Record the model now at ``out`` in the resume state beside it: a stopped run writes its
+    result after its last state, and resuming it must still count as replacing its own file."""
+    _, json_path = resume_paths(out)
+    try:
+        info = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(info, dict) and info.get("format") == RESUME_FORMAT:
+        info["output_sha256"] = _file_sha256(checkpoint_paths(out)[0])
+        write_text_atomic(json_path, json.dumps(info, indent=1))
+
+
 def _load_resume(out: Path) -> tuple[dict, dict[str, torch.Tensor]] | None:
     from safetensors.torch import load_file
 

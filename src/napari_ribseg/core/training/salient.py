@@ -121,6 +121,7 @@ def pretrain_salient(
     out: str | Path | None = None,
     stop: StopFlag | None = None,
     limit: int | None = None,
+    overwrite: bool = False,
 ) -> Job[PretrainResult]:
     """Pre-train the plain U-Net from scratch on salient objects; a job returning PretrainResult.
 
@@ -131,7 +132,9 @@ def pretrain_salient(
     negative Dice: without batch norm, Dice alone drove the logits to +-3000 in our runs, the sigmoid
     saturated and fine-tuning on ultrasound could no longer move the model (loss flat at 0.993). ``out`` is a
     registry name (saved in ``user_model_dir()``) or a path; its card states what the model was
-    pre-trained on, and names the substitute plainly when it is synthetic.
+    pre-trained on, and names the substitute plainly when it is synthetic. A model already at
+    ``out`` is refused before any work unless ``overwrite`` (or the run resumes the interrupted
+    one that wrote it).
     """
     import torch
 
@@ -143,13 +146,17 @@ def pretrain_salient(
         build_model,
         save_checkpoint,
     )
-    from napari_ribseg.core.training.loop import FinetuneConfig, finetune
+    from napari_ribseg.core.training.loop import FinetuneConfig, finetune, refuse_existing_out
 
     if variant not in ("x-unet", "unet"):
         raise DatasetError(
             f"salient pre-training trains the plain U-Net architecture (x-unet or unet); got "
             f"{variant!r}"
         )
+    preset_name = preset if widths is None else "custom"
+    target = _resolve_out(out, f"{variant}-{preset_name}-salient")
+    # Before the set is read; the loop checks again with the same rule.
+    refuse_existing_out(target, overwrite=overwrite, resume=True)
     if isinstance(data, SalientSet):
         salient = data
     elif data is not None:
@@ -173,9 +180,6 @@ def pretrain_salient(
         f"{salient.mask_fractions().mean():.1%}",
     )
 
-    preset_name = preset if widths is None else "custom"
-    name = f"{variant}-{preset_name}-salient"
-    target = _resolve_out(out, name)
     torch.manual_seed(seed)
     model = build_model(variant, preset, input_size=size, pretrained=False, widths=widths)
     scratch_card = ModelCard(
@@ -203,7 +207,9 @@ def pretrain_salient(
         device=device,
         base_is_candidate=False,
     )
-    result = yield from finetune(base, salient_training_set(salient), config, out=target, stop=stop)
+    result = yield from finetune(
+        base, salient_training_set(salient), config, out=target, stop=stop, overwrite=overwrite
+    )
 
     # The loop's card describes a fine-tune of a scratch model; the truth is a pre-training, and
     # whether it was on a real set or the synthetic substitute must be impossible to miss.

@@ -23,6 +23,7 @@ import numpy as np
 from napari_ribseg.core.atomic import atomic_path
 from napari_ribseg.core.budget import check_frame
 from napari_ribseg.core.errors import StackReadError
+from napari_ribseg.core.io.bit_depth import agreed_bits, declared_bits
 from napari_ribseg.core.io.intensity import full_scale, is_uint16, uint16_scaling
 
 
@@ -48,7 +49,9 @@ class TiffFrames:
                 int(self._read(np.arange(s, min(s + step, shape[0]))).max())
                 for s in range(0, shape[0], step)
             )
-            divisor, _record = uint16_scaling(top)
+            # The depth the file declares, as read_tiff takes it (one rule: agreed_bits).
+            declared = agreed_bits([(path, declared_bits(path), top)])[0]
+            divisor, _record = uint16_scaling(top, declared)
             if divisor != full_scale(self._stored):
                 self._divisor, self.dtype = np.float32(divisor), np.dtype(np.float32)
 

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_ribseg.core.errors import DatasetError, StackReadError
+from napari_ribseg.core.io.bit_depth import agreed_bits, declared_bits
 from napari_ribseg.core.io.intensity import (
     arrange_frames,
     binarize_mask,
@@ -169,6 +170,7 @@ def read_paired_dataset(root: str | os.PathLike) -> PairedDataset:
     images, masks = [], []
     wide: dict[str, list[int]] = {}  # the uint16 images of each clip
     wide_max: dict[str, int] = {}
+    depths: dict[str, list] = {}  # each clip's uint16 files: (file, declared depth, maximum)
     inverted: list[int] = []
     for sample_id, clip in zip(ids, groups, strict=True):
         image_path, mask_path = images_by_id[sample_id], masks_by_id[sample_id]
@@ -183,7 +185,9 @@ def read_paired_dataset(root: str | os.PathLike) -> PairedDataset:
                 # Divided once the clip is read, by the bit depth of the clip's largest value.
                 image = luma(raw[0]) if colour else raw[0].astype(np.float32)
                 wide.setdefault(clip, []).append(len(images))
-                wide_max[clip] = max(wide_max.get(clip, 0), sample_max(raw, colour))
+                top = sample_max(raw, colour)
+                wide_max[clip] = max(wide_max.get(clip, 0), top)
+                depths.setdefault(clip, []).append((image_path, declared_bits(image_path), top))
             else:
                 image = to_unit_frames(raw, image_path, colour=colour)[0][0]
             mask = binarize_mask(read_image(mask_path, mask=True), mask_path)
@@ -206,7 +210,7 @@ def read_paired_dataset(root: str | os.PathLike) -> PairedDataset:
             UserWarning,
             stacklevel=2,
         )
-    scaling = _divide_clips(images, wide, wide_max, len(ids), root)
+    scaling = _divide_clips(images, wide, wide_max, len(ids), root, depths)
     for i in inverted:
         np.subtract(np.float32(1.0), images[i], out=images[i])
     if inverted:
@@ -222,13 +226,15 @@ def _divide_clips(
     wide_max: dict[str, int],
     total: int,
     root: Path,
+    depths: dict[str, list] | None = None,
 ) -> dict:
     """Divide each clip's uint16 images (in place) by the divisor of the clip's maximum; return the
     dataset's scaling record, warning when clips differ in bit depth."""
     clips: dict[str, dict] = {}
     for clip, members in wide.items():
-        divisor, record = uint16_scaling(wide_max[clip])
-        if "bits_from" in record:
+        declared, note = agreed_bits((depths or {}).get(clip, []))
+        divisor, record = uint16_scaling(wide_max[clip], declared, note)
+        if record.get("bits_from") == "stack maximum":
             record["bits_from"] = "clip maximum"
         clips[clip] = record
         for i in members:

@@ -565,6 +565,19 @@ def _refuse_colour_labels(rgb: np.ndarray, source) -> None:
     )
 
 
+def mask_array(mask, what: str) -> np.ndarray:
+    """An in-memory mask (a numpy array a user or the engine hands over) as uint8 0/1, by the very
+    rules a mask file is read with (:func:`binarize_mask`): nonzero is rib in a signed 0/-1 mask,
+    ``> max // 2`` above 127, ``> 0.5`` for a float 0/1 mask; a label map is refused. ``what`` names
+    the mask in the :class:`~napari_ribseg.core.errors.DatasetError` raised (e.g. ``frame 3``)."""
+    from napari_ribseg.core.errors import DatasetError
+
+    try:
+        return binarize_mask(np.asarray(mask), what)
+    except StackReadError as exc:
+        raise DatasetError(str(exc)) from exc
+
+
 def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np.ndarray:
     """Binarise a 2-D mask (or (H, W, samples) colour mask) to uint8 0/1.
 
@@ -591,7 +604,8 @@ def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np
     refused (its extra values are ringing). Which label is the rib is the user's choice, not ours.
     Float masks: ``> 0.5`` when their maximum is at most 127 (0/1, with interpolation overshoot
     above 1), else ``> 127.5`` (0..255 stored as float), or ``> max / 2`` when the maximum is
-    above 255 (0/4095 or 0/65535 resampled to float). Palette images must come as their indices
+    above 255 (0/4095 or 0/65535 resampled to float); whole-number float masks with negative values
+    (a signed mask turned float, 0/-1.0) by the signed rule, nonzero. Palette images must come as their indices
     (``read_image(path, mask=True)``), not as the colours they show. A mask with non-zero pixels
     that binarises to empty gives a ``UserWarning`` naming the file and its largest value.
     """
@@ -644,6 +658,10 @@ def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np
             threshold = 0
     elif mask.dtype.kind == "f":
         top = mask.max() if mask.size else 0
+        if top <= 127.0 and mask.size and mask.min() < 0 and np.array_equal(mask, np.round(mask)):
+            # Whole numbers with negatives are a signed mask turned float (int8 -1 as -1.0): read
+            # it as the signed mask, nonzero is rib. > 0.5 read a 0/-1 float mask as empty.
+            return binarize_mask(mask.astype(np.int16), source)
         if top > 1.0 and np.array_equal(mask, np.round(mask)):
             _refuse_label_map(mask, source, areas=areas or top > 127.0)
         # Above 255 (12- or 16-bit data resampled to float, e.g. skimage's resize): half the

@@ -48,6 +48,7 @@ from napari_ribseg.core.io.intensity import (
     describe_scaling,
     is_uint16,
     luma,
+    mask_array,
     sample_max,
     to_unit_frames,
     uint16_scaling,
@@ -280,7 +281,8 @@ def write_paired_dataset(
 ) -> Path:
     """Write a paired dataset that :func:`read_paired_dataset` reads back exactly; returns ``root``.
 
-    Masks are saved as 0/255 (``mask > 0``). Raises :class:`DatasetError` for inconsistent input or a
+    Masks are saved as 0/255, read by the mask-file rules (``core.io.intensity.mask_array``:
+    a signed 0/-1 mask is rib, a label map is refused). Raises :class:`DatasetError` for inconsistent input or a
     ``root`` that exists and is not empty.
     """
     import tifffile
@@ -318,7 +320,9 @@ def write_paired_dataset(
                 raise DatasetError(
                     f"image {sample_id!r} is {image.shape} but its mask is {mask.shape}"
                 )
-            disk_mask = np.where(mask > 0, np.uint8(255), np.uint8(0))
+            # Read by the rules the mask file will be read back with: a 0/-1 int8 mask is rib
+            # (> 0 wrote it empty), a label map is refused before anything is written.
+            disk_mask = mask_array(mask, f"mask {sample_id!r}") * np.uint8(255)
             tifffile.imwrite(tmp / image_name / f"{image_prefix}{sample_id}.tif", image)
             tifffile.imwrite(
                 tmp / mask_name / f"{mask_prefix}{sample_id}.tif", disk_mask, compression="zlib"

@@ -572,8 +572,17 @@ def mask_array(mask, what: str) -> np.ndarray:
     the mask in the :class:`~napari_ribseg.core.errors.DatasetError` raised (e.g. ``frame 3``)."""
     from napari_ribseg.core.errors import DatasetError
 
+    mask = np.asarray(mask)
+    if (
+        mask.dtype.kind in "biu"
+        and mask.ndim == 2
+        and (not mask.size or 0 <= mask.min() <= mask.max() <= 1)
+    ):
+        # Already 0/1 (what the engine and the review hand over): the rules give it back as is,
+        # without binarize_mask's per-value count, which a training set's folds would repeat.
+        return mask.astype(np.uint8)
     try:
-        return binarize_mask(np.asarray(mask), what)
+        return binarize_mask(mask, what)
     except StackReadError as exc:
         raise DatasetError(str(exc)) from exc
 

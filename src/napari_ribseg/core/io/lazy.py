@@ -31,7 +31,8 @@ class TiffFrames:
     """(N, H, W) raw frames of an uncompressed contiguous TIFF series, read per request.
 
     Indexing with an int, a slice or an int array returns a fresh ndarray of the file's dtype
-    (native byte order); nothing is cached. uint16 samples that fit in fewer bits (the reader's
+    (native byte order); nothing is cached. uint16 samples that fit in fewer bits (the depth the
+    file declares, ``MaxSampleValue``, or the reader's
     :func:`~napari_ribseg.core.io.intensity.uint16_bits` of the whole file's maximum, found by one
     pass at opening) come back as float32 in [0, 1], divided as the reader divides them.
     """

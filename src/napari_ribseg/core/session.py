@@ -32,6 +32,7 @@ import numpy as np
 from psygnal import Signal
 
 from napari_ribseg.core.errors import DatasetError, ProjectError
+from napari_ribseg.core.io.intensity import mask_array
 from napari_ribseg.core.jobs import Job, Progress, StopFlag, run_job
 from napari_ribseg.core.postprocess import MaskOptions
 from napari_ribseg.core.project import (
@@ -610,14 +611,17 @@ class ReviewSession:
         return int(frame)
 
     def set_labels(self, frame: int, mask: np.ndarray) -> None:
-        """Replace one frame's labels with a corrected mask (0 background, 1 rib)."""
+        """Replace one frame's labels with a corrected mask (0 background, 1 rib), read by the
+        mask-file rules (``core.io.intensity.mask_array``): a signed 0/-1 mask is rib, a 0/255
+        mask is cut at 127, a float mask at 0.5, and a label map (1 rib, 2 pleura) is refused."""
         frame = self._frame_index(frame)
         mask = np.asarray(mask)
         if mask.shape != self.project.frame_shape:
             raise DatasetError(
                 f"frame {frame}: expected a mask of {self.project.frame_shape}, got {mask.shape}"
             )
-        self.project.labels[int(frame)] = (mask > 0).astype(np.uint8)
+        # The rules a mask file is read with: a 0/-1 int8 mask is rib (> 0 read it as empty).
+        self.project.labels[int(frame)] = mask_array(mask, f"frame {frame}")
         self.mark_edited([int(frame)])
 
     def mark_edited(self, frames: Sequence[int] = ()) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 
 from napari_ribseg.core.budget import MAX_FRAME_PIXELS, check_allocation, check_frame, check_shape
 from napari_ribseg.core.errors import MemoryBudgetError, StackReadError
+from napari_ribseg.core.io.bit_depth import agreed_bits, declared_bits
 from napari_ribseg.core.io.intensity import (
     arrange_frames,
     full_scale,
@@ -327,6 +328,7 @@ def stack_images(
     float_rule = False
     wide: list[int] = []  # the 16-bit frames
     wide_max = 0
+    depths: dict[Path, tuple] = {}  # each 16-bit file: (the depth it declares, its maximum)
     inverted: list[int] = []
     for i, (image, white_is_zero, file) in enumerate(images):
         if white_is_zero:
@@ -358,13 +360,20 @@ def stack_images(
             # Kept raw until the stack's maximum gives the bit depth of all 16-bit frames.
             frames[i] = luma(raw[0]) if colour else raw[0]
             wide.append(i)
-            wide_max = max(wide_max, sample_max(raw, colour))
+            top = sample_max(raw, colour)
+            wide_max = max(wide_max, top)
+            # An animation's frames are one file: one declaration, its frames' maximum.
+            declared, file_max = depths.get(file, (None, 0))
+            if file not in depths:
+                declared = declared_bits(file)
+            depths[file] = (declared, max(file_max, top))
         else:
             frames[i] = to_unit_frames(raw, file, colour=colour)[0][0]
     assert frames is not None
     scaling: dict = {"method": "divide-by-dtype"}
     if wide:
-        divisor, scaling = uint16_scaling(wide_max)
+        declared, note = agreed_bits((f, d, top) for f, (d, top) in depths.items())
+        divisor, scaling = uint16_scaling(wide_max, declared, note)
         for i in wide:  # in place, one frame at a time: no second copy of the stack
             np.clip(
                 np.divide(frames[i], np.float32(divisor), out=frames[i]), 0.0, 1.0, out=frames[i]

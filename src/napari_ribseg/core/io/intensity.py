@@ -4,8 +4,9 @@ Every reader ends here, so the intensity rules are the same for all formats:
 
 * ``bool`` -> 0/1, ``uint8`` -> /255, ``uint16`` -> /(2**bits - 1) with ``bits`` the fewest of 8, 10,
   12, 14 and 16 that hold the stack's maximum (:func:`uint16_bits`: 8-bit data saved as 16-bit, a
-  10-, 12- or 14-bit scanner's or ADC's samples, true 16-bit; TIFF and PNG record no bit depth below
-  16); a reader that
+  10-, 12- or 14-bit scanner's or ADC's samples, true 16-bit), unless the file declares its depth
+  (a PNG's ``sBIT``, a TIFF's ``MaxSampleValue``: ``core.io.bit_depth``) and the data fit it; a
+  reader that
   knows the depth passes it (DICOM's ``2**BitsStored - 1``); a paired dataset takes the maximum of
   each clip (``core.io.paired``), and the engine divides raw arrays by the same rule through
   :func:`uint16_divisor` / :func:`unit_divisor` / :func:`unit_float`;
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_ribseg.core.errors import StackReadError
+from napari_ribseg.core.io.bit_depth import agreed_bits
 
 #: ITU-R BT.601 luma weights for R, G, B.
 LUMA_601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -41,6 +43,9 @@ _CHUNK_BYTES = 64 * 2**20
 
 _FIXED_SCALE = {np.dtype(bool): 1.0, np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
+
+#: The ``bits_from`` of a depth a file declares (``core.io.bit_depth``), not guessed.
+DECLARED_BY = ("sBIT", "MaxSampleValue")
 
 #: The bit depths uint16 data is read at when its file records none (:func:`uint16_bits`).
 UINT16_BITS = (8, 10, 12, 14, 16)
@@ -137,13 +142,24 @@ def sample_max(raw: np.ndarray, colour: bool) -> int:
     return int(np.max(raw)) if raw.size else 0
 
 
-def uint16_scaling(maximum: int | float) -> tuple[float, dict]:
-    """Divisor and ``intensity_scaling`` record for uint16 data whose largest value is ``maximum``."""
-    bits = uint16_bits(maximum)
+def uint16_scaling(
+    maximum: int | float, declared: tuple[int, str] | None = None, note: str | None = None
+) -> tuple[float, dict]:
+    """Divisor and ``intensity_scaling`` record for uint16 data whose largest value is ``maximum``.
+
+    ``declared``: the ``(bits, where from)`` the file(s) declare (``core.io.bit_depth``), used when
+    the data fit it; otherwise the bits are guessed from ``maximum`` (:func:`uint16_bits`).
+    ``note`` (why declared depths were not used) is kept in the record as ``bits_note``."""
+    if declared is not None and maximum <= 2 ** declared[0] - 1:
+        bits, source = declared
+    else:
+        bits, source = uint16_bits(maximum), "stack maximum"
     divisor = float(2**bits - 1)
     record: dict = {"method": "divide", "divisor": divisor}
-    if bits < 16:
-        record.update(significant_bits=bits, bits_from="stack maximum")
+    if bits < 16 or declared is not None:
+        record.update(significant_bits=bits, bits_from=source)
+    if note:
+        record["bits_note"] = note
     return divisor, record
 
 
@@ -156,9 +172,11 @@ def describe_scaling(record: dict | None) -> str:
     if method == "divide":
         text = f"divided by {record['divisor']:g}"
         if "significant_bits" in record:
-            text += (
-                f" ({record['significant_bits']} significant bits, from the {record['bits_from']})"
-            )
+            where = record["bits_from"]
+            where = f"declared by its {where}" if where in DECLARED_BY else f"from the {where}"
+            text += f" ({record['significant_bits']} significant bits, {where})"
+        if "bits_note" in record:
+            text += f"; {record['bits_note']}"
     elif method == "minmax":
         text = f"min-max scaled from [{record['min']:g}, {record['max']:g}] over the stack"
     elif method == "divide-per-clip":
@@ -291,15 +309,19 @@ def to_unit_frames(
     colour: bool = False,
     scale: float | None = None,
     invert: bool = False,
+    declared: tuple[int, str] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Convert (N, H, W[, samples]) raw data to float32 (N, H, W) in [0, 1].
 
     Returns the frames and a dict describing the scaling (stored in ``Stack.metadata``). ``scale``
     overrides the full-scale value of integer data; without it, uint16 data is divided by
-    ``2**bits - 1`` for the :func:`uint16_bits` of its maximum. ``invert`` maps the scaled value ``v`` to
+    ``2**bits - 1`` for the bits the file declares (``declared``, from ``core.io.bit_depth``) when
+    the data fit them, else for the :func:`uint16_bits` of its maximum. ``invert`` maps the scaled value ``v`` to
     ``1 - v`` chunk by chunk in the output (no second copy of the stack).
     """
-    frames, scaling = _unit_frames(raw, source, colour=colour, scale=scale, copy=invert)
+    frames, scaling = _unit_frames(
+        raw, source, colour=colour, scale=scale, copy=invert, declared=declared
+    )
     if invert:
         step = _chunk_len(frames.shape[1:3])
         for start in range(0, len(frames), step):
@@ -310,7 +332,13 @@ def to_unit_frames(
 
 
 def _unit_frames(
-    raw: np.ndarray, source, *, colour: bool, scale: float | None, copy: bool
+    raw: np.ndarray,
+    source,
+    *,
+    colour: bool,
+    scale: float | None,
+    copy: bool,
+    declared: tuple[int, str] | None = None,
 ) -> tuple[np.ndarray, dict]:
     if not is_numeric(raw):
         raise StackReadError(f"{source}: pixel data of dtype {raw.dtype} is not numeric")
@@ -319,7 +347,9 @@ def _unit_frames(
     record: dict | None = None
     if scale is None and is_uint16(raw.dtype):
         top = max(sample_max(raw[start : start + step], colour) for start in range(0, n, step))
-        scale, record = uint16_scaling(top)
+        if declared is not None:
+            declared = agreed_bits([(source, declared, top)])[0]
+        scale, record = uint16_scaling(top, declared)
     elif scale is None:
         scale = full_scale(raw.dtype)
 
@@ -535,6 +565,28 @@ def _refuse_colour_labels(rgb: np.ndarray, source) -> None:
     )
 
 
+def mask_array(mask, what: str) -> np.ndarray:
+    """An in-memory mask (a numpy array a user or the engine hands over) as uint8 0/1, by the very
+    rules a mask file is read with (:func:`binarize_mask`): nonzero is rib in a signed 0/-1 mask,
+    ``> max // 2`` above 127, ``> 0.5`` for a float 0/1 mask; a label map is refused. ``what`` names
+    the mask in the :class:`~napari_ribseg.core.errors.DatasetError` raised (e.g. ``frame 3``)."""
+    from napari_ribseg.core.errors import DatasetError
+
+    mask = np.asarray(mask)
+    if (
+        mask.dtype.kind in "biu"
+        and mask.ndim == 2
+        and (not mask.size or 0 <= mask.min() <= mask.max() <= 1)
+    ):
+        # Already 0/1 (what the engine and the review hand over): the rules give it back as is,
+        # without binarize_mask's per-value count, which a training set's folds would repeat.
+        return mask.astype(np.uint8)
+    try:
+        return binarize_mask(mask, what)
+    except StackReadError as exc:
+        raise DatasetError(str(exc)) from exc
+
+
 def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np.ndarray:
     """Binarise a 2-D mask (or (H, W, samples) colour mask) to uint8 0/1.
 
@@ -561,7 +613,8 @@ def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np
     refused (its extra values are ringing). Which label is the rib is the user's choice, not ours.
     Float masks: ``> 0.5`` when their maximum is at most 127 (0/1, with interpolation overshoot
     above 1), else ``> 127.5`` (0..255 stored as float), or ``> max / 2`` when the maximum is
-    above 255 (0/4095 or 0/65535 resampled to float). Palette images must come as their indices
+    above 255 (0/4095 or 0/65535 resampled to float); whole-number float masks with negative values
+    (a signed mask turned float, 0/-1.0) by the signed rule, nonzero. Palette images must come as their indices
     (``read_image(path, mask=True)``), not as the colours they show. A mask with non-zero pixels
     that binarises to empty gives a ``UserWarning`` naming the file and its largest value.
     """
@@ -614,6 +667,10 @@ def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np
             threshold = 0
     elif mask.dtype.kind == "f":
         top = mask.max() if mask.size else 0
+        if top <= 127.0 and mask.size and mask.min() < 0 and np.array_equal(mask, np.round(mask)):
+            # Whole numbers with negatives are a signed mask turned float (int8 -1 as -1.0): read
+            # it as the signed mask, nonzero is rib. > 0.5 read a 0/-1 float mask as empty.
+            return binarize_mask(mask.astype(np.int16), source)
         if top > 1.0 and np.array_equal(mask, np.round(mask)):
             _refuse_label_map(mask, source, areas=areas or top > 127.0)
         # Above 255 (12- or 16-bit data resampled to float, e.g. skimage's resize): half the

@@ -23,6 +23,7 @@ import numpy as np
 from napari_ribseg.core.atomic import atomic_path
 from napari_ribseg.core.budget import check_frame
 from napari_ribseg.core.errors import StackReadError
+from napari_ribseg.core.io.bit_depth import agreed_bits, declared_bits
 from napari_ribseg.core.io.intensity import full_scale, is_uint16, uint16_scaling
 
 
@@ -30,7 +31,8 @@ class TiffFrames:
     """(N, H, W) raw frames of an uncompressed contiguous TIFF series, read per request.
 
     Indexing with an int, a slice or an int array returns a fresh ndarray of the file's dtype
-    (native byte order); nothing is cached. uint16 samples that fit in fewer bits (the reader's
+    (native byte order); nothing is cached. uint16 samples that fit in fewer bits (the depth the
+    file declares, ``MaxSampleValue``, or the reader's
     :func:`~napari_ribseg.core.io.intensity.uint16_bits` of the whole file's maximum, found by one
     pass at opening) come back as float32 in [0, 1], divided as the reader divides them.
     """
@@ -48,7 +50,9 @@ class TiffFrames:
                 int(self._read(np.arange(s, min(s + step, shape[0]))).max())
                 for s in range(0, shape[0], step)
             )
-            divisor, _record = uint16_scaling(top)
+            # The depth the file declares, as read_tiff takes it (one rule: agreed_bits).
+            declared = agreed_bits([(path, declared_bits(path), top)])[0]
+            divisor, _record = uint16_scaling(top, declared)
             if divisor != full_scale(self._stored):
                 self._divisor, self.dtype = np.float32(divisor), np.dtype(np.float32)
 

@@ -41,12 +41,14 @@ from pathlib import Path
 import numpy as np
 
 from napari_ribseg.core.errors import DatasetError, StackReadError
+from napari_ribseg.core.io.bit_depth import agreed_bits, declared_bits
 from napari_ribseg.core.io.intensity import (
     arrange_frames,
     binarize_mask,
     describe_scaling,
     is_uint16,
     luma,
+    mask_array,
     sample_max,
     to_unit_frames,
     uint16_scaling,
@@ -169,6 +171,7 @@ def read_paired_dataset(root: str | os.PathLike) -> PairedDataset:
     images, masks = [], []
     wide: dict[str, list[int]] = {}  # the uint16 images of each clip
     wide_max: dict[str, int] = {}
+    depths: dict[str, list] = {}  # each clip's uint16 files: (file, declared depth, maximum)
     inverted: list[int] = []
     for sample_id, clip in zip(ids, groups, strict=True):
         image_path, mask_path = images_by_id[sample_id], masks_by_id[sample_id]
@@ -183,7 +186,9 @@ def read_paired_dataset(root: str | os.PathLike) -> PairedDataset:
                 # Divided once the clip is read, by the bit depth of the clip's largest value.
                 image = luma(raw[0]) if colour else raw[0].astype(np.float32)
                 wide.setdefault(clip, []).append(len(images))
-                wide_max[clip] = max(wide_max.get(clip, 0), sample_max(raw, colour))
+                top = sample_max(raw, colour)
+                wide_max[clip] = max(wide_max.get(clip, 0), top)
+                depths.setdefault(clip, []).append((image_path, declared_bits(image_path), top))
             else:
                 image = to_unit_frames(raw, image_path, colour=colour)[0][0]
             mask = binarize_mask(read_image(mask_path, mask=True), mask_path)
@@ -206,7 +211,7 @@ def read_paired_dataset(root: str | os.PathLike) -> PairedDataset:
             UserWarning,
             stacklevel=2,
         )
-    scaling = _divide_clips(images, wide, wide_max, len(ids), root)
+    scaling = _divide_clips(images, wide, wide_max, len(ids), root, depths)
     for i in inverted:
         np.subtract(np.float32(1.0), images[i], out=images[i])
     if inverted:
@@ -222,13 +227,15 @@ def _divide_clips(
     wide_max: dict[str, int],
     total: int,
     root: Path,
+    depths: dict[str, list] | None = None,
 ) -> dict:
     """Divide each clip's uint16 images (in place) by the divisor of the clip's maximum; return the
     dataset's scaling record, warning when clips differ in bit depth."""
     clips: dict[str, dict] = {}
     for clip, members in wide.items():
-        divisor, record = uint16_scaling(wide_max[clip])
-        if "bits_from" in record:
+        declared, note = agreed_bits((depths or {}).get(clip, []))
+        divisor, record = uint16_scaling(wide_max[clip], declared, note)
+        if record.get("bits_from") == "stack maximum":
             record["bits_from"] = "clip maximum"
         clips[clip] = record
         for i in members:
@@ -274,7 +281,8 @@ def write_paired_dataset(
 ) -> Path:
     """Write a paired dataset that :func:`read_paired_dataset` reads back exactly; returns ``root``.
 
-    Masks are saved as 0/255 (``mask > 0``). Raises :class:`DatasetError` for inconsistent input or a
+    Masks are saved as 0/255, read by the mask-file rules (``core.io.intensity.mask_array``:
+    a signed 0/-1 mask is rib, a label map is refused). Raises :class:`DatasetError` for inconsistent input or a
     ``root`` that exists and is not empty.
     """
     import tifffile
@@ -312,7 +320,9 @@ def write_paired_dataset(
                 raise DatasetError(
                     f"image {sample_id!r} is {image.shape} but its mask is {mask.shape}"
                 )
-            disk_mask = np.where(mask > 0, np.uint8(255), np.uint8(0))
+            # Read by the rules the mask file will be read back with: a 0/-1 int8 mask is rib
+            # (> 0 wrote it empty), a label map is refused before anything is written.
+            disk_mask = mask_array(mask, f"mask {sample_id!r}") * np.uint8(255)
             tifffile.imwrite(tmp / image_name / f"{image_prefix}{sample_id}.tif", image)
             tifffile.imwrite(
                 tmp / mask_name / f"{mask_prefix}{sample_id}.tif", disk_mask, compression="zlib"

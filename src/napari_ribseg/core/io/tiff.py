@@ -23,7 +23,8 @@ import numpy as np
 
 from napari_ribseg.core.budget import check_frame, check_shape
 from napari_ribseg.core.errors import MemoryBudgetError, StackReadError
-from napari_ribseg.core.io.intensity import arrange_frames, to_unit_frames
+from napari_ribseg.core.io.bit_depth import declared_bits
+from napari_ribseg.core.io.intensity import arrange_frames, is_uint16, to_unit_frames
 from napari_ribseg.core.stack import Stack
 
 # Millimetres per unit, for the unit names OME and ImageJ write.
@@ -235,7 +236,10 @@ def read_tiff(path: Path) -> Stack:
         axes = axes.replace("S", "") + "S"
     colour = axes.endswith("S") and data.shape[-1] in (2, 3, 4)
     raw, colour = arrange_frames(data, path, colour=colour)
-    frames, scaling = to_unit_frames(raw, path, colour=colour, invert=white_is_zero)
+    declared = declared_bits(path) if is_uint16(raw.dtype) else None
+    frames, scaling = to_unit_frames(
+        raw, path, colour=colour, invert=white_is_zero, declared=declared
+    )
     return Stack(
         frames=frames,
         source=path,

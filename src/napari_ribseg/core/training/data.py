@@ -19,7 +19,7 @@ import numpy as np
 
 from napari_ribseg.core.atomic import atomic_path
 from napari_ribseg.core.errors import DatasetError, TrainingError
-from napari_ribseg.core.io.intensity import unit_divisor, unit_float
+from napari_ribseg.core.io.intensity import mask_array, unit_divisor, unit_float
 from napari_ribseg.core.stack import FrameStatus, Stack
 
 #: The fewest labelled frames a fine-tune runs on: one to train on, one to check the new model
@@ -96,7 +96,11 @@ class TrainingSet:
                 f"and {len(self.groups)} groups; expected one mask and one group per image"
             )
         self.images = [np.asarray(im, dtype=np.float32) for im in self.images]
-        self.masks = [(np.asarray(m) > 0).astype(np.uint8) for m in self.masks]
+        # The rules a mask file is read with (a 0/-1 int8 mask is rib; > 0 read it as empty).
+        where = self.source or "memory"
+        self.masks = [
+            mask_array(m, f"training set from {where}, mask {i}") for i, m in enumerate(self.masks)
+        ]
         self.groups = [str(g) for g in self.groups]
         for i, (image, mask) in enumerate(zip(self.images, self.masks, strict=True)):
             if image.ndim != 2 or image.shape != mask.shape:

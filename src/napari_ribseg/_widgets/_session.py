@@ -565,9 +565,28 @@ class ReviewSession(QObject):
 
     def _on_paint(self, event: Any = None) -> None:
         if self.core is not None:
-            frame = self.current_frame()
-            self._painted.add(frame)
-            self.core.mark_edited([frame])
+            frames = self._frames_of_stroke(getattr(event, "value", None))
+            self._painted.update(frames)
+            self.core.mark_edited(sorted(frames))
+
+    def _frames_of_stroke(self, item: Any) -> set[int]:
+        """The stack's frames a stroke (napari's paint event value: its undo item) wrote into.
+
+        A brush with ``n_edit_dimensions`` 3, or one used in the 3-D view, paints a ball through
+        several frames, not only the one on screen; each is a hand edit. The frame on screen when
+        the stroke carries no indices we can read.
+        """
+        frames: set[int] = set()
+        if self.labels_layer is not None and self.labels_layer.ndim == 3:
+            for atom in item if isinstance(item, list | tuple) else ():
+                key = getattr(atom, "slice_key", None)  # a masked edit: its bounding box
+                if key is not None and isinstance(key[0], slice):
+                    start, stop, _ = key[0].indices(self.n_frames)
+                    frames.update(range(start, stop))
+                elif isinstance(atom, tuple) and len(atom) == 3:  # (indices, before, after)
+                    frames.update(int(f) for f in np.unique(np.asarray(atom[0][0])))
+        frames = {f for f in frames if 0 <= f < self.n_frames}
+        return frames or {self.current_frame()}
 
     def _on_labels_refreshed(self, event: Any = None) -> None:
         # napari's undo/redo (and a script's edit followed by refresh()) write into the array and

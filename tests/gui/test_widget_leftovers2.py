@@ -1,0 +1,39 @@
+"""Second round of widget leftovers: a brush across frames, an undo back to the saved count, a
+duplicated ribs layer, a script's pick of a stack and a Re-segment with nothing to do."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _changed_cell(widget, frame: int) -> str:
+    return widget.review_section.table.item(frame, 3).text()
+
+
+def _same(a, b) -> bool:
+    return a is b or getattr(a, "unique_id", 0) == getattr(b, "unique_id", 1)
+
+
+def test_a_brush_across_frames_marks_every_frame_it_changed(docked, stack_file):
+    """napari's brush with n_edit_dimensions = 3 paints a ball through several frames: only the
+    frame on screen was recounted ("Changed px" 0 on the others) and counted as edited."""
+    viewer, widget = docked
+    widget.load(stack_file)
+    widget.tabs.setCurrentWidget(widget.review_section)
+    ribs = widget.session.labels_layer
+    viewer.dims.set_current_step(0, 2)
+    ribs.n_edit_dimensions = 3
+    ribs.brush_size = 5
+    ribs.paint((2, 40, 30), 1)
+    changed = widget.session.project.changed_pixels
+    touched = np.flatnonzero(changed).tolist()
+    assert touched == [0, 1, 2, 3, 4]  # a ball of diameter 5 around frame 2
+    for frame in touched:
+        assert _changed_cell(widget, frame) == str(int(changed[frame]))
+    assert f"{int(changed.sum())} pixels corrected by hand" in (
+        widget.review_section.summary_label.text()
+    )
+    # An undo from another frame takes every frame of the stroke back, and their rows follow.
+    viewer.dims.set_current_step(0, 5)
+    ribs.undo()
+    assert [_changed_cell(widget, f) for f in touched] == ["0"] * 5

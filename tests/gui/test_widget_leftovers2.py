@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_ribseg.core.project import ReviewProject
+
 
 def _changed_cell(widget, frame: int) -> str:
     return widget.review_section.table.item(frame, 3).text()
@@ -37,3 +39,26 @@ def test_a_brush_across_frames_marks_every_frame_it_changed(docked, stack_file):
     viewer.dims.set_current_step(0, 5)
     ribs.undo()
     assert [_changed_cell(widget, f) for f in touched] == ["0"] * 5
+
+
+def test_an_undo_back_to_the_saved_count_is_saved(docked, stack_file):
+    """A save ran only when a changed-pixel count moved: two undos that land on other pixels
+    with the count last saved left the review on disk different from the screen."""
+    viewer, widget = docked
+    widget.load(stack_file)
+    ribs = widget.session.labels_layer
+    project = widget.session.project
+    viewer.dims.set_current_step(0, 2)
+    ribs.brush_size = 5
+    ribs.paint((2, 40, 20), 1)  # A
+    first = np.asarray(ribs.data[2]).copy()
+    ribs.paint((2, 40, 20), 0)  # A erased
+    ribs.paint((2, 40, 44), 1)  # B, the same disc elsewhere
+    assert project.changed_pixels[2] == int(first.sum()) > 0
+    assert widget.save_project()
+    ribs.undo()
+    ribs.undo()  # back to A: the same count as saved, other pixels
+    np.testing.assert_array_equal(project.labels[2], first)
+    assert widget.save_project()
+    on_disk = ReviewProject.load(project.folder)
+    np.testing.assert_array_equal(on_disk.labels, project.labels)

@@ -3,6 +3,8 @@ duplicated ribs layer, a script's pick of a stack and a Re-segment with nothing 
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from napari_ribseg.core.project import ReviewProject
@@ -62,3 +64,33 @@ def test_an_undo_back_to_the_saved_count_is_saved(docked, stack_file):
     assert widget.save_project()
     on_disk = ReviewProject.load(project.folder)
     np.testing.assert_array_equal(on_disk.labels, project.labels)
+
+
+def test_a_duplicate_of_a_deleted_ribs_layer_is_left_alone(docked, stack_file):
+    """With the stack's ribs layer deleted and a napari duplicate of it kept, picking the stack
+    took the duplicate over and wrote the review's labels into it."""
+    viewer, widget = docked
+    image = widget.load(stack_file)
+    ribs = widget.session.labels_layer
+    viewer.dims.set_current_step(0, 1)
+    ribs.brush_size = 5
+    ribs.paint((1, 40, 30), 1)
+    # As napari's "Duplicate layer" makes it: its data and state deep-copied, named "... copy".
+    data, state, kind = ribs.as_layer_data_tuple()
+    state = copy.deepcopy(state)
+    state["name"] = f"{ribs.name} copy"
+    duplicate = viewer.add_labels(copy.deepcopy(np.asarray(data)), **state)
+    duplicate.data[3, :4, :4] = 1  # the user's experiment
+    mine = np.asarray(duplicate.data).copy()
+    viewer.layers.remove(ribs)
+    widget.segment_section.select_image(image)
+    ribs_now = widget.session.labels_layer
+    assert ribs_now is not None and not _same(ribs_now, duplicate)
+    assert ribs_now.name == "clip01 ribs"
+    assert int(np.asarray(ribs_now.data)[3].sum()) == 0  # the review's labels, not the copy's
+    assert int(np.asarray(ribs_now.data)[1].sum()) > 0
+    np.testing.assert_array_equal(np.asarray(duplicate.data), mine)
+    assert duplicate.name == "clip01 ribs copy"
+    # A stroke on the duplicate stays out of the review.
+    duplicate.data[0, :2, :2] = 1
+    assert int(widget.session.project.labels[0].sum()) == 0

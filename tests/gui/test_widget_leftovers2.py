@@ -94,3 +94,18 @@ def test_a_duplicate_of_a_deleted_ribs_layer_is_left_alone(docked, stack_file):
     # A stroke on the duplicate stays out of the review.
     duplicate.data[0, :2, :2] = 1
     assert int(widget.session.project.labels[0].sum()) == 0
+
+
+def test_a_scripts_pick_shows_only_that_stack(docked, stack_file, tmp_path):
+    """select_image(layer) bound the stack but left the other stack's layers on screen."""
+    viewer, widget = docked
+    first = widget.load(stack_file)
+    np.save(tmp_path / "other.npy", np.zeros((3, 64, 64), np.float32))
+    second = widget.load(tmp_path / "other.npy")
+    second_ribs = widget.session.labels_layer
+    assert not first.visible and second.visible
+    assert widget.segment_section.select_image(first)
+    assert first.visible and widget.session.labels_layer.visible
+    assert not second.visible and not second_ribs.visible
+    assert _same(viewer.layers.selection.active, widget.session.labels_layer)
+    assert widget.segment_section.image_combo.currentText() == "clip01"

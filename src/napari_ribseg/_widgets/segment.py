@@ -305,20 +305,30 @@ class SegmentSection(QWidget):
         return next((i for i in range(combo.count()) if same_layer(combo.itemData(i), layer)), -1)
 
     def select_image(self, layer: Image) -> bool:
-        """Put ``layer`` under review and show it in the picker; errors become notifications."""
+        """Put ``layer`` under review and show it in the picker, as picking it there does (the
+        other stacks hidden, its ribs layer selected); errors become notifications."""
         self._refresh_images()
         index = self._index_of(layer)
         self.image_combo.blockSignals(True)
         if index >= 0:
             self.image_combo.setCurrentIndex(index)
         self.image_combo.blockSignals(False)
-        return self._bind(layer)
+        return self._choose(layer)
 
     def _on_image_choice(self, index: int) -> None:
         layer = self.image_combo.itemData(index) if index >= 0 else None
-        new = layer is not None and not same_layer(layer, self.session.image_layer)
-        if new and self._bind(layer):
+        if layer is not None:
+            self._choose(layer)
+
+    def _choose(self, layer: Image) -> bool:
+        """The one way a stack is picked (the picker, a script): bind it and, when it is another
+        stack than the one under review, show it as the one on screen."""
+        new = not same_layer(layer, self.session.image_layer)
+        if not self._bind(layer):
+            return False
+        if new:
             self.image_chosen.emit(layer)
+        return True
 
     def _bind(self, layer: Image) -> bool:
         try:

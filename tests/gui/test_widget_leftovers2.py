@@ -8,6 +8,7 @@ import copy
 import numpy as np
 
 from napari_ribseg.core.project import ReviewProject
+from napari_ribseg.core.stack import FrameStatus
 
 
 def _changed_cell(widget, frame: int) -> str:
@@ -109,3 +110,17 @@ def test_a_scripts_pick_shows_only_that_stack(docked, stack_file, tmp_path):
     assert not second.visible and not second_ribs.visible
     assert _same(viewer.layers.selection.active, widget.session.labels_layer)
     assert widget.segment_section.image_combo.currentText() == "clip01"
+
+
+def test_a_resegment_with_nothing_to_do_says_so_in_the_status_line(segmented, qtbot):
+    """After a Re-segment that had nothing to run on, the status line still announced the
+    previous run ("6 of 6 frames segmented with ...")."""
+    _viewer, widget = segmented
+    assert widget.status_line.text().startswith("6 of 6 frames segmented with tiny-test")
+    widget.session.core.set_status(list(range(6)), FrameStatus.CURATED)
+    widget.save_project()
+    widget.finetune_section.resegment_requested.emit()
+    assert widget.segment_section.worker is None
+    text = widget.status_line.text()
+    assert text.startswith("Nothing to segment: no unreviewed frame (6 curated)"), text
+    assert "segmented with" not in text

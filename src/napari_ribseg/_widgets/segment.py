@@ -131,7 +131,8 @@ def segmentation_job(
 class SegmentSection(QWidget):
     """Controls for running the model and shaping its mask."""
 
-    #: A run ended; argument: "done", "stopped", "failed" or "discarded".
+    #: A run ended; argument: "done", "stopped", "failed", "discarded" or "nothing" (it did not
+    #: start: nothing to segment; the reason is in ``progress_label``).
     finished = Signal(str)
     #: The picker put another image layer under review (the user's choice or a dropped stack);
     #: argument: the layer, to be shown as the stack to work on.
@@ -476,15 +477,13 @@ class SegmentSection(QWidget):
             )
             return None
         if scope == "current" and self.session.frame_on_screen() is None:
-            message = "Nothing to segment: " + self.session.not_on_screen()
-            self.progress_label.setText(message)
-            notify_info(message)
+            self._nothing_to_do("Nothing to segment: " + self.session.not_on_screen())
             return None
         indices = self.frames_for(scope)
         if indices.size == 0:
-            message = "Nothing to segment: every frame here is curated, rejected or edited by hand."
-            self.progress_label.setText(message)
-            notify_info(message)
+            current = self.session.current_frame()
+            why = self.session.core.nothing_to_run(scope, current)
+            self._nothing_to_do(f"Nothing to segment: {why}.")
             return None
         device = self.device_combo.currentText() or "auto"
         key = (str(entry.path), _mtime(entry.path), device)
@@ -521,6 +520,13 @@ class SegmentSection(QWidget):
         self._update_run_enabled()
         worker.start()
         return worker
+
+    def _nothing_to_do(self, message: str) -> None:
+        """A run that did not start: say why here, in a notification and, as the outcome of
+        this run (not the last one that ran), in the status line."""
+        self.progress_label.setText(message)
+        notify_info(message)
+        self.finished.emit("nothing")
 
     def cancel(self) -> None:
         """Ask the running model to stop after its current batch; finished frames are kept."""

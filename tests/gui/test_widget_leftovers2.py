@@ -124,3 +124,19 @@ def test_a_resegment_with_nothing_to_do_says_so_in_the_status_line(segmented, qt
     text = widget.status_line.text()
     assert text.startswith("Nothing to segment: no unreviewed frame (6 curated)"), text
     assert "segmented with" not in text
+
+
+def test_a_fill_across_frames_is_counted_on_every_frame_and_undone_at_once(docked, stack_file):
+    """The fill bucket with n_edit_dimensions = 3 floods every frame the background connects:
+    the accidental wipe of a whole stack shows in every row and one Ctrl-Z takes it back."""
+    viewer, widget = docked
+    widget.load(stack_file)
+    widget.tabs.setCurrentWidget(widget.review_section)
+    ribs = widget.session.labels_layer
+    viewer.dims.set_current_step(0, 1)
+    ribs.n_edit_dimensions = 3
+    ribs.fill((1, 10, 10), 1)
+    assert [_changed_cell(widget, f) for f in range(6)] == [str(64 * 64)] * 6
+    assert widget.session.core.frames_for("unreviewed").size == 0  # all kept from the model
+    ribs.undo()
+    assert [_changed_cell(widget, f) for f in range(6)] == ["0"] * 6

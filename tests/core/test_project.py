@@ -70,6 +70,19 @@ def test_in_place_edit_without_notice_is_still_saved(tmp_path, rng):
     assert ReviewProject.load(tmp_path / "b.ribseg").labels[2, 4, 4] == 1
 
 
+def test_an_unreported_edit_with_the_saved_counts_is_still_saved(tmp_path):
+    """An edit in place (an undo) that moved a correction to other pixels, leaving every
+    changed-pixel count as saved, was not saved: the save compared only the counts."""
+    project = ReviewProject.new(tmp_path / "c.ribseg", 3, (8, 8))
+    project.labels[1, 0, 0] = 1
+    assert project.save()
+    project.labels[1, 0, 0], project.labels[1, 5, 5] = 0, 1  # other pixel, same count
+    assert project.is_dirty
+    assert project.save()
+    assert np.argwhere(ReviewProject.load(tmp_path / "c.ribseg").labels[1]).tolist() == [[5, 5]]
+    assert not project.save()
+
+
 def test_model_never_overwrites_curated_rejected_or_edited_frames(tmp_path, rng):
     """The one rule, at the storage level too. Found by a review audit: a script calling
     ``ReviewProject.apply_prediction`` overwrote hand-edited and rejected frames (only curated ones

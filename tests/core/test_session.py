@@ -182,3 +182,22 @@ def test_start_blocker_is_the_one_rule_for_training_jobs(stack_file):
     with pytest.raises(ValueError, match="unknown training job 'train'"):
         start_blocker(session, "train", base="unet")
     session.close(save=False)
+
+
+def test_nothing_to_run_says_which_frames_the_rule_keeps(tmp_path):
+    session = ReviewSession.for_frames(np.zeros((4, 8, 8), np.float32), tmp_path / "n")
+    session.set_status([0, 1], FrameStatus.CURATED)
+    session.set_status(2, FrameStatus.REJECTED)
+    session.set_labels(3, np.eye(8))
+    assert session.frames_for("all").size == 0
+    assert session.nothing_to_run("all") == (
+        "every frame is curated, rejected or edited by hand "
+        "(2 curated, 1 rejected, 1 edited by hand)"
+    )
+    assert session.nothing_to_run("unreviewed") == (
+        "the unreviewed frame is edited by hand (kept; Revert edits gives a frame back to the "
+        "model)"
+    )
+    assert session.nothing_to_run("current", 2) == "frame 2 is rejected (kept)"
+    session.set_status(3, FrameStatus.CURATED)
+    assert session.nothing_to_run("unreviewed") == "no unreviewed frame (3 curated, 1 rejected)"

@@ -42,6 +42,9 @@ PROBABILITY_KEY = "ribseg_probability"
 #: A layer's name is no key: the user renames layers, and napari renames a new one "<name> [1]"
 #: when the name is taken (a deleted stack's ribs layer, another image of the same name).
 RIBS_OF_KEY = "ribseg_ribs_of"
+#: Metadata key holding a ribs layer's own :func:`layer_key`. napari's "Duplicate layer" copies the
+#: metadata, so a layer whose value is not its own key is a copy: the user's, never taken over.
+RIBS_LAYER_KEY = "ribseg_ribs_layer"
 #: Key in the metadata of an image layer with no file: the name its review folder is named after
 #: (its layer name when first reviewed), so renaming the layer keeps its review.
 REVIEW_NAME_KEY = "ribseg_review_name"
@@ -202,6 +205,13 @@ def layer_key(layer: Any) -> str:
 def _meta(layer: Any, key: str) -> Any:
     meta = getattr(layer, "metadata", None)
     return meta.get(key) if isinstance(meta, dict) else None
+
+
+def _is_duplicate(layer: Any) -> bool:
+    """Whether ``layer`` is a napari duplicate of a ribs layer (its copied mark names another
+    layer): the user's copy, left as it is."""
+    own = _meta(layer, RIBS_LAYER_KEY)
+    return own is not None and own != layer_key(layer)
 
 
 def source_of(layer: Image) -> Path | None:
@@ -405,8 +415,12 @@ class ReviewSession(QObject):
         from napari.layers import Labels
 
         key, name = layer_key(image), f"{image.name} ribs"
-        candidates = [x for x in self.viewer.layers if isinstance(x, Labels) and x.ndim == ndim]
-        # napari's "Duplicate layer" copies the mark: the one still named after the image first.
+        candidates = [
+            x
+            for x in self.viewer.layers
+            if isinstance(x, Labels) and x.ndim == ndim and not _is_duplicate(x)
+        ]
+        # Layers marked before duplicates were told apart: the one still named after the image.
         marked = sorted(
             (x for x in candidates if _meta(x, RIBS_OF_KEY) == key), key=lambda x: x.name != name
         )
@@ -439,7 +453,7 @@ class ReviewSession(QObject):
             if units is not None:
                 layer.units = extra["units"]
             layer.data = data
-            layer.metadata = {**dict(layer.metadata), **mark}
+            layer.metadata = {**dict(layer.metadata), **mark, RIBS_LAYER_KEY: layer_key(layer)}
             layer.visible = True
             layer.editable = True  # made read-only when its review was let go
         else:
@@ -452,6 +466,7 @@ class ReviewSession(QObject):
                 metadata=mark,
                 **extra,
             )
+            layer.metadata = {**dict(layer.metadata), RIBS_LAYER_KEY: layer_key(layer)}
         with contextlib.suppress(Exception):  # colour is cosmetic; never block a review over it
             from napari.utils.colormaps import DirectLabelColormap
 
@@ -565,9 +580,28 @@ class ReviewSession(QObject):
 
     def _on_paint(self, event: Any = None) -> None:
         if self.core is not None:
-            frame = self.current_frame()
-            self._painted.add(frame)
-            self.core.mark_edited([frame])
+            frames = self._frames_of_stroke(getattr(event, "value", None))
+            self._painted.update(frames)
+            self.core.mark_edited(sorted(frames))
+
+    def _frames_of_stroke(self, item: Any) -> set[int]:
+        """The stack's frames a stroke (napari's paint event value: its undo item) wrote into.
+
+        A brush with ``n_edit_dimensions`` 3, or one used in the 3-D view, paints a ball through
+        several frames, not only the one on screen; each is a hand edit. The frame on screen when
+        the stroke carries no indices we can read.
+        """
+        frames: set[int] = set()
+        if self.labels_layer is not None and self.labels_layer.ndim == 3:
+            for atom in item if isinstance(item, list | tuple) else ():
+                key = getattr(atom, "slice_key", None)  # a masked edit: its bounding box
+                if key is not None and isinstance(key[0], slice):
+                    start, stop, _ = key[0].indices(self.n_frames)
+                    frames.update(range(start, stop))
+                elif isinstance(atom, tuple) and len(atom) == 3:  # (indices, before, after)
+                    frames.update(int(f) for f in np.unique(np.asarray(atom[0][0])))
+        frames = {f for f in frames if 0 <= f < self.n_frames}
+        return frames or {self.current_frame()}
 
     def _on_labels_refreshed(self, event: Any = None) -> None:
         # napari's undo/redo (and a script's edit followed by refresh()) write into the array and

@@ -131,7 +131,8 @@ def segmentation_job(
 class SegmentSection(QWidget):
     """Controls for running the model and shaping its mask."""
 
-    #: A run ended; argument: "done", "stopped", "failed" or "discarded".
+    #: A run ended; argument: "done", "stopped", "failed", "discarded" or "nothing" (it did not
+    #: start: nothing to segment; the reason is in ``progress_label``).
     finished = Signal(str)
     #: The picker put another image layer under review (the user's choice or a dropped stack);
     #: argument: the layer, to be shown as the stack to work on.
@@ -305,20 +306,30 @@ class SegmentSection(QWidget):
         return next((i for i in range(combo.count()) if same_layer(combo.itemData(i), layer)), -1)
 
     def select_image(self, layer: Image) -> bool:
-        """Put ``layer`` under review and show it in the picker; errors become notifications."""
+        """Put ``layer`` under review and show it in the picker, as picking it there does (the
+        other stacks hidden, its ribs layer selected); errors become notifications."""
         self._refresh_images()
         index = self._index_of(layer)
         self.image_combo.blockSignals(True)
         if index >= 0:
             self.image_combo.setCurrentIndex(index)
         self.image_combo.blockSignals(False)
-        return self._bind(layer)
+        return self._choose(layer)
 
     def _on_image_choice(self, index: int) -> None:
         layer = self.image_combo.itemData(index) if index >= 0 else None
-        new = layer is not None and not same_layer(layer, self.session.image_layer)
-        if new and self._bind(layer):
+        if layer is not None:
+            self._choose(layer)
+
+    def _choose(self, layer: Image) -> bool:
+        """The one way a stack is picked (the picker, a script): bind it and, when it is another
+        stack than the one under review, show it as the one on screen."""
+        new = not same_layer(layer, self.session.image_layer)
+        if not self._bind(layer):
+            return False
+        if new:
             self.image_chosen.emit(layer)
+        return True
 
     def _bind(self, layer: Image) -> bool:
         try:
@@ -466,15 +477,13 @@ class SegmentSection(QWidget):
             )
             return None
         if scope == "current" and self.session.frame_on_screen() is None:
-            message = "Nothing to segment: " + self.session.not_on_screen()
-            self.progress_label.setText(message)
-            notify_info(message)
+            self._nothing_to_do("Nothing to segment: " + self.session.not_on_screen())
             return None
         indices = self.frames_for(scope)
         if indices.size == 0:
-            message = "Nothing to segment: every frame here is curated, rejected or edited by hand."
-            self.progress_label.setText(message)
-            notify_info(message)
+            current = self.session.current_frame()
+            why = self.session.core.nothing_to_run(scope, current)
+            self._nothing_to_do(f"Nothing to segment: {why}.")
             return None
         device = self.device_combo.currentText() or "auto"
         key = (str(entry.path), _mtime(entry.path), device)
@@ -511,6 +520,13 @@ class SegmentSection(QWidget):
         self._update_run_enabled()
         worker.start()
         return worker
+
+    def _nothing_to_do(self, message: str) -> None:
+        """A run that did not start: say why here, in a notification and, as the outcome of
+        this run (not the last one that ran), in the status line."""
+        self.progress_label.setText(message)
+        notify_info(message)
+        self.finished.emit("nothing")
 
     def cancel(self) -> None:
         """Ask the running model to stop after its current batch; finished frames are kept."""

@@ -48,6 +48,7 @@ import re
 import shutil
 import socket
 import weakref
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -798,6 +799,9 @@ class ReviewProject:
     _model_dirty: bool = field(default=True, repr=False)
     _saved_json: str = field(default="", repr=False)
     _saved_counts: np.ndarray | None = field(default=None, repr=False)
+    #: Checksum of ``labels`` as last read or saved: an edit in place that nobody reported (napari's
+    #: undo and redo, a script) is caught even when every changed-pixel count is as saved.
+    _saved_labels_crc: int | None = field(default=None, repr=False)
     _saved_files: dict[str, dict] = field(default_factory=dict, repr=False)
     _saved_prob_sha: str | None = field(default=None, repr=False)
     _locked: bool = field(default=False, repr=False)
@@ -913,6 +917,7 @@ class ReviewProject:
         project._labels_dirty = project._model_dirty = False
         project._saved_json = project._json_text(saved_at=meta.get("saved_at", ""))
         project._saved_counts = project.changed_pixels
+        project._saved_labels_crc = project._labels_crc()
         if version != folder:
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 manifest = json.loads((version / MANIFEST_FILE).read_text(encoding="utf-8"))
@@ -1048,6 +1053,7 @@ class ReviewProject:
         old._base_version = old._intact_version = 0  # its saves stay in the old folder
         old._labels_dirty = old._model_dirty = True
         old._saved_json, old._saved_counts, old._saved_files = "", None, {}
+        old._saved_labels_crc = None
         return old
 
     @classmethod
@@ -1065,6 +1071,7 @@ class ReviewProject:
         project.folder, project.adopted_from = folder, str(other)
         project._labels_dirty = project._model_dirty = True
         project._saved_json, project._saved_counts, project._saved_files = "", None, {}
+        project._saved_labels_crc = None
         # Saves already in ``folder`` (the stack renamed back) are older, not a conflict.
         versions = _versions(folder)
         project._base_version = versions[0][0] if versions else 0
@@ -1313,6 +1320,10 @@ class ReviewProject:
         """Tell the project ``probabilities`` changed (a save also notices by checksum)."""
         self._saved_prob_sha = None
 
+    def _labels_crc(self) -> int:
+        """CRC-32 of ``labels`` (~10 ms for 100 frames of 512 x 512, less than the counts)."""
+        return zlib.crc32(memoryview(np.ascontiguousarray(self.labels)).cast("B"))
+
     def _prob_sha(self) -> str | None:
         if self.probabilities is None:
             return None
@@ -1346,6 +1357,7 @@ class ReviewProject:
             return True
         return (
             self._labels_dirty
+            or self._labels_crc() != self._saved_labels_crc
             or self._model_dirty
             or self._prob_sha() != self._saved_prob_sha
             or self._json_text(saved_at="", counts=counts) != self._strip_time(self._saved_json)
@@ -1363,17 +1375,20 @@ class ReviewProject:
         """Commit what changed since the last save as one new version; return whether one was made.
 
         All files of the save become visible together (one folder rename) or not at all. Labels
-        edited in place without :meth:`mark_labels_changed` are still caught because the per-frame
-        changed-pixel counts are compared with the saved ones.
+        edited in place without :meth:`mark_labels_changed` are still caught because a checksum of
+        the labels is compared with the saved one (comparing the changed-pixel counts missed an
+        undo that lands on other pixels with the count last saved).
         """
         if self.read_only:
             raise ProjectError(f"{self.folder}: this review was opened read-only; not saving")
         counts = self.changed_pixels
+        labels_crc = self._labels_crc()
         labels_changed = (
             force
             or self._labels_dirty
             or self._saved_counts is None
             or not np.array_equal(counts, self._saved_counts)
+            or labels_crc != self._saved_labels_crc
         )
         prob_sha = self._prob_sha()
         text_now = self._json_text(saved_at="", counts=counts)
@@ -1405,6 +1420,7 @@ class ReviewProject:
         self._saved_files = files
         self._saved_json = text
         self._saved_counts = counts
+        self._saved_labels_crc = labels_crc
         self._saved_prob_sha = prob_sha
         self._labels_dirty = self._model_dirty = False
         self._hand_over()

@@ -452,6 +452,37 @@ class ReviewSession:
             raise ValueError(f"unknown scope {scope!r}; expected one of {', '.join(SCOPES)}")
         return self.overwritable_frames(frames)
 
+    def nothing_to_run(self, scope: str, current: int = 0) -> str:
+        """Why a run on ``scope`` writes no frame (:meth:`frames_for` is empty), in the user's
+        words: which frames the overwrite rule keeps, e.g. ``"no unreviewed frame (6 curated)"``."""
+        statuses = self.project.statuses
+        edited = (statuses == int(FrameStatus.UNREVIEWED)) & (self.project.changed_pixels > 0)
+
+        def tally(frames: np.ndarray) -> str:
+            counts = (
+                (int((statuses[frames] == int(FrameStatus.CURATED)).sum()), "curated"),
+                (int((statuses[frames] == int(FrameStatus.REJECTED)).sum()), "rejected"),
+                (int(edited[frames].sum()), "edited by hand"),
+            )
+            return ", ".join(f"{n} {what}" for n, what in counts if n)
+
+        everything = np.arange(self.n_frames)
+        if scope == "current":
+            current = int(current)
+            what = tally(np.array([current])).split(" ", 1)[-1] or "kept"
+            return f"frame {current} is {what} (kept)"
+        if scope == "unreviewed":
+            todo = self.project.frames_with(FrameStatus.UNREVIEWED)
+            if todo.size == 0:
+                return f"no unreviewed frame ({tally(everything)})"
+            which = (
+                "the unreviewed frame is"
+                if todo.size == 1
+                else f"the {todo.size} unreviewed frames are"
+            )
+            return f"{which} edited by hand (kept; Revert edits gives a frame back to the model)"
+        return f"every frame is curated, rejected or edited by hand ({tally(everything)})"
+
     def counts(self) -> dict[str, int]:
         """How many frames are curated, rejected, unreviewed, edited and predicted."""
         statuses = self.project.statuses

@@ -99,3 +99,31 @@ def test_a_name_of_another_kind_is_refused_naming_it(tmp_path, cwd, frames, mask
     with pytest.raises(TrainingError, match=r"output 'model\.pt': expected a model name"):
         finetune_sync(base, data, CONFIG, out="model.pt")
     assert sorted(os.listdir(cwd)) == []
+
+
+def test_a_stamped_name_already_taken_gets_a_number_before_the_run(tmp_path):
+    """Two widget runs stamped in the same second (or after the clock was set back) got the same
+    name: the second failed with "out ... exists; choose a new name or pass overwrite=True",
+    which a widget user cannot do. Now the name is made free first: -2, -3, ..."""
+    import datetime as dt
+
+    from napari_ribseg.core.training.output import stamped_output
+
+    now = dt.datetime(2026, 12, 5, 6, 0, 0)
+    folder = tmp_path / "models"
+    first = stamped_output("unet", "clip 01", now=now, model_dir=folder)
+    assert first == folder / "unet-ft-clip_01-20261205-060000.safetensors"
+    assert stamped_output("unet", "clip 01", now=now, model_dir=folder) == first  # free: as is
+    folder.mkdir()
+    first.write_bytes(b"the earlier run's model")
+    second = stamped_output("unet", "clip 01", now=now, model_dir=folder)
+    assert second == folder / "unet-ft-clip_01-20261205-060000-2.safetensors"
+    # A card or a resume state of a name takes it as much as the weights do.
+    (folder / "unet-ft-clip_01-20261205-060000-2.json").write_text("{}")
+    (folder / "unet-ft-clip_01-20261205-060000-3.resume").mkdir()
+    assert stamped_output("unet", "clip 01", now=now, model_dir=folder).name == (
+        "unet-ft-clip_01-20261205-060000-4.safetensors"
+    )
+    adapt = stamped_output("unet", "clip 01", "adapt", now=now, model_dir=folder)
+    assert adapt.name == "unet-adapt-clip_01-20261205-060000.safetensors"
+    assert first.read_bytes() == b"the earlier run's model"

@@ -253,6 +253,42 @@ def test_evaluate_table_in_pixels(dataset, random_model, capsys):
     assert out.splitlines()[-1].endswith("/frame")
 
 
+def test_evaluate_table_marks_hd95_not_measured_and_files_stay_numbers(tmp_path, capsys):
+    """The table printed "nan" in the HD95 column for a rib-free frame the model left empty (HD95
+    is undefined there by design) and "HD95 nan px" in the summary; now "-" and "not measured".
+    The CSV keeps nan/inf (read back as numbers by csv+float and pandas), the JSON null."""
+    import csv
+    import math
+
+    nothing = _checkpoint(tmp_path, "nothing", head_bias=-10.0)
+    images = [np.full((64, 64), 0.5, np.float32) for _ in range(3)]
+    masks = [np.zeros((64, 64), np.uint8) for _ in range(3)]
+    masks[0][10:20, 8:40] = 1  # a rib the model misses: HD95 inf; frames 1-2 rib-free: not measured
+    root = write_paired_dataset(tmp_path / "data", images, masks, ["c1_f1", "c1_f2", "c1_f3"])
+    csv_path, json_path = tmp_path / "eval.csv", tmp_path / "eval.json"
+    argv = ["evaluate", str(root), "--model", str(nothing), "--device", "cpu", "--no-flip-average"]
+    assert main([*argv, "--csv", str(csv_path), "--json-out", str(json_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines if line.startswith(("c1_", "mean"))}
+    assert rows["c1_f1"][1:4] == ["0.000", "0.000", "inf"]
+    assert rows["c1_f2"][1:4] == rows["c1_f3"][1:4] == ["1.000", "1.000", "-"]
+    assert rows["mean"][3] == "-"
+    assert not any("nan" in line for line in lines)
+    assert any(
+        "3 frames: Dice" in line and "HD95 - (no frame to measure)" in line for line in lines
+    )
+    with open(csv_path, newline="") as fh:
+        hd95_column = [float(r["hd95"]) for r in csv.DictReader(fh)]
+    assert hd95_column[0] == math.inf and all(math.isnan(v) for v in hd95_column[1:])
+    pandas = pytest.importorskip("pandas")
+    table = pandas.read_csv(csv_path)
+    assert table["hd95"].dtype == np.float64
+    assert np.isinf(table["hd95"][0]) and table["hd95"][1:].isna().all()
+    frames = json.loads(json_path.read_text())["frames"]
+    assert [f["hd95"] for f in frames] == [None, None, None]
+    assert [f["dice"] for f in frames] == [0.0, 1.0, 1.0]
+
+
 def test_evaluate_missing_dataset_is_exit_2(tmp_path, random_model, capsys):
     argv = ["evaluate", str(tmp_path / "nothing"), "--model", str(random_model), "--json"]
     assert main(argv) == 2

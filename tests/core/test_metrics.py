@@ -76,8 +76,8 @@ def test_both_empty_frames_are_left_out_of_the_hd95_mean_and_counted(tmp_path, c
         assert [r["hd95"] for r in csv.DictReader(fh)][2:] == ["nan", "nan"]
     _print_table(ev)
     assert (
-        "HD95 not measured (no rib in prediction or truth) in 2 frame(s); the mean skips them "
-        "(their Dice is 1)" in capsys.readouterr().out
+        "HD95 not measured (no rib in prediction or truth; shown as '-') in 2 frame(s); the mean "
+        "skips them (their Dice is 1)" in capsys.readouterr().out
     )
 
 

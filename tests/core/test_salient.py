@@ -199,3 +199,37 @@ def test_cli_pretrain_salient(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "NOT on XPIE" in out
     assert (user_model_dir() / "xs.safetensors").is_file()
+
+
+def test_cli_pretrain_salient_resumes_its_own_interrupted_run(tmp_path, capsys):
+    """ribseg pretrain-salient refused to continue its own interrupted run ("--out ... exists;
+    choose a new name or pass --overwrite"), which ribseg finetune resumes; now the same rule:
+    its own output is continued, another model at --out is still refused."""
+    import json
+
+    from napari_ribseg.cli import main
+    from napari_ribseg.core.jobs import StopFlag, run_job
+    from napari_ribseg.core.models import user_model_dir
+
+    stop = StopFlag()
+    first = run_job(
+        salient.pretrain_salient(
+            None, synthetic=6, preset="tiny", size=32, epochs=3, device="cpu", out="sal", stop=stop
+        ),
+        lambda e: stop.set() if e.kind == "epoch" else None,
+    )
+    out = user_model_dir() / "sal.safetensors"
+    assert first.stopped and len(first.history) == 1 and first.checkpoint == out
+    assert (user_model_dir() / "sal.resume").is_dir()
+    args = ["--synthetic", "6", "--epochs", "3", "--preset", "tiny", "--size", "32"]
+    assert main(["pretrain-salient", *args, "--device", "cpu", "--out", "sal"]) == 0
+    printed = capsys.readouterr()
+    assert "done: " + str(out) in printed.out
+    assert "resuming after epoch 1" in printed.out + printed.err
+    card = json.loads((user_model_dir() / "sal.json").read_text())
+    assert card["epochs"] == 3
+    assert not (user_model_dir() / "sal.resume").exists()
+    # A finished model (no resume state) is another run's: refused without --overwrite.
+    assert main(["pretrain-salient", *args, "--device", "cpu", "--out", "sal"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out} exists; choose a new name or pass --overwrite" in err

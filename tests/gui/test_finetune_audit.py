@@ -208,3 +208,36 @@ def test_use_new_model_after_its_file_was_deleted(segmented, tiny_model, errors)
     assert widget.segment_section.current_model().name == "unet-compact"
     assert errors and errors[-1].startswith(f"{name} is no longer in the model folder")
     assert not section.use_new_btn.isEnabled()
+
+
+def test_a_run_stamped_in_the_same_second_gets_a_free_name(
+    segmented, qtbot, tiny_model, monkeypatch
+):
+    """With the clock at the second of an earlier run's model (a run a moment before, a clock
+    set back, a second viewer), the child failed with "out ... exists; choose a new name or pass
+    overwrite=True". Now the output is numbered before the run starts and the earlier model stays."""
+    import datetime as dt
+    import types
+
+    from napari_ribseg.core.training import output
+
+    frozen = dt.datetime(2026, 12, 5, 6, 0, 0)
+    clock = types.SimpleNamespace(datetime=types.SimpleNamespace(now=lambda: frozen))
+    monkeypatch.setattr(output, "_dt", clock)
+    _viewer, widget = segmented
+    section = widget.finetune_section
+    _correct(widget, range(6))
+    section.select_base(tiny_model)
+    section.epochs_spin.setValue(1)
+    section.val_spin.setValue(0.5)
+    taken = output.stamped_output(tiny_model, widget.session.image_layer.name)
+    assert taken.parent == user_model_dir() and taken.name.endswith("-20261205-060000.safetensors")
+    taken.parent.mkdir(parents=True, exist_ok=True)
+    taken.write_bytes(b"the earlier run's model")
+    assert widget.start_finetune()
+    job = section.job
+    assert job.out == taken.with_name(taken.stem + "-2.safetensors")
+    qtbot.waitUntil(lambda: section.job is None, timeout=120_000)
+    assert job.error is None and section.result is not None, section.outcome_label.text()
+    assert not section.outcome_label.text().startswith("Failed")
+    assert taken.read_bytes() == b"the earlier run's model"

@@ -47,8 +47,14 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+#: What the table prints for a value that was not measured (HD95 of a frame where neither mask
+#: has a rib, or a mean over no such frame); the CSV and JSON keep their machine-readable forms.
+NOT_MEASURED = "-"
+
+
 def _fmt(value: float) -> str:
-    return "inf" if math.isinf(value) else ("nan" if math.isnan(value) else f"{value:.3f}")
+    # nan only ever means "not measured" here: "nan" read as a broken number.
+    return "inf" if math.isinf(value) else (NOT_MEASURED if math.isnan(value) else f"{value:.3f}")
 
 
 def _print_table(evaluation) -> None:
@@ -88,8 +94,8 @@ def _print_table(evaluation) -> None:
         )
     if evaluation.hd95_both_empty:
         print(
-            f"HD95 not measured (no rib in prediction or truth) in {evaluation.hd95_both_empty} "
-            "frame(s); the mean skips them (their Dice is 1)"
+            f"HD95 not measured (no rib in prediction or truth; shown as {NOT_MEASURED!r}) in "
+            f"{evaluation.hd95_both_empty} frame(s); the mean skips them (their Dice is 1)"
         )
 
 
@@ -163,9 +169,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"intensity: {evaluation.extra['intensity']}")
     if derived is not None:
         print(f"spacing: {derived.describe()} (median clip)")
+    mean_hd95 = evaluation.mean["hd95"]
+    hd95_text = (
+        f"{_fmt(mean_hd95)} {evaluation.unit}"
+        if not math.isnan(mean_hd95)
+        else f"{NOT_MEASURED} (no frame to measure)"
+    )
     print(
         f"{evaluation.n_frames} frames: Dice {_fmt(evaluation.mean['dice'])}, "
-        f"IoU {_fmt(evaluation.mean['iou'])}, HD95 {_fmt(evaluation.mean['hd95'])} {evaluation.unit}, "
+        f"IoU {_fmt(evaluation.mean['iou'])}, HD95 {hd95_text}, "
         f"spurious components {_fmt(evaluation.mean['spurious_components'])}/frame"
     )
     for flag, path in (("csv", args.csv), ("json", args.json_out)):

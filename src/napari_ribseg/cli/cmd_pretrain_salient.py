@@ -90,13 +90,17 @@ def run(args: argparse.Namespace) -> int:
     """Run the pre-training with a progress bar; print where the checkpoint went."""
     from napari_ribseg.cli.cmd_finetune import output_path
     from napari_ribseg.cli.progress_bar import ProgressBar
-    from napari_ribseg.core.errors import DatasetError, TrainingError
+    from napari_ribseg.core.errors import DatasetError
     from napari_ribseg.core.jobs import run_job
+    from napari_ribseg.core.training.loop import refuse_existing_out
     from napari_ribseg.core.training.salient import pretrain_salient
 
     out = output_path(args.out)
-    if out.exists() and not args.overwrite:
-        raise TrainingError(f"--out {out} exists; choose a new name or pass --overwrite")
+    # ribseg finetune's rule: a run resuming its own interrupted output may replace what that run
+    # wrote (it was refused, so an interrupted pre-training could only start over with --overwrite).
+    refuse_existing_out(
+        out, overwrite=args.overwrite, resume=True, name="--out", ask="pass --overwrite"
+    )
     if args.data is None and args.synthetic <= 0:
         raise DatasetError("pretrain-salient needs DATA or --synthetic N")
     if args.data is not None and args.synthetic > 0:

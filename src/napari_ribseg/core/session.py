@@ -682,12 +682,14 @@ class ReviewSession:
         stop: StopFlag | None = None,
         overwrite: bool = False,
     ) -> Job[FinetuneResult]:
-        """Job: fine-tune ``base`` on the curated frames, in this process; a model already at
-        ``out`` is refused unless ``overwrite`` (as ``ribseg finetune --overwrite``)."""
-        from napari_ribseg.core.models import load_model
+        """Job: fine-tune ``base`` on the curated frames, in this process. ``out``: a bare name is
+        a model in the user model folder (as ``ribseg finetune --out NAME``), a path is taken as
+        given; a model already there is refused unless ``overwrite`` (``--overwrite``)."""
+        from napari_ribseg.core.models import load_model, model_output_path
         from napari_ribseg.core.training.loop import finetune, refuse_existing_out
 
         # Before the model is loaded and the training set built.
+        out = model_output_path(out) if out is not None else None
         refuse_existing_out(out, overwrite=overwrite)
         loaded = load_model(base) if isinstance(base, str | os.PathLike) else base
         data = self.training_set()

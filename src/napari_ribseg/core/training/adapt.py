@@ -275,8 +275,9 @@ def adapt(
     ``gate_margin`` default to the fine-tune's, ``FinetuneConfig``). Without them the check is
     label-free, which cannot see a small loss. ``unedited``: curated frames whose mask is the
     base's own, accepted unchanged (:func:`~napari_ribseg.core.session.unedited_frames`); the gate
-    does not count them as corrections, as in a fine-tune. A model already at ``out`` is refused
-    before any work unless ``overwrite`` (``ribseg adapt --overwrite``).
+    does not count them as corrections, as in a fine-tune. ``out``: a bare name goes to the user
+    model folder, as ``ribseg adapt --out`` puts it; a path is taken as given. A model already at
+    ``out`` is refused before any work unless ``overwrite`` (``ribseg adapt --overwrite``).
     """
     import torch
 
@@ -291,9 +292,12 @@ def adapt(
             f"base must be a LoadedModel (core.models.load_model(name or path)); got "
             f"{type(base).__name__}"
         )
+    from napari_ribseg.core.models.paths import model_output_path
     from napari_ribseg.core.training.loop import refuse_base_as_out, refuse_existing_out
 
-    refuse_base_as_out(base, checkpoint_paths(out)[0] if out is not None else None)
+    # A bare name means the user model folder, as in ribseg adapt (it meant the working folder).
+    out = model_output_path(out) if out is not None else None
+    refuse_base_as_out(base, out)
     refuse_existing_out(out, overwrite=overwrite)
     config = config or AdaptConfig()
     config.validate()

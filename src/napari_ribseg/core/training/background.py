@@ -158,7 +158,11 @@ class BackgroundJob:
     def __init__(self, base_path: str | Path, config, out: str | Path | None, options: dict):
         self.base_path = str(base_path)
         self.config = config
-        self.out = Path(out) if out is not None else None
+        from napari_ribseg.core.models.paths import model_output_path
+
+        # A bare name is a model in the user model folder, as in finetune/adapt (the child's
+        # working folder is this process's, but the parent removes the resume state beside it).
+        self.out = model_output_path(out) if out is not None else None
         self._options = options
         self._tmpdir: tempfile.TemporaryDirectory | None = None
         # _cleanup runs from the owner, a thread of :meth:`end` and the exit handler alike.

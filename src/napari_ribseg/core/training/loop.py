@@ -39,7 +39,7 @@ from napari_ribseg.core.models import (
     save_checkpoint,
 )
 from napari_ribseg.core.models.card import own_extra
-from napari_ribseg.core.models.checkpoint import checkpoint_paths
+from napari_ribseg.core.models.paths import model_output_path
 from napari_ribseg.core.training.augment import Augmenter
 from napari_ribseg.core.training.config import (
     OPTIMIZERS,
@@ -827,7 +827,7 @@ def refuse_existing_out(
         return
     from napari_ribseg.core.training.resume import resume_may_replace
 
-    path = checkpoint_paths(out)[0]
+    path = model_output_path(out)  # a bare name is a model in the user model folder
     if path.exists() and not (resume and resume_may_replace(path)):
         raise TrainingError(f"{name} {path} exists; choose a new name or {ask}")
 
@@ -844,7 +844,9 @@ def finetune(
 ) -> Job[FinetuneResult]:
     """Fine-tune ``base`` on ``data``; yield Progress events, return a :class:`FinetuneResult`.
 
-    ``out`` is the checkpoint to write (``.safetensors`` with its ``.json`` card beside it). With
+    ``out`` is the checkpoint to write (``.safetensors`` with its ``.json`` card beside it): a bare
+    name goes to the user model folder, as ``ribseg finetune --out`` puts it
+    (:func:`~napari_ribseg.core.models.paths.model_output_path`); a path is taken as given. With
     the default ``select="gated"`` it is written only when the new model beats the base on the
     held-out frames (``result.promoted``; ``result.reason`` says why or why not); a resume state
     sits in ``<stem>.resume/`` until the run finishes. Without ``out`` nothing is written. A model
@@ -860,7 +862,9 @@ def finetune(
         )
     config = config or FinetuneConfig()
     config.validate()
-    out = checkpoint_paths(out)[0] if out is not None else None
+    # A bare name means the user model folder in every door (it wrote NAME.safetensors in the
+    # working folder, where the registry never lists it).
+    out = model_output_path(out) if out is not None else None
     refuse_base_as_out(base, out)
     refuse_existing_out(out, overwrite=overwrite, resume=resume)
     ddp = start_distributed(config.device)

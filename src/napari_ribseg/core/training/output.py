@@ -24,7 +24,31 @@ def stamped_output(
     *,
     model_dir: str | Path | None = None,
 ) -> Path:
-    """``<model folder>/<base>-<kind>-<stack>-<YYYYmmdd-HHMMSS>.safetensors`` (widget runs)."""
+    """``<model folder>/<base>-<kind>-<stack>-<YYYYmmdd-HHMMSS>.safetensors`` (widget runs), with
+    ``-2``, ``-3``, ... appended when that name is taken.
+
+    Taken means a model, its card or a resume state of that name is in the folder (a run earlier
+    in the same second, a clock set back, a second viewer): the training doors refuse an
+    existing output, so the name must be free before the run starts, never found taken at its end.
+    """
     stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
     name = f"{safe_name(base)}-{kind}-{safe_name(stack)}-{stamp}"
-    return model_output_path(name, model_dir=model_dir)
+    target = model_output_path(name, model_dir=model_dir)
+    number = 2
+    while _taken(target):
+        target = model_output_path(f"{name}-{number}", model_dir=model_dir)
+        number += 1
+    return target
+
+
+def _taken(weights: Path) -> bool:
+    """Whether a model, card or resume state (``core.training.resume``) of this name exists."""
+    stem = weights.with_suffix("")
+    return any(
+        path.exists() or path.is_symlink()
+        for path in (
+            weights,
+            stem.with_name(stem.name + ".json"),
+            stem.with_name(stem.name + ".resume"),
+        )
+    )

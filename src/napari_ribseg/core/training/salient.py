@@ -249,6 +249,12 @@ def pretrain_salient(
         }
     )
     save_checkpoint(result.model, card, target)
+    if result.stopped:
+        from napari_ribseg.core.training.resume import bind_resume_to_output
+
+        # The card was rewritten after the loop bound its resume state to the file: without
+        # this the next run counted the stopped run's own model as another's and refused it.
+        bind_resume_to_output(target)
     yield Progress(
         "message",
         message=f"saved {target} ({'stopped early' if result.stopped else 'finished'}; "

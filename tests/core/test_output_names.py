@@ -1,0 +1,129 @@
+"""What ``out`` means in each door: a bare name is a model in the user model folder, everywhere."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_training_support import tiny_base
+
+from napari_ribseg.core.errors import TrainingError
+from napari_ribseg.core.models import list_models, user_model_dir
+from napari_ribseg.core.training import FinetuneConfig, TrainingSet, finetune_sync
+from napari_ribseg.core.training.adapt import AdaptConfig, adapt_sync
+
+
+@pytest.fixture
+def frames():
+    frames = np.random.default_rng(0).random((10, 64, 64), dtype=np.float32) * 0.2
+    frames[:, 20:26, 8:56] += 0.7
+    return frames
+
+
+@pytest.fixture
+def masks(frames):
+    masks = np.zeros(frames.shape, np.uint8)
+    masks[:, 20:26, 8:56] = 1
+    return masks
+
+
+@pytest.fixture
+def cwd(tmp_path, monkeypatch):
+    """A working folder apart from the user model folder (RIBSEG_MODEL_DIR, tests/conftest.py)."""
+    folder = tmp_path / "cwd"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+CONFIG = FinetuneConfig(epochs=1, batch_size=2, val_share=0.3, device="cpu", select="last")
+
+
+def test_a_bare_name_is_a_model_in_the_user_model_folder(tmp_path, cwd, frames, masks):
+    """finetune(out="name") and ReviewSession.finetune(out="name") wrote name.safetensors in the
+    working folder, where the model list never shows it, while ribseg finetune --out name and the
+    widget put it in the user model folder; now every door does the latter."""
+    from napari_ribseg.core.session import ReviewSession
+
+    base = tiny_base(tmp_path / "base.safetensors")
+    folder = user_model_dir()
+    data = TrainingSet.from_stack(frames, masks, np.full(10, 1))
+    result = finetune_sync(base, data, CONFIG, out="by-function")
+    assert result.checkpoint == folder / "by-function.safetensors"
+    with ReviewSession.for_frames(frames, tmp_path / "review.ribseg") as session:
+        for i in range(10):
+            session.set_labels(i, masks[i])
+        session.set_status(list(range(10)), 1)
+        result = session.finetune_sync(base, CONFIG, out="by-session")
+    assert result.checkpoint == folder / "by-session.safetensors"
+    assert {"by-function", "by-session"} <= {entry.name for entry in list_models()}
+    assert sorted(os.listdir(cwd)) == []
+
+
+def test_a_path_with_a_folder_or_a_suffix_is_taken_as_given(tmp_path, cwd, frames, masks):
+    base = tiny_base(tmp_path / "base.safetensors")
+    data = TrainingSet.from_stack(frames, masks, np.full(10, 1))
+    result = finetune_sync(base, data, CONFIG, out="here.safetensors")
+    assert result.checkpoint == Path("here.safetensors")
+    assert (cwd / "here.safetensors").is_file() and (cwd / "here.json").is_file()
+    result = finetune_sync(base, data, CONFIG, out=tmp_path / "elsewhere" / "there")
+    assert result.checkpoint == tmp_path / "elsewhere" / "there.safetensors"
+    assert not (user_model_dir() / "here.safetensors").exists()
+
+
+def test_adapt_and_background_jobs_read_a_bare_name_the_same_way(tmp_path, cwd, frames):
+    """adapt(out="name") checked and wrote ./name.safetensors; BackgroundFinetune/BackgroundAdapt
+    kept Path("name") (the child then wrote ./name.safetensors)."""
+    from napari_ribseg.core.training import BackgroundAdapt, BackgroundFinetune
+
+    base = tiny_base(tmp_path / "base.safetensors")
+    folder = user_model_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "mine.safetensors").write_bytes(b"a user's model")
+    message = rf"out {folder / 'mine.safetensors'} exists; choose a new name"
+    with pytest.raises(TrainingError, match=message):
+        adapt_sync(base, frames, AdaptConfig(steps=1, device="cpu"), out="mine")
+    assert BackgroundFinetune(base.path, tmp_path / "d.npz", CONFIG, "bg").out == (
+        folder / "bg.safetensors"
+    )
+    assert BackgroundAdapt(base.path, frames, out="bg-adapt").out == folder / "bg-adapt.safetensors"
+    assert sorted(os.listdir(cwd)) == []
+
+
+def test_a_name_of_another_kind_is_refused_naming_it(tmp_path, cwd, frames, masks):
+    """out="model.pt" wrote model.pt.safetensors; the CLI refuses such an --out."""
+    base = tiny_base(tmp_path / "base.safetensors")
+    data = TrainingSet.from_stack(frames, masks, np.full(10, 1))
+    with pytest.raises(TrainingError, match=r"output 'model\.pt': expected a model name"):
+        finetune_sync(base, data, CONFIG, out="model.pt")
+    assert sorted(os.listdir(cwd)) == []
+
+
+def test_a_stamped_name_already_taken_gets_a_number_before_the_run(tmp_path):
+    """Two widget runs stamped in the same second (or after the clock was set back) got the same
+    name: the second failed with "out ... exists; choose a new name or pass overwrite=True",
+    which a widget user cannot do. Now the name is made free first: -2, -3, ..."""
+    import datetime as dt
+
+    from napari_ribseg.core.training.output import stamped_output
+
+    now = dt.datetime(2026, 12, 5, 6, 0, 0)
+    folder = tmp_path / "models"
+    first = stamped_output("unet", "clip 01", now=now, model_dir=folder)
+    assert first == folder / "unet-ft-clip_01-20261205-060000.safetensors"
+    assert stamped_output("unet", "clip 01", now=now, model_dir=folder) == first  # free: as is
+    folder.mkdir()
+    first.write_bytes(b"the earlier run's model")
+    second = stamped_output("unet", "clip 01", now=now, model_dir=folder)
+    assert second == folder / "unet-ft-clip_01-20261205-060000-2.safetensors"
+    # A card or a resume state of a name takes it as much as the weights do.
+    (folder / "unet-ft-clip_01-20261205-060000-2.json").write_text("{}")
+    (folder / "unet-ft-clip_01-20261205-060000-3.resume").mkdir()
+    assert stamped_output("unet", "clip 01", now=now, model_dir=folder).name == (
+        "unet-ft-clip_01-20261205-060000-4.safetensors"
+    )
+    adapt = stamped_output("unet", "clip 01", "adapt", now=now, model_dir=folder)
+    assert adapt.name == "unet-adapt-clip_01-20261205-060000.safetensors"
+    assert first.read_bytes() == b"the earlier run's model"

@@ -26,6 +26,8 @@ NOT_CONTROLS = {
     "Plugins",
     "activity",
     "Ctrl-Z",
+    "Duplicate Layer",
+    "n edit dim",
     "Loading a stack makes it the one on screen",
     "The default model",
 }

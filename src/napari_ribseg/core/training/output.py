@@ -43,12 +43,12 @@ def stamped_output(
 
 def _taken(weights: Path) -> bool:
     """Whether a model, card or resume state (``core.training.resume``) of this name exists."""
-    stem = weights.with_suffix("")
+    # The names come from the modules that write them (imported here: both load torch, which a
+    # run is about to use anyway).
+    from napari_ribseg.core.models.checkpoint import checkpoint_paths
+    from napari_ribseg.core.training.resume import resume_paths
+
+    resume_folder = resume_paths(weights)[0].parent
     return any(
-        path.exists() or path.is_symlink()
-        for path in (
-            weights,
-            stem.with_name(stem.name + ".json"),
-            stem.with_name(stem.name + ".resume"),
-        )
+        path.exists() or path.is_symlink() for path in (*checkpoint_paths(weights), resume_folder)
     )

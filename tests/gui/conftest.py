@@ -96,3 +96,26 @@ def segmented(docked, tiny_model, stack_file, wait_worker):
     widget.segment("all")
     wait_worker(widget)
     return viewer, widget
+
+
+@pytest.fixture
+def accept_base_predictions():
+    """``accept(widget, model_name)``: curate every frame with the base model's own prediction
+    (p > 0.5), as if accepted as is (a fine-tune then has nothing to win on)."""
+    from napari_ribseg.core.stack import FrameStatus
+
+    def accept(widget, model_name):
+        """Curate every frame with the base model's own prediction (p > 0.5), as if accepted as is."""
+        import torch
+
+        from napari_ribseg.core.models import load_model
+
+        project = widget.session.project
+        model = load_model(model_name, device="cpu").model.eval()
+        with torch.no_grad():
+            x = torch.from_numpy(np.asarray(widget.session.frames, np.float32)[:, None])
+            project.labels[:] = (model(x)[:, 0] > 0).numpy().astype(project.labels.dtype)
+        for f in range(len(project.labels)):
+            widget.set_status(f, FrameStatus.CURATED)
+
+    return accept

@@ -41,21 +41,6 @@ def _curate_all(viewer, widget):
     return project
 
 
-def _accept_base_predictions(widget, model_name):
-    """Curate every frame with the base model's own prediction (p > 0.5), as if accepted as is."""
-    import torch
-
-    from napari_ribseg.core.models import load_model
-
-    project = widget.session.project
-    model = load_model(model_name, device="cpu").model.eval()
-    with torch.no_grad():
-        x = torch.from_numpy(np.asarray(widget.session.frames, np.float32)[:, None])
-        project.labels[:] = (model(x)[:, 0] > 0).numpy().astype(project.labels.dtype)
-    for f in range(len(project.labels)):
-        widget.set_status(f, FrameStatus.CURATED)
-
-
 def test_finetune_that_wins_the_gate_becomes_the_default_and_resegments(
     segmented, qtbot, tiny_model, wait_worker
 ):
@@ -98,12 +83,12 @@ def test_finetune_that_wins_the_gate_becomes_the_default_and_resegments(
 
 
 def test_finetune_that_cannot_improve_leaves_no_model_and_keeps_the_base(
-    segmented, qtbot, tiny_model
+    segmented, qtbot, tiny_model, accept_base_predictions
 ):
     _viewer, widget = segmented
     # Accepted without edits: the labels are the base model's own prediction, so no held-out
     # frame was corrected and there is nothing a new model could be judged better on.
-    _accept_base_predictions(widget, tiny_model)
+    accept_base_predictions(widget, tiny_model)
     before = {e.name for e in list_models()}
     section = widget.finetune_section
     section.select_base(tiny_model)
@@ -154,9 +139,11 @@ def test_spawn_guard_is_stated_and_the_child_error_shown(tmp_path):
     assert "ValueError: bad" in explain_child_failure("exit code -6", "x\nValueError: bad")
 
 
-def test_cancel_judges_the_weights_so_far_and_keeps_no_loser(segmented, qtbot, tiny_model):
+def test_cancel_judges_the_weights_so_far_and_keeps_no_loser(
+    segmented, qtbot, tiny_model, accept_base_predictions
+):
     _viewer, widget = segmented
-    _accept_base_predictions(widget, tiny_model)  # nothing to win on
+    accept_base_predictions(widget, tiny_model)  # nothing to win on
     section = widget.finetune_section
     section.select_base(tiny_model)
     section.epochs_spin.setValue(50)
@@ -303,10 +290,12 @@ def test_change_kept_is_auto_by_default_and_reaches_the_config(segmented):
     assert "fine-tuned change" in section.mix_spin.toolTip()
 
 
-def test_closing_napari_stops_a_running_finetune(segmented, qtbot, tiny_model):
+def test_closing_napari_stops_a_running_finetune(
+    segmented, qtbot, tiny_model, accept_base_predictions
+):
     """napari closing its window sends the dock nothing; the fine-tune child was left running."""
     viewer, widget = segmented
-    _accept_base_predictions(widget, tiny_model)
+    accept_base_predictions(widget, tiny_model)
     section = widget.finetune_section
     section.select_base(tiny_model)
     section.epochs_spin.setValue(5000)

@@ -111,23 +111,8 @@ def same(a, b) -> bool:
     return same_layer(a, b)
 
 
-def _accept_base_predictions(widget, model_name):
-    """Curate every frame with the base model's own prediction (p > 0.5), as if accepted as is."""
-    import torch
-
-    from napari_ribseg.core.models import load_model
-
-    project = widget.session.project
-    model = load_model(model_name, device="cpu").model.eval()
-    with torch.no_grad():
-        x = torch.from_numpy(np.asarray(widget.session.frames, np.float32)[:, None])
-        project.labels[:] = (model(x)[:, 0] > 0).numpy().astype(project.labels.dtype)
-    for f in range(len(project.labels)):
-        widget.set_status(f, FrameStatus.CURATED)
-
-
 def test_closing_the_dock_mid_finetune_leaves_no_temporary_files(
-    segmented, qtbot, tiny_model, tmp_path, monkeypatch
+    segmented, qtbot, tiny_model, accept_base_predictions, tmp_path, monkeypatch
 ):
     """The run's temporary files (its training data, the child's error log) stayed on disk after
     the dock closed until Python collected the job, at exit at the latest."""
@@ -137,7 +122,7 @@ def test_closing_the_dock_mid_finetune_leaves_no_temporary_files(
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
     viewer, widget = segmented
-    _accept_base_predictions(widget, tiny_model)
+    accept_base_predictions(widget, tiny_model)
     section = widget.finetune_section
     section.select_base(tiny_model)
     section.epochs_spin.setValue(5000)

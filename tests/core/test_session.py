@@ -199,5 +199,7 @@ def test_nothing_to_run_says_which_frames_the_rule_keeps(tmp_path):
         "model)"
     )
     assert session.nothing_to_run("current", 2) == "frame 2 is rejected (kept)"
+    assert session.nothing_to_run("current", 0) == "frame 0 is curated (kept)"
+    assert session.nothing_to_run("current", 3) == "frame 3 is edited by hand (kept)"
     session.set_status(3, FrameStatus.CURATED)
     assert session.nothing_to_run("unreviewed") == "no unreviewed frame (3 curated, 1 rejected)"

@@ -458,18 +458,20 @@ class ReviewSession:
         statuses = self.project.statuses
         edited = (statuses == int(FrameStatus.UNREVIEWED)) & (self.project.changed_pixels > 0)
 
+        kinds = (
+            (statuses == int(FrameStatus.CURATED), "curated"),
+            (statuses == int(FrameStatus.REJECTED), "rejected"),
+            (edited, "edited by hand"),
+        )
+
         def tally(frames: np.ndarray) -> str:
-            counts = (
-                (int((statuses[frames] == int(FrameStatus.CURATED)).sum()), "curated"),
-                (int((statuses[frames] == int(FrameStatus.REJECTED)).sum()), "rejected"),
-                (int(edited[frames].sum()), "edited by hand"),
-            )
+            counts = ((int(mask[frames].sum()), what) for mask, what in kinds)
             return ", ".join(f"{n} {what}" for n, what in counts if n)
 
         everything = np.arange(self.n_frames)
         if scope == "current":
             current = int(current)
-            what = tally(np.array([current])).split(" ", 1)[-1] or "kept"
+            what = next((what for mask, what in kinds if mask[current]), "kept")
             return f"frame {current} is {what} (kept)"
         if scope == "unreviewed":
             todo = self.project.frames_with(FrameStatus.UNREVIEWED)

@@ -1,11 +1,14 @@
 """GUI responsiveness while the widget works: the longest gap between ticks of a 10 ms QTimer.
 
-    xvfb-run -a .venv/bin/python benchmarks/bench_ui.py [--frames 64] [--size 256]
+    xvfb-run -a .venv/bin/python benchmarks/bench_ui.py [--frames 64] [--size 256] [--paint-only]
 
 Two phases on the GUI thread of a real napari viewer with the docked widget: (1) segmenting a stack
 in the worker thread, including applying the result to the layers; (2) fine-tuning in the child
 process, polled by the widget's QTimer. A tick gap is how long the user would wait for napari to
-react to anything; the target is < 100 ms. Models and projects go to a temporary folder.
+react to anything; the target is < 100 ms. Between them, (1b) a long review: one stroke on every
+frame, then the time of a Ctrl-Z (undoing a stroke on a frame not on screen) and of a redraw of the
+ribs layer, which must not grow with the frames painted (``--paint-only``: this phase alone, no
+model). Models and projects go to a temporary folder.
 """
 
 from __future__ import annotations
@@ -66,12 +69,49 @@ def report(name: str, stats: dict) -> None:
     )
 
 
+def measure_refresh(viewer, widget, undos: int = 20) -> dict:
+    """Paint one stroke on every frame, then time undos (from the last frame, so every stroke but
+    the last is off screen) and plain redraws of the ribs layer: median and max, in ms."""
+    ribs = widget.session.labels_layer
+    n = widget.session.n_frames
+    ribs.brush_size = 9
+    h, w = widget.session.frames.shape[1:]
+    for frame in range(n):
+        viewer.dims.set_current_step(0, frame)
+        ribs.paint((frame, h // 2, w // 2), 1)
+    viewer.dims.set_current_step(0, n - 1)
+    timings: dict[str, list[float]] = {"undo": [], "redraw": []}
+    for _ in range(min(undos, n - 1)):
+        for name, act in (("redraw", ribs.refresh), ("undo", ribs.undo)):
+            start = time.perf_counter()
+            act()
+            timings[name].append((time.perf_counter() - start) * 1000.0)
+    changed = widget.session.project.changed_pixels
+    assert int(np.count_nonzero(changed)) == n - min(undos, n - 1)  # the counts stayed exact
+    return {
+        "painted": n,
+        **{f"{k}_median_ms": float(np.median(v)) for k, v in timings.items()},
+        **{f"{k}_max_ms": float(np.max(v)) for k, v in timings.items()},
+    }
+
+
+def report_refresh(stats: dict) -> None:
+    print(
+        f"{'undo/redraw after painting':<28} {stats['painted']} frames painted: Ctrl-Z median "
+        f"{stats['undo_median_ms']:.1f} ms (max {stats['undo_max_ms']:.1f}), redraw median "
+        f"{stats['redraw_median_ms']:.1f} ms (max {stats['redraw_max_ms']:.1f})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--size", type=int, default=256, help="frame height and width")
     parser.add_argument("--preset", default="compact", help="model preset (tiny, compact, paper)")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument(
+        "--paint-only", action="store_true", help="only the long-review undo/redraw phase"
+    )
     args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="ribseg-bench-ui-"))
@@ -105,9 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     idle = measure(lambda: False, 2.0)
     report("idle (machine noise)", idle)
 
+    if args.paint_only:
+        report_refresh(measure_refresh(viewer, widget))
+        widget.save_project()
+        viewer.close()
+        return 0
     widget.segment("all")
     inference = measure(lambda: widget.segment_section.worker is None, 600)
     report("inference (worker thread)", inference)
+    report_refresh(measure_refresh(viewer, widget))
 
     for frame in range(min(8, args.frames)):
         widget.set_status(frame, FrameStatus.CURATED)

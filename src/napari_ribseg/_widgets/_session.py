@@ -224,6 +224,79 @@ def source_of(layer: Image) -> Path | None:
     return None
 
 
+#: How many strokes napari's Labels layer can undo (``Labels._history_limit``; a test checks it):
+#: older ones are dropped here as there.
+UNDO_DEPTH = 100
+
+
+def _stroke_state(item: Any, data: Any) -> str | None:
+    """Whether every pixel a stroke (a napari undo item: its atoms) wrote still holds what it wrote
+    (``"applied"``) or what it replaced (``"undone"``); ``"empty"`` when it wrote no pixel;
+    ``None`` when neither (written since by other means, or an atom this does not know). napari
+    records only the pixels a stroke changed, so the two states never meet on one that wrote."""
+    applied = undone = True
+    empty = True
+    for atom in item:
+        if getattr(atom, "slice_key", None) is not None:  # a masked edit: box, mask, old, label
+            region = np.asarray(data[atom.slice_key])
+            values = region if atom.mask is None else region[atom.mask]
+            old, new = atom.old_values, atom.new_value
+        elif isinstance(atom, tuple) and len(atom) == 3:  # (indices, before, after)
+            values = np.asarray(data[atom[0]])
+            old, new = atom[1], atom[2]
+        else:
+            return None
+        if values.size == 0:
+            continue
+        empty = False
+        applied = applied and bool(np.all(values == new))
+        undone = undone and np.array_equal(values, old)
+        if not (applied or undone):
+            return None
+    return "empty" if empty else "applied" if applied else "undone"
+
+
+class StrokeHistory:
+    """The ribs layer's strokes as its paint events told them, each with the frames it wrote into,
+    split into those in effect and those undone. napari's undo and redo tell nobody which stroke
+    they replayed; :meth:`settle` reads that from the pixels, so a refresh recounts only the
+    frames of the strokes it moved, however many frames were painted before."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[Any, frozenset[int]]] = []
+        self.undone: list[tuple[Any, frozenset[int]]] = []
+
+    def painted(self, item: Any, frames: set[int]) -> None:
+        """A stroke was painted: napari forgets what was undone (no redo after a new stroke)."""
+        if not isinstance(item, list | tuple) or not item:
+            return  # nothing napari can undo
+        self.done.append((item, frozenset(frames)))
+        del self.done[:-UNDO_DEPTH]
+        self.undone.clear()
+
+    def settle(self, data: Any) -> set[int] | None:
+        """The frames of the strokes undone or redone since the last call (moved between the two
+        lists); ``None`` when a stroke is neither in effect nor undone (edited by other means)."""
+        moved: set[int] = set()
+        for source, target, gone in (
+            (self.done, self.undone, "undone"),
+            (self.undone, self.done, "applied"),
+        ):
+            while source:
+                item, frames = source[-1]
+                state = _stroke_state(item, data)
+                if state is None:
+                    return None
+                if state == "empty":  # nothing to undo or redo: nothing to follow
+                    source.pop()
+                    continue
+                if state != gone:
+                    break
+                target.append(source.pop())
+                moved |= frames
+        return moved
+
+
 class ReviewSession(QObject):
     """The image layer being segmented, its Labels/probability layers, and the core session."""
 
@@ -259,9 +332,10 @@ class ReviewSession(QObject):
         self._save_error_shown = False
         #: The bound image's name as its layers were named after it (to follow a rename).
         self._image_name = ""
-        #: Frames painted on the bound ribs layer: napari's undo and redo can change any of them,
-        #: whichever frame is on screen, and tell only that the layer was refreshed.
-        self._painted: set[int] = set()
+        #: The strokes on the bound ribs layer and the frames each wrote into: napari's undo and
+        #: redo change a stroke's frames, whichever frame is on screen, and tell only that the
+        #: layer was refreshed.
+        self._strokes = StrokeHistory()
         viewer.dims.events.current_step.connect(self._on_step)
 
     # -- the core's state, for the sections ----------------------------------------------------
@@ -338,7 +412,6 @@ class ReviewSession(QObject):
         self._follow_name(layer)
         self.prob_layer = None
         self._save_error_shown = False
-        self._painted = set()
         self.labels_layer = self._labels_layer_for(layer, core.project)
         self._last_frame = self.current_frame()
         self.image_bound.emit(core.restored)
@@ -471,6 +544,9 @@ class ReviewSession(QObject):
             from napari.utils.colormaps import DirectLabelColormap
 
             layer.colormap = DirectLabelColormap(color_dict={None: "transparent", 1: RIB_COLOUR})
+        # Strokes on a layer taken over (or on this one before it was let go) are not this
+        # review's: napari dropped their undo history when the layer was made read-only.
+        self._strokes = StrokeHistory()
         layer.events.paint.connect(self._on_paint)
         layer.events.selected_label.connect(self._on_selected_label)
         self._on_selected_label(layer=layer)
@@ -482,6 +558,7 @@ class ReviewSession(QObject):
         """A ribs layer whose review was let go: no longer wired, and no longer paintable (strokes
         on it would be saved nowhere, and lost when its stack is picked again)."""
         self._unhook_labels(layer)
+        self._strokes = StrokeHistory()  # napari drops their undo history with editable False
         if layer is not None:
             with contextlib.suppress(Exception):  # the layer may be going with the viewer
                 layer.editable = False
@@ -580,8 +657,9 @@ class ReviewSession(QObject):
 
     def _on_paint(self, event: Any = None) -> None:
         if self.core is not None:
-            frames = self._frames_of_stroke(getattr(event, "value", None))
-            self._painted.update(frames)
+            item = getattr(event, "value", None)
+            frames = self._frames_of_stroke(item)
+            self._strokes.painted(item, frames)
             self.core.mark_edited(sorted(frames))
 
     def _frames_of_stroke(self, item: Any) -> set[int]:
@@ -605,15 +683,22 @@ class ReviewSession(QObject):
 
     def _on_labels_refreshed(self, event: Any = None) -> None:
         # napari's undo/redo (and a script's edit followed by refresh()) write into the array and
-        # refresh the layer without a paint event: recount the frame on screen and every frame
-        # painted since the stack was bound (~1 ms a frame), since Ctrl-Z undoes the last stroke
-        # wherever it was, so the review table's "Changed px" follows. Slicing lands here too.
+        # refresh the layer without a paint event: recount the frame on screen and the frames of
+        # the strokes undone or redone since the last refresh (Ctrl-Z undoes the last stroke
+        # wherever it was), so the review table's "Changed px" follows. Only those frames: the
+        # listeners keep the other frames' counts. Slicing lands here too (no stroke moved).
         if self.core is None or self.labels_layer is None:
             return
         if not same_layer(getattr(event, "source", self.labels_layer), self.labels_layer):
             return
-        frames = self._painted | {self.current_frame()}
-        self.labels_updated.emit(sorted(f for f in frames if f < self.n_frames))
+        moved = self._strokes.settle(self.labels_layer.data)
+        if moved is None:
+            # A stroke's pixels were written since by other means (a script, Revert edits, a
+            # model run): how far napari's undo went is unknown, so every frame is recounted.
+            self.labels_updated.emit([])
+            return
+        frames = moved | {self.current_frame()}
+        self.labels_updated.emit(sorted(f for f in frames if 0 <= f < self.n_frames))
 
     def _on_core_labels(self, frames: list) -> None:
         self.ensure_labels_layer()

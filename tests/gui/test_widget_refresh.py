@@ -1,0 +1,143 @@
+"""What a refresh of the ribs layer recounts: the frames an undo or redo wrote, never every frame
+painted so far (a long review made each refresh slower), and the counts stay exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_ribseg.core.project import ReviewProject
+from napari_ribseg.core.stack import FrameStatus
+
+N_PAINTED = 10
+
+
+@pytest.fixture
+def long_stack(tmp_path) -> str:
+    """A 12-frame 64x64 stack (no model run: every label a hand edit)."""
+    path = tmp_path / "long.npy"
+    np.save(path, np.random.default_rng(0).random((12, 64, 64), dtype=np.float32))
+    return str(path)
+
+
+@pytest.fixture
+def recounted(monkeypatch) -> list:
+    """The frames each per-frame count was asked for (``None``: every frame), in call order."""
+    calls: list = []
+    original = ReviewProject.changed_pixels_of
+
+    def spy(self, frames):
+        calls.append(None if frames is None else [int(f) for f in np.atleast_1d(frames)])
+        return original(self, frames)
+
+    monkeypatch.setattr(ReviewProject, "changed_pixels_of", spy)
+    return calls
+
+
+def _frames_recounted(calls: list) -> list[int]:
+    assert None not in calls, "a refresh recounted every frame"
+    return sorted(f for call in calls for f in call)
+
+
+def _assert_counts_shown(widget) -> None:
+    project = widget.session.project
+    changed = project.changed_pixels_of(None)
+    table = widget.review_section.table
+    shown = [table.item(f, 3).text() for f in range(project.n_frames)]
+    assert shown == [str(int(c)) for c in changed]
+    summary = widget.review_section.summary_label.text()
+    assert f"{int(changed.sum())} pixels corrected by hand" in summary
+
+
+def test_a_refresh_recounts_only_the_frames_its_undo_wrote(docked, long_stack, recounted):
+    viewer, widget = docked
+    widget.load(long_stack)
+    widget.tabs.setCurrentWidget(widget.review_section)
+    ribs = widget.session.labels_layer
+    ribs.brush_size = 5
+    for frame in range(N_PAINTED):  # one stroke on each of frames 0-9
+        viewer.dims.set_current_step(0, frame)
+        ribs.paint((frame, 40, 30), 1)
+    widget.set_status(8, FrameStatus.CURATED)
+    widget.set_status(9, FrameStatus.CURATED)
+    viewer.dims.set_current_step(0, 11)  # a frame never painted
+    project = widget.session.project
+    disc = int(project.changed_pixels_of([9])[0])
+    assert disc > 0
+    _assert_counts_shown(widget)
+
+    recounted.clear()
+    ribs.refresh()  # a redraw (slicing): no stroke moved, only the frame shown
+    assert _frames_recounted(recounted) == [11]
+
+    # Ctrl-Z on frame 11 undoes the stroke on curated frame 9: that frame and the one shown are
+    # recounted (every painted frame was: 11 frames, growing with the review).
+    recounted.clear()
+    ribs.undo()
+    assert _frames_recounted(recounted) == [9, 11]
+    assert project.changed_pixels_of([9])[0] == 0
+    _assert_counts_shown(widget)
+    assert widget.finetune_section.reason_label.text().startswith("2 curated frames ready.")
+
+    recounted.clear()
+    ribs.undo()  # the stroke on frame 8: now neither curated frame marks a rib
+    assert _frames_recounted(recounted) == [8, 11]
+    _assert_counts_shown(widget)
+    reason = widget.finetune_section.reason_label.text()
+    assert reason.startswith("None of the 2 curated frames marks a rib"), reason
+
+    recounted.clear()
+    ribs.redo()
+    assert _frames_recounted(recounted) == [8, 11]
+    _assert_counts_shown(widget)
+    assert int(project.changed_pixels_of([8])[0]) == disc
+    assert int(project.changed_pixels.sum()) == (N_PAINTED - 1) * disc
+
+
+def test_undos_while_the_ribs_layer_was_hidden_are_all_counted(docked, long_stack, recounted):
+    """A hidden layer is not redrawn on undo: the next redraw recounts every stroke taken back."""
+    viewer, widget = docked
+    widget.load(long_stack)
+    widget.tabs.setCurrentWidget(widget.review_section)
+    ribs = widget.session.labels_layer
+    ribs.brush_size = 5
+    for frame in (2, 5, 7):
+        viewer.dims.set_current_step(0, frame)
+        ribs.paint((frame, 40, 30), 1)
+    viewer.dims.set_current_step(0, 0)
+    ribs.visible = False
+    ribs.undo()
+    ribs.undo()
+    recounted.clear()
+    ribs.visible = True
+    assert _frames_recounted(recounted) == [0, 5, 7]
+    _assert_counts_shown(widget)
+    assert np.flatnonzero(widget.session.project.changed_pixels).tolist() == [2]
+
+
+def test_a_stroke_overwritten_by_a_script_recounts_every_frame(docked, long_stack, recounted):
+    """A stroke whose pixels hold neither what it wrote nor what it replaced (a script wrote
+    there): which frames changed is unknown, so every frame is recounted."""
+    viewer, widget = docked
+    widget.load(long_stack)
+    widget.tabs.setCurrentWidget(widget.review_section)
+    ribs = widget.session.labels_layer
+    ribs.brush_size = 5
+    viewer.dims.set_current_step(0, 3)
+    ribs.paint((3, 40, 30), 1)
+    viewer.dims.set_current_step(0, 0)
+    ribs.undo()
+    ribs.data[3, 38:43, 28:33] = 1  # the undone stroke, half written again
+    ribs.data[3, 40:43, 28:33] = 0
+    recounted.clear()
+    ribs.refresh()
+    assert None in recounted
+    _assert_counts_shown(widget)
+
+
+def test_the_undo_depth_is_that_of_napari_labels():
+    from napari.layers import Labels
+
+    from napari_ribseg._widgets._session import UNDO_DEPTH
+
+    assert Labels._history_limit == UNDO_DEPTH

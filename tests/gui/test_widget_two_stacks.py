@@ -144,3 +144,37 @@ def test_closing_the_dock_releases_the_review_and_a_new_dock_can_pick_the_stack(
     # The old widget reacts to nothing any more: a new layer does not bind it again.
     viewer.add_image(np.zeros((2, 64, 80), np.float32), name="later")
     assert widget.session.core is None
+
+
+def test_picking_the_stack_under_review_again_shows_its_hidden_layers(segmented, errors, tmp_path):
+    """A load whose stack cannot be reviewed hides the stack under review's layers and leaves it
+    under review; picking it again in Segment -> Image bound nothing new and showed nothing."""
+    from napari_ribseg.core.stack import Stack
+
+    viewer, widget = segmented
+    seg = widget.segment_section
+    seg.show_prob_check.setChecked(True)
+    image, ribs, prob = (
+        viewer.layers[n] for n in ("clip01", "clip01 ribs", "clip01 rib probability")
+    )
+    bad = np.zeros((3, 64, 64), np.float32)
+    bad[1, 5, 5] = np.nan
+    widget.load_section.add_stack(Stack(bad, source=tmp_path / "broken.npy"))
+    assert errors and "Cannot review 'broken'" in errors[-1]
+    assert _same(widget.session.image_layer, image)  # still the one under review ...
+    assert not (image.visible or ribs.visible or prob.visible)  # ... but hidden by the load
+    assert not _same(viewer.layers.selection.active, ribs)  # nor painted over the new stack
+    combo = seg.image_combo
+    combo.activated.emit(combo.findText("clip01"))  # the user picks it again
+    assert image.visible and ribs.visible and prob.visible
+    assert not viewer.layers["broken"].visible
+    assert _same(viewer.layers.selection.active, ribs)
+    # Hidden by hand (the eye in the layer list), shown again the same way.
+    ribs.visible = prob.visible = False
+    widget.segment_section.select_image(image)
+    assert ribs.visible and prob.visible
+    assert _same(widget.session.labels_layer, ribs) and ribs.editable
+
+
+def _same(a, b) -> bool:
+    return a is b or getattr(a, "unique_id", 0) == getattr(b, "unique_id", 1)

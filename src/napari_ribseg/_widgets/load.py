@@ -339,8 +339,9 @@ class LoadSection(QWidget):
     def show_stack(self, image: Image) -> None:
         """Show a stack already in the viewer as the one under review (picked in Segment -> Image).
 
-        As after loading it: the other layers are hidden, its ribs layer is shown and selected, and
-        the imaged-region outline is this stack's (as the user left it, or detected).
+        As after loading it: the other layers are hidden, its ribs layer is shown and selected, its
+        probability map (when *Show probability map* shows one) is shown, and the imaged-region
+        outline is this stack's (as the user left it, or detected).
         """
         viewer = self.session.viewer
         s = self.session
@@ -353,12 +354,16 @@ class LoadSection(QWidget):
             if not any(same_layer(layer, x) for x in own if x is not None):
                 layer.visible = False
         image.visible = True
+        if s.prob_layer is not None and same_layer(s.image_layer, image):
+            s.prob_layer.visible = True  # as binding the stack again shows it
         self._show_region(image)
         self._select_ribs(image)
 
     def _select_ribs(self, image: Image) -> None:
         viewer = self.session.viewer
-        labels = self.session.labels_layer
+        # Only the image's own ribs layer: a load whose stack could not be reviewed leaves the
+        # previous stack under review, and its ribs layer was shown (and selected) over the new one.
+        labels = self.session.labels_layer if same_layer(self.session.image_layer, image) else None
         if labels is not None and any(same_layer(x, labels) for x in viewer.layers):
             # It may have been made when the image was inserted, before the units were set.
             labels.units = tuple(str(u) for u in image.units)

@@ -322,13 +322,12 @@ class SegmentSection(QWidget):
             self._choose(layer)
 
     def _choose(self, layer: Image) -> bool:
-        """The one way a stack is picked (the picker, a script): bind it and, when it is another
-        stack than the one under review, show it as the one on screen."""
-        new = not same_layer(layer, self.session.image_layer)
+        """The one way a stack is picked (the picker, a script): bind it and show it as the one on
+        screen. The stack already under review too: a pick of it shows again its layers that were
+        hidden (by a load whose stack could not be reviewed, or by hand), as switching back does."""
         if not self._bind(layer):
             return False
-        if new:
-            self.image_chosen.emit(layer)
+        self.image_chosen.emit(layer)
         return True
 
     def _bind(self, layer: Image) -> bool:

@@ -88,6 +88,16 @@ def errors(monkeypatch) -> list[str]:
 
 
 @pytest.fixture
+def infos(monkeypatch) -> list[str]:
+    """Messages the widget sent to napari's ``show_info`` during the test."""
+    import napari.utils.notifications as notifications
+
+    seen: list[str] = []
+    monkeypatch.setattr(notifications, "show_info", lambda message: seen.append(str(message)))
+    return seen
+
+
+@pytest.fixture
 def segmented(docked, tiny_model, stack_file, wait_worker):
     """(viewer, widget) with the test stack loaded and segmented by the tiny model."""
     viewer, widget = docked

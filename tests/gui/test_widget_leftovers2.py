@@ -140,3 +140,30 @@ def test_a_fill_across_frames_is_counted_on_every_frame_and_undone_at_once(docke
     assert widget.session.core.frames_for("unreviewed").size == 0  # all kept from the model
     ribs.undo()
     assert [_changed_cell(widget, f) for f in range(6)] == ["0"] * 6
+
+
+def test_a_stroke_on_a_duplicated_ribs_layer_says_it_is_not_reviewed(docked, stack_file, infos):
+    """Strokes on a napari duplicate of the ribs layer were ignored without a word."""
+    viewer, widget = docked
+    widget.load(stack_file)
+    ribs = widget.session.labels_layer
+    # As napari's "Duplicate layer" makes it: its data and state deep-copied, named "... copy".
+    data, state, _kind = ribs.as_layer_data_tuple()
+    state = copy.deepcopy(state)
+    state["name"] = f"{ribs.name} copy"
+    duplicate = viewer.add_labels(copy.deepcopy(np.asarray(data)), **state)
+    viewer.dims.set_current_step(0, 2)
+    ribs.brush_size = duplicate.brush_size = 5
+    ribs.paint((2, 40, 30), 1)  # on the review's own layer: nothing to say
+    assert not [m for m in infos if "not part of the review" in m]
+    duplicate.paint((2, 20, 30), 1)
+    duplicate.paint((2, 50, 30), 1)
+    told = [m for m in infos if "not part of the review" in m]
+    expected = (
+        "Strokes on 'clip01 ribs copy' are not part of the review: it is a copy of a ribs layer "
+        "(napari's Duplicate Layer), yours to keep; corrections of 'clip01' go on 'clip01 ribs'."
+    )
+    assert told == [expected]
+    labels = widget.session.project.labels[2]
+    assert int(labels[20].sum()) == 0 and int(labels[40].sum()) > 0  # the copy's strokes stay out
+    assert _same(widget.session.labels_layer, ribs)

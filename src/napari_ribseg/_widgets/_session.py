@@ -336,7 +336,12 @@ class ReviewSession(QObject):
         #: redo change a stroke's frames, whichever frame is on screen, and tell only that the
         #: layer was refreshed.
         self._strokes = StrokeHistory()
+        #: Copies of ribs layers whose first stroke was answered (by :func:`layer_key`).
+        self._copies_told: set[str] = set()
         viewer.dims.events.current_step.connect(self._on_step)
+        viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        for layer in viewer.layers:
+            self._watch_copy(layer)
 
     # -- the core's state, for the sections ----------------------------------------------------
     @property
@@ -427,6 +432,11 @@ class ReviewSession(QObject):
         self.labels_layer = self.prob_layer = None
         with contextlib.suppress(Exception):  # the viewer may already be gone
             self.viewer.dims.events.current_step.disconnect(self._on_step)
+        with contextlib.suppress(Exception):
+            self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
+            for layer in self.viewer.layers:
+                if _is_duplicate(layer):
+                    layer.events.paint.disconnect(self._on_copy_painted)
 
     def _release(self) -> None:
         """Save and unlock the current review (before binding another or when its layer goes)."""
@@ -574,6 +584,31 @@ class ReviewSession(QObject):
         ):
             with contextlib.suppress(Exception):  # not connected: nothing to undo
                 emitter.disconnect(callback)
+
+    def _on_layer_inserted(self, event: Any = None) -> None:
+        self._watch_copy(getattr(event, "value", None))
+
+    def _watch_copy(self, layer: Any) -> None:
+        """Follow the strokes on a copy of a ribs layer (napari's *Duplicate Layer*): the user's,
+        never part of a review, which its first stroke is told rather than silently ignored."""
+        if layer is not None and _is_duplicate(layer):
+            layer.events.paint.connect(self._on_copy_painted)
+
+    def _on_copy_painted(self, event: Any = None) -> None:
+        layer = getattr(event, "source", None)
+        if layer is None or layer_key(layer) in self._copies_told:
+            return
+        self._copies_told.add(layer_key(layer))  # once per copy: a stroke is not an error
+        ribs, image = self.labels_layer, self.image_layer
+        where = (
+            f"corrections of '{image.name}' go on '{ribs.name}'"
+            if ribs is not None and image is not None
+            else "corrections go on the ribs layer of the stack picked in Segment -> Image"
+        )
+        notify_info(
+            f"Strokes on '{layer.name}' are not part of the review: it is a copy of a ribs layer "
+            f"(napari's Duplicate Layer), yours to keep; {where}."
+        )
 
     def ensure_labels_layer(self) -> Labels | None:
         """The ribs layer of the stack under review, made again if the user deleted it."""

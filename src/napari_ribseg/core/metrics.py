@@ -154,6 +154,17 @@ def _json_number(value: float | int | str | None) -> float | int | str | None:
     return value
 
 
+def csv_number(value: object) -> object:
+    """A value as every CSV of this package writes it (``ribseg evaluate --csv``, a study's
+    ``results.csv``): a float as the shortest text that reads back to the same number, ``nan`` as
+    ``nan`` and infinities as ``inf``/``-inf`` (``float()`` and pandas read all three back as
+    numbers); ints and text as they are. An empty cell is left for no value at all (a column a
+    row does not have), never for a number."""
+    if isinstance(value, float | np.floating):
+        return repr(float(value))
+    return value
+
+
 def hd95_empty(row: dict) -> str | None:
     """Why a frame's HD95 is not a number: which mask is empty (``"prediction"``: ribs missed,
     ``"truth"``: ribs marked where there are none, ``"both"``); ``None`` when it is measured.
@@ -226,7 +237,8 @@ class Evaluation:
         write_text_atomic(path, text + "\n")
 
     def to_csv(self, path: str | os.PathLike, *, summary: bool = False) -> None:
-        """Write one row per frame (HD95 ``inf`` and ``nan`` as ``inf`` and ``nan``), atomically.
+        """Write one row per frame (numbers as :func:`csv_number` writes them: HD95 ``inf`` and
+        ``nan`` as ``inf`` and ``nan``), atomically.
 
         The file stays tidy (one row = one frame) unless ``summary=True`` appends rows with id
         ``mean`` and ``std``.
@@ -234,10 +246,10 @@ class Evaluation:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(FRAME_COLUMNS), lineterminator="\n")
         writer.writeheader()
-        writer.writerows(self.rows)
+        rows = [*self.rows]
         if summary:
-            writer.writerow({"id": "mean", **self.mean})
-            writer.writerow({"id": "std", **self.std})
+            rows += [{"id": "mean", **self.mean}, {"id": "std", **self.std}]
+        writer.writerows({k: csv_number(v) for k, v in row.items()} for row in rows)
         write_text_atomic(path, buffer.getvalue())
 
 

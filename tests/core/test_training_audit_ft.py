@@ -213,3 +213,23 @@ def test_a_stamped_adaptation_cancelled_killed_or_not_started_gives_its_name_bac
     with pytest.raises(ValueError):
         job.start()
     assert os.listdir(folder) == []
+
+
+def test_a_child_whose_base_does_not_load_gives_the_name_back_before_it_reports(tmp_path):
+    """The base fails to load in the child, before any door runs (no door's clean-up): the child
+    gives back the reserved name itself, before the parent hears of the failure."""
+    import datetime as dt
+
+    from napari_ribseg.core.training.output import stamped_output
+
+    folder = tmp_path / "models"
+    out = stamped_output("gone", "clip", now=dt.datetime(2026, 12, 5, 6, 0, 0), model_dir=folder)
+    job = BackgroundFinetune(tmp_path / "gone.safetensors", synthetic_set(2, 4), CONFIG, out)
+    job.start()
+    deadline = time.monotonic() + 60
+    while job.error is None and time.monotonic() < deadline:
+        job.poll()
+        time.sleep(0.02)
+    assert job.error is not None and "gone.safetensors" in job.error
+    assert os.listdir(folder) == []  # already, not once the parent has seen the child die
+    _wait(job)

@@ -105,19 +105,26 @@ def _child_main(
             try:
                 event = next(job)
             except StopIteration as finished:
-                events.put(("result", finished.value.to_dict()))
+                result = finished.value.to_dict()
+                _give_back(out)
+                events.put(("result", result))
                 break
             events.put(("progress", dataclasses.asdict(event)))
     except BaseException as exc:  # noqa: BLE001 - everything must reach the parent as text
         message = f"{type(exc).__name__}: {exc}"
+        _give_back(out)
         events.put(("error", message, traceback.format_exc()))
         raise SystemExit(1) from None
-    finally:
-        if out is not None:
-            # However the job ended (a base that failed to load too), the name stamped_output
-            # reserved for it is given back; a resume state left to be continued stays.
-            from napari_ribseg.core.training.output import release_output
 
+
+def _give_back(out: str | None) -> None:
+    """Give back the name stamped_output reserved for ``out`` (the doors do as they end; a base
+    that failed to load never reached one), before the parent hears that the run ended: it may
+    list the model folder at once. A resume state left to be continued stays."""
+    if out is not None:
+        from napari_ribseg.core.training.output import release_output
+
+        with contextlib.suppress(Exception):  # the parent must still hear how the run ended
             release_output(out)
 
 

@@ -287,6 +287,8 @@ def test_evaluate_table_marks_hd95_not_measured_and_files_stay_numbers(tmp_path,
     frames = json.loads(json_path.read_text())["frames"]
     assert [f["hd95"] for f in frames] == [None, None, None]
     assert [f["dice"] for f in frames] == [0.0, 1.0, 1.0]
+    # The JSON's null alone did not say which: the rib missed (HD95 inf) or nothing to measure.
+    assert [f["hd95_empty"] for f in frames] == ["prediction", "both", "both"]
 
 
 def test_evaluate_missing_dataset_is_exit_2(tmp_path, random_model, capsys):

@@ -600,3 +600,35 @@ def test_config_checks_threshold_range_and_nested_types_before_any_work():
     assert (config.finetune.lr, config.salient.lr) == (1e-4, 3e-4)
     with pytest.raises(StudyConfigError, match="finetune.lr must be a number; got 'fast'"):
         merge_config(smoke, {"finetune": {"lr": "fast"}})
+
+
+def test_results_csv_writes_numbers_as_evaluate_csv_does(tmp_path):
+    """A study's results.csv wrote a nan metric (HD95 of a test set with no measurable frame) as an
+    empty cell and other numbers to 6 digits, while ribseg evaluate --csv (Evaluation.to_csv)
+    wrote "nan" and every digit: both now write what csv_number writes, and read back the same."""
+    from napari_ribseg.core.metrics import csv_number, evaluate_masks
+
+    row = {**_fake_rows()[0], "hd95": math.nan, "dice": 2 / 3, "seconds": 12.3456789012}
+    write_results(tmp_path / "results.csv", [row])
+    with open(tmp_path / "results.csv", newline="") as fh:
+        cells = next(csv.DictReader(fh))
+    assert (cells["hd95"], cells["hd95_pre"]) == ("nan", "inf")
+    assert (cells["dice"], cells["seconds"]) == ("0.6666666666666666", "12.3456789012")
+    back = read_results(tmp_path / "results.csv")[0]
+    assert math.isnan(back["hd95"]) and back["dice"] == 2 / 3 and back["seconds"] == 12.3456789012
+
+    blank = np.zeros((16, 16), np.uint8)
+    third = np.zeros((16, 16), np.uint8)
+    third[:3, :3] = 1
+    ev = evaluate_masks([blank, third], [blank, blank])  # both empty: nan; one: inf
+    ev.to_csv(tmp_path / "eval.csv")
+    with open(tmp_path / "eval.csv", newline="") as fh:
+        frames = list(csv.DictReader(fh))
+    assert [f["hd95"] for f in frames] == ["nan", "inf"]
+    assert [csv_number(v) for v in (math.nan, math.inf, -math.inf, np.float64(0.1), 7)] == [
+        "nan",
+        "inf",
+        "-inf",
+        "0.1",
+        7,
+    ]

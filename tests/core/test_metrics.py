@@ -276,3 +276,18 @@ def test_an_evaluation_written_onto_a_folder_names_the_folder_and_leaves_nothing
         assert caught.value.strerror == "is a folder; expected a file name"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert list(folder.iterdir()) == []
+
+
+def test_json_tells_one_empty_mask_from_both_empty():
+    """JSON wrote HD95 null both where one mask is empty (inf: a rib missed, or marked where there
+    is none) and where both are (nan: nothing to measure); each frame now says which mask is
+    empty in ``hd95_empty`` (null where HD95 is measured), and the CSV keeps inf and nan."""
+    a, b = two_squares()
+    ev = evaluate_masks([a, blank(), a, blank()], [b, b, blank(), blank()], ids=list("wxyz"))
+    frames = json.loads(json.dumps(ev.to_dict(), allow_nan=False))["frames"]
+    assert [f["hd95"] for f in frames] == [pytest.approx(ev.rows[0]["hd95"]), None, None, None]
+    assert [f["hd95_empty"] for f in frames] == [None, "prediction", "truth", "both"]
+    assert list(frames[0])[:5] == ["id", "dice", "iou", "hd95", "hd95_empty"]
+    assert (ev.hd95_undefined, ev.hd95_both_empty) == (2, 1)
+    assert sum(f["hd95_empty"] in ("prediction", "truth") for f in frames) == ev.hd95_undefined
+    assert "hd95_empty" not in ev.rows[0]  # the rows (and the CSV's columns) are unchanged

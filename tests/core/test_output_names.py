@@ -107,17 +107,19 @@ def test_a_stamped_name_already_taken_gets_a_number_before_the_run(tmp_path):
     which a widget user cannot do. Now the name is made free first: -2, -3, ..."""
     import datetime as dt
 
-    from napari_ribseg.core.training.output import stamped_output
+    from napari_ribseg.core.training.output import release_output, stamped_output
 
     now = dt.datetime(2026, 12, 5, 6, 0, 0)
     folder = tmp_path / "models"
     first = stamped_output("unet", "clip 01", now=now, model_dir=folder)
     assert first == folder / "unet-ft-clip_01-20261205-060000.safetensors"
-    assert stamped_output("unet", "clip 01", now=now, model_dir=folder) == first  # free: as is
-    folder.mkdir()
+    release_output(first)  # given back: free again, as is
+    assert stamped_output("unet", "clip 01", now=now, model_dir=folder) == first
+    release_output(first)
     first.write_bytes(b"the earlier run's model")
     second = stamped_output("unet", "clip 01", now=now, model_dir=folder)
     assert second == folder / "unet-ft-clip_01-20261205-060000-2.safetensors"
+    release_output(second)
     # A card or a resume state of a name takes it as much as the weights do.
     (folder / "unet-ft-clip_01-20261205-060000-2.json").write_text("{}")
     (folder / "unet-ft-clip_01-20261205-060000-3.resume").mkdir()
@@ -127,3 +129,92 @@ def test_a_stamped_name_already_taken_gets_a_number_before_the_run(tmp_path):
     adapt = stamped_output("unet", "clip 01", "adapt", now=now, model_dir=folder)
     assert adapt.name == "unet-adapt-clip_01-20261205-060000.safetensors"
     assert first.read_bytes() == b"the earlier run's model"
+    assert (folder / "unet-ft-clip_01-20261205-060000-3.resume").is_dir()  # not a reservation
+
+
+def test_a_stamped_name_is_reserved_so_the_next_caller_gets_another(tmp_path):
+    """stamped_output only checked that the name was free; nothing was written until the run's
+    end, so a second viewer starting in the same second got the same name and one run failed
+    at its end. Now the name is reserved (an empty .resume/ folder made with os.mkdir) when it
+    is picked, and given back by release_output."""
+    import datetime as dt
+
+    from napari_ribseg.core.training.output import release_output, stamped_output
+
+    now = dt.datetime(2026, 12, 5, 6, 0, 0)
+    folder = tmp_path / "models"
+    names = [stamped_output("unet", "clip", now=now, model_dir=folder).name for _ in range(3)]
+    assert names == [
+        "unet-ft-clip-20261205-060000.safetensors",
+        "unet-ft-clip-20261205-060000-2.safetensors",
+        "unet-ft-clip-20261205-060000-3.safetensors",
+    ]
+    assert sorted(os.listdir(folder)) == sorted(n.replace(".safetensors", ".resume") for n in names)
+    stems = {name.removesuffix(".safetensors") for name in names}
+    assert not stems & {entry.name for entry in list_models(model_dir=folder)}
+    for name in names:
+        release_output(folder / name)
+    assert os.listdir(folder) == []
+
+
+def test_two_processes_stamping_in_the_same_second_get_different_names(tmp_path):
+    """Two viewers are two processes: the reservation must hold across processes."""
+    import datetime as dt
+    import functools
+    import multiprocessing as mp
+
+    from napari_ribseg.core.training.output import stamped_output
+
+    now = dt.datetime(2026, 12, 5, 6, 0, 0)
+    folder = tmp_path / "models"
+    pick = functools.partial(stamped_output, "unet", "clip", "ft", now, model_dir=folder)
+    with mp.get_context("spawn").Pool(2) as pool:
+        names = [path.name for path in pool.starmap(pick, [()] * 4)]
+    assert sorted(names) == [
+        "unet-ft-clip-20261205-060000-2.safetensors",
+        "unet-ft-clip-20261205-060000-3.safetensors",
+        "unet-ft-clip-20261205-060000-4.safetensors",
+        "unet-ft-clip-20261205-060000.safetensors",
+    ]
+
+
+def test_a_run_on_a_reserved_name_writes_it_and_gives_the_reservation_back(tmp_path, frames, masks):
+    """The doors take a reserved name as free: the fine-tune writes the model there, the
+    adaptation runs, and neither leaves the reservation behind (kept or not, stopped or not)."""
+    import datetime as dt
+
+    from napari_ribseg.core.jobs import StopFlag, run_job
+    from napari_ribseg.core.training.adapt import adapt
+    from napari_ribseg.core.training.output import stamped_output
+    from napari_ribseg.core.training.resume import resume_paths
+
+    now = dt.datetime(2026, 12, 5, 6, 0, 0)
+    folder = tmp_path / "models"
+    base = tiny_base(tmp_path / "base.safetensors")
+    data = TrainingSet.from_stack(frames, masks, np.full(10, 1))
+    out = stamped_output("base", "clip", now=now, model_dir=folder)
+    assert resume_paths(out)[0].parent.is_dir()
+    result = finetune_sync(base, data, CONFIG, out=out)
+    assert result.checkpoint == out and out.is_file()
+    assert sorted(os.listdir(folder)) == [out.with_suffix(".json").name, out.name]
+
+    adapted = stamped_output("base", "clip", "adapt", now=now, model_dir=folder)
+    adapt_sync(base, frames, AdaptConfig(steps=1, device="cpu"), out=adapted)
+    assert not resume_paths(adapted)[0].parent.exists()
+
+    stop = StopFlag()
+    stop.set()  # cancelled before its first batch
+    stopped_out = stamped_output("base", "clip", now=now, model_dir=folder)
+    assert stopped_out.name.endswith("-2.safetensors")
+    assert finetune_sync(base, data, CONFIG, out=stopped_out, stop=stop).stopped
+    stopped_adapt = stamped_output("base", "clip", "adapt", now=now, model_dir=folder)
+    job = adapt(base, frames, AdaptConfig(steps=5, device="cpu"), out=stopped_adapt, stop=stop)
+    result = run_job(job)
+    assert not result.promoted and not stopped_adapt.exists()
+    # A job abandoned mid-run (its generator closed) gives the name back too.
+    dropped = stamped_output("base", "clip", "adapt", now=now, model_dir=folder)
+    job = adapt(base, frames, AdaptConfig(steps=5, device="cpu"), out=dropped)
+    next(job)
+    assert resume_paths(dropped)[0].parent.is_dir()
+    job.close()
+    assert not any(name.endswith(".resume") for name in os.listdir(folder)), os.listdir(folder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from test_training_background import CONFIG, _wait
@@ -167,3 +168,68 @@ def test_quitting_mid_run_judges_what_it_has_and_leaves_no_resume_state(tmp_path
     # Stopped as Cancel stops it, the child judged its weights: the tiny base marks nothing,
     # so what it learned beats it and is kept.
     assert out.is_file()
+
+
+def test_a_stamped_adaptation_cancelled_killed_or_not_started_gives_its_name_back(tmp_path):
+    """stamped_output reserves the name (an empty ``.resume/`` folder); an adaptation keeps no
+    resume state, so nothing removed that folder: a cancelled run must give it back in the
+    child, a killed one in the parent, and a run that never started at once."""
+    import datetime as dt
+
+    import numpy as np
+    import pytest
+    from test_training_background import _banded_stack, _cancel_after_first_batch
+
+    from napari_ribseg.core.training.adapt import AdaptConfig
+    from napari_ribseg.core.training.background import BackgroundAdapt
+    from napari_ribseg.core.training.output import stamped_output
+
+    tiny_base(tmp_path / "base.safetensors")
+    frames, _ = _banded_stack()
+    folder = tmp_path / "models"
+    now = dt.datetime(2026, 12, 5, 6, 0, 0)
+    config = AdaptConfig(steps=100_000, device="cpu")
+
+    out = stamped_output("base", "clip", "adapt", now=now, model_dir=folder)
+    job = BackgroundAdapt(tmp_path / "base.safetensors", frames, config, out)
+    _cancel_after_first_batch(job)
+    assert job.error is None, job.error_details
+    assert job.result.checkpoint is None and os.listdir(folder) == []
+
+    out = stamped_output("base", "clip", "adapt", now=now, model_dir=folder)
+    job = BackgroundAdapt(tmp_path / "base.safetensors", frames, config, out)
+    job.start()
+    deadline = time.monotonic() + 60
+    while not any(e.kind == "batch" for e in job.poll()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert resume_paths(out)[0].parent.is_dir(), "reserved while it runs"
+    job.kill()
+    _wait(job)
+    assert "exit code -9" in job.error and os.listdir(folder) == []
+
+    out = stamped_output("base", "clip", "adapt", now=now, model_dir=folder)
+    uneven = [np.zeros((64, 64), np.float32), np.zeros((32, 32), np.float32)] * 3
+    job = BackgroundAdapt(tmp_path / "base.safetensors", uneven, config, out)
+    with pytest.raises(ValueError):
+        job.start()
+    assert os.listdir(folder) == []
+
+
+def test_a_child_whose_base_does_not_load_gives_the_name_back_before_it_reports(tmp_path):
+    """The base fails to load in the child, before any door runs (no door's clean-up): the child
+    gives back the reserved name itself, before the parent hears of the failure."""
+    import datetime as dt
+
+    from napari_ribseg.core.training.output import stamped_output
+
+    folder = tmp_path / "models"
+    out = stamped_output("gone", "clip", now=dt.datetime(2026, 12, 5, 6, 0, 0), model_dir=folder)
+    job = BackgroundFinetune(tmp_path / "gone.safetensors", synthetic_set(2, 4), CONFIG, out)
+    job.start()
+    deadline = time.monotonic() + 60
+    while job.error is None and time.monotonic() < deadline:
+        job.poll()
+        time.sleep(0.02)
+    assert job.error is not None and "gone.safetensors" in job.error
+    assert os.listdir(folder) == []  # already, not once the parent has seen the child die
+    _wait(job)

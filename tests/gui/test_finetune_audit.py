@@ -241,3 +241,48 @@ def test_a_run_stamped_in_the_same_second_gets_a_free_name(
     assert job.error is None and section.result is not None, section.outcome_label.text()
     assert not section.outcome_label.text().startswith("Failed")
     assert taken.read_bytes() == b"the earlier run's model"
+
+
+def test_a_run_that_cannot_start_gives_its_reserved_name_back(segmented, tiny_model, monkeypatch):
+    """The output's name is reserved when it is stamped (an empty '<name>.resume/' folder in
+    the model folder); a run whose child could not start must not leave it there."""
+    from napari_ribseg.core.errors import RibsegError
+    from napari_ribseg.core.training import background
+
+    def refuse(self):
+        raise RibsegError("no child today")
+
+    monkeypatch.setattr(background.BackgroundFinetune, "start", refuse)
+    monkeypatch.setattr(background.BackgroundAdapt, "start", refuse)
+    _viewer, widget = segmented
+    section = widget.finetune_section
+    _correct(widget, range(6))
+    section.select_base(tiny_model)
+    assert not widget.start_finetune()
+    assert section.job is None
+    folder = user_model_dir()
+    assert not folder.exists() or not list(folder.glob("*.resume"))
+
+
+def test_an_adaptation_that_cannot_start_gives_its_reserved_name_back(
+    docked, tiny_model, monkeypatch, tmp_path
+):
+    from napari_ribseg.core.errors import RibsegError
+    from napari_ribseg.core.training import background
+
+    def refuse(self):
+        raise RibsegError("no child today")
+
+    monkeypatch.setattr(background.BackgroundAdapt, "start", refuse)
+    frames = np.random.default_rng(0).random((12, 64, 64), dtype=np.float32) * 0.2
+    frames[:, 20:26, 8:56] += 0.7
+    np.save(tmp_path / "cine12.npy", frames.clip(0, 1))
+    _viewer, widget = docked
+    widget.load(str(tmp_path / "cine12.npy"))
+    section = widget.finetune_section
+    section.select_base(tiny_model)
+    assert section.adapt_btn.isEnabled(), section.adapt_btn.toolTip()
+    assert not section.start_adapt()
+    assert section.job is None
+    folder = user_model_dir()
+    assert not folder.exists() or not list(folder.glob("*.resume"))

@@ -447,25 +447,27 @@ class FinetuneSection(QWidget):
         from napari_ribseg.core.models import resolve_model
         from napari_ribseg.core.session import training_set_from_review
         from napari_ribseg.core.training import BackgroundFinetune
-        from napari_ribseg.core.training.output import stamped_output
+        from napari_ribseg.core.training.output import release_output, stamped_output
 
         if not self._may_start(self.start_blocker()):
             return False
         s = self.session
         project = s.project
         base = self.base_combo.currentData()
+        out = None
         try:
             data = training_set_from_review(s.frames, project, name=_safe(s.image_layer.name))
             config = self.config()
             config.validate()
             folder = model_dir(s.settings)
-            out = stamped_output(base, s.image_layer.name, model_dir=folder)
+            base_path = resolve_model(base, model_dir=folder)
+            out = stamped_output(base, s.image_layer.name, model_dir=folder)  # reserves it
             # A stamped output is never continued: no resume state is left beside the models.
-            job = BackgroundFinetune(
-                resolve_model(base, model_dir=folder), data, config, out, keep_resume=False
-            )
+            job = BackgroundFinetune(base_path, data, config, out, keep_resume=False)
             job.start()
         except RibsegError as exc:
+            if out is not None:
+                release_output(out)
             notify_error(f"Fine-tuning cannot start: {exc}")
             return False
         self.result = None
@@ -480,13 +482,14 @@ class FinetuneSection(QWidget):
         from napari_ribseg.core.session import curated_masks, unedited_frames
         from napari_ribseg.core.training import BackgroundAdapt
         from napari_ribseg.core.training.adapt import AdaptConfig
-        from napari_ribseg.core.training.output import stamped_output
+        from napari_ribseg.core.training.output import release_output, stamped_output
 
         if not self._may_start(self.adapt_blocker()):
             return False
         s = self.session
         base = self.base_combo.currentData()
         folder = model_dir(s.settings)
+        out = None
         try:
             base_path = resolve_model(base, model_dir=folder)
             unedited = (
@@ -494,11 +497,12 @@ class FinetuneSection(QWidget):
                 if s.project is not None
                 else []
             )
+            out = stamped_output(base, s.image_layer.name, "adapt", model_dir=folder)
             job = BackgroundAdapt(
                 base_path,
                 s.frames,
                 AdaptConfig(device=s.settings.device or "auto"),
-                stamped_output(base, s.image_layer.name, "adapt", model_dir=folder),
+                out,
                 source=s.image_layer.name,
                 # Curated frames, if any, are left out and judge the result (the gate).
                 labelled=curated_masks(s.project) if s.project is not None else None,
@@ -506,6 +510,8 @@ class FinetuneSection(QWidget):
             )
             job.start()
         except RibsegError as exc:
+            if out is not None:
+                release_output(out)
             notify_error(f"Adaptation cannot start: {exc}")
             return False
         self.adapt_result = None

@@ -154,6 +154,41 @@ def _json_number(value: float | int | str | None) -> float | int | str | None:
     return value
 
 
+def csv_number(value: object) -> object:
+    """A value as every CSV of this package writes it (``ribseg evaluate --csv``, a study's
+    ``results.csv``): a float as the shortest text that reads back to the same number, ``nan`` as
+    ``nan`` and infinities as ``inf``/``-inf`` (``float()`` and pandas read all three back as
+    numbers); ints and text as they are. An empty cell is left for no value at all (a column a
+    row does not have), never for a number."""
+    if isinstance(value, float | np.floating):
+        return repr(float(value))
+    return value
+
+
+def hd95_empty(row: dict) -> str | None:
+    """Why a frame's HD95 is not a number: which mask is empty (``"prediction"``: ribs missed,
+    ``"truth"``: ribs marked where there are none, ``"both"``); ``None`` when it is measured.
+
+    JSON writes HD95 ``inf`` (one mask empty) and ``nan`` (both) alike as ``null``; this field,
+    written beside it, tells them apart.
+    """
+    if math.isfinite(row["hd95"]):
+        return None
+    pred, truth = row["pred_pixels"] == 0, row["true_pixels"] == 0
+    return "both" if pred and truth else ("prediction" if pred else "truth")
+
+
+def _json_frame(row: dict) -> dict:
+    """One frame's row for JSON: numbers as :func:`_json_number` writes them, and after
+    ``hd95`` its ``hd95_empty``."""
+    out: dict = {}
+    for key, value in row.items():
+        out[key] = _json_number(value)
+        if key == "hd95":
+            out["hd95_empty"] = hd95_empty(row)
+    return out
+
+
 @dataclass
 class Evaluation:
     """Per-frame metric rows plus their mean and standard deviation over frames.
@@ -182,7 +217,8 @@ class Evaluation:
         return len(self.rows)
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict (``inf``/``nan`` become ``None``)."""
+        """A JSON-ready dict (``inf``/``nan`` become ``None``; each frame's ``hd95_empty`` says
+        which mask is empty where its ``hd95`` is ``None``: :func:`hd95_empty`)."""
         return {
             "n_frames": self.n_frames,
             "unit": self.unit,
@@ -192,7 +228,7 @@ class Evaluation:
             "mean": {k: _json_number(v) for k, v in self.mean.items()},
             "std": {k: _json_number(v) for k, v in self.std.items()},
             **self.extra,
-            "frames": [{k: _json_number(v) for k, v in row.items()} for row in self.rows],
+            "frames": [_json_frame(row) for row in self.rows],
         }
 
     def to_json(self, path: str | os.PathLike) -> None:
@@ -201,7 +237,8 @@ class Evaluation:
         write_text_atomic(path, text + "\n")
 
     def to_csv(self, path: str | os.PathLike, *, summary: bool = False) -> None:
-        """Write one row per frame (HD95 ``inf`` and ``nan`` as ``inf`` and ``nan``), atomically.
+        """Write one row per frame (numbers as :func:`csv_number` writes them: HD95 ``inf`` and
+        ``nan`` as ``inf`` and ``nan``), atomically.
 
         The file stays tidy (one row = one frame) unless ``summary=True`` appends rows with id
         ``mean`` and ``std``.
@@ -209,10 +246,10 @@ class Evaluation:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(FRAME_COLUMNS), lineterminator="\n")
         writer.writeheader()
-        writer.writerows(self.rows)
+        rows = [*self.rows]
         if summary:
-            writer.writerow({"id": "mean", **self.mean})
-            writer.writerow({"id": "std", **self.std})
+            rows += [{"id": "mean", **self.mean}, {"id": "std", **self.std}]
+        writer.writerows({k: csv_number(v) for k, v in row.items()} for row in rows)
         write_text_atomic(path, buffer.getvalue())
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from napari_ribseg.core.atomic import atomic_path, write_text_atomic
+from napari_ribseg.core.metrics import csv_number
 
 #: The grid coordinates of one row; a row is uniquely (cell, fold).
 KEY_COLUMNS = ("variant", "strategy", "size", "augment", "fold")
@@ -103,14 +104,10 @@ def write_results(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     )
     writer.writeheader()
     for row in sorted(rows, key=row_key):
-        writer.writerow({k: _fmt(row.get(k, "")) for k in RESULT_COLUMNS})
+        # Numbers as ribseg evaluate --csv writes them (it wrote nan as "nan", this file as an
+        # empty cell, and 6 significant digits): one spelling, read back to the same value.
+        writer.writerow({k: csv_number(row.get(k, "")) for k in RESULT_COLUMNS})
     write_text_atomic(path, buffer.getvalue())
-
-
-def _fmt(value: Any) -> Any:
-    if isinstance(value, float):
-        return "inf" if math.isinf(value) else ("" if math.isnan(value) else f"{value:.6g}")
-    return value
 
 
 # --------------------------------------------------------------------------------------------------

@@ -279,12 +279,6 @@ def adapt(
     model folder, as ``ribseg adapt --out`` puts it; a path is taken as given. A model already at
     ``out`` is refused before any work unless ``overwrite`` (``ribseg adapt --overwrite``).
     """
-    import torch
-
-    from napari_ribseg.core.devices import resolve_device
-    from napari_ribseg.core.models import letterbox, save_checkpoint
-    from napari_ribseg.core.models.checkpoint import checkpoint_paths
-    from napari_ribseg.core.stack import Stack
 
     if not (hasattr(base, "model") and hasattr(base, "card")):
         # A path failed after the frames were read with "'PosixPath' object has no attribute".
@@ -299,6 +293,40 @@ def adapt(
     out = model_output_path(out) if out is not None else None
     refuse_base_as_out(base, out)
     refuse_existing_out(out, overwrite=overwrite)
+    try:
+        return (
+            yield from _adapt(
+                base,
+                frames,
+                config,
+                out,
+                stop,
+                source,
+                labelled,
+                gate_frames,
+                gate_margin,
+                unedited,
+            )
+        )
+    finally:
+        if out is not None:
+            # A name stamped_output reserved (an empty .resume/ folder) is given back however
+            # the run ended.
+            from napari_ribseg.core.training.output import release_output
+
+            release_output(out)
+
+
+def _adapt(
+    base, frames, config, out, stop, source, labelled, gate_frames, gate_margin, unedited
+) -> Job[AdaptResult]:
+    import torch
+
+    from napari_ribseg.core.devices import resolve_device
+    from napari_ribseg.core.models import letterbox, save_checkpoint
+    from napari_ribseg.core.models.checkpoint import checkpoint_paths
+    from napari_ribseg.core.stack import Stack
+
     config = config or AdaptConfig()
     config.validate()
     start_time = time.perf_counter()

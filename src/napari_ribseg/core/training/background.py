@@ -105,13 +105,27 @@ def _child_main(
             try:
                 event = next(job)
             except StopIteration as finished:
-                events.put(("result", finished.value.to_dict()))
+                result = finished.value.to_dict()
+                _give_back(out)
+                events.put(("result", result))
                 break
             events.put(("progress", dataclasses.asdict(event)))
     except BaseException as exc:  # noqa: BLE001 - everything must reach the parent as text
         message = f"{type(exc).__name__}: {exc}"
+        _give_back(out)
         events.put(("error", message, traceback.format_exc()))
         raise SystemExit(1) from None
+
+
+def _give_back(out: str | None) -> None:
+    """Give back the name stamped_output reserved for ``out`` (the doors do as they end; a base
+    that failed to load never reached one), before the parent hears that the run ended: it may
+    list the model folder at once. A resume state left to be continued stays."""
+    if out is not None:
+        from napari_ribseg.core.training.output import release_output
+
+        with contextlib.suppress(Exception):  # the parent must still hear how the run ended
+            release_output(out)
 
 
 def save_adapt_data(path: str | Path, frames, labelled: dict[int, np.ndarray] | None) -> Path:
@@ -174,6 +188,10 @@ class BackgroundJob:
         self.result = None
         self.error: str | None = None
         self.error_details: str = ""
+        # Whether the child sent its result or error (it then gave back its output's name), and
+        # whether this process gave it back for a child that could not.
+        self._reported = False
+        self._released = False
 
     def _data_path(self) -> Path:
         """Write (or name) the data the child reads; called once by :meth:`start`."""
@@ -195,6 +213,15 @@ class BackgroundJob:
         """Start the child process (once)."""
         if self._process is not None:
             raise RuntimeError(f"this {type(self).__name__} was already started")
+        try:
+            self._start()
+        except BaseException:
+            # No run will end to give back a name stamped_output reserved for it.
+            self._released = True
+            self._release_output()
+            raise
+
+    def _start(self) -> None:
         data_path = self._data_path()
         self._events = self._ctx.Queue()
         self._stop = self._ctx.Event()
@@ -302,9 +329,11 @@ class BackgroundJob:
         if kind == "progress":
             return [Progress(**item[1])]
         if kind == "result":
+            self._reported = True
             self.result = self._decode(item[1])
             return []
         if kind == "error":
+            self._reported = True
             self.error = item[1]
             self.error_details = item[2] if len(item) > 2 else ""
             return [Progress("error", message=self.error)]
@@ -351,16 +380,21 @@ class BackgroundJob:
     def _cleanup_unlocked(self) -> None:
         if self._process is not None and not self.is_alive():
             atexit.unregister(self._end_at_exit)
-        if (
-            self.out is not None
-            and not self._options.get("keep_resume", True)
-            and self._process is not None
-            and not self.is_alive()
-        ):
-            # A child that died (killed, crashed) never removed the state it would not need.
-            from napari_ribseg.core.training.resume import remove_resume
+        if self._process is not None and not self.is_alive() and not self._released:
+            # Once, when the child is first seen dead: by a later call (this object collected
+            # long after) the name may be another run's, reserved or resumable.
+            self._released = True
+            if self.out is not None and not self._options.get("keep_resume", True):
+                if self.result is None:
+                    # A child that died (killed, crashed, failed) never removed the state it
+                    # would not need (one that returned a result did).
+                    from napari_ribseg.core.training.resume import remove_resume
 
-            remove_resume(self.out)
+                    remove_resume(self.out)
+            elif self.out is not None and not self._reported:
+                # A child killed without a word never gave back the name stamped_output
+                # reserved; one that reported its end gave it back itself.
+                self._release_output()
         if self._tmpdir is not None and not self.is_alive():
             self._tmpdir.cleanup()
             self._tmpdir = None
@@ -369,6 +403,12 @@ class BackgroundJob:
             with contextlib.suppress(OSError):
                 log.unlink()
             self._stderr_log = None
+
+    def _release_output(self) -> None:
+        if self.out is not None:
+            from napari_ribseg.core.training.output import release_output
+
+            release_output(self.out)
 
     def __del__(self) -> Any:
         with contextlib.suppress(Exception):

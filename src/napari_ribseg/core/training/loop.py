@@ -65,6 +65,7 @@ from napari_ribseg.core.training.evaluation import (
 from napari_ribseg.core.training.freeze import FREEZE_STRATEGIES, get_strategy
 from napari_ribseg.core.training.gate import GateReport, judge
 from napari_ribseg.core.training.losses import get_loss
+from napari_ribseg.core.training.output import release_output
 from napari_ribseg.core.training.resume import (
     _file_sha256,
     _kept_states,
@@ -874,6 +875,10 @@ def finetune(
         return (yield from _finetune(base, data, config, out, stop, resume, ddp))
     finally:
         torch.use_deterministic_algorithms(previous_deterministic, warn_only=previous_warn_only)
+        if out is not None:
+            # A name stamped_output reserved (an empty .resume/ folder) is given back however
+            # the run ended; a resume state left to be continued stays.
+            release_output(out)
         if ddp.owns_group:
             import torch.distributed as dist
 

@@ -13,6 +13,7 @@ from PIL import Image, PngImagePlugin
 
 from napari_ribseg.core.io import read_stack
 from napari_ribseg.core.io.bit_depth import declared_bits
+from napari_ribseg.core.io.intensity import describe_scaling
 from napari_ribseg.core.io.lazy import TiffFrames, open_frames
 from napari_ribseg.core.io.paired import read_paired_dataset
 
@@ -37,7 +38,7 @@ def _tiff(path, data, max_sample: int | None) -> None:
 
 def test_a_dark_12_bit_png_with_sbit_12_reads_at_12_bits(tmp_path):
     _png(tmp_path / "f.png", _dark(), 12)
-    assert declared_bits(tmp_path / "f.png") == (12, "sBIT")
+    assert declared_bits(tmp_path / "f.png") == (12, "sBIT", 4095)
     stack = read_stack(tmp_path / "f.png")
     assert float(stack.frames[0, 0, 0]) == pytest.approx(800 / 4095)  # was 800 / 1023 = 0.78
     scaling = stack.metadata["intensity_scaling"]
@@ -114,3 +115,120 @@ def test_ribseg_info_says_the_depth_was_declared(tmp_path, capsys):
     assert line.split(":", 1)[1].strip() == (
         "divided by 4095 (12 significant bits, declared by its sBIT)"
     )
+
+
+# ---- a MaxSampleValue that is not 2**n - 1 is the white point the file declares -----------------
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_max_sample_value_of_5000_is_the_white_point_not_13_bits(tmp_path, lazy):
+    """A detector that saturates at 5000 declares it: its brightest allowed sample reads 1.0.
+
+    Before: the tag gave ``5000 .bit_length()`` = 13 bits, and the stack was divided by 8191
+    (5000 read 0.61, though the file says no sample goes above 5000)."""
+    data = np.stack([_dark(5000), _dark(2500)])
+    _tiff(tmp_path / "s.tif", data, 5000)
+    assert declared_bits(tmp_path / "s.tif") == (13, "MaxSampleValue", 5000)
+    stack = read_stack(tmp_path / "s.tif")
+    assert float(stack.frames[0, 0, 0]) == 1.0  # was 5000 / 8191 = 0.610
+    np.testing.assert_allclose(stack.frames, data / 5000, rtol=1e-6)
+    scaling = stack.metadata["intensity_scaling"]
+    assert (scaling["divisor"], scaling["significant_bits"], scaling["bits_from"]) == (
+        5000.0,
+        13,
+        "MaxSampleValue",
+    )
+    assert (
+        describe_scaling(scaling) == "divided by 5000 (white point declared by its MaxSampleValue)"
+    )
+    if lazy:  # streaming predict divides as the reader does
+        frames, _ = open_frames(tmp_path / "s.tif")
+        assert isinstance(frames, TiffFrames)
+        np.testing.assert_allclose(frames[0:2], stack.frames, atol=1e-7)
+
+
+def test_max_sample_values_of_2n_minus_1_keep_their_bits(tmp_path):
+    for top, bits in ((255, 8), (1023, 10), (4095, 12), (16383, 14)):
+        _tiff(tmp_path / f"s{bits}.tif", _dark(min(top, 200))[None], top)
+        scaling = read_stack(tmp_path / f"s{bits}.tif").metadata["intensity_scaling"]
+        assert (scaling["divisor"], scaling["significant_bits"]) == (float(top), bits)
+        assert describe_scaling(scaling) == (
+            f"divided by {top} ({bits} significant bits, declared by its MaxSampleValue)"
+        )
+
+
+def test_data_above_a_declared_white_point_warn_and_keep_the_guess(tmp_path):
+    """6000 above a declared 5000 is not the file's rule: guessed (before: 6000 < 8191 fit the
+    13 bits and read silently 0.73)."""
+    _tiff(tmp_path / "s.tif", _dark(6000)[None], 5000)
+    with pytest.warns(UserWarning, match=r"s\.tif: its MaxSampleValue declares a maximum sample "
+                      r"value of 5000, but its largest value is 6000"):  # fmt: skip
+        scaling = read_stack(tmp_path / "s.tif").metadata["intensity_scaling"]
+    assert (scaling["divisor"], scaling["bits_from"]) == (16383.0, "stack maximum")
+
+
+def test_a_folder_of_tiffs_with_other_white_points_guesses_and_says_why(tmp_path):
+    for i, top in enumerate((5000, 4095)):
+        _tiff(tmp_path / f"f{i}.tif", _dark()[None], top)
+    scaling = read_stack(tmp_path).metadata["intensity_scaling"]
+    assert (scaling["divisor"], scaling["bits_from"]) == (1023.0, "stack maximum")
+    assert scaling["bits_note"] == (
+        "declared bit depths not used, the files do not agree: white point 5000 "
+        "(MaxSampleValue) in 1 file, 12 (MaxSampleValue) in 1 file"
+    )
+
+
+# ---- the per-clip intensity line says where each clip's depth came from -------------------------
+
+
+def _paired(root, clips: dict[str, int | None], top: int = 800) -> None:
+    """``clips``: clip -> the sBIT its two PNG images declare (``None``: none)."""
+    for sub in ("IMG", "MASK"):
+        (root / sub).mkdir(parents=True)
+    for clip, sbit in clips.items():
+        for i in range(2):
+            _png(root / "IMG" / f"{clip}_f{i}.png", _dark(top), sbit)
+            mask = np.zeros((8, 10), np.uint8)
+            Image.fromarray(mask).save(root / "MASK" / f"{clip}_f{i}.png")
+
+
+def test_the_per_clip_line_says_declared_or_guessed_as_the_json_does(tmp_path):
+    """Before: ``4095 (12 significant bits) for 1 clip (a), 1023 (10 significant bits) for 1
+    clip (b)``: which clip's depth was declared only the JSON record said."""
+    _paired(tmp_path, {"a": 12, "b": None})
+    with pytest.warns(UserWarning, match="bit depths differ"):
+        data = read_paired_dataset(tmp_path)
+    clips = data.scaling["uint16_clips"]
+    assert (clips["a"]["bits_from"], clips["b"]["bits_from"]) == ("sBIT", "clip maximum")
+    assert describe_scaling(data.scaling) == (
+        "16-bit images divided by their clip's bit depth: 4095 (12 significant bits, declared by "
+        "their sBIT) for 1 clip (a), 1023 (10 significant bits, from the clip maximum) for 1 clip "
+        "(b); bit depths differ between clips"
+    )
+
+
+def test_clips_of_one_divisor_but_another_origin_are_named_apart(tmp_path):
+    """A clip whose 12 bits were declared and one whose 12 bits were guessed share the divisor
+    4095 but not its origin: two parts, not one (and no "bit depths differ")."""
+    _paired(tmp_path, {"a": 12, "b": None}, top=3000)
+    data = read_paired_dataset(tmp_path)
+    assert describe_scaling(data.scaling) == (
+        "16-bit images divided by their clip's bit depth: 4095 (12 significant bits, declared by "
+        "their sBIT) for 1 clip (a), 4095 (12 significant bits, from the clip maximum) for 1 clip "
+        "(b)"
+    )
+
+
+def test_the_per_clip_line_names_a_clip_whose_declared_depths_were_not_used(tmp_path):
+    _paired(tmp_path, {"a": 12})
+    _png(tmp_path / "IMG" / "a_f1.png", _dark(), None)  # one image of clip a declares nothing
+    data = read_paired_dataset(tmp_path)
+    note = data.scaling["uint16_clips"]["a"]["bits_note"]
+    assert describe_scaling(data.scaling) == (
+        "16-bit images divided by their clip's bit depth: 1023 (10 significant bits, from the clip "
+        f"maximum) for 1 clip (a); clip a: {note}"
+    )
+    assert note == (
+        "declared bit depths not used, the files do not agree: 12 (sBIT) in 1 file, none in 1 file"
+    )
+

@@ -6,6 +6,8 @@ Before: a dark 12-bit frame (brightest pixel 800) was divided by 1023, the 10-bi
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import tifffile
@@ -232,3 +234,73 @@ def test_the_per_clip_line_names_a_clip_whose_declared_depths_were_not_used(tmp_
         "declared bit depths not used, the files do not agree: 12 (sBIT) in 1 file, none in 1 file"
     )
 
+
+# ---- a review saved before depths were declared still opens -------------------------------------
+
+
+def _legacy_review(source, frames_then) -> np.ndarray:
+    """A review of ``source`` as saved before 2026-12-04: bound to the frames read then, with no
+    source signature (so no "same file on disk" rebinding); returns its labels."""
+    from napari_ribseg.core.project import ReviewProject, project_dir_for
+    from napari_ribseg.core.stack import FrameStatus
+
+    folder = project_dir_for(source)
+    project, _ = ReviewProject.open(
+        folder, frames_then.shape[0], frames_then.shape[1:], source=source, frames=frames_then
+    )
+    project.labels[0, 2:5, 3:8] = 1  # 15 pixels of rib drawn by hand
+    project.set_status(0, FrameStatus.CURATED)
+    project.source_signature = None  # the old format: a content fingerprint only
+    assert project.save()
+    project.close()
+    saved = json.loads((project_dir_for(source) / "v000001" / "project.json").read_text())
+    assert saved["source_signature"] is None
+    return project.labels.copy()
+
+
+@pytest.mark.parametrize(
+    ("name", "top", "declared", "then"),
+    [
+        ("dark.tif", 200, 4095, 255.0),  # MaxSampleValue 4095, brightest 200: the 8-bit guess
+        ("white.tif", 3000, 5000, 4095.0),  # a white point 5000, brightest 3000: 12-bit guess
+        # sBIT 10, brightest 900: /4095 by the 8/12/16 rule (an alias before too: kept as a check)
+        ("ten.png", 900, 10, 4095.0),
+    ],
+)
+def test_a_review_saved_before_declared_depths_reopens_with_its_labels(
+    tmp_path, name, top, declared, then
+):
+    """A review saved when the file's declared depth was not read (its frames divided by the
+    guess from the maximum) is the same file's: it reopens with its labels (masks do not depend on
+    the intensity scale) and is bound to today's reading at its next save.
+
+    Before: today's reading was not among the review's earlier fingerprints, and with no signature
+    to show the file unchanged the review was refused ("this review belongs to ...")."""
+    from napari_ribseg.core.project import project_dir_for, review_exists, stack_fingerprint
+    from napari_ribseg.core.session import ReviewSession
+
+    raw = np.stack([_dark(top), _dark(top // 2)])
+    path = tmp_path / name
+    if name.endswith(".png"):
+        _png(path, raw[0], declared)
+        raw = raw[:1]
+    else:
+        _tiff(path, raw, declared)
+    labels = _legacy_review(path, raw.astype(np.float32) / np.float32(then))
+    stack = read_stack(path)
+    scaling = stack.metadata["intensity_scaling"]
+    assert scaling["bits_from"] in ("sBIT", "MaxSampleValue") and scaling["divisor"] != then
+    assert review_exists(
+        project_dir_for(path), stack.frames, stack.source, scaling, stack.metadata.get("variable")
+    )
+    session = ReviewSession.open(path, existing=True)
+    try:
+        np.testing.assert_array_equal(session.project.labels, labels)
+        assert int(session.project.labels.sum()) == 15
+        assert session.project.fingerprint == stack_fingerprint(stack.frames)  # rebound
+        assert session.project.save()
+    finally:
+        session.close()
+    saved = json.loads((project_dir_for(path) / "v000002" / "project.json").read_text())
+    assert saved["fingerprint"] == stack_fingerprint(stack.frames)
+    assert saved["source_signature"] is not None

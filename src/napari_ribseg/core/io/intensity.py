@@ -488,7 +488,11 @@ def _refuse_label_map(mask: np.ndarray, source, *, areas: bool = False) -> None:
     has two or more non-zero values that each hold :data:`LABEL_MIN_PIXELS` and
     :data:`LABEL_MIN_SHARE` of the labelled pixels, or one of which is a line of at least
     :data:`LABEL_MIN_PIXELS` (:func:`_top_pixels` outside 2x2 squares of its value) however
-    small its share: the pleura as a 1-px line beside a large rib.
+    small its share: the pleura as a 1-px line beside a large rib. Each of them must have
+    :data:`LABEL_MIN_PIXELS` pixels of its own (no higher neighbour, or in a 2x2 square of its
+    value; half its pixels if fewer), and together they must hold :data:`LABEL_MAP_COVERAGE` of
+    the labelled pixels: the flanks of a thin 0/255 band shrunk by bilinear resampling below
+    128, and the changing greys of its ridge, are interpolation, not labels.
     With ``areas=True`` (larger maxima, whose edges hold interpolation grey) the maximum is the
     first label and another non-zero value (not within 1/32 of the maximum: its shades) is a
     second one only when that many of its pixels lie in 2x2 squares of that value (:func:`_area_pixels`): a 1-px grey fringe is not a label, and
@@ -500,7 +504,8 @@ def _refuse_label_map(mask: np.ndarray, source, *, areas: bool = False) -> None:
     nonzero = values != 0
     if int(nonzero.sum()) < 2:
         return
-    floor = _label_floor(int(counts[nonzero].sum()))
+    labelled = int(counts[nonzero].sum())
+    floor = _label_floor(labelled)
     if areas:
         top = values.max()
         in_areas = dict(zip(*np.unique(mask[_area_pixels(mask)], return_counts=True), strict=True))
@@ -522,7 +527,8 @@ def _refuse_label_map(mask: np.ndarray, source, *, areas: bool = False) -> None:
         # of the floor, but its pixels are its own: none has a neighbour of a higher value, as
         # the grey ring of a resampled 0/2 mask has, and they lie in no 2x2 square of their
         # value, as the small core of a blurred 0/2 mask does. Every pixel is looked at.
-        line = _top_pixels(mask) & ~_area_pixels(mask)
+        peaks, in_areas = _top_pixels(mask), _area_pixels(mask)
+        line = peaks & ~in_areas
         tops = dict(zip(*np.unique(mask[line], return_counts=True), strict=True))
         thin = [
             v for v in values[nonzero] if v not in labels and tops.get(v, 0) >= LABEL_MIN_PIXELS
@@ -530,14 +536,11 @@ def _refuse_label_map(mask: np.ndarray, source, *, areas: bool = False) -> None:
         labels = sorted(labels + thin)
         if len(labels) < 2:
             return
-        how = f"{len(labels)} non-zero values hold at least {floor:.0f} px each" + (
-            f" or a line of at least {LABEL_MIN_PIXELS} px" if thin else ""
-        )
     # A label map is piecewise constant: its labels hold most of its labelled pixels. A feathered
     # (blurred) mask or a probability map spreads them over many grey levels, a few of which pass
     # the test above in its smooth tail; it is one soft rib mask, cut by the grey rules.
     held = int(counts[np.isin(values, labels)].sum())
-    if held < LABEL_MAP_COVERAGE * int(counts[nonzero].sum()):
+    if held < LABEL_MAP_COVERAGE * labelled:
         if areas:
             return  # a full-range soft mask: cut at half its maximum
         # Up to 127 the rule is > 0, which would take a faint soft mask's whole blurred tail.
@@ -548,6 +551,27 @@ def _refuse_label_map(mask: np.ndarray, source, *, areas: bool = False) -> None:
             f"to {top:g}) rather than a rib mask, and masks whose maximum is 127 or less are read "
             "as > 0, which would take its whole blurred edge. Save it binary (rib 1 or 255, all "
             f"else 0), e.g. mask > {top / 2:g}"
+        )
+    if not areas:
+        # Interpolation greys of a binary mask are not labels. A 0/255 rib band of 1-2 px
+        # shrunk by bilinear resampling peaks below 128 (so it is read here) in rows of one grey
+        # each: its ridge (85) and its flanks (19), each a label by count. A flank pixel has a
+        # higher neighbour and lies in no 2x2 square of its value; a label's own pixels (an
+        # area's, a line's, :func:`_top_pixels` or :func:`_area_pixels`) do not, so a label needs
+        # LABEL_MIN_PIXELS of its own (half of it, if smaller). A 1-px line of a lower label
+        # hugging a higher one is not one (as in a 0/255 mask: it cannot be told from a flank).
+        own = dict(zip(*np.unique(mask[peaks | in_areas], return_counts=True), strict=True))
+        total = dict(zip(values, counts, strict=True))
+        labels = [v for v in labels if own.get(v, 0) >= min(LABEL_MIN_PIXELS, total[v] / 2)]
+        if len(labels) < 2:
+            return
+        # A shallow band's ridge changes its grey every few pixels (96, 102, 108: runs of 13 px,
+        # each its own line); with their flanks they are one band's greys, not a label map's
+        # plateaus, which hold most of its labelled pixels (as above).
+        if int(counts[np.isin(values, labels)].sum()) < LABEL_MAP_COVERAGE * labelled:
+            return
+        how = f"{len(labels)} non-zero values hold at least {floor:.0f} px each" + (
+            f" or a line of at least {LABEL_MIN_PIXELS} px" if thin else ""
         )
     # Show 0 and the labels first, then other values in order, 8 at most.
     order = np.argsort([0 if v == 0 or v in labels else 1 for v in values], kind="stable")[:8]
@@ -641,7 +665,8 @@ def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np
       detected;
     * maximum at most 127: ``> 0``, nonzero for a signed mask (its -1, true stored as all bits
       set, is rib), refused when two non-zero values each hold a real part of the labelled pixels
-      (napari Labels: 1 rib, 2 pleura), thin ones included.
+      (napari Labels: 1 rib, 2 pleura), thin ones included, each with pixels of its own: the
+      ridge and flank greys of a thin 0/255 band shrunk below 128 are interpolation, not labels.
 
     Label-map sizes: :data:`LABEL_MIN_PIXELS` and :data:`LABEL_MIN_SHARE`; a ``.jpg`` mask is never
     refused (its extra values are ringing). Which label is the rib is the user's choice, not ours.

@@ -304,3 +304,32 @@ def test_a_review_saved_before_declared_depths_reopens_with_its_labels(
     saved = json.loads((project_dir_for(path) / "v000002" / "project.json").read_text())
     assert saved["fingerprint"] == stack_fingerprint(stack.frames)
     assert saved["source_signature"] is not None
+
+
+@pytest.mark.parametrize("white_is_zero", [False, True])
+def test_the_earlier_readings_of_a_declared_white_point_are_all_aliases(tmp_path, white_is_zero):
+    """MaxSampleValue 5000, brightest 3000: read /4095 by the guess (before declarations, and by
+    the 8/12/16 rule), /8191 by the white point's 13 bits (2026-12-05, with a signature) and
+    /65535 before 2026-12-03. A record without ``maximum`` recovers it from the frames."""
+    from napari_ribseg.core.project import legacy_fingerprints, stack_fingerprint
+
+    raw = np.stack([_dark(3000), _dark(1500)])
+    extra = [(281, "H", 1, 5000, True)]
+    photometric = "miniswhite" if white_is_zero else "minisblack"
+    tifffile.imwrite(tmp_path / "w.tif", raw, photometric=photometric, extratags=extra)
+    stack = read_stack(tmp_path / "w.tif")
+    scaling = stack.metadata["intensity_scaling"]
+    assert (scaling["divisor"], scaling["maximum"], scaling.get("inverted", False)) == (
+        5000.0,
+        3000,
+        white_is_zero,
+    )
+
+    def then(divisor: int) -> dict:
+        v = raw.astype(np.float32) / np.float32(divisor)
+        return stack_fingerprint(np.float32(1) - v if white_is_zero else v)
+
+    expected = [then(4095), then(8191), then(65535)]
+    assert legacy_fingerprints(stack.frames, scaling) == expected
+    without = {k: v for k, v in scaling.items() if k != "maximum"}
+    assert legacy_fingerprints(stack.frames, without) == expected

@@ -149,8 +149,9 @@ def test_paired_frames_of_a_clip_share_its_divisor_and_clips_keep_their_own(tmp_
     assert clips["c1"]["divisor"] == 4095.0 and clips["c1"]["significant_bits"] == 12
     assert clips["c2"]["divisor"] == 255.0 and clips["c2"]["significant_bits"] == 8
     assert describe_scaling(data.scaling) == (
-        "16-bit images divided by their clip's bit depth: 4095 (12 significant bits) for 1 clip "
-        "(c1), 255 (8 significant bits) for 1 clip (c2); bit depths differ between clips"
+        "16-bit images divided by their clip's bit depth: 4095 (12 significant bits, from the "
+        "clip maximum) for 1 clip (c1), 255 (8 significant bits, from the clip maximum) for 1 "
+        "clip (c2); bit depths differ between clips"
     )
 
 
@@ -195,8 +196,9 @@ def test_ribseg_evaluate_prints_and_writes_the_intensity_rule(tmp_path, tiny_che
         assert main([*argv, "--json-out", str(out_json)]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("intensity:"))
     expected = (
-        "16-bit images divided by their clip's bit depth: 4095 (12 significant bits) for 1 clip "
-        "(c1), 255 (8 significant bits) for 1 clip (c2); bit depths differ between clips"
+        "16-bit images divided by their clip's bit depth: 4095 (12 significant bits, from the "
+        "clip maximum) for 1 clip (c1), 255 (8 significant bits, from the clip maximum) for 1 "
+        "clip (c2); bit depths differ between clips"
     )
     assert line == f"intensity: {expected}"
     written = json.loads(out_json.read_text())
@@ -225,8 +227,8 @@ def test_ribseg_finetune_prints_the_intensity_rule(tmp_path, tiny_checkpoint, ca
     assert code == 0
     line = next(x for x in out.splitlines() if x.startswith("intensity:"))
     assert line == (
-        "intensity: 16-bit images divided by their clip's bit depth: 4095 (12 significant bits) "
-        "for 3 clips (c0, c1, c2)"
+        "intensity: 16-bit images divided by their clip's bit depth: 4095 (12 significant bits, "
+        "from the clip maximum) for 3 clips (c0, c1, c2)"
     )
 
 

@@ -90,6 +90,18 @@ def test_dicom_single_frame_uint16_uses_bits_stored(tmp_path):
     np.testing.assert_allclose(frames[0], pixels / 4095, rtol=1e-6)
 
 
+def test_ribseg_info_on_a_12_bit_dicom_says_bits_stored(tmp_path, capsys):
+    from napari_ribseg.cli import main
+
+    pixels = np.array([[[0, 800], [2048, 100]]], dtype=np.uint16)
+    make_dicom(tmp_path / "one.dcm", pixels, BitsStored=12, HighBit=11)
+    assert main(["info", str(tmp_path / "one.dcm")]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("intensity:"))
+    assert line.split(":", 1)[1].strip() == (
+        "divided by 4095 (12 significant bits, declared by its BitsStored)"
+    )
+
+
 def test_dicom_rgb_multiframe_becomes_luma(tmp_path):
     rgb = np.zeros((2, 8, 8, 3), np.uint8)
     rgb[0, ..., 0] = 255

@@ -295,17 +295,37 @@ def legacy_fingerprints(frames: np.ndarray, scaling: dict | None) -> list[dict[s
     Until 2026-12-03 every uint16 stack was divided by 65535, and until 2026-12-05 only 8, 12 and
     16 bits were candidates (10-bit data divided by 4095, 14-bit by 65535); a stack now read at
     fewer significant bits (``scaling``: its ``intensity_scaling`` record) had other float frames,
-    and so another fingerprint. Its grey samples are recovered exactly (``round(v * divisor)``)
-    and divided as before. Nothing for other stacks (colour samples are not recovered: no alias).
+    and so another fingerprint. Until 2026-12-05 a depth the file declares (PNG ``sBIT``, TIFF
+    ``MaxSampleValue``) was not read: such a stack was divided by the guess from its maximum (the
+    record's ``maximum``), and a ``MaxSampleValue`` that is not ``2**n - 1`` (5000) by
+    ``2**bits - 1`` of its bits (8191) until it was read as the white point. Its grey samples are
+    recovered exactly (``round(v * divisor)``) and divided as before. Nothing for other stacks
+    (DICOM's ``BitsStored`` always set the divisor; colour samples are not recovered: no alias).
     """
+    from napari_ribseg.core.io.intensity import uint16_bits
+
     record = scaling if isinstance(scaling, dict) else {}
     bits, divisor = record.get("significant_bits"), record.get("divisor")
     if record.get("method") != "divide" or not bits or not divisor:
         return []
+    source = record.get("bits_from")
+    if source == "BitsStored":
+        return []
     inverted = bool(record.get("inverted"))
     one = np.float32(1.0)
+    earlier: list[float] = []
+    if source in ("sBIT", "MaxSampleValue"):
+        top = record.get("maximum")
+        if top is None:  # a record from before it kept the maximum: the frames give it back
+            v = np.asarray(frames, np.float32)
+            top = round(float(one - v.min() if inverted else v.max()) * float(divisor))
+        guessed = uint16_bits(int(top))
+        earlier.append(float(2**guessed - 1))  # read by the guess, before declarations counted
+        if float(divisor) != float(2 ** int(bits) - 1):
+            earlier.append(float(2 ** int(bits) - 1))  # a white point read by its bits
+        bits = guessed
     # The 8/12/16 rule's divisor for these bits, then the single /65535 of before.
-    earlier = [float(2 ** min(b for b in (8, 12, 16) if b >= int(bits)) - 1), 65535.0]
+    earlier += [float(2 ** min(b for b in (8, 12, 16) if b >= int(bits)) - 1), 65535.0]
 
     def as_before(full: np.float32):
         def transform(frame: np.ndarray) -> np.ndarray:

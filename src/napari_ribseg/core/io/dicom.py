@@ -191,6 +191,7 @@ def read_dicom(path: Path) -> Stack:
         raise MemoryBudgetError(f"{path}: out of memory decoding DICOM pixels: {exc}") from exc
 
     scale: float | None = None
+    stored: int | None = None  # BitsStored of data wider than 8 bits: the depth the record names
     if photometric == "PALETTE COLOR":
         try:
             from pydicom.pixels import apply_color_lut
@@ -201,6 +202,8 @@ def read_dicom(path: Path) -> Stack:
     elif arr.dtype.kind == "u" and "PixelData" in ds:
         bits = int(ds.get("BitsStored", arr.dtype.itemsize * 8) or arr.dtype.itemsize * 8)
         scale = float(2 ** min(bits, arr.dtype.itemsize * 8) - 1)
+        if arr.dtype.itemsize > 1 and ds.get("BitsStored"):
+            stored = min(bits, arr.dtype.itemsize * 8)
     original_dtype = str(arr.dtype)
     colour = samples > 1 or (arr.ndim == 4)
     raw, colour = arrange_frames(arr, path, colour=colour)
@@ -209,6 +212,10 @@ def read_dicom(path: Path) -> Stack:
     frames, scaling = to_unit_frames(
         raw, path, colour=colour, scale=scale, invert=photometric == "MONOCHROME1"
     )
+    if stored is not None:
+        # Declared, as a PNG's sBIT is: the record (and ``ribseg info``) says where it came from.
+        head = {"method": "divide", "divisor": scale}
+        scaling = {**head, "significant_bits": stored, "bits_from": "BitsStored", **scaling}
     spacing, spacing_source = dicom_spacing(ds)
     rate, rate_source = dicom_frame_rate(ds)
     return Stack(

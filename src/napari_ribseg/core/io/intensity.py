@@ -5,9 +5,9 @@ Every reader ends here, so the intensity rules are the same for all formats:
 * ``bool`` -> 0/1, ``uint8`` -> /255, ``uint16`` -> /(2**bits - 1) with ``bits`` the fewest of 8, 10,
   12, 14 and 16 that hold the stack's maximum (:func:`uint16_bits`: 8-bit data saved as 16-bit, a
   10-, 12- or 14-bit scanner's or ADC's samples, true 16-bit), unless the file declares its depth
-  (a PNG's ``sBIT``, a TIFF's ``MaxSampleValue``: ``core.io.bit_depth``) and the data fit it; a
-  reader that
-  knows the depth passes it (DICOM's ``2**BitsStored - 1``); a paired dataset takes the maximum of
+  (a PNG's ``sBIT``, a TIFF's ``MaxSampleValue``, whose value is the divisor, 5000 as well as
+  4095: ``core.io.bit_depth``) and the data fit it; a reader that knows the depth passes it
+  (DICOM's ``2**BitsStored - 1``); a paired dataset takes the maximum of
   each clip (``core.io.paired``), and the engine divides raw arrays by the same rule through
   :func:`uint16_divisor` / :func:`unit_divisor` / :func:`unit_float`;
 * any other dtype (floats, signed or 32-bit integers): kept if every value lies in [0, 1], otherwise
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_ribseg.core.errors import StackReadError
-from napari_ribseg.core.io.bit_depth import agreed_bits
+from napari_ribseg.core.io.bit_depth import DeclaredDepth, agreed_bits
 
 #: ITU-R BT.601 luma weights for R, G, B.
 LUMA_601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -44,8 +44,9 @@ _CHUNK_BYTES = 64 * 2**20
 _FIXED_SCALE = {np.dtype(bool): 1.0, np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
 
-#: The ``bits_from`` of a depth a file declares (``core.io.bit_depth``), not guessed.
-DECLARED_BY = ("sBIT", "MaxSampleValue")
+#: The ``bits_from`` of a depth a file declares (``core.io.bit_depth``; DICOM's ``BitsStored``),
+#: not guessed.
+DECLARED_BY = ("sBIT", "MaxSampleValue", "BitsStored")
 
 #: The bit depths uint16 data is read at when its file records none (:func:`uint16_bits`).
 UINT16_BITS = (8, 10, 12, 14, 16)
@@ -143,24 +144,47 @@ def sample_max(raw: np.ndarray, colour: bool) -> int:
 
 
 def uint16_scaling(
-    maximum: int | float, declared: tuple[int, str] | None = None, note: str | None = None
+    maximum: int | float, declared: DeclaredDepth | None = None, note: str | None = None
 ) -> tuple[float, dict]:
     """Divisor and ``intensity_scaling`` record for uint16 data whose largest value is ``maximum``.
 
-    ``declared``: the ``(bits, where from)`` the file(s) declare (``core.io.bit_depth``), used when
-    the data fit it; otherwise the bits are guessed from ``maximum`` (:func:`uint16_bits`).
-    ``note`` (why declared depths were not used) is kept in the record as ``bits_note``."""
-    if declared is not None and maximum <= 2 ** declared[0] - 1:
-        bits, source = declared
+    ``declared``: the :class:`~napari_ribseg.core.io.bit_depth.DeclaredDepth` the file(s) declare,
+    used when the data fit it (divided by its white point: ``2**bits - 1``, or a TIFF's
+    ``MaxSampleValue`` that is not one); otherwise the bits are guessed from ``maximum``
+    (:func:`uint16_bits`). A declared record keeps ``maximum``: the stack read before depths were
+    declared was divided by its guess (``core.project.legacy_fingerprints``). ``note`` (why declared
+    depths were not used) is kept in the record as ``bits_note``."""
+    if declared is not None and maximum <= declared.white:
+        bits, source, divisor = declared.bits, declared.source, float(declared.white)
     else:
         bits, source = uint16_bits(maximum), "stack maximum"
-    divisor = float(2**bits - 1)
+        divisor = float(2**bits - 1)
+        declared = None
     record: dict = {"method": "divide", "divisor": divisor}
     if bits < 16 or declared is not None:
         record.update(significant_bits=bits, bits_from=source)
+    if declared is not None:
+        record["maximum"] = int(maximum)
     if note:
         record["bits_note"] = note
     return divisor, record
+
+
+def bits_text(record: dict, whose: str = "its") -> str | None:
+    """Where a divide record's divisor comes from, in words: ``12 significant bits, declared by
+    its sBIT``, ``white point declared by its MaxSampleValue``, ``12 significant bits, from the
+    clip maximum``; ``None`` when the record names no bit depth (16 bits, the dtype's scale).
+    ``whose``: ``their`` for several clips.
+
+    The one wording of ``bits_from`` for a stack's line and a paired dataset's per-clip line."""
+    if "significant_bits" not in record:
+        return None
+    where = record["bits_from"]
+    where = f"declared by {whose} {where}" if where in DECLARED_BY else f"from the {where}"
+    bits = int(record["significant_bits"])
+    if where.startswith("declared") and float(record["divisor"]) != float(2**bits - 1):
+        return f"white point {where}"
+    return f"{bits} significant bits, {where}"
 
 
 def describe_scaling(record: dict | None) -> str:
@@ -171,10 +195,8 @@ def describe_scaling(record: dict | None) -> str:
     method = record.get("method")
     if method == "divide":
         text = f"divided by {record['divisor']:g}"
-        if "significant_bits" in record:
-            where = record["bits_from"]
-            where = f"declared by its {where}" if where in DECLARED_BY else f"from the {where}"
-            text += f" ({record['significant_bits']} significant bits, {where})"
+        if (bits := bits_text(record)) is not None:
+            text += f" ({bits})"
         if "bits_note" in record:
             text += f"; {record['bits_note']}"
     elif method == "minmax":
@@ -201,22 +223,33 @@ def describe_scaling(record: dict | None) -> str:
 
 
 def _describe_clips(clips: dict[str, dict], named: int = 5) -> str:
-    """``16-bit images divided by their clip's bit depth: 4095 (12 significant bits) for 3 clips
-    (a, b, c)`` for a paired dataset's ``uint16_clips`` records, one part per divisor."""
-    by_divisor: dict[float, list[str]] = {}
-    bits: dict[float, int] = {}
+    """``16-bit images divided by their clip's bit depth: 4095 (12 significant bits, declared by
+    their sBIT) for 3 clips (a, b, c)`` for a paired dataset's ``uint16_clips`` records, one part
+    per divisor and origin of the depth (:func:`bits_text`, as a stack's line says it), then the
+    ``bits_note`` of each clip that has one."""
+    groups: dict[tuple[float, str], list[str]] = {}
     for clip, record in clips.items():
-        by_divisor.setdefault(record["divisor"], []).append(clip)
-        bits[record["divisor"]] = record.get("significant_bits", 16)
+        # A record without bits is a 16-bit guess (declared depths always name theirs).
+        where = bits_text(record, "their") or "16 significant bits, from the clip maximum"
+        groups.setdefault((record["divisor"], where), []).append(clip)
     parts = []
-    for divisor, names in by_divisor.items():
-        shown = ", ".join(names[:named]) + (
-            f" and {len(names) - named} more" if len(names) > named else ""
-        )
+    for (divisor, where), names in groups.items():
         count = f"{len(names)} clip" + ("s" if len(names) > 1 else "")
-        parts.append(f"{divisor:g} ({bits[divisor]} significant bits) for {count} ({shown})")
+        parts.append(f"{divisor:g} ({where}) for {count} ({_some(names, named)})")
     text = "16-bit images divided by their clip's bit depth: " + ", ".join(parts)
-    return text + ("; bit depths differ between clips" if len(by_divisor) > 1 else "")
+    if len({divisor for divisor, _ in groups}) > 1:
+        text += "; bit depths differ between clips"
+    noted = [(clip, r["bits_note"]) for clip, r in clips.items() if r.get("bits_note")]
+    for clip, note in noted[:named]:
+        text += f"; clip {clip}: {note}"
+    if len(noted) > named:
+        text += f"; {len(noted) - named} more clips' declared bit depths not used"
+    return text
+
+
+def _some(names: list[str], named: int) -> str:
+    shown = ", ".join(names[:named])
+    return shown + (f" and {len(names) - named} more" if len(names) > named else "")
 
 
 def full_scale(dtype: np.dtype) -> float | None:
@@ -309,14 +342,15 @@ def to_unit_frames(
     colour: bool = False,
     scale: float | None = None,
     invert: bool = False,
-    declared: tuple[int, str] | None = None,
+    declared: DeclaredDepth | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Convert (N, H, W[, samples]) raw data to float32 (N, H, W) in [0, 1].
 
     Returns the frames and a dict describing the scaling (stored in ``Stack.metadata``). ``scale``
-    overrides the full-scale value of integer data; without it, uint16 data is divided by
-    ``2**bits - 1`` for the bits the file declares (``declared``, from ``core.io.bit_depth``) when
-    the data fit them, else for the :func:`uint16_bits` of its maximum. ``invert`` maps the scaled value ``v`` to
+    overrides the full-scale value of integer data; without it, uint16 data is divided by the
+    white point the file declares (``declared``, from ``core.io.bit_depth``: ``2**bits - 1``, or a
+    TIFF's ``MaxSampleValue``) when the data fit it, else by ``2**bits - 1`` for the
+    :func:`uint16_bits` of its maximum. ``invert`` maps the scaled value ``v`` to
     ``1 - v`` chunk by chunk in the output (no second copy of the stack).
     """
     frames, scaling = _unit_frames(
@@ -338,7 +372,7 @@ def _unit_frames(
     colour: bool,
     scale: float | None,
     copy: bool,
-    declared: tuple[int, str] | None = None,
+    declared: DeclaredDepth | None = None,
 ) -> tuple[np.ndarray, dict]:
     if not is_numeric(raw):
         raise StackReadError(f"{source}: pixel data of dtype {raw.dtype} is not numeric")
@@ -454,7 +488,11 @@ def _refuse_label_map(mask: np.ndarray, source, *, areas: bool = False) -> None:
     has two or more non-zero values that each hold :data:`LABEL_MIN_PIXELS` and
     :data:`LABEL_MIN_SHARE` of the labelled pixels, or one of which is a line of at least
     :data:`LABEL_MIN_PIXELS` (:func:`_top_pixels` outside 2x2 squares of its value) however
-    small its share: the pleura as a 1-px line beside a large rib.
+    small its share: the pleura as a 1-px line beside a large rib. Each of them must have
+    :data:`LABEL_MIN_PIXELS` pixels of its own (no higher neighbour, or in a 2x2 square of its
+    value; half its pixels if fewer), and together they must hold :data:`LABEL_MAP_COVERAGE` of
+    the labelled pixels: the flanks of a thin 0/255 band shrunk by bilinear resampling below
+    128, and the changing greys of its ridge, are interpolation, not labels.
     With ``areas=True`` (larger maxima, whose edges hold interpolation grey) the maximum is the
     first label and another non-zero value (not within 1/32 of the maximum: its shades) is a
     second one only when that many of its pixels lie in 2x2 squares of that value (:func:`_area_pixels`): a 1-px grey fringe is not a label, and
@@ -466,7 +504,8 @@ def _refuse_label_map(mask: np.ndarray, source, *, areas: bool = False) -> None:
     nonzero = values != 0
     if int(nonzero.sum()) < 2:
         return
-    floor = _label_floor(int(counts[nonzero].sum()))
+    labelled = int(counts[nonzero].sum())
+    floor = _label_floor(labelled)
     if areas:
         top = values.max()
         in_areas = dict(zip(*np.unique(mask[_area_pixels(mask)], return_counts=True), strict=True))
@@ -488,7 +527,8 @@ def _refuse_label_map(mask: np.ndarray, source, *, areas: bool = False) -> None:
         # of the floor, but its pixels are its own: none has a neighbour of a higher value, as
         # the grey ring of a resampled 0/2 mask has, and they lie in no 2x2 square of their
         # value, as the small core of a blurred 0/2 mask does. Every pixel is looked at.
-        line = _top_pixels(mask) & ~_area_pixels(mask)
+        peaks, in_areas = _top_pixels(mask), _area_pixels(mask)
+        line = peaks & ~in_areas
         tops = dict(zip(*np.unique(mask[line], return_counts=True), strict=True))
         thin = [
             v for v in values[nonzero] if v not in labels and tops.get(v, 0) >= LABEL_MIN_PIXELS
@@ -496,14 +536,11 @@ def _refuse_label_map(mask: np.ndarray, source, *, areas: bool = False) -> None:
         labels = sorted(labels + thin)
         if len(labels) < 2:
             return
-        how = f"{len(labels)} non-zero values hold at least {floor:.0f} px each" + (
-            f" or a line of at least {LABEL_MIN_PIXELS} px" if thin else ""
-        )
     # A label map is piecewise constant: its labels hold most of its labelled pixels. A feathered
     # (blurred) mask or a probability map spreads them over many grey levels, a few of which pass
     # the test above in its smooth tail; it is one soft rib mask, cut by the grey rules.
     held = int(counts[np.isin(values, labels)].sum())
-    if held < LABEL_MAP_COVERAGE * int(counts[nonzero].sum()):
+    if held < LABEL_MAP_COVERAGE * labelled:
         if areas:
             return  # a full-range soft mask: cut at half its maximum
         # Up to 127 the rule is > 0, which would take a faint soft mask's whole blurred tail.
@@ -514,6 +551,27 @@ def _refuse_label_map(mask: np.ndarray, source, *, areas: bool = False) -> None:
             f"to {top:g}) rather than a rib mask, and masks whose maximum is 127 or less are read "
             "as > 0, which would take its whole blurred edge. Save it binary (rib 1 or 255, all "
             f"else 0), e.g. mask > {top / 2:g}"
+        )
+    if not areas:
+        # Interpolation greys of a binary mask are not labels. A 0/255 rib band of 1-2 px
+        # shrunk by bilinear resampling peaks below 128 (so it is read here) in rows of one grey
+        # each: its ridge (85) and its flanks (19), each a label by count. A flank pixel has a
+        # higher neighbour and lies in no 2x2 square of its value; a label's own pixels (an
+        # area's, a line's, :func:`_top_pixels` or :func:`_area_pixels`) do not, so a label needs
+        # LABEL_MIN_PIXELS of its own (half of it, if smaller). A 1-px line of a lower label
+        # hugging a higher one is not one (as in a 0/255 mask: it cannot be told from a flank).
+        own = dict(zip(*np.unique(mask[peaks | in_areas], return_counts=True), strict=True))
+        total = dict(zip(values, counts, strict=True))
+        labels = [v for v in labels if own.get(v, 0) >= min(LABEL_MIN_PIXELS, total[v] / 2)]
+        if len(labels) < 2:
+            return
+        # A shallow band's ridge changes its grey every few pixels (96, 102, 108: runs of 13 px,
+        # each its own line); with their flanks they are one band's greys, not a label map's
+        # plateaus, which hold most of its labelled pixels (as above).
+        if int(counts[np.isin(values, labels)].sum()) < LABEL_MAP_COVERAGE * labelled:
+            return
+        how = f"{len(labels)} non-zero values hold at least {floor:.0f} px each" + (
+            f" or a line of at least {LABEL_MIN_PIXELS} px" if thin else ""
         )
     # Show 0 and the labels first, then other values in order, 8 at most.
     order = np.argsort([0 if v == 0 or v in labels else 1 for v in values], kind="stable")[:8]
@@ -607,7 +665,8 @@ def binarize_mask(mask: np.ndarray, source: str | os.PathLike | Path = "") -> np
       detected;
     * maximum at most 127: ``> 0``, nonzero for a signed mask (its -1, true stored as all bits
       set, is rib), refused when two non-zero values each hold a real part of the labelled pixels
-      (napari Labels: 1 rib, 2 pleura), thin ones included.
+      (napari Labels: 1 rib, 2 pleura), thin ones included, each with pixels of its own: the
+      ridge and flank greys of a thin 0/255 band shrunk below 128 are interpolation, not labels.
 
     Label-map sizes: :data:`LABEL_MIN_PIXELS` and :data:`LABEL_MIN_SHARE`; a ``.jpg`` mask is never
     refused (its extra values are ringing). Which label is the rib is the user's choice, not ours.

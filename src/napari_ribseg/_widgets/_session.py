@@ -679,8 +679,9 @@ class ReviewSession(QObject):
         frame = self.current_frame()
         if frame != self._last_frame:
             self._last_frame = frame
-            # Autosave on every change of frame: that is when a user has finished with one.
-            self.autosave()
+            # Autosave on every change of frame: that is when a user has finished with one. A
+            # quick save: only the frames reported edited are read, not the whole stack.
+            self.autosave(check_all=False)
 
     def _on_selected_label(self, event: Any = None, layer: Labels | None = None) -> None:
         # The review has one label, 1 = rib. napari's "new label" (M) and label spin box pick 2,
@@ -727,13 +728,20 @@ class ReviewSession(QObject):
         if not same_layer(getattr(event, "source", self.labels_layer), self.labels_layer):
             return
         moved = self._strokes.settle(self.labels_layer.data)
+        project = self.core.project
         if moved is None:
             # A stroke's pixels were written since by other means (a script, Revert edits, a
-            # model run): how far napari's undo went is unknown, so every frame is recounted.
+            # model run): how far napari's undo went is unknown, so every frame is recounted
+            # (and checked by the next save).
+            project.mark_labels_changed(None)
             self.labels_updated.emit([])
             return
-        frames = moved | {self.current_frame()}
-        self.labels_updated.emit(sorted(f for f in frames if 0 <= f < self.n_frames))
+        frames = sorted(f for f in moved | {self.current_frame()} if 0 <= f < self.n_frames)
+        # Reported to the review too (without its labels_changed, which would redraw the layer
+        # again): napari's undo and redo write no paint event, and a quick save reads only the
+        # frames reported edited.
+        project.mark_labels_changed(frames)
+        self.labels_updated.emit(frames)
 
     def _on_core_labels(self, frames: list) -> None:
         self.ensure_labels_layer()
@@ -762,7 +770,7 @@ class ReviewSession(QObject):
         if self.core is None:
             return
         self.core.set_status(frame, status)
-        self.autosave()
+        self.autosave(check_all=False)
 
     def apply_prediction(self, batch: PredictionBatch) -> np.ndarray:
         """Hand a finished run to the core (which applies the overwrite rule); save soon after."""
@@ -819,12 +827,19 @@ class ReviewSession(QObject):
         )
 
     # -- saving --------------------------------------------------------------------------------
-    def autosave(self) -> bool:
-        """Save the review if anything changed; report failures once as a notification."""
+    def autosave(self, check_all: bool = True) -> bool:
+        """Save the review if anything changed; report failures once as a notification.
+
+        ``check_all=False``: a quick save (on a change of frame or status), which reads only the
+        frames reported edited (``ReviewSession.save``); undos and redos napari did while the ribs
+        layer was hidden (no redraw, so not yet reported) are read from the strokes first.
+        """
         if self.core is None:
             return False
         try:
-            return self.core.save()
+            if not check_all:
+                self._on_labels_refreshed()
+            return self.core.save(check_all=check_all)
         except (OSError, RibsegError) as exc:
             # The status line must not keep saying "Review saved at ..." while edits are unsaved.
             self.saved.emit("Review NOT saved (see the notification); changes are only on screen")

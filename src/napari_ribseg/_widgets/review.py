@@ -191,7 +191,7 @@ class ReviewSection(QWidget):
             notify_info(s.not_on_screen())
             return
         s.core.revert(frame)
-        s.autosave()
+        s.autosave(check_all=False)
 
     # -- table ---------------------------------------------------------------------------------
     def refresh(self) -> None:

@@ -819,9 +819,17 @@ class ReviewProject:
     _model_dirty: bool = field(default=True, repr=False)
     _saved_json: str = field(default="", repr=False)
     _saved_counts: np.ndarray | None = field(default=None, repr=False)
-    #: Checksum of ``labels`` as last read or saved: an edit in place that nobody reported (napari's
-    #: undo and redo, a script) is caught even when every changed-pixel count is as saved.
-    _saved_labels_crc: int | None = field(default=None, repr=False)
+    #: Per frame, CRC-32 of ``labels`` as last read or saved (uint32): an edit in place that nobody
+    #: reported (a script) is caught by an exact check even when every changed-pixel count is as
+    #: saved, and a quick check recomputes only the frames reported edited.
+    _saved_frame_crcs: np.ndarray | None = field(default=None, repr=False)
+    #: Frames reported edited (:meth:`mark_labels_changed`) since the last check; ``_reported_all``:
+    #: an edit was reported without its frames, so the next check reads every frame.
+    _reported: set[int] = field(default_factory=set, repr=False)
+    _reported_all: bool = field(default=False, repr=False)
+    #: The ``labels``, ``model_labels`` and ``probabilities`` arrays (weak references) the saved
+    #: checksums were taken of: a quick check trusts them only while the same arrays are in place.
+    _checked_arrays: tuple = field(default=(), repr=False)
     _saved_files: dict[str, dict] = field(default_factory=dict, repr=False)
     _saved_prob_sha: str | None = field(default=None, repr=False)
     _locked: bool = field(default=False, repr=False)
@@ -937,7 +945,7 @@ class ReviewProject:
         project._labels_dirty = project._model_dirty = False
         project._saved_json = project._json_text(saved_at=meta.get("saved_at", ""))
         project._saved_counts = project.changed_pixels
-        project._saved_labels_crc = project._labels_crc()
+        project._saved_frame_crcs = project._frame_crcs(None)
         if version != folder:
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 manifest = json.loads((version / MANIFEST_FILE).read_text(encoding="utf-8"))
@@ -946,6 +954,7 @@ class ReviewProject:
                     for name, entry in manifest["files"].items()
                 }
         project._saved_prob_sha = project._prob_sha()
+        project._note_checked()
         return project
 
     @classmethod
@@ -1073,7 +1082,7 @@ class ReviewProject:
         old._base_version = old._intact_version = 0  # its saves stay in the old folder
         old._labels_dirty = old._model_dirty = True
         old._saved_json, old._saved_counts, old._saved_files = "", None, {}
-        old._saved_labels_crc = None
+        old._saved_frame_crcs = None
         return old
 
     @classmethod
@@ -1091,7 +1100,7 @@ class ReviewProject:
         project.folder, project.adopted_from = folder, str(other)
         project._labels_dirty = project._model_dirty = True
         project._saved_json, project._saved_counts, project._saved_files = "", None, {}
-        project._saved_labels_crc = None
+        project._saved_frame_crcs = None
         # Saves already in ``folder`` (the stack renamed back) are older, not a conflict.
         versions = _versions(folder)
         project._base_version = versions[0][0] if versions else 0
@@ -1329,25 +1338,86 @@ class ReviewProject:
             written.append(f)
         if written:
             self._labels_dirty = self._model_dirty = True
+            self._reported.update(written)
         return np.asarray(written, dtype=np.int64)
 
-    def mark_labels_changed(self) -> None:
-        """Tell the project its ``labels`` array was edited in place (e.g. by a paint tool)."""
-        self._labels_dirty = True
+    def mark_labels_changed(self, frames: Sequence[int] | np.ndarray | None = None) -> None:
+        """Tell the project ``labels`` of ``frames`` were edited in place (e.g. by a paint tool);
+        ``None``: frames unknown. A quick save (``save(check_all=False)``) checks only the frames
+        reported here; an exact one (the default) checks every frame anyway."""
+        if frames is None:
+            self._reported_all = True
+            return
+        n = self.n_frames
+        for f in np.asarray(frames, dtype=np.int64).ravel().tolist():
+            if not 0 <= f < n:
+                raise DatasetError(f"frame {f} is outside this stack of {n} frames")
+            self._reported.add(f)
 
     # -- saving --------------------------------------------------------------------------------
     def mark_probabilities_changed(self) -> None:
-        """Tell the project ``probabilities`` changed (a save also notices by checksum)."""
+        """Tell the project ``probabilities`` changed (an exact save also notices by checksum)."""
         self._saved_prob_sha = None
 
-    def _labels_crc(self) -> int:
-        """CRC-32 of ``labels`` (~10 ms for 100 frames of 512 x 512, less than the counts)."""
-        return zlib.crc32(memoryview(np.ascontiguousarray(self.labels)).cast("B"))
+    def _frame_crcs(self, frames: Sequence[int] | np.ndarray | None) -> np.ndarray:
+        """CRC-32 of each of ``frames`` of ``labels`` (all for ``None``), uint32."""
+        labels = self.labels
+        index = range(labels.shape[0]) if frames is None else np.asarray(frames, np.int64).tolist()
+        out = np.empty(len(index), np.uint32)
+        for k, f in enumerate(index):
+            out[k] = zlib.crc32(memoryview(np.ascontiguousarray(labels[f])).cast("B"))
+        return out
 
     def _prob_sha(self) -> str | None:
         if self.probabilities is None:
             return None
-        return _sha256(np.ascontiguousarray(self.probabilities).tobytes())
+        return _sha256(memoryview(np.ascontiguousarray(self.probabilities)).cast("B"))
+
+    def _arrays(self) -> tuple:
+        return (self.labels, self.model_labels, self.probabilities)
+
+    def _note_checked(self) -> None:
+        """The labels and probabilities in place now are those the saved checksums describe."""
+        self._reported.clear()
+        self._reported_all = False
+        self._checked_arrays = tuple(None if a is None else weakref.ref(a) for a in self._arrays())
+
+    def _same_arrays(self) -> bool:
+        """Whether the arrays in place are those last checked (none replaced since)."""
+        if len(self._checked_arrays) != 3:
+            return False
+        return all(
+            (ref is None and a is None) or (ref is not None and ref() is a)
+            for ref, a in zip(self._checked_arrays, self._arrays(), strict=True)
+        )
+
+    def _labels_now(self, check_all: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Per-frame CRC-32 of ``labels`` and changed-pixel counts as they are now: of every frame
+        when ``check_all``, else (a quick check) those saved with only the frames reported edited
+        since recomputed, unless an edit came without its frames or an array was replaced."""
+        quick = (
+            not check_all
+            and not self._reported_all
+            and self._saved_frame_crcs is not None
+            and self._saved_counts is not None
+            and self._saved_frame_crcs.shape == self._saved_counts.shape == (self.n_frames,)
+            and self._same_arrays()
+        )
+        if not quick:
+            return self._frame_crcs(None), self.changed_pixels
+        frames = np.fromiter(sorted(self._reported), np.int64, len(self._reported))
+        crcs, counts = self._saved_frame_crcs.copy(), self._saved_counts.copy()
+        if frames.size:
+            crcs[frames] = self._frame_crcs(frames)
+            counts[frames] = self.changed_pixels_of(frames)
+        return crcs, counts
+
+    def _prob_sha_now(self, check_all: bool) -> str | None:
+        """sha256 of ``probabilities``; a quick check reuses the saved one while the same array is
+        in place and nobody reported a change (only the review's own code writes them)."""
+        if check_all or self._saved_prob_sha is None or not self._same_arrays():
+            return self._prob_sha()
+        return self._saved_prob_sha
 
     def _json_text(self, saved_at: str, counts: np.ndarray | None = None) -> str:
         counts = self.changed_pixels if counts is None else counts
@@ -1371,15 +1441,25 @@ class ReviewProject:
 
     @property
     def is_dirty(self) -> bool:
-        """Whether anything differs from what was last saved."""
-        counts = self.changed_pixels
-        if self._saved_counts is None or not np.array_equal(counts, self._saved_counts):
-            return True
+        """Whether anything differs from what was last saved (an exact check of every frame)."""
+        crcs, counts = self._labels_now(check_all=True)
+        return self._labels_differ(crcs, counts) or self._rest_differs(
+            self._prob_sha_now(check_all=True), counts
+        )
+
+    def _labels_differ(self, crcs: np.ndarray, counts: np.ndarray) -> bool:
         return (
             self._labels_dirty
-            or self._labels_crc() != self._saved_labels_crc
-            or self._model_dirty
-            or self._prob_sha() != self._saved_prob_sha
+            or self._saved_counts is None
+            or self._saved_frame_crcs is None
+            or not np.array_equal(counts, self._saved_counts)
+            or not np.array_equal(crcs, self._saved_frame_crcs)
+        )
+
+    def _rest_differs(self, prob_sha: str | None, counts: np.ndarray) -> bool:
+        return (
+            self._model_dirty
+            or prob_sha != self._saved_prob_sha
             or self._json_text(saved_at="", counts=counts) != self._strip_time(self._saved_json)
         )
 
@@ -1391,33 +1471,25 @@ class ReviewProject:
         meta["saved_at"] = ""
         return json.dumps(meta, indent=1)
 
-    def save(self, *, force: bool = False) -> bool:
+    def save(self, *, force: bool = False, check_all: bool = True) -> bool:
         """Commit what changed since the last save as one new version; return whether one was made.
 
-        All files of the save become visible together (one folder rename) or not at all. Labels
-        edited in place without :meth:`mark_labels_changed` are still caught because a checksum of
-        the labels is compared with the saved one (comparing the changed-pixel counts missed an
-        undo that lands on other pixels with the count last saved).
+        All files of the save become visible together (one folder rename) or not at all.
+        ``check_all`` (the default, exact): every frame's labels checksum (CRC-32) and changed-pixel
+        count and the probabilities' sha256 are compared with the saved ones, so labels edited in
+        place without :meth:`mark_labels_changed` are caught (comparing the counts alone missed an
+        undo that lands on other pixels with the count last saved). ``check_all=False`` (the
+        widget's save on every change of frame): only the frames reported edited since the last
+        check are read, so a save with nothing changed costs no pass over the stack; an edit
+        nobody reported waits for the next exact check.
         """
         if self.read_only:
             raise ProjectError(f"{self.folder}: this review was opened read-only; not saving")
-        counts = self.changed_pixels
-        labels_crc = self._labels_crc()
-        labels_changed = (
-            force
-            or self._labels_dirty
-            or self._saved_counts is None
-            or not np.array_equal(counts, self._saved_counts)
-            or labels_crc != self._saved_labels_crc
-        )
-        prob_sha = self._prob_sha()
-        text_now = self._json_text(saved_at="", counts=counts)
-        if not (
-            labels_changed
-            or self._model_dirty
-            or prob_sha != self._saved_prob_sha
-            or text_now != self._strip_time(self._saved_json)
-        ):
+        crcs, counts = self._labels_now(check_all)
+        labels_changed = force or self._labels_differ(crcs, counts)
+        prob_sha = self._prob_sha_now(check_all)
+        if not (labels_changed or self._rest_differs(prob_sha, counts)):
+            self._note_checked()  # the frames reported match the save: nothing left to check
             return False
         if self.probabilities is not None and self.probabilities.shape != self.labels.shape:
             raise ProjectError(
@@ -1440,9 +1512,10 @@ class ReviewProject:
         self._saved_files = files
         self._saved_json = text
         self._saved_counts = counts
-        self._saved_labels_crc = labels_crc
+        self._saved_frame_crcs = crcs
         self._saved_prob_sha = prob_sha
         self._labels_dirty = self._model_dirty = False
+        self._note_checked()
         self._hand_over()
         return True
 

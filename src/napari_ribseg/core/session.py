@@ -23,6 +23,7 @@ import dataclasses
 import datetime as _dt
 import os
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,11 @@ if TYPE_CHECKING:
 
 #: Where a run may go: the frame shown, every frame, or the frames nobody has reviewed yet.
 SCOPES = ("current", "all", "unreviewed")
+#: A quick save (``save(check_all=False)``, the widget's on every change of frame) still checks
+#: every frame when the last such exact check is older than this, so labels written in place
+#: without :meth:`ReviewSession.mark_edited` (a script) are saved within this long. About 2 s a
+#: check for 400 frames of 820 x 1124 (benchmarks/results/save-cost/2026-12-05.md).
+EXACT_CHECK_EVERY_S = 120.0
 
 
 @dataclass
@@ -287,6 +293,8 @@ class ReviewSession:
             self.has_prob = np.zeros(n, bool)
         self.uncertainty = np.full(n, np.nan, np.float32)
         self._update_uncertainty(np.flatnonzero(self.has_prob))
+        #: When the labels were last checked frame by frame (opening read and checksummed them).
+        self._last_exact_check = time.monotonic()
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -658,9 +666,11 @@ class ReviewSession:
         self.mark_edited([int(frame)])
 
     def mark_edited(self, frames: Sequence[int] = ()) -> None:
-        """Tell the session labels were edited in place (e.g. by a paint tool)."""
-        self.project.mark_labels_changed()
-        self.labels_changed.emit(list(frames))
+        """Tell the session labels of ``frames`` were edited in place (e.g. by a paint tool; no
+        frames: any frame): the widget's quick saves check only the frames reported here."""
+        frames = [int(f) for f in frames]
+        self.project.mark_labels_changed(frames or None)
+        self.labels_changed.emit(frames)
 
     def revert(self, frame: int) -> None:
         """Undo every hand edit of ``frame`` (back to the model's mask)."""
@@ -702,11 +712,21 @@ class ReviewSession:
         return run_job(self.finetune(base, config, out=out, overwrite=overwrite), on_progress)
 
     # -- saving --------------------------------------------------------------------------------
-    def save(self) -> bool:
-        """Save the review if anything changed; return whether anything was written."""
+    def save(self, *, check_all: bool = True) -> bool:
+        """Save the review if anything changed; return whether anything was written.
+
+        ``check_all`` (the default): every frame is checked, so labels edited in place without
+        :meth:`mark_edited` are saved too. ``check_all=False`` (the widget's save on every change of
+        frame or status): only the frames reported edited are read, so its cost follows the edits,
+        not the stack's length; every :data:`EXACT_CHECK_EVERY_S` it checks every frame anyway.
+        """
         if self.prob is not None:
             self.project.probabilities = self.prob
-        written = self.project.save()
+        now = time.monotonic()
+        check_all = check_all or now - self._last_exact_check >= EXACT_CHECK_EVERY_S
+        written = self.project.save(check_all=check_all)
+        if check_all:
+            self._last_exact_check = now
         if written:
             stamp = _dt.datetime.now().strftime("%H:%M:%S")
             self.saved.emit(f"Review saved at {stamp} in {self.project.folder.name}")

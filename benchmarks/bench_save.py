@@ -1,0 +1,88 @@
+"""What one review save costs on a long stack: the autosave of every slider step.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_save.py [--frames 100 400] [--size 820 1124]
+
+For each stack length, a review with labels, model labels and probabilities (uint8, random) is
+saved once, then timed (median of ``--repeats``): ``save()`` with nothing changed (the exact check
+of scripts and of closing); the widget's slider-step save with nothing changed; and the step save
+after a one-frame edit written into ``labels`` in place and reported as the widget reports a
+stroke. Also the parts of the old dirty check: changed-pixel counts, CRC-32 of the labels, sha256
+of the probabilities. Single-threaded, no GUI; projects go to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import statistics
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from napari_ribseg.core.project import ReviewProject
+
+
+def timed(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run(n: int, shape: tuple[int, int], repeats: int, root: Path) -> dict[str, float]:
+    rng = np.random.default_rng(0)
+    project = ReviewProject.new(root / f"s{n}.ribseg", n, shape)
+    project.model_labels[:] = rng.random((n, *shape), dtype=np.float32) > 0.9
+    project.labels[:] = project.model_labels
+    project.probabilities = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+    project.save(force=True)
+    step_mode = "check_all" in inspect.signature(project.save).parameters
+    step = (lambda: project.save(check_all=False)) if step_mode else project.save
+    out = {
+        "counts": timed(lambda: project.changed_pixels, repeats),
+        "crc32": timed(lambda: zlib.crc32(memoryview(project.labels).cast("B")), repeats),
+        "sha256 prob": timed(lambda: project._prob_sha(), repeats),
+        "save() nothing changed": timed(project.save, repeats),
+        "step save nothing changed": timed(step, repeats),
+    }
+    frame = [0]
+
+    def edit_and_save() -> None:
+        i = frame[0] % n
+        frame[0] += 7
+        project.labels[i, 10:20, 10:20] ^= 1  # a stroke written in place, as napari paints
+        if step_mode:
+            project.mark_labels_changed([i])
+        else:
+            project.mark_labels_changed()
+        assert step()
+
+    out["step save after a one-frame edit"] = timed(edit_and_save, repeats)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, nargs="+", default=[100, 400])
+    parser.add_argument("--size", type=int, nargs=2, default=[820, 1124])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in args.frames:
+            rows[n] = run(n, tuple(args.size), args.repeats, Path(tmp))
+            print(f"{n} frames done", flush=True)
+    names = list(next(iter(rows.values())))
+    print("| frames | " + " | ".join(f"{k} (s)" for k in names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    for n, row in rows.items():
+        print(f"| {n} | " + " | ".join(f"{row[k]:.3f}" for k in names) + " |")
+
+
+if __name__ == "__main__":
+    main()

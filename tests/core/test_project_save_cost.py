@@ -1,0 +1,131 @@
+"""What a save reads: the widget's save on every change of frame read the whole stack (a CRC-32 of
+every label, the changed-pixel counts of every frame, a sha256 of every probability), so each step of
+the slider cost time in proportion to the stack's length; a quick save reads only the frames reported
+edited, and an exact save still catches edits nobody reported."""
+
+from __future__ import annotations
+
+import types
+import zlib
+
+import numpy as np
+import pytest
+
+import napari_ribseg.core.project as project_module
+import napari_ribseg.core.session as session_module
+from napari_ribseg.core.project import ReviewProject
+from napari_ribseg.core.session import ReviewSession
+from napari_ribseg.core.stack import FrameStatus
+
+N, H, W = 40, 16, 16
+FRAME = H * W
+
+
+@pytest.fixture
+def reads(monkeypatch) -> dict:
+    """Bytes of labels checksummed, frames whose changed pixels were counted, probability hashes."""
+    seen = {"crc_bytes": 0, "counted": 0, "prob_hashes": 0}
+
+    def crc32(data, value=0):
+        seen["crc_bytes"] += memoryview(data).nbytes
+        return zlib.crc32(data, value)
+
+    counts, prob_sha = ReviewProject.changed_pixels_of, ReviewProject._prob_sha
+
+    def changed_pixels_of(self, frames):
+        seen["counted"] += self.n_frames if frames is None else np.asarray(frames).size
+        return counts(self, frames)
+
+    def hashed(self):
+        seen["prob_hashes"] += self.probabilities is not None
+        return prob_sha(self)
+
+    monkeypatch.setattr(project_module, "zlib", types.SimpleNamespace(crc32=crc32))
+    monkeypatch.setattr(ReviewProject, "changed_pixels_of", changed_pixels_of)
+    monkeypatch.setattr(ReviewProject, "_prob_sha", hashed)
+    return seen
+
+
+def _saved_review(tmp_path) -> ReviewProject:
+    rng = np.random.default_rng(0)
+    project = ReviewProject.new(tmp_path / "s.ribseg", N, (H, W))
+    project.apply_prediction(range(N), (rng.random((N, H, W)) > 0.7).astype(np.uint8), [0.5] * N)
+    project.probabilities = rng.integers(0, 256, (N, H, W), dtype=np.uint8)
+    assert project.save()
+    return project
+
+
+def test_a_quick_save_reads_only_the_frames_reported_edited(tmp_path, reads):
+    project = _saved_review(tmp_path)
+    reads.update(crc_bytes=0, counted=0, prob_hashes=0)
+    assert not project.save(check_all=False)  # a step of the slider, nothing changed
+    assert reads == {"crc_bytes": 0, "counted": 0, "prob_hashes": 0}
+    # A stroke as napari paints it: written into the labels in place, then reported.
+    project.labels[7, 2:5, 2:5] ^= 1
+    project.mark_labels_changed([7])
+    project.set_status(7, FrameStatus.CURATED)
+    assert project.save(check_all=False)
+    assert reads == {"crc_bytes": FRAME, "counted": 1, "prob_hashes": 0}
+    again = ReviewProject.load(project.folder)
+    np.testing.assert_array_equal(again.labels, project.labels)
+    assert again.changed_pixels.tolist() == project.changed_pixels.tolist()
+    assert again.changed_pixels[7] == 9 and again.statuses[7] == FrameStatus.CURATED
+    reads.update(crc_bytes=0, counted=0, prob_hashes=0)
+    assert not project.save(check_all=False)  # the frames reported were checked by that save
+    assert reads == {"crc_bytes": 0, "counted": 0, "prob_hashes": 0}
+
+
+def test_an_exact_save_still_reads_every_frame_and_catches_an_unreported_edit(tmp_path, reads):
+    project = _saved_review(tmp_path)
+    project.labels[3, 0, 0] ^= 1  # a script's edit, nobody told
+    assert not project.save(check_all=False)  # a quick save trusts the reports
+    reads.update(crc_bytes=0, counted=0, prob_hashes=0)
+    assert project.save()  # the exact check (scripts, closing)
+    assert reads["crc_bytes"] == N * FRAME and reads["counted"] == N
+    assert reads["prob_hashes"] == 1
+    assert ReviewProject.load(project.folder).labels[3, 0, 0] == project.labels[3, 0, 0]
+    # After it, the moved correction (same count, other pixel) is caught as before.
+    project.labels[3, 0, 0] ^= 1
+    project.labels[3, 9, 9] ^= 1
+    assert project.save()
+
+
+def test_a_quick_save_reads_every_frame_when_it_cannot_trust_the_reports(tmp_path, reads):
+    """An edit reported without frames, or an array replaced, makes the quick save exact."""
+    project = _saved_review(tmp_path)
+    project.labels[5, 1, 1] ^= 1
+    project.mark_labels_changed()  # frames unknown
+    reads.update(crc_bytes=0, counted=0)
+    assert project.save(check_all=False)
+    assert reads["crc_bytes"] == N * FRAME and reads["counted"] == N
+    project.labels = project.labels.copy()  # replaced (a plugin swapped the layer's data)
+    project.labels[6, 1, 1] ^= 1
+    assert project.save(check_all=False)
+    assert ReviewProject.load(project.folder).labels[6, 1, 1] == project.labels[6, 1, 1]
+
+
+def test_probabilities_changed_through_the_review_are_saved_by_a_quick_save(tmp_path, reads):
+    project = _saved_review(tmp_path)
+    project.probabilities[2] = 9  # as ReviewSession.apply_prediction writes them, then reports
+    project.mark_probabilities_changed()
+    assert project.save(check_all=False)
+    assert reads["prob_hashes"] == 2  # the first save's and this one's
+    assert (ReviewProject.load(project.folder).probabilities[2] == 9).all()
+
+
+def test_the_session_reports_its_edits_and_checks_every_frame_now_and_then(tmp_path, reads):
+    frames = np.random.default_rng(1).random((N, H, W), dtype=np.float32)
+    with ReviewSession.for_frames(frames, tmp_path / "r.ribseg") as session:
+        session.set_labels(4, np.ones((H, W), np.uint8))
+        assert session.save(check_all=False)
+        session.labels[9, 3, 3] = 1  # as napari paints: into the array, then the paint event
+        session.mark_edited([9])
+        reads.update(crc_bytes=0)
+        assert session.save(check_all=False)
+        assert reads["crc_bytes"] == FRAME
+        assert ReviewProject.load(session.project.folder).labels[9, 3, 3] == 1
+        session.labels[11, 3, 3] = 1  # nobody told
+        assert not session.save(check_all=False)
+        session._last_exact_check -= session_module.EXACT_CHECK_EVERY_S  # that long ago
+        assert session.save(check_all=False)  # the periodic exact check
+        assert ReviewProject.load(session.project.folder).labels[11, 3, 3] == 1

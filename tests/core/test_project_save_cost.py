@@ -5,6 +5,7 @@ edited, and an exact save still catches edits nobody reported."""
 
 from __future__ import annotations
 
+import tracemalloc
 import types
 import zlib
 
@@ -129,3 +130,22 @@ def test_the_session_reports_its_edits_and_checks_every_frame_now_and_then(tmp_p
         session._last_exact_check -= session_module.EXACT_CHECK_EVERY_S  # that long ago
         assert session.save(check_all=False)  # the periodic exact check
         assert ReviewProject.load(session.project.folder).labels[11, 3, 3] == 1
+
+
+def test_a_save_writes_the_labels_without_a_copy_of_them_in_memory(tmp_path):
+    """The labels file was built in memory first (np.save into a BytesIO), then hashed and
+    written: a one-frame edit of a long stack allocated the whole file again on every save."""
+    project = ReviewProject.new(tmp_path / "m.ribseg", 128, (512, 512))
+    assert project.save()
+    project.labels[3, :5, :5] = 1
+    project.mark_labels_changed([3])
+    tracemalloc.start()
+    try:
+        assert project.save(check_all=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    size = project.labels.nbytes
+    assert peak < 0.75 * size  # 16 MiB chunks of a 32 MiB file; it was 48 MiB
+    again = ReviewProject.load(project.folder)  # the manifest's sha256 verifies
+    np.testing.assert_array_equal(again.labels, project.labels)

@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import hashlib
-import io
 import json
 import logging
 import math
@@ -466,10 +465,19 @@ def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-    return buffer.getvalue()
+class _HashingWriter:
+    """Writes to ``fh`` and hashes what it wrote. Not a real file, so ``np.lib.format.write_array``
+    hands it the array in 16 MiB chunks instead of one ``tobytes`` copy."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self.fh.write(data)
 
 
 def _sha256(data: bytes) -> str:
@@ -1562,9 +1570,7 @@ class ReviewProject:
                     # Unchanged since the last save: share its file (never modified in place).
                     manifest[name] = {k: previous[k] for k in ("sha256", "bytes")}
                     continue
-                data = _npy_bytes(array)
-                self._write(tmp / name, data)
-                manifest[name] = {"sha256": _sha256(data), "bytes": len(data)}
+                manifest[name] = self._write_array(tmp / name, array)
             data = text.encode("utf-8")
             self._write(tmp / JSON_FILE, data)
             manifest[JSON_FILE] = {"sha256": _sha256(data), "bytes": len(data)}
@@ -1605,6 +1611,18 @@ class ReviewProject:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+
+    @staticmethod
+    def _write_array(path: Path, array: np.ndarray) -> dict[str, Any]:
+        """Write ``array`` as .npy (as ``np.save``) and fsync it; its manifest entry. The bytes are
+        hashed as they are written, 16 MiB at a time: no copy of the whole file in memory (two were
+        made until 2026-12-05, ~0.2 s and 2 x 184 MB for 200 frames of 820 x 1124)."""
+        with open(path, "wb") as fh:
+            out = _HashingWriter(fh)
+            np.lib.format.write_array(out, np.ascontiguousarray(array), allow_pickle=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return {"sha256": out.digest.hexdigest(), "bytes": out.size}
 
     @staticmethod
     def _link(source: Path, target: Path) -> bool:

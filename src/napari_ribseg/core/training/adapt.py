@@ -281,18 +281,17 @@ def adapt(
     """
 
     from napari_ribseg.core.models.paths import model_output_path
-    from napari_ribseg.core.training.loop import refuse_base_as_out, refuse_existing_out
+    from napari_ribseg.core.training.loop import (
+        refuse_base_as_out,
+        refuse_existing_out,
+        refuse_not_a_model,
+    )
     from napari_ribseg.core.training.output import release_output, released_if_refused
 
     # A bare name means the user model folder, as in ribseg adapt (it meant the working folder).
     out = model_output_path(out) if out is not None else None
     with released_if_refused(out):
-        if not (hasattr(base, "model") and hasattr(base, "card")):
-            # A path failed after the frames were read with "'PosixPath' object has no attribute".
-            raise TypeError(
-                f"base must be a LoadedModel (core.models.load_model(name or path)); got "
-                f"{type(base).__name__}"
-            )
+        refuse_not_a_model(base)
         refuse_base_as_out(base, out)
         refuse_existing_out(out, overwrite=overwrite)
     try:

@@ -803,6 +803,17 @@ def _write(run: _Run, gate: GateReport | None) -> Path | None:
 # ---- the job --------------------------------------------------------------------------------
 
 
+def refuse_not_a_model(base: Any) -> None:
+    """:class:`TypeError` when ``base`` is not a loaded model: a path given to ``finetune`` or
+    ``adapt`` failed deep in the run (or after the frames were read) with "'PosixPath' object
+    has no attribute 'model'"."""
+    if not (hasattr(base, "model") and hasattr(base, "card")):
+        raise TypeError(
+            f"base must be a LoadedModel (core.models.load_model(name or path)); got "
+            f"{type(base).__name__}"
+        )
+
+
 def refuse_base_as_out(base: Any, out: Path | None) -> None:
     """:class:`TrainingError` when ``out`` is the base model's own file: a kept result replaced
     the model it was made from (``ribseg finetune``/``adapt`` refuse ``--out`` = ``--model``)."""
@@ -862,12 +873,7 @@ def finetune(
     # working folder, where the registry never lists it).
     out = model_output_path(out) if out is not None else None
     with released_if_refused(out):
-        if not (hasattr(base, "model") and hasattr(base, "card")):
-            # A path failed deep in the run with "'PosixPath' object has no attribute 'model'".
-            raise TypeError(
-                f"base must be a LoadedModel (core.models.load_model(name or path)); got "
-                f"{type(base).__name__}"
-            )
+        refuse_not_a_model(base)
         config = config or FinetuneConfig()
         config.validate()
         refuse_base_as_out(base, out)

@@ -287,3 +287,15 @@ def test_a_run_gives_its_name_back_once_as_its_last_act(tmp_path, monkeypatch, d
         assert [item[0] for item in events.queue][-1] == "result"
     assert out.is_file()
     assert taken == [folder] and folder.is_dir(), "the other viewer's reservation was removed"
+
+
+def test_a_refusal_is_reported_even_when_giving_the_name_back_fails(tmp_path, monkeypatch):
+    """The child reports the refusal, not a failure of the clean-up that followed it."""
+    from napari_ribseg.core.training import output
+
+    def broken(out):
+        raise RuntimeError("clean-up failed")
+
+    monkeypatch.setattr(output, "release_output", broken)
+    with pytest.raises(ValueError, match="the real reason"), output.released_if_refused(tmp_path):
+        raise ValueError("the real reason")

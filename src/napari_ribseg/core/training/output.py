@@ -76,7 +76,8 @@ def released_if_refused(out: str | Path | None) -> Iterator[None]:
         yield
     except BaseException:
         if out is not None:
-            release_output(out)
+            with contextlib.suppress(Exception):  # the refusal, not this, is what to report
+                release_output(out)
         raise
 
 

@@ -169,6 +169,32 @@ def test_data_above_a_declared_white_point_warn_and_keep_the_guess(tmp_path):
     assert (scaling["divisor"], scaling["bits_from"]) == (16383.0, "stack maximum")
 
 
+def test_pages_of_one_tiff_that_declare_other_white_points_guess_and_warn(tmp_path):
+    """Only the first page's MaxSampleValue was read: a page declaring 65535 (2500 on it reads
+    0.04) was divided by the first page's 5000 and read 0.5, twelve times too bright, without a
+    word. A value on the first page only (tifffile, ImageJ) still declares the whole file."""
+    with tifffile.TiffWriter(tmp_path / "two.tif") as tif:
+        for data, top in ((_dark(5000), 5000), (_dark(2500), 65535)):
+            tif.write(
+                data, photometric="minisblack", metadata=None, extratags=[(281, "H", 1, top, True)]
+            )
+    with pytest.warns(
+        UserWarning,
+        match=r"two\.tif: its pages declare different MaxSampleValue \(5000 on the first, 65535",
+    ):
+        assert declared_bits(tmp_path / "two.tif") is None
+    with pytest.warns(UserWarning, match="pages declare different MaxSampleValue"):
+        scaling = read_stack(tmp_path / "two.tif").metadata["intensity_scaling"]
+    assert (scaling["divisor"], scaling["bits_from"]) == (16383.0, "stack maximum")
+    tifffile.imwrite(
+        tmp_path / "first.tif",
+        np.stack([_dark(5000), _dark(2500)]),
+        photometric="minisblack",
+        extratags=[(281, "H", 1, 5000, True)],
+    )
+    assert declared_bits(tmp_path / "first.tif") == (13, "MaxSampleValue", 5000)
+
+
 def test_a_folder_of_tiffs_with_other_white_points_guesses_and_says_why(tmp_path):
     for i, top in enumerate((5000, 4095)):
         _tiff(tmp_path / f"f{i}.tif", _dark()[None], top)

@@ -532,3 +532,35 @@ def test_a_label_map_resampled_bilinearly_is_still_refused(how, scale):
     line[100, 10:110] = 2
     with pytest.raises(StackReadError, match="a label map rather than a rib mask"):
         binarize_mask(resampled(line, "cv2", 1.0, 1.3), "labels.tif")
+
+
+def _napari_labels(case: str) -> np.ndarray:
+    """napari labels (1, 2, 3) whose lower label is a 1-px line hugging a higher one."""
+    labels = np.zeros((64, 64), np.uint8)
+    if case == "pleura 1 over rib 2":
+        labels[30:38, 4:60] = 2
+        labels[29, 4:60] = 1
+    elif case == "two touching 1-px lines":
+        labels[30, 4:60] = 1
+        labels[31, 4:60] = 2
+    else:  # "3, 2, 1 stacked": a rib area, two 1-px lines over it
+        labels[30:38, 4:60] = 3
+        labels[29, 4:60] = 2
+        labels[28, 4:60] = 1
+    return labels
+
+
+@pytest.mark.parametrize(
+    "case", ["pleura 1 over rib 2", "two touching 1-px lines", "3, 2, 1 stacked"]
+)
+def test_napari_labels_with_a_line_hugging_a_higher_label_are_still_refused(tmp_path, case):
+    """Since the thin-band rule (2026-12-05) a label needed pixels of its own (no higher
+    neighbour, or in a 2x2 square): a 1-px label line drawn against a higher label has none, so
+    napari labels 1 and 2 (and 1, 2, 3) were read silently as one rib mask of all of them. Small
+    label numbers (a maximum up to LABEL_IDS_MAX) are counted as before: refused, from a TIFF too."""
+    labels = _napari_labels(case)
+    with pytest.raises(StackReadError, match="a label map rather than a rib mask"):
+        binarize_mask(labels, "labels.tif")
+    write_pair(tmp_path / "ds", "a_1.tif", lambda path: tifffile.imwrite(path, labels))
+    with pytest.raises(DatasetError, match="a label map rather than a rib mask"):
+        read_paired_dataset(tmp_path / "ds")

@@ -218,3 +218,84 @@ def test_a_run_on_a_reserved_name_writes_it_and_gives_the_reservation_back(tmp_p
     assert resume_paths(dropped)[0].parent.is_dir()
     job.close()
     assert not any(name.endswith(".resume") for name in os.listdir(folder)), os.listdir(folder)
+
+
+def _another_viewer_takes_the_name_once_free(monkeypatch, out):
+    """Wrap every clean-up a run does on its output's name: the first time one leaves the name's
+    folder gone, another viewer (same second, same name) reserves it at once, as stamped_output's
+    os.mkdir would. Returns the folder; it must still be there when the run is over."""
+    from napari_ribseg.core.training import loop, output, resume
+
+    folder = resume_paths_of(out)
+    taken = []
+
+    def watched(real):
+        def call(*args, **kwargs):
+            real(*args, **kwargs)
+            if not taken and not folder.exists():
+                os.mkdir(folder)
+                taken.append(folder)
+
+        return call
+
+    for module, name in [
+        (output, "release_output"),
+        (resume, "remove_resume"),
+        (loop, "release_output"),
+        (loop, "remove_resume"),
+    ]:
+        monkeypatch.setattr(module, name, watched(getattr(module, name)))
+    return folder, taken
+
+
+def resume_paths_of(out):
+    from napari_ribseg.core.training.resume import resume_paths
+
+    return resume_paths(out)[0].parent
+
+
+@pytest.mark.parametrize("door", ["finetune", "child", "child keeping no resume state"])
+def test_a_run_gives_its_name_back_once_as_its_last_act(tmp_path, monkeypatch, door):
+    """A run gave its name back more than once: the fine-tune removed its resume folder when it
+    wrote the model, the door's release_output then removed the folder again, and the background
+    child (release before its report; remove_resume after the door for keep_resume=False) once
+    more. A viewer that reserved the name in between (same second) lost its reservation, so a
+    third could take the same name. Now the folder is given back once, last."""
+    import datetime as dt
+    import queue
+    import threading
+
+    from napari_ribseg.core.training.background import _child_main
+    from napari_ribseg.core.training.output import stamped_output
+
+    base = tiny_base(tmp_path / "base.safetensors")
+    frames = np.random.default_rng(0).random((10, 64, 64), dtype=np.float32) * 0.2
+    frames[:, 20:26, 8:56] += 0.7
+    masks = np.zeros(frames.shape, np.uint8)
+    masks[:, 20:26, 8:56] = 1
+    data = TrainingSet.from_stack(frames, masks, np.full(10, 1))
+    out = stamped_output("base", "clip", now=dt.datetime(2026, 12, 5, 6), model_dir=tmp_path / "m")
+    folder, taken = _another_viewer_takes_the_name_once_free(monkeypatch, out)
+    if door == "finetune":
+        finetune_sync(base, data, CONFIG, out=out)
+    else:
+        events: queue.Queue = queue.Queue()
+        options = {"keep_resume": door == "child"}
+        data_path = data.save_npz(tmp_path / "data.npz")
+        args = (str(tmp_path / "base.safetensors"), str(data_path), CONFIG.to_dict(), str(out))
+        _child_main("finetune", *args, options, events, threading.Event())
+        assert [item[0] for item in events.queue][-1] == "result"
+    assert out.is_file()
+    assert taken == [folder] and folder.is_dir(), "the other viewer's reservation was removed"
+
+
+def test_a_refusal_is_reported_even_when_giving_the_name_back_fails(tmp_path, monkeypatch):
+    """The child reports the refusal, not a failure of the clean-up that followed it."""
+    from napari_ribseg.core.training import output
+
+    def broken(out):
+        raise RuntimeError("clean-up failed")
+
+    monkeypatch.setattr(output, "release_output", broken)
+    with pytest.raises(ValueError, match="the real reason"), output.released_if_refused(tmp_path):
+        raise ValueError("the real reason")

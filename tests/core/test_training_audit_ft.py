@@ -233,3 +233,29 @@ def test_a_child_whose_base_does_not_load_gives_the_name_back_before_it_reports(
     assert job.error is not None and "gone.safetensors" in job.error
     assert os.listdir(folder) == []  # already, not once the parent has seen the child die
     _wait(job)
+
+
+def test_the_parent_leaves_a_name_its_child_gave_back_to_whoever_took_it_since(tmp_path):
+    """A widget run (keep_resume=False) whose child failed and reported it had given its name
+    back already; the parent, seeing the child dead, still removed the resume folder of that name
+    (shutil.rmtree), which by then could be another viewer's reservation, or its run's state.
+    Now the parent cleans up only after a child that died without a word."""
+    import datetime as dt
+
+    from napari_ribseg.core.training.output import stamped_output
+
+    folder = tmp_path / "models"
+    now = dt.datetime(2026, 12, 5, 6, 0, 0)
+    out = stamped_output("gone", "clip", now=now, model_dir=folder)
+    job = BackgroundFinetune(
+        tmp_path / "gone.safetensors", synthetic_set(2, 4), CONFIG, out, keep_resume=False
+    )
+    job.start()
+    job._process.join(60)  # dead, its error sent, not yet read by this process
+    assert job.exitcode == 1 and os.listdir(folder) == []
+    other = stamped_output("gone", "clip", now=now, model_dir=folder)
+    assert other == out  # another viewer, the same second: the name is free again
+    (resume_paths(other)[0].parent / "state.json").write_text("{}")  # its run is under way
+    _wait(job)
+    assert job.error is not None and "gone.safetensors" in job.error
+    assert os.listdir(resume_paths(other)[0].parent) == ["state.json"]

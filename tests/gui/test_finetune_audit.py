@@ -252,8 +252,11 @@ def test_a_run_that_cannot_start_gives_its_reserved_name_back(segmented, tiny_mo
     def refuse(self):
         raise RibsegError("no child today")
 
-    monkeypatch.setattr(background.BackgroundFinetune, "start", refuse)
-    monkeypatch.setattr(background.BackgroundAdapt, "start", refuse)
+    # The job's own start() gives the name back when its child cannot start; the widget gave it
+    # back a second time, which could remove a reservation another viewer made in between.
+    released = _count_releases(monkeypatch)
+    monkeypatch.setattr(background.BackgroundFinetune, "_start", refuse)
+    monkeypatch.setattr(background.BackgroundAdapt, "_start", refuse)
     _viewer, widget = segmented
     section = widget.finetune_section
     _correct(widget, range(6))
@@ -262,6 +265,21 @@ def test_a_run_that_cannot_start_gives_its_reserved_name_back(segmented, tiny_mo
     assert section.job is None
     folder = user_model_dir()
     assert not folder.exists() or not list(folder.glob("*.resume"))
+    assert len(released) == 1, released
+
+
+def _count_releases(monkeypatch) -> list:
+    from napari_ribseg.core.training import output
+
+    released: list = []
+    real = output.release_output
+
+    def counted(out):
+        released.append(out)
+        real(out)
+
+    monkeypatch.setattr(output, "release_output", counted)
+    return released
 
 
 def test_an_adaptation_that_cannot_start_gives_its_reserved_name_back(
@@ -273,7 +291,8 @@ def test_an_adaptation_that_cannot_start_gives_its_reserved_name_back(
     def refuse(self):
         raise RibsegError("no child today")
 
-    monkeypatch.setattr(background.BackgroundAdapt, "start", refuse)
+    released = _count_releases(monkeypatch)
+    monkeypatch.setattr(background.BackgroundAdapt, "_start", refuse)
     frames = np.random.default_rng(0).random((12, 64, 64), dtype=np.float32) * 0.2
     frames[:, 20:26, 8:56] += 0.7
     np.save(tmp_path / "cine12.npy", frames.clip(0, 1))
@@ -286,3 +305,4 @@ def test_an_adaptation_that_cannot_start_gives_its_reserved_name_back(
     assert section.job is None
     folder = user_model_dir()
     assert not folder.exists() or not list(folder.glob("*.resume"))
+    assert len(released) == 1, released

@@ -141,3 +141,43 @@ def test_the_undo_depth_is_that_of_napari_labels():
     from napari_ribseg._widgets._session import UNDO_DEPTH
 
     assert Labels._history_limit == UNDO_DEPTH
+
+
+def test_an_undo_and_redo_of_an_erase_over_a_stroke_names_its_frames():
+    """A stroke, then an erase of part of it (and a pixel on frame 2): undo and redo of the
+    erase. After the redo the first stroke's erased pixel holds neither what it wrote nor what
+    it replaced, and StrokeHistory.settle gave None (every frame recounted) for that refresh and
+    every later one, each slider step counting the whole stack; it now names the erase's frames
+    once, then nothing."""
+    from napari_ribseg._widgets._session import StrokeHistory
+
+    data = np.zeros((3, 8, 8), np.uint8)
+    stroke = [((np.array([1, 1]), np.array([2, 3]), np.array([2, 2])), np.zeros(2, np.uint8), 1)]
+    erase = [
+        ((np.array([1]), np.array([3]), np.array([2])), np.ones(1, np.uint8), 0),
+        ((np.array([2]), np.array([0]), np.array([0])), np.zeros(1, np.uint8), 1),
+    ]
+
+    def play(item, undoing=False):
+        for indices, before, after in reversed(item) if undoing else item:
+            data[indices] = before if undoing else after
+
+    history = StrokeHistory()
+    play(stroke)
+    history.painted(stroke, {1})
+    play(erase)
+    history.painted(erase, {1, 2})
+    assert history.settle(data) == set()
+    play(erase, undoing=True)
+    assert history.settle(data) == {1, 2}
+    play(erase)  # redo
+    assert history.settle(data) == {1, 2}
+    assert history.settle(data) == set()  # a slider step: no stroke moved
+    play(erase, undoing=True)
+    assert history.settle(data) == {1, 2}
+    play(stroke, undoing=True)
+    assert history.settle(data) == {1}
+    play(stroke)
+    assert history.settle(data) == {1}
+    data[1, 2, 2] = 0  # a script's edit of the stroke in effect
+    assert history.settle(data) is None

@@ -278,22 +278,32 @@ class StrokeHistory:
         """The frames of the strokes undone or redone since the last call (moved between the two
         lists); ``None`` when a stroke is neither in effect nor undone (edited by other means)."""
         moved: set[int] = set()
-        for source, target, gone in (
-            (self.done, self.undone, "undone"),
-            (self.undone, self.done, "applied"),
-        ):
-            while source:
-                item, frames = source[-1]
-                state = _stroke_state(item, data)
-                if state is None:
-                    return None
-                if state == "empty":  # nothing to undo or redo: nothing to follow
-                    source.pop()
-                    continue
-                if state != gone:
-                    break
-                target.append(source.pop())
-                moved |= frames
+        # An undo leaves the last stroke in effect "undone", a redo the last one undone
+        # "applied". Both lists are walked until neither moves: a stroke below the one redone
+        # may read as neither while the redone one, painted over it, is not yet back on top
+        # (a stroke, then an erase of part of it, undone and redone), which is no edit by other
+        # means. Only the tops left once nothing moves must be in effect and undone.
+        progress = True
+        while progress:
+            progress = False
+            for source, target, gone in (
+                (self.done, self.undone, "undone"),
+                (self.undone, self.done, "applied"),
+            ):
+                while source:
+                    item, frames = source[-1]
+                    state = _stroke_state(item, data)
+                    if state == "empty":  # nothing to undo or redo: nothing to follow
+                        source.pop()
+                        continue
+                    if state != gone:
+                        break
+                    target.append(source.pop())
+                    moved |= frames
+                    progress = True
+        for stack, state in ((self.done, "applied"), (self.undone, "undone")):
+            if stack and _stroke_state(stack[-1][0], data) != state:
+                return None
         return moved
 
 

@@ -447,14 +447,13 @@ class FinetuneSection(QWidget):
         from napari_ribseg.core.models import resolve_model
         from napari_ribseg.core.session import training_set_from_review
         from napari_ribseg.core.training import BackgroundFinetune
-        from napari_ribseg.core.training.output import release_output, stamped_output
+        from napari_ribseg.core.training.output import released_if_refused, stamped_output
 
         if not self._may_start(self.start_blocker()):
             return False
         s = self.session
         project = s.project
         base = self.base_combo.currentData()
-        out = None
         try:
             data = training_set_from_review(s.frames, project, name=_safe(s.image_layer.name))
             config = self.config()
@@ -462,12 +461,11 @@ class FinetuneSection(QWidget):
             folder = model_dir(s.settings)
             base_path = resolve_model(base, model_dir=folder)
             out = stamped_output(base, s.image_layer.name, model_dir=folder)  # reserves it
-            # A stamped output is never continued: no resume state is left beside the models.
-            job = BackgroundFinetune(base_path, data, config, out, keep_resume=False)
-            job.start()
+            with released_if_refused(out):
+                # A stamped output is never continued: no resume state is left beside the models.
+                job = BackgroundFinetune(base_path, data, config, out, keep_resume=False)
+            job.start()  # gives the name back itself when the child cannot start
         except RibsegError as exc:
-            if out is not None:
-                release_output(out)
             notify_error(f"Fine-tuning cannot start: {exc}")
             return False
         self.result = None
@@ -482,14 +480,13 @@ class FinetuneSection(QWidget):
         from napari_ribseg.core.session import curated_masks, unedited_frames
         from napari_ribseg.core.training import BackgroundAdapt
         from napari_ribseg.core.training.adapt import AdaptConfig
-        from napari_ribseg.core.training.output import release_output, stamped_output
+        from napari_ribseg.core.training.output import released_if_refused, stamped_output
 
         if not self._may_start(self.adapt_blocker()):
             return False
         s = self.session
         base = self.base_combo.currentData()
         folder = model_dir(s.settings)
-        out = None
         try:
             base_path = resolve_model(base, model_dir=folder)
             unedited = (
@@ -498,20 +495,19 @@ class FinetuneSection(QWidget):
                 else []
             )
             out = stamped_output(base, s.image_layer.name, "adapt", model_dir=folder)
-            job = BackgroundAdapt(
-                base_path,
-                s.frames,
-                AdaptConfig(device=s.settings.device or "auto"),
-                out,
-                source=s.image_layer.name,
-                # Curated frames, if any, are left out and judge the result (the gate).
-                labelled=curated_masks(s.project) if s.project is not None else None,
-                unedited=unedited,
-            )
-            job.start()
+            with released_if_refused(out):
+                job = BackgroundAdapt(
+                    base_path,
+                    s.frames,
+                    AdaptConfig(device=s.settings.device or "auto"),
+                    out,
+                    source=s.image_layer.name,
+                    # Curated frames, if any, are left out and judge the result (the gate).
+                    labelled=curated_masks(s.project) if s.project is not None else None,
+                    unedited=unedited,
+                )
+            job.start()  # gives the name back itself when the child cannot start
         except RibsegError as exc:
-            if out is not None:
-                release_output(out)
             notify_error(f"Adaptation cannot start: {exc}")
             return False
         self.adapt_result = None

@@ -93,8 +93,9 @@ def _png_sbit(path: Path) -> DeclaredDepth | None:
 
 
 def _tiff_max_sample(path: Path) -> DeclaredDepth | None:
-    """The depth a 16-bit TIFF's tag 281 ``MaxSampleValue`` (first page) declares, when below
-    65535: that value as the white point, of its bits (4095: 12 bits; 5000: 13 bits, white 5000).
+    """The depth a 16-bit TIFF's tag 281 ``MaxSampleValue`` declares on its first page (and no
+    other value on a later one), when below 65535: that value as the white point, of its bits
+    (4095: 12 bits; 5000: 13 bits, white 5000).
 
     The TIFF specification calls the tag the maximum sample value; scanners and exporters write
     ``2**n - 1`` for n-bit data, and a value that is not one is the brightest sample the writer
@@ -108,11 +109,37 @@ def _tiff_max_sample(path: Path) -> DeclaredDepth | None:
         tag = page.tags.get(281)
         if tag is None:
             return None
-        value = tag.value
-        top = int(max(value)) if isinstance(value, tuple | list) else int(value)
+        top = _max_sample(tag.value)
         if not 0 < top < 65535:
             return None
+        # Writers put the tag on the first page only (tifffile, ImageJ) or on each; a page that
+        # names another value (clips of two detectors in one file) would be divided by the first
+        # page's white point, so the depth is then guessed from the maximum.
+        others = {_max_sample(t.value) for t in _later_tags(tif)} - {top}
+        if others:
+            warnings.warn(
+                f"{path}: its pages declare different MaxSampleValue ({top} on the first, "
+                f"{', '.join(str(v) for v in sorted(others))} on others); its bit depth is "
+                "guessed from the maximum instead",
+                UserWarning,
+                stacklevel=4,
+            )
+            return None
         return DeclaredDepth(top.bit_length(), "MaxSampleValue", top)
+
+
+def _max_sample(value) -> int:
+    return int(max(value)) if isinstance(value, tuple | list) else int(value)
+
+
+def _later_tags(tif) -> Iterable:
+    """Tag 281 of every page after the first that has one."""
+    for index, page in enumerate(tif.pages):
+        if index == 0:
+            continue
+        tag = getattr(page, "tags", {}).get(281)
+        if tag is not None:
+            yield tag
 
 
 def agreed_bits(

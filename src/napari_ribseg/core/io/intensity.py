@@ -432,6 +432,12 @@ LABEL_MIN_SHARE = 0.05
 #: ... and the labels of a label map together hold at least this share of its labelled pixels (a
 #: resampled label map keeps ~90% on its plateaus; a feathered mask of sigma 5 px, 12-30%).
 LABEL_MAP_COVERAGE = 0.6
+#: A label map numbers its labels 1, 2, 3, ... (napari's labels layers): up to this maximum every
+#: value holding enough pixels is a label, a 1-px line hugging a higher label included (pleura 1
+#: over rib 2). Above it, greys with no pixels of their own are interpolation (a 0/255 band of
+#: 1-2 px shrunk bilinearly peaks at 85-127 with flanks of 4-65): a 1-px line there cannot be
+#: told from a flank and is not counted.
+LABEL_IDS_MAX = 31
 #: Lossy formats: values beside the mask's own are compression ringing, never labels.
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
 #: Colour masks: a pixel's colour is its R, G, B over its largest sample, rounded to quarters, so
@@ -552,7 +558,7 @@ def _refuse_label_map(mask: np.ndarray, source, *, areas: bool = False) -> None:
             "as > 0, which would take its whole blurred edge. Save it binary (rib 1 or 255, all "
             f"else 0), e.g. mask > {top / 2:g}"
         )
-    if not areas:
+    if not areas and values.max() > LABEL_IDS_MAX:
         # Interpolation greys of a binary mask are not labels. A 0/255 rib band of 1-2 px
         # shrunk by bilinear resampling peaks below 128 (so it is read here) in rows of one grey
         # each: its ridge (85) and its flanks (19), each a label by count. A flank pixel has a
@@ -570,6 +576,7 @@ def _refuse_label_map(mask: np.ndarray, source, *, areas: bool = False) -> None:
         # plateaus, which hold most of its labelled pixels (as above).
         if int(counts[np.isin(values, labels)].sum()) < LABEL_MAP_COVERAGE * labelled:
             return
+    if not areas:
         how = f"{len(labels)} non-zero values hold at least {floor:.0f} px each" + (
             f" or a line of at least {LABEL_MIN_PIXELS} px" if thin else ""
         )

@@ -280,19 +280,20 @@ def adapt(
     ``out`` is refused before any work unless ``overwrite`` (``ribseg adapt --overwrite``).
     """
 
-    if not (hasattr(base, "model") and hasattr(base, "card")):
-        # A path failed after the frames were read with "'PosixPath' object has no attribute".
-        raise TypeError(
-            f"base must be a LoadedModel (core.models.load_model(name or path)); got "
-            f"{type(base).__name__}"
-        )
     from napari_ribseg.core.models.paths import model_output_path
-    from napari_ribseg.core.training.loop import refuse_base_as_out, refuse_existing_out
+    from napari_ribseg.core.training.loop import (
+        refuse_base_as_out,
+        refuse_existing_out,
+        refuse_not_a_model,
+    )
+    from napari_ribseg.core.training.output import release_output, released_if_refused
 
     # A bare name means the user model folder, as in ribseg adapt (it meant the working folder).
     out = model_output_path(out) if out is not None else None
-    refuse_base_as_out(base, out)
-    refuse_existing_out(out, overwrite=overwrite)
+    with released_if_refused(out):
+        refuse_not_a_model(base)
+        refuse_base_as_out(base, out)
+        refuse_existing_out(out, overwrite=overwrite)
     try:
         return (
             yield from _adapt(
@@ -312,8 +313,6 @@ def adapt(
         if out is not None:
             # A name stamped_output reserved (an empty .resume/ folder) is given back however
             # the run ended.
-            from napari_ribseg.core.training.output import release_output
-
             release_output(out)
 
 

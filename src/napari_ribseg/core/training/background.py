@@ -52,39 +52,49 @@ class _EventStop:
 def _finetune_job(base: str, data_path: str, config: dict, out: str, options: dict, stop):
     from napari_ribseg.core.models import load_model
     from napari_ribseg.core.training.loop import FinetuneConfig, finetune
-    from napari_ribseg.core.training.resume import remove_resume
+    from napari_ribseg.core.training.output import released_if_refused
 
-    result = yield from finetune(
-        load_model(base),
-        TrainingSet.load_npz(data_path),
-        FinetuneConfig.from_dict(config),
-        out=out,
-        stop=stop,
-        resume=bool(options.get("resume", True)),
-        overwrite=bool(options.get("overwrite", False)),
+    with released_if_refused(out):  # the door gives it back once entered
+        loaded = load_model(base)
+        data = TrainingSet.load_npz(data_path)
+        config = FinetuneConfig.from_dict(config)
+    # keep_resume=False: an output no later run continues (the widget's are named to the
+    # second); a stopped run's resume state would stay beside the models for good (65-70 MB).
+    return (
+        yield from finetune(
+            loaded,
+            data,
+            config,
+            out=out,
+            stop=stop,
+            resume=bool(options.get("resume", True)),
+            overwrite=bool(options.get("overwrite", False)),
+            keep_resume=bool(options.get("keep_resume", True)),
+        )
     )
-    if out is not None and not options.get("keep_resume", True):
-        # An output no later run continues (the widget's are named to the second): a stopped
-        # run's resume state would stay beside the models for good (65-70 MB each).
-        remove_resume(Path(out))
-    return result
 
 
 def _adapt_job(base: str, data_path: str, config: dict, out: str, options: dict, stop):
     from napari_ribseg.core.models import load_model
     from napari_ribseg.core.training.adapt import AdaptConfig, adapt
+    from napari_ribseg.core.training.output import released_if_refused
 
-    frames, labelled = load_adapt_data(data_path)
-    return adapt(
-        load_model(base),
-        frames,
-        AdaptConfig(**config),
-        out=out,
-        stop=stop,
-        source=str(options.get("source", "stack")),
-        labelled=labelled or None,
-        unedited=options.get("unedited", ()),
-        overwrite=bool(options.get("overwrite", False)),
+    with released_if_refused(out):  # the door gives it back once entered
+        loaded = load_model(base)
+        frames, labelled = load_adapt_data(data_path)
+        config = AdaptConfig(**config)
+    return (
+        yield from adapt(
+            loaded,
+            frames,
+            config,
+            out=out,
+            stop=stop,
+            source=str(options.get("source", "stack")),
+            labelled=labelled or None,
+            unedited=options.get("unedited", ()),
+            overwrite=bool(options.get("overwrite", False)),
+        )
     )
 
 
@@ -95,37 +105,31 @@ _JOBS = {"finetune": _finetune_job, "adapt": _adapt_job}
 def _child_main(
     kind: str, base: str, data_path: str, config: dict, out: str, options: dict, events, stop_event
 ) -> None:
-    """Entry point of the child process: run the job, send every event, then the result."""
+    """Entry point of the child process: run the job, send every event, then the result.
+
+    The name stamped_output reserved for ``out`` is given back before the parent hears that the
+    run ended (it may list the model folder at once), once: by the door (``finetune``, ``adapt``)
+    as it ends, or, when the inputs failed before it was entered, by the job's loading step.
+    """
+    from napari_ribseg.core.training.output import released_if_refused
+
     try:
         from napari_ribseg.core.devices import flush_denormals
 
-        flush_denormals()  # first: before torch starts its threads (CPU training speed)
+        with released_if_refused(out):
+            flush_denormals()  # first: before torch starts its threads (CPU training speed)
         job = _JOBS[kind](base, data_path, config, out, options, _EventStop(stop_event))
         while True:
             try:
                 event = next(job)
             except StopIteration as finished:
-                result = finished.value.to_dict()
-                _give_back(out)
-                events.put(("result", result))
+                events.put(("result", finished.value.to_dict()))
                 break
             events.put(("progress", dataclasses.asdict(event)))
     except BaseException as exc:  # noqa: BLE001 - everything must reach the parent as text
         message = f"{type(exc).__name__}: {exc}"
-        _give_back(out)
         events.put(("error", message, traceback.format_exc()))
         raise SystemExit(1) from None
-
-
-def _give_back(out: str | None) -> None:
-    """Give back the name stamped_output reserved for ``out`` (the doors do as they end; a base
-    that failed to load never reached one), before the parent hears that the run ended: it may
-    list the model folder at once. A resume state left to be continued stays."""
-    if out is not None:
-        from napari_ribseg.core.training.output import release_output
-
-        with contextlib.suppress(Exception):  # the parent must still hear how the run ended
-            release_output(out)
 
 
 def save_adapt_data(path: str | Path, frames, labelled: dict[int, np.ndarray] | None) -> Path:
@@ -384,17 +388,17 @@ class BackgroundJob:
             # Once, when the child is first seen dead: by a later call (this object collected
             # long after) the name may be another run's, reserved or resumable.
             self._released = True
-            if self.out is not None and not self._options.get("keep_resume", True):
-                if self.result is None:
-                    # A child that died (killed, crashed, failed) never removed the state it
-                    # would not need (one that returned a result did).
+            if self.out is not None and not self._reported:
+                # A child killed without a word never removed the state it would not need nor
+                # gave back the name stamped_output reserved. One that reported its end (a
+                # result or an error) did both before it did: the name may be another run's
+                # reservation by now, so it is not touched.
+                if not self._options.get("keep_resume", True):
                     from napari_ribseg.core.training.resume import remove_resume
 
                     remove_resume(self.out)
-            elif self.out is not None and not self._reported:
-                # A child killed without a word never gave back the name stamped_output
-                # reserved; one that reported its end gave it back itself.
-                self._release_output()
+                else:
+                    self._release_output()
         if self._tmpdir is not None and not self.is_alive():
             self._tmpdir.cleanup()
             self._tmpdir = None

@@ -65,7 +65,7 @@ from napari_ribseg.core.training.evaluation import (
 from napari_ribseg.core.training.freeze import FREEZE_STRATEGIES, get_strategy
 from napari_ribseg.core.training.gate import GateReport, judge
 from napari_ribseg.core.training.losses import get_loss
-from napari_ribseg.core.training.output import release_output
+from napari_ribseg.core.training.output import release_output, released_if_refused
 from napari_ribseg.core.training.resume import (
     _file_sha256,
     _kept_states,
@@ -795,11 +795,23 @@ def _write(run: _Run, gate: GateReport | None) -> Path | None:
                 # The next run resumes this one: it may replace what this one wrote.
                 bind_resume_to_output(run.out)
         if not run.stopped:
-            remove_resume(run.out)
+            # The folder, the name's reservation, is given back as the door ends.
+            remove_resume(run.out, keep_folder=True)
     return run.out if keep else None
 
 
 # ---- the job --------------------------------------------------------------------------------
+
+
+def refuse_not_a_model(base: Any) -> None:
+    """:class:`TypeError` when ``base`` is not a loaded model: a path given to ``finetune`` or
+    ``adapt`` failed deep in the run (or after the frames were read) with "'PosixPath' object
+    has no attribute 'model'"."""
+    if not (hasattr(base, "model") and hasattr(base, "card")):
+        raise TypeError(
+            f"base must be a LoadedModel (core.models.load_model(name or path)); got "
+            f"{type(base).__name__}"
+        )
 
 
 def refuse_base_as_out(base: Any, out: Path | None) -> None:
@@ -842,6 +854,7 @@ def finetune(
     stop: StopFlag | None = None,
     resume: bool = True,
     overwrite: bool = False,
+    keep_resume: bool = True,
 ) -> Job[FinetuneResult]:
     """Fine-tune ``base`` on ``data``; yield Progress events, return a :class:`FinetuneResult`.
 
@@ -852,32 +865,35 @@ def finetune(
     held-out frames (``result.promoted``; ``result.reason`` says why or why not); a resume state
     sits in ``<stem>.resume/`` until the run finishes. Without ``out`` nothing is written. A model
     already at ``out`` is refused before any training unless ``overwrite`` (``--overwrite``) or
-    this run resumes the interrupted one that wrote it.
+    this run resumes the interrupted one that wrote it. ``keep_resume=False`` removes the resume
+    state however the run ends, stopped or failed too (for outputs no later run continues).
     ``stop`` (anything with ``is_set()``) is checked between batches.
     """
-    if not (hasattr(base, "model") and hasattr(base, "card")):
-        # A path failed deep in the run with "'PosixPath' object has no attribute 'model'".
-        raise TypeError(
-            f"base must be a LoadedModel (core.models.load_model(name or path)); got "
-            f"{type(base).__name__}"
-        )
-    config = config or FinetuneConfig()
-    config.validate()
     # A bare name means the user model folder in every door (it wrote NAME.safetensors in the
     # working folder, where the registry never lists it).
     out = model_output_path(out) if out is not None else None
-    refuse_base_as_out(base, out)
-    refuse_existing_out(out, overwrite=overwrite, resume=resume)
-    ddp = start_distributed(config.device)
+    with released_if_refused(out):
+        refuse_not_a_model(base)
+        config = config or FinetuneConfig()
+        config.validate()
+        refuse_base_as_out(base, out)
+        refuse_existing_out(out, overwrite=overwrite, resume=resume)
+        ddp = start_distributed(config.device)
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
     previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     try:
         return (yield from _finetune(base, data, config, out, stop, resume, ddp))
     finally:
         torch.use_deterministic_algorithms(previous_deterministic, warn_only=previous_warn_only)
-        if out is not None:
+        if out is not None and ddp.main and not keep_resume:
+            # An output no later run continues (the widget's are named to the second): its
+            # resume state goes however the run ended, here, while the name is still this run's
+            # (removed after release_output, the folder could be another run's reservation).
+            remove_resume(out)
+        elif out is not None and ddp.main:
             # A name stamped_output reserved (an empty .resume/ folder) is given back however
-            # the run ended; a resume state left to be continued stays.
+            # the run ended; a resume state left to be continued stays. Only the main process
+            # writes the output: another rank ending first would give back the name mid-run.
             release_output(out)
         if ddp.owns_group:
             import torch.distributed as dist

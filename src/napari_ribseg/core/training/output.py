@@ -6,11 +6,18 @@ import contextlib
 import datetime as _dt
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from napari_ribseg.core.models.paths import model_output_path
 
-__all__ = ["model_output_path", "release_output", "safe_name", "stamped_output"]
+__all__ = [
+    "model_output_path",
+    "release_output",
+    "released_if_refused",
+    "safe_name",
+    "stamped_output",
+]
 
 
 def safe_name(name: str) -> str:
@@ -56,6 +63,22 @@ def release_output(out: str | Path) -> None:
     folder = _reservation(Path(out))
     with contextlib.suppress(OSError):  # missing, or holds a state: either way not ours to take
         folder.rmdir()
+
+
+@contextlib.contextmanager
+def released_if_refused(out: str | Path | None) -> Iterator[None]:
+    """Give back ``out``'s name (:func:`release_output`) when the block raises: a run refused, or
+    whose inputs failed to load, before the door that gives it back when a run ends was entered.
+
+    Each name is given back exactly once, by whoever holds it last: given back twice, the second
+    could remove the reservation another caller made in between (same second, same name)."""
+    try:
+        yield
+    except BaseException:
+        if out is not None:
+            with contextlib.suppress(Exception):  # the refusal, not this, is what to report
+                release_output(out)
+        raise
 
 
 def _reservation(weights: Path) -> Path:

@@ -226,7 +226,21 @@ def _kept_states(info: dict, folder: Path) -> dict[str, tuple | None]:
     return out
 
 
-def remove_resume(out: Path) -> None:
-    """Remove the resume state of the run writing ``out`` (if any)."""
-    tensor_path, _ = resume_paths(out)
-    shutil.rmtree(tensor_path.parent, ignore_errors=True)
+def remove_resume(out: Path, *, keep_folder: bool = False) -> None:
+    """Remove the resume state of the run writing ``out`` (if any).
+
+    ``keep_folder``: remove what the folder holds but keep the folder itself, the name's
+    reservation (``core.training.output.stamped_output``), which the run gives back as its
+    last act: given back here, before the run ends, another caller could reserve the name and
+    the run's own clean-up then remove that caller's reservation."""
+    folder = resume_paths(out)[0].parent
+    if not keep_folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    with contextlib.suppress(OSError):
+        for entry in list(folder.iterdir()):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    entry.unlink()

@@ -1,13 +1,15 @@
 """What one review save costs on a long stack: the autosave of every slider step.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_save.py [--frames 100 400] [--size 820 1124]
+        [--chunk-frames 16 ...]
 
 For each stack length, a review with labels, model labels and probabilities (uint8, random) is
 saved once, then timed (median of ``--repeats``): ``save()`` with nothing changed (the exact check
 of scripts and of closing); the widget's slider-step save with nothing changed; and the step save
 after a one-frame edit written into ``labels`` in place and reported as the widget reports a
-stroke. Also the parts of the old dirty check: changed-pixel counts, CRC-32 of the labels, sha256
-of the probabilities. Single-threaded, no GUI; projects go to a temporary folder.
+stroke; and a forced save, which writes every array (as after a model run on every frame). Also the parts of the old dirty check: changed-pixel counts, CRC-32 of the labels, sha256
+of the probabilities. Single-threaded, no GUI; projects go to a temporary folder. ``--chunk-frames``
+times each chunk size of the saved arrays (format 3, ``core.project.CHUNK_FRAMES``) in turn.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+import napari_ribseg.core.project as project_module
 from napari_ribseg.core.project import ReviewProject
 
 
@@ -63,6 +66,8 @@ def run(n: int, shape: tuple[int, int], repeats: int, root: Path) -> dict[str, f
         assert step()
 
     out["step save after a one-frame edit"] = timed(edit_and_save, repeats)
+    # A model run on every frame: all three arrays written (the chunked format's worst case).
+    out["save(force=True), every array written"] = timed(lambda: project.save(force=True), repeats)
     return out
 
 
@@ -71,17 +76,29 @@ def main() -> None:
     parser.add_argument("--frames", type=int, nargs="+", default=[100, 400])
     parser.add_argument("--size", type=int, nargs=2, default=[820, 1124])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--chunk-frames",
+        type=int,
+        nargs="+",
+        default=None,
+        help="chunk sizes to time (default: the shipped CHUNK_FRAMES only)",
+    )
     args = parser.parse_args()
+    chunks = args.chunk_frames or [getattr(project_module, "CHUNK_FRAMES", 0)]
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for n in args.frames:
-            rows[n] = run(n, tuple(args.size), args.repeats, Path(tmp))
-            print(f"{n} frames done", flush=True)
+        for chunk in chunks:
+            if chunk:
+                project_module.CHUNK_FRAMES = chunk
+            for n in args.frames:
+                rows[(n, chunk)] = run(n, tuple(args.size), args.repeats, Path(tmp) / f"c{chunk}")
+                print(f"{n} frames, chunks of {chunk or 'all'} done", flush=True)
     names = list(next(iter(rows.values())))
-    print("| frames | " + " | ".join(f"{k} (s)" for k in names) + " |")
-    print("|---" * (len(names) + 1) + "|")
-    for n, row in rows.items():
-        print(f"| {n} | " + " | ".join(f"{row[k]:.3f}" for k in names) + " |")
+    print("| frames | chunk frames | " + " | ".join(f"{k} (s)" for k in names) + " |")
+    print("|---" * (len(names) + 2) + "|")
+    for (n, chunk), row in rows.items():
+        cells = " | ".join(f"{row[k]:.3f}" for k in names)
+        print(f"| {n} | {chunk or 'one file'} | {cells} |")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ import pytest
 from napari_ribseg.core.errors import DatasetError
 from napari_ribseg.core.project import (
     JSON_FILE,
-    LABELS_FILE,
     ReviewProject,
+    chunk_name,
     project_dir_for,
     saved_file,
 )
@@ -124,8 +124,8 @@ def test_shape_mismatch_and_damage_raise_named_errors(tmp_path):
     project.save()
     with pytest.raises(DatasetError, match="2 frames"):
         ReviewProject.open(tmp_path / "e.ribseg", 3, (4, 4))
-    saved_file(tmp_path / "e.ribseg", LABELS_FILE).write_bytes(b"not numpy")
-    with pytest.raises(DatasetError, match="labels.npy|checksum|size"):
+    saved_file(tmp_path / "e.ribseg", chunk_name("labels", 0)).write_bytes(b"not numpy")
+    with pytest.raises(DatasetError, match="labels.000000.npy|checksum|size"):
         ReviewProject.load(tmp_path / "e.ribseg")
     with pytest.raises(DatasetError, match="project.json missing"):
         ReviewProject.load(tmp_path / "nothing")
@@ -142,4 +142,9 @@ def test_save_leaves_no_temporary_files(tmp_path, rng):
     # One committed version folder per save, the last two kept, nothing temporary left behind.
     assert sorted(p.name for p in (tmp_path / "f.ribseg").iterdir()) == ["v000002", "v000003"]
     names = sorted(p.name for p in saved_file(tmp_path / "f.ribseg", JSON_FILE).parent.iterdir())
-    assert names == ["labels.npy", "manifest.json", "model_labels.npy", "project.json"]
+    assert names == [
+        "labels.000000.npy",
+        "manifest.json",
+        "model_labels.000000.npy",
+        "project.json",
+    ]

@@ -17,6 +17,7 @@ from napari_ribseg.core.project import (
     LABELS_FILE,
     LOCK_FILE,
     ReviewProject,
+    chunk_name,
     project_dir_for,
     saved_file,
 )
@@ -115,7 +116,7 @@ def test_damaged_newest_save_falls_back_to_the_previous(tmp_path):
     project.save()
     project.labels[0, 0, 1] = 1
     project.save()
-    labels = saved_file(tmp_path / "p.ribseg", LABELS_FILE)
+    labels = saved_file(tmp_path / "p.ribseg", chunk_name("labels", 0))
     labels.write_bytes(labels.read_bytes()[:-3] + b"\x07\x07\x07")
     loaded = ReviewProject.load(tmp_path / "p.ribseg")
     assert loaded.labels.sum() == 1 and "checksum" in loaded.recovered_from

@@ -195,7 +195,7 @@ def test_review_without_signature_keeps_the_old_refusal_and_names_a_way_out(tmp_
         ReviewProject.open(folder, 5, (12, 16), source=source, frames=now)
     text = str(info.value)
     assert "may be unchanged" in text and "no signature" in text
-    assert str(saved_file(folder, "labels.npy")) in text
+    assert str(saved_file(folder, "labels.000000.npy")) in text and "saved_array" in text
     assert "16-bit colour PNG" not in text  # a TIFF: that rule is not named
     assert f'ribseg review "{source}" --rebind' in text and "--project-folder" not in text
     assert not (folder / ".lock").exists()

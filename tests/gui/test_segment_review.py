@@ -9,7 +9,7 @@ from app_model.types import KeyBinding
 
 from napari_ribseg._widgets import RibSegWidget
 from napari_ribseg.core.postprocess import probability_to_mask
-from napari_ribseg.core.project import project_dir_for, saved_file
+from napari_ribseg.core.project import project_dir_for, saved_array, saved_file
 from napari_ribseg.core.stack import FrameStatus
 
 
@@ -146,14 +146,14 @@ def test_autosave_on_frame_change_and_restore(make_napari_viewer_proxy, segmente
     widget.set_status(4, FrameStatus.CURATED)
     widget.session.go_to(2)  # changing frame saves
     sidecar = project_dir_for(stack_file)
-    saved = np.load(saved_file(sidecar, "labels.npy"))
+    saved = saved_array(sidecar, "labels")
     np.testing.assert_array_equal(saved, project.labels)
 
     # Closing the widget saves too.
     widget.set_status(5, FrameStatus.REJECTED)
     project.labels[5, 0, 0] = 1 - project.labels[5, 0, 0]
     widget.close()
-    assert np.load(saved_file(sidecar, "labels.npy"))[5, 0, 0] == project.labels[5, 0, 0]
+    assert saved_array(sidecar, "labels")[5, 0, 0] == project.labels[5, 0, 0]
 
     # A fresh viewer opening the same file gets the review back.
     viewer2 = make_napari_viewer_proxy()

@@ -7,7 +7,7 @@ For each stack length, a review with labels, model labels and probabilities (uin
 saved once, then timed (median of ``--repeats``): ``save()`` with nothing changed (the exact check
 of scripts and of closing); the widget's slider-step save with nothing changed; and the step save
 after a one-frame edit written into ``labels`` in place and reported as the widget reports a
-stroke; and a forced save, which writes every array (as after a model run on every frame). Also the parts of the old dirty check: changed-pixel counts, CRC-32 of the labels, sha256
+stroke; the save after a model run on one frame (the widget's "current frame"); and a forced save, which writes every array (as after a model run on every frame). Also the parts of the old dirty check: changed-pixel counts, CRC-32 of the labels, sha256
 of the probabilities. Single-threaded, no GUI; projects go to a temporary folder. ``--chunk-frames``
 times each chunk size of the saved arrays (format 3, ``core.project.CHUNK_FRAMES``) in turn.
 """
@@ -49,7 +49,12 @@ def run(n: int, shape: tuple[int, int], repeats: int, root: Path) -> dict[str, f
     out = {
         "counts": timed(lambda: project.changed_pixels, repeats),
         "crc32": timed(lambda: zlib.crc32(memoryview(project.labels).cast("B")), repeats),
-        "sha256 prob": timed(lambda: project._prob_sha(), repeats),
+        "sha256 prob": timed(
+            (lambda: project._prob_digests(None))
+            if hasattr(project, "_prob_digests")  # per frame since format 3
+            else project._prob_sha,
+            repeats,
+        ),
         "save() nothing changed": timed(project.save, repeats),
         "step save nothing changed": timed(step, repeats),
     }
@@ -66,6 +71,20 @@ def run(n: int, shape: tuple[int, int], repeats: int, root: Path) -> dict[str, f
         assert step()
 
     out["step save after a one-frame edit"] = timed(edit_and_save, repeats)
+    per_frame_prob = bool(inspect.signature(project.mark_probabilities_changed).parameters)
+
+    def predict_one_and_save() -> None:
+        i = frame[0] % n
+        frame[0] += 7
+        project.apply_prediction([i], project.model_labels[i : i + 1] ^ 1, [0.5])
+        project.probabilities[i] ^= 1  # as ReviewSession.apply_prediction writes them
+        if per_frame_prob:
+            project.mark_probabilities_changed([i])
+        else:
+            project.mark_probabilities_changed()
+        assert project.save()  # a model run's save is exact
+
+    out["save after a model run on one frame"] = timed(predict_one_and_save, repeats)
     # A model run on every frame: all three arrays written (the chunked format's worst case).
     out["save(force=True), every array written"] = timed(lambda: project.save(force=True), repeats)
     return out

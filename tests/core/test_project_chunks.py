@@ -76,17 +76,27 @@ def test_a_one_frame_edit_writes_one_labels_chunk_and_links_the_rest(tmp_path, r
     np.testing.assert_array_equal(loaded.labels, project.labels)
 
 
-def test_a_model_run_rewrites_model_labels_and_probabilities(tmp_path, rng):
+def test_a_model_run_on_one_frame_writes_its_chunks_only(tmp_path, rng):
+    """A run on the current frame wrote the whole stack's model masks and probabilities."""
     project = _project(tmp_path / "m.ribseg", rng)
     project.save()
     before = _inodes(current_version_dir(tmp_path / "m.ribseg"))
-    project.apply_prediction([0], project.model_labels[:1] ^ 1, [0.4])
-    project.probabilities = project.probabilities.copy()
-    project.probabilities[0] = 7
-    assert project.save()
+    frame = 2 * CHUNK_FRAMES + 1
+    project.apply_prediction([frame], project.model_labels[frame : frame + 1] ^ 1, [0.4])
+    project.probabilities[frame] = 7  # as ReviewSession.apply_prediction writes them
+    project.mark_probabilities_changed([frame])
+    assert project.save(check_all=False)
     after = _inodes(current_version_dir(tmp_path / "m.ribseg"))
-    changed = {name.split(".")[0] for name in after if after[name] != before[name]}
-    assert changed >= {"model_labels", "probabilities"}
+    rewritten = sorted(name for name in after if after[name] != before[name])
+    start = 2 * CHUNK_FRAMES
+    assert rewritten == sorted(
+        chunk_name(a, start) for a in ("labels", "model_labels", "probabilities")
+    )
+    # The exact check (a model run's save, closing) finds the same chunks.
+    project.probabilities[0] = 9
+    assert project.save()
+    latest = _inodes(current_version_dir(tmp_path / "m.ribseg"))
+    assert sorted(n for n in latest if latest[n] != after[n]) == [chunk_name("probabilities", 0)]
     loaded = ReviewProject.load(tmp_path / "m.ribseg")
     np.testing.assert_array_equal(loaded.model_labels, project.model_labels)
     np.testing.assert_array_equal(loaded.probabilities, project.probabilities)

@@ -31,19 +31,20 @@ def reads(monkeypatch) -> dict:
         seen["crc_bytes"] += memoryview(data).nbytes
         return zlib.crc32(data, value)
 
-    counts, prob_sha = ReviewProject.changed_pixels_of, ReviewProject._prob_sha
+    counts, prob_digests = ReviewProject.changed_pixels_of, ReviewProject._prob_digests
 
     def changed_pixels_of(self, frames):
         seen["counted"] += self.n_frames if frames is None else np.asarray(frames).size
         return counts(self, frames)
 
-    def hashed(self):
-        seen["prob_hashes"] += self.probabilities is not None
-        return prob_sha(self)
+    def hashed(self, frames):
+        if self.probabilities is not None:
+            seen["prob_hashes"] += self.n_frames if frames is None else np.asarray(frames).size
+        return prob_digests(self, frames)
 
     monkeypatch.setattr(project_module, "zlib", types.SimpleNamespace(crc32=crc32))
     monkeypatch.setattr(ReviewProject, "changed_pixels_of", changed_pixels_of)
-    monkeypatch.setattr(ReviewProject, "_prob_sha", hashed)
+    monkeypatch.setattr(ReviewProject, "_prob_digests", hashed)
     return seen
 
 
@@ -83,7 +84,7 @@ def test_an_exact_save_still_reads_every_frame_and_catches_an_unreported_edit(tm
     reads.update(crc_bytes=0, counted=0, prob_hashes=0)
     assert project.save()  # the exact check (scripts, closing)
     assert reads["crc_bytes"] == N * FRAME and reads["counted"] == N
-    assert reads["prob_hashes"] == 1
+    assert reads["prob_hashes"] == N  # every frame's probabilities
     assert ReviewProject.load(project.folder).labels[3, 0, 0] == project.labels[3, 0, 0]
     # After it, the moved correction (same count, other pixel) is caught as before.
     project.labels[3, 0, 0] ^= 1
@@ -108,10 +109,17 @@ def test_a_quick_save_reads_every_frame_when_it_cannot_trust_the_reports(tmp_pat
 def test_probabilities_changed_through_the_review_are_saved_by_a_quick_save(tmp_path, reads):
     project = _saved_review(tmp_path)
     project.probabilities[2] = 9  # as ReviewSession.apply_prediction writes them, then reports
-    project.mark_probabilities_changed()
+    project.mark_probabilities_changed([2])
+    reads.update(prob_hashes=0)
     assert project.save(check_all=False)
-    assert reads["prob_hashes"] == 2  # the first save's and this one's
+    assert reads["prob_hashes"] == 1  # the frame reported
     assert (ReviewProject.load(project.folder).probabilities[2] == 9).all()
+    project.probabilities[3] = 8
+    project.mark_probabilities_changed()  # frames unknown: every frame is hashed
+    reads.update(prob_hashes=0)
+    assert project.save(check_all=False)
+    assert reads["prob_hashes"] == N
+    assert (ReviewProject.load(project.folder).probabilities[3] == 8).all()
 
 
 def test_the_session_reports_its_edits_and_checks_every_frame_now_and_then(tmp_path, reads):

@@ -951,7 +951,15 @@ class ReviewProject:
     #: checksums were taken of: a quick check trusts them only while the same arrays are in place.
     _checked_arrays: tuple = field(default=(), repr=False)
     _saved_files: dict[str, dict] = field(default_factory=dict, repr=False)
-    _saved_prob_sha: str | None = field(default=None, repr=False)
+    #: Per frame, sha256 of ``probabilities`` as last read or saved (``S32``; ``None``: none).
+    _saved_prob_digests: np.ndarray | None = field(default=None, repr=False)
+    #: Frames whose probabilities were reported changed (:meth:`mark_probabilities_changed`)
+    #: since the last check; ``_prob_reported_all``: reported without frames.
+    _prob_reported: set[int] = field(default_factory=set, repr=False)
+    _prob_reported_all: bool = field(default=False, repr=False)
+    #: Frames whose model masks :meth:`apply_prediction` wrote since the last save (their chunks
+    #: are written; ``_model_dirty``: all of them).
+    _model_frames: set[int] = field(default_factory=set, repr=False)
     _locked: bool = field(default=False, repr=False)
     #: The newest version number on disk when this project was read or last saved (0: none). A save
     #: commits only if it is still the newest, so a second viewer's save is never written over.
@@ -1075,7 +1083,7 @@ class ReviewProject:
                     name: {**entry, "path": str(version / name)}
                     for name, entry in manifest["files"].items()
                 }
-        project._saved_prob_sha = project._prob_sha()
+        project._saved_prob_digests = project._prob_digests(None)
         project._note_checked()
         return project
 
@@ -1459,7 +1467,8 @@ class ReviewProject:
                 self.confidence[f] = float(np.asarray(confidence)[i])
             written.append(f)
         if written:
-            self._labels_dirty = self._model_dirty = True
+            self._labels_dirty = True
+            self._model_frames.update(written)
             self._reported.update(written)
         return np.asarray(written, dtype=np.int64)
 
@@ -1477,9 +1486,16 @@ class ReviewProject:
             self._reported.add(f)
 
     # -- saving --------------------------------------------------------------------------------
-    def mark_probabilities_changed(self) -> None:
-        """Tell the project ``probabilities`` changed (an exact save also notices by checksum)."""
-        self._saved_prob_sha = None
+    def mark_probabilities_changed(self, frames: Sequence[int] | np.ndarray | None = None) -> None:
+        """Tell the project ``probabilities`` of ``frames`` changed (``None``: frames unknown). A
+        quick save re-hashes only the frames reported; an exact one hashes every frame anyway."""
+        if frames is None:
+            self._prob_reported_all = True
+            return
+        for f in np.asarray(frames, dtype=np.int64).ravel().tolist():
+            if not 0 <= f < self.n_frames:
+                raise DatasetError(f"frame {f} is outside this stack of {self.n_frames} frames")
+            self._prob_reported.add(f)
 
     def _frame_crcs(self, frames: Sequence[int] | np.ndarray | None) -> np.ndarray:
         """CRC-32 of each of ``frames`` of ``labels`` (all for ``None``), uint32."""
@@ -1490,10 +1506,17 @@ class ReviewProject:
             out[k] = zlib.crc32(memoryview(np.ascontiguousarray(labels[f])).cast("B"))
         return out
 
-    def _prob_sha(self) -> str | None:
-        if self.probabilities is None:
+    def _prob_digests(self, frames: Sequence[int] | np.ndarray | None) -> np.ndarray | None:
+        """sha256 of each of ``frames`` of ``probabilities`` (all for ``None``), ``S32``; ``None``
+        when there are no probabilities."""
+        prob = self.probabilities
+        if prob is None:
             return None
-        return _sha256(memoryview(np.ascontiguousarray(self.probabilities)).cast("B"))
+        index = range(prob.shape[0]) if frames is None else np.asarray(frames, np.int64).tolist()
+        out = np.empty(len(index), "S32")
+        for k, f in enumerate(index):
+            out[k] = hashlib.sha256(memoryview(np.ascontiguousarray(prob[f])).cast("B")).digest()
+        return out
 
     def _arrays(self) -> tuple:
         return (self.labels, self.model_labels, self.probabilities)
@@ -1502,6 +1525,8 @@ class ReviewProject:
         """The labels and probabilities in place now are those the saved checksums describe."""
         self._reported.clear()
         self._reported_all = False
+        self._prob_reported.clear()
+        self._prob_reported_all = False
         self._checked_arrays = tuple(None if a is None else weakref.ref(a) for a in self._arrays())
 
     def _same_arrays(self) -> bool:
@@ -1534,12 +1559,41 @@ class ReviewProject:
             counts[frames] = self.changed_pixels_of(frames)
         return crcs, counts
 
-    def _prob_sha_now(self, check_all: bool) -> str | None:
-        """sha256 of ``probabilities``; a quick check reuses the saved one while the same array is
-        in place and nobody reported a change (only the review's own code writes them)."""
-        if check_all or self._saved_prob_sha is None or not self._same_arrays():
-            return self._prob_sha()
-        return self._saved_prob_sha
+    def _prob_digests_now(self, check_all: bool) -> np.ndarray | None:
+        """Per-frame sha256 of ``probabilities`` as they are now: of every frame when
+        ``check_all``, else the saved ones with only the frames reported changed re-hashed, while
+        the same array is in place (only the review's own code writes them, and reports it)."""
+        saved = self._saved_prob_digests
+        quick = (
+            not check_all
+            and self.probabilities is not None
+            and not self._prob_reported_all
+            and saved is not None
+            and saved.shape == (self.probabilities.shape[0],)
+            and self._same_arrays()
+        )
+        if not quick:
+            return self._prob_digests(None)
+        frames = np.fromiter(sorted(self._prob_reported), np.int64, len(self._prob_reported))
+        digests = saved.copy()
+        if frames.size:
+            digests[frames] = self._prob_digests(frames)
+        return digests
+
+    def _prob_differs(self, digests: np.ndarray | None) -> bool:
+        saved = self._saved_prob_digests
+        if digests is None or saved is None:
+            return (digests is None) != (saved is None)
+        return saved.shape != digests.shape or bool((saved != digests).any())
+
+    def _changed_frames(
+        self, now: np.ndarray | None, saved: np.ndarray | None, force: bool
+    ) -> bool | np.ndarray:
+        """Per frame, whether its checksum differs from the save's (``True``: all, when forced or
+        nothing is known of the save): the frames whose chunks a save writes."""
+        if force or now is None or saved is None or saved.shape != now.shape:
+            return True
+        return now != saved
 
     def _json_text(self, saved_at: str, counts: np.ndarray | None = None) -> str:
         counts = self.changed_pixels if counts is None else counts
@@ -1566,7 +1620,7 @@ class ReviewProject:
         """Whether anything differs from what was last saved (an exact check of every frame)."""
         crcs, counts = self._labels_now(check_all=True)
         return self._labels_differ(crcs, counts) or self._rest_differs(
-            self._prob_sha_now(check_all=True), counts
+            self._prob_digests_now(check_all=True), counts
         )
 
     def _labels_differ(self, crcs: np.ndarray, counts: np.ndarray) -> bool:
@@ -1578,10 +1632,11 @@ class ReviewProject:
             or not np.array_equal(crcs, self._saved_frame_crcs)
         )
 
-    def _rest_differs(self, prob_sha: str | None, counts: np.ndarray) -> bool:
+    def _rest_differs(self, prob_digests: np.ndarray | None, counts: np.ndarray) -> bool:
         return (
             self._model_dirty
-            or prob_sha != self._saved_prob_sha
+            or bool(self._model_frames)
+            or self._prob_differs(prob_digests)
             or self._json_text(saved_at="", counts=counts) != self._strip_time(self._saved_json)
         )
 
@@ -1598,7 +1653,7 @@ class ReviewProject:
 
         All files of the save become visible together (one folder rename) or not at all.
         ``check_all`` (the default, exact): every frame's labels checksum (CRC-32) and changed-pixel
-        count and the probabilities' sha256 are compared with the saved ones, so labels edited in
+        count and each frame's probabilities sha256 are compared with the saved ones, so labels edited in
         place without :meth:`mark_labels_changed` are caught (comparing the counts alone missed an
         undo that lands on other pixels with the count last saved). ``check_all=False`` (the
         widget's save on every change of frame): only the frames reported edited since the last
@@ -1609,15 +1664,8 @@ class ReviewProject:
             raise ProjectError(f"{self.folder}: this review was opened read-only; not saving")
         crcs, counts = self._labels_now(check_all)
         labels_changed = force or self._labels_differ(crcs, counts)
-        # Which frames' labels to write: those whose checksum differs from the save's (all when
-        # forced or nothing is known of the save); chunks of the others are linked.
-        saved_crcs = self._saved_frame_crcs
-        if force or saved_crcs is None or saved_crcs.shape != crcs.shape:
-            label_frames: np.ndarray | bool = True
-        else:
-            label_frames = crcs != saved_crcs
-        prob_sha = self._prob_sha_now(check_all)
-        if not (labels_changed or self._rest_differs(prob_sha, counts)):
+        prob_digests = self._prob_digests_now(check_all)
+        if not (labels_changed or self._rest_differs(prob_digests, counts)):
             self._note_checked()  # the frames reported match the save: nothing left to check
             return False
         if self.probabilities is not None and self.probabilities.shape != self.labels.shape:
@@ -1627,13 +1675,22 @@ class ReviewProject:
             )
         _check_not_locked_by_other(self.folder)
         text = self._json_text(saved_at=_now(), counts=counts)
+        # Which frames' chunks to write (the others are linked from the last save): labels and
+        # probabilities whose checksums differ from the save's, model masks a prediction wrote.
+        model_frames: bool | np.ndarray = force or self._model_dirty or not self._same_arrays()
+        if not model_frames and self._model_frames:
+            model_frames = np.zeros(self.n_frames, bool)
+            model_frames[sorted(self._model_frames)] = True
         files = self._commit(
             {
-                LABELS: (self.labels, label_frames if labels_changed else False),
-                MODEL_LABELS: (self.model_labels, self._model_dirty or force),
+                LABELS: (
+                    self.labels,
+                    labels_changed and self._changed_frames(crcs, self._saved_frame_crcs, force),
+                ),
+                MODEL_LABELS: (self.model_labels, model_frames),
                 PROBABILITIES: (
                     self.probabilities,
-                    force or prob_sha != self._saved_prob_sha,
+                    self._changed_frames(prob_digests, self._saved_prob_digests, force),
                 ),
             },
             text,
@@ -1642,8 +1699,9 @@ class ReviewProject:
         self._saved_json = text
         self._saved_counts = counts
         self._saved_frame_crcs = crcs
-        self._saved_prob_sha = prob_sha
+        self._saved_prob_digests = prob_digests
         self._labels_dirty = self._model_dirty = False
+        self._model_frames.clear()
         self._note_checked()
         self._hand_over()
         return True
@@ -1689,6 +1747,7 @@ class ReviewProject:
             shutil.rmtree(tmp)
         tmp.mkdir()
         manifest: dict[str, dict] = {}
+        written: list[Path] = []
         try:
             for array_name, (array, changed) in arrays.items():
                 if array is None:
@@ -1705,6 +1764,11 @@ class ReviewProject:
                         manifest[name] = {k: previous[k] for k in ("sha256", "bytes")}
                         continue
                     manifest[name] = self._write_array(tmp / name, array[start:stop])
+                    written.append(tmp / name)
+            # Flushed together, after all are written: one fsync per chunk as it was written made
+            # the file system commit its journal once per chunk.
+            for path in written:
+                fsync_file(path)
             data = text.encode("utf-8")
             self._write(tmp / JSON_FILE, data)
             manifest[JSON_FILE] = {"sha256": _sha256(data), "bytes": len(data)}
@@ -1748,14 +1812,12 @@ class ReviewProject:
 
     @staticmethod
     def _write_array(path: Path, array: np.ndarray) -> dict[str, Any]:
-        """Write ``array`` as .npy (as ``np.save``) and fsync it; its manifest entry. The bytes are
-        hashed as they are written, 16 MiB at a time: no copy of the whole file in memory (two were
-        made until 2026-12-05, ~0.2 s and 2 x 184 MB for 200 frames of 820 x 1124)."""
+        """Write ``array`` as .npy (as ``np.save``); its manifest entry (the caller fsyncs it). The
+        bytes are hashed as they are written, 16 MiB at a time: no copy of the whole file in memory
+        (two were made until 2026-12-05, ~0.2 s and 2 x 184 MB for 200 frames of 820 x 1124)."""
         with open(path, "wb") as fh:
             out = _HashingWriter(fh)
             np.lib.format.write_array(out, np.ascontiguousarray(array), allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
         return {"sha256": out.digest.hexdigest(), "bytes": out.size}
 
     @staticmethod
@@ -1764,5 +1826,5 @@ class ReviewProject:
             os.link(source, target)
         except OSError:
             return False
-        fsync_file(target)
+        # Its data was flushed by the save that wrote it; the new name is flushed with the folder.
         return True

@@ -576,7 +576,7 @@ class ReviewSession:
         self.has_prob[frames] = True
         self._update_uncertainty(frames)
         self.project.probabilities = self.prob
-        self.project.mark_probabilities_changed()
+        self.project.mark_probabilities_changed(frames)
         from napari_ribseg.core.inference import frame_confidence
 
         allowed = np.isin(frames, self.overwritable_frames(frames))

@@ -22,8 +22,9 @@ ones it was picked on: ``--test-seed 85000`` is free (the K frames of ``--replic
 scanner 90_000). A run whose test clips would meet its K-frame or adaptation clips is refused
 (``seed_clash``; bench_gate.py and bench_mix.py take the same ``--test-seed`` and refusal).
 bench_validate_bundled.py's and bench_mask_options.py's hard validation set (seed 530_000, offset
-30_000-30_029) lies in replica 29's thousand but before its K frames (30_000 + 10 K) for K >= 3;
-only ``--ks 1`` or ``2`` at ``--replica 29`` would fine-tune on its clips.
+30_000-30_029; no bundled model trained on it or on any seed from 500_000) lies in the replicas'
+range, but no replica's K frames meet it at K = 3-98 (the runs use 5, 10, 20): only K 1-2 at
+``--replica 29``, 99-102 at 28 and 197-200 at 27 would fine-tune on its clips.
 One command, so it can be rerun when the bundled models change:
 
     python benchmarks/bench_finetune.py                       # bundled unet-compact, K=5,10,20

@@ -91,3 +91,24 @@ def test_bench_gate_defaults_and_the_free_block_pass():
     assert args.test_seed == 50_000
     for seed in (50_000, 85_000):
         assert bench_finetune.seed_clash(seed, 40, bench_gate.run_blocks(args)) is None
+
+
+def test_the_bundled_models_hard_validation_set_meets_no_replica_at_the_ks_used():
+    """bench_validate_bundled.py / bench_mask_options.py validate on hard-domain seed 530_000
+    (offset 30_000, 30 clips), inside the replicas' range: clear of every replica's K frames at
+    K = 3-98, met only at K 1-2 (replica 29), 99-102 (28) and 197-200 (27)."""
+    validation = [("the hard validation set", 30_000, 30)]
+    met = [
+        (replica, k)
+        for replica in range(41)
+        for k in range(1, 201)
+        if bench_finetune.seed_clash(
+            bench_finetune.replica_seed(k, replica), bench_finetune.k_clips(k), validation
+        )
+    ]
+    assert met == [
+        *((27, k) for k in range(197, 201)),
+        *((28, k) for k in range(99, 103)),
+        (29, 1),
+        (29, 2),
+    ]

@@ -19,7 +19,12 @@ a default on a block no reported number uses, so that the numbers it is later ju
 ones it was picked on: ``--test-seed 85000`` is free (the K frames of ``--replica`` r start at
 1_000 * (r + 1) + 10 * K, at most 41_000 + 10 K; this test set takes 50_000, bench_gate.py's judges
 60_000, adaptation 70_000, bench_adapt_recipe.py 75_000, bench_adapt_cine.py 80_000, the shared
-scanner 90_000). A run whose test clips would meet its K-frame or adaptation clips is refused.
+scanner 90_000). A run whose test clips would meet its K-frame or adaptation clips is refused
+(``seed_clash``; bench_gate.py and bench_mix.py take the same ``--test-seed`` and refusal).
+bench_validate_bundled.py's and bench_mask_options.py's hard validation set (seed 530_000, offset
+30_000-30_029; no bundled model trained on it or on any seed from 500_000) lies in the replicas'
+range, but no replica's K frames meet it at K = 3-98 (the runs use 5, 10, 20): only K 1-2 at
+``--replica 29``, 99-102 at 28 and 197-200 at 27 would fine-tune on its clips.
 One command, so it can be rerun when the bundled models change:
 
     python benchmarks/bench_finetune.py                       # bundled unet-compact, K=5,10,20
@@ -102,17 +107,18 @@ def replica_frames(
     return k_frames(k, replica_seed(k, replica), size, scanner, shift)
 
 
-def seed_clash(
-    test_seed: int, test_clips: int, ks: list[int], replica: int, adapt_stacks: int
-) -> str | None:
-    """Why the test clips ``test_seed ..`` would meet this run's K-frame or adaptation clips, or
-    ``None`` when they are clear of both."""
-    test = range(test_seed, test_seed + test_clips)
-    blocks = [
+def k_frame_blocks(ks: list[int], replica: int) -> list[tuple[str, int, int]]:
+    """(what, first offset seed, clips) of the K-frame clips ``--replica`` draws for each K."""
+    return [
         (f"K={k} frames of replica {replica}", replica_seed(k, replica), k_clips(k)) for k in ks
     ]
-    if adapt_stacks:
-        blocks.append(("the adaptation stacks", ADAPT_SEED, adapt_stacks))
+
+
+def seed_clash(test_seed: int, test_clips: int, blocks: list[tuple[str, int, int]]) -> str | None:
+    """Why the test clips ``test_seed ..`` would meet one of ``blocks`` (what, first offset seed,
+    clips: the clips the run fine-tunes, adapts or judges on), or ``None`` when they are clear of
+    all of them."""
+    test = range(test_seed, test_seed + test_clips)
     for what, start, n in blocks:
         if range(max(test.start, start), min(test.stop, start + n)):
             return (
@@ -120,6 +126,26 @@ def seed_clash(
                 f"(clips {start}-{start + n - 1})"
             )
     return None
+
+
+def add_test_seed_argument(parser) -> None:
+    """``--test-seed``: the offset seed of the test clips (bench_finetune.py, bench_gate.py,
+    bench_mix.py; ``check_test_seed`` refuses one whose clips meet the run's other clips)."""
+    parser.add_argument(
+        "--test-seed",
+        type=int,
+        default=TEST_SEED,
+        help=f"offset seed of the test clips (default {TEST_SEED}, the reported test set); choose "
+        "a default on a block no reported number uses, e.g. 85000",
+    )
+
+
+def check_test_seed(parser, args, test_clips: int, blocks: list[tuple[str, int, int]]) -> None:
+    """``parser.error`` (exit 2, before anything is simulated) when ``args.test_seed``'s
+    ``test_clips`` clips meet one of ``blocks`` (``seed_clash``)."""
+    clash = seed_clash(args.test_seed, test_clips, blocks)
+    if clash:
+        parser.error(clash)
 
 
 def parse_shift(text: str) -> dict[str, float]:
@@ -163,13 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=1124)
     parser.add_argument("--test-clips", type=int, default=40)
     parser.add_argument("--test-frames", type=int, default=1)
-    parser.add_argument(
-        "--test-seed",
-        type=int,
-        default=TEST_SEED,
-        help=f"offset seed of the test clips (default {TEST_SEED}, the reported test set); choose "
-        "a default on a block no reported number uses, e.g. 85000",
-    )
+    add_test_seed_argument(parser)
     parser.add_argument("--adapt-stacks", type=int, default=2, help="0: skip adaptation")
     parser.add_argument("--adapt-frames", type=int, default=40)
     parser.add_argument("--set", nargs="*", default=[], help="FinetuneConfig overrides k=v")
@@ -205,9 +225,10 @@ def main(argv: list[str] | None = None) -> int:
             f"--replica must be 0-40 (got {args.replica}): higher ones reach the test clips"
         )
     ks = [int(k) for k in args.ks.split(",") if k]
-    clash = seed_clash(args.test_seed, args.test_clips, ks, args.replica, args.adapt_stacks)
-    if clash:
-        parser.error(clash)
+    blocks = k_frame_blocks(ks, args.replica)
+    if args.adapt_stacks:
+        blocks.append(("the adaptation stacks", ADAPT_SEED, args.adapt_stacks))
+    check_test_seed(parser, args, args.test_clips, blocks)
 
     from napari_ribseg.core.devices import flush_denormals
 

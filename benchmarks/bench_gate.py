@@ -3,7 +3,9 @@
 The gate (``core.training.gate.judge``) decides on the frames of one held-out clip (5 frames at
 K = 10 or 20) whether a fine-tuned model replaces its base. This benchmark measures how that
 decision relates to what the user gets: the model's Dice gain on other clips (``truth``: the 40
-test frames of bench_finetune.py and the judge clips' frames together).
+test frames of bench_finetune.py and the judge clips' frames together). ``--test-seed`` moves the
+test clips as bench_finetune.py's does (default 50000, the reported set; 85000 is free); a run whose
+test clips would meet its K frames, judge clips or weaker base's frames is refused.
 
 One fine-tune per call (every default except ``mix=1``, ``select=last``), then models at several
 shares of the fine-tuned change (``mix_weights``: base + a x (trained - base)), which gives models
@@ -32,15 +34,41 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_finetune import add_one_run_arguments, hard_domain_set, replica_frames
+from bench_finetune import (
+    add_one_run_arguments,
+    add_test_seed_argument,
+    check_test_seed,
+    hard_domain_set,
+    k_frame_blocks,
+    replica_frames,
+    replica_seed,
+)
 
 #: Judge clips: offset above HARD_DOMAIN_SEED, clear of the K-frame (1_000-41_000), test (50_000)
 #: and adaptation (70_000) clips of bench_finetune.py.
 JUDGE_SEED = 60_000
-#: The test set: one frame of each of 40 clips, as bench_finetune.py's and bench_mix.py's.
+#: The test set: one frame of each of 40 clips, as bench_finetune.py's and bench_mix.py's
+#: (``--test-seed`` moves them).
 TEST_CLIPS = 40
+#: ``--pretrain-steps``: the weaker base is trained on 5 frames of this replica's clips.
+PRETRAIN_REPLICA = 30
 SHARES = (0.25, 0.5, 0.75, 1.0)
 MARGINS = (0.0, 0.005, 0.01, 0.015, 0.02, 0.03)
+
+
+def run_blocks(args) -> list[tuple[str, int, int]]:
+    """The clips a run fine-tunes and judges on, which its test clips must not meet."""
+    blocks = k_frame_blocks([args.k], args.replica)
+    blocks.append(("the judge clips", JUDGE_SEED, args.judge_clips))
+    if args.pretrain_steps:
+        blocks.append(
+            (
+                f"the weaker base's 5 frames (replica {PRETRAIN_REPLICA})",
+                replica_seed(5, PRETRAIN_REPLICA),
+                1,
+            )
+        )
+    return blocks
 
 
 def run(args) -> dict:
@@ -60,7 +88,7 @@ def run(args) -> dict:
     torch.set_num_threads(args.threads)
     size = (args.height, args.width)
     t0 = time.perf_counter()
-    test = hard_domain_set(TEST_CLIPS, 1, 50_000, size, stride=3, scanner=args.scanner)
+    test = hard_domain_set(TEST_CLIPS, 1, args.test_seed, size, stride=3, scanner=args.scanner)
     judges = hard_domain_set(args.judge_clips, 5, JUDGE_SEED, size, stride=3, scanner=args.scanner)
     print(
         f"simulated {len(test)} test and {len(judges)} judge frames in "
@@ -73,7 +101,7 @@ def run(args) -> dict:
         # strength"): the model after a few steps on 5 frames of other clips (replica 30).
         first = finetune_sync(
             base,
-            replica_frames(5, 30, size, args.scanner),
+            replica_frames(5, PRETRAIN_REPLICA, size, args.scanner),
             FinetuneConfig(
                 device="cpu",
                 select="last",
@@ -154,6 +182,7 @@ def run(args) -> dict:
         "k": args.k,
         "replica": args.replica,
         "scanner": args.scanner,
+        "test_seed": args.test_seed,
         "lr": result.card.extra["finetune"]["lr"],
         "base_train_dice": result.card.extra["finetune"].get("base_train_dice"),
         "wall_s": wall,
@@ -237,6 +266,7 @@ def summarise(paths: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_one_run_arguments(parser)
+    add_test_seed_argument(parser)
     parser.add_argument("--judge-clips", type=int, default=30)
     parser.add_argument("--margins", type=float, nargs="*", default=list(MARGINS))
     parser.add_argument("--steps", type=int, default=0, help="0: the default schedule")
@@ -253,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.summarise:
         summarise(args.summarise)
         return 0
+    check_test_seed(parser, args, TEST_CLIPS, run_blocks(args))
     out = run(args)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))

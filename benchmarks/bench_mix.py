@@ -7,6 +7,9 @@ benchmark's 40 test frames of other clips and on the run's held-out (gate) frame
 measurement behind ``FinetuneConfig.mix`` 'auto' (docs/training.md, "Weight mixing"):
 
     python benchmarks/bench_mix.py --model v-unet-compact --k 20 --scanner each --threads 2
+
+``--test-seed`` moves the 40 test clips as bench_finetune.py's does (default 50000, the reported
+set; 85000 is free); a run whose test clips would meet its K frames is refused.
 """
 
 from __future__ import annotations
@@ -15,15 +18,26 @@ import argparse
 import copy
 import time
 
-from bench_finetune import add_one_run_arguments, hard_domain_set, replica_frames
+from bench_finetune import (
+    add_one_run_arguments,
+    add_test_seed_argument,
+    check_test_seed,
+    hard_domain_set,
+    k_frame_blocks,
+    replica_frames,
+)
 
 SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: One frame of each of 40 clips, bench_finetune.py's test set (``--test-seed`` moves them).
+TEST_CLIPS = 40
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_one_run_arguments(parser)
+    add_test_seed_argument(parser)
     args = parser.parse_args(argv)
+    check_test_seed(parser, args, TEST_CLIPS, k_frame_blocks([args.k], args.replica))
 
     from napari_ribseg.core.devices import flush_denormals
 
@@ -37,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     size = (args.height, args.width)
-    test = hard_domain_set(40, 1, 50_000, size, stride=3, scanner=args.scanner)
+    test = hard_domain_set(TEST_CLIPS, 1, args.test_seed, size, stride=3, scanner=args.scanner)
     base = load_model(args.model, device="cpu")
     frames = replica_frames(args.k, args.replica, size, args.scanner)
     config = FinetuneConfig(device="cpu", select="last", mix=1.0)
@@ -48,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     tuned = result.card.extra["finetune"]
     base_dice = tuned.get("base_train_dice")
     print(
-        f"{args.model}, K={args.k}, replica {args.replica}, scanner {args.scanner}: lr "
+        f"{args.model}, K={args.k}, replica {args.replica}, scanner {args.scanner}, test seed "
+        f"{args.test_seed}: lr "
         f"{tuned['lr']:g}, base Dice on its training frames "
         + (f"{base_dice:.3f}" if base_dice is not None else "not measured")
         + f"; trained in {wall:.0f} s; gate on the trained weights: {result.reason}"

@@ -157,3 +157,50 @@ def test_a_save_writes_the_labels_without_a_copy_of_them_in_memory(tmp_path):
     assert peak < 0.75 * size  # 16 MiB chunks of a 32 MiB file; it was 48 MiB
     again = ReviewProject.load(project.folder)  # the manifest's sha256 verifies
     np.testing.assert_array_equal(again.labels, project.labels)
+
+
+class _Clock:
+    """A clock the test moves by hand (``ReviewSession.clock``)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_idle_review_saves_an_unreported_edit_once_the_exact_check_is_due(
+    tmp_path, reads, monkeypatch
+):
+    """Only a quick save (a step) reached the periodic exact check, so labels a script wrote in
+    place without mark_edited stayed unsaved until close while nobody stepped; the widget's idle
+    tick now asks ``save_if_due``, which the core answers by its clock."""
+    clock = _Clock()
+    monkeypatch.setattr(ReviewSession, "clock", clock)
+    frames = np.random.default_rng(1).random((N, H, W), dtype=np.float32)
+    with ReviewSession.for_frames(frames, tmp_path / "r.ribseg") as session:
+        assert session.save()  # the first, exact save
+        session.labels[11, 3, 3] = 1  # a script, nobody told
+        reads.update(crc_bytes=0)
+        clock.now += session_module.EXACT_CHECK_EVERY_S - 1
+        assert not session.exact_check_due()
+        assert not session.save_if_due()  # not due: nothing read, nothing written
+        assert reads["crc_bytes"] == 0
+        assert not ReviewProject.load(session.project.folder).labels[11, 3, 3]
+        clock.now += 1
+        assert session.exact_check_due()
+        reads.update(crc_bytes=0)
+        assert session.save_if_due()  # due: every frame read, the edit saved
+        assert reads["crc_bytes"] == N * FRAME
+        assert ReviewProject.load(session.project.folder).labels[11, 3, 3] == 1
+        assert not session.exact_check_due()  # the check just made is the new mark
+        clock.now += 2 * session_module.EXACT_CHECK_EVERY_S
+        assert not session.save_if_due()  # due, but nothing changed: nothing written
+        assert not session.exact_check_due()
+    # A read-only review is never saved: not due, not an error.
+    with ReviewSession.for_frames(frames, tmp_path / "r.ribseg", read_only=True) as shown:
+        shown.labels[12, 3, 3] = 1
+        clock.now += 2 * session_module.EXACT_CHECK_EVERY_S
+        assert shown.exact_check_due()
+        assert not shown.save_if_due()
+    assert not ReviewProject.load(tmp_path / "r.ribseg").labels[12, 3, 3]

@@ -13,6 +13,7 @@ import pytest
 
 import napari_ribseg.core.project as project_module
 from napari_ribseg.core.project import ReviewProject
+from napari_ribseg.core.stack import FrameStatus
 
 N, SIDE = 12, 64
 FRAME = SIDE * SIDE
@@ -82,3 +83,32 @@ def test_an_undo_while_the_ribs_layer_was_hidden_is_saved_on_the_next_step(
     viewer.dims.set_current_step(0, 4)
     assert sum(crc_bytes) <= 2 * FRAME  # the frame undone and the one on screen
     assert not _on_disk(widget)[2].any()
+
+
+def test_an_edit_nobody_reported_is_saved_while_the_user_does_nothing(
+    docked, long_stack, monkeypatch
+):
+    """Only a step reached the periodic exact check: labels a script wrote in place without
+    mark_edited stayed unsaved until close while nobody stepped. An idle timer now asks the core,
+    which saves once its check of every frame is due."""
+    import napari_ribseg.core.session as session_module
+    from napari_ribseg.core.session import ReviewSession
+
+    now = [1_000.0]
+    monkeypatch.setattr(ReviewSession, "clock", staticmethod(lambda: now[0]))
+    _viewer, widget = docked
+    widget.load(long_stack)
+    session = widget.session
+    timer = session._idle_timer
+    assert timer.isActive()
+    assert timer.interval() == session_module.IDLE_TICK_S * 1000
+    session.set_status(3, FrameStatus.REJECTED)  # saved (quick save of a change of status)
+    assert ReviewProject.load(session.project.folder).statuses[3] == FrameStatus.REJECTED
+    session.project.labels[7, 10, 10] = 1  # a script, nobody told
+    timer.timeout.emit()  # a tick before the check is due: nothing saved
+    assert not _on_disk(widget)[7, 10, 10]
+    now[0] += session_module.EXACT_CHECK_EVERY_S
+    timer.timeout.emit()  # due: saved without a step
+    assert _on_disk(widget)[7, 10, 10] == 1
+    widget.session.close()
+    assert not timer.isActive()  # no review, no tick

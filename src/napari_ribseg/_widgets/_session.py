@@ -19,7 +19,7 @@ from qtpy.QtCore import QObject, QTimer, Signal
 from napari_ribseg._widgets._settings import WidgetSettings, config_dir, save_settings
 from napari_ribseg.core.errors import RibsegError
 from napari_ribseg.core.project import ReviewProject, project_dir_for
-from napari_ribseg.core.session import PredictionBatch
+from napari_ribseg.core.session import IDLE_TICK_S, PredictionBatch
 from napari_ribseg.core.session import ReviewSession as CoreSession
 from napari_ribseg.core.stack import FrameStatus
 
@@ -348,6 +348,12 @@ class ReviewSession(QObject):
         self._strokes = StrokeHistory()
         #: Copies of ribs layers whose first stroke was answered (by :func:`layer_key`).
         self._copies_told: set[str] = set()
+        #: Ticks once the user has done nothing for IDLE_TICK_S (a step, a stroke or a status
+        #: restarts it) and then as often: the core saves with a check of every frame when one is
+        #: due, so an edit nobody reported is saved while nobody steps too.
+        self._idle_timer = QTimer(self)
+        self._idle_timer.setInterval(int(IDLE_TICK_S * 1000))
+        self._idle_timer.timeout.connect(self.save_if_due)
         viewer.dims.events.current_step.connect(self._on_step)
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
         for layer in viewer.layers:
@@ -429,6 +435,7 @@ class ReviewSession(QObject):
         self._save_error_shown = False
         self.labels_layer = self._labels_layer_for(layer, core.project)
         self._last_frame = self.current_frame()
+        self._idle_timer.start()
         self.image_bound.emit(core.restored)
         return core.restored
 
@@ -452,6 +459,8 @@ class ReviewSession(QObject):
         """Save and unlock the current review (before binding another or when its layer goes)."""
         if self.core is None:
             return
+        with contextlib.suppress(RuntimeError):  # the timer may already be deleted (quitting)
+            self._idle_timer.stop()
         if not self.autosave():
             self._say_unsaved_changes_dropped()
         with contextlib.suppress(RibsegError, OSError):
@@ -689,6 +698,7 @@ class ReviewSession(QObject):
         frame = self.current_frame()
         if frame != self._last_frame:
             self._last_frame = frame
+            self._idle_timer_restart()
             # Autosave on every change of frame: that is when a user has finished with one. A
             # quick save: only the frames reported edited are read, not the whole stack.
             self.autosave(check_all=False)
@@ -707,6 +717,7 @@ class ReviewSession(QObject):
             frames = self._frames_of_stroke(item)
             self._strokes.painted(item, frames)
             self.core.mark_edited(sorted(frames))
+            self._idle_timer_restart()
 
     def _frames_of_stroke(self, item: Any) -> set[int]:
         """The stack's frames a stroke (napari's paint event value: its undo item) wrote into.
@@ -780,6 +791,7 @@ class ReviewSession(QObject):
         if self.core is None:
             return
         self.core.set_status(frame, status)
+        self._idle_timer_restart()
         self.autosave(check_all=False)
 
     def apply_prediction(self, batch: PredictionBatch) -> np.ndarray:
@@ -846,10 +858,25 @@ class ReviewSession(QObject):
         """
         if self.core is None:
             return False
+        core = self.core
+        return self._saving(lambda: core.save(check_all=check_all), quick=not check_all)
+
+    def save_if_due(self) -> bool:
+        """The idle timer's tick: the core's save with a check of every frame when one is due
+        (``ReviewSession.save_if_due``; nothing otherwise). Failures are reported as autosave's."""
+        if self.core is None:
+            return False
+        return self._saving(self.core.save_if_due, quick=False)
+
+    def _idle_timer_restart(self) -> None:
+        if self.core is not None:
+            self._idle_timer.start()  # restarts a running timer: idle again from now
+
+    def _saving(self, save: Callable[[], bool], quick: bool) -> bool:
         try:
-            if not check_all:
+            if quick:
                 self._on_labels_refreshed()
-            return self.core.save(check_all=check_all)
+            return save()
         except (OSError, RibsegError) as exc:
             # The status line must not keep saying "Review saved at ..." while edits are unsaved.
             self.saved.emit("Review NOT saved (see the notification); changes are only on screen")

@@ -24,7 +24,7 @@ import datetime as _dt
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +57,11 @@ SCOPES = ("current", "all", "unreviewed")
 #: without :meth:`ReviewSession.mark_edited` (a script) are saved within this long. About 2 s a
 #: check for 400 frames of 820 x 1124 (benchmarks/results/save-cost/2026-12-05.md).
 EXACT_CHECK_EVERY_S = 120.0
+#: The widget asks :meth:`ReviewSession.save_if_due` after this long without a step, a stroke or a
+#: change of status, and again as often while nothing happens, so an unreported edit is saved
+#: within :data:`EXACT_CHECK_EVERY_S` plus this even when nobody steps. A tick costs nothing
+#: until an exact check is due.
+IDLE_TICK_S = 10.0
 
 
 @dataclass
@@ -259,6 +264,10 @@ class ReviewSession:
     #: The review was saved; argument: a short message.
     saved = Signal(str)
 
+    #: Seconds on a clock that never goes back, by which the periodic exact check is timed
+    #: (tests set another on the class or the instance).
+    clock: Callable[[], float] = staticmethod(time.monotonic)
+
     def __init__(
         self,
         frames: np.ndarray,
@@ -294,7 +303,7 @@ class ReviewSession:
         self.uncertainty = np.full(n, np.nan, np.float32)
         self._update_uncertainty(np.flatnonzero(self.has_prob))
         #: When the labels were last checked frame by frame (opening read and checksummed them).
-        self._last_exact_check = time.monotonic()
+        self._last_exact_check = self.clock()
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -722,8 +731,8 @@ class ReviewSession:
         """
         if self.prob is not None:
             self.project.probabilities = self.prob
-        now = time.monotonic()
-        check_all = check_all or now - self._last_exact_check >= EXACT_CHECK_EVERY_S
+        now = self.clock()
+        check_all = check_all or self.exact_check_due()
         written = self.project.save(check_all=check_all)
         if check_all:
             self._last_exact_check = now
@@ -731,6 +740,23 @@ class ReviewSession:
             stamp = _dt.datetime.now().strftime("%H:%M:%S")
             self.saved.emit(f"Review saved at {stamp} in {self.project.folder.name}")
         return written
+
+    def exact_check_due(self) -> bool:
+        """Whether the last check of every frame is :data:`EXACT_CHECK_EVERY_S` old."""
+        return self.clock() - self._last_exact_check >= EXACT_CHECK_EVERY_S
+
+    def save_if_due(self) -> bool:
+        """Save with a check of every frame when one is due (:meth:`exact_check_due`); nothing
+        otherwise, and nothing for a read-only review. Return whether anything was written.
+
+        The widget calls it while the user does nothing (every :data:`IDLE_TICK_S`): the quick saves
+        on a step are the only other way to reach the periodic exact check, so labels a script
+        wrote in place without :meth:`mark_edited` stayed unsaved until the review was closed
+        while nobody stepped.
+        """
+        if self.project.read_only or not self.exact_check_due():
+            return False
+        return self.save()
 
     def close(self, save: bool = True) -> None:
         """Save (unless told not to) and release the review's lock."""

@@ -164,3 +164,40 @@ def test_a_gap_in_the_chunks_is_named(tmp_path, rng):
     os.remove(version / gone)
     with pytest.raises(ProjectError, match=f"expected one starting at frame {CHUNK_FRAMES}"):
         ReviewProject.load(tmp_path / "g.ribseg")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_edits_predictions_and_saves_reload_exactly(tmp_path, seed):
+    """Whatever mix of reported and unreported edits, model runs and quick or exact saves: after an
+    exact save the review on disk is the review in memory, counts included."""
+    rng = np.random.default_rng(seed)
+    folder = tmp_path / "f.ribseg"
+    project = _project(folder, rng)
+    project.save()
+    for _ in range(25):
+        op = rng.integers(5)
+        f = int(rng.integers(N))
+        if op == 0:  # a stroke, reported
+            project.labels[f, rng.integers(H), rng.integers(W)] ^= 1
+            project.mark_labels_changed([f])
+        elif op == 1:  # a script's edit, not reported
+            project.labels[f, rng.integers(H), rng.integers(W)] ^= 1
+        elif op == 2:  # a model run on some frames, probabilities reported as the session does
+            frames = rng.choice(N, size=int(rng.integers(1, 6)), replace=False)
+            masks = (rng.random((frames.size, H, W)) > 0.8).astype(np.uint8)
+            project.apply_prediction(frames, masks, rng.random(frames.size))
+            project.probabilities[frames] = rng.integers(0, 256, (frames.size, H, W))
+            project.mark_probabilities_changed(frames)
+        elif op == 3:
+            project.save(check_all=False)
+        else:
+            project.save()
+    project.save()
+    loaded = ReviewProject.load(folder)
+    np.testing.assert_array_equal(loaded.labels, project.labels)
+    np.testing.assert_array_equal(loaded.model_labels, project.model_labels)
+    np.testing.assert_array_equal(loaded.probabilities, project.probabilities)
+    expected = np.count_nonzero(project.labels != project.model_labels, axis=(1, 2))
+    np.testing.assert_array_equal(project.changed_pixels, expected)
+    saved = json.loads((current_version_dir(folder) / JSON_FILE).read_text())["changed_pixels"]
+    assert saved == expected.tolist()

@@ -1551,13 +1551,36 @@ class ReviewProject:
             and self._same_arrays()
         )
         if not quick:
-            return self._frame_crcs(None), self.changed_pixels
+            crcs = self._frame_crcs(None)
+            if not self._counts_known():
+                return crcs, self.changed_pixels
+            # A frame's changed-pixel count moves only with its labels (their checksum) or its
+            # model mask (written only by apply_prediction, which reports its frames): the exact
+            # check counts those frames, not every frame (~0.2-0.5 s at 400 frames of 820 x 1124).
+            moved = crcs != self._saved_frame_crcs
+            moved[sorted(self._reported | self._model_frames)] = True
+            counts = self._saved_counts.copy()
+            frames = np.flatnonzero(moved)
+            if frames.size:
+                counts[frames] = self.changed_pixels_of(frames)
+            return crcs, counts
         frames = np.fromiter(sorted(self._reported), np.int64, len(self._reported))
         crcs, counts = self._saved_frame_crcs.copy(), self._saved_counts.copy()
         if frames.size:
             crcs[frames] = self._frame_crcs(frames)
             counts[frames] = self.changed_pixels_of(frames)
         return crcs, counts
+
+    def _counts_known(self) -> bool:
+        """Whether the saved changed-pixel counts describe the arrays in place except for frames
+        whose labels checksum moved or that were reported (no model mask replaced wholesale)."""
+        return (
+            not self._model_dirty
+            and self._saved_frame_crcs is not None
+            and self._saved_counts is not None
+            and self._saved_frame_crcs.shape == self._saved_counts.shape == (self.n_frames,)
+            and self._same_arrays()
+        )
 
     def _prob_digests_now(self, check_all: bool) -> np.ndarray | None:
         """Per-frame sha256 of ``probabilities`` as they are now: of every frame when

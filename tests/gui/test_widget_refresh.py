@@ -181,3 +181,90 @@ def test_an_undo_and_redo_of_an_erase_over_a_stroke_names_its_frames():
     assert history.settle(data) == {1}
     data[1, 2, 2] = 0  # a script's edit of the stroke in effect
     assert history.settle(data) is None
+
+
+def test_an_undo_and_redo_of_a_ball_over_an_erased_spot_recount_the_balls_frames(
+    docked, long_stack, recounted
+):
+    """A disc, an erase of its centre, then a 3-D ball over that spot (the erase's pixels lie inside
+    the ball's). A single paint() sends its paint event before it writes: the redraw in that event
+    filed the ball as undone, and once the ball was written the erase read as undone too, so the
+    next undo recounted frame 3 only and the counts of the ball's frames 1, 2, 4 and 5 went stale.
+    Undo and redo now recount the ball's frames, and the next undos follow napari's order."""
+    viewer, widget = docked
+    widget.load(long_stack)
+    widget.tabs.setCurrentWidget(widget.review_section)
+    ribs = widget.session.labels_layer
+    project = widget.session.project
+    viewer.dims.set_current_step(0, 3)
+    ribs.brush_size = 7
+    ribs.paint((3, 40, 30), 1)
+    ribs.brush_size = 3
+    ribs.paint((3, 40, 30), 0)  # the erase: inside the disc
+    ribs.n_edit_dimensions = 3
+    ribs.brush_size = 5
+    ribs.paint((3, 40, 30), 1)  # the ball: frame 3's erased spot and discs on frames 1-5
+    ribs.n_edit_dimensions = 2
+    viewer.dims.set_current_step(0, 0)
+    ball = project.changed_pixels_of([1, 2, 4, 5]).tolist()
+    assert min(ball) > 0
+
+    recounted.clear()
+    ribs.undo()
+    assert _frames_recounted(recounted) == [0, 1, 2, 3, 4, 5]
+    assert project.changed_pixels_of([1, 2, 4, 5]).tolist() == [0, 0, 0, 0]
+    _assert_counts_shown(widget)
+
+    recounted.clear()
+    ribs.redo()
+    assert _frames_recounted(recounted) == [0, 1, 2, 3, 4, 5]
+    assert project.changed_pixels_of([1, 2, 4, 5]).tolist() == ball
+    _assert_counts_shown(widget)
+
+    # The history follows napari's: the next undo takes the ball back, not the erase.
+    recounted.clear()
+    ribs.undo()
+    assert _frames_recounted(recounted) == [0, 1, 2, 3, 4, 5]
+    _assert_counts_shown(widget)
+    recounted.clear()
+    ribs.undo()  # the erase
+    assert _frames_recounted(recounted) == [0, 3]
+    _assert_counts_shown(widget)
+
+
+def test_two_undos_while_hidden_that_leave_the_last_stroke_looking_in_effect_are_counted(
+    docked, long_stack, recounted
+):
+    """A wide disc, an erase of all of it, then a smaller disc inside: two undos while the ribs
+    layer is hidden (no redraw between them) bring the wide disc back, and the small disc's pixels
+    hold what it wrote. StrokeHistory.settle took that for "nothing moved" and frame 3, whose
+    labels changed, was recounted by nobody; it is now recounted when the layer is shown."""
+    viewer, widget = docked
+    widget.load(long_stack)
+    widget.tabs.setCurrentWidget(widget.review_section)
+    ribs = widget.session.labels_layer
+    project = widget.session.project
+    viewer.dims.set_current_step(0, 3)
+    ribs.brush_size = 9
+    ribs.paint((3, 40, 30), 1)
+    wide = int(project.changed_pixels_of([3])[0])
+    ribs.paint((3, 40, 30), 0)
+    ribs.brush_size = 5
+    ribs.paint((3, 40, 30), 1)
+    small = int(project.changed_pixels_of([3])[0])
+    assert 0 < small < wide
+    viewer.dims.set_current_step(0, 0)
+    ribs.visible = False
+    ribs.undo()
+    ribs.undo()
+    recounted.clear()
+    ribs.visible = True
+    assert _frames_recounted(recounted) == [0, 3]
+    assert int(project.changed_pixels_of([3])[0]) == wide
+    _assert_counts_shown(widget)
+    ribs.redo()  # the erase: napari's redo, and the history's, hold the erase and the small disc
+    assert not project.labels[3].any()
+    _assert_counts_shown(widget)
+    ribs.redo()
+    assert int(project.changed_pixels_of([3])[0]) == small
+    _assert_counts_shown(widget)

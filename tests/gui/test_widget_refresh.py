@@ -268,3 +268,36 @@ def test_two_undos_while_hidden_that_leave_the_last_stroke_looking_in_effect_are
     ribs.redo()
     assert int(project.changed_pixels_of([3])[0]) == small
     _assert_counts_shown(widget)
+
+
+def test_a_stroke_painted_after_an_undo_no_redraw_reported_reports_the_undo_first(
+    docked, long_stack, recounted
+):
+    """An undo while the ribs layer is hidden (no redraw), then a stroke on another frame: napari
+    drops the undone stroke, but StrokeHistory kept it in effect, so the undo's frame (5) was
+    reported by nobody (a quick save skipped it, its count went stale) until the new stroke was
+    undone, when frame 5 was recounted for nothing. The stroke's paint event now reports the undo
+    first, and its own undo recounts only its frame."""
+    viewer, widget = docked
+    widget.load(long_stack)
+    widget.tabs.setCurrentWidget(widget.review_section)
+    ribs = widget.session.labels_layer
+    project = widget.session.project
+    ribs.brush_size = 5
+    for frame in (2, 5):
+        viewer.dims.set_current_step(0, frame)
+        ribs.paint((frame, 40, 30), 1)
+    viewer.dims.set_current_step(0, 3)
+    ribs.visible = False
+    ribs.undo()  # the stroke on frame 5
+    recounted.clear()
+    ribs.paint((3, 20, 20), 1)
+    assert 5 in _frames_recounted(recounted)
+    viewer.dims.set_current_step(0, 0)  # its quick save reads the frames reported edited
+    np.testing.assert_array_equal(ReviewProject.load(project.folder).labels, project.labels)
+    ribs.visible = True
+    _assert_counts_shown(widget)
+    recounted.clear()
+    ribs.undo()  # the stroke on frame 3
+    assert _frames_recounted(recounted) == [0, 3]
+    _assert_counts_shown(widget)

@@ -319,13 +319,22 @@ class StrokeHistory:
             return set()  # nothing napari can undo
         moved: set[int] | None = set()
         frames = frozenset(frames)
+        new = None if data is None else _read_stroke(item, tuple(np.shape(data)), frames)
+        # A single paint() sends its paint event before it writes: the stroke is then in effect
+        # from the next call on, which sees it written and names its frames (counted again).
+        unwritten = (
+            new is not None
+            and len(new.pixels) > 0
+            and not np.array_equal(
+                np.asarray(data[np.unravel_index(new.pixels, np.shape(data))]), new.after
+            )
+        )
         if data is not None and self._items:
             moved = None
-            new = _read_stroke(item, tuple(np.shape(data)), frames)
             if new is not None and self._ready(data):
                 self._reads[id(item)] = new
-                # The labels before the stroke: napari sends the paint event of a single paint()
-                # before it writes, and that of a mouse stroke after.
+                # The labels before the stroke (napari sends the paint event of a mouse stroke
+                # after it wrote).
                 actual = self._read(data)
                 at = np.searchsorted(self._pixels, new.pixels)
                 known = at < len(self._pixels)
@@ -335,7 +344,7 @@ class StrokeHistory:
         del self._items[self.in_effect :]
         self._items.append((item, frames))
         del self._items[:-UNDO_DEPTH]
-        self.in_effect = len(self._items)
+        self.in_effect = len(self._items) - int(unwritten)
         self._strokes = None
         kept = {id(i) for i, _ in self._items}  # the items hold their ids while kept
         self._reads = {key: read for key, read in self._reads.items() if key in kept}

@@ -301,3 +301,68 @@ def test_a_stroke_painted_after_an_undo_no_redraw_reported_reports_the_undo_firs
     ribs.undo()  # the stroke on frame 3
     assert _frames_recounted(recounted) == [0, 3]
     _assert_counts_shown(widget)
+
+
+def test_any_strokes_undos_and_redos_report_exactly_the_frames_that_changed():
+    """Random strokes (single paints, whose paint event comes before the write, and mouse-like
+    strokes, whose event comes after; brush and 3-D ball; paint and erase over a few spots, so
+    strokes lie inside others) with undos and redos, read every few operations as a redraw (often
+    several undos at once, as while the ribs layer is hidden). Every frame whose labels changed
+    since the last redraw is reported, by a stroke's own frames, by its paint event (the undos
+    before it) or by the redraw; a redraw after undos and redos alone names exactly those
+    frames. The previous StrokeHistory missed frames on this sequence."""
+    from napari.layers import Labels
+
+    from napari_ribseg._widgets._session import StrokeHistory
+
+    rng = np.random.default_rng(7)
+    layer = Labels(np.zeros((5, 12, 12), np.uint8))
+    history = StrokeHistory()
+    told: set[int] = set()
+    painted = False
+
+    def on_paint(event) -> None:
+        nonlocal painted
+        painted = True
+        frames = set()
+        for atom in event.value:
+            start, stop, _ = atom.slice_key[0].indices(5)
+            frames.update(range(start, stop))
+        told.update(frames)
+        moved = history.painted(event.value, frames, layer.data)
+        assert moved is not None
+        told.update(moved)
+
+    layer.events.paint.connect(on_paint)
+    last = layer.data.copy()
+    spots = [(3, 4), (4, 5), (8, 7)]
+    redraws = moves = 0
+    for _ in range(600):
+        op = rng.choice(["paint", "stroke", "undo", "redo"], p=[0.2, 0.2, 0.35, 0.25])
+        if op in ("paint", "stroke"):
+            layer.n_edit_dimensions = int(rng.choice([2, 3]))
+            layer.brush_size = int(rng.choice([1, 3, 5]))
+            label = int(rng.integers(0, 2))
+            frame = int(rng.integers(0, 5))
+            y, x = spots[int(rng.integers(0, len(spots)))]
+            if op == "paint":
+                layer.paint((frame, y, x), label)
+            else:
+                with layer.block_history():
+                    for dx in range(int(rng.integers(1, 4))):
+                        layer.paint((frame, y, x + dx), label, refresh=False)
+        elif op == "undo":
+            layer.undo()
+        else:
+            layer.redo()
+        if rng.random() < 0.4:  # a redraw
+            moved = history.settle(layer.data)
+            assert moved is not None
+            changed = set(np.flatnonzero((layer.data != last).any(axis=(1, 2))).tolist())
+            assert changed <= moved | told
+            if not painted:
+                assert moved == changed
+                moves += bool(moved)
+            last, told, painted = layer.data.copy(), set(), False
+            redraws += 1
+    assert redraws > 150 and moves > 50

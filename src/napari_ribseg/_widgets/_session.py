@@ -287,13 +287,14 @@ class StrokeHistory:
     many of them are in effect. napari's undo and redo tell nobody which strokes they replayed
     (and nobody at all while the layer is hidden); :meth:`settle` reads that from the pixels.
 
-    The labels with the first ``k`` strokes in effect are known on every pixel a stroke wrote:
-    each stroke recorded what its pixels held before it and what it wrote. The number in effect
-    is a ``k`` whose labels equal the layer's on those pixels (see :meth:`_follow` when several
-    do), so any number of undos and redos between two calls, strokes that lie inside others and
-    strokes whose paint event came before or after their pixels were written are all followed,
-    and the frames reported are those whose labels changed. Pixels no stroke wrote are never
-    read: an edit there by other means is not seen here.
+    Each stroke recorded the pixels it wrote, what they held before and what it wrote; napari's
+    undo writes the first back, its redo the second. So from the labels last seen (on every pixel
+    a stroke wrote), replaying undos and redos gives the labels for every number of strokes in
+    effect, and the number in effect now is one whose labels equal the layer's (see
+    :meth:`_follow` when several do). Any number of undos and redos between two calls, strokes
+    that lie inside others, and strokes whose paint event came before or after their pixels were
+    written are all followed, and the frames reported are those whose labels changed. Pixels no
+    stroke wrote are never read: an edit there by other means is not seen here.
     """
 
     def __init__(self) -> None:
@@ -332,7 +333,6 @@ class StrokeHistory:
         if data is not None and self._items:
             moved = None
             if new is not None and self._ready(data):
-                self._reads[id(item)] = new
                 # The labels before the stroke (napari sends the paint event of a mouse stroke
                 # after it wrote).
                 actual = self._read(data)
@@ -348,13 +348,18 @@ class StrokeHistory:
         self._strokes = None
         kept = {id(i) for i, _ in self._items}  # the items hold their ids while kept
         self._reads = {key: read for key, read in self._reads.items() if key in kept}
+        if data is not None:
+            if new is not None and self._reads_shape == tuple(np.shape(data)):
+                self._reads[id(item)] = new
+            # Now, not at the next redraw: undos before it would look like the labels it expects.
+            self._ready(data, now=True)
         return moved
 
     def settle(self, data: Any) -> set[int] | None:
         """The frames whose labels the undos and redos since the last call changed; ``None`` when
         no number of strokes in effect gives the labels (a stroke's pixels were written by other
         means, a stroke napari recorded in a layout this does not read): which changed is
-        unknown."""
+        unknown. The next call compares with the labels seen by this one."""
         if not self._items:
             return set()
         if not self._ready(data):
@@ -362,10 +367,11 @@ class StrokeHistory:
         return self._follow(self._read(data))
 
     # -- the pixels ----------------------------------------------------------------------------
-    def _ready(self, data: Any) -> bool:
-        """Read the strokes as pixels of ``data``'s shape (once per shape and set of strokes)."""
+    def _ready(self, data: Any, now: bool = False) -> bool:
+        """Read the strokes as pixels of ``data``'s shape (once per shape and set of strokes);
+        ``now``: ``data`` holds the labels with ``in_effect`` strokes in effect."""
         shape = tuple(np.shape(data))
-        if self._strokes is not None and shape == self._shape:
+        if self._strokes is not None and shape == self._shape and not now:
             return True
         if shape != self._reads_shape:
             self._reads, self._reads_shape = {}, shape
@@ -382,6 +388,10 @@ class StrokeHistory:
         self._pixels = pixels[np.r_[True, pixels[1:] != pixels[:-1]]] if len(pixels) else pixels
         self._where = [np.searchsorted(self._pixels, s.pixels) for s in strokes]
         dtype = np.result_type(*(s.before for s in strokes), *(s.after for s in strokes))
+        if now:
+            self._expected = self._read(data).astype(dtype, copy=False)
+            return True
+        # The labels with in_effect strokes in effect, from the strokes alone (no labels seen yet).
         expected = np.zeros(len(self._pixels), dtype)
         for stroke, where in zip(strokes[::-1], self._where[::-1], strict=True):
             expected[where] = stroke.before  # the first stroke on a pixel tells what it held
@@ -405,9 +415,11 @@ class StrokeHistory:
         # those above it, as napari drops its redo list: the highest keeps every stroke napari
         # may still undo (one it no longer has is only never matched).
         best: tuple[int, np.ndarray] | None = None
+        off = int(np.count_nonzero(differ))
+        closest = (off, start)  # the fewest pixels unexplained, and where
         for step in (1, -1):  # redos first, as far as they go; then the nearest undo
             labels, wrong = expected.copy(), differ.copy()
-            count, k = int(np.count_nonzero(wrong)), start
+            count, k = off, start
             while best is None or step > 0:
                 if not ((k > 0) if step < 0 else (k < len(strokes))):
                     break
@@ -421,9 +433,16 @@ class StrokeHistory:
                 k += step
                 if count == 0:
                     best = (k, labels.copy() if step > 0 else labels)
+                if count < closest[0] or (count == closest[0] and k > closest[1]):
+                    closest = (count, k)
             if best is not None:
                 break
         if best is None:
+            # Written by other means (and maybe undone or redone too). napari's undo and redo
+            # write the strokes' values over whatever is there, so they are followed from these
+            # labels on, with the number in effect that leaves the fewest pixels unexplained;
+            # which frames changed is unknown.
+            self.in_effect, self._expected = closest[1], actual
             return None
         self.in_effect, self._expected = best
         if len(self._shape or ()) == 3:  # (frames, rows, columns): the frames of the pixels

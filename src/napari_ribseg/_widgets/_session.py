@@ -309,6 +309,10 @@ class StrokeHistory:
         self._pixels = np.zeros(0, np.int64)  # every pixel a stroke wrote, sorted
         self._where: list[np.ndarray] = []  # each stroke's pixels as positions in _pixels
         self._expected = np.zeros(0)  # the labels on _pixels with in_effect strokes in effect
+        #: The last number in effect and labels that the strokes explained exactly; differs from
+        #: (in_effect, _expected) after labels no number explained were taken as they were.
+        self._known: tuple[int, np.ndarray] = (0, self._expected)
+        self._guessed = False
 
     def painted(self, item: Any, frames: set[int], data: Any = None) -> set[int] | None:
         """A stroke was painted: napari forgets what was undone (no redo after a new stroke).
@@ -340,7 +344,7 @@ class StrokeHistory:
                 known = at < len(self._pixels)
                 known[known] = self._pixels[at[known]] == new.pixels[known]
                 actual[at[known]] = new.before[known]
-                moved = self._follow(actual)
+                moved = self._follow_before_stroke(actual)
         del self._items[self.in_effect :]
         self._items.append((item, frames))
         del self._items[:-UNDO_DEPTH]
@@ -390,6 +394,7 @@ class StrokeHistory:
         dtype = np.result_type(*(s.before for s in strokes), *(s.after for s in strokes))
         if now:
             self._expected = self._read(data).astype(dtype, copy=False)
+            self._known, self._guessed = (self.in_effect, self._expected), False
             return True
         # The labels with in_effect strokes in effect, from the strokes alone (no labels seen yet).
         expected = np.zeros(len(self._pixels), dtype)
@@ -398,11 +403,27 @@ class StrokeHistory:
         for stroke, where in zip(strokes[: self.in_effect], self._where, strict=False):
             expected[where] = stroke.after
         self._expected = expected
+        self._known, self._guessed = (self.in_effect, expected), False
         return True
 
     def _read(self, data: Any) -> np.ndarray:
         index = np.unravel_index(self._pixels, self._shape)
         return np.array(np.asarray(data[index]) if len(self._pixels) else [], copy=True)
+
+    def _follow_before_stroke(self, actual: np.ndarray) -> set[int] | None:
+        """:meth:`_follow` for the labels before a new stroke: from the last labels the strokes
+        explained first. A redraw while a mouse stroke is under way (its pixels partly written,
+        no paint event yet) sees labels no number of strokes explains, or a wrong one explains
+        by chance; taken as they were, they would misplace the stroke once it is told."""
+        if not self._guessed:
+            return self._follow(actual)
+        guess = (self.in_effect, self._expected)
+        (self.in_effect, self._expected), self._guessed = self._known, False
+        moved = self._follow(actual)
+        if moved is None:  # written by other means since: from the labels as last seen
+            (self.in_effect, self._expected), self._guessed = guess, True
+            moved = self._follow(actual)
+        return moved
 
     def _follow(self, actual: np.ndarray) -> set[int] | None:
         """Move ``in_effect`` to the number of strokes that gives ``actual``; the frames changed."""
@@ -442,9 +463,10 @@ class StrokeHistory:
             # write the strokes' values over whatever is there, so they are followed from these
             # labels on, with the number in effect that leaves the fewest pixels unexplained;
             # which frames changed is unknown.
-            self.in_effect, self._expected = closest[1], actual
+            self.in_effect, self._expected, self._guessed = closest[1], actual, True
             return None
         self.in_effect, self._expected = best
+        self._known, self._guessed = best, False
         if len(self._shape or ()) == 3:  # (frames, rows, columns): the frames of the pixels
             return {
                 int(f) for f in np.unique(np.unravel_index(self._pixels[differ], self._shape)[0])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
@@ -229,82 +229,250 @@ def source_of(layer: Image) -> Path | None:
 UNDO_DEPTH = 100
 
 
-def _stroke_state(item: Any, data: Any) -> str | None:
-    """Whether every pixel a stroke (a napari undo item: its atoms) wrote still holds what it wrote
-    (``"applied"``) or what it replaced (``"undone"``); ``"empty"`` when it wrote no pixel;
-    ``None`` when neither (written since by other means, or an atom this does not know). napari
-    records only the pixels a stroke changed, so the two states never meet on one that wrote."""
-    applied = undone = True
-    empty = True
-    for atom in item:
-        if getattr(atom, "slice_key", None) is not None:  # a masked edit: box, mask, old, label
-            region = np.asarray(data[atom.slice_key])
-            values = region if atom.mask is None else region[atom.mask]
-            old, new = atom.old_values, atom.new_value
-        elif isinstance(atom, tuple) and len(atom) == 3:  # (indices, before, after)
-            values = np.asarray(data[atom[0]])
-            old, new = atom[1], atom[2]
-        else:
-            return None
-        if values.size == 0:
-            continue
-        empty = False
-        applied = applied and bool(np.all(values == new))
-        undone = undone and np.array_equal(values, old)
-        if not (applied or undone):
-            return None
-    return "empty" if empty else "applied" if applied else "undone"
+class _Stroke(NamedTuple):
+    """One stroke as pixels: where it wrote (flat indices into the labels, sorted, unique), what
+    they held before it and what it wrote, and the frames its paint event named."""
+
+    pixels: np.ndarray
+    before: np.ndarray
+    after: np.ndarray
+    frames: frozenset[int]
+
+
+def _read_stroke(item: Any, shape: tuple[int, ...], frames: frozenset[int]) -> _Stroke | None:
+    """A napari undo item (its atoms) as the pixels it wrote; ``None`` for an atom of a layout
+    this does not know (napari's undo data is not public API)."""
+    flats, befores, afters = [], [], []
+    try:
+        for atom in item:
+            key = getattr(atom, "slice_key", None)
+            if key is not None:  # a masked edit: box, mask of changed pixels, old values, label
+                if len(key) != len(shape) or not all(isinstance(s, slice) for s in key):
+                    return None
+                ranges = [range(*s.indices(n)) for s, n in zip(key, shape, strict=True)]
+                old = np.asarray(atom.old_values)
+                if atom.mask is None:  # every pixel of the box changed; old is the box
+                    local = np.indices([len(r) for r in ranges]).reshape(len(shape), -1)
+                    old = old.reshape(-1)
+                else:
+                    local = np.nonzero(np.asarray(atom.mask))
+                index = tuple(np.asarray(i) + r.start for i, r in zip(local, ranges, strict=True))
+                new = np.asarray(atom.new_value)
+            elif isinstance(atom, tuple) and len(atom) == 3:  # (indices, before, after)
+                if not isinstance(atom[0], tuple) or len(atom[0]) != len(shape):
+                    return None
+                index = tuple(np.broadcast_arrays(*(np.asarray(i) for i in atom[0])))
+                old, new = np.asarray(atom[1]), np.asarray(atom[2])
+            else:
+                return None
+            if not all(np.issubdtype(i.dtype, np.integer) for i in index):
+                return None
+            flat = np.ravel_multi_index(index, shape, mode="wrap").ravel()
+            flats.append(flat)
+            befores.append(np.broadcast_to(old, index[0].shape).ravel())
+            afters.append(np.broadcast_to(new, index[0].shape).ravel())
+    except (TypeError, ValueError, AttributeError):
+        return None
+    if not flats:
+        return _Stroke(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), frames)
+    flat, before, after = (np.concatenate(x) for x in (flats, befores, afters))
+    # A pixel written twice in one stroke held, before it, what the first write replaced.
+    pixels, first = np.unique(flat, return_index=True)
+    _, last = np.unique(flat[::-1], return_index=True)
+    return _Stroke(pixels, before[first], after[len(flat) - 1 - last], frames)
 
 
 class StrokeHistory:
-    """The ribs layer's strokes as its paint events told them, each with the frames it wrote into,
-    split into those in effect and those undone. napari's undo and redo tell nobody which stroke
-    they replayed; :meth:`settle` reads that from the pixels, so a refresh recounts only the
-    frames of the strokes it moved, however many frames were painted before."""
+    """The ribs layer's strokes as its paint events told them, in napari's undo order, and how
+    many of them are in effect. napari's undo and redo tell nobody which strokes they replayed
+    (and nobody at all while the layer is hidden); :meth:`settle` reads that from the pixels.
+
+    Each stroke recorded the pixels it wrote, what they held before and what it wrote; napari's
+    undo writes the first back, its redo the second. So from the labels last seen (on every pixel
+    a stroke wrote), replaying undos and redos gives the labels for every number of strokes in
+    effect, and the number in effect now is one whose labels equal the layer's (see
+    :meth:`_follow` when several do). Any number of undos and redos between two calls, strokes
+    that lie inside others, and strokes whose paint event came before or after their pixels were
+    written are all followed, and the frames reported are those whose labels changed. Pixels no
+    stroke wrote are never read: an edit there by other means is not seen here.
+    """
 
     def __init__(self) -> None:
-        self.done: list[tuple[Any, frozenset[int]]] = []
-        self.undone: list[tuple[Any, frozenset[int]]] = []
+        self._items: list[tuple[Any, frozenset[int]]] = []
+        #: How many of the strokes are in effect (the rest were undone, the last one first).
+        self.in_effect = 0
+        self._shape: tuple[int, ...] | None = None
+        self._strokes: list[_Stroke] | None = None
+        #: Each stroke read as pixels of the labels' shape (by ``id`` of its undo item).
+        self._reads: dict[int, _Stroke | None] = {}
+        self._reads_shape: tuple[int, ...] | None = None
+        self._pixels = np.zeros(0, np.int64)  # every pixel a stroke wrote, sorted
+        self._where: list[np.ndarray] = []  # each stroke's pixels as positions in _pixels
+        self._expected = np.zeros(0)  # the labels on _pixels with in_effect strokes in effect
+        #: The last number in effect and labels that the strokes explained exactly; differs from
+        #: (in_effect, _expected) after labels no number explained were taken as they were.
+        self._known: tuple[int, np.ndarray] = (0, self._expected)
+        self._guessed = False
 
-    def painted(self, item: Any, frames: set[int]) -> None:
-        """A stroke was painted: napari forgets what was undone (no redo after a new stroke)."""
+    def painted(self, item: Any, frames: set[int], data: Any = None) -> set[int] | None:
+        """A stroke was painted: napari forgets what was undone (no redo after a new stroke).
+
+        With ``data`` (the labels, the stroke written or about to be) the undos and redos since
+        the last :meth:`settle` are read first, from the labels as they were before the stroke;
+        returns the frames they changed (``None``: unknown, as for :meth:`settle`)."""
         if not isinstance(item, list | tuple) or not item:
-            return  # nothing napari can undo
-        self.done.append((item, frozenset(frames)))
-        del self.done[:-UNDO_DEPTH]
-        self.undone.clear()
+            return set()  # nothing napari can undo
+        moved: set[int] | None = set()
+        frames = frozenset(frames)
+        new = None if data is None else _read_stroke(item, tuple(np.shape(data)), frames)
+        # A single paint() sends its paint event before it writes: the stroke is then in effect
+        # from the next call on, which sees it written and names its frames (counted again).
+        unwritten = (
+            new is not None
+            and len(new.pixels) > 0
+            and not np.array_equal(
+                np.asarray(data[np.unravel_index(new.pixels, np.shape(data))]), new.after
+            )
+        )
+        if data is not None and self._items:
+            moved = None
+            if new is not None and self._ready(data):
+                # The labels before the stroke (napari sends the paint event of a mouse stroke
+                # after it wrote).
+                actual = self._read(data)
+                at = np.searchsorted(self._pixels, new.pixels)
+                known = at < len(self._pixels)
+                known[known] = self._pixels[at[known]] == new.pixels[known]
+                actual[at[known]] = new.before[known]
+                moved = self._follow_before_stroke(actual)
+        del self._items[self.in_effect :]
+        self._items.append((item, frames))
+        del self._items[:-UNDO_DEPTH]
+        self.in_effect = len(self._items) - int(unwritten)
+        self._strokes = None
+        kept = {id(i) for i, _ in self._items}  # the items hold their ids while kept
+        self._reads = {key: read for key, read in self._reads.items() if key in kept}
+        if data is not None:
+            if new is not None and self._reads_shape == tuple(np.shape(data)):
+                self._reads[id(item)] = new
+            # Now, not at the next redraw: undos before it would look like the labels it expects.
+            self._ready(data, now=True)
+        return moved
 
     def settle(self, data: Any) -> set[int] | None:
-        """The frames of the strokes undone or redone since the last call (moved between the two
-        lists); ``None`` when a stroke is neither in effect nor undone (edited by other means)."""
-        moved: set[int] = set()
-        # An undo leaves the last stroke in effect "undone", a redo the last one undone
-        # "applied". Both lists are walked until neither moves: a stroke below the one redone
-        # may read as neither while the redone one, painted over it, is not yet back on top
-        # (a stroke, then an erase of part of it, undone and redone), which is no edit by other
-        # means. Only the tops left once nothing moves must be in effect and undone.
-        progress = True
-        while progress:
-            progress = False
-            for source, target, gone in (
-                (self.done, self.undone, "undone"),
-                (self.undone, self.done, "applied"),
-            ):
-                while source:
-                    item, frames = source[-1]
-                    state = _stroke_state(item, data)
-                    if state == "empty":  # nothing to undo or redo: nothing to follow
-                        source.pop()
-                        continue
-                    if state != gone:
-                        break
-                    target.append(source.pop())
-                    moved |= frames
-                    progress = True
-        for stack, state in ((self.done, "applied"), (self.undone, "undone")):
-            if stack and _stroke_state(stack[-1][0], data) != state:
-                return None
+        """The frames whose labels the undos and redos since the last call changed; ``None`` when
+        no number of strokes in effect gives the labels (a stroke's pixels were written by other
+        means, a stroke napari recorded in a layout this does not read): which changed is
+        unknown. The next call compares with the labels seen by this one."""
+        if not self._items:
+            return set()
+        if not self._ready(data):
+            return None
+        return self._follow(self._read(data))
+
+    # -- the pixels ----------------------------------------------------------------------------
+    def _ready(self, data: Any, now: bool = False) -> bool:
+        """Read the strokes as pixels of ``data``'s shape (once per shape and set of strokes);
+        ``now``: ``data`` holds the labels with ``in_effect`` strokes in effect."""
+        shape = tuple(np.shape(data))
+        if self._strokes is not None and shape == self._shape and not now:
+            return True
+        if shape != self._reads_shape:
+            self._reads, self._reads_shape = {}, shape
+        for item, frames in self._items:  # each stroke is read once (a long one takes ~2 ms)
+            if id(item) not in self._reads:
+                self._reads[id(item)] = _read_stroke(item, shape, frames)
+        strokes = [self._reads[id(item)] for item, _ in self._items]
+        if any(s is None for s in strokes):
+            self._strokes = None
+            return False
+        self._shape, self._strokes = shape, strokes  # type: ignore[assignment]
+        # Sorted, then duplicates dropped: np.unique hashes, ~20 times slower on 300k pixels.
+        pixels = np.sort(np.concatenate([s.pixels for s in strokes]))
+        self._pixels = pixels[np.r_[True, pixels[1:] != pixels[:-1]]] if len(pixels) else pixels
+        self._where = [np.searchsorted(self._pixels, s.pixels) for s in strokes]
+        dtype = np.result_type(*(s.before for s in strokes), *(s.after for s in strokes))
+        if now:
+            self._expected = self._read(data).astype(dtype, copy=False)
+            self._known, self._guessed = (self.in_effect, self._expected), False
+            return True
+        # The labels with in_effect strokes in effect, from the strokes alone (no labels seen yet).
+        expected = np.zeros(len(self._pixels), dtype)
+        for stroke, where in zip(strokes[::-1], self._where[::-1], strict=True):
+            expected[where] = stroke.before  # the first stroke on a pixel tells what it held
+        for stroke, where in zip(strokes[: self.in_effect], self._where, strict=False):
+            expected[where] = stroke.after
+        self._expected = expected
+        self._known, self._guessed = (self.in_effect, expected), False
+        return True
+
+    def _read(self, data: Any) -> np.ndarray:
+        index = np.unravel_index(self._pixels, self._shape)
+        return np.array(np.asarray(data[index]) if len(self._pixels) else [], copy=True)
+
+    def _follow_before_stroke(self, actual: np.ndarray) -> set[int] | None:
+        """:meth:`_follow` for the labels before a new stroke: from the last labels the strokes
+        explained first. A redraw while a mouse stroke is under way (its pixels partly written,
+        no paint event yet) sees labels no number of strokes explains, or a wrong one explains
+        by chance; taken as they were, they would misplace the stroke once it is told."""
+        if not self._guessed:
+            return self._follow(actual)
+        guess = (self.in_effect, self._expected)
+        (self.in_effect, self._expected), self._guessed = self._known, False
+        moved = self._follow(actual)
+        if moved is None:  # written by other means since: from the labels as last seen
+            (self.in_effect, self._expected), self._guessed = guess, True
+            moved = self._follow(actual)
         return moved
+
+    def _follow(self, actual: np.ndarray) -> set[int] | None:
+        """Move ``in_effect`` to the number of strokes that gives ``actual``; the frames changed."""
+        expected, strokes, start = self._expected, self._strokes or [], self.in_effect
+        differ = expected != actual
+        if not differ.any():
+            return set()
+        # Several numbers of strokes in effect can give the same labels (a stroke, then an erase
+        # of all of it). Any of them names the frames that changed, but the next stroke drops
+        # those above it, as napari drops its redo list: the highest keeps every stroke napari
+        # may still undo (one it no longer has is only never matched).
+        best: tuple[int, np.ndarray] | None = None
+        off = int(np.count_nonzero(differ))
+        closest = (off, start)  # the fewest pixels unexplained, and where
+        for step in (1, -1):  # redos first, as far as they go; then the nearest undo
+            labels, wrong = expected.copy(), differ.copy()
+            count, k = off, start
+            while best is None or step > 0:
+                if not ((k > 0) if step < 0 else (k < len(strokes))):
+                    break
+                # Undoing stroke k-1 writes back what it replaced; redoing stroke k, what it wrote.
+                i = k - 1 if step < 0 else k
+                where = self._where[i]
+                labels[where] = strokes[i].before if step < 0 else strokes[i].after
+                count -= int(np.count_nonzero(wrong[where]))
+                wrong[where] = labels[where] != actual[where]
+                count += int(np.count_nonzero(wrong[where]))
+                k += step
+                if count == 0:
+                    best = (k, labels.copy() if step > 0 else labels)
+                if count < closest[0] or (count == closest[0] and k > closest[1]):
+                    closest = (count, k)
+            if best is not None:
+                break
+        if best is None:
+            # Written by other means (and maybe undone or redone too). napari's undo and redo
+            # write the strokes' values over whatever is there, so they are followed from these
+            # labels on, with the number in effect that leaves the fewest pixels unexplained;
+            # which frames changed is unknown.
+            self.in_effect, self._expected, self._guessed = closest[1], actual, True
+            return None
+        self.in_effect, self._expected = best
+        self._known, self._guessed = best, False
+        if len(self._shape or ()) == 3:  # (frames, rows, columns): the frames of the pixels
+            return {
+                int(f) for f in np.unique(np.unravel_index(self._pixels[differ], self._shape)[0])
+            }
+        lo, hi = sorted((start, self.in_effect))
+        return {f for _, fs in self._items[lo:hi] for f in fs}
 
 
 class ReviewSession(QObject):
@@ -715,7 +883,9 @@ class ReviewSession(QObject):
         if self.core is not None:
             item = getattr(event, "value", None)
             frames = self._frames_of_stroke(item)
-            self._strokes.painted(item, frames)
+            data = self.labels_layer.data if self.labels_layer is not None else None
+            # Undos and redos since the last redraw (done while the layer was hidden) first.
+            self._report_moved(self._strokes.painted(item, frames, data))
             self.core.mark_edited(sorted(frames))
             self._idle_timer_restart()
 
@@ -749,6 +919,12 @@ class ReviewSession(QObject):
         if not same_layer(getattr(event, "source", self.labels_layer), self.labels_layer):
             return
         moved = self._strokes.settle(self.labels_layer.data)
+        self._report_moved(moved if moved is None else moved | {self.current_frame()})
+
+    def _report_moved(self, moved: set[int] | None) -> None:
+        """Tell the review the frames undos and redos changed (``None``: unknown)."""
+        if self.core is None:
+            return
         project = self.core.project
         if moved is None:
             # A stroke's pixels were written since by other means (a script, Revert edits, a
@@ -757,7 +933,9 @@ class ReviewSession(QObject):
             project.mark_labels_changed(None)
             self.labels_updated.emit([])
             return
-        frames = sorted(f for f in moved | {self.current_frame()} if 0 <= f < self.n_frames)
+        frames = sorted(f for f in moved if 0 <= f < self.n_frames)
+        if not frames:
+            return
         # Reported to the review too (without its labels_changed, which would redraw the layer
         # again): napari's undo and redo write no paint event, and a quick save reads only the
         # frames reported edited.

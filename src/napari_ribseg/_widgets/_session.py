@@ -10,6 +10,7 @@ the saved probabilities, the mask options and the overwrite rule. The Labels lay
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,33 @@ RIBS_LAYER_KEY = "ribseg_ribs_layer"
 REVIEW_NAME_KEY = "ribseg_review_name"
 
 
+_log = logging.getLogger(__name__)
+
+#: What a start path (a load, a bind, a run, a listing) shows the user as a message rather than a
+#: traceback: the core's own errors, and what the system and the core's validation raise for a
+#: bad path, a full disk or a value out of range. Anything else is a bug and propagates.
+USER_ERRORS: tuple[type[BaseException], ...] = (RibsegError, OSError, ValueError)
+
+
+def user_error(action: str, exc: BaseException, path: str | Path | None = None) -> str:
+    """The message that tells the user why ``action`` failed (:func:`friendly_error`).
+
+    An ``OSError`` or ``ValueError`` is also logged with its traceback: it may be a bug rather
+    than the user's file or disk, and the one line shown must not be all that is left of it.
+    """
+    message = friendly_error(action, exc, path)
+    if not isinstance(exc, RibsegError):
+        _log.warning("%s", message, exc_info=exc)
+    return message
+
+
+def notify_user_error(action: str, exc: BaseException, path: str | Path | None = None) -> str:
+    """Show why ``action`` failed in napari's notification area (:func:`user_error`); the message."""
+    message = user_error(action, exc, path)
+    notify_error(message)
+    return message
+
+
 def notify_error(message: str) -> None:
     """Show an error in napari's notification area (never a modal dialog)."""
     from napari.utils.notifications import show_error
@@ -70,6 +98,9 @@ def friendly_error(action: str, exc: BaseException, path: str | Path | None = No
     path pushes the reason out of sight.
     """
     reason = str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        # "No space left on device: /data/x" rather than "[Errno 28] No space left ...: '/data/x'".
+        reason = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
     if path is not None:
         for prefix in (str(path), str(Path(path).resolve())):
             if reason.startswith(prefix):

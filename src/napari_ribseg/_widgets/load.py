@@ -20,9 +20,10 @@ from qtpy.QtWidgets import (
 )
 
 from napari_ribseg._widgets._session import (
+    USER_ERRORS,
     ReviewSession,
-    friendly_error,
     notify_error,
+    notify_user_error,
     same_layer,
     source_of,
 )
@@ -225,12 +226,10 @@ class LoadSection(QWidget):
 
         try:
             stack = read_stack(path)
-        except RibsegError as exc:
-            notify_error(friendly_error("Could not open", exc, path))
-            return None
-        except (OSError, ValueError) as exc:
+        except USER_ERRORS as exc:
             # A reader bug or an unexpected file must not take the viewer down with it.
-            notify_error(friendly_error("Could not open (is it an ultrasound stack?)", exc, path))
+            what = "" if isinstance(exc, RibsegError) else " (is it an ultrasound stack?)"
+            notify_user_error(f"Could not open{what}", exc, path)
             return None
         return self.add_stack(stack)
 
@@ -294,8 +293,8 @@ class LoadSection(QWidget):
 
         try:
             show_region(self.session.viewer, image)
-        except RibsegError as exc:
-            notify_error(f"Could not find the ultrasound image inside '{image.name}': {exc}")
+        except USER_ERRORS as exc:
+            notify_user_error(f"Could not find the ultrasound image inside '{image.name}'", exc)
 
     def _present(self, before: list, added: list, image: Image) -> None:
         """Show a new stack as the one to work on: alone, framed, in mm, its ribs layer active.

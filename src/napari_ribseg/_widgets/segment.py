@@ -35,10 +35,12 @@ from superqt import QLabeledDoubleSlider
 
 from napari_ribseg._widgets._session import (
     PROBABILITY_KEY,
+    USER_ERRORS,
     ReviewSession,
     friendly_error,
     notify_error,
     notify_info,
+    notify_user_error,
     same_layer,
 )
 from napari_ribseg._widgets._settings import model_dir, save_settings
@@ -333,8 +335,8 @@ class SegmentSection(QWidget):
     def _bind(self, layer: Image) -> bool:
         try:
             restored = self.session.bind_image(layer)
-        except RibsegError as exc:
-            notify_error(friendly_error(f"Cannot review '{layer.name}'", exc))
+        except USER_ERRORS as exc:
+            notify_user_error(f"Cannot review '{layer.name}'", exc)
             self._update_run_enabled()  # nothing is under review now
             return False
         if restored and self.session.project is not None:
@@ -356,8 +358,8 @@ class SegmentSection(QWidget):
             # Start checkpoints (salient pre-training) never saw a rib: not offered for segmenting.
             entries = list_models(model_dir=model_dir(self.session.settings))
             self._entries = [e for e in entries if not e.is_start]
-        except RibsegError as exc:
-            notify_error(f"Could not list models: {exc}")
+        except USER_ERRORS as exc:
+            notify_user_error("Could not list models", exc)
             self._entries = []
         self.model_combo.blockSignals(True)
         self.model_combo.clear()

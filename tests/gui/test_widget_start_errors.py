@@ -1,0 +1,90 @@
+"""Start paths of the dock widget (a bind, a run, a model listing) when the core or the system
+raises an ``OSError`` or a ``ValueError``: only ``RibsegError`` was caught, so a full disk or an
+unreadable folder ended as a traceback in napari's console and nothing in the widget."""
+
+from __future__ import annotations
+
+import errno
+import logging
+
+import numpy as np
+import pytest
+
+from napari_ribseg.core.stack import FrameStatus
+
+
+def _stack(path, seed=0):
+    rng = np.random.default_rng(seed)
+    frames = rng.random((4, 64, 64), dtype=np.float32) * 0.3
+    frames[:, 20:26, 8:56] += 0.6
+    np.save(path, frames.clip(0, 1))
+    return path
+
+
+def _disk_full(*_args, **_kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device", "/data/reviews/clip.ribseg")
+
+
+def test_a_full_disk_while_opening_a_review_is_shown_and_logged(
+    docked, tmp_path, errors, monkeypatch, caplog
+):
+    from napari_ribseg.core.project import ReviewProject
+
+    viewer, widget = docked
+    monkeypatch.setattr(ReviewProject, "open", _disk_full)
+    with caplog.at_level(logging.WARNING, logger="napari_ribseg._widgets._session"):
+        assert widget.load(_stack(tmp_path / "a.npy")) is not None  # the stack is shown ...
+    # ... and why it is not under review, naming the folder and the cause.
+    assert errors and set(errors) == {
+        "Cannot review 'a': /data/reviews/clip.ribseg: No space left on device"
+    }
+    assert widget.session.core is None
+    # Maybe not the user's doing: the traceback is kept in the log, not only the line shown.
+    assert caplog.records and {r.exc_info[0] for r in caplog.records} == {OSError}
+
+
+def test_a_bug_in_a_start_path_is_not_turned_into_a_message(docked, tmp_path, errors, monkeypatch):
+    from napari_ribseg.core.project import ReviewProject
+
+    def bug(*_args, **_kwargs):
+        raise TypeError("open() got an unexpected keyword argument")
+
+    _viewer, widget = docked
+    monkeypatch.setattr(ReviewProject, "open", bug)
+    with pytest.raises(TypeError):
+        widget.segment_section.select_image(
+            widget.session.viewer.add_image(np.zeros((2, 64, 64), np.float32), name="x")
+        )
+
+
+def test_a_finetune_that_cannot_start_for_a_system_reason_says_why(
+    segmented, errors, monkeypatch, tiny_model
+):
+    from napari_ribseg.core.training import BackgroundFinetune
+
+    _viewer, widget = segmented
+    widget.set_status(0, FrameStatus.CURATED)
+    widget.set_status(1, FrameStatus.CURATED)
+    section = widget.finetune_section
+    section.select_base(tiny_model)
+    assert section.start_blocker() == ""
+    monkeypatch.setattr(BackgroundFinetune, "start", _disk_full)
+    assert widget.start_finetune() is False
+    assert errors == [
+        "Fine-tuning cannot start: /data/reviews/clip.ribseg: No space left on device"
+    ]
+    assert section.outcome_label.text() == errors[0]
+    assert section.job is None and section.start_btn.isEnabled()
+
+
+def test_a_bad_value_from_the_model_registry_is_shown(docked, errors, monkeypatch):
+    import napari_ribseg.core.models as models
+
+    def bad(*_args, **_kwargs):
+        raise ValueError("model card 'x.json': widths must be positive")
+
+    _viewer, widget = docked
+    monkeypatch.setattr(models, "list_models", bad)
+    widget.segment_section.refresh_models()
+    assert errors == ["Could not list models: Model card 'x.json': widths must be positive"]
+    assert widget.segment_section.current_model() is None

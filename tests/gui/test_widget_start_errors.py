@@ -88,3 +88,63 @@ def test_a_bad_value_from_the_model_registry_is_shown(docked, errors, monkeypatc
     widget.segment_section.refresh_models()
     assert errors == ["Could not list models: Model card 'x.json': widths must be positive"]
     assert widget.segment_section.current_model() is None
+
+
+def _blocked_stack(tmp_path):
+    """A stack whose review cannot open: a file sits where its review folder would go."""
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    path = _stack(blocked / "b.npy", seed=1)
+    (blocked / "b.npy.ribseg").write_text("a file where the review folder would go")
+    return path
+
+
+@pytest.mark.parametrize("remove_previous", [False, True])
+def test_a_load_that_cannot_be_reviewed_leaves_the_stack_under_review_on_screen(
+    docked, tmp_path, errors, remove_previous
+):
+    """The load hid (or removed) the previous stack's layers before the new stack was bound; when
+    the bind failed the user was left with the old stack hidden, released, and nothing new."""
+    viewer, widget = docked
+    widget.load_section.remove_previous = remove_previous
+    widget.load(_stack(tmp_path / "a.npy"))
+    widget.set_status(0, FrameStatus.CURATED)
+    image, ribs = viewer.layers["a"], viewer.layers["a ribs"]
+    status = widget.status_line.text()
+    assert status.startswith("Review saved at")
+
+    widget.load(_blocked_stack(tmp_path))
+    assert len(errors) == 1 and errors[0].startswith("Cannot review 'b'")
+    # Still under review, on screen, its ribs layer selected for the next stroke.
+    assert image in viewer.layers and ribs in viewer.layers
+    assert image.visible and ribs.visible
+    assert _same(viewer.layers.selection.active, ribs)
+    session = widget.session
+    assert _same(session.image_layer, image) and _same(session.labels_layer, ribs)
+    assert ribs.data is session.project.labels and ribs.editable
+    assert session.project.statuses.tolist() == [1, 0, 0, 0]
+    assert widget.segment_section.image_combo.currentText() == "a"
+    assert widget.status_line.text() == status
+    assert widget.review_section.table.item(0, 1).text() == "curated"
+    # The stack that could not be reviewed is kept, hidden, for a later pick.
+    assert not viewer.layers["b"].visible
+    widget.set_status(1, FrameStatus.REJECTED)  # the review still records what is done
+    assert session.project.statuses.tolist() == [1, 2, 0, 0]
+
+
+def _same(a, b) -> bool:
+    return a is b or getattr(a, "unique_id", 0) == getattr(b, "unique_id", 1)
+
+
+def test_a_second_layer_of_the_same_file_takes_over_its_review(docked, tmp_path, errors):
+    """One file, one review folder, one lock: the review under review is let go before the same
+    folder opens for the second layer (opening first would find it locked by this viewer)."""
+    viewer, widget = docked
+    path = _stack(tmp_path / "a.npy")
+    widget.load(path)
+    widget.set_status(2, FrameStatus.CURATED)
+    second = widget.load(path)
+    assert errors == []
+    assert _same(widget.session.image_layer, second)
+    assert widget.session.project.statuses.tolist() == [0, 0, 1, 0]
+    assert not viewer.layers["a"].visible and second.visible

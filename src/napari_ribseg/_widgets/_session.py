@@ -217,6 +217,11 @@ def on_image_axes(stack: np.ndarray, image: Image) -> np.ndarray:
     return stack[0] if getattr(image, "ndim", 3) == 2 and stack.shape[0] == 1 else stack
 
 
+def _same_folder(a: str | Path, b: str | Path) -> bool:
+    """Whether two review folders are one (by their resolved paths)."""
+    return Path(a).resolve() == Path(b).resolve()
+
+
 def same_layer(a: Any, b: Any) -> bool:
     """Whether two references name the same layer.
 
@@ -419,8 +424,10 @@ class ReviewSession(QObject):
     def bind_image(self, layer: Image) -> bool:
         """Make ``layer`` the stack under review: open (or restore) its review, add its Labels.
 
-        Returns whether a saved review was restored. Raises :class:`RibsegError` with a message
-        for the user when the layer cannot be reviewed.
+        Returns whether a saved review was restored. Raises :class:`RibsegError` (or another of
+        :data:`USER_ERRORS`) with a message for the user when the layer cannot be reviewed; the
+        stack under review then stays under review, unless the new review is kept in its folder
+        (one folder, one lock: that one is let go before the new one opens).
         """
         if same_layer(layer, self.image_layer) and self.core is not None:
             # The same stack again: only a ribs layer the user deleted comes back.
@@ -430,10 +437,8 @@ class ReviewSession(QObject):
         frames, scaling = frames_and_scaling(layer, data)
         former = former_fingerprints(layer, data, scaling)
         folder = self.project_folder_for(layer)
-        self._release()
-        # The previous stack's ribs layer stays on screen but no longer feeds this review.
-        self._let_go_of_labels(self.labels_layer)
-        self.labels_layer = None
+        if self.core is not None and _same_folder(self.core.project.folder, folder):
+            self._let_go_of_review()
         options = self.mask_options() if self.mask_options is not None else None
         try:
             core = CoreSession.for_frames(
@@ -441,13 +446,16 @@ class ReviewSession(QObject):
                 scaling=scaling, aliases=former,
                 variable=(getattr(layer, "metadata", None) or {}).get("variable"),
             )  # fmt: skip
-        except RibsegError:
-            # The previous review is already released: say so everywhere (no stack under review)
-            # rather than keep showing it while nothing records what is done on screen.
-            self._follow_name(None)
-            self.prob_layer = None
-            self.image_bound.emit(False)
+        except BaseException:
+            if self.core is None:
+                # Nothing is under review (or the previous review, in the same folder, is already
+                # let go): say so everywhere rather than keep showing what nothing records.
+                self._let_go_of_review()
+                self.image_bound.emit(False)
             raise
+        # Only now that the new review is open is the previous one saved and let go: a stack that
+        # cannot be reviewed leaves the one under review as it was.
+        self._let_go_of_review()
         core.labels_changed.connect(self._on_core_labels)
         core.statuses_changed.connect(self.statuses_changed.emit)
         core.saved.connect(self.saved.emit)
@@ -462,6 +470,15 @@ class ReviewSession(QObject):
         self._last_frame = self.current_frame()
         self.image_bound.emit(core.restored)
         return core.restored
+
+    def _let_go_of_review(self) -> None:
+        """Save and unlock the review under review; its ribs layer stays on screen but no longer
+        feeds it, and no stack is under review."""
+        self._release()
+        self._let_go_of_labels(self.labels_layer)
+        self.labels_layer = None
+        self._follow_name(None)
+        self.prob_layer = None
 
     def close(self) -> None:
         """The widget is going away: save and unlock the review, let go of the viewer."""
@@ -662,10 +679,7 @@ class ReviewSession(QObject):
     def forget_layer(self, layer: Any) -> None:
         """Drop references to a layer the user deleted (saving first when it was the image)."""
         if same_layer(layer, self.image_layer):
-            self._release()
-            self._let_go_of_labels(self.labels_layer)
-            self._follow_name(None)
-            self.labels_layer = self.prob_layer = None
+            self._let_go_of_review()
             self.image_bound.emit(False)
         elif same_layer(layer, self.labels_layer):
             # The review keeps the masks; the layer comes back when the stack is segmented or

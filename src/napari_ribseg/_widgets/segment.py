@@ -337,7 +337,7 @@ class SegmentSection(QWidget):
             restored = self.session.bind_image(layer)
         except USER_ERRORS as exc:
             notify_user_error(f"Cannot review '{layer.name}'", exc)
-            self._update_run_enabled()  # nothing is under review now
+            self._refresh_images()  # the picker shows the stack under review, if one still is
             return False
         if restored and self.session.project is not None:
             n = len(self.session.project.curated_frames)

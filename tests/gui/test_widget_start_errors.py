@@ -148,3 +148,42 @@ def test_a_second_layer_of_the_same_file_takes_over_its_review(docked, tmp_path,
     assert _same(widget.session.image_layer, second)
     assert widget.session.project.statuses.tolist() == [0, 0, 1, 0]
     assert not viewer.layers["a"].visible and second.visible
+
+
+def test_a_pick_in_the_image_picker_shows_the_stack_once(docked, tmp_path, qtbot):
+    """A pick by the user emits the picker's currentIndexChanged and then its activated: both
+    bound the stack and showed it (other layers hidden, outline found, view reset) twice."""
+    from qtpy.QtCore import Qt
+
+    viewer, widget = docked
+    widget.load(_stack(tmp_path / "a.npy"))
+    widget.load(_stack(tmp_path / "b.npy", seed=1))
+    shown = []
+    widget.segment_section.image_chosen.connect(lambda layer: shown.append(layer.name))
+    combo = widget.segment_section.image_combo
+    assert [combo.itemText(i) for i in range(combo.count())] == ["a", "b"]
+    assert combo.currentText() == "b"
+    combo.setFocus()
+    qtbot.keyClick(combo, Qt.Key.Key_Up)  # as a user picks: the key, not setCurrentIndex
+    assert combo.currentText() == "a" and widget.session.image_layer.name == "a"
+    assert shown == ["a"]
+    assert viewer.layers["a"].visible and not viewer.layers["b"].visible
+    # A pick of the entry already shown (activated alone) still shows it, once.
+    viewer.layers["a"].visible = False
+    combo.activated.emit(combo.currentIndex())
+    assert shown == ["a", "a"] and viewer.layers["a"].visible
+    # A pick made by a script (currentIndexChanged alone), once too.
+    combo.setCurrentIndex(combo.findText("b"))
+    assert shown == ["a", "a", "b"]
+
+
+def test_loading_a_sample_already_loaded_shows_it_once(docked, monkeypatch):
+    """The sample already in the viewer was shown by the pick its load makes and then again."""
+    _viewer, widget = docked
+    section = widget.load_section
+    image = section.load_sample("linear")
+    shown = []
+    show_region = section._show_region
+    monkeypatch.setattr(section, "_show_region", lambda layer: shown.append(show_region(layer)))
+    assert _same(section.load_sample("linear"), image)
+    assert len(shown) == 1

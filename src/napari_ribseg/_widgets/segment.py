@@ -148,6 +148,9 @@ class SegmentSection(QWidget):
         self._pbar: Any = None
         self._model_cache: dict[tuple[str, float, str], Any] = {}
         self._entries: list[ModelEntry] = []
+        #: The picker row just chosen through currentIndexChanged, until the activated signal that
+        #: follows it in the same pick by the user (or the next turn of the event loop).
+        self._picked_row: int | None = None
         self._outcome = "done"
         #: Said after the run's message: where the model ran when that is not the imaged region.
         self._region_note = ""
@@ -239,9 +242,11 @@ class SegmentSection(QWidget):
         self.run_btn.clicked.connect(lambda: self.run(self.scope_combo.currentData()))
         self.cancel_btn.clicked.connect(self.cancel)
         self.refresh_models_btn.clicked.connect(lambda: self.refresh_models())
-        self.image_combo.currentIndexChanged.connect(self._on_image_choice)
-        # Also a pick of the entry already shown (a reopened dock shows a stack not yet bound).
-        self.image_combo.activated.connect(self._on_image_choice)
+        # A script's pick (setCurrentIndex) emits currentIndexChanged; a user's pick of another
+        # entry emits it and then activated; a pick of the entry already shown (a reopened dock
+        # shows a stack not yet bound) only activated. Each pick binds and shows the stack once.
+        self.image_combo.currentIndexChanged.connect(self._on_image_changed)
+        self.image_combo.activated.connect(self._on_image_activated)
         self.device_combo.currentTextChanged.connect(self._on_device_choice)
         self.model_combo.currentIndexChanged.connect(self._on_model_choice)
         self.threshold_slider.valueChanged.connect(self._schedule_update)
@@ -317,6 +322,20 @@ class SegmentSection(QWidget):
             self.image_combo.setCurrentIndex(index)
         self.image_combo.blockSignals(False)
         return self._choose(layer)
+
+    def _on_image_changed(self, index: int) -> None:
+        self._picked_row = index
+        QTimer.singleShot(0, self._forget_picked_row)  # a script's pick: no activated follows
+        self._on_image_choice(index)
+
+    def _on_image_activated(self, index: int) -> None:
+        if self._picked_row == index:  # the same pick, already handled by currentIndexChanged
+            self._picked_row = None
+            return
+        self._on_image_choice(index)
+
+    def _forget_picked_row(self) -> None:
+        self._picked_row = None
 
     def _on_image_choice(self, index: int) -> None:
         layer = self.image_combo.itemData(index) if index >= 0 else None

@@ -187,3 +187,24 @@ def test_loading_a_sample_already_loaded_shows_it_once(docked, monkeypatch):
     monkeypatch.setattr(section, "_show_region", lambda layer: shown.append(show_region(layer)))
     assert _same(section.load_sample("linear"), image)
     assert len(shown) == 1
+
+
+def test_the_stack_under_review_renamed_takes_over_its_latest_edits(docked, tmp_path, errors):
+    """The new review opens before the previous one is let go; the stack's file renamed on disk
+    and opened again takes its review over from disk, so the previous review is saved first,
+    edits not yet saved included."""
+    import shutil
+
+    viewer, widget = docked
+    path = _stack(tmp_path / "a.npy")
+    widget.load(path)
+    project = widget.session.project
+    project.labels[1, 10:20, 10:20] = 1  # a stroke not saved yet (no change of frame)
+    project.mark_labels_changed([1])
+    edited = project.labels.copy()
+    renamed = shutil.move(path, tmp_path / "renamed.npy")
+    widget.load(renamed)
+    assert errors == []
+    assert widget.session.image_layer.name == "renamed"
+    assert widget.session.project.adopted_from is not None
+    assert np.array_equal(widget.session.project.labels, edited)

@@ -438,7 +438,10 @@ class ReviewSession(QObject):
         former = former_fingerprints(layer, data, scaling)
         folder = self.project_folder_for(layer)
         if self.core is not None and _same_folder(self.core.project.folder, folder):
-            self._let_go_of_review()
+            self._let_go_of_review()  # one folder, one lock
+        elif self.core is not None:
+            # Saved first: the new review may take this one over (same content) from its disk.
+            self.autosave()
         options = self.mask_options() if self.mask_options is not None else None
         try:
             core = CoreSession.for_frames(

@@ -9,6 +9,7 @@ import logging
 
 import numpy as np
 import pytest
+from qtpy.QtWidgets import QApplication
 
 from napari_ribseg.core.stack import FrameStatus
 
@@ -34,13 +35,12 @@ def test_a_full_disk_while_opening_a_review_is_shown_and_logged(
     monkeypatch.setattr(ReviewProject, "open", _disk_full)
     with caplog.at_level(logging.WARNING, logger="napari_ribseg._widgets._session"):
         assert widget.load(_stack(tmp_path / "a.npy")) is not None  # the stack is shown ...
-    # ... and why it is not under review, naming the folder and the cause.
-    assert errors and set(errors) == {
-        "Cannot review 'a': /data/reviews/clip.ribseg: No space left on device"
-    }
+    # ... and why it is not under review, naming the folder and the cause, once (its load binds
+    # it twice: as inserted, nothing being under review, and as the load's pick).
+    assert errors == ["Cannot review 'a': /data/reviews/clip.ribseg: No space left on device"]
     assert widget.session.core is None
     # Maybe not the user's doing: the traceback is kept in the log, not only the line shown.
-    assert caplog.records and {r.exc_info[0] for r in caplog.records} == {OSError}
+    assert [r.exc_info[0] for r in caplog.records] == [OSError]
 
 
 def test_a_bug_in_a_start_path_is_not_turned_into_a_message(docked, tmp_path, errors, monkeypatch):
@@ -208,3 +208,14 @@ def test_the_stack_under_review_renamed_takes_over_its_latest_edits(docked, tmp_
     assert widget.session.image_layer.name == "renamed"
     assert widget.session.project.adopted_from is not None
     assert np.array_equal(widget.session.project.labels, edited)
+
+
+def test_a_stack_refused_again_by_a_later_pick_says_so_again(docked, tmp_path, errors):
+    """One notification per refusal, not one per load: the user's next pick is told again."""
+    _viewer, widget = docked
+    widget.load(_blocked_stack(tmp_path))
+    assert len(errors) == 1 and errors[0].startswith("Cannot review 'b'")
+    QApplication.processEvents()  # the user's next action comes in a later turn of the loop
+    combo = widget.segment_section.image_combo
+    combo.activated.emit(combo.findText("b"))
+    assert len(errors) == 2 and errors[1] == errors[0]

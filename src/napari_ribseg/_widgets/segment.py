@@ -38,6 +38,7 @@ from napari_ribseg._widgets._session import (
     USER_ERRORS,
     ReviewSession,
     friendly_error,
+    layer_key,
     notify_error,
     notify_info,
     notify_user_error,
@@ -151,6 +152,8 @@ class SegmentSection(QWidget):
         #: The picker row just chosen through currentIndexChanged, until the activated signal that
         #: follows it in the same pick by the user (or the next turn of the event loop).
         self._picked_row: int | None = None
+        #: The last refused bind (layer, message), until the next turn of the event loop.
+        self._refusal: tuple[str, str] | None = None
         self._outcome = "done"
         #: Said after the run's message: where the model ran when that is not the imaged region.
         self._region_note = ""
@@ -337,6 +340,9 @@ class SegmentSection(QWidget):
     def _forget_picked_row(self) -> None:
         self._picked_row = None
 
+    def _forget_refusal(self) -> None:
+        self._refusal = None
+
     def _on_image_choice(self, index: int) -> None:
         layer = self.image_combo.itemData(index) if index >= 0 else None
         if layer is not None:
@@ -345,7 +351,7 @@ class SegmentSection(QWidget):
     def _choose(self, layer: Image) -> bool:
         """The one way a stack is picked (the picker, a script): bind it and show it as the one on
         screen. The stack already under review too: a pick of it shows again its layers that were
-        hidden (by a load whose stack could not be reviewed, or by hand), as switching back does."""
+        hidden (by hand), as switching back does."""
         if not self._bind(layer):
             return False
         self.image_chosen.emit(layer)
@@ -355,7 +361,14 @@ class SegmentSection(QWidget):
         try:
             restored = self.session.bind_image(layer)
         except USER_ERRORS as exc:
-            notify_user_error(f"Cannot review '{layer.name}'", exc)
+            action = f"Cannot review '{layer.name}'"
+            refusal = (layer_key(layer), friendly_error(action, exc))
+            # A load binds its stack twice in one go (as inserted, when nothing is under review,
+            # and as the load's pick): one refusal, one notification.
+            if refusal != self._refusal:
+                notify_user_error(action, exc)
+                self._refusal = refusal
+                QTimer.singleShot(0, self._forget_refusal)
             self._refresh_images()  # the picker shows the stack under review, if one still is
             return False
         if restored and self.session.project is not None:

@@ -55,7 +55,9 @@ def test_a_single_2d_image_is_reviewed_painted_and_shown_with_its_probabilities(
 def test_a_stack_whose_review_cannot_open_leaves_no_half_bound_review(docked, tmp_path, errors):
     """After a failed bind the widget kept showing the previous stack's table and status line,
     Segment stayed enabled (then said "Nothing to segment"), Shift-C did nothing, and picking the
-    previous stack back did nothing: it still counted as the one under review."""
+    previous stack back did nothing: it still counted as the one under review. Since 2026-12-05
+    the previous review is let go only once the new one opened: a failed bind leaves it under
+    review, whole (its table, status line and Segment button), and its review still saves."""
     viewer, widget = docked
     a = _stack(tmp_path / "a.npy")
     blocked = tmp_path / "b"
@@ -64,16 +66,17 @@ def test_a_stack_whose_review_cannot_open_leaves_no_half_bound_review(docked, tm
     (blocked / "b.npy.ribseg").write_text("a file where the review folder would go")
     widget.load(a)
     widget.set_status(0, 1)
+    status = widget.status_line.text()
     widget.load(b)
     assert len(errors) == 1 and errors[0].startswith("Cannot review 'b'")
     session = widget.session
-    assert session.image_layer is None and session.core is None
-    assert widget.review_section.summary_label.text() == "No stack under review."
-    assert widget.review_section.table.rowCount() == 0
-    assert widget.status_line.text() == "Load a stack or a sample to start."
-    assert not widget.segment_section.run_btn.isEnabled()
+    assert session.image_layer.name == "a" and session.core is not None
+    assert widget.review_section.table.rowCount() == 4
+    assert widget.status_line.text() == status
+    assert widget.segment_section.run_btn.isEnabled()
+    assert widget.segment_section.image_combo.currentText() == "a"
 
-    _pick(widget, "a")  # the earlier stack can be picked back, with its review
+    _pick(widget, "a")  # a pick of it changes nothing
     assert session.image_layer.name == "a"
     assert session.project.statuses.tolist() == [1, 0, 0, 0]
     assert viewer.layers["a ribs"].data is session.project.labels

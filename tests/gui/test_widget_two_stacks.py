@@ -147,8 +147,9 @@ def test_closing_the_dock_releases_the_review_and_a_new_dock_can_pick_the_stack(
 
 
 def test_picking_the_stack_under_review_again_shows_its_hidden_layers(segmented, errors, tmp_path):
-    """A load whose stack cannot be reviewed hides the stack under review's layers and leaves it
-    under review; picking it again in Segment -> Image bound nothing new and showed nothing."""
+    """A load whose stack cannot be reviewed leaves the stack under review on screen (it hid its
+    layers until 2026-12-05); layers hidden by hand: picking it again in Segment -> Image bound
+    nothing new and showed nothing."""
     from napari_ribseg.core.stack import Stack
 
     viewer, widget = segmented
@@ -162,8 +163,11 @@ def test_picking_the_stack_under_review_again_shows_its_hidden_layers(segmented,
     widget.load_section.add_stack(Stack(bad, source=tmp_path / "broken.npy"))
     assert errors and "Cannot review 'broken'" in errors[-1]
     assert _same(widget.session.image_layer, image)  # still the one under review ...
-    assert not (image.visible or ribs.visible or prob.visible)  # ... but hidden by the load
-    assert not _same(viewer.layers.selection.active, ribs)  # nor painted over the new stack
+    assert image.visible and ribs.visible and prob.visible  # ... on screen, not under the new one
+    assert not viewer.layers["broken"].visible
+    assert _same(viewer.layers.selection.active, prob)  # selected before the load, as it was
+    image.visible = ribs.visible = prob.visible = False  # hidden by hand (the eyes)
+    viewer.layers.selection.active = viewer.layers["broken"]
     combo = seg.image_combo
     combo.activated.emit(combo.findText("clip01"))  # the user picks it again
     assert image.visible and ribs.visible and prob.visible

@@ -10,6 +10,7 @@ the saved probabilities, the mask options and the overwrite rule. The Labels lay
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -50,6 +51,33 @@ RIBS_LAYER_KEY = "ribseg_ribs_layer"
 REVIEW_NAME_KEY = "ribseg_review_name"
 
 
+_log = logging.getLogger(__name__)
+
+#: What a start path (a load, a bind, a run, a listing) shows the user as a message rather than a
+#: traceback: the core's own errors, and what the system and the core's validation raise for a
+#: bad path, a full disk or a value out of range. Anything else is a bug and propagates.
+USER_ERRORS: tuple[type[BaseException], ...] = (RibsegError, OSError, ValueError)
+
+
+def user_error(action: str, exc: BaseException, path: str | Path | None = None) -> str:
+    """The message that tells the user why ``action`` failed (:func:`friendly_error`).
+
+    An ``OSError`` or ``ValueError`` is also logged with its traceback: it may be a bug rather
+    than the user's file or disk, and the one line shown must not be all that is left of it.
+    """
+    message = friendly_error(action, exc, path)
+    if not isinstance(exc, RibsegError):
+        _log.warning("%s", message, exc_info=exc)
+    return message
+
+
+def notify_user_error(action: str, exc: BaseException, path: str | Path | None = None) -> str:
+    """Show why ``action`` failed in napari's notification area (:func:`user_error`); the message."""
+    message = user_error(action, exc, path)
+    notify_error(message)
+    return message
+
+
 def notify_error(message: str) -> None:
     """Show an error in napari's notification area (never a modal dialog)."""
     from napari.utils.notifications import show_error
@@ -70,6 +98,9 @@ def friendly_error(action: str, exc: BaseException, path: str | Path | None = No
     path pushes the reason out of sight.
     """
     reason = str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        # "No space left on device: /data/x" rather than "[Errno 28] No space left ...: '/data/x'".
+        reason = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
     if path is not None:
         for prefix in (str(path), str(Path(path).resolve())):
             if reason.startswith(prefix):
@@ -184,6 +215,11 @@ def on_image_axes(stack: np.ndarray, image: Image) -> np.ndarray:
     """A review's (N, H, W) array on the image layer's axes: for a 2-D image (one frame) the view
     of its one frame, so painting on it still writes into the review."""
     return stack[0] if getattr(image, "ndim", 3) == 2 and stack.shape[0] == 1 else stack
+
+
+def _same_folder(a: str | Path, b: str | Path) -> bool:
+    """Whether two review folders are one (by their resolved paths)."""
+    return Path(a).resolve() == Path(b).resolve()
 
 
 def same_layer(a: Any, b: Any) -> bool:
@@ -562,8 +598,10 @@ class ReviewSession(QObject):
     def bind_image(self, layer: Image) -> bool:
         """Make ``layer`` the stack under review: open (or restore) its review, add its Labels.
 
-        Returns whether a saved review was restored. Raises :class:`RibsegError` with a message
-        for the user when the layer cannot be reviewed.
+        Returns whether a saved review was restored. Raises :class:`RibsegError` (or another of
+        :data:`USER_ERRORS`) with a message for the user when the layer cannot be reviewed; the
+        stack under review then stays under review, unless the new review is kept in its folder
+        (one folder, one lock: that one is let go before the new one opens).
         """
         if same_layer(layer, self.image_layer) and self.core is not None:
             # The same stack again: only a ribs layer the user deleted comes back.
@@ -573,10 +611,11 @@ class ReviewSession(QObject):
         frames, scaling = frames_and_scaling(layer, data)
         former = former_fingerprints(layer, data, scaling)
         folder = self.project_folder_for(layer)
-        self._release()
-        # The previous stack's ribs layer stays on screen but no longer feeds this review.
-        self._let_go_of_labels(self.labels_layer)
-        self.labels_layer = None
+        if self.core is not None and _same_folder(self.core.project.folder, folder):
+            self._let_go_of_review()  # one folder, one lock
+        elif self.core is not None:
+            # Saved first: the new review may take this one over (same content) from its disk.
+            self.autosave()
         options = self.mask_options() if self.mask_options is not None else None
         try:
             core = CoreSession.for_frames(
@@ -584,13 +623,16 @@ class ReviewSession(QObject):
                 scaling=scaling, aliases=former,
                 variable=(getattr(layer, "metadata", None) or {}).get("variable"),
             )  # fmt: skip
-        except RibsegError:
-            # The previous review is already released: say so everywhere (no stack under review)
-            # rather than keep showing it while nothing records what is done on screen.
-            self._follow_name(None)
-            self.prob_layer = None
-            self.image_bound.emit(False)
+        except BaseException:
+            if self.core is None:
+                # Nothing is under review (or the previous review, in the same folder, is already
+                # let go): say so everywhere rather than keep showing what nothing records.
+                self._let_go_of_review()
+                self.image_bound.emit(False)
             raise
+        # Only now that the new review is open is the previous one saved and let go: a stack that
+        # cannot be reviewed leaves the one under review as it was.
+        self._let_go_of_review()
         core.labels_changed.connect(self._on_core_labels)
         core.statuses_changed.connect(self.statuses_changed.emit)
         core.saved.connect(self.saved.emit)
@@ -606,6 +648,15 @@ class ReviewSession(QObject):
         self._idle_timer.start()
         self.image_bound.emit(core.restored)
         return core.restored
+
+    def _let_go_of_review(self) -> None:
+        """Save and unlock the review under review; its ribs layer stays on screen but no longer
+        feeds it, and no stack is under review."""
+        self._release()
+        self._let_go_of_labels(self.labels_layer)
+        self.labels_layer = None
+        self._follow_name(None)
+        self.prob_layer = None
 
     def close(self) -> None:
         """The widget is going away: save and unlock the review, let go of the viewer."""
@@ -808,10 +859,7 @@ class ReviewSession(QObject):
     def forget_layer(self, layer: Any) -> None:
         """Drop references to a layer the user deleted (saving first when it was the image)."""
         if same_layer(layer, self.image_layer):
-            self._release()
-            self._let_go_of_labels(self.labels_layer)
-            self._follow_name(None)
-            self.labels_layer = self.prob_layer = None
+            self._let_go_of_review()
             self.image_bound.emit(False)
         elif same_layer(layer, self.labels_layer):
             # The review keeps the masks; the layer comes back when the stack is segmented or

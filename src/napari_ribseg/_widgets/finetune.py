@@ -32,9 +32,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_ribseg._widgets._session import ReviewSession, notify_error, notify_info
+from napari_ribseg._widgets._session import (
+    USER_ERRORS,
+    ReviewSession,
+    notify_error,
+    notify_info,
+    notify_user_error,
+    user_error,
+)
 from napari_ribseg._widgets._settings import model_dir, save_settings
-from napari_ribseg.core.errors import RibsegError
 
 if TYPE_CHECKING:
     from napari_ribseg.core.jobs import Progress
@@ -382,8 +388,8 @@ class FinetuneSection(QWidget):
             model = self._loaded_base[1]
             trainable = get_strategy(strategy).trainable_parameters(model)
             total = count_parameters(model)
-        except RibsegError as exc:
-            self.trainable_label.setText(f"cannot read {name}: {exc}")
+        except USER_ERRORS as exc:
+            self.trainable_label.setText(user_error(f"cannot read {name}", exc))
             return
         share = 100.0 * trainable / max(total, 1)
         self.trainable_label.setText(
@@ -465,8 +471,8 @@ class FinetuneSection(QWidget):
                 # A stamped output is never continued: no resume state is left beside the models.
                 job = BackgroundFinetune(base_path, data, config, out, keep_resume=False)
             job.start()  # gives the name back itself when the child cannot start
-        except RibsegError as exc:
-            notify_error(f"Fine-tuning cannot start: {exc}")
+        except USER_ERRORS as exc:
+            self.outcome_label.setText(notify_user_error("Fine-tuning cannot start", exc))
             return False
         self.result = None
         self.plot.reset(config.epochs)
@@ -507,8 +513,8 @@ class FinetuneSection(QWidget):
                     unedited=unedited,
                 )
             job.start()  # gives the name back itself when the child cannot start
-        except RibsegError as exc:
-            notify_error(f"Adaptation cannot start: {exc}")
+        except USER_ERRORS as exc:
+            self.outcome_label.setText(notify_user_error("Adaptation cannot start", exc))
             return False
         self.adapt_result = None
         self._started(job, base, f"Starting: adapting {base} to {s.image_layer.name}…", "Adapting…")

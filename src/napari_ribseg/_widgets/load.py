@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
@@ -20,9 +20,10 @@ from qtpy.QtWidgets import (
 )
 
 from napari_ribseg._widgets._session import (
+    USER_ERRORS,
     ReviewSession,
-    friendly_error,
     notify_error,
+    notify_user_error,
     same_layer,
     source_of,
 )
@@ -225,12 +226,10 @@ class LoadSection(QWidget):
 
         try:
             stack = read_stack(path)
-        except RibsegError as exc:
-            notify_error(friendly_error("Could not open", exc, path))
-            return None
-        except (OSError, ValueError) as exc:
+        except USER_ERRORS as exc:
             # A reader bug or an unexpected file must not take the viewer down with it.
-            notify_error(friendly_error("Could not open (is it an ultrasound stack?)", exc, path))
+            what = "" if isinstance(exc, RibsegError) else " (is it an ultrasound stack?)"
+            notify_user_error(f"Could not open{what}", exc, path)
             return None
         return self.add_stack(stack)
 
@@ -244,6 +243,7 @@ class LoadSection(QWidget):
                 "units": ("pixel", "mm", "mm"),
             }
         before = list(self.session.viewer.layers)
+        active = self.session.viewer.layers.selection.active
         layer = self.session.viewer.add_image(
             stack.frames,
             name=stack.name,
@@ -253,7 +253,7 @@ class LoadSection(QWidget):
             # The same metadata as the npe2 reader gives, so dropped and loaded stacks look alike.
             metadata={**stack.metadata, **stack.describe()},
         )
-        self._present(before, [layer], layer)
+        self._present(before, [layer], layer, active)
         return layer
 
     def load_sample(self, kind: str = "linear") -> Image | None:
@@ -272,11 +272,11 @@ class LoadSection(QWidget):
             # Already loaded: show it again (with its review), not a copy named "... [1]" whose
             # review would start empty.
             existing = viewer.layers[name]
-            self.image_added.emit(existing)
-            self.show_stack(existing)
+            self.image_added.emit(existing)  # bound, it is shown as a pick of it shows it
             return existing
         image = None
         before = list(self.session.viewer.layers)
+        active = self.session.viewer.layers.selection.active
         added = []
         for data, meta, layer_type in factory():
             layer = Layer.create(data, dict(meta or {}), layer_type)
@@ -285,7 +285,7 @@ class LoadSection(QWidget):
             if layer_type == "image" and image is None:
                 image = layer
         if image is not None:
-            self._present(before, added, image)
+            self._present(before, added, image, active)
         return image
 
     def _show_region(self, image: Image) -> None:
@@ -294,31 +294,29 @@ class LoadSection(QWidget):
 
         try:
             show_region(self.session.viewer, image)
-        except RibsegError as exc:
-            notify_error(f"Could not find the ultrasound image inside '{image.name}': {exc}")
+        except USER_ERRORS as exc:
+            notify_user_error(f"Could not find the ultrasound image inside '{image.name}'", exc)
 
-    def _present(self, before: list, added: list, image: Image) -> None:
+    def _present(self, before: list, added: list, image: Image, active: Any = None) -> None:
         """Show a new stack as the one to work on: alone, framed, in mm, its ribs layer active.
 
-        The previous stack's layers are hidden (or removed, with ``remove_previous``); every new
-        layer gets the same units (napari warns about mixed units otherwise); the view is reset so
-        the new stack fills the canvas; a sample's ground truth is hidden and locked, and the ribs
-        layer is selected, so the first brush stroke lands on the review, not on the truth.
+        Every new layer gets the same units (napari warns about mixed units otherwise); a sample's
+        ground truth is hidden and locked. Then the stack is put under review, which shows it as a
+        pick of it does (:meth:`show_stack`: the view framed on it, its ribs layer selected, so the
+        first brush stroke lands on the review, not on the truth). Only once it is under review
+        are the previous stack's layers hidden (or removed, with ``remove_previous``): a stack
+        that cannot be reviewed is hidden instead, and the one under review stays as it was, the
+        layer that was selected (``active``, before the new ones were added) selected again.
         """
         viewer = self.session.viewer
-        for old in before:
-            if old in viewer.layers:
-                if self.remove_previous:
-                    viewer.layers.remove(old)
-                else:
-                    old.visible = False
         mm = spacing_from_scale(image.scale) is not None
         if mm:
             image.units = ("pixel", "mm", "mm")
             # The ribs layer the session made when the image was inserted too, before the next
             # draw (a layer shown or hidden below): napari warns at every draw with mixed units.
             labels = self.session.labels_layer
-            if labels is not None and labels.ndim == image.ndim:
+            own = same_layer(self.session.image_layer, image)
+            if own and labels is not None and labels.ndim == image.ndim:
                 labels.units = tuple(str(u) for u in image.units)
             from napari_ribseg._widgets.region import region_layer
 
@@ -332,9 +330,20 @@ class LoadSection(QWidget):
                 layer.visible = False
                 layer.editable = False  # no paint tool lands on the truth
                 layer.locked = True  # nor can it be deleted by a stray key
-        self._show_region(image)
-        self.image_added.emit(image)
-        self._select_ribs(image)
+        self.image_added.emit(image)  # Segment binds it and, bound, shows it (show_stack)
+        if not same_layer(self.session.image_layer, image):
+            if self.session.image_layer is not None:
+                for layer in added:  # not over the stack still under review
+                    layer.visible = False
+                if active is not None and active in viewer.layers:
+                    viewer.layers.selection.active = active
+            return
+        for old in before:
+            if old in viewer.layers:
+                if self.remove_previous:
+                    viewer.layers.remove(old)
+                else:
+                    old.visible = False
 
     def show_stack(self, image: Image) -> None:
         """Show a stack already in the viewer as the one under review (picked in Segment -> Image).

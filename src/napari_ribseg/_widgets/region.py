@@ -16,7 +16,6 @@ import numpy as np
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QCheckBox, QDoubleSpinBox, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
-from napari_ribseg.core.errors import RibsegError
 from napari_ribseg.core.region import (
     DEPTH_RANGE_MM,
     DepthSpacing,
@@ -203,7 +202,7 @@ class DepthControl(QWidget):
 
     def apply_depth(self, depth_mm: float | None = None) -> DepthSpacing | None:
         """Give the stack under review the spacing of ``depth_mm`` (default: the spin box's)."""
-        from napari_ribseg._widgets._session import notify_error
+        from napari_ribseg._widgets._session import USER_ERRORS, notify_error, notify_user_error
 
         if depth_mm is not None:
             self.depth_spin.setValue(float(depth_mm))
@@ -224,8 +223,8 @@ class DepthControl(QWidget):
                 replace=self.replace_box.isChecked(),
                 what=f"'{image.name}'",
             )
-        except RibsegError as exc:
-            notify_error(f"Could not set the spacing from the imaging depth: {exc}")
+        except USER_ERRORS as exc:
+            notify_user_error("Could not set the spacing from the imaging depth", exc)
             return None
         meta["spacing_from_depth"] = derived.to_dict()
         self._scale_layers(image, derived.spacing_mm)

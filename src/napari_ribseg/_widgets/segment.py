@@ -35,10 +35,13 @@ from superqt import QLabeledDoubleSlider
 
 from napari_ribseg._widgets._session import (
     PROBABILITY_KEY,
+    USER_ERRORS,
     ReviewSession,
     friendly_error,
+    layer_key,
     notify_error,
     notify_info,
+    notify_user_error,
     same_layer,
 )
 from napari_ribseg._widgets._settings import model_dir, save_settings
@@ -146,6 +149,11 @@ class SegmentSection(QWidget):
         self._pbar: Any = None
         self._model_cache: dict[tuple[str, float, str], Any] = {}
         self._entries: list[ModelEntry] = []
+        #: The picker row just chosen through currentIndexChanged, until the activated signal that
+        #: follows it in the same pick by the user (or the next turn of the event loop).
+        self._picked_row: int | None = None
+        #: The last refused bind (layer, message), until the next turn of the event loop.
+        self._refusal: tuple[str, str] | None = None
         self._outcome = "done"
         #: Said after the run's message: where the model ran when that is not the imaged region.
         self._region_note = ""
@@ -237,9 +245,11 @@ class SegmentSection(QWidget):
         self.run_btn.clicked.connect(lambda: self.run(self.scope_combo.currentData()))
         self.cancel_btn.clicked.connect(self.cancel)
         self.refresh_models_btn.clicked.connect(lambda: self.refresh_models())
-        self.image_combo.currentIndexChanged.connect(self._on_image_choice)
-        # Also a pick of the entry already shown (a reopened dock shows a stack not yet bound).
-        self.image_combo.activated.connect(self._on_image_choice)
+        # A script's pick (setCurrentIndex) emits currentIndexChanged; a user's pick of another
+        # entry emits it and then activated; a pick of the entry already shown (a reopened dock
+        # shows a stack not yet bound) only activated. Each pick binds and shows the stack once.
+        self.image_combo.currentIndexChanged.connect(self._on_image_changed)
+        self.image_combo.activated.connect(self._on_image_activated)
         self.device_combo.currentTextChanged.connect(self._on_device_choice)
         self.model_combo.currentIndexChanged.connect(self._on_model_choice)
         self.threshold_slider.valueChanged.connect(self._schedule_update)
@@ -316,6 +326,23 @@ class SegmentSection(QWidget):
         self.image_combo.blockSignals(False)
         return self._choose(layer)
 
+    def _on_image_changed(self, index: int) -> None:
+        self._picked_row = index
+        QTimer.singleShot(0, self._forget_picked_row)  # a script's pick: no activated follows
+        self._on_image_choice(index)
+
+    def _on_image_activated(self, index: int) -> None:
+        if self._picked_row == index:  # the same pick, already handled by currentIndexChanged
+            self._picked_row = None
+            return
+        self._on_image_choice(index)
+
+    def _forget_picked_row(self) -> None:
+        self._picked_row = None
+
+    def _forget_refusal(self) -> None:
+        self._refusal = None
+
     def _on_image_choice(self, index: int) -> None:
         layer = self.image_combo.itemData(index) if index >= 0 else None
         if layer is not None:
@@ -324,7 +351,7 @@ class SegmentSection(QWidget):
     def _choose(self, layer: Image) -> bool:
         """The one way a stack is picked (the picker, a script): bind it and show it as the one on
         screen. The stack already under review too: a pick of it shows again its layers that were
-        hidden (by a load whose stack could not be reviewed, or by hand), as switching back does."""
+        hidden (by hand), as switching back does."""
         if not self._bind(layer):
             return False
         self.image_chosen.emit(layer)
@@ -333,9 +360,16 @@ class SegmentSection(QWidget):
     def _bind(self, layer: Image) -> bool:
         try:
             restored = self.session.bind_image(layer)
-        except RibsegError as exc:
-            notify_error(friendly_error(f"Cannot review '{layer.name}'", exc))
-            self._update_run_enabled()  # nothing is under review now
+        except USER_ERRORS as exc:
+            action = f"Cannot review '{layer.name}'"
+            refusal = (layer_key(layer), friendly_error(action, exc))
+            # A load binds its stack twice in one go (as inserted, when nothing is under review,
+            # and as the load's pick): one refusal, one notification.
+            if refusal != self._refusal:
+                notify_user_error(action, exc)
+                self._refusal = refusal
+                QTimer.singleShot(0, self._forget_refusal)
+            self._refresh_images()  # the picker shows the stack under review, if one still is
             return False
         if restored and self.session.project is not None:
             n = len(self.session.project.curated_frames)
@@ -356,8 +390,8 @@ class SegmentSection(QWidget):
             # Start checkpoints (salient pre-training) never saw a rib: not offered for segmenting.
             entries = list_models(model_dir=model_dir(self.session.settings))
             self._entries = [e for e in entries if not e.is_start]
-        except RibsegError as exc:
-            notify_error(f"Could not list models: {exc}")
+        except USER_ERRORS as exc:
+            notify_user_error("Could not list models", exc)
             self._entries = []
         self.model_combo.blockSignals(True)
         self.model_combo.clear()

@@ -18,14 +18,7 @@ import time
 
 import numpy as np
 
-
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from bench_save import timed
 
 
 def main() -> None:
